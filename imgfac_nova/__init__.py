@@ -1,0 +1,1 @@
+"""imgfac-nova: the Image Factory front end (templates, parameters, store, plugins, CLI)."""

@@ -1,0 +1,1 @@
+"""novaimagebuilder: drives one image build inside an OpenStack cloud."""
