@@ -1,0 +1,324 @@
+"""Running builds: base -> target -> provider, each in a worker thread.
+
+The builder checks everything it can before it creates a store record (plugin
+choice, parameter types), so bad input changes nothing. A plugin exception marks
+the image FAILED with a one-line error; the traceback goes to the log only.
+"""
+import logging
+import os
+import shutil
+import threading
+import time
+
+from imgfac_nova import images
+from imgfac_nova import parameters as params
+from imgfac_nova.plugins import manager as plugin_manager
+
+LOG = logging.getLogger(__name__)
+
+#: Parameters the front end itself understands, whatever the plugin.
+COMMON_PARAMETERS = ("os_plugin", "cloud_plugin")
+
+
+class BuildCancelled(Exception):
+    """The build was interrupted (Ctrl-C, SIGTERM or a cancel request)."""
+
+    def __init__(self, message="interrupted"):
+        super().__init__(message)
+
+
+def one_line(exc):
+    """A one-line human description of an exception."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+class BuildContext:
+    """What a plugin gets to report progress and results for one image."""
+
+    def __init__(self, store, identifier, cancel_event, on_change=None):
+        self._store = store
+        self.identifier = identifier
+        self._cancel = cancel_event
+        self._on_change = on_change or (lambda record: None)
+        self.body_path = store.body_path(identifier)
+
+    @property
+    def cancelled(self):
+        return self._cancel.is_set()
+
+    def check_cancelled(self):
+        """Raise BuildCancelled when the build has been asked to stop."""
+        if self._cancel.is_set():
+            raise BuildCancelled()
+
+    def _update(self, **changes):
+        record = self._store.update(self.identifier, **changes)
+        self._on_change(record)
+        return record
+
+    def progress(self, percent, activity):
+        """Record that the build is ``percent`` done and doing ``activity``."""
+        self._update(status=images.BUILDING,
+                     percent_complete=max(0, min(100, int(percent))),
+                     status_detail={"activity": activity, "error": None})
+
+    def set_property(self, name, value):
+        record = self._store.get(self.identifier)
+        self._update(properties={**record.properties, name: value})
+
+    def set_icicle(self, xml):
+        self._update(icicle=xml)
+
+    def set_identifier_on_provider(self, identifier):
+        self._update(identifier_on_provider=identifier)
+
+    def add_timing(self, step, **seconds):
+        """Record seconds spent on a step, e.g. ``cloud=12.5, orchestrator=0.4``."""
+        record = self._store.get(self.identifier)
+        self._update(timings={**record.timings, step: seconds})
+
+
+class Job:
+    """Images being built by one worker thread, in order (base, target, provider)."""
+
+    def __init__(self, records, run):
+        self.records = records
+        self.cancel_event = threading.Event()
+        self._thread = threading.Thread(target=run, args=(self,), daemon=True,
+                                        name="build-%s" % records[-1].identifier)
+
+    @property
+    def image(self):
+        """The last image of the chain: the one that was asked for."""
+        return self.records[-1]
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def cancel(self):
+        self.cancel_event.set()
+
+    def wait(self, timeout=None):
+        """True when the build has finished."""
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+
+class Builder:
+    """Creates image records and runs plugins to fill them."""
+
+    def __init__(self, conf, store, plugins=None, on_change=None):
+        self.conf = conf
+        self.store = store
+        self.plugins = plugins or plugin_manager.PluginManager(conf)
+        self.on_change = on_change
+
+    # -- preparing: everything that can fail on bad input, before any record ---
+
+    def _os_step(self, template, values):
+        plugin_name = self.plugins.choose_os_plugin(
+            template.os.name, template.os.version, template.os.arch,
+            requested=values.get("os_plugin"),
+            preferred=getattr(self.conf, "os_plugin", None))
+        plugin = self.plugins.get(plugin_name)
+        typed = params.resolve(plugin.parameters, values, plugin_name,
+                               COMMON_PARAMETERS)
+        return plugin_name, plugin, typed
+
+    def _cloud_step(self, target, values):
+        plugin_name = self.plugins.choose_cloud_plugin(
+            target, requested=values.get("cloud_plugin"))
+        plugin = self.plugins.get(plugin_name)
+        typed = params.resolve(plugin.parameters, values, plugin_name,
+                               COMMON_PARAMETERS)
+        return plugin_name, plugin, typed
+
+    def _record(self, kind, plugin_name, plugin, typed, **fields):
+        return images.ImageRecord(
+            type=kind, plugin=plugin_name,
+            parameters=params.redact(plugin.parameters, typed), **fields)
+
+    # -- public verbs -----------------------------------------------------------
+
+    def _base_step(self, template, values):
+        name, plugin, typed = self._os_step(template, values)
+        record = self._record(images.BASE_IMAGE, name, plugin, typed,
+                              template=template.redacted_xml())
+        return record, lambda ctx: plugin.create_base_image(ctx, template, typed)
+
+    def _target_chain(self, target, values, base_id, template):
+        """Steps that make a target image, from a stored base or a template."""
+        if base_id:
+            base, steps = self._complete(base_id, images.BASE_IMAGE), []
+        else:
+            steps = [self._base_step(template, values)]
+            base = steps[0][0]
+        steps.append(self._target_step(target, values, base))
+        return steps
+
+    def base_image(self, template, values):
+        """Start building a base image; returns the running Job."""
+        return self._start([self._base_step(template, values)])
+
+    def target_image(self, target, values, base_id=None, template=None):
+        """Start building a target image from a base image or a template."""
+        return self._start(self._target_chain(target, values, base_id, template))
+
+    def _target_step(self, target, values, base):
+        name, plugin, typed = self._cloud_step(target, values)
+        os_plugin = self.plugins.get(base.plugin) if base.plugin in \
+            self.plugins.os_plugins else None
+        record = self._record(images.TARGET_IMAGE, name, plugin, typed,
+                              target=target, base_image_id=base.identifier,
+                              template=base.template)
+
+        def run(ctx):
+            base_now = self.store.get(base.identifier)
+            if base_now.data:
+                ctx.progress(0, "Copying base image %s" % base.identifier)
+                shutil.copyfile(base_now.data, ctx.body_path)
+                self.store.update(ctx.identifier, data=ctx.body_path)
+            if os_plugin is not None:
+                os_plugin.create_target_image(ctx, target, base_now, typed)
+            plugin.create_target_image(ctx, target, base_now, typed)
+        return record, run
+
+    def provider_image(self, target, provider, credentials, values,
+                       image_id=None, template=None, snapshot=False):
+        """Start pushing an image to a provider (building what it needs first).
+
+        ``image_id`` names a target image, or a base image to make the target
+        image from. ``credentials`` is secret: it is handed to the plugin and
+        never stored.
+        """
+        name, plugin, typed = self._cloud_step(target, values)
+        steps = []
+        fields = dict(target=target, provider=provider)
+        if snapshot:
+            if template is None:
+                raise plugin_manager.PluginError(
+                    "--snapshot builds from a template: give --template")
+            record = self._record(images.PROVIDER_IMAGE, name, plugin, typed,
+                                  template=template.redacted_xml(), **fields)
+            steps.append((record, lambda ctx: plugin.snapshot_image_on_provider(
+                ctx, provider, credentials, template, typed)))
+            return self._start(steps)
+        if image_id:
+            source = self._complete(image_id)
+            if source.type == images.TARGET_IMAGE:
+                if (source.target or "").lower() != target.lower():
+                    raise plugin_manager.PluginError(
+                        "image %s is a %s target image, not %s"
+                        % (image_id, source.target, target))
+                target_record = source
+            elif source.type == images.BASE_IMAGE:
+                steps.append(self._target_step(target, values, source))
+                target_record = steps[-1][0]
+            else:
+                raise plugin_manager.PluginError(
+                    "image %s is a provider image; give a base or target image"
+                    % image_id)
+        else:
+            steps.extend(self._target_chain(target, values, None, template))
+            target_record = steps[-1][0]
+        record = self._record(images.PROVIDER_IMAGE, name, plugin, typed,
+                              target_image_id=target_record.identifier,
+                              base_image_id=target_record.base_image_id,
+                              template=target_record.template, **fields)
+        steps.append((record, lambda ctx: plugin.push_image_to_provider(
+            ctx, provider, credentials, self.store.get(
+                target_record.identifier), typed)))
+        return self._start(steps)
+
+    def _complete(self, identifier, kind=None):
+        record = self.store.get(identifier)
+        if kind and record.type != kind:
+            raise plugin_manager.PluginError("image %s is a %s, not a %s"
+                                             % (identifier, record.type, kind))
+        if record.status != images.COMPLETE:
+            raise plugin_manager.PluginError("image %s is %s, not COMPLETE"
+                                             % (identifier, record.status))
+        return record
+
+    # -- running ----------------------------------------------------------------
+
+    def _start(self, steps):
+        for record, _ in steps:
+            if record.status == images.NEW:
+                record.status = images.PENDING
+                record.status_detail = {"activity": "Waiting to start",
+                                        "error": None}
+                self.store.add(record)
+        job = Job([r for r, _ in steps], lambda job: self._run(job, steps))
+        return job.start()
+
+    def _run(self, job, steps):
+        failed = None
+        for record, run in steps:
+            if failed is not None:
+                self._fail(record, failed)
+                continue
+            failed = self._run_step(job, record, run)
+
+    def _run_step(self, job, record, run):
+        """Run one plugin step; returns None or a one-line reason it failed."""
+        ctx = BuildContext(self.store, record.identifier, job.cancel_event,
+                           self.on_change)
+        started = time.monotonic()
+        try:
+            ctx.check_cancelled()
+            ctx.progress(0, "Starting %s" % record.type)
+            run(ctx)
+            ctx.check_cancelled()
+        except BaseException as exc:  # a build must never die silently
+            reason = one_line(exc)
+            if not isinstance(exc, BuildCancelled):
+                LOG.error("Building %s %s failed", record.type, record.identifier,
+                          exc_info=True)
+            self._fail(record, reason)
+            return "%s %s failed: %s" % (record.type, record.identifier, reason)
+        fields = dict(status=images.COMPLETE, percent_complete=100,
+                      status_detail={"activity": "Build complete", "error": None})
+        if os.path.exists(ctx.body_path):
+            fields["data"] = ctx.body_path
+        done = self.store.update(record.identifier, **fields)
+        LOG.info("Built %s %s in %.1f s", record.type, record.identifier,
+                 time.monotonic() - started)
+        if self.on_change:
+            self.on_change(done)
+        return None
+
+    def _fail(self, record, reason):
+        current = self.store.get(record.identifier)
+        failed = self.store.update(
+            record.identifier, status=images.FAILED,
+            status_detail={"activity": current.activity, "error": reason})
+        if self.on_change:
+            self.on_change(failed)
+
+    # -- deleting ---------------------------------------------------------------
+
+    def delete(self, identifier, values, provider=None, credentials=None):
+        """Delete an image: what its plugin made, then its record and data."""
+        record = self.store.get(identifier)
+        self.store.update(identifier, status=images.DELETING, status_detail={
+            "activity": "Deleting", "error": None})
+        try:
+            plugin = self.plugins.get(record.plugin) if record.plugin else None
+            if record.type == images.PROVIDER_IMAGE and plugin is not None:
+                plugin.delete_from_provider(record, provider or record.provider,
+                                            credentials, values)
+            elif record.type == images.BASE_IMAGE and plugin is not None:
+                plugin.delete_image(record, values)
+        except Exception as exc:
+            LOG.error("Deleting %s failed", identifier, exc_info=True)
+            return self.store.update(identifier, status=images.DELETEFAILED,
+                                     status_detail={"activity": "Deleting",
+                                                    "error": one_line(exc)})
+        self.store.remove(identifier)
+        record.status = images.DELETED
+        record.status_detail = {"activity": "Deleted", "error": None}
+        return record
+

@@ -1,0 +1,422 @@
+"""The ``imgfac-nova`` command, with Image Factory's verbs and flags.
+
+Exit status: 0 when the image is COMPLETE (or the command succeeded), 1 when a
+build FAILED or a template does not validate, 2 for usage errors and bad input
+(nothing is created then). Results go to stdout; logs and progress to stderr.
+Heavy libraries are imported only once a verb runs, so ``--help`` is quick.
+"""
+import argparse
+import json
+import signal
+import sys
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class _ParameterSource(argparse.Action):
+    """Keeps --parameter, --file-parameter and --parameters in command-line order."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        kind = {"--parameter": "value", "--file-parameter": "file",
+                "--parameters": "json"}[option_string]
+        sources = getattr(namespace, "parameter_sources", None) or []
+        values = values if isinstance(values, list) else [values]
+        sources.append((kind, *values))
+        namespace.parameter_sources = sources
+
+
+def _add_parameters(parser):
+    group = parser.add_argument_group("build parameters")
+    group.add_argument("--parameter", nargs=2, metavar=("KEY", "VALUE"),
+                       action=_ParameterSource, dest="parameter_sources",
+                       help="a parameter for the plugins (repeatable)")
+    group.add_argument("--file-parameter", nargs=2, metavar=("KEY", "FILE"),
+                       action=_ParameterSource, dest="parameter_sources",
+                       help="a parameter whose value is FILE's content "
+                            "(repeatable)")
+    group.add_argument("--parameters", metavar="FILE.json",
+                       action=_ParameterSource, dest="parameter_sources",
+                       help="a JSON object of parameters; later sources "
+                            "override earlier ones")
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="imgfac-nova",
+        description="Build operating-system images inside an OpenStack cloud "
+                    "(or locally with QEMU), Image Factory style.")
+    parser.add_argument("--config-file", action="append", default=[],
+                        metavar="PATH",
+                        help="configuration file (default: "
+                             "/etc/imgfac-nova/imgfac-nova.conf if present)")
+    parser.add_argument("--output", choices=("text", "json"), default="text",
+                        help="result format on stdout (default: text)")
+    parser.add_argument("--verbose", action="store_true",
+                        help="log progress details to stderr")
+    parser.add_argument("--debug", action="store_true",
+                        help="log everything, with tracebacks, to stderr")
+    verbs = parser.add_subparsers(dest="verb", metavar="VERB")
+    verbs.required = True
+
+    sub = verbs.add_parser("base_image", help="build a base image from a "
+                           "template")
+    sub.add_argument("template", help="TDL template file")
+    _add_parameters(sub)
+
+    sub = verbs.add_parser("target_image", help="make an image for a target "
+                           "cloud or format")
+    sub.add_argument("target", help="target name, e.g. openstack or qcow2")
+    source = sub.add_mutually_exclusive_group(required=True)
+    source.add_argument("--id", help="UUID of a COMPLETE base image")
+    source.add_argument("--template", help="build the base image from this "
+                        "template first")
+    _add_parameters(sub)
+
+    sub = verbs.add_parser("provider_image", help="push an image to a "
+                           "provider")
+    sub.add_argument("target", help="target name")
+    sub.add_argument("provider", help="provider name or definition file")
+    sub.add_argument("credentials", help="file holding the provider "
+                     "credentials (read, never stored)")
+    source = sub.add_mutually_exclusive_group(required=True)
+    source.add_argument("--id", help="UUID of a target image (or of a base "
+                        "image to make the target image from)")
+    source.add_argument("--template", help="build from this template")
+    sub.add_argument("--snapshot", action="store_true",
+                     help="build on the provider and snapshot it there "
+                          "(needs --template)")
+    _add_parameters(sub)
+
+    sub = verbs.add_parser("images", help="list images, optionally matching "
+                           "a JSON query such as '{\"status\": \"COMPLETE\"}'")
+    sub.add_argument("query", nargs="?", default="{}",
+                     help="JSON object of field values to match")
+
+    sub = verbs.add_parser("delete", help="delete an image")
+    sub.add_argument("id", help="image UUID")
+    sub.add_argument("--provider", help="provider, for provider images")
+    sub.add_argument("--credentials", metavar="FILE",
+                     help="provider credentials file, for provider images")
+    sub.add_argument("--target", help="target, for provider images")
+    _add_parameters(sub)
+
+    sub = verbs.add_parser("plugins", help="list the installed plugins")
+    sub.add_argument("--id", help="show only this plugin")
+
+    sub = verbs.add_parser("validate", help="check templates without "
+                           "building")
+    sub.add_argument("templates", nargs="+", metavar="TEMPLATE")
+    return parser
+
+
+class UsageError(Exception):
+    """Bad input: report it in one line and exit 2."""
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        return _VERBS[args.verb](args)
+    except UsageError as exc:
+        return _error(exc, EXIT_USAGE)
+    except KeyboardInterrupt:
+        return _error("interrupted", EXIT_FAILED)
+    except Exception as exc:
+        import logging
+        from imgfac_nova import build
+        from imgfac_nova import store
+        logging.getLogger(__name__).debug("Command failed", exc_info=True)
+        if isinstance(exc, (store.StoreError, OSError)):
+            return _error(build.one_line(exc), EXIT_USAGE)
+        return _error("unexpected error: %s (run with --debug for details)"
+                      % build.one_line(exc), EXIT_FAILED)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt()
+
+
+def _error(message, code):
+    print("imgfac-nova: error: %s" % message, file=sys.stderr)
+    return code
+
+
+# -- set-up shared by the verbs ---------------------------------------------------
+
+def _conf(args):
+    from oslo_config import cfg
+    from imgfac_nova import config
+    try:
+        return config.load(args.config_file, debug=args.debug,
+                           verbose=args.verbose)
+    except cfg.Error as exc:
+        raise UsageError(str(exc).strip().splitlines()[0]) from None
+
+
+def _store(conf):
+    from imgfac_nova import config
+    from imgfac_nova import store
+    return store.ImageStore(config.storage_path(conf))
+
+
+def _template(path):
+    from imgfac_nova import template
+    try:
+        return template.load_template(path)
+    except template.TemplateError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _values(args):
+    from imgfac_nova import parameters
+    try:
+        return parameters.collect(getattr(args, "parameter_sources", None)
+                                  or [])
+    except parameters.ParameterError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _builder(conf, progress=None):
+    from imgfac_nova import build
+    return build.Builder(conf, _store(conf), on_change=progress)
+
+
+def _read_secret_file(path, what):
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError("cannot read %s %s: %s" % (
+            what, path, getattr(exc, "strerror", None) or "not UTF-8 text")) \
+            from None
+
+
+def _start(args, conf, start):
+    """Run ``start(builder, values)`` to get a Job, wait for it, show the result."""
+    from imgfac_nova import images
+    from imgfac_nova import parameters
+    from imgfac_nova.plugins import manager
+    from imgfac_nova import progress as progress_display
+
+    values = _values(args)
+    display = progress_display.Progress()
+    builder = _builder(conf, display)
+    try:
+        job = start(builder, values)
+    except (manager.PluginError, parameters.ParameterError) as exc:
+        raise UsageError(str(exc)) from None
+    for record in job.records:
+        _warn_exposed_secrets(builder, record, args)
+    _wait(job)
+    display.finish()
+    record = builder.store.get(job.image.identifier)
+    _show(args, record)
+    return EXIT_OK if record.status == images.COMPLETE else EXIT_FAILED
+
+
+def _warn_exposed_secrets(builder, record, args):
+    from imgfac_nova import parameters
+    plugin = builder.plugins.all().get(record.plugin)
+    if plugin is not None:
+        parameters.warn_exposed_secrets(
+            plugin.parameters, getattr(args, "parameter_sources", None) or [],
+            record.plugin)
+
+
+def _wait(job):
+    """Wait for a job; on Ctrl-C or SIGTERM ask it to stop and wait for its
+    clean-up, so nothing it created is left behind."""
+    try:
+        while not job.wait(0.2):
+            pass
+    except KeyboardInterrupt:
+        print("\nimgfac-nova: interrupted; stopping the build and cleaning up",
+              file=sys.stderr)
+        job.cancel()
+        while True:
+            try:
+                job.wait()
+                return
+            except KeyboardInterrupt:
+                print("imgfac-nova: still cleaning up, please wait",
+                      file=sys.stderr)
+
+
+def _show(args, record):
+    from imgfac_nova import images
+    if args.output == "json":
+        print(json.dumps(record.to_dict(), indent=2, sort_keys=True))
+        return
+    kind = {"BaseImage": "base_image", "TargetImage": "target_image",
+            "ProviderImage": "provider_image"}[record.type]
+    print("============ Final Image Details ============")
+    print("UUID: %s" % record.identifier)
+    print("Type: %s" % kind)
+    print("Status: %s" % record.status)
+    print("Status Details: %s" % json.dumps(record.status_detail,
+                                            sort_keys=True))
+    if record.data:
+        print("Image filename: %s" % record.data)
+    glance_id = record.properties.get(images.GLANCE_ID_PROPERTY)
+    if glance_id:
+        print("Glance image id: %s" % glance_id)
+    if record.identifier_on_provider:
+        print("Image ID on provider: %s" % record.identifier_on_provider)
+    if record.status == images.COMPLETE:
+        print("Image build completed SUCCESSFULLY!")
+    else:
+        print("Image build FAILED with error: %s" % record.error)
+
+
+# -- verbs ------------------------------------------------------------------------
+
+def _base_image(args):
+    conf = _conf(args)
+    template = _template(args.template)
+    return _start(args, conf, lambda b, v: b.base_image(template, v))
+
+
+def _target_image(args):
+    conf = _conf(args)
+    template = _template(args.template) if args.template else None
+    return _start(args, conf, lambda b, v: b.target_image(
+        args.target, v, base_id=args.id, template=template))
+
+
+def _provider_image(args):
+    conf = _conf(args)
+    if args.snapshot and not args.template:
+        raise UsageError("--snapshot builds from a template: give --template")
+    template = _template(args.template) if args.template else None
+    credentials = _read_secret_file(args.credentials, "credentials file")
+    return _start(args, conf, lambda b, v: b.provider_image(
+        args.target, args.provider, credentials, v, image_id=args.id,
+        template=template, snapshot=args.snapshot))
+
+
+def _images(args):
+    try:
+        query = json.loads(args.query)
+    except ValueError as exc:
+        raise UsageError("the query is not JSON: %s" % exc.msg) from None
+    if not isinstance(query, dict):
+        raise UsageError("the query must be a JSON object, e.g. "
+                         "'{\"type\": \"BaseImage\"}'")
+    records = _store(_conf(args)).list(query)
+    if args.output == "json":
+        print(json.dumps([r.to_dict() for r in records], indent=2,
+                         sort_keys=True))
+        return EXIT_OK
+    for r in records:
+        print("%s  %-13s %-12s %3d%%  %s  %s" % (
+            r.identifier, r.type, r.status, r.percent_complete, r.created,
+            r.error or r.activity or ""))
+    return EXIT_OK
+
+
+def _delete(args):
+    from imgfac_nova import images
+    from imgfac_nova import store
+    conf = _conf(args)
+    credentials = (_read_secret_file(args.credentials, "credentials file")
+                   if args.credentials else None)
+    builder = _builder(conf)
+    try:
+        record = builder.delete(args.id, _values(args), provider=args.provider,
+                                credentials=credentials)
+    except store.NotFound as exc:
+        raise UsageError(str(exc)) from None
+    if args.output == "json":
+        print(json.dumps(record.to_dict(), indent=2, sort_keys=True))
+    elif record.status == images.DELETED:
+        print("Deleted %s %s" % (record.type, record.identifier))
+    else:
+        print("Deleting %s %s FAILED: %s" % (record.type, record.identifier,
+                                               record.error))
+    return EXIT_OK if record.status == images.DELETED else EXIT_FAILED
+
+
+def _plugins(args):
+    from imgfac_nova.plugins import manager
+    conf = _conf(args)
+    plugins = manager.PluginManager(conf)
+    found = plugins.all()
+    if args.id:
+        if args.id not in found:
+            try:
+                plugins.get(args.id)
+            except manager.PluginError as exc:
+                raise UsageError(str(exc)) from None
+        found = {args.id: found[args.id]}
+    rows = []
+    for name, cls in sorted(found.items()):
+        info = cls.info.to_dict()
+        info["name"] = name
+        info["parameters"] = [
+            {"name": p.name, "type": p.type, "default": p.default,
+             "secret": p.secret, "help": p.help} for p in cls.parameters]
+        rows.append(info)
+    if args.output == "json":
+        print(json.dumps(rows if not args.id else rows[0], indent=2,
+                         sort_keys=True))
+    else:
+        for info in rows:
+            _print_plugin(info, detailed=bool(args.id))
+    if not args.id:
+        for name, reason in sorted(plugins.broken.items()):
+            print("%s: BROKEN: %s" % (name, reason), file=sys.stderr)
+    return EXIT_OK
+
+
+def _print_plugin(info, detailed):
+    targets = ", ".join(
+        "/".join(str(p) if p is not None else "*" for p in t)
+        if isinstance(t, list) else t for t in info["targets"])
+    print("%-12s %-5s %-8s %s (targets: %s)" % (
+        info["name"], info["type"], info["version"], info["description"],
+        targets))
+    if detailed:
+        print("  maintainer: %s\n  license: %s" % (info["maintainer"],
+                                                  info["license"]))
+        for p in info["parameters"]:
+            print("  --parameter %s (%s%s%s): %s" % (
+                p["name"], p["type"],
+                ", default %s" % p["default"] if p["default"] is not None
+                else "", ", secret" if p["secret"] else "", p["help"]))
+
+
+def _validate(args):
+    from imgfac_nova import template
+    results = []
+    for path in args.templates:
+        try:
+            tdl = template.load_template(path)
+        except template.TemplateError as exc:
+            results.append({"template": path, "valid": False,
+                            "error": str(exc)})
+        else:
+            results.append({"template": path, "valid": True,
+                            "summary": tdl.summary()})
+    if args.output == "json":
+        print(json.dumps(results, indent=2))
+    else:
+        for result in results:
+            if result["valid"]:
+                print("%s: OK" % result["template"])
+                for line in result["summary"]:
+                    print("  " + line)
+            else:
+                print(result["error"], file=sys.stderr)
+    return EXIT_OK if all(r["valid"] for r in results) else EXIT_FAILED
+
+
+_VERBS = {
+    "base_image": _base_image,
+    "target_image": _target_image,
+    "provider_image": _provider_image,
+    "images": _images,
+    "delete": _delete,
+    "plugins": _plugins,
+    "validate": _validate,
+}

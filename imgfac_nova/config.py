@@ -1,0 +1,51 @@
+"""Configuration options (oslo.config) and logging set-up (oslo.log)."""
+import logging
+import os
+
+from oslo_config import cfg
+
+from imgfac_nova import store
+
+DEFAULT_CONFIG_FILE = "/etc/imgfac-nova/imgfac-nova.conf"
+
+_opts = [
+    cfg.StrOpt("storage_path",
+               sample_default="/var/lib/imgfac-nova/storage",
+               help="Directory holding image records (<uuid>.meta) and image "
+                    "data (<uuid>.body). Default: /var/lib/imgfac-nova/storage "
+                    "for root, ~/.local/share/imgfac-nova/storage otherwise."),
+    cfg.StrOpt("os_plugin",
+               help="OS plugin to use when more than one installed plugin "
+                    "builds the template's OS. The os_plugin build parameter "
+                    "overrides it."),
+]
+
+
+def list_opts():
+    """The options for oslo-config-generator."""
+    return [("DEFAULT", _opts)]
+
+
+def load(config_files=(), debug=False, verbose=False):
+    """A ConfigOpts loaded from ``config_files`` (or the default file), with
+    logging set up on stderr."""
+    from oslo_log import log
+
+    conf = cfg.ConfigOpts()
+    conf.register_opts(_opts)
+    log.register_options(conf)
+    files = list(config_files)
+    if not files and os.path.exists(DEFAULT_CONFIG_FILE):
+        files = [DEFAULT_CONFIG_FILE]
+    conf([], project="imgfac-nova", default_config_files=files)
+    if debug:
+        conf.set_override("debug", True)
+    conf.set_override("use_stderr", True)
+    log.setup(conf, "imgfac-nova")
+    if not (debug or verbose or conf.log_file):
+        logging.getLogger().setLevel(logging.WARNING)
+    return conf
+
+
+def storage_path(conf):
+    return conf.storage_path or store.default_path()

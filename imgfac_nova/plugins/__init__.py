@@ -1,0 +1,1 @@
+"""OS and cloud plugins: their base classes and how they are found and chosen."""

@@ -1,0 +1,106 @@
+"""What an OS plugin and a cloud plugin implement.
+
+Plugins are stevedore drivers: a class named by an entry point in the
+``imgfac_nova.os_plugins`` or ``imgfac_nova.cloud_plugins`` namespace. The class
+carries its ``.info`` metadata (as Image Factory's ``.info`` files did) and the
+parameters it accepts. A plugin reports progress and results only through the
+:class:`~imgfac_nova.build.BuildContext` it is handed.
+"""
+import abc
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class PluginInfo:
+    """A plugin's metadata.
+
+    ``targets`` for an OS plugin are ``(os_name, version, arch)`` tuples where
+    ``None`` matches anything; for a cloud plugin they are target names
+    (e.g. ``"openstack"``, ``"qcow2"``).
+    """
+
+    type: str  # "os" or "cloud"
+    targets: tuple
+    description: str
+    maintainer: str
+    version: str
+    license: str
+
+    def to_dict(self):
+        data = dataclasses.asdict(self)
+        data["targets"] = [list(t) if isinstance(t, tuple) else t
+                           for t in self.targets]
+        return data
+
+
+class Plugin(abc.ABC):
+    """Common to OS and cloud plugins."""
+
+    #: The plugin's metadata.
+    info: PluginInfo
+    #: The :class:`~imgfac_nova.parameters.Parameter` list the plugin accepts.
+    parameters: tuple = ()
+
+    def __init__(self, conf=None):
+        self.conf = conf
+
+
+class OSPlugin(Plugin):
+    """Builds base images of operating systems."""
+
+    @abc.abstractmethod
+    def create_base_image(self, build, template, parameters):
+        """Build a base image from ``template``.
+
+        Report progress with ``build.progress(percent, activity)``; write local
+        image data to ``build.body_path`` and/or record where the image lives
+        with ``build.set_property(name, value)``; store the package manifest with
+        ``build.set_icicle(xml)``. Return when the image is complete; raise an
+        exception with a one-line message when it cannot be. Stop promptly and
+        clean up when ``build.cancelled`` is set.
+        """
+
+    def create_target_image(self, build, target, base_image, parameters):
+        """OS-side changes a target needs before the cloud plugin converts it.
+
+        ``build.body_path`` starts as a copy of the base image's data when it has
+        any. The default makes no change.
+        """
+
+    def delete_image(self, image, parameters):
+        """Remove what this plugin made for ``image`` outside the store.
+
+        For example the Glance image behind a base image. Default: nothing.
+        """
+
+
+class CloudPlugin(Plugin):
+    """Turns base images into images for a target and puts them on providers."""
+
+    @abc.abstractmethod
+    def create_target_image(self, build, target, base_image, parameters):
+        """Make the ``target`` form of ``base_image`` (format, drivers, agents).
+
+        Write the result to ``build.body_path`` or record where it lives with
+        ``build.set_property``.
+        """
+
+    @abc.abstractmethod
+    def push_image_to_provider(self, build, provider, credentials, target_image,
+                               parameters):
+        """Upload ``target_image`` to ``provider`` using ``credentials`` (secret).
+
+        Record the provider's id of the image with
+        ``build.set_identifier_on_provider(id)``.
+        """
+
+    def snapshot_image_on_provider(self, build, provider, credentials, template,
+                                   parameters):
+        """Build the image directly on ``provider`` and snapshot it there."""
+        raise NotImplementedError(
+            "the %s plugin cannot snapshot images on a provider"
+            % type(self).__name__)
+
+    @abc.abstractmethod
+    def delete_from_provider(self, image, provider, credentials, parameters):
+        """Remove the provider image ``image`` from ``provider``."""
