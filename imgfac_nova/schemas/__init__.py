@@ -1,0 +1,1 @@
+"""RELAX NG schemas shipped with imgfac-nova (package data)."""
