@@ -4,6 +4,7 @@ The builder checks everything it can before it creates a store record (plugin
 choice, parameter types), so bad input changes nothing. A plugin exception marks
 the image FAILED with a one-line error; the traceback goes to the log only.
 """
+import contextlib
 import logging
 import os
 import shutil
@@ -53,9 +54,10 @@ class BuildContext:
             raise BuildCancelled()
 
     def _update(self, **changes):
-        record = self._store.update(self.identifier, **changes)
+        self._changed(self._store.update(self.identifier, **changes))
+
+    def _changed(self, record):
         self._on_change(record)
-        return record
 
     def progress(self, percent, activity):
         """Record that the build is ``percent`` done and doing ``activity``."""
@@ -64,8 +66,9 @@ class BuildContext:
                      status_detail={"activity": activity, "error": None})
 
     def set_property(self, name, value):
-        record = self._store.get(self.identifier)
-        self._update(properties={**record.properties, name: value})
+        self._changed(self._store.modify(
+            self.identifier, lambda record: record.properties.update(
+                {name: value})))
 
     def set_icicle(self, xml):
         self._update(icicle=xml)
@@ -75,8 +78,9 @@ class BuildContext:
 
     def add_timing(self, step, **seconds):
         """Record seconds spent on a step, e.g. ``cloud=12.5, orchestrator=0.4``."""
-        record = self._store.get(self.identifier)
-        self._update(timings={**record.timings, step: seconds})
+        self._changed(self._store.modify(
+            self.identifier, lambda record: record.timings.update(
+                {step: seconds})))
 
 
 class Job:
@@ -85,7 +89,16 @@ class Job:
     def __init__(self, records, run):
         self.records = records
         self.cancel_event = threading.Event()
-        self._thread = threading.Thread(target=run, args=(self,), daemon=True,
+        # An Event, not Thread.join(): join() interrupted by a signal can
+        # report a live thread as finished.
+        self._done = threading.Event()
+
+        def body():
+            try:
+                run(self)
+            finally:
+                self._done.set()
+        self._thread = threading.Thread(target=body, daemon=True,
                                         name="build-%s" % records[-1].identifier)
 
     @property
@@ -102,8 +115,7 @@ class Job:
 
     def wait(self, timeout=None):
         """True when the build has finished."""
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
+        return self._done.wait(timeout)
 
 
 class Builder:
@@ -267,18 +279,22 @@ class Builder:
         ctx = BuildContext(self.store, record.identifier, job.cancel_event,
                            self.on_change)
         started = time.monotonic()
-        try:
-            ctx.check_cancelled()
-            ctx.progress(0, "Starting %s" % record.type)
-            run(ctx)
-            ctx.check_cancelled()
-        except BaseException as exc:  # a build must never die silently
-            reason = one_line(exc)
-            if not isinstance(exc, BuildCancelled):
-                LOG.error("Building %s %s failed", record.type, record.identifier,
-                          exc_info=True)
-            self._fail(record, reason)
-            return "%s %s failed: %s" % (record.type, record.identifier, reason)
+        with _build_log(self.store.log_path(record.identifier)):
+            self.store.update(record.identifier,
+                              log=self.store.log_path(record.identifier))
+            try:
+                ctx.check_cancelled()
+                ctx.progress(0, "Starting %s" % record.type)
+                run(ctx)
+                ctx.check_cancelled()
+            except BaseException as exc:  # a build must never die silently
+                reason = one_line(exc)
+                LOG.error("Building %s %s failed: %s", record.type,
+                          record.identifier, reason)
+                LOG.info("Details of the failure:", exc_info=True)
+                self._fail(record, reason)
+                return "%s %s failed: %s" % (record.type, record.identifier,
+                                            reason)
         fields = dict(status=images.COMPLETE, percent_complete=100,
                       status_detail={"activity": "Build complete", "error": None})
         if os.path.exists(ctx.body_path):
@@ -322,3 +338,21 @@ class Builder:
         record.status_detail = {"activity": "Deleted", "error": None}
         return record
 
+
+
+@contextlib.contextmanager
+def _build_log(path):
+    """Copy what this thread logs (INFO and up, with tracebacks) to ``path``."""
+    handler = logging.FileHandler(path)
+    handler.setLevel(logging.INFO)
+    handler.setFormatter(logging.Formatter(
+        "%(asctime)s %(levelname)s %(name)s %(message)s"))
+    thread = threading.get_ident()
+    handler.addFilter(lambda record: record.thread == thread)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        handler.close()

@@ -261,6 +261,8 @@ def _show(args, record):
     glance_id = record.properties.get(images.GLANCE_ID_PROPERTY)
     if glance_id:
         print("Glance image id: %s" % glance_id)
+    if record.log:
+        print("Build log: %s" % record.log)
     if record.identifier_on_provider:
         print("Image ID on provider: %s" % record.identifier_on_provider)
     if record.status == images.COMPLETE:
@@ -420,3 +422,7 @@ _VERBS = {
     "plugins": _plugins,
     "validate": _validate,
 }
+
+
+if __name__ == "__main__":
+    sys.exit(main())

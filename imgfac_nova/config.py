@@ -42,8 +42,11 @@ def load(config_files=(), debug=False, verbose=False):
         conf.set_override("debug", True)
     conf.set_override("use_stderr", True)
     log.setup(conf, "imgfac-nova")
-    if not (debug or verbose or conf.log_file):
-        logging.getLogger().setLevel(logging.WARNING)
+    if not (debug or verbose):
+        # Keep the terminal to warnings; build logs still get the details.
+        for handler in logging.getLogger().handlers:
+            if not isinstance(handler, logging.FileHandler):
+                handler.setLevel(logging.WARNING)
     return conf
 
 

@@ -61,6 +61,8 @@ class ImageRecord:
     identifier_on_provider: str | None = None
     #: Path of the local image data, when there is any.
     data: str | None = None
+    #: Path of the build log.
+    log: str | None = None
     properties: dict = dataclasses.field(default_factory=dict)
     #: Seconds per build step, e.g. {"install": {"cloud": 120.0, "orchestrator": 2.1}}.
     timings: dict = dataclasses.field(default_factory=dict)
@@ -84,11 +86,13 @@ class ImageRecord:
 
     @classmethod
     def from_dict(cls, data):
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        return cls(**{k: v for k, v in data.items() if k in FIELDS})
 
     def matches(self, query):
         """True when every key of ``query`` equals this record's value for it."""
         data = self.to_dict()
         return all(data.get(key, self.properties.get(key)) == value
                    for key, value in query.items())
+
+
+FIELDS = frozenset(f.name for f in dataclasses.fields(ImageRecord))

@@ -1,4 +1,5 @@
-"""The image store: ``<uuid>.meta`` and ``<uuid>.body`` files in one directory.
+"""The image store: ``<uuid>.meta``, ``<uuid>.body`` and ``<uuid>.log`` files
+in one directory.
 
 Writes are atomic (a temporary file renamed over the old one), so a reader never
 sees a half-written record. Read-modify-write updates hold the store's lock
@@ -57,6 +58,10 @@ class ImageStore:
         """Where the local data of an image goes (it may not exist yet)."""
         return self._file(identifier, ".body")
 
+    def log_path(self, identifier):
+        """Where the build log of an image goes."""
+        return self._file(identifier, ".log")
+
     @contextlib.contextmanager
     def _locked(self):
         self._ensure_dir()
@@ -102,16 +107,22 @@ class ImageStore:
         except (ValueError, TypeError) as exc:
             raise StoreError("corrupt image record %s: %s" % (path, exc)) from exc
 
-    def update(self, identifier, **changes):
-        """Change fields of a stored record under the store lock; returns the record."""
+    def modify(self, identifier, change):
+        """Call ``change(record)`` on the stored record and save it, all under
+        the store lock, so concurrent changes are never lost."""
         with self._locked():
             record = self.get(identifier)
-            for key, value in changes.items():
-                if not hasattr(record, key):
-                    raise AttributeError("image records have no field %r" % key)
-                setattr(record, key, value)
+            change(record)
             self._write(record)
             return record
+
+    def update(self, identifier, **changes):
+        """Set fields of a stored record; returns the new record."""
+        for key in changes:
+            if key not in images.FIELDS:
+                raise AttributeError("image records have no field %r" % key)
+        return self.modify(identifier, lambda record: record.__dict__.update(
+            changes))
 
     def list(self, query=None):
         """Records matching ``query`` (field -> value), oldest first."""
@@ -132,8 +143,8 @@ class ImageStore:
         return sorted(found, key=lambda r: (r.created, r.identifier))
 
     def remove(self, identifier):
-        """Delete the record and its data."""
+        """Delete the record, its data and its build log."""
         with self._locked():
-            for suffix in (".body", ".meta"):
+            for suffix in (".body", ".log", ".meta"):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(self._file(identifier, suffix))

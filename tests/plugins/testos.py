@@ -1,0 +1,60 @@
+"""Test OS plugins: one that really writes image data, and some for matching."""
+import time
+
+from imgfac_nova import parameters
+from imgfac_nova.plugins import base
+
+
+def _info(targets, description):
+    return base.PluginInfo(type="os", targets=targets, description=description,
+                           maintainer="tests", version="1.0", license="Apache-2.0")
+
+
+class TestOS(base.OSPlugin):
+    """Writes ``size`` bytes of image data in steps; can fail or be slow."""
+
+    info = _info((("TestOS", None, None),), "test OS plugin")
+    parameters = (
+        parameters.Parameter("size", "bytes of image data", type="int",
+                             default=4096),
+        parameters.Parameter("steps", "progress steps", type="int", default=3),
+        parameters.Parameter("step_seconds", "seconds per step", type="float",
+                             default=0.0),
+        parameters.Parameter("fail_at", "step at which to fail", type="int"),
+        parameters.Parameter("verbose_marker", "a flag", type="bool",
+                             default=False),
+        parameters.Parameter("token", "a secret", secret=True),
+    )
+
+    def create_base_image(self, build, template, parameters):
+        for step in range(parameters["steps"]):
+            build.check_cancelled()
+            if parameters.get("fail_at") == step:
+                raise RuntimeError("step %d exploded\nsecond line" % step)
+            build.progress(100 * step // parameters["steps"], "Step %d" % step)
+            deadline = time.monotonic() + parameters["step_seconds"]
+            while time.monotonic() < deadline:
+                build.check_cancelled()
+                time.sleep(0.01)
+        with open(build.body_path, "wb") as handle:
+            handle.write(b"\0" * parameters["size"])
+        build.set_icicle("<icicle><packages><package name='%s'/></packages>"
+                         "</icicle>" % template.name)
+        build.set_property("os", template.os.name)
+
+
+class AnyFedora(TestOS):
+    info = _info((("Fedora", None, None),), "any Fedora")
+
+
+class Fedora40(TestOS):
+    info = _info((("Fedora", "40", "x86_64"), ("RHEL", None, None)),
+                 "Fedora 40 on x86_64")
+
+
+class Fedora40Again(TestOS):
+    info = _info((("fedora", "40", "X86_64"),), "Fedora 40 again")
+
+
+class NotAPlugin:
+    """Declared as a plugin but is not one."""

@@ -1,0 +1,238 @@
+"""The imgfac-nova command, run as a user runs it: a subprocess."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+GOOD = """<template>
+  <name>clitest</name>
+  <os>
+    <name>TestOS</name><version>1</version><arch>x86_64</arch>
+    <install type='url'><url>http://example.com/tree/</url></install>
+    <rootpw>rootsecret</rootpw>
+  </os>
+</template>
+"""
+
+
+@pytest.fixture
+def run(cli_env, config_file, tmp_path):
+    def run(*args, timeout=60):
+        return subprocess.run(
+            [sys.executable, "-m", "imgfac_nova.cli", "--config-file",
+             config_file, *args], env=cli_env, cwd=str(tmp_path),
+            capture_output=True, text=True, timeout=timeout)
+    return run
+
+
+@pytest.fixture
+def good(tmp_path):
+    path = tmp_path / "good.tdl"
+    path.write_text(GOOD)
+    return str(path)
+
+
+def _store_files(tmp_path):
+    store = tmp_path / "store"
+    return sorted(p for p in os.listdir(store) if not p.startswith(".")) \
+        if store.exists() else []
+
+
+def test_help_lists_verbs(run):
+    result = run("--help")
+    assert result.returncode == 0
+    for verb in ("base_image", "target_image", "provider_image", "images",
+                 "delete", "plugins", "validate"):
+        assert verb in result.stdout
+
+
+def test_base_image_complete_prints_final_details(run, good, tmp_path):
+    result = run("base_image", "--parameter", "size", "64", good)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "============ Final Image Details ============"
+    uuid = lines[1].split(": ")[1]
+    assert lines[2] == "Type: base_image"
+    assert lines[3] == "Status: COMPLETE"
+    assert lines[5] == "Image filename: %s" % (tmp_path / "store" /
+                                                (uuid + ".body"))
+    assert lines[-1] == "Image build completed SUCCESSFULLY!"
+    assert os.path.getsize(tmp_path / "store" / (uuid + ".body")) == 64
+    # Progress went to stderr, as plain lines (not a terminal).
+    assert "BaseImage %s 100%% Build complete" % uuid[:8] in result.stderr
+
+
+def test_base_image_failure_exit_1_one_line(run, good, tmp_path):
+    result = run("base_image", "--parameter", "fail_at", "0", good)
+    assert result.returncode == 1
+    assert result.stdout.splitlines()[-1] == (
+        "Image build FAILED with error: step 0 exploded")
+    assert "Traceback" not in result.stderr
+    uuid = result.stdout.splitlines()[1].split(": ")[1]
+    log = tmp_path / "store" / (uuid + ".log")
+    assert "Build log: %s" % log in result.stdout
+    assert "Traceback" in log.read_text()
+    assert "RuntimeError: step 0 exploded" in log.read_text()
+
+
+def test_json_output(run, good):
+    result = run("--output", "json", "base_image", good)
+    assert result.returncode == 0
+    record = json.loads(result.stdout)
+    assert record["status"] == "COMPLETE"
+    assert record["type"] == "BaseImage"
+
+
+@pytest.mark.parametrize("args,message", [
+    (("base_image", "--parameter", "steps", "lots", "{good}"),
+     "parameter 'steps' of plugin testos: expected an integer, got 'lots'"),
+    (("base_image", "--parameter", "os_plugin", "fedora40", "{good}"),
+     "OS plugin fedora40 does not build TestOS 1 x86_64"),
+    (("base_image", "--parameters", "{missing}", "{good}"),
+     "--parameters: cannot read"),
+    (("base_image", "{missing}"), "missing.tdl"),
+    (("target_image", "--id", "0b1c7c58-5b8b-4e43-9a55-3b3c5d2b8a7e",
+      "filecopy"), "no image with id 0b1c7c58"),
+    (("target_image", "--template", "{good}", "ec2"),
+     "no cloud plugin makes 'ec2' images"),
+    (("provider_image", "filecopy", "p", "{missing}", "--template", "{good}"),
+     "cannot read credentials file"),
+    (("images", "[1"), "the query is not JSON"),
+    (("images", "[1]"), "the query must be a JSON object"),
+    (("delete", "not-a-uuid"), "an id is a UUID"),
+    (("plugins", "--id", "nope"), "no plugin named 'nope'"),
+])
+def test_bad_input_exit_2_one_line_nothing_created(run, good, tmp_path, args,
+                                                   message):
+    names = {"good": good, "missing": str(tmp_path / "missing.tdl")}
+    result = run(*[a.format(**names) for a in args])
+    assert result.returncode == 2, result.stderr
+    errors = [line for line in result.stderr.splitlines()
+              if line.startswith("imgfac-nova: error:")]
+    assert len(errors) == 1 and message in errors[0], result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
+    assert _store_files(tmp_path) == []
+
+
+def test_usage_errors_exit_2(run):
+    assert run().returncode == 2
+    assert run("base_image").returncode == 2
+    assert run("target_image", "qcow2").returncode == 2  # needs --id/--template
+    assert run("frobnicate").returncode == 2
+
+
+def test_bad_template_names_file_and_line(run, tmp_path):
+    bad = tmp_path / "bad.tdl"
+    bad.write_text(GOOD.replace("<arch>x86_64</arch>", "<arch>x86_64</arch>\n"
+                                "    <colour>blue</colour>"))
+    result = run("base_image", str(bad))
+    assert result.returncode == 2
+    assert result.stderr.startswith("imgfac-nova: error: %s:5:" % bad)
+    assert len(result.stderr.splitlines()) == 1
+    assert _store_files(tmp_path) == []
+
+
+def test_missing_config_file_is_usage_error(cli_env, tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "imgfac_nova.cli", "--config-file",
+         str(tmp_path / "nope.conf"), "images"], env=cli_env,
+        capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.startswith("imgfac-nova: error:")
+    assert len(result.stderr.splitlines()) == 1
+
+
+def test_validate(run, good, tmp_path):
+    result = run("validate", good)
+    assert result.returncode == 0
+    assert result.stdout.startswith("%s: OK\n" % good)
+    assert "TestOS" in result.stdout
+    bad = tmp_path / "bad.tdl"
+    bad.write_text("<template>")
+    result = run("validate", good, str(bad))
+    assert result.returncode == 1
+    assert result.stderr.startswith(str(bad) + ":1:")
+    result = run("--output", "json", "validate", good, str(bad))
+    assert [r["valid"] for r in json.loads(result.stdout)] == [True, False]
+
+
+def test_images_query_and_delete(run, good, tmp_path):
+    ok = run("--output", "json", "base_image", good)
+    failed = run("--output", "json", "base_image", "--parameter", "fail_at",
+                 "0", good)
+    ok_id = json.loads(ok.stdout)["identifier"]
+    failed_id = json.loads(failed.stdout)["identifier"]
+    listed = run("images")
+    assert listed.returncode == 0
+    assert ok_id in listed.stdout and failed_id in listed.stdout
+    found = json.loads(run("--output", "json", "images",
+                           '{"status": "FAILED"}').stdout)
+    assert [r["identifier"] for r in found] == [failed_id]
+    result = run("delete", ok_id)
+    assert result.returncode == 0
+    assert result.stdout == "Deleted BaseImage %s\n" % ok_id
+    assert ok_id not in run("images").stdout
+    assert run("delete", ok_id).returncode == 2
+
+
+def test_target_and_provider_images(run, good, tmp_path):
+    base = json.loads(run("--output", "json", "base_image", good).stdout)
+    target = run("target_image", "--id", base["identifier"], "filecopy")
+    assert target.returncode == 0, target.stderr
+    assert "Type: target_image" in target.stdout
+    target_id = target.stdout.splitlines()[1].split(": ")[1]
+    creds = tmp_path / "creds"
+    creds.write_text("let-me-in")
+    provider = tmp_path / "provider"
+    provider.mkdir()
+    pushed = run("provider_image", "filecopy", str(provider), str(creds),
+                 "--id", target_id)
+    assert pushed.returncode == 0, pushed.stderr
+    assert "Image ID on provider: %s" % provider in pushed.stdout
+    assert len(os.listdir(provider)) == 1
+
+
+def test_plugins_listing(run):
+    result = run("plugins")
+    assert result.returncode == 0
+    assert "testos" in result.stdout and "filecloud" in result.stdout
+    assert "notaplugin: BROKEN" in result.stderr
+    detail = json.loads(run("--output", "json", "plugins", "--id",
+                            "testos").stdout)
+    assert detail["name"] == "testos"
+    assert detail["targets"] == [["TestOS", None, None]]
+    assert {"name": "token", "type": "string", "default": None,
+            "secret": True, "help": "a secret"} in detail["parameters"]
+
+
+def test_secret_on_command_line_warns_and_is_not_stored(run, good, tmp_path):
+    result = run("base_image", "--parameter", "token", "tok-9", good)
+    assert result.returncode == 0
+    assert "secret parameter 'token'" in result.stderr
+    for name in _store_files(tmp_path):
+        assert b"tok-9" not in (tmp_path / "store" / name).read_bytes()
+        assert b"rootsecret" not in (tmp_path / "store" / name).read_bytes()
+
+
+def test_sigterm_cancels_build_and_marks_failed(cli_env, config_file, good,
+                                                tmp_path):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "imgfac_nova.cli", "--config-file", config_file,
+         "base_image", "--parameter", "steps", "100", "--parameter",
+         "step_seconds", "1", good], env=cli_env, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not any(
+            n.endswith(".meta") for n in _store_files(tmp_path)):
+        time.sleep(0.1)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 1
+    assert "interrupted; stopping the build" in err
+    assert out.splitlines()[-1] == "Image build FAILED with error: interrupted"
