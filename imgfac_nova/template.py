@@ -14,13 +14,15 @@ The structure is checked element by element here, to give precise
 messages; the RELAX NG grammar in ``schemas/tdl.rng`` is then applied to
 every template as the formal definition of the language.
 
-Where this module differs from Oz: surrounding whitespace in values is
-ignored and base64 may be wrapped over several lines (Oz rejects both);
-names, OS name and version, URLs and ISO locations must not be empty, a
-disk size of zero is refused, and any loopback address counts as
-localhost for repositories (Oz accepts these); repositories may carry
-``clientcert``, ``clientkey`` and ``cacert`` as in older Oz and Image
-Factory templates; XInclude is not supported.
+Where this module differs from Oz.  More lenient: surrounding whitespace
+in values is ignored, base64 may be wrapped over lines, the children of
+<install> may come in any order, an XML encoding declaration is allowed
+(the text is UTF-8 regardless), and repositories may carry <clientcert>,
+<clientkey> and <cacert> as in older Oz and Image Factory templates.
+Stricter: names, OS name and version, URLs and ISO locations must not be
+empty, a disk size of zero is refused, any loopback address (also with a
+port, or inside an apt source line) counts as localhost for repositories,
+and XInclude is not supported.
 """
 
 import base64
@@ -206,10 +208,12 @@ class Template:
                          f" (verified with {install.checksum.type})")
         else:
             lines.append(f"Install: from the ISO {location}")
-        lines.append(f"Customization: {len(self.repositories)} repositories, "
-                     f"{len(self.packages)} packages, {len(self.files)} "
-                     f"files, {len(self.precommands)} precommands, "
-                     f"{len(self.commands)} commands")
+        lines.append("Customization: " + ", ".join((
+            _count(self.repositories, "repository", "repositories"),
+            _count(self.packages, "package"),
+            _count(self.files, "file"),
+            _count(self.precommands, "precommand"),
+            _count(self.commands, "command"))))
         if self.disk_size is None:
             lines.append("Disk: default size")
         else:
@@ -438,13 +442,14 @@ class _Reader:
                                  f"'{attribute}' on <{tag}>")
         if not shape.text and (element.text or "").strip():
             first = element[0] if len(element) else None
-            raise self.error(_text_line(element.text, first, element),
-                             f"unexpected text in <{tag}>")
+            line = _text_line(element.text, first, element.sourceline)
+            raise self.error(line, f"unexpected text in <{tag}>")
         seen = set()
         for child in element:
             if not shape.text and (child.tail or "").strip():
-                raise self.error(_text_line(child.tail, child.getnext(), child),
-                                 f"unexpected text in <{tag}>")
+                line = _text_line(child.tail, child.getnext(),
+                                  _end_line(child))
+                raise self.error(line, f"unexpected text in <{tag}>")
             if child.tag.startswith(_XINCLUDE):
                 raise self.error(child, "XInclude is not supported")
             if shape.text:
@@ -609,8 +614,11 @@ class _Reader:
             line=element.sourceline)
 
     def url_host(self, element, url):
+        """Host of ``url``, or of the first URL in it (an apt source line)."""
+        embedded = re.search(r"[A-Za-z][A-Za-z0-9+.-]*://\S+", url)
         try:
-            return urllib.parse.urlsplit(url).hostname
+            return urllib.parse.urlsplit(
+                embedded.group() if embedded else url).hostname
         except ValueError:
             raise self.error(element, f"{_quote(_hide_url_passwords(url))} is "
                              "not a valid URL") from None
@@ -717,15 +725,23 @@ def _text(element):
     return (element.text or "").strip() or None
 
 
-def _text_line(text, following, preceding):
+def _text_line(text, following, start_line):
     """Line where the non-blank part of ``text`` starts.
 
-    Exact when the element that follows the text is known; otherwise the
-    line of the element the text belongs to or follows.
+    Counted back from the element that follows the text if there is one
+    (exact), else forward from ``start_line``, the line the text starts on.
     """
     if following is not None:
         return following.sourceline - text.lstrip().count("\n")
-    return preceding.sourceline
+    return start_line + text[:len(text) - len(text.lstrip())].count("\n")
+
+
+def _end_line(element):
+    """Line of the end tag of ``element`` (assuming one-line start tags)."""
+    if len(element):
+        last = element[-1]
+        return _end_line(last) + (last.tail or "").count("\n")
+    return element.sourceline + (element.text or "").count("\n")
 
 
 def _child_text(parent, path):
@@ -772,6 +788,12 @@ def _quote(value):
 
 def _shorten(text, width):
     return text if len(text) <= width else text[:width - 3] + "..."
+
+
+def _count(items, singular, plural=None):
+    if len(items) == 1:
+        return f"1 {singular}"
+    return f"{len(items)} {plural or singular + 's'}"
 
 
 def _human_size(size):
