@@ -14,6 +14,7 @@ import time
 from imgfac_nova import images
 from imgfac_nova import parameters as params
 from imgfac_nova.plugins import manager as plugin_manager
+from novaimagebuilder import errors
 
 LOG = logging.getLogger(__name__)
 
@@ -21,11 +22,8 @@ LOG = logging.getLogger(__name__)
 COMMON_PARAMETERS = ("os_plugin", "cloud_plugin")
 
 
-class BuildCancelled(Exception):
+class BuildCancelled(errors.Cancelled):
     """The build was interrupted (Ctrl-C, SIGTERM or a cancel request)."""
-
-    def __init__(self, message="interrupted"):
-        super().__init__(message)
 
 
 def one_line(exc):

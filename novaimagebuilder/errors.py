@@ -1,0 +1,20 @@
+"""Exceptions of the build library. Every str() is one line an operator can act on."""
+
+
+class BuildError(Exception):
+    """A build step failed."""
+
+
+class Cancelled(BuildError):
+    """The build was asked to stop (Ctrl-C, SIGTERM, a cancel request)."""
+
+    def __init__(self, message="interrupted"):
+        super().__init__(message)
+
+
+class WaitTimeout(BuildError):
+    """Something did not happen in time."""
+
+
+class WaitFailed(BuildError):
+    """Something being waited for reached a failure state."""

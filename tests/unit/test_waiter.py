@@ -1,0 +1,77 @@
+import threading
+import time
+
+import pytest
+
+from novaimagebuilder import errors
+from novaimagebuilder import waiter
+
+
+def test_returns_done_state_and_reports_progress():
+    states = iter(["BUILD", "BUILD", "ACTIVE"])
+    seen = []
+    result = waiter.wait_for("waiting for server", lambda: next(states),
+                             lambda s: s == "ACTIVE", timeout=5, interval=0.01,
+                             progress=lambda s, e: seen.append(s))
+    assert result == "ACTIVE"
+    assert seen == ["BUILD", "BUILD", "ACTIVE"]
+
+
+def test_failure_state_is_one_line():
+    with pytest.raises(errors.WaitFailed) as exc:
+        waiter.wait_for("waiting for server x", lambda: "ERROR",
+                        lambda s: False, timeout=5, interval=0.01,
+                        failed=lambda s: "Nova says: no valid host"
+                        if s == "ERROR" else None)
+    assert str(exc.value) == "waiting for server x: Nova says: no valid host"
+
+
+def test_timeout():
+    started = time.monotonic()
+    with pytest.raises(errors.WaitTimeout, match="timed out waiting for x "
+                       r"\(after 0 s\)"):
+        waiter.wait_for("waiting for x", lambda: 1, lambda s: False,
+                        timeout=0.3, interval=0.05)
+    assert time.monotonic() - started < 2
+
+
+def test_inactivity_detected_before_overall_timeout():
+    with pytest.raises(errors.WaitTimeout,
+                       match="waiting for installer: no activity for 0 s"):
+        waiter.wait_for("waiting for installer", lambda: "same",
+                        lambda s: False, timeout=30, interval=0.02,
+                        activity=lambda s: s, inactivity=0.2)
+
+
+def test_activity_keeps_it_alive():
+    counter = iter(range(1000))
+    state = waiter.wait_for("x", lambda: next(counter), lambda s: s >= 15,
+                            timeout=10, interval=0.02, max_interval=0.02,
+                            activity=lambda s: s, inactivity=0.1)
+    assert state == 15
+
+
+def test_cancel_interrupts_sleep_at_once():
+    cancel = threading.Event()
+    threading.Timer(0.2, cancel.set).start()
+    started = time.monotonic()
+    with pytest.raises(errors.Cancelled):
+        waiter.wait_for("x", lambda: 1, lambda s: False, timeout=60,
+                        interval=30, cancel=cancel)
+    assert time.monotonic() - started < 5
+
+
+def test_backoff_grows_to_max():
+    cancel = threading.Event()
+    gaps = []
+    last = time.monotonic()
+    for n, _ in enumerate(waiter.iterate(5, "x", interval=0.01,
+                                         max_interval=0.08, backoff=2,
+                                         cancel=cancel)):
+        now = time.monotonic()
+        gaps.append(now - last)
+        last = now
+        if n == 6:
+            break
+    assert gaps[2] < gaps[5]
+    assert max(gaps) < 0.5
