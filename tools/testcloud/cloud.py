@@ -1,0 +1,295 @@
+"""The test cloud as a whole: its daemons and the up / down / status steps."""
+import datetime
+import os
+import subprocess
+import sys
+import time
+
+from testcloud import configs
+from testcloud import credentials
+from testcloud import database
+from testcloud import install
+from testcloud import layout as names
+from testcloud.process import Daemon, ServiceError, rss_kib
+
+TOOLS_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class CloudError(RuntimeError):
+    """`up` could not bring the cloud up; the message says what failed."""
+
+
+class Cloud:
+    def __init__(self, layout, say=print):
+        self.layout = layout
+        self.say = say
+        self.setup_log = layout.logfile("setup")
+
+    # -- daemons ------------------------------------------------------------
+    def daemons(self):
+        """Every daemon, in start order."""
+        L = self.layout
+        nova_conf = L.etc_file("nova", "nova.conf")
+        rabbit_home = L.path("rabbitmq")
+        rabbit_marker = "-imgfac_test_cloud %s" % L.root
+
+        def uwsgi(name, configs_):
+            ini = L.etc_file("uwsgi", name + ".ini")
+            argv = [L.venv_bin("uwsgi"), "--ini", ini]
+            return Daemon(L, name, argv, " ".join(argv),
+                          port=names.PORTS[name], http=True,
+                          configs=(ini,) + configs_)
+
+        def nova(binary):
+            argv = [L.venv_bin(binary), "--config-file", nova_conf]
+            return Daemon(L, binary, argv, nova_conf, configs=(nova_conf,))
+
+        www = [sys.executable, "-m", "http.server", str(names.PORTS["www"]),
+               "--bind", "127.0.0.1", "--directory", L.www]
+        fip = [sys.executable, "-m", "testcloud.fipforward", L.root]
+        return [
+            Daemon(L, "mariadb", database.mariadb_argv(L),
+                   "--datadir=%s " % L.mysql_data,
+                   socket_path=L.mysql_socket),
+            Daemon(L, "rabbitmq", ["/usr/lib/rabbitmq/bin/rabbitmq-server"],
+                   rabbit_marker, port=names.PORTS["rabbitmq"],
+                   configs=(L.etc_file("rabbitmq", "rabbitmq.conf"),),
+                   env={
+                       "HOME": rabbit_home,
+                       "RUNNING_UNDER_SYSTEMD": "true",
+                       "RABBITMQ_NODENAME": "imgfac-test@localhost",
+                       "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+                       "RABBITMQ_NODE_PORT": str(names.PORTS["rabbitmq"]),
+                       "RABBITMQ_DIST_PORT": str(names.PORTS["rabbitmq-dist"]),
+                       "ERL_EPMD_ADDRESS": "127.0.0.1",
+                       "RABBITMQ_MNESIA_BASE": rabbit_home + "/mnesia",
+                       "RABBITMQ_LOG_BASE": L.log,
+                       "RABBITMQ_LOGS": "-",
+                       "RABBITMQ_CONFIG_FILE":
+                           L.etc_file("rabbitmq", "rabbitmq.conf"),
+                       "RABBITMQ_CONF_ENV_FILE":
+                           L.etc_file("rabbitmq", "rabbitmq-env.conf"),
+                       "RABBITMQ_ENABLED_PLUGINS_FILE":
+                           L.etc_file("rabbitmq", "enabled_plugins"),
+                       "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS":
+                           "-kernel inet_dist_use_interface {127,0,0,1} "
+                           + rabbit_marker,
+                   }),
+            uwsgi("keystone", (L.etc_file("keystone", "keystone.conf"),)),
+            uwsgi("glance", (L.etc_file("glance", "glance-api.conf"),)),
+            uwsgi("placement", (L.etc_file("placement", "placement.conf"),)),
+            uwsgi("nova-api", (nova_conf,)),
+            uwsgi("neutron", (L.etc_file("neutron", "neutron.conf"),
+                              L.etc_file("neutron", "ml2_conf.ini"))),
+            nova("nova-conductor"),
+            nova("nova-scheduler"),
+            nova("nova-compute"),
+            Daemon(L, "www", www, " ".join(www), port=names.PORTS["www"],
+                   http=True),
+            Daemon(L, "fip-forwarder", fip, " ".join(fip),
+                   env={"PYTHONPATH": TOOLS_DIR}),
+        ]
+
+    def daemon(self, name):
+        return next(d for d in self.daemons() if d.name == name)
+
+    # -- up -------------------------------------------------------------------
+    def up(self):
+        started = time.monotonic()
+        L = self.layout
+        L.make_dirs()
+        for sub in ("keystone", "glance", "nova/instances", "neutron",
+                    "rabbitmq", "placement"):
+            os.makedirs(L.path(sub), exist_ok=True)
+        install.ensure_packages(self.setup_log, self.say)
+        install.ensure_venv(L, self.setup_log, self.say)
+        install.ensure_ml2_driver(L, self.setup_log)
+        driver_changed = install.ensure_nova_driver(L)
+        secrets = credentials.load(L)
+        driver, extra = install.compute_driver()
+        changed = configs.Renderer(L, secrets, driver, extra).write_all()
+        if driver_changed:
+            changed.add("nova-compute driver")
+            self.say("compute driver changed: restarting nova-compute")
+            self.daemon("nova-compute").stop()
+        self.restart_changed(changed)
+
+        fresh_db = database.initialize(L, self.setup_log)
+        self.start(["mariadb", "rabbitmq"])
+        database.create_databases(L, secrets["database"])
+        database.sync_schemas(L, self.setup_log, self.say)
+        self.keystone_setup(secrets)
+        self.start(["keystone"])
+        self.provision("identity")
+        self.start(["glance", "placement", "nova-api", "neutron",
+                    "nova-conductor", "nova-scheduler", "nova-compute",
+                    "www", "fip-forwarder"])
+        self.provision("resources")
+        self.wait_compute()
+        self.guest_images()
+        self.write_client_files(secrets)
+        self.say("test cloud up in %.1f s%s" % (
+            time.monotonic() - started, " (new database)" if fresh_db else ""))
+
+    def restart_changed(self, changed):
+        for daemon in reversed(self.daemons()):
+            if set(daemon.configs) & changed and daemon.stop():
+                self.say("configuration changed: restarting %s" % daemon.name)
+
+    def start(self, names_, timeout=180):
+        daemons = [self.daemon(n) for n in names_]
+        for d in daemons:
+            if d.start():
+                self.say("started %s" % d.name)
+        for d in daemons:
+            try:
+                d.wait_ready(timeout)
+            except ServiceError as e:
+                raise CloudError(str(e))
+
+    def keystone_setup(self, secrets):
+        """Fernet/credential keys and the bootstrap admin (once per database)."""
+        L = self.layout
+        manage = [L.venv_bin("keystone-manage"), "--config-file",
+                  L.etc_file("keystone", "keystone.conf")]
+        keys = L.path("keystone")
+        if not os.path.isdir(keys + "/fernet-keys"):
+            install.run(manage + ["fernet_setup", "--keystone-user", "root",
+                                  "--keystone-group", "root"], self.setup_log)
+        if not os.path.isdir(keys + "/credential-keys"):
+            install.run(manage + ["credential_setup", "--keystone-user",
+                                  "root", "--keystone-group", "root"],
+                        self.setup_log)
+        stamp = os.path.join(L.stamps, "db-keystone-bootstrap")
+        if os.path.exists(stamp):
+            return
+        url = configs.KEYSTONE_URL + "/v3/"
+        env = dict(os.environ, OS_BOOTSTRAP_PASSWORD=secrets["admin"])
+        install.run(manage + [
+            "bootstrap", "--bootstrap-username", names.ADMIN,
+            "--bootstrap-project-name", "admin",
+            "--bootstrap-role-name", "admin",
+            "--bootstrap-service-name", "keystone",
+            "--bootstrap-region-id", names.REGION,
+            "--bootstrap-admin-url", url, "--bootstrap-public-url", url,
+            "--bootstrap-internal-url", url], self.setup_log, env=env)
+        open(stamp, "w").close()
+
+    def provision(self, step):
+        """Run a provisioning step with the venv's python (openstacksdk)."""
+        env = dict(os.environ, PYTHONPATH=TOOLS_DIR,
+                   IMGFAC_TEST_CLOUD_DIR=self.layout.root)
+        result = subprocess.run(
+            [self.layout.venv_bin("python"), "-m", "testcloud.provision", step],
+            env=env, capture_output=True, text=True)
+        with open(self.setup_log, "a") as log:
+            log.write(result.stdout + result.stderr)
+        for line in result.stdout.splitlines():
+            self.say(line)
+        if result.returncode:
+            tail = "\n".join(result.stderr.strip().splitlines()[-15:])
+            raise CloudError("provisioning (%s) failed:\n%s" % (step, tail))
+
+    def wait_compute(self, timeout=180):
+        """Wait for a nova-compute heartbeat newer than its start, then map it.
+
+        A restarted nova-compute looks "up" on its old heartbeat for a while;
+        servers booted before the new heartbeat go to ERROR.
+        """
+        compute = self.daemon("nova-compute")
+        since = datetime.datetime.fromtimestamp(
+            compute.started_at(), datetime.timezone.utc).replace(tzinfo=None)
+        deadline = time.monotonic() + timeout
+        query = ("SELECT updated_at FROM nova.services WHERE "
+                 "`binary`='nova-compute' AND host='%s' AND deleted=0;\n"
+                 % names.COMPUTE_HOST)
+        while True:
+            beat = database.sql(self.layout, query).strip()
+            if beat and beat != "NULL" and datetime.datetime.fromisoformat(
+                    beat) >= since.replace(microsecond=0):
+                break
+            if not compute.pid():
+                raise CloudError("nova-compute exited; end of %s:\n%s"
+                                 % (compute.logfile, compute.log_tail()))
+            if time.monotonic() > deadline:
+                raise CloudError("nova-compute sent no heartbeat in %d s; "
+                                 "end of %s:\n%s" % (timeout, compute.logfile,
+                                                     compute.log_tail()))
+            time.sleep(1)
+        mapped = database.sql(self.layout,
+                              "SELECT host FROM nova_api.host_mappings;\n")
+        if names.COMPUTE_HOST not in mapped.split():
+            install.run([self.layout.venv_bin("nova-manage"), "--config-file",
+                         self.layout.etc_file("nova", "nova.conf"), "cell_v2",
+                         "discover_hosts"], self.setup_log)
+        self.provision("compute")
+
+    def guest_images(self):
+        """Build the test guest images (if the guests module exists) and
+        upload debian-guest to Glance."""
+        if not os.path.exists(os.path.join(TOOLS_DIR, "testcloud",
+                                           "guests.py")):
+            return
+        from testcloud import guests
+        guests.build(self.layout.root)
+        self.provision("images")
+
+    def write_client_files(self, secrets):
+        auth_url = configs.KEYSTONE_URL + "/v3"
+        entries = {
+            names.CLOUD: (names.USER, secrets["user"], names.PROJECT),
+            names.ADMIN_CLOUD: (names.ADMIN, secrets["admin"], "admin"),
+        }
+        lines = ["clouds:"]
+        for cloud, (user, password, project) in entries.items():
+            lines += [
+                "  %s:" % cloud,
+                "    auth:",
+                "      auth_url: %s" % auth_url,
+                "      username: %s" % user,
+                "      password: '%s'" % password,
+                "      project_name: %s" % project,
+                "      user_domain_name: Default",
+                "      project_domain_name: Default",
+                "    region_name: %s" % names.REGION,
+                "    identity_api_version: 3",
+                "    interface: public",
+            ]
+        configs.write_if_changed(self.layout.clouds_yaml,
+                                 "\n".join(lines) + "\n")
+        user, password, project = entries[names.CLOUD]
+        openrc = [
+            "# Test cloud credentials (non-admin user %s)" % user,
+            "export OS_AUTH_URL=%s" % auth_url,
+            "export OS_USERNAME=%s" % user,
+            "export OS_PASSWORD='%s'" % password,
+            "export OS_PROJECT_NAME=%s" % project,
+            "export OS_USER_DOMAIN_NAME=Default",
+            "export OS_PROJECT_DOMAIN_NAME=Default",
+            "export OS_REGION_NAME=%s" % names.REGION,
+            "export OS_IDENTITY_API_VERSION=3",
+        ]
+        configs.write_if_changed(self.layout.openrc, "\n".join(openrc) + "\n")
+
+    # -- down / status ------------------------------------------------------
+    def down(self):
+        for daemon in reversed(self.daemons()):
+            if daemon.stop():
+                self.say("stopped %s" % daemon.name)
+
+    def status(self):
+        """[(name, state, pid, address, rss MiB)] for every daemon."""
+        rows = []
+        for daemon in self.daemons():
+            pid = daemon.pid()
+            if not pid:
+                state = "down"
+            else:
+                state = "up" if daemon.answering() else "starting"
+            rss = rss_kib(pid) // 1024 if pid else 0
+            rows.append((daemon.name, state, pid or "-", daemon.address, rss))
+        return rows
+
+    def env_lines(self):
+        return ["export OS_CLIENT_CONFIG_FILE=%s" % self.layout.clouds_yaml,
+                "export OS_CLOUD=%s" % names.CLOUD]
