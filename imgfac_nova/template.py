@@ -19,10 +19,11 @@ in values is ignored, base64 may be wrapped over lines, the children of
 <install> may come in any order, an XML encoding declaration is allowed
 (the text is UTF-8 regardless), and repositories may carry <clientcert>,
 <clientkey> and <cacert> as in older Oz and Image Factory templates.
-Stricter: names, OS name and version, URLs and ISO locations must not be
-empty, a disk size of zero is refused, any loopback address (also with a
-port, or inside an apt source line) counts as localhost for repositories,
-and XInclude is not supported.
+Stricter: names, OS name and version, URLs (also of url-type files) and
+ISO locations must not be empty, a disk size of zero is refused, any
+loopback address (also with a port, or inside an apt source line) counts
+as localhost for repositories, and XInclude is not supported.  Oz fetches
+url-type files and commands while parsing; here they are only recorded.
 """
 
 import base64
@@ -271,7 +272,9 @@ def parse_template(text, source="<string>"):
 
 _TOO_LARGE = f"template is larger than {MAX_TEMPLATE_BYTES // 1024} KiB"
 _PROLOG_ITEM = re.compile(r"\s+|<\?.*?\?>|<!--.*?-->", re.DOTALL)
-_LIBXML_POSITION = re.compile(r", line \d+, column \d+$")
+# Parts of libxml2 messages that mean nothing to a template author.
+_LIBXML_NOISE = re.compile(
+    r",? use XML_PARSE_HUGE option|, line \d+, column \d+$")
 
 
 def _parse_xml(text, source):
@@ -293,7 +296,7 @@ def _parse_xml(text, source):
     try:
         root = etree.fromstring(data, parser)
     except etree.XMLSyntaxError as exc:
-        message = _LIBXML_POSITION.sub("", exc.msg or str(exc))
+        message = _LIBXML_NOISE.sub("", exc.msg or str(exc))
         raise TemplateError(source, exc.lineno or 1,
                             f"XML syntax error: {message}") from None
     if root.getroottree().docinfo.doctype:
