@@ -47,6 +47,9 @@ CHECKSUM_TYPES = ("md5sum", "sha1sum", "sha256sum")
 CONTENT_TYPES = ("raw", "base64", "url")
 REDACTED = "REDACTED"
 
+_TOO_LARGE = f"template is larger than {MAX_TEMPLATE_BYTES // 1024} KiB"
+_NO_DOCTYPE = "DOCTYPE declarations (DTDs, entities) are not allowed"
+
 # Elements whose text is secret, relative to <template>.
 _SECRET_ELEMENTS = ("os/rootpw", "os/key",
                     "repositories/repository/clientkey")
@@ -63,7 +66,7 @@ class TemplateError(ValueError):
         self.source = source
         self.line = line
         self.message = " ".join(str(message).split())
-        super().__init__(str(self))
+        super().__init__(source, line, self.message)
 
     def __str__(self):
         if self.line:
@@ -270,7 +273,6 @@ def parse_template(text, source="<string>"):
 
 # ---------------------------------------------------------------- XML parsing
 
-_TOO_LARGE = f"template is larger than {MAX_TEMPLATE_BYTES // 1024} KiB"
 _PROLOG_ITEM = re.compile(r"\s+|<\?.*?\?>|<!--.*?-->", re.DOTALL)
 # Parts of libxml2 messages that mean nothing to a template author.
 _LIBXML_NOISE = re.compile(
@@ -302,9 +304,6 @@ def _parse_xml(text, source):
     if root.getroottree().docinfo.doctype:
         raise TemplateError(source, 1, _NO_DOCTYPE)
     return root
-
-
-_NO_DOCTYPE = "DOCTYPE declarations (DTDs, entities) are not allowed"
 
 
 def _doctype_line(text):
