@@ -1,0 +1,295 @@
+"""One base-image build, the same for every place machines can run.
+
+install media -> installer machine -> (power-off) -> JEOS capture -> guest
+machine from the JEOS -> SSH customization -> ICICLE -> power-off -> image
+capture, with every resource on the rollback stack. A :class:`Backend` says how
+machines are booted, watched, captured and removed: in Nova, or with local QEMU.
+"""
+import abc
+import dataclasses
+import logging
+import time
+
+from novaimagebuilder import errors
+from novaimagebuilder import rollback as rollback_stack
+
+LOG = logging.getLogger(__name__)
+
+#: Kernel arguments that point an installer at a script on the config drive.
+SCRIPT_KERNEL_ARGS = {
+    "kickstart": "inst.ks=hd:LABEL=config-2:/ks.cfg",
+    "preseed": "auto=true priority=critical file=/cdrom/preseed.cfg",
+}
+#: Where the script is put on the config drive, by kind.
+SCRIPT_PATHS = {"kickstart": "ks.cfg", "preseed": "preseed.cfg"}
+
+
+class Backend(abc.ABC):
+    """Where a build's machines run. Every method may block on the cloud/VM."""
+
+    #: Short name for messages ("nova", "local").
+    name = "backend"
+
+    @abc.abstractmethod
+    def prepare_media(self, media):
+        """Make install media usable by machines; returns a handle."""
+
+    @abc.abstractmethod
+    def boot_installer(self, media, script, script_path, cmdline, disk_size):
+        """Boot the installer with ``script`` on its config drive (and as user
+        data); returns a machine."""
+
+    @abc.abstractmethod
+    def wait_powered_off(self, machine, what, timeout, inactivity=None):
+        """Wait until ``machine`` has powered itself off."""
+
+    @abc.abstractmethod
+    def power_off(self, machine):
+        """Ask the machine to power off and wait until it has."""
+
+    @abc.abstractmethod
+    def console(self, machine, lines=30):
+        """The tail of the machine's console."""
+
+    @abc.abstractmethod
+    def delete(self, machine):
+        """Remove a machine and what belongs only to it."""
+
+    @abc.abstractmethod
+    def capture(self, machine, role):
+        """Capture the stopped machine's disk (role "jeos" or "image");
+        returns a handle to it."""
+
+    @abc.abstractmethod
+    def discard(self, captured):
+        """Remove a captured disk."""
+
+    @abc.abstractmethod
+    def boot_guest(self, jeos, user, public_key):
+        """Boot a machine from the JEOS, with ``public_key`` authorized for
+        ``user``; returns the machine."""
+
+    @abc.abstractmethod
+    def ssh_address(self, machine):
+        """``(host, port)`` where the machine's SSH server can be reached."""
+
+
+@dataclasses.dataclass
+class Result:
+    image: object  # the backend's handle of the final image
+    icicle: str
+    timings: dict
+
+
+@dataclasses.dataclass
+class Options:
+    """The build parameters the pipeline itself uses."""
+
+    default_user: str = "root"
+    command_prefix: str | None = None
+    timeout: int = 3600
+    inactivity_timeout: int = 900
+    ssh_timeout: int = 900
+    install_script: str | None = None
+    kernel_args: str | None = None
+    disk_size: int | None = None  # bytes
+    keep_on_failure: bool = False
+
+    @classmethod
+    def from_parameters(cls, parameters):
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in parameters.items()
+                      if k in known and v is not None})
+
+
+class _Clock:
+    """Seconds per step, split into waiting on machines and our own work."""
+
+    def __init__(self):
+        self.timings = {}
+        self._step = None
+
+    def step(self, name):
+        self._finish()
+        self._step = (name, time.monotonic(), [0.0])
+
+    def waiting(self, seconds):
+        if self._step:
+            self._step[2][0] += seconds
+
+    def _finish(self):
+        if self._step:
+            name, started, waited = self._step
+            total = time.monotonic() - started
+            self.timings[name] = {"cloud": round(waited[0], 2),
+                                  "orchestrator": round(total - waited[0], 2)}
+            self._step = None
+
+    def result(self):
+        self._finish()
+        return self.timings
+
+
+class _TimedBackend:
+    """Counts the time spent inside backend calls as waiting on machines."""
+
+    def __init__(self, backend, clock):
+        self._backend, self._clock = backend, clock
+
+    def __getattr__(self, name):
+        attr = getattr(self._backend, name)
+        if not callable(attr):
+            return attr
+
+        def timed(*args, **kwargs):
+            started = time.monotonic()
+            try:
+                return attr(*args, **kwargs)
+            finally:
+                self._clock.waiting(time.monotonic() - started)
+        return timed
+
+
+class Pipeline:
+    """Runs one base-image build on a backend."""
+
+    def __init__(self, backend, media_cache, progress=None, cancel=None,
+                 log=None):
+        self.clock = _Clock()
+        self.backend = _TimedBackend(backend, self.clock)
+        self.media_cache = media_cache
+        self._progress = progress or (lambda percent, activity: None)
+        self.cancel = cancel
+        self.log = log or LOG
+
+    def progress(self, percent, activity):
+        if self.cancel is not None and self.cancel.is_set():
+            raise errors.Cancelled()
+        self.log.info("%d%% %s", percent, activity)
+        self._progress(percent, activity)
+
+    def run(self, template, parameters):
+        """Build; returns a Result. Raises BuildError (one line) on failure."""
+        options = Options.from_parameters(parameters)
+        undo = rollback_stack.Rollback(self.log)
+        succeeded = False
+        try:
+            result = self._run(template, parameters, options, undo)
+            succeeded = True
+            return result
+        finally:
+            left = undo.unwind(succeeded, keep=options.keep_on_failure)
+            if left and options.keep_on_failure and not succeeded:
+                self.log.warning("Kept for debugging: %s. Remove them with "
+                                 "'imgfac-nova sweep' or by hand.",
+                                 "; ".join(left))
+            elif left:
+                self.log.error("Could not clean up: %s", "; ".join(left))
+
+    def _run(self, template, parameters, options, undo):
+        from novaimagebuilder import customize
+        from novaimagebuilder import icicle
+        from novaimagebuilder import media as media_mod
+
+        backend = self.backend
+        self.clock.step("media")
+        self.progress(2, "Fetching the install media from %s"
+                      % template.os.install.location)
+        media = media_mod.fetch(template.os.install, self.media_cache,
+                                parameters.get("install_kernel"),
+                                parameters.get("install_ramdisk"), self.cancel)
+        self.progress(5, "Preparing the install media")
+        media_handle = backend.prepare_media(media)
+
+        self.clock.step("install")
+        script, kind = self._install_script(template, parameters, options)
+        cmdline = " ".join(filter(None, [
+            "console=ttyS0", SCRIPT_KERNEL_ARGS.get(kind),
+            template.os.kernelparam, options.kernel_args]))
+        self.progress(8, "Booting the %s installer" % template.os.name)
+        installer = backend.boot_installer(media_handle, script,
+                                           SCRIPT_PATHS.get(kind), cmdline,
+                                           options.disk_size)
+        installer_entry = undo.push(str(installer),
+                                    lambda: self.backend.delete(installer))
+        self.progress(10, "Installing %s %s (waiting for the installer to "
+                      "power off)" % (template.os.name, template.os.version))
+        self._wait_off(installer, "waiting for the installer to finish",
+                       options.timeout, options.inactivity_timeout)
+
+        self.clock.step("jeos")
+        self.progress(50, "Capturing the JEOS disk")
+        jeos = backend.capture(installer, "jeos")
+        undo.push("JEOS %s" % jeos, lambda: self.backend.discard(jeos))
+        undo.undo_now(installer_entry)
+
+        self.clock.step("customize")
+        self.progress(55, "Booting the JEOS to customize it")
+        key, public_key = _throwaway_key()
+        guest = backend.boot_guest(jeos, options.default_user, public_key)
+        guest_entry = undo.push(str(guest), lambda: self.backend.delete(guest))
+        host, port = backend.ssh_address(guest)
+        self.progress(60, "Waiting for SSH on %s:%d" % (host, port))
+        session = self._connect(guest, host, port, key, options)
+        try:
+            customize.customize(session, template, self.log,
+                                progress=lambda text: self.progress(70, text),
+                                cancelled=self._cancelled)
+            self.progress(85, "Reading the installed packages (ICICLE)")
+            packages = icicle.read_packages(
+                session, customize.os_family(template.os.name),
+                template.os.icicle_extra_command)
+            manifest = icicle.icicle_xml(packages, template.description)
+            self.progress(88, "Shutting the guest down")
+            session.run("poweroff", check=False, timeout=30)
+        finally:
+            session.close()
+        self._wait_off(guest, "waiting for the customized guest to power off",
+                       300)
+
+        self.clock.step("capture")
+        self.progress(92, "Capturing the image")
+        image = backend.capture(guest, "image")
+        undo.push("image %s" % image, lambda: self.backend.discard(image),
+                  result=True)
+        undo.undo_now(guest_entry)
+        self.progress(98, "Cleaning up")
+        return Result(image, manifest, self.clock.result())
+
+    def _cancelled(self):
+        return self.cancel is not None and self.cancel.is_set()
+
+    def _install_script(self, template, parameters, options):
+        from novaimagebuilder import installscript
+        if options.install_script:
+            return options.install_script, None
+        return installscript.generate(template, parameters)
+
+    def _wait_off(self, machine, what, timeout, inactivity=None):
+        try:
+            self.backend.wait_powered_off(machine, what, timeout, inactivity)
+        except (errors.WaitTimeout, errors.WaitFailed) as exc:
+            tail = self.backend.console(machine, 15).strip().splitlines()
+            self.log.error("Console of %s when it failed:\n%s", machine,
+                           "\n".join(tail))
+            last = tail[-1].strip() if tail else "(console is empty)"
+            raise errors.BuildError("%s; console ends: %s" % (exc, last)) \
+                from None
+
+    def _connect(self, machine, host, port, key, options):
+        from novaimagebuilder import ssh
+        console = self.backend.console(machine, 400)
+        session = ssh.SSHGuest(host, port, options.default_user, key,
+                               command_prefix=options.command_prefix,
+                               host_keys=ssh.host_keys_from_console(console),
+                               log=self.log)
+        session.wait_until_reachable(options.ssh_timeout,
+                                     cancelled=self._cancelled)
+        return session
+
+
+def _throwaway_key():
+    """A new SSH key pair for one build: (paramiko key, OpenSSH public key)."""
+    import paramiko
+    key = paramiko.ECDSAKey.generate(bits=256)
+    return key, "%s %s imgfac-nova-build" % (key.get_name(), key.get_base64())

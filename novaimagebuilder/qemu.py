@@ -1,0 +1,177 @@
+"""Virtual machines run directly with QEMU, for local builds.
+
+KVM is used when it really works; otherwise TCG (software emulation). Each VM
+has its own work directory holding its serial console log and QMP socket; its
+SSH port is forwarded to a free port on 127.0.0.1.
+"""
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+
+from novaimagebuilder import errors
+from novaimagebuilder import waiter
+
+LOG = logging.getLogger(__name__)
+
+QEMU = "qemu-system-x86_64"
+
+
+def choose_accelerator(requested="auto"):
+    """``(accelerator, reason)``: "kvm" or "tcg", and why."""
+    if requested == "tcg":
+        return "tcg", "TCG requested"
+    usable, why = _kvm_usable()
+    if requested == "kvm":
+        if not usable:
+            raise errors.BuildError("KVM was requested but %s" % why)
+        return "kvm", "KVM requested"
+    return ("kvm", "KVM works") if usable else ("tcg", "TCG because " + why)
+
+
+def _kvm_usable():
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        return False, "/dev/kvm is not available"
+    if os.path.exists("/sys/module/kvm_pvm"):
+        # kvm-pvm offers /dev/kvm without hardware virtualization; guest
+        # kernels hang in early boot under it.
+        return False, "/dev/kvm is kvm-pvm, on which guests hang"
+    with open("/proc/cpuinfo") as handle:
+        flags = handle.read()
+    if " vmx" not in flags and " svm" not in flags:
+        return False, "the CPU has no hardware virtualization (vmx/svm)"
+    return True, "KVM works"
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class VM:
+    """One QEMU process and its files."""
+
+    def __init__(self, workdir, name, disk, accel, memory_mb=1024, cpus=1,
+                 disk_format="qcow2", cdroms=(), kernel=None, ramdisk=None,
+                 cmdline=None, ssh=False, boot="c"):
+        self.workdir = workdir
+        self.name = name
+        self.console_path = os.path.join(workdir, name + ".console.log")
+        self.qmp_path = os.path.join(workdir, name + ".qmp")
+        self.ssh_port = free_port() if ssh else None
+        self.accel = accel
+        self.process = None
+        self._argv = [shutil.which(QEMU) or QEMU, "-name", name,
+                      "-machine", "pc", "-accel", accel,
+                      "-m", str(memory_mb), "-smp", str(cpus),
+                      "-display", "none", "-monitor", "none",
+                      "-serial", "file:" + self.console_path,
+                      "-qmp", "unix:%s,server=on,wait=off" % self.qmp_path,
+                      "-no-reboot",
+                      "-drive", "file=%s,if=virtio,format=%s,cache=unsafe"
+                      % (disk, disk_format)]
+        for cdrom in cdroms:
+            self._argv += ["-drive", "file=%s,media=cdrom,readonly=on" % cdrom]
+        if kernel:
+            self._argv += ["-kernel", kernel, "-initrd", ramdisk,
+                           "-append", cmdline or ""]
+        netdev = "user,id=net0"
+        if self.ssh_port:
+            netdev += ",hostfwd=tcp:127.0.0.1:%d-:22" % self.ssh_port
+        self._argv += ["-netdev", netdev,
+                       "-device", "virtio-net-pci,netdev=net0"]
+        if not kernel:
+            self._argv += ["-boot", boot]  # c: disk, d: first CD-ROM
+
+    def __str__(self):
+        return "local VM %s" % self.name
+
+    def start(self):
+        if shutil.which(QEMU) is None:
+            raise errors.BuildError("%s is not installed (Debian: apt-get "
+                                    "install qemu-system-x86 qemu-utils)" % QEMU)
+        LOG.info("Starting %s with %s", self.name, self.accel)
+        self._stderr = open(os.path.join(self.workdir, self.name + ".qemu.log"),
+                            "w+")
+        # Its own session: a Ctrl-C meant for us does not kill it uncleanly.
+        self.process = subprocess.Popen(self._argv, stdin=subprocess.DEVNULL,
+                                        stdout=self._stderr,
+                                        stderr=subprocess.STDOUT,
+                                        start_new_session=True)
+        time.sleep(0.3)
+        if self.process.poll() not in (None, 0):
+            self._stderr.seek(0)
+            text = self._stderr.read().strip().splitlines() or ["no output"]
+            raise errors.BuildError("QEMU did not start: %s" % text[-1])
+        return self
+
+    def running(self):
+        return self.process is not None and self.process.poll() is None
+
+    def console(self, lines=None):
+        """The serial console so far (the last ``lines`` lines if given)."""
+        try:
+            with open(self.console_path, "rb") as handle:
+                text = handle.read().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:]) if lines else text
+
+    def _console_size(self):
+        try:
+            return os.path.getsize(self.console_path)
+        except OSError:
+            return 0
+
+    def wait_stopped(self, what, timeout, inactivity=None, cancel=None):
+        """Wait until the guest powers itself off."""
+        waiter.wait_for(what, poll=self._console_size,
+                        done=lambda size: not self.running(),
+                        activity=lambda size: size, inactivity=inactivity,
+                        timeout=timeout, cancel=cancel, interval=0.5,
+                        max_interval=2.0)
+
+    def _qmp(self, command):
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(5)
+            sock.connect(self.qmp_path)
+            stream = sock.makefile("rw")
+            stream.readline()  # greeting
+            for request in ({"execute": "qmp_capabilities"},
+                            {"execute": command}):
+                stream.write(json.dumps(request) + "\n")
+                stream.flush()
+                reply = json.loads(stream.readline())
+                while "event" in reply:
+                    reply = json.loads(stream.readline())
+                if "error" in reply:
+                    raise errors.BuildError("QMP %s: %s" % (
+                        request["execute"], reply["error"].get("desc")))
+
+    def power_off(self, timeout=60):
+        """ACPI power button, then kill if the guest ignores it."""
+        if not self.running():
+            return
+        try:
+            self._qmp("system_powerdown")
+            self.process.wait(timeout)
+        except (OSError, errors.BuildError, subprocess.TimeoutExpired,
+                ValueError) as exc:
+            LOG.info("%s did not power off (%s); killing it", self.name, exc)
+        self.kill()
+
+    def kill(self):
+        """Stop the QEMU process for sure."""
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(30)
+        if not self._stderr.closed:
+            self._stderr.close()
