@@ -1,0 +1,356 @@
+"""Apply a TDL template's customization inside a booted guest.
+
+The order is Image Factory's (Oz's): repositories, precommands, packages,
+files, commands, then the repositories not marked persisted are removed
+again. Everything runs privileged through the guest object, which needs
+only ``run(command, privileged=, check=, timeout=, name=)`` and
+``put(data, path, mode, privileged=)`` (``ssh.SSHGuest`` has them).
+
+The template is duck-typed: ``os.name``, ``repositories`` (``name url
+signed persisted sslverify cacert clientcert clientkey``), ``packages``
+(``name args``), ``files`` and ``precommands``/``commands`` (``name type
+content data``, commands with ``position``).
+"""
+
+import re
+import secrets
+import shlex
+import urllib.parse
+
+from novaimagebuilder.ssh import Cancelled
+
+#: Leading word of a lower-cased OS name -> OS family.
+OS_FAMILIES = {
+    "fedora": "redhat", "rhel": "redhat", "redhat": "redhat",
+    "centos": "redhat", "rocky": "redhat", "rockylinux": "redhat",
+    "alma": "redhat", "almalinux": "redhat", "ol": "redhat",
+    "oraclelinux": "redhat",
+    "debian": "debian", "ubuntu": "debian",
+    "opensuse": "suse", "sles": "suse", "sle": "suse", "suse": "suse",
+}
+
+
+class UnsupportedOS(ValueError):
+    """The guest's operating system is not one we know how to handle."""
+
+
+def os_family(os_name):
+    """"redhat", "debian" or "suse" for a TDL OS name, e.g. "RHEL-9"."""
+    word = re.match(r"[a-z]*", os_name.strip().lower()).group()
+    try:
+        return OS_FAMILIES[word]
+    except KeyError:
+        raise UnsupportedOS(
+            f"unknown operating system '{os_name}': customization knows "
+            "Fedora, RHEL, CentOS, Rocky, Alma, OL (dnf/yum), Debian, "
+            "Ubuntu (apt) and openSUSE/SLES (zypper)") from None
+
+
+def repository_id(name):
+    """A repository name made safe for file names and section ids."""
+    return re.sub(r"[^A-Za-z0-9_-]", "-", name.strip()) or "repository"
+
+
+# ---------------------------------------------------------------- package managers
+
+class _PackageManager:
+    """How one OS family handles repositories and packages."""
+
+    cert_dir = "/etc/pki/imgfac-nova"
+    _CERTS = (("cacert", "ca.pem", 0o644), ("clientcert", "client.pem", 0o644),
+              ("clientkey", "client.key", 0o600))
+
+    def certs(self, repo):
+        """{attribute: (path, bytes, mode)} for the repository's certificates
+        and client key (attribute: cacert, clientcert, clientkey)."""
+        base = f"{self.cert_dir}/{repository_id(repo.name)}"
+        return {attribute: (f"{base}/{name}", _pem(getattr(repo, attribute)),
+                            mode)
+                for attribute, name, mode in self._CERTS
+                if getattr(repo, attribute, None)}
+
+    def repo_files(self, repo):
+        """Every file that makes ``repo`` available: [(path, bytes, mode)]."""
+        raise NotImplementedError
+
+    def repo_paths(self, repo):
+        """What to delete to remove ``repo`` again (files or directories)."""
+        paths = [path for path, _, _ in self.repo_files(repo)]
+        if self.certs(repo):
+            paths.append(f"{self.cert_dir}/{repository_id(repo.name)}")
+        return paths
+
+    def prepare(self):
+        """Commands to run before installing: [(name, command)]."""
+        return []
+
+    def install(self, names, args=()):
+        """The command installing ``names`` with extra ``args``."""
+        raise NotImplementedError
+
+    def refresh(self):
+        """The command refreshing the package index after repo removal."""
+        raise NotImplementedError
+
+
+def _pem(text):
+    return (text.strip() + "\n").encode("utf-8")
+
+
+def _quote_all(words):
+    return " ".join(shlex.quote(word) for word in words)
+
+
+class _Dnf(_PackageManager):
+    """Fedora, RHEL and relatives: dnf, or yum where there is no dnf."""
+
+    _PM = "$(command -v dnf >/dev/null 2>&1 && echo dnf || echo yum)"
+    _CERT_OPTIONS = {"cacert": "sslcacert", "clientcert": "sslclientcert",
+                     "clientkey": "sslclientkey"}
+
+    def repo_files(self, repo):
+        ident = repository_id(repo.name)
+        certs = self.certs(repo)
+        lines = [f"[{ident}]", f"name={repo.name}", f"baseurl={repo.url}",
+                 "enabled=1", f"gpgcheck={int(bool(repo.signed))}",
+                 f"sslverify={int(bool(repo.sslverify))}"]
+        lines += [f"{self._CERT_OPTIONS[attribute]}={path}"
+                  for attribute, (path, _, _) in certs.items()]
+        text = "\n".join(lines) + "\n"
+        return ([(f"/etc/yum.repos.d/{ident}.repo", text.encode(), 0o644)]
+                + list(certs.values()))
+
+    def install(self, names, args=()):
+        return f"{self._PM} -y install {_quote_all([*args, *names])}"
+
+    def refresh(self):
+        return f"{self._PM} clean all"
+
+
+class _Zypper(_PackageManager):
+    """openSUSE and SLES (certificates are not supported)."""
+
+    def repo_files(self, repo):
+        ident = repository_id(repo.name)
+        url = repo.url
+        if url.startswith("https:") and not repo.sslverify:
+            url += ("&" if "?" in url else "?") + "ssl_verify=no"
+        text = (f"[{ident}]\nname={repo.name}\nbaseurl={url}\nenabled=1\n"
+                f"autorefresh=1\ngpgcheck={int(bool(repo.signed))}\n")
+        return [(f"/etc/zypp/repos.d/{ident}.repo", text.encode(), 0o644)]
+
+    def certs(self, repo):
+        return {}
+
+    def install(self, names, args=()):
+        return ("zypper --non-interactive install --auto-agree-with-licenses "
+                + _quote_all([*args, *names]))
+
+    def refresh(self):
+        return "zypper --non-interactive refresh"
+
+
+class _Apt(_PackageManager):
+    """Debian and Ubuntu."""
+
+    cert_dir = "/etc/apt/imgfac-nova"
+    _ENV = "export DEBIAN_FRONTEND=noninteractive; "
+    _SOURCE = re.compile(r"(deb(?:-src)?)\s+(?:\[([^\]]*)\]\s+)?(\S.*)")
+    _CERT_OPTIONS = {"cacert": "CaInfo", "clientcert": "SslCert",
+                     "clientkey": "SslKey"}
+
+    def source_line(self, repo):
+        """The sources.list line: the URL as given when it is an apt source
+        line ("deb URL SUITE COMPONENTS"), else a flat repository at the
+        URL ("deb URL ./"); unsigned repositories get [trusted=yes]."""
+        text = " ".join(repo.url.strip().strip("'\"").split())
+        match = self._SOURCE.fullmatch(text)
+        kind, options, rest = (match.groups() if match
+                               else ("deb", None, f"{text} ./"))
+        options = options.split() if options else []
+        if not repo.signed and not any(o.startswith("trusted=") for o in options):
+            options.append("trusted=yes")
+        bracket = f"[{' '.join(options)}] " if options else ""
+        return f"{kind} {bracket}{rest}"
+
+    def repo_files(self, repo):
+        ident = repository_id(repo.name)
+        files = [(f"/etc/apt/sources.list.d/{ident}.list",
+                  (self.source_line(repo) + "\n").encode(), 0o644)]
+        config = self._https_config(repo)
+        if config:
+            files.append((f"/etc/apt/apt.conf.d/90imgfac-nova-{ident}",
+                          config.encode(), 0o644))
+        return files + list(self.certs(repo).values())
+
+    def _https_config(self, repo):
+        """apt options for an https repository: verification, certificates."""
+        url = re.search(r"https://\S+", repo.url)
+        if not url:
+            return ""
+        prefix = f"Acquire::https::{urllib.parse.urlsplit(url.group()).hostname}::"
+        lines = []
+        if not repo.sslverify:
+            lines += [f'{prefix}Verify-Peer "false";',
+                      f'{prefix}Verify-Host "false";']
+        lines += [f'{prefix}{self._CERT_OPTIONS[attribute]} "{path}";'
+                  for attribute, (path, _, _) in self.certs(repo).items()]
+        return "".join(line + "\n" for line in lines)
+
+    def prepare(self):
+        return [("update package index", self._ENV + "apt-get update")]
+
+    def install(self, names, args=()):
+        return (self._ENV + "apt-get install -y"
+                " -o Dpkg::Options::=--force-confdef"
+                " -o Dpkg::Options::=--force-confold "
+                + _quote_all([*args, *names]))
+
+    def refresh(self):
+        return self._ENV + "apt-get update"
+
+
+PACKAGE_MANAGERS = {"redhat": _Dnf, "debian": _Apt, "suse": _Zypper}
+
+
+# ---------------------------------------------------------------- fetching
+
+def fetch_command(url, path):
+    """Shell text downloading ``url`` to ``path`` inside the guest with
+    curl, wget or python3, whichever is there (via a part file)."""
+    u, part = shlex.quote(url), shlex.quote(f"{path}.imgfac-part")
+    python = shlex.quote(
+        "import shutil, sys, urllib.request; shutil.copyfileobj("
+        "urllib.request.urlopen(sys.argv[1], timeout=60), "
+        "open(sys.argv[2], 'wb'))")
+    download = (
+        f"if command -v curl >/dev/null 2>&1; then curl -fsSL --retry 3 -o {part} {u}; "
+        f"elif command -v wget >/dev/null 2>&1; then wget -q -O {part} {u}; "
+        f"elif command -v python3 >/dev/null 2>&1; then python3 -c {python} {u} {part}; "
+        "else echo 'no curl, wget or python3 in the guest to download with' >&2; "
+        "false; fi")
+    return (f"mkdir -p {shlex.quote(_dirname(path))} && {{ {download}; }} && "
+            f"mv -f {part} {shlex.quote(path)} || {{ rm -f {part}; false; }}")
+
+
+def _dirname(path):
+    return path.rsplit("/", 1)[0] or "/"
+
+
+# ---------------------------------------------------------------- customize
+
+class _Customizer:
+    def __init__(self, guest, template, log, progress, cancelled):
+        self.guest = guest
+        self.template = template
+        self.log = log
+        self.progress = progress or (lambda activity: None)
+        self.cancelled = cancelled
+        self.family = os_family(template.os.name)
+        self.manager = PACKAGE_MANAGERS[self.family]()
+
+    def step(self, activity):
+        """Check for cancellation, then report ``activity``."""
+        if self.cancelled is not None and self.cancelled():
+            raise Cancelled()
+        self.log.info("%s", activity)
+        self.progress(activity)
+
+    def run(self, command, name):
+        return self.guest.run(command, privileged=True, check=True, name=name)
+
+    def put_all(self, files):
+        for path, data, mode in files:
+            self.guest.put(data, path, mode, privileged=True)
+
+    # -- steps
+
+    def repositories(self):
+        for repo in self.template.repositories:
+            self.step(f"Adding repository '{repo.name}'")
+            self.put_all(self.manager.repo_files(repo))
+
+    def commands(self, commands, kind):
+        ordered = sorted(enumerate(commands), key=lambda item: (
+            item[1].position if getattr(item[1], "position", None) is not None
+            else item[0]))
+        for _, command in ordered:
+            self.step(f"Running {kind} '{command.name}'")
+            self.run_content(command)
+
+    def run_content(self, command):
+        if command.type == "url":
+            script = f"/tmp/.imgfac-{secrets.token_hex(8)}"
+            self.run(fetch_command(command.content, script)
+                     + f" && chmod 0700 {script} && "
+                     f"{{ if head -c 2 {script} | grep -q '^#!'; then {script}; "
+                     f"else sh {script}; fi; status=$?; rm -f {script}; "
+                     "exit $status; }", command.name)
+            return
+        text = command.data.decode("utf-8", errors="replace")
+        if text.startswith("#!") or len(text) > 16384:
+            script = f"/tmp/.imgfac-{secrets.token_hex(8)}"
+            self.guest.put(command.data, script, 0o700, privileged=True)
+            runner = script if text.startswith("#!") else f"sh {script}"
+            self.run(f"{runner}; status=$?; rm -f {script}; exit $status",
+                     command.name)
+        else:
+            self.run(text, command.name)
+
+    def packages(self):
+        packages = self.template.packages
+        if not packages:
+            return
+        count = len(packages)
+        self.step(f"Installing {count} package{'s' if count != 1 else ''}")
+        for name, command in self.manager.prepare():
+            self.run(command, name)
+        plain = [p.name for p in packages if not getattr(p, "args", None)]
+        if plain:
+            self.run(self.manager.install(plain), "install packages")
+        for package in packages:
+            if getattr(package, "args", None):
+                self.run(self.manager.install([package.name],
+                                              shlex.split(package.args)),
+                         f"install package {package.name}")
+
+    def files(self):
+        for item in self.template.files:
+            self.step(f"Writing file {item.name}")
+            if item.type == "url":
+                self.run(fetch_command(item.content, item.name)
+                         + f" && chmod 0644 {shlex.quote(item.name)}",
+                         f"download {item.name}")
+            else:
+                self.guest.put(item.data, item.name, 0o644, privileged=True)
+
+    def remove_repositories(self):
+        temporary = [r for r in self.template.repositories if not r.persisted]
+        if not temporary:
+            return
+        names = ", ".join(f"'{r.name}'" for r in temporary)
+        self.step(f"Removing repositories not persisted: {names}")
+        paths = [path for repo in temporary
+                 for path in self.manager.repo_paths(repo)]
+        self.run("rm -rf " + _quote_all(paths), "remove repositories")
+        self.run(self.manager.refresh(), "refresh package index")
+
+    def all(self):
+        self.repositories()
+        self.commands(self.template.precommands, "precommand")
+        self.packages()
+        self.files()
+        self.commands(self.template.commands, "command")
+        self.remove_repositories()
+
+
+def customize(guest, template, log, progress=None, cancelled=None):
+    """Apply ``template``'s repositories, packages, files and commands.
+
+    ``log`` is a logger for step messages; ``progress(activity)`` is called
+    with a one-line description before each step; ``cancelled()`` is
+    checked between steps (true -> ssh.Cancelled; it may also raise its
+    own exception). Raises UnsupportedOS before touching the guest when
+    the OS is unknown, ssh.CommandFailed when a step fails.
+    """
+    _Customizer(guest, template, log, progress, cancelled).all()

@@ -1,0 +1,449 @@
+"""SSH access to a booted guest: run commands, upload files (paramiko).
+
+``SSHGuest`` logs in with a private key held in memory (never written to
+disk, logs or command lines), puts ``command_prefix`` (e.g. ``sudo``) in
+front of privileged commands, streams command output line by line to a
+logger and turns failures into one-line exceptions.
+
+Host keys: when the keys or fingerprints the guest printed on its console
+are known (``host_keys_from_console``), a server offering any other key is
+refused; otherwise the key is accepted and its fingerprint logged.
+"""
+
+import base64
+import codecs
+import hashlib
+import logging
+import re
+import secrets
+import shlex
+import socket
+import time
+
+import paramiko
+
+LOG = logging.getLogger(__name__)
+
+#: How many output lines a CommandFailed keeps.
+KEEP_LINES = 20
+
+
+class SSHError(Exception):
+    """Something went wrong talking to the guest over SSH."""
+
+
+class SSHTimeout(SSHError):
+    """The guest's SSH server did not become reachable in time."""
+
+
+class SSHAuthError(SSHError):
+    """The guest's SSH server keeps refusing our key."""
+
+
+class HostKeyMismatch(SSHError):
+    """The guest offered a host key other than the expected ones."""
+
+
+class CommandTimeout(SSHError):
+    """A command did not finish in time."""
+
+
+class Cancelled(SSHError):
+    """The caller asked to stop (its ``cancelled`` callable returned true)."""
+
+    def __init__(self, message="cancelled"):
+        super().__init__(message)
+
+
+class CommandFailed(SSHError):
+    """A command exited with a non-zero status.
+
+    ``name`` labels the command, ``status`` is its exit status and
+    ``last_lines`` the end of its output; str() is one line naming all
+    three, e.g. "command 'install packages' exited with status 100:
+    E: Unable to locate package nosuchpkg".
+    """
+
+    _ERROR_LINE = re.compile(
+        r"^(E:|Error|error|ERROR|fatal|FATAL|No match for argument|"
+        r"Problem|No provider of|.*: (command )?not found$|.*No such file)")
+
+    def __init__(self, name, status, last_lines):
+        self.name = name
+        self.status = status
+        self.last_lines = list(last_lines)
+        super().__init__(str(self))
+
+    @property
+    def reason(self):
+        """The output line that best explains the failure ('' if none)."""
+        lines = [line.strip() for line in self.last_lines if line.strip()]
+        errors = [line for line in lines if self._ERROR_LINE.match(line)]
+        return (errors or lines or [""])[-1]
+
+    def __str__(self):
+        text = f"command '{self.name}' exited with status {self.status}"
+        return f"{text}: {self.reason}" if self.reason else text
+
+
+# ---------------------------------------------------------------- host keys
+
+_CONSOLE_MARKER = re.compile(
+    r"-----(BEGIN|END) SSH HOST KEY (KEYS|FINGERPRINTS)-----")
+_KEY_LINE = re.compile(
+    r"((?:ssh|ecdsa|sk|rsa)-[A-Za-z0-9@.-]+)\s+([A-Za-z0-9+/]+={0,2})(?:\s|$)")
+_FINGERPRINT = re.compile(
+    r"(SHA256:[A-Za-z0-9+/]{43}|(?:MD5:)?(?:[0-9a-fA-F]{2}:){15}[0-9a-fA-F]{2})")
+
+
+def host_keys_from_console(text):
+    """Host keys and fingerprints a guest printed on its console.
+
+    Reads the blocks between "-----BEGIN SSH HOST KEY KEYS-----" /
+    "-----END SSH HOST KEY KEYS-----" (lines "TYPE BASE64 [comment]") and
+    "-----BEGIN SSH HOST KEY FINGERPRINTS-----" / "...END..." (lines as
+    ``ssh-keygen -l`` prints them: "256 SHA256:... comment (ED25519)").
+    A prefix before the markers (cloud-init writes "ec2: ") is ignored.
+    When a block appears several times the last one counts (latest boot).
+
+    Returns a list of "TYPE BASE64" and "SHA256:..." / "MD5:aa:bb:..."
+    strings, suitable for ``SSHGuest(expected_host_keys=...)``; an empty
+    list when the console shows none.
+    """
+    blocks = {}
+    current = None
+    for raw in text.splitlines():
+        line = raw.replace("\r", "")
+        marker = _CONSOLE_MARKER.search(line)
+        if marker:
+            edge, kind = marker.groups()
+            current = (kind, []) if edge == "BEGIN" else None
+            if edge == "BEGIN":
+                blocks[kind] = current[1]
+            continue
+        if current is None:
+            continue
+        kind, entries = current
+        if kind == "KEYS":
+            match = _KEY_LINE.search(line)
+            if match:
+                entries.append(f"{match.group(1)} {match.group(2)}")
+        else:
+            match = _FINGERPRINT.search(line)
+            if match:
+                entries.append(_normal_fingerprint(match.group(1)))
+    return blocks.get("KEYS", []) + blocks.get("FINGERPRINTS", [])
+
+
+def _normal_fingerprint(text):
+    if text.startswith("SHA256:"):
+        return text
+    return "MD5:" + text.removeprefix("MD5:").lower()
+
+
+def fingerprint(key):
+    """OpenSSH's SHA256 fingerprint of a paramiko key: "SHA256:...". """
+    digest = hashlib.sha256(key.asbytes()).digest()
+    return "SHA256:" + base64.b64encode(digest).decode("ascii").rstrip("=")
+
+
+def _identities(key):
+    """Every way a key may be written in an expected-keys list."""
+    md5 = hashlib.md5(key.asbytes(), usedforsecurity=False).hexdigest()
+    return {f"{key.get_name()} {key.get_base64()}", fingerprint(key),
+            "MD5:" + ":".join(md5[i:i + 2] for i in range(0, len(md5), 2))}
+
+
+def _expected_identity(entry):
+    """An expected key given as a paramiko key, key line or fingerprint."""
+    if isinstance(entry, paramiko.PKey):
+        return f"{entry.get_name()} {entry.get_base64()}"
+    entry = entry.strip()
+    match = _KEY_LINE.match(entry)
+    if match:
+        return f"{match.group(1)} {match.group(2)}"
+    if _FINGERPRINT.fullmatch(entry):
+        return _normal_fingerprint(entry)
+    raise ValueError(f"not an SSH host key or fingerprint: {entry[:60]!r}")
+
+
+class _HostKeyPolicy(paramiko.MissingHostKeyPolicy):
+    """Accepts the expected host keys only, or any key (logged) if none."""
+
+    def __init__(self, address, expected, logger):
+        self.address = address
+        self.expected = expected
+        self.logger = logger
+
+    def missing_host_key(self, client, hostname, key):
+        shown = f"{key.get_name()} {fingerprint(key)}"
+        if not self.expected:
+            self.logger.info("Accepting SSH host key of %s: %s (no expected "
+                             "key known)", self.address, shown)
+            return
+        if _identities(key) & self.expected:
+            self.logger.info("SSH host key of %s matches the expected key: %s",
+                             self.address, shown)
+            return
+        raise HostKeyMismatch(
+            f"SSH host key of {self.address} does not match the expected "
+            f"keys: the server offered {shown}, expected "
+            + ", ".join(sorted(_short(e) for e in self.expected)))
+
+
+def _short(identity):
+    """A key line shortened for messages; fingerprints stay whole."""
+    if " " in identity:
+        kind, data = identity.split(" ", 1)
+        return f"{kind} {data[:12]}..."
+    return identity
+
+
+# ---------------------------------------------------------------- the guest
+
+class SSHGuest:
+    """A guest reached over SSH as ``username`` with a private key.
+
+    ``pkey`` is a paramiko private key object. ``command_prefix`` (e.g.
+    "sudo" or "sudo -n") goes in front of privileged commands; empty when
+    ``username`` is root. ``expected_host_keys`` lists host keys or
+    fingerprints (paramiko keys, "TYPE BASE64" lines, "SHA256:..."), e.g.
+    from ``host_keys_from_console``. ``logger`` receives command output.
+    ``cancelled`` is an optional callable: when it returns true (or
+    raises) long waits stop.
+    """
+
+    def __init__(self, host, port, username, pkey, command_prefix="",
+                 expected_host_keys=(), logger=None, cancelled=None,
+                 connect_timeout=10.0):
+        self.host = host
+        self.port = int(port)
+        self.username = username
+        self._pkey = pkey
+        self.command_prefix = (command_prefix or "").strip()
+        self._expected = {_expected_identity(e) for e in expected_host_keys}
+        self.logger = logger or LOG
+        self._cancelled = cancelled
+        self.connect_timeout = connect_timeout
+        self._client = None
+
+    def __repr__(self):
+        return f"<SSHGuest {self.username}@{self.address}>"
+
+    @property
+    def address(self):
+        """host:port, for messages."""
+        return f"{self.host}:{self.port}"
+
+    # -- connecting
+
+    def _check_cancelled(self):
+        if self._cancelled is not None and self._cancelled():
+            raise Cancelled()
+
+    def connect(self):
+        """Open the SSH connection once; errors are raised as they come."""
+        if self._client is not None:
+            return
+        sock = socket.create_connection((self.host, self.port),
+                                        timeout=self.connect_timeout)
+        client = paramiko.SSHClient()
+        client.set_missing_host_key_policy(
+            _HostKeyPolicy(self.address, self._expected, self.logger))
+        try:
+            client.connect(self.host, self.port, username=self.username,
+                           pkey=self._pkey, sock=sock, allow_agent=False,
+                           look_for_keys=False, timeout=self.connect_timeout,
+                           banner_timeout=self.connect_timeout,
+                           auth_timeout=self.connect_timeout)
+        except BaseException:
+            client.close()
+            sock.close()
+            raise
+        client.get_transport().set_keepalive(30)
+        self._client = client
+
+    def wait_until_reachable(self, timeout, cancelled=None, auth_grace=120.0):
+        """Connect, retrying while the guest's SSH server is not ready.
+
+        Refused or timed-out connections, missing banners and rejected
+        keys (cloud-init may not have installed it yet) are retried with
+        backoff. Raises SSHTimeout naming host:port and the last error
+        after ``timeout`` seconds, SSHAuthError when the key is still
+        refused ``auth_grace`` seconds after the first refusal, and
+        HostKeyMismatch at once.
+        """
+        cancelled = cancelled or self._cancelled
+        deadline = time.monotonic() + timeout
+        first_auth_failure = None
+        delay = 0.5
+        while True:
+            if cancelled is not None and cancelled():
+                raise Cancelled()
+            try:
+                self.connect()
+                return self
+            except HostKeyMismatch:
+                raise
+            except paramiko.AuthenticationException as exc:
+                now = time.monotonic()
+                first_auth_failure = first_auth_failure or now
+                last_error = _describe(exc)
+                if now - first_auth_failure >= auth_grace or now >= deadline:
+                    raise SSHAuthError(
+                        f"SSH authentication as '{self.username}' on "
+                        f"{self.address} failed") from None
+            except (OSError, EOFError, paramiko.SSHException) as exc:
+                last_error = _describe(exc)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise SSHTimeout(
+                    f"SSH on {self.address} not reachable within "
+                    f"{timeout:g} s: {last_error}")
+            self.logger.debug("SSH on %s not ready yet (%s); retrying",
+                              self.address, last_error)
+            time.sleep(min(delay, remaining))
+            delay = min(delay * 2, 10.0)
+
+    def close(self):
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    def _transport(self):
+        self.connect()
+        transport = self._client.get_transport()
+        if transport is None or not transport.is_active():
+            self.close()
+            raise SSHError(f"SSH connection to {self.address} was lost")
+        return transport
+
+    # -- commands
+
+    def command_line(self, command, privileged=True):
+        """The command line sent for ``command`` (prefixed if privileged)."""
+        if privileged and self.command_prefix:
+            return f"{self.command_prefix} sh -c {shlex.quote(command)}"
+        return command
+
+    def run(self, command, privileged=True, check=True, timeout=None,
+            name=None):
+        """Run a shell command in the guest; returns (exit_status, output).
+
+        stdout and stderr are merged; each line goes to the logger as it
+        arrives. ``name`` labels the command in messages (default: the
+        command itself, shortened). With ``check``, a non-zero exit raises
+        CommandFailed. ``timeout`` (seconds) bounds the whole command.
+        """
+        name = name or _shorten(command)
+        self.logger.info("Running %s", _quoted(name))
+        channel = self._transport().open_session()
+        try:
+            channel.set_combine_stderr(True)
+            channel.settimeout(0.5)
+            channel.exec_command(self.command_line(command, privileged))
+            output = self._stream(channel, name, timeout)
+            status = channel.recv_exit_status()
+        finally:
+            channel.close()
+        if status == -1:
+            raise SSHError(f"SSH connection to {self.address} ended while "
+                           f"running {_quoted(name)}")
+        if status != 0:
+            self.logger.info("%s exited with status %d", _quoted(name), status)
+            if check:
+                raise CommandFailed(name, status,
+                                    output.splitlines()[-KEEP_LINES:])
+        return status, output
+
+    def _stream(self, channel, name, timeout):
+        """Collect a channel's output, logging it line by line."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        collected = []
+        pending = ""
+        while True:
+            try:
+                data = channel.recv(32768)
+            except socket.timeout:
+                data = None
+            if data:
+                pending += decoder.decode(data)
+                *lines, pending = pending.split("\n")
+                for line in lines:
+                    self._log_line(name, line)
+                collected.append(data)
+            elif data is not None:
+                break                       # end of output
+            if deadline is not None and time.monotonic() > deadline:
+                raise CommandTimeout(f"command {_quoted(name)} did not finish "
+                                     f"within {timeout:g} s")
+            self._check_cancelled()
+        pending += decoder.decode(b"", final=True)
+        if pending:
+            self._log_line(name, pending)
+        return b"".join(collected).decode("utf-8", errors="replace")
+
+    def _log_line(self, name, line):
+        self.logger.info("[%s] %s", name, line.rstrip("\r").rsplit("\r", 1)[-1])
+
+    # -- files
+
+    def put(self, data, path, mode=0o644, privileged=True):
+        """Write ``data`` (bytes) to ``path`` in the guest with ``mode``.
+
+        Privileged: uploaded by SFTP to a fresh temporary file, then
+        installed with the command prefix (parent directories created,
+        owned by the privileged user). Otherwise written directly by SFTP
+        as the login user.
+        """
+        target = f"/tmp/.imgfac-{secrets.token_hex(8)}" if privileged else path
+        sftp = paramiko.SFTPClient.from_transport(self._transport())
+        try:
+            with sftp.open(target, "wx" if privileged else "w") as stream:
+                stream.write(data)
+            sftp.chmod(target, mode)
+        finally:
+            sftp.close()
+        if privileged:
+            self.run(f"install -D -m {mode:04o} {shlex.quote(target)} "
+                     f"{shlex.quote(path)}; status=$?; "
+                     f"rm -f {shlex.quote(target)}; exit $status",
+                     name=f"install {path}")
+        self.logger.info("Wrote %s (%d bytes, mode %04o)", path, len(data), mode)
+
+
+def _describe(exc):
+    """A short human description of a connection error."""
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, (socket.timeout, TimeoutError)):
+        return "connection timed out"
+    if isinstance(exc, paramiko.AuthenticationException):
+        return "authentication failed"
+    if isinstance(exc, EOFError):
+        return "connection closed by the server"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror[0].lower() + exc.strerror[1:]
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
+def _shorten(command, width=60):
+    text = " ".join(command.split())
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
+def _quoted(name):
+    return f"command '{name}'"
+
+
+__all__ = ["SSHGuest", "SSHError", "SSHTimeout", "SSHAuthError",
+           "HostKeyMismatch", "CommandFailed", "CommandTimeout", "Cancelled",
+           "host_keys_from_console", "fingerprint"]
