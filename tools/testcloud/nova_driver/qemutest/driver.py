@@ -1,0 +1,431 @@
+"""QemuTestDriver: a Nova compute driver running each server as a real
+QEMU guest with user-mode networking, for the imgfac-nova test cloud."""
+
+import contextlib
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+
+import os_resource_classes as orc
+from oslo_log import log as logging
+from oslo_serialization import jsonutils
+from oslo_utils import excutils
+from oslo_utils import versionutils
+
+from nova.compute import power_state
+from nova.compute import task_states
+from nova import exception
+from nova.image import glance
+from nova.objects import fields as obj_fields
+from nova.virt import configdrive
+from nova.virt import driver
+from nova.virt import event as virtevent
+from nova.virt import hardware
+import nova.virt.node
+
+from . import accel
+from . import addresses
+from . import conf
+from . import machine
+from . import storage
+
+CONF = conf.CONF
+LOG = logging.getLogger(__name__)
+
+GiB = storage.GiB
+CONSOLE_TAIL_BYTES = 100 * 1024
+DEFAULT_KERNEL_ARGS = 'root=/dev/vda console=ttyS0'
+WATCH_INTERVAL = 1.0
+
+
+class QemuTestDriver(driver.ComputeDriver):
+    """Each Nova server is one daemonized QEMU process.
+
+    Files of a server live in <instances_path>/<uuid>/ (machine.json,
+    disk, disk.config, console.log, qemu.pid); Glance images are cached in
+    <instances_path>/_base/. A watcher thread reports guests that power
+    themselves off to Nova as lifecycle events.
+    """
+
+    capabilities = dict(
+        driver.ComputeDriver.capabilities,
+        supports_image_type_qcow2=True,
+        supports_image_type_raw=True,
+        supports_image_type_iso=True,
+        supports_image_type_aki=True,
+        supports_image_type_ari=True,
+        supports_image_type_ami=True,
+    )
+
+    def __init__(self, virtapi, read_only=False):
+        super().__init__(virtapi)
+        self._image_api = glance.API()
+        self._cache = storage.ImageCache(
+            os.path.join(CONF.instances_path, '_base'))
+        self._accel = 'tcg'
+        self._hypervisor_version = 0
+        self._lock = threading.Lock()
+        self._busy = set()
+        self._running = {}
+        self._stop_watching = threading.Event()
+        self._watcher = None
+
+    # -- host --------------------------------------------------------
+
+    def init_host(self, host):
+        os.makedirs(CONF.instances_path, exist_ok=True)
+        binary = CONF.qemutest.qemu_binary
+        self._accel = accel.choose(binary, CONF.qemutest.accel)
+        self._hypervisor_version = _qemu_version(binary)
+        if CONF.qemutest.host_ports and not shutil.which('socat'):
+            LOG.error('socat is missing: guests cannot reach host ports %s',
+                      CONF.qemutest.host_ports)
+        for uuid in self.list_instance_uuids():
+            running = self._machine(uuid).is_running()
+            self._running[uuid] = running
+            LOG.info('Found guest %s (%s)', uuid,
+                     'running' if running else 'stopped')
+        self._watcher = threading.Thread(target=self._watch, daemon=True,
+                                         name='qemutest-watcher')
+        self._watcher.start()
+
+    def cleanup_host(self, host):
+        self._stop_watching.set()
+
+    def get_available_nodes(self, refresh=False):
+        return [CONF.host]
+
+    def get_host_ip_addr(self):
+        return CONF.my_ip
+
+    def get_available_resource(self, nodename):
+        opts = CONF.qemutest
+        return {
+            'vcpus': opts.vcpus,
+            'memory_mb': opts.memory_mb,
+            'local_gb': opts.disk_gb,
+            'vcpus_used': 0,
+            'memory_mb_used': 0,
+            'local_gb_used': 0,
+            'hypervisor_type': obj_fields.HVType.QEMU,
+            'hypervisor_version': self._hypervisor_version,
+            'hypervisor_hostname': nodename,
+            'cpu_info': jsonutils.dumps({
+                'arch': obj_fields.Architecture.X86_64,
+                'model': 'qemu64', 'vendor': 'QEMU', 'features': [],
+                'topology': {'sockets': 1, 'cores': opts.vcpus,
+                             'threads': 1}}),
+            'disk_available_least': opts.disk_gb,
+            'supported_instances': [(obj_fields.Architecture.X86_64,
+                                     obj_fields.HVType.QEMU,
+                                     obj_fields.VMMode.HVM)],
+            'numa_topology': None,
+            # A stable node identity across restarts (compute_id file).
+            'uuid': nova.virt.node.get_local_node_uuid(),
+        }
+
+    def update_provider_tree(self, provider_tree, nodename, allocations=None):
+        opts = CONF.qemutest
+        ratios = self._get_allocation_ratios(
+            provider_tree.data(nodename).inventory)
+        totals = {
+            orc.VCPU: (opts.vcpus, CONF.reserved_host_cpus),
+            orc.MEMORY_MB: (opts.memory_mb, CONF.reserved_host_memory_mb),
+            orc.DISK_GB: (opts.disk_gb,
+                          self._get_reserved_host_disk_gb_from_config()),
+        }
+        provider_tree.update_inventory(nodename, {
+            rc: {'total': total, 'reserved': reserved, 'min_unit': 1,
+                 'max_unit': total, 'step_size': 1,
+                 'allocation_ratio': ratios[rc]}
+            for rc, (total, reserved) in totals.items()})
+
+    # -- inventory of guests -------------------------------------------
+
+    def _machine(self, uuid):
+        return machine.Machine(CONF.instances_path, uuid)
+
+    def _existing_machine(self, instance):
+        m = self._machine(instance.uuid)
+        if not m.exists():
+            raise exception.InstanceNotFound(instance_id=instance.uuid)
+        return m
+
+    def list_instance_uuids(self):
+        try:
+            names = os.listdir(CONF.instances_path)
+        except FileNotFoundError:
+            return []
+        return [n for n in names if self._machine(n).exists()]
+
+    def list_instances(self):
+        return [self._machine(u).load_spec()['name']
+                for u in self.list_instance_uuids()]
+
+    def get_info(self, instance, use_cache=True):
+        m = self._existing_machine(instance)
+        state = (power_state.RUNNING if m.is_running()
+                 else power_state.SHUTDOWN)
+        return hardware.InstanceInfo(state=state)
+
+    def get_console_output(self, context, instance):
+        return self._existing_machine(instance).console_tail(
+            CONSOLE_TAIL_BYTES)
+
+    # -- lifecycle -----------------------------------------------------
+
+    def spawn(self, context, instance, image_meta, injected_files,
+              admin_password, allocations, network_info=None,
+              block_device_info=None, power_on=True, accel_info=None):
+        m = self._machine(instance.uuid)
+        os.makedirs(m.directory, exist_ok=True)
+        try:
+            with self._operating(instance.uuid):
+                disks = self._create_disks(context, instance, image_meta,
+                                           block_device_info, m)
+                if configdrive.required_by(instance):
+                    configdrive.update_instance(instance)
+                    storage.create_config_drive(
+                        m.path('disk.config'), instance, network_info,
+                        injected_files, admin_password)
+                    disks.append({'path': m.path('disk.config'),
+                                  'format': 'raw', 'readonly': True})
+                spec = {
+                    'name': instance.name,
+                    'uuid': instance.uuid,
+                    'vcpus': min(instance.flavor.vcpus, os.cpu_count()),
+                    'memory_mb': instance.flavor.memory_mb,
+                    'disks': disks,
+                    'host_ports': [int(p) for p in CONF.qemutest.host_ports],
+                }
+                spec.update(self._kernel_boot(context, instance, image_meta))
+                with self._lock:
+                    spec['nics'] = self._nics(instance, network_info)
+                    m.save_spec(spec)
+                if power_on:
+                    self._start(m)
+        except Exception:
+            with excutils.save_and_reraise_exception():
+                LOG.error('Spawning guest failed; removing it',
+                          instance=instance)
+                m.remove()
+        LOG.info('Guest started (%s), SSH at %s', self._accel,
+                 ', '.join(n['ssh_address'] for n in spec['nics']),
+                 instance=instance)
+
+    def _create_disks(self, context, instance, image_meta, block_device_info,
+                      m):
+        """Root disk (plus install CD-ROM), ephemeral and swap disks."""
+        root = m.path('disk')
+        root_bytes = instance.flavor.root_gb * GiB
+        disks = []
+        disk_format = (image_meta.disk_format
+                       if image_meta.obj_attr_is_set('disk_format') else None)
+        if instance.image_ref and disk_format != 'iso':
+            base = self._cache.fetch(context, instance.image_ref)
+            storage.create_overlay(base, root, root_bytes)
+        else:
+            storage.create_blank(
+                root, root_bytes or CONF.qemutest.blank_disk_gb * GiB)
+        disks.append({'path': root, 'format': 'qcow2', 'root': True,
+                      'bootindex': 1})
+        if instance.image_ref and disk_format == 'iso':
+            disks.append({'path': self._cache.fetch(context,
+                                                    instance.image_ref),
+                          'format': 'raw', 'cdrom': True, 'readonly': True,
+                          'bootindex': 0})
+        for index, eph in enumerate(
+                driver.block_device_info_get_ephemerals(block_device_info)):
+            path = m.path('disk.eph%d' % index)
+            storage.create_blank(path, eph['size'] * GiB)
+            disks.append({'path': path, 'format': 'qcow2'})
+        swap = driver.block_device_info_get_swap(block_device_info)
+        if swap.get('swap_size'):
+            path = m.path('disk.swap')
+            storage.create_blank(path, swap['swap_size'] * 1024 ** 2)
+            disks.append({'path': path, 'format': 'qcow2'})
+        if driver.block_device_info_get_mapping(block_device_info):
+            LOG.warning('Volumes are not supported; not attaching them',
+                        instance=instance)
+        return disks
+
+    def _kernel_boot(self, context, instance, image_meta):
+        """Direct kernel boot from the image's kernel_id/ramdisk_id."""
+        if not instance.kernel_id:
+            return {}
+        args = image_meta.properties.get('os_command_line',
+                                         DEFAULT_KERNEL_ARGS)
+        boot = {'kernel': self._cache.fetch(context, instance.kernel_id),
+                'append': args}
+        if instance.ramdisk_id:
+            boot['initrd'] = self._cache.fetch(context, instance.ramdisk_id)
+        return boot
+
+    def _nics(self, instance, network_info):
+        """One slirp NIC per VIF, SSH forwarded from its fixed IPv4.
+
+        A server without any usable fixed IPv4 gets one NIC on a free
+        loopback address, published as access_ip_v4. Call with the lock.
+        """
+        nics = [{'mac': mac, 'ssh_address': ip}
+                for mac, ip in addresses.fixed_ipv4_addresses(network_info)
+                if ip]
+        if not nics:
+            taken = set()
+            for uuid in self.list_instance_uuids():
+                taken.update(n['ssh_address'] for n in
+                             self._machine(uuid).load_spec()['nics'])
+            address = addresses.pick_free(CONF.qemutest.loopback_pool, taken)
+            instance.access_ip_v4 = address
+            nics = [{'mac': None, 'ssh_address': address}]
+        return nics
+
+    def _start(self, m):
+        m.start(CONF.qemutest.qemu_binary, self._accel)
+
+    def power_on(self, context, instance, network_info,
+                 block_device_info=None, accel_info=None, share_info=None):
+        m = self._existing_machine(instance)
+        with self._operating(instance.uuid):
+            self._start(m)
+
+    def power_off(self, instance, timeout=0, retry_interval=0):
+        m = self._existing_machine(instance)
+        with self._operating(instance.uuid):
+            if timeout and m.is_running():
+                if m.powerdown(timeout, retry_interval):
+                    LOG.info('Guest powered off (ACPI)', instance=instance)
+                    return
+                LOG.info('Guest ignored ACPI power off for %ss; killing',
+                         timeout, instance=instance)
+            m.kill()
+
+    def reboot(self, context, instance, network_info, reboot_type,
+               block_device_info=None, bad_volumes_callback=None,
+               accel_info=None, share_info=None):
+        m = self._existing_machine(instance)
+        with self._operating(instance.uuid):
+            if reboot_type == 'SOFT' and m.is_running():
+                if not m.powerdown(CONF.qemutest.soft_reboot_timeout, 10):
+                    LOG.info('Guest ignored ACPI power off; rebooting hard',
+                             instance=instance)
+            m.kill()
+            self._start(m)
+
+    def resume_state_on_host_boot(self, context, instance, network_info,
+                                  share_info, block_device_info=None):
+        m = self._existing_machine(instance)
+        with self._operating(instance.uuid):
+            self._start(m)
+
+    def destroy(self, context, instance, network_info, block_device_info=None,
+                destroy_disks=True, destroy_secrets=True):
+        m = self._machine(instance.uuid)
+        with self._operating(instance.uuid):
+            m.kill()
+            if destroy_disks:
+                m.remove()
+        with self._lock:
+            self._running.pop(instance.uuid, None)
+
+    def cleanup(self, context, instance, network_info, block_device_info=None,
+                destroy_disks=True, migrate_data=None, destroy_vifs=True,
+                destroy_secrets=True):
+        if destroy_disks:
+            self.destroy(context, instance, network_info)
+
+    def delete_instance_files(self, instance):
+        self._machine(instance.uuid).remove()
+        return True
+
+    def plug_vifs(self, instance, network_info):
+        """Nothing to plug: slirp NICs exist only inside QEMU."""
+
+    def unplug_vifs(self, instance, network_info):
+        """Nothing to unplug: slirp NICs exist only inside QEMU."""
+
+    # -- snapshot --------------------------------------------------------
+
+    def snapshot(self, context, instance, image_id, update_task_state):
+        m = self._machine(instance.uuid)
+        if not m.exists():
+            raise exception.InstanceNotRunning(instance_id=instance.uuid)
+        root = next(d['path'] for d in m.load_spec()['disks']
+                    if d.get('root'))
+        update_task_state(task_state=task_states.IMAGE_PENDING_UPLOAD)
+        with tempfile.TemporaryDirectory(dir=CONF.instances_path,
+                                         prefix='snapshot-') as tmp:
+            out = os.path.join(tmp, 'disk.qcow2')
+            with self._operating(instance.uuid):
+                self._extract(m, root, out)
+            update_task_state(
+                task_state=task_states.IMAGE_UPLOADING,
+                expected_state=task_states.IMAGE_PENDING_UPLOAD)
+            LOG.info('Uploading snapshot %s (%d bytes)', image_id,
+                     os.path.getsize(out), instance=instance)
+            with open(out, 'rb') as data:
+                self._image_api.update(
+                    context, image_id,
+                    {'disk_format': 'qcow2', 'container_format': 'bare'},
+                    data=data, purge_props=False)
+
+    @staticmethod
+    def _extract(m, root, out):
+        """Copy the root disk; a running guest is paused meanwhile (QMP
+        'stop' also flushes QEMU's qcow2 caches to the file)."""
+        paused = False
+        if m.is_running():
+            m.qmp('stop')
+            paused = True
+        try:
+            storage.extract_snapshot(root, out)
+        finally:
+            if paused:
+                m.qmp('cont')
+
+    # -- power state watcher ---------------------------------------------
+
+    @contextlib.contextmanager
+    def _operating(self, uuid):
+        """Mark a guest as being changed by the driver: the watcher must
+        not report its stops; afterwards its state is taken as known."""
+        with self._lock:
+            self._busy.add(uuid)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._busy.discard(uuid)
+                self._running[uuid] = self._machine(uuid).is_running()
+
+    def _watch(self):
+        while not self._stop_watching.wait(WATCH_INTERVAL):
+            try:
+                self._report_stopped_guests()
+            except Exception:
+                LOG.exception('Watching QEMU guests failed')
+
+    def _report_stopped_guests(self):
+        for uuid in self.list_instance_uuids():
+            with self._lock:
+                if uuid in self._busy:
+                    continue
+                running = self._machine(uuid).is_running()
+                was_running = self._running.get(uuid)
+                self._running[uuid] = running
+            if was_running and not running:
+                LOG.info('QEMU of %s exited (guest powered off)', uuid)
+                self.emit_event(virtevent.LifecycleEvent(
+                    uuid, virtevent.EVENT_LIFECYCLE_STOPPED))
+
+
+def _qemu_version(binary):
+    """QEMU's version as Nova's version integer (7.2.0 -> 7002000)."""
+    out = subprocess.run([binary, '--version'], capture_output=True,
+                         text=True).stdout
+    words = out.split()
+    version = words[words.index('version') + 1] if 'version' in words \
+        else '0.0.0'
+    return versionutils.convert_version_to_int(version.split('(')[0])
