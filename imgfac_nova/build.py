@@ -46,6 +46,11 @@ class BuildContext:
     def cancelled(self):
         return self._cancel.is_set()
 
+    @property
+    def cancel_event(self):
+        """The threading.Event set when the build must stop."""
+        return self._cancel
+
     def check_cancelled(self):
         """Raise BuildCancelled when the build has been asked to stop."""
         if self._cancel.is_set():

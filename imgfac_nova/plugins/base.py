@@ -48,6 +48,13 @@ class Plugin(abc.ABC):
 class OSPlugin(Plugin):
     """Builds base images of operating systems."""
 
+    @classmethod
+    def preferred(cls, conf):
+        """True when this plugin should win a tie with other plugins that
+        build the same OS, given this configuration (e.g. the local plugin
+        when no cloud is configured). At most one installed plugin should."""
+        return False
+
     @abc.abstractmethod
     def create_base_image(self, build, template, parameters):
         """Build a base image from ``template``.

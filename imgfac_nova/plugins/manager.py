@@ -85,7 +85,9 @@ class PluginManager:
 
         ``requested`` (the ``os_plugin`` parameter) must match; ``preferred``
         (the configuration option) wins when it matches. Otherwise the most
-        specific match wins, and a tie is an error, never a coin toss.
+        specific match wins; in a tie, the one plugin that says it is
+        preferred for this configuration (``OSPlugin.preferred``) wins, and
+        anything else is an error, never a coin toss.
         """
         what = "%s %s %s" % (name, version, arch)
         matches = self.os_matches(name, version, arch)
@@ -104,6 +106,10 @@ class PluginManager:
                                  or "none"))
         best = [n for s, n in matches if s == matches[0][0]]
         if len(best) > 1:
+            defaults = [n for n in best
+                        if self.os_plugins[n].preferred(self.conf)]
+            if len(defaults) == 1:
+                return defaults[0]
             raise PluginError(
                 "OS plugins %s all build %s; choose one with --parameter "
                 "os_plugin NAME or the os_plugin configuration option"

@@ -104,9 +104,10 @@ def test_bad_input_creates_no_record(builder, values, error):
     assert builder.store.list() == []
 
 
-def test_no_plugin_for_os_creates_no_record(builder):
-    with pytest.raises(manager.PluginError, match="no OS plugin builds Plan9"):
-        builder.base_image(_template("Plan9"), {})
+def test_plugin_that_does_not_build_the_os_creates_no_record(builder):
+    with pytest.raises(manager.PluginError,
+                       match="OS plugin fedora40 does not build Plan9"):
+        builder.base_image(_template("Plan9"), {"os_plugin": "fedora40"})
     assert builder.store.list() == []
 
 

@@ -19,7 +19,8 @@ def test_loads_declared_plugins_and_reports_broken(plugins):
 
 
 def test_most_specific_match_first(plugins):
-    assert plugins.os_matches("Fedora", "39", "x86_64") == [(1, "anyfedora")]
+    assert plugins.os_matches("Fedora", "39", "x86_64") == [(1, "anyfedora"),
+                                                           (0, "local")]
     assert plugins.choose_os_plugin("Fedora", "39", "x86_64") == "anyfedora"
     assert plugins.choose_os_plugin("RHEL", "9", "x86_64") == "fedora40"
     assert plugins.os_matches("FEDORA", "40", "x86_64")[:2] == [
@@ -52,7 +53,33 @@ def test_requested_and_preferred(plugins):
                                     preferred="fedora40") == "testos"
 
 
+def test_generic_plugins_match_anything_least_specifically(plugins):
+    assert plugins.os_matches("Plan9", "4", "mips") == [(0, "local")]
+    assert plugins.choose_os_plugin("Plan9", "4", "mips") == "local"
+
+
+def test_preferred_plugin_breaks_a_tie(plugins, monkeypatch):
+    from tests.plugins import testos
+    monkeypatch.setattr(testos.Fedora40Again, "preferred",
+                        classmethod(lambda cls, conf: True))
+    assert plugins.choose_os_plugin("Fedora", "40", "x86_64") == "fedora40b"
+    monkeypatch.setattr(testos.Fedora40, "preferred",
+                        classmethod(lambda cls, conf: True))
+    with pytest.raises(manager.PluginError, match="all build"):
+        plugins.choose_os_plugin("Fedora", "40", "x86_64")
+
+
+def test_local_is_default_only_without_cloud(plugins, monkeypatch):
+    local = plugins.os_plugins["local"]
+    monkeypatch.delenv("OS_CLOUD", raising=False)
+    monkeypatch.delenv("OS_AUTH_URL", raising=False)
+    assert local.preferred(None)
+    monkeypatch.setenv("OS_CLOUD", "mycloud")
+    assert not local.preferred(None)
+
+
 def test_no_match(plugins):
+    del plugins.os_plugins["local"]
     with pytest.raises(manager.PluginError,
                        match="no OS plugin builds Windows 11 x86_64"):
         plugins.choose_os_plugin("Windows", "11", "x86_64")

@@ -1,0 +1,72 @@
+"""What the local and Nova OS plugins share: the pipeline's parameters and
+running the pipeline for a build."""
+import logging
+import os
+
+from imgfac_nova.parameters import Parameter
+
+LOG = logging.getLogger(__name__)
+
+PIPELINE_PARAMETERS = (
+    Parameter("default_user", "user the orchestrator logs in as over SSH",
+              default="root"),
+    Parameter("command_prefix", "put in front of privileged commands over SSH, "
+              "e.g. sudo"),
+    Parameter("install_script", "install script (kickstart, preseed, ...) to "
+              "use instead of the generated one; give it with "
+              "--file-parameter"),
+    Parameter("kernel_args", "extra kernel command line for the installer"),
+    Parameter("install_kernel", "URL of the installer kernel, when it is not "
+              "where the install tree usually keeps it"),
+    Parameter("install_ramdisk", "URL of the installer ramdisk"),
+    Parameter("timeout", "seconds the installer may take", type="int",
+              default=3600),
+    Parameter("inactivity_timeout", "seconds without console output after "
+              "which the installer counts as hung", type="int", default=900),
+    Parameter("ssh_timeout", "seconds to wait for SSH on the customized guest",
+              type="int", default=900),
+    Parameter("disk_size", "root disk size in GiB (default: the template's "
+              "disk size, else 10)", type="int"),
+    Parameter("keep_on_failure", "keep the failed machine for debugging",
+              type="bool", default=False),
+)
+
+
+def pipeline_parameters(template, parameters):
+    """The pipeline's view of the build parameters (disk size in bytes)."""
+    values = dict(parameters)
+    if values.get("disk_size"):
+        values["disk_size"] = int(values["disk_size"]) * 1024 ** 3
+    else:
+        values["disk_size"] = template.disk_size
+    return values
+
+
+def cloud_configured(conf=None):
+    """True when OpenStack credentials are configured for this process:
+    ``OS_CLOUD`` or ``OS_AUTH_URL``, as openstacksdk reads them."""
+    return bool(os.environ.get("OS_CLOUD") or os.environ.get("OS_AUTH_URL"))
+
+
+def media_cache_dir():
+    """Where downloaded install media are kept between builds."""
+    if os.geteuid() == 0:
+        return "/var/cache/imgfac-nova/media"
+    cache_home = os.environ.get("XDG_CACHE_HOME") or os.path.join(
+        os.path.expanduser("~"), ".cache")
+    return os.path.join(cache_home, "imgfac-nova", "media")
+
+
+def run_pipeline(build, backend, template, parameters):
+    """Run the shared pipeline for ``build``; returns its Result."""
+    from novaimagebuilder import media
+    from novaimagebuilder import pipeline
+
+    runner = pipeline.Pipeline(backend, media.MediaCache(media_cache_dir()),
+                               progress=build.progress,
+                               cancel=build.cancel_event, log=LOG)
+    result = runner.run(template, pipeline_parameters(template, parameters))
+    build.set_icicle(result.icicle)
+    for step, seconds in result.timings.items():
+        build.add_timing(step, **seconds)
+    return result

@@ -1,0 +1,65 @@
+"""The local OS plugin: builds base images on this machine with QEMU (the
+Oz/TinMan path). It is the default when no cloud is configured."""
+import logging
+import os
+import shutil
+import tempfile
+
+from imgfac_nova.parameters import Parameter
+from imgfac_nova.plugins import base
+from imgfac_nova.plugins import common
+
+LOG = logging.getLogger(__name__)
+
+
+class LocalOS(base.OSPlugin):
+    """Installs and customizes the OS in local QEMU virtual machines."""
+
+    info = base.PluginInfo(
+        type="os", targets=((None, None, None),),
+        description="builds base images locally with QEMU (KVM or TCG)",
+        maintainer="imgfac-nova developers", version="1.0",
+        license="Apache-2.0")
+    parameters = common.PIPELINE_PARAMETERS + (
+        Parameter("accel", "QEMU accelerator: auto, kvm or tcg",
+                  default="auto", choices=("auto", "kvm", "tcg")),
+        Parameter("memory", "memory of the build VMs in MiB", type="int",
+                  default=1024),
+        Parameter("cpus", "virtual CPUs of the build VMs", type="int",
+                  default=1),
+        Parameter("image_format", "format of the image data",
+                  default="qcow2", choices=("qcow2", "raw")),
+    )
+
+    @classmethod
+    def preferred(cls, conf):
+        """Default when no cloud is configured."""
+        return not common.cloud_configured(conf)
+
+    def create_base_image(self, build, template, parameters):
+        from novaimagebuilder import local
+        from novaimagebuilder import qemu
+
+        accel, why = qemu.choose_accelerator(parameters["accel"])
+        build.progress(1, "Building locally with QEMU (%s)" % why)
+        build.set_property("accelerator", accel)
+        # Beside the store, so the finished image is moved, not copied.
+        workdir = tempfile.mkdtemp(prefix=".work-",
+                                   dir=os.path.dirname(build.body_path))
+        succeeded = False
+        try:
+            backend = local.LocalBackend(
+                workdir, accel, memory_mb=parameters["memory"],
+                cpus=parameters["cpus"],
+                image_format=parameters["image_format"],
+                cancel=build.cancel_event)
+            result = common.run_pipeline(build, backend, template, parameters)
+            os.replace(result.image, build.body_path)
+            build.set_property("format", parameters["image_format"])
+            succeeded = True
+        finally:
+            if succeeded or not parameters["keep_on_failure"]:
+                shutil.rmtree(workdir, ignore_errors=True)
+            else:
+                LOG.warning("Kept the work directory %s (keep_on_failure); "
+                            "remove it with: rm -rf %s", workdir, workdir)
