@@ -6,7 +6,8 @@ commands customize it.  ``load_template`` and ``parse_template`` accept the
 language as Oz does and return a ``Template``; anything else raises
 ``TemplateError``, whose text is one line "<file>:<line>: <what is wrong>".
 
-Parsing is defensive: input is capped at ``MAX_TEMPLATE_BYTES``, DOCTYPE
+Parsing is defensive: input is capped at ``MAX_TEMPLATE_BYTES`` and
+``MAX_TEMPLATE_ELEMENTS``, DOCTYPE
 declarations (and with them entities and DTDs) are refused, and the XML
 parser never expands entities, loads DTDs or touches the network.
 
@@ -41,6 +42,9 @@ from typing import NamedTuple
 from lxml import etree
 
 MAX_TEMPLATE_BYTES = 1024 * 1024
+# Validation time grows faster than linearly with the number of elements
+# (libxml2's RELAX NG interleave); real templates have far fewer.
+MAX_TEMPLATE_ELEMENTS = 10000
 ARCHITECTURES = ("i386", "x86_64", "aarch64", "armv7l", "ppc64", "ppc64le",
                  "s390x")
 CHECKSUM_TYPES = ("md5sum", "sha1sum", "sha256sum")
@@ -303,6 +307,10 @@ def _parse_xml(text, source):
                             f"XML syntax error: {message}") from None
     if root.getroottree().docinfo.doctype:
         raise TemplateError(source, 1, _NO_DOCTYPE)
+    for count, element in enumerate(root.iter(), start=1):
+        if count > MAX_TEMPLATE_ELEMENTS:
+            raise TemplateError(source, element.sourceline, "template has "
+                                f"more than {MAX_TEMPLATE_ELEMENTS} elements")
     return root
 
 

@@ -413,6 +413,27 @@ def test_text_just_under_the_limit_is_parsed():
     assert parse_template(text).name == "t"
 
 
+def test_too_many_elements_fail_fast():
+    limit = tdl.MAX_TEMPLATE_ELEMENTS
+    packages = "<package name='p'/>\n" * (tdl.MAX_TEMPLATE_BYTES // 25)
+    text = minimal(f"<packages>\n{packages}</packages>\n")
+    assert len(text) < tdl.MAX_TEMPLATE_BYTES
+    started = time.monotonic()
+    error = rejection(text)
+    assert time.monotonic() - started < 1
+    # Eight elements come before <packages> on line 9, so package k is
+    # element 9 + k on line 9 + k: the first one over the limit is on the
+    # line numbered like it.
+    assert str(error) == (f"<string>:{limit + 1}: template has more than "
+                          f"{limit} elements")
+
+
+def test_element_limit_leaves_room_for_big_templates():
+    packages = "<package name='p'/>" * (tdl.MAX_TEMPLATE_ELEMENTS - 10)
+    template = parse_template(minimal(f"<packages>{packages}</packages>\n"))
+    assert len(template.packages) == tdl.MAX_TEMPLATE_ELEMENTS - 10
+
+
 def test_deep_nesting_is_refused():
     deep = "<a>" * 100000 + "</a>" * 100000
     error = rejection(minimal(deep))
