@@ -466,7 +466,8 @@ class _Reader:
                 raise self.error(child, f"<{tag}> may contain only text, "
                                  f"not <{child.tag}>")
             if child.tag not in shape.children:
-                allowed = ", ".join(f"<{name}>" for name in shape.children)
+                allowed = ", ".join(f"<{name}>" for name in shape.children
+                                    ) or "no elements"
                 raise self.error(child, f"unexpected element <{child.tag}> "
                                  f"in <{tag}>; allowed here: {allowed}")
             count, child_shape = shape.children[child.tag]

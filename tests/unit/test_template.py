@@ -451,6 +451,14 @@ def test_no_network_for_external_dtd_without_doctype_check(monkeypatch):
                           "are not allowed")
 
 
+def test_element_inside_an_empty_element():
+    text = (GOOD / "iso-extras.tdl").read_text().replace(
+        'destination="ks.cfg"/>', 'destination="ks.cfg"><x/></file>')
+    error = rejection(text)
+    assert str(error) == ("<string>:13: unexpected element <x> in <file>; "
+                          "allowed here: no elements")
+
+
 def test_doctype_word_inside_content_is_fine():
     template = parse_template(minimal(
         "  <files><file name='/x'>&lt;!DOCTYPE html&gt;</file></files>\n"))
