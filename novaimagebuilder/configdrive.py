@@ -24,13 +24,9 @@ def _iso_tool():
                             "install one of them")
 
 
-def build(path, uuid, hostname, public_keys=None, user_data=None, files=None):
-    """Write a config drive ISO to ``path``.
-
-    ``public_keys`` maps key names to OpenSSH public keys; ``files`` maps paths
-    inside the drive to bytes (e.g. an install script for an installer that
-    looks for it at a fixed place).
-    """
+def build(path, uuid, hostname, public_keys=None, user_data=None):
+    """Write a config drive ISO to ``path``; ``public_keys`` maps key names to
+    OpenSSH public keys."""
     meta = {"uuid": uuid, "name": hostname, "hostname": hostname,
             "launch_index": 0, "availability_zone": "nova",
             "public_keys": dict(public_keys or {}), "meta": {}}
@@ -45,11 +41,6 @@ def build(path, uuid, hostname, public_keys=None, user_data=None, files=None):
             with open(os.path.join(latest, "user_data"), "wb") as handle:
                 handle.write(user_data if isinstance(user_data, bytes)
                              else user_data.encode())
-        for inner, data in (files or {}).items():
-            target = os.path.join(root, inner.lstrip("/"))
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            with open(target, "wb") as handle:
-                handle.write(data)
         result = subprocess.run(
             [*_iso_tool(), "-o", path, "-V", "config-2", "-J", "-R", "-quiet",
              root], capture_output=True, text=True)

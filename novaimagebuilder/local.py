@@ -57,23 +57,22 @@ class LocalBackend(pipeline.Backend):
         return vm
 
     def prepare_media(self, media):
-        return media
+        return media.files
 
-    def boot_installer(self, media, script, script_path, cmdline, disk_size):
+    def boot_installer(self, media, script, cmdline, disk_size):
         disk = self._path("install.qcow2")
         qemu_img("create", "-q", "-f", "qcow2", disk,
                  str(disk_size or DEFAULT_DISK_SIZE))
         drive = configdrive.build(
             self._path("installer-config.iso"), str(uuid.uuid4()), "installer",
-            user_data=script,
-            files={script_path: script.encode()} if script_path else None)
-        if media.kind == "iso":
-            vm = self._vm("installer", disk, cdroms=[media.files["iso"], drive],
+            user_data=script)
+        if "iso" in media:
+            vm = self._vm("installer", disk, cdroms=[media["iso"], drive],
                           boot="d")
         else:
             vm = self._vm("installer", disk, cdroms=[drive],
-                          kernel=media.files["kernel"],
-                          ramdisk=media.files["ramdisk"], cmdline=cmdline)
+                          kernel=media["kernel"], ramdisk=media["ramdisk"],
+                          cmdline=cmdline)
         vm.files.append(drive)
         return vm.start()
 

@@ -15,13 +15,13 @@ from novaimagebuilder import rollback as rollback_stack
 
 LOG = logging.getLogger(__name__)
 
-#: Kernel arguments that point an installer at a script on the config drive.
+#: Kernel arguments that point an installer at its script, which is the
+#: user data on the config drive.
 SCRIPT_KERNEL_ARGS = {
-    "kickstart": "inst.ks=hd:LABEL=config-2:/ks.cfg",
-    "preseed": "auto=true priority=critical file=/cdrom/preseed.cfg",
+    "kickstart": "inst.ks=hd:LABEL=config-2:/openstack/latest/user_data",
+    "preseed": "auto=true priority=critical "
+               "preseed/file=/cdrom/openstack/latest/user_data",
 }
-#: Where the script is put on the config drive, by kind.
-SCRIPT_PATHS = {"kickstart": "ks.cfg", "preseed": "preseed.cfg"}
 
 
 class Backend(abc.ABC):
@@ -35,9 +35,9 @@ class Backend(abc.ABC):
         """Make install media usable by machines; returns a handle."""
 
     @abc.abstractmethod
-    def boot_installer(self, media, script, script_path, cmdline, disk_size):
-        """Boot the installer with ``script`` on its config drive (and as user
-        data); returns a machine."""
+    def boot_installer(self, media, script, cmdline, disk_size):
+        """Boot the installer with ``script`` as its user data (on its config
+        drive); returns a machine."""
 
     @abc.abstractmethod
     def wait_powered_off(self, machine, what, timeout, inactivity=None):
@@ -207,8 +207,7 @@ class Pipeline:
             "console=ttyS0", SCRIPT_KERNEL_ARGS.get(kind),
             template.os.kernelparam, options.kernel_args]))
         self.progress(8, "Booting the %s installer" % template.os.name)
-        installer = backend.boot_installer(media_handle, script,
-                                           SCRIPT_PATHS.get(kind), cmdline,
+        installer = backend.boot_installer(media_handle, script, cmdline,
                                            options.disk_size)
         installer_entry = undo.push(str(installer),
                                     lambda: self.backend.delete(installer))
@@ -279,12 +278,12 @@ class Pipeline:
     def _connect(self, machine, host, port, key, options):
         from novaimagebuilder import ssh
         console = self.backend.console(machine, 400)
-        session = ssh.SSHGuest(host, port, options.default_user, key,
-                               command_prefix=options.command_prefix,
-                               host_keys=ssh.host_keys_from_console(console),
-                               log=self.log)
-        session.wait_until_reachable(options.ssh_timeout,
-                                     cancelled=self._cancelled)
+        session = ssh.SSHGuest(
+            host, port, options.default_user, key,
+            command_prefix=options.command_prefix or "",
+            expected_host_keys=ssh.host_keys_from_console(console),
+            logger=self.log, cancelled=self._cancelled)
+        session.wait_until_reachable(options.ssh_timeout)
         return session
 
 

@@ -1,0 +1,411 @@
+"""The Nova backend: the build's machines are Nova servers, its disks Glance
+images.
+
+Every server, image, keypair, security group and floating IP a build makes is
+named ``imgfac-nova-<build id>-...`` and tagged with the build id (server
+metadata, image properties, Neutron tags), so a sweep can find leftovers.
+"""
+import base64
+import dataclasses
+import logging
+import os
+import subprocess
+import tempfile
+
+from novaimagebuilder import errors
+from novaimagebuilder import pipeline
+from novaimagebuilder import rollback
+from novaimagebuilder import waiter
+
+LOG = logging.getLogger(__name__)
+
+BUILD_TAG = "imgfac_build_id"
+MEDIA_SHA256 = "imgfac_media_sha256"
+NAME_PREFIX = "imgfac-nova-"
+
+
+def explain(exc):
+    """One line for an openstacksdk/keystoneauth exception."""
+    from keystoneauth1 import exceptions as ksa
+    from openstack import exceptions as sdk
+    if isinstance(exc, sdk.HttpException):
+        detail = (exc.details or exc.message or "").strip().splitlines()
+        status = exc.status_code
+        text = detail[0] if detail else str(status)
+        if status == 401:
+            return "the cloud refused the credentials (HTTP 401)"
+        if status == 403 and "quota" in text.lower():
+            return "quota exceeded: %s" % text
+        if status == 413 or "quota" in text.lower():
+            return "quota exceeded: %s" % text
+        return "%s (HTTP %s)" % (text, status)
+    if isinstance(exc, ksa.Unauthorized):
+        return "the cloud refused the credentials (HTTP 401)"
+    if isinstance(exc, ksa.ConnectFailure):
+        return "cannot reach the cloud: %s" % str(exc).splitlines()[0]
+    if isinstance(exc, (sdk.ConfigException, ksa.MissingRequiredOptions,
+                        ksa.NoMatchingPlugin)):
+        return "no usable cloud credentials: %s" % str(exc).splitlines()[0]
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def connect(cloud=None, region=None, interface=None):
+    """An authenticated openstacksdk Connection, from ``clouds.yaml`` / ``OS_*``
+    through openstacksdk's config loader; failures are one-line BuildErrors."""
+    import openstack
+    try:
+        conn = openstack.connect(cloud=cloud, region_name=region,
+                                 interface=interface, load_envvars=True)
+        conn.authorize()
+    except Exception as exc:
+        raise errors.BuildError(explain(exc)) from None
+    return conn
+
+
+@dataclasses.dataclass
+class Server:
+    """A server this build made and what belongs only to it."""
+
+    id: str
+    name: str
+    undo: rollback.Rollback
+    address: str | None = None
+
+    def __str__(self):
+        return "server %s (%s)" % (self.name, self.id)
+
+
+class NovaBackend(pipeline.Backend):
+    name = "nova"
+
+    def __init__(self, conn, build_id, flavor, network=None,
+                 security_groups=(), floating_ip=False,
+                 floating_ip_network=None, config_drive=True,
+                 image_visibility="private", image_name=None,
+                 image_properties=None, admin_password=None, cancel=None,
+                 log=None):
+        self.conn = conn
+        self.build_id = build_id
+        self.flavor = self.find_flavor(flavor)
+        self.network = self.find_network(network)
+        self.security_groups = list(security_groups or ())
+        self.floating_ip = floating_ip
+        self.floating_ip_network = floating_ip_network
+        self.config_drive = config_drive
+        self.image_visibility = image_visibility
+        self.image_name = image_name or NAME_PREFIX + build_id
+        self.image_properties = dict(image_properties or {})
+        self.admin_password = admin_password
+        self.cancel = cancel
+        self.log = log or LOG
+
+    # -- checks made before anything is created ---------------------------------
+
+    def _call(self, what, function, *args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except errors.BuildError:
+            raise
+        except Exception as exc:
+            raise errors.BuildError("%s: %s" % (what, explain(exc))) from None
+
+    def find_flavor(self, flavor):
+        if not flavor:
+            raise errors.BuildError("the flavor parameter is required "
+                                    "(--parameter flavor NAME_OR_ID)")
+        found = self._call("looking up flavor %r" % flavor,
+                           self.conn.compute.find_flavor, flavor)
+        if found is None:
+            names = sorted(f.name for f in self.conn.compute.flavors())
+            raise errors.BuildError("Nova has no flavor %r (flavors: %s)"
+                                    % (flavor, ", ".join(names) or "none"))
+        return found
+
+    def find_network(self, network):
+        if network:
+            found = self._call("looking up network %r" % network,
+                               self.conn.network.find_network, network)
+            if found is None:
+                raise errors.BuildError("Neutron has no network %r" % network)
+            return found
+        candidates = [n for n in self._call("listing networks",
+                                            self.conn.network.networks)
+                      if not n.is_router_external]
+        own = [n for n in candidates if not n.is_shared] or candidates
+        if len(own) == 1:
+            return own[0]
+        if not own:
+            return None  # Nova decides (e.g. auto-allocated topology)
+        raise errors.BuildError(
+            "several networks could be used (%s); choose one with "
+            "--parameter network NAME" % ", ".join(sorted(n.name for n in own)))
+
+    # -- media -----------------------------------------------------------------
+
+    def prepare_media(self, media):
+        """Upload the kernel/ramdisk or ISO to Glance once; reuse by sha256."""
+        formats = {"kernel": ("aki", "aki"), "ramdisk": ("ari", "ari"),
+                   "iso": ("iso", "bare")}
+        return {role: self._media_image(role, path, media.sha256[role],
+                                        *formats[role])
+                for role, path in media.files.items()}
+
+    def _media_image(self, role, path, digest, disk_format, container_format):
+        for image in self._call("listing images", self.conn.image.images,
+                                **{MEDIA_SHA256: digest}):
+            if image.status == "active":
+                self.log.info("Reusing Glance image %s for the %s", image.id,
+                              role)
+                return image.id
+        name = "imgfac-nova-media-%s-%s" % (role, digest[:12])
+        self.log.info("Uploading the %s to Glance as %s", role, name)
+        image = self._call(
+            "uploading the %s to Glance" % role, self.conn.image.create_image,
+            name, filename=path, disk_format=disk_format,
+            container_format=container_format, allow_duplicates=True,
+            wait=True, timeout=3600, **{MEDIA_SHA256: digest})
+        return image.id
+
+    # -- servers ---------------------------------------------------------------
+
+    def _server_name(self, role):
+        return "%s%s-%s" % (NAME_PREFIX, self.build_id, role)
+
+    def _boot(self, role, image_id, undo, user_data=None, key_name=None,
+              security_groups=None):
+        attrs = dict(name=self._server_name(role), image_id=image_id,
+                     flavor_id=self.flavor.id,
+                     metadata={BUILD_TAG: self.build_id},
+                     config_drive=self.config_drive)
+        if self.network is not None:
+            attrs["networks"] = [{"uuid": self.network.id}]
+        if user_data:
+            attrs["user_data"] = base64.b64encode(
+                user_data.encode()).decode()
+        if key_name:
+            attrs["key_name"] = key_name
+        if security_groups:
+            attrs["security_groups"] = [{"name": g} for g in security_groups]
+        if self.admin_password:
+            attrs["admin_password"] = self.admin_password
+        created = self._call("Nova refused to boot the %s" % role,
+                             self.conn.compute.create_server, **attrs)
+        server = Server(created.id, created.name, undo)
+        undo.push(str(server), lambda: self._delete_server(server.id))
+        found = waiter.wait_for(
+            "waiting for %s to become ACTIVE" % server,
+            lambda: self.conn.compute.get_server(server.id),
+            lambda s: s.status == "ACTIVE", timeout=600, cancel=self.cancel,
+            failed=lambda s: _fault(s) if s.status == "ERROR" else None)
+        server.address = _address(found)
+        return server
+
+    def _delete_server(self, server_id):
+        from openstack import exceptions as sdk
+        try:
+            self.conn.compute.delete_server(server_id)
+        except sdk.NotFoundException:
+            return
+
+        def gone():
+            try:
+                self.conn.compute.get_server(server_id)
+                return False
+            except sdk.NotFoundException:
+                return True
+        waiter.wait_for("waiting for server %s to be deleted" % server_id,
+                        gone, lambda done: done, timeout=300)
+
+    def boot_installer(self, media, script, cmdline, disk_size):
+        undo = rollback.Rollback(self.log)
+        try:
+            if "iso" in media:
+                boot_image = media["iso"]
+            else:
+                boot_image = self._installer_disk(media, cmdline, disk_size,
+                                                  undo)
+            return self._boot("installer", boot_image, undo, user_data=script)
+        except BaseException:
+            undo.unwind(succeeded=False)
+            raise
+
+    def _installer_disk(self, media, cmdline, disk_size, undo):
+        """A blank disk image whose properties make Nova boot the installer
+        kernel directly (kernel_id, ramdisk_id, os_command_line)."""
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "blank.qcow2")
+            size = disk_size or self.flavor.disk * 1024 ** 3 or 10 * 1024 ** 3
+            subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", path,
+                            str(size)], check=True)
+            image = self._call(
+                "uploading the installer disk", self.conn.image.create_image,
+                self._server_name("installer-disk"), filename=path,
+                disk_format="qcow2", container_format="bare",
+                allow_duplicates=True, wait=True, timeout=600,
+                kernel_id=media["kernel"], ramdisk_id=media["ramdisk"],
+                os_command_line=cmdline, **{BUILD_TAG: self.build_id})
+        undo.push("image %s" % image.id, lambda: self.discard(image.id))
+        return image.id
+
+    def wait_powered_off(self, machine, what, timeout, inactivity=None):
+        waiter.wait_for(
+            what, lambda: (self.conn.compute.get_server(machine.id),
+                           len(self.console(machine, None))),
+            lambda state: state[0].status == "SHUTOFF",
+            failed=lambda state: _fault(state[0])
+            if state[0].status == "ERROR" else None,
+            activity=lambda state: state[1], inactivity=inactivity,
+            timeout=timeout, cancel=self.cancel, interval=2, max_interval=10)
+
+    def power_off(self, machine):
+        self._call("stopping %s" % machine, self.conn.compute.stop_server,
+                   machine.id)
+        self.wait_powered_off(machine, "waiting for %s to stop" % machine, 300)
+
+    def console(self, machine, lines=30):
+        try:
+            output = self.conn.compute.get_server_console_output(
+                machine.id, length=lines)
+        except Exception as exc:
+            return "(console unavailable: %s)" % explain(exc)
+        return output.get("output") or ""
+
+    def delete(self, machine):
+        left = machine.undo.unwind(succeeded=False)
+        if left:
+            raise errors.BuildError("could not delete: %s" % "; ".join(left))
+
+    # -- images ----------------------------------------------------------------
+
+    def capture(self, machine, role):
+        name = (self._server_name("jeos") if role == "jeos"
+                else self.image_name)
+        metadata = {BUILD_TAG: self.build_id}
+        image = self._call("Nova could not snapshot %s" % machine,
+                           self.conn.compute.create_server_image, machine.id,
+                           name, metadata=metadata)
+        try:
+            waiter.wait_for(
+                "waiting for the %s snapshot %s to become active"
+                % (role, image.id),
+                lambda: self.conn.image.get_image(image.id),
+                lambda i: i.status == "active", timeout=3600,
+                cancel=self.cancel, interval=2, max_interval=15,
+                failed=lambda i: "Glance says the image is %s" % i.status
+                if i.status in ("killed", "deleted") else None)
+            if role == "image":
+                self._call("setting the image properties",
+                           self.conn.image.update_image, image.id,
+                           visibility=self.image_visibility,
+                           **self.image_properties)
+        except BaseException:
+            self.discard(image.id)
+            raise
+        return image.id
+
+    def discard(self, captured):
+        from openstack import exceptions as sdk
+        try:
+            self.conn.image.delete_image(captured, ignore_missing=True)
+        except sdk.HttpException as exc:
+            raise errors.BuildError("deleting image %s: %s"
+                                    % (captured, explain(exc))) from None
+
+    # -- the customization guest -----------------------------------------------
+
+    def boot_guest(self, jeos, user, public_key):
+        undo = rollback.Rollback(self.log)
+        try:
+            name = self._server_name("key")
+            self._call("creating the keypair", self.conn.compute.create_keypair,
+                       name=name, public_key=public_key)
+            undo.push("keypair %s" % name, lambda: self.conn.compute.
+                      delete_keypair(name, ignore_missing=True))
+            groups = self.security_groups or [self._ssh_group(undo)]
+            server = self._boot("guest", jeos, undo, key_name=name,
+                                security_groups=groups)
+            server.undo = undo
+            if self.floating_ip:
+                server.address = self._floating_ip(server, undo)
+            return server
+        except BaseException:
+            undo.unwind(succeeded=False)
+            raise
+
+    def _ssh_group(self, undo):
+        name = self._server_name("ssh")
+        group = self._call("creating the security group",
+                           self.conn.network.create_security_group, name=name,
+                           description="SSH for imgfac-nova build %s"
+                           % self.build_id)
+        undo.push("security group %s" % name, lambda: self.conn.network.
+                  delete_security_group(group.id, ignore_missing=True))
+        self._call("tagging the security group", self.conn.network.set_tags,
+                   group, [BUILD_TAG + "=" + self.build_id])
+        for ethertype, prefix in (("IPv4", "0.0.0.0/0"), ("IPv6", "::/0")):
+            self._call("opening SSH in the security group",
+                       self.conn.network.create_security_group_rule,
+                       security_group_id=group.id, direction="ingress",
+                       protocol="tcp", port_range_min=22, port_range_max=22,
+                       remote_ip_prefix=prefix, ethertype=ethertype)
+        return name
+
+    def _floating_ip(self, server, undo):
+        network = self._external_network()
+        ports = list(self.conn.network.ports(device_id=server.id))
+        if not ports:
+            raise errors.BuildError("%s has no port to attach a floating IP "
+                                    "to" % server)
+        ip = self._call("creating a floating IP on %s" % network.name,
+                        self.conn.network.create_ip,
+                        floating_network_id=network.id, port_id=ports[0].id,
+                        description="imgfac-nova build %s" % self.build_id)
+        undo.push("floating IP %s" % ip.floating_ip_address,
+                  lambda: self.conn.network.delete_ip(ip.id,
+                                                      ignore_missing=True))
+        self._call("tagging the floating IP", self.conn.network.set_tags, ip,
+                   [BUILD_TAG + "=" + self.build_id])
+        return ip.floating_ip_address
+
+    def _external_network(self):
+        if self.floating_ip_network:
+            network = self._call("looking up network %r"
+                                 % self.floating_ip_network,
+                                 self.conn.network.find_network,
+                                 self.floating_ip_network)
+            if network is None:
+                raise errors.BuildError("Neutron has no network %r"
+                                        % self.floating_ip_network)
+            return network
+        external = [n for n in self._call("listing networks",
+                                          self.conn.network.networks,
+                                          is_router_external=True)]
+        if len(external) != 1:
+            raise errors.BuildError(
+                "request_floating_ip needs floating_ip_network: %s external "
+                "networks found" % len(external))
+        return external[0]
+
+    def ssh_address(self, machine):
+        if not machine.address:
+            raise errors.BuildError("%s has no IPv4 address to reach it on"
+                                    % machine)
+        return machine.address, 22
+
+
+def _fault(server):
+    fault = server.fault or {}
+    message = (fault.get("message") or "no fault message").strip()
+    return "Nova put the server in ERROR: %s" % message.splitlines()[0]
+
+
+def _address(server):
+    """accessIPv4, else the first fixed IPv4 address of the server."""
+    if server.access_ipv4:
+        return server.access_ipv4
+    for addresses in (server.addresses or {}).values():
+        for address in addresses:
+            if address.get("version") == 4:
+                return address["addr"]
+    return None
