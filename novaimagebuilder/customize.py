@@ -17,7 +17,7 @@ import secrets
 import shlex
 import urllib.parse
 
-from novaimagebuilder.ssh import Cancelled
+from novaimagebuilder import errors
 
 #: Leading word of a lower-cased OS name -> OS family.
 OS_FAMILIES = {
@@ -30,7 +30,7 @@ OS_FAMILIES = {
 }
 
 
-class UnsupportedOS(ValueError):
+class UnsupportedOS(errors.BuildError, ValueError):
     """The guest's operating system is not one we know how to handle."""
 
 
@@ -223,10 +223,11 @@ def fetch_command(url, path):
         "import shutil, sys, urllib.request; shutil.copyfileobj("
         "urllib.request.urlopen(sys.argv[1], timeout=60), "
         "open(sys.argv[2], 'wb'))")
+    have = "command -v {} >/dev/null 2>&1".format
     download = (
-        f"if command -v curl >/dev/null 2>&1; then curl -fsSL --retry 3 -o {part} {u}; "
-        f"elif command -v wget >/dev/null 2>&1; then wget -q -O {part} {u}; "
-        f"elif command -v python3 >/dev/null 2>&1; then python3 -c {python} {u} {part}; "
+        f"if {have('curl')}; then curl -fsSL --retry 3 -o {part} {u}; "
+        f"elif {have('wget')}; then wget -q -O {part} {u}; "
+        f"elif {have('python3')}; then python3 -c {python} {u} {part}; "
         "else echo 'no curl, wget or python3 in the guest to download with' >&2; "
         "false; fi")
     return (f"mkdir -p {shlex.quote(_dirname(path))} && {{ {download}; }} && "
@@ -252,7 +253,7 @@ class _Customizer:
     def step(self, activity):
         """Check for cancellation, then report ``activity``."""
         if self.cancelled is not None and self.cancelled():
-            raise Cancelled()
+            raise errors.Cancelled()
         self.log.info("%s", activity)
         self.progress(activity)
 
@@ -349,7 +350,7 @@ def customize(guest, template, log, progress=None, cancelled=None):
 
     ``log`` is a logger for step messages; ``progress(activity)`` is called
     with a one-line description before each step; ``cancelled()`` is
-    checked between steps (true -> ssh.Cancelled; it may also raise its
+    checked between steps (true -> errors.Cancelled; it may also raise its
     own exception). Raises UnsupportedOS before touching the guest when
     the OS is unknown, ssh.CommandFailed when a step fails.
     """

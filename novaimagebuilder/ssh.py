@@ -22,17 +22,20 @@ import time
 
 import paramiko
 
+from novaimagebuilder import errors
+from novaimagebuilder import waiter
+
 LOG = logging.getLogger(__name__)
 
 #: How many output lines a CommandFailed keeps.
 KEEP_LINES = 20
 
 
-class SSHError(Exception):
+class SSHError(errors.BuildError):
     """Something went wrong talking to the guest over SSH."""
 
 
-class SSHTimeout(SSHError):
+class SSHTimeout(SSHError, errors.WaitTimeout):
     """The guest's SSH server did not become reachable in time."""
 
 
@@ -46,13 +49,6 @@ class HostKeyMismatch(SSHError):
 
 class CommandTimeout(SSHError):
     """A command did not finish in time."""
-
-
-class Cancelled(SSHError):
-    """The caller asked to stop (its ``cancelled`` callable returned true)."""
-
-    def __init__(self, message="cancelled"):
-        super().__init__(message)
 
 
 class CommandFailed(SSHError):
@@ -107,7 +103,7 @@ def host_keys_from_console(text):
     When a block appears several times the last one counts (latest boot).
 
     Returns a list of "TYPE BASE64" and "SHA256:..." / "MD5:aa:bb:..."
-    strings, suitable for ``SSHGuest(expected_host_keys=...)``; an empty
+    strings, suitable for ``SSHGuest(host_keys=...)``; an empty
     list when the console shows none.
     """
     blocks = {}
@@ -206,23 +202,24 @@ class SSHGuest:
 
     ``pkey`` is a paramiko private key object. ``command_prefix`` (e.g.
     "sudo" or "sudo -n") goes in front of privileged commands; empty when
-    ``username`` is root. ``expected_host_keys`` lists host keys or
+    ``username`` is root. ``host_keys`` lists the expected host keys or
     fingerprints (paramiko keys, "TYPE BASE64" lines, "SHA256:..."), e.g.
-    from ``host_keys_from_console``. ``logger`` receives command output.
+    from ``host_keys_from_console``. ``log`` (a logger) receives progress
+    and command output.
     ``cancelled`` is an optional callable: when it returns true (or
-    raises) long waits stop.
+    raises) long waits and commands stop with errors.Cancelled.
     """
 
     def __init__(self, host, port, username, pkey, command_prefix="",
-                 expected_host_keys=(), logger=None, cancelled=None,
+                 host_keys=(), log=None, cancelled=None,
                  connect_timeout=10.0):
         self.host = host
         self.port = int(port)
         self.username = username
         self._pkey = pkey
         self.command_prefix = (command_prefix or "").strip()
-        self._expected = {_expected_identity(e) for e in expected_host_keys}
-        self.logger = logger or LOG
+        self._expected = {_expected_identity(e) for e in host_keys}
+        self.logger = log or LOG
         self._cancelled = cancelled
         self.connect_timeout = connect_timeout
         self._client = None
@@ -239,7 +236,7 @@ class SSHGuest:
 
     def _check_cancelled(self):
         if self._cancelled is not None and self._cancelled():
-            raise Cancelled()
+            raise errors.Cancelled()
 
     def connect(self):
         """Open the SSH connection once; errors are raised as they come."""
@@ -268,42 +265,44 @@ class SSHGuest:
 
         Refused or timed-out connections, missing banners and rejected
         keys (cloud-init may not have installed it yet) are retried with
-        backoff. Raises SSHTimeout naming host:port and the last error
-        after ``timeout`` seconds, SSHAuthError when the key is still
-        refused ``auth_grace`` seconds after the first refusal, and
-        HostKeyMismatch at once.
+        backoff (through ``waiter.iterate``). Raises SSHTimeout naming
+        host:port and the last error after ``timeout`` seconds, SSHAuthError
+        when the key is still refused ``auth_grace`` seconds after the first
+        refusal, HostKeyMismatch at once, errors.Cancelled when
+        ``cancelled()`` returns true.
         """
         cancelled = cancelled or self._cancelled
-        deadline = time.monotonic() + timeout
-        first_auth_failure = None
-        delay = 0.5
-        while True:
-            if cancelled is not None and cancelled():
-                raise Cancelled()
-            try:
-                self.connect()
-                return self
-            except HostKeyMismatch:
-                raise
-            except paramiko.AuthenticationException as exc:
-                now = time.monotonic()
-                first_auth_failure = first_auth_failure or now
-                last_error = _describe(exc)
-                if now - first_auth_failure >= auth_grace or now >= deadline:
-                    raise SSHAuthError(
-                        f"SSH authentication as '{self.username}' on "
-                        f"{self.address} failed") from None
-            except (OSError, EOFError, paramiko.SSHException) as exc:
-                last_error = _describe(exc)
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise SSHTimeout(
-                    f"SSH on {self.address} not reachable within "
-                    f"{timeout:g} s: {last_error}")
-            self.logger.debug("SSH on %s not ready yet (%s); retrying",
-                              self.address, last_error)
-            time.sleep(min(delay, remaining))
-            delay = min(delay * 2, 10.0)
+        first_refusal = None
+        last_error = "no attempt made"
+        attempts = waiter.iterate(
+            timeout, lambda: f"SSH on {self.address} not reachable: "
+            f"{last_error}", interval=0.5, max_interval=10.0, backoff=2.0)
+        try:
+            for _ in attempts:
+                if cancelled is not None and cancelled():
+                    raise errors.Cancelled()
+                try:
+                    self.connect()
+                    return self
+                except HostKeyMismatch:
+                    raise
+                except paramiko.AuthenticationException as exc:
+                    last_error = _describe(exc)
+                    first_refusal = first_refusal or time.monotonic()
+                    if time.monotonic() - first_refusal >= auth_grace:
+                        raise self._auth_error() from None
+                except (OSError, EOFError, paramiko.SSHException) as exc:
+                    last_error = _describe(exc)
+                self.logger.debug("SSH on %s not ready yet (%s); retrying",
+                                  self.address, last_error)
+        except errors.WaitTimeout as exc:
+            if first_refusal is not None and last_error == _AUTH_FAILED:
+                raise self._auth_error() from None
+            raise SSHTimeout(str(exc)) from None
+
+    def _auth_error(self):
+        return SSHAuthError(f"SSH authentication as '{self.username}' on "
+                            f"{self.address} failed")
 
     def close(self):
         if self._client is not None:
@@ -419,6 +418,9 @@ class SSHGuest:
         self.logger.info("Wrote %s (%d bytes, mode %04o)", path, len(data), mode)
 
 
+_AUTH_FAILED = "authentication failed"
+
+
 def _describe(exc):
     """A short human description of a connection error."""
     if isinstance(exc, ConnectionRefusedError):
@@ -426,7 +428,7 @@ def _describe(exc):
     if isinstance(exc, (socket.timeout, TimeoutError)):
         return "connection timed out"
     if isinstance(exc, paramiko.AuthenticationException):
-        return "authentication failed"
+        return _AUTH_FAILED
     if isinstance(exc, EOFError):
         return "connection closed by the server"
     if isinstance(exc, OSError) and exc.strerror:
@@ -445,5 +447,5 @@ def _quoted(name):
 
 
 __all__ = ["SSHGuest", "SSHError", "SSHTimeout", "SSHAuthError",
-           "HostKeyMismatch", "CommandFailed", "CommandTimeout", "Cancelled",
+           "HostKeyMismatch", "CommandFailed", "CommandTimeout",
            "host_keys_from_console", "fingerprint"]

@@ -1,0 +1,401 @@
+"""Unattended install scripts: generated from a TDL, or given by the operator.
+
+``generate(template, parameters)`` returns ``(text, kind)``: a kickstart
+for Fedora, RHEL and relatives, a preseed for Debian and Ubuntu. The
+generator is chosen from ``GENERATORS`` by the leading word of the TDL's
+OS name ("RHEL-9" -> "rhel"); ``register`` adds or replaces one.
+
+Every script installs from the TDL's URL (or the install CD), sets the
+root password from the TDL (SHA-512 crypt hash; locked when the TDL has
+none), puts openssh-server, sudo and cloud-init on the disk (cloud-init
+installs the build's SSH key from the config drive when the JEOS is
+booted for customization), and POWERS OFF at the end: the orchestrator
+watches for the power-off to know the install finished.
+
+Parameters used (all optional): ``default_user`` (created with
+passwordless sudo, no password), ``ssh_public_key`` (authorized for
+that user, or root), ``install_disk`` (device name, default "vda").
+
+The texts are written here, not copied from Oz's auto files. The root
+password (plain or hashed) is never logged.
+"""
+
+import base64
+import hashlib
+import re
+import secrets
+import shlex
+import urllib.parse
+
+from novaimagebuilder import errors
+
+DEFAULT_DISK = "vda"
+HASH_PREFIXES = ("$1$", "$5$", "$6$", "$y$", "$2b$", "$2y$")
+
+
+class InstallScriptError(errors.BuildError, ValueError):
+    """No install script can be made (or the given one cannot work)."""
+
+
+# ---------------------------------------------------------------- passwords
+
+_CRYPT64 = "./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+
+def _triples():
+    """(a, b, c) byte triples of the SHA-512 crypt output encoding."""
+    triples = []
+    first, second, third = 0, 21, 42
+    for _ in range(21):
+        triples.append((first, second, third))
+        first, second, third = second + 1, third + 1, first + 1
+    return triples
+
+
+def sha512_crypt(password, salt=None, rounds=5000):
+    """The "$6$" crypt(3) hash of ``password`` (SHA-512, Drepper's scheme).
+
+    ``salt`` (up to 16 characters of ./0-9A-Za-z) is random when None.
+    """
+    if salt is None:
+        salt = "".join(secrets.choice(_CRYPT64) for _ in range(16))
+    key, salt_bytes = password.encode("utf-8"), salt[:16].encode("ascii")
+    rounds = max(1000, min(999999999, rounds))
+
+    def sha(*parts):
+        digest = hashlib.sha512()
+        for part in parts:
+            digest.update(part)
+        return digest.digest()
+
+    def stretch(digest, length):
+        return (digest * (length // 64 + 1))[:length]
+
+    alternate = sha(key, salt_bytes, key)
+    state = hashlib.sha512(key + salt_bytes)
+    state.update(stretch(alternate, len(key)))
+    length = len(key)
+    while length:
+        state.update(alternate if length & 1 else key)
+        length >>= 1
+    digest = state.digest()
+    p_bytes = stretch(sha(key * len(key)), len(key))
+    s_bytes = stretch(sha(salt_bytes * (16 + digest[0])), len(salt_bytes))
+    for i in range(rounds):
+        parts = [p_bytes if i & 1 else digest]
+        if i % 3:
+            parts.append(s_bytes)
+        if i % 7:
+            parts.append(p_bytes)
+        parts.append(digest if i & 1 else p_bytes)
+        digest = sha(*parts)
+    encoded = []
+    for a, b, c in _triples():
+        value = (digest[a] << 16) | (digest[b] << 8) | digest[c]
+        encoded += [_CRYPT64[(value >> (6 * n)) & 63] for n in range(4)]
+    encoded += [_CRYPT64[(digest[63] >> (6 * n)) & 63] for n in range(2)]
+    prefix = "$6$" if rounds == 5000 else f"$6$rounds={rounds}$"
+    return f"{prefix}{salt[:16]}${''.join(encoded)}"
+
+
+def password_hash(password):
+    """A crypt hash for ``password``; a value that already is one is kept."""
+    if password.startswith(HASH_PREFIXES):
+        return password
+    return sha512_crypt(password, rounds=100000)
+
+
+# ---------------------------------------------------------------- helpers
+
+def _parameters(parameters):
+    parameters = dict(parameters or {})
+    user = (parameters.get("default_user") or "").strip() or None
+    if user == "root":
+        user = None
+    if user and not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", user):
+        raise InstallScriptError(f"default_user '{user}' is not a valid user "
+                                 "name (lower-case letters, digits, _ and -)")
+    key = " ".join((parameters.get("ssh_public_key") or "").split()) or None
+    disk = (parameters.get("install_disk") or DEFAULT_DISK).strip()
+    disk = disk.removeprefix("/dev/")
+    if not re.fullmatch(r"[A-Za-z0-9/_-]+", disk):
+        raise InstallScriptError(f"install_disk '{disk}' is not a disk name")
+    return user, key, disk
+
+
+def _hostname(template):
+    name = re.sub(r"[^a-z0-9-]+", "-", template.name.lower()).strip("-")
+    return name[:63].strip("-") or "imgfac"
+
+
+def _sudoers_line(user):
+    return f"{user} ALL=(ALL) NOPASSWD: ALL"
+
+
+def _b64(text):
+    return base64.b64encode(text.encode("utf-8")).decode("ascii")
+
+
+# ---------------------------------------------------------------- kickstart
+
+def kickstart(template, parameters=None):
+    """A kickstart (Fedora, RHEL, CentOS, Rocky, Alma, OL)."""
+    user, key, disk = _parameters(parameters)
+    install = template.os.install
+    if install.type == "url":
+        source = f'url --url="{install.url}"'
+    else:
+        source = "cdrom"
+    if template.os.rootpw:
+        root = f"rootpw --iscrypted {password_hash(template.os.rootpw)}"
+    else:
+        root = "rootpw --lock"
+    lines = [
+        f"# Kickstart generated by imgfac-nova for '{template.name}'",
+        f"# ({template.os.name} {template.os.version} {template.os.arch})",
+        "text",
+        "skipx",
+        source,
+        "lang en_US.UTF-8",
+        "keyboard us",
+        "timezone UTC --utc",
+        f"network --bootproto=dhcp --activate --hostname={_hostname(template)}",
+        root,
+        "firewall --enabled --service=ssh",
+        "services --enabled=sshd",
+        f"ignoredisk --only-use={disk}",
+        "zerombr",
+        f"clearpart --all --initlabel --drives={disk}",
+        "autopart --type=plain --nohome",
+        f'bootloader --location=mbr --boot-drive={disk} '
+        '--append="console=tty0 console=ttyS0,115200n8"',
+    ]
+    if user:
+        lines.append(f"user --name={user} --groups=wheel --lock")
+    if key:
+        lines.append(f'sshkey --username={user or "root"} "{key}"')
+    lines += ["# Power off (not reboot): the build waits for the power-off.",
+              "poweroff",
+              "",
+              "%packages",
+              "@core",
+              "openssh-server",
+              "sudo",
+              "cloud-init",
+              "%end"]
+    if user:
+        sudoers = f"/etc/sudoers.d/90-imgfac-{user}"
+        lines += ["",
+                  "%post --erroronfail",
+                  f"echo {shlex.quote(_sudoers_line(user))} > {sudoers}",
+                  f"chmod 0440 {sudoers}",
+                  "%end"]
+    return "\n".join(lines) + "\n", "kickstart"
+
+
+# ---------------------------------------------------------------- preseed
+
+_SUITES = {
+    "debian": {"10": "buster", "11": "bullseye", "12": "bookworm",
+               "13": "trixie"},
+    "ubuntu": {"18.04": "bionic", "20.04": "focal", "22.04": "jammy",
+               "24.04": "noble"},
+}
+
+
+def _mirror(template):
+    """(protocol, host[:port], directory, suite) of a URL install."""
+    url = urllib.parse.urlsplit(template.os.install.url)
+    path = url.path or "/"
+    if "/dists/" in path:
+        directory, rest = path.split("/dists/", 1)
+        suite = rest.split("/", 1)[0]
+    else:
+        directory = path.rstrip("/")
+        word = re.match(r"[a-z]*", template.os.name.lower()).group()
+        suite = _SUITES.get(word, {}).get(template.os.version.strip())
+        if not suite:
+            raise InstallScriptError(
+                f"cannot tell the {template.os.name} suite from the install "
+                f"URL {template.os.install.url}: give a URL with "
+                "/dists/<suite>/ in it")
+    return url.scheme, url.netloc.rpartition("@")[2], directory or "/", suite
+
+
+def preseed(template, parameters=None):
+    """A debian-installer preseed (Debian, Ubuntu)."""
+    user, key, disk = _parameters(parameters)
+    distribution = re.match(r"[a-z]*", template.os.name.lower()).group()
+    lines = [
+        f"# Preseed generated by imgfac-nova for '{template.name}'",
+        f"# ({template.os.name} {template.os.version} {template.os.arch})",
+        "d-i debian-installer/locale string en_US.UTF-8",
+        "d-i keyboard-configuration/xkb-keymap select us",
+        "d-i netcfg/choose_interface select auto",
+        f"d-i netcfg/get_hostname string {_hostname(template)}",
+        "d-i netcfg/get_domain string localdomain",
+        "d-i hw-detect/load_firmware boolean false",
+    ]
+    if template.os.install.type == "url":
+        protocol, host, directory, suite = _mirror(template)
+        lines += [
+            "d-i mirror/country string manual",
+            f"d-i mirror/protocol string {protocol}",
+            f"d-i mirror/{protocol}/hostname string {host}",
+            f"d-i mirror/{protocol}/directory string {directory}",
+            f"d-i mirror/{protocol}/proxy string",
+            f"d-i mirror/suite string {suite}",
+        ]
+    if template.os.rootpw:
+        lines += ["d-i passwd/root-login boolean true",
+                  "d-i passwd/root-password-crypted password "
+                  + password_hash(template.os.rootpw)]
+    else:
+        lines.append("d-i passwd/root-login boolean false")
+    # With root locked the installer insists on a user: make one.
+    account = user or (None if template.os.rootpw else distribution)
+    if account:
+        lines += ["d-i passwd/make-user boolean true",
+                  f"d-i passwd/user-fullname string {account}",
+                  f"d-i passwd/username string {account}",
+                  "d-i passwd/user-password-crypted password !"]
+    else:
+        lines.append("d-i passwd/make-user boolean false")
+    lines += [
+        "d-i clock-setup/utc boolean true",
+        "d-i time/zone string UTC",
+        "d-i clock-setup/ntp boolean false",
+        f"d-i partman-auto/disk string /dev/{disk}",
+        "d-i partman-auto/method string regular",
+        "d-i partman-auto/choose_recipe select atomic",
+        "d-i partman-lvm/device_remove_lvm boolean true",
+        "d-i partman-md/device_remove_md boolean true",
+        "d-i partman-partitioning/confirm_write_new_label boolean true",
+        "d-i partman/choose_partition select finish",
+        "d-i partman/confirm boolean true",
+        "d-i partman/confirm_nooverwrite boolean true",
+        "d-i apt-setup/cdrom/set-first boolean false",
+        "tasksel tasksel/first multiselect standard, ssh-server",
+        "d-i pkgsel/include string openssh-server sudo cloud-init",
+        "d-i pkgsel/upgrade select none",
+        "popularity-contest popularity-contest/participate boolean false",
+        "d-i grub-installer/only_debian boolean true",
+        f"d-i grub-installer/bootdev string /dev/{disk}",
+    ]
+    late = _late_command(account, key)
+    if late:
+        lines.append(f"d-i preseed/late_command string {late}")
+    lines += [
+        "d-i finish-install/reboot_in_progress note",
+        "# Power off (not reboot): the build waits for the power-off.",
+        "d-i debian-installer/exit/poweroff boolean true",
+    ]
+    return "\n".join(lines) + "\n", "preseed"
+
+
+def _late_command(account, key):
+    """Shell run in the installer at the end: sudo and the SSH key."""
+    steps = []
+    if account:
+        sudoers = f"/etc/sudoers.d/90-imgfac-{account}"
+        steps.append(f"echo {_b64(_sudoers_line(account))} | base64 -d "
+                     f"> /target{sudoers}; chmod 0440 /target{sudoers}")
+    if key:
+        owner = account or "root"
+        home = f"/home/{owner}" if account else "/root"
+        steps.append(
+            f"mkdir -p /target{home}/.ssh; echo {_b64(key)} | base64 -d "
+            f">> /target{home}/.ssh/authorized_keys; "
+            f"chmod 0700 /target{home}/.ssh; "
+            f"chmod 0600 /target{home}/.ssh/authorized_keys; "
+            f"in-target chown -R {owner}:{owner} {home}/.ssh")
+    return "; ".join(steps)
+
+
+# ---------------------------------------------------------------- registry
+
+#: Leading word of the lower-cased OS name -> generator(template, parameters)
+#: returning (text, kind).
+GENERATORS = {
+    "fedora": kickstart, "rhel": kickstart, "redhat": kickstart,
+    "centos": kickstart, "rocky": kickstart, "rockylinux": kickstart,
+    "alma": kickstart, "almalinux": kickstart, "ol": kickstart,
+    "oraclelinux": kickstart,
+    "debian": preseed, "ubuntu": preseed,
+}
+
+
+def register(os_word, generator):
+    """Use ``generator(template, parameters) -> (text, kind)`` for OS names
+    starting with ``os_word`` (e.g. "fedora")."""
+    GENERATORS[os_word.lower()] = generator
+
+
+def generate(template, parameters=None):
+    """The install script for ``template``: ``(text, kind)``."""
+    word = re.match(r"[a-z]*", template.os.name.strip().lower()).group()
+    generator = GENERATORS.get(word)
+    if generator is None:
+        raise InstallScriptError(
+            f"no install script generator for '{template.os.name}' (known: "
+            + ", ".join(sorted(GENERATORS))
+            + "); give one with the install_script parameter")
+    return generator(template, parameters)
+
+
+# ---------------------------------------------------------------- given scripts
+
+_KICKSTART_WORDS = re.compile(
+    r"^\s*(%packages|%post|%pre|url\s+--url|rootpw\b|autopart\b|clearpart\b"
+    r"|bootloader\b|poweroff\b|shutdown\b|reboot\b|halt\b|cdrom\b)", re.M)
+_PRESEED_LINE = re.compile(r"^\s*d-i\s+\S+/\S+\s+\S+", re.M)
+
+
+def script_kind(text):
+    """"kickstart", "preseed", "autoinstall", "autounattend" or None."""
+    stripped = text.lstrip()
+    if _PRESEED_LINE.search(text):
+        return "preseed"
+    if stripped.startswith("#cloud-config") and re.search(
+            r"^autoinstall:", text, re.M):
+        return "autoinstall"
+    if stripped.startswith("<") and "unattend" in text[:2000].lower():
+        return "autounattend"
+    if _KICKSTART_WORDS.search(text):
+        return "kickstart"
+    return None
+
+
+def from_parameter(text):
+    """An operator's ``install_script``: ``(text, kind)``, kind as
+    ``script_kind`` says (None when unknown; the script is used as is).
+
+    Refused with a one-line reason: empty or binary text, a kickstart that
+    reboots or halts instead of powering off, a preseed without power-off.
+    """
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InstallScriptError("install_script is not UTF-8 text") \
+                from None
+    if not text.strip():
+        raise InstallScriptError("install_script is empty")
+    if "\0" in text:
+        raise InstallScriptError("install_script is not text (it has NUL bytes)")
+    kind = script_kind(text)
+    if kind == "kickstart":
+        finish = re.findall(r"^\s*(poweroff|shutdown|reboot|halt)\b", text, re.M)
+        if finish and not {"poweroff", "shutdown"} & set(finish):
+            raise InstallScriptError(
+                f"install_script: the kickstart ends with '{finish[-1]}'; it "
+                "must power off ('poweroff') so the build sees the install "
+                "finish")
+    elif kind == "preseed" and not re.search(
+            r"^\s*d-i\s+debian-installer/exit/poweroff\s+boolean\s+true\b",
+            text, re.M):
+        raise InstallScriptError(
+            "install_script: the preseed does not power off at the end; add "
+            "'d-i debian-installer/exit/poweroff boolean true' so the build "
+            "sees the install finish")
+    return text, kind
