@@ -1,5 +1,6 @@
 """Command line: tools/test-cloud {up,down,status,env}."""
 import argparse
+import fcntl
 import os
 import sys
 
@@ -20,7 +21,10 @@ def main(argv=None):
                     "functional tests. State directory: $IMGFAC_TEST_CLOUD_DIR"
                     " (default /var/lib/imgfac-nova/test-cloud).")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("up", help="install what is missing and start everything")
+    up = sub.add_parser("up", help="install what is missing and start "
+                                   "everything")
+    up.add_argument("--no-guests", action="store_true",
+                    help="skip building/uploading the test guest images")
     sub.add_parser("down", help="stop every service")
     sub.add_parser("status", help="state, pid and address of each service "
                                   "(exit 3 if any is not up)")
@@ -42,9 +46,12 @@ def main(argv=None):
     if os.geteuid() != 0:
         say("must run as root (it installs packages and runs the services)")
         return 2
+    cloud.layout.make_dirs()
+    lock = open(cloud.layout.path("run", "test-cloud.lock"), "w")
+    fcntl.flock(lock, fcntl.LOCK_EX)  # one up/down at a time
     try:
         if args.command == "up":
-            cloud.up()
+            cloud.up(guests=not args.no_guests)
         else:
             cloud.down()
     except (CloudError, InstallError, ServiceError) as e:

@@ -42,7 +42,8 @@ class Cloud:
 
         def nova(binary):
             argv = [L.venv_bin(binary), "--config-file", nova_conf]
-            return Daemon(L, binary, argv, nova_conf, configs=(nova_conf,))
+            return Daemon(L, binary, argv, " ".join(argv),
+                          configs=(nova_conf,))
 
         www = [sys.executable, "-m", "http.server", str(names.PORTS["www"]),
                "--bind", "127.0.0.1", "--directory", L.www]
@@ -84,9 +85,9 @@ class Cloud:
             nova("nova-conductor"),
             nova("nova-scheduler"),
             nova("nova-compute"),
-            Daemon(L, "www", www, " ".join(www), port=names.PORTS["www"],
+            Daemon(L, "www", www, " ".join(www[1:]), port=names.PORTS["www"],
                    http=True),
-            Daemon(L, "fip-forwarder", fip, " ".join(fip),
+            Daemon(L, "fip-forwarder", fip, " ".join(fip[1:]),
                    env={"PYTHONPATH": TOOLS_DIR}),
         ]
 
@@ -94,7 +95,7 @@ class Cloud:
         return next(d for d in self.daemons() if d.name == name)
 
     # -- up -------------------------------------------------------------------
-    def up(self):
+    def up(self, guests=True):
         started = time.monotonic()
         L = self.layout
         L.make_dirs()
@@ -120,13 +121,15 @@ class Cloud:
         database.sync_schemas(L, self.setup_log, self.say)
         self.keystone_setup(secrets)
         self.start(["keystone"])
-        self.provision("identity")
+        self.provision_identity()
         self.start(["glance", "placement", "nova-api", "neutron",
                     "nova-conductor", "nova-scheduler", "nova-compute",
                     "www", "fip-forwarder"])
-        self.provision("resources")
         self.wait_compute()
-        self.guest_images()
+        steps = ["resources", "compute"]
+        if guests and self.build_guests():
+            steps.append("images")
+        self.provision(*steps)
         self.write_client_files(secrets)
         self.say("test cloud up in %.1f s%s" % (
             time.monotonic() - started, " (new database)" if fresh_db else ""))
@@ -175,12 +178,20 @@ class Cloud:
             "--bootstrap-internal-url", url], self.setup_log, env=env)
         open(stamp, "w").close()
 
-    def provision(self, step):
-        """Run a provisioning step with the venv's python (openstacksdk)."""
+    def provision_identity(self):
+        """Accounts and catalog: once per database (they live in it)."""
+        stamp = os.path.join(self.layout.stamps, "db-provision-identity")
+        if not os.path.exists(stamp):
+            self.provision("identity")
+            open(stamp, "w").close()
+
+    def provision(self, *steps):
+        """Run provisioning steps with the venv's python (openstacksdk)."""
         env = dict(os.environ, PYTHONPATH=TOOLS_DIR,
                    IMGFAC_TEST_CLOUD_DIR=self.layout.root)
         result = subprocess.run(
-            [self.layout.venv_bin("python"), "-m", "testcloud.provision", step],
+            [self.layout.venv_bin("python"), "-m", "testcloud.provision"]
+            + list(steps),
             env=env, capture_output=True, text=True)
         with open(self.setup_log, "a") as log:
             log.write(result.stdout + result.stderr)
@@ -188,7 +199,8 @@ class Cloud:
             self.say(line)
         if result.returncode:
             tail = "\n".join(result.stderr.strip().splitlines()[-15:])
-            raise CloudError("provisioning (%s) failed:\n%s" % (step, tail))
+            raise CloudError("provisioning (%s) failed:\n%s"
+                             % (" ".join(steps), tail))
 
     def wait_compute(self, timeout=180):
         """Wait for a nova-compute heartbeat newer than its start, then map it.
@@ -222,17 +234,15 @@ class Cloud:
             install.run([self.layout.venv_bin("nova-manage"), "--config-file",
                          self.layout.etc_file("nova", "nova.conf"), "cell_v2",
                          "discover_hosts"], self.setup_log)
-        self.provision("compute")
 
-    def guest_images(self):
-        """Build the test guest images (if the guests module exists) and
-        upload debian-guest to Glance."""
+    def build_guests(self):
+        """Build (or reuse) the test guest images when guests.py exists."""
         if not os.path.exists(os.path.join(TOOLS_DIR, "testcloud",
                                            "guests.py")):
-            return
+            return False
         from testcloud import guests
         guests.build(self.layout.root)
-        self.provision("images")
+        return True
 
     def write_client_files(self, secrets):
         auth_url = configs.KEYSTONE_URL + "/v3"

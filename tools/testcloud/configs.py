@@ -164,6 +164,9 @@ class Renderer:
             "keystone_authtoken": self.authtoken("nova"),
             "placement": self.service_auth("nova"),
             "neutron": self.service_auth("nova"),
+            # Neutron lets only a service token delete a server's port.
+            "service_user": dict(self.service_auth("nova"),
+                                 send_service_user_token=True),
             "glance": {"region_name": names.REGION},
             "scheduler": {"workers": 1,
                           "discover_hosts_in_cells_interval": 5},

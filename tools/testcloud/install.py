@@ -15,6 +15,8 @@ DEBIAN_PACKAGES = (
     "mariadb-server", "mariadb-client", "rabbitmq-server",
     "qemu-system-x86", "qemu-utils", "genisoimage",
     "python3-venv", "python3-dev", "build-essential",
+    # for the test guest build (guests.py)
+    "debootstrap", "xorriso",
 )
 
 # One OpenStack release (2026.2) for every service.
@@ -87,10 +89,7 @@ def ensure_venv(layout, log, say):
     stamp = _stamp(layout, "venv")
     wanted = "\n".join(VENV_REQUIREMENTS) + "\n"
     python = layout.venv_bin("python")
-    works = (os.path.exists(python) and subprocess.run(
-        [python, "-c", "import nova, neutron"],
-        capture_output=True).returncode == 0)
-    if works and _read(stamp) == wanted:
+    if os.path.exists(python) and _read(stamp) == wanted:
         return False
     say("installing OpenStack services into %s (a minute or two)"
         % layout.venv)

@@ -49,19 +49,39 @@ class Daemon:
         return self.socket_path or "-"
 
     def pid(self):
-        """The pid of the running daemon, or None (stale pid files removed)."""
+        """The pid of the running daemon, or None.
+
+        The pid file is trusted only if it names a live process whose
+        command line holds the marker. Otherwise (stale or lost pid file)
+        the daemon is looked for among the session leaders, as started by
+        `start`, and the pid file rewritten.
+        """
         try:
             with open(self.pidfile) as f:
                 pid = int(f.read().strip())
-            with open("/proc/%d/cmdline" % pid, "rb") as f:
-                cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
         except (OSError, ValueError):
-            cmdline, pid = "", None
-        if pid and self.marker in cmdline and not _is_zombie(pid):
+            pid = None
+        if pid and self.marker in _cmdline(pid) and not _is_zombie(pid):
             return pid
+        found = self.find_all()
+        if found:
+            with open(self.pidfile, "w") as f:
+                f.write("%d\n" % found[0])
+            return found[0]
         if os.path.exists(self.pidfile):
             os.unlink(self.pidfile)
         return None
+
+    def find_all(self):
+        """Live session leaders whose command line holds the marker."""
+        found = []
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                pid = int(entry)
+                if (self.marker in _cmdline(pid) and _session(pid) == pid
+                        and not _is_zombie(pid)):
+                    found.append(pid)
+        return sorted(found)
 
     def started_at(self):
         """Wall-clock time the running daemon was started (pid file mtime)."""
@@ -86,18 +106,22 @@ class Daemon:
         return True
 
     def stop(self, timeout=20):
-        """Terminate the daemon and its process group; return True if it ran."""
+        """Terminate the daemon (every copy) with its process group; True if
+        one ran."""
+        pids = set(self.find_all())
         pid = self.pid()
-        if not pid:
-            return False
-        _signal_group(pid, signal.SIGTERM)
+        if pid:
+            pids.add(pid)
+        for pid in pids:
+            _signal_group(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and _alive(pid):
+        while time.monotonic() < deadline and any(map(_alive, pids)):
             time.sleep(0.2)
-        _signal_group(pid, signal.SIGKILL)
+        for pid in pids:
+            _signal_group(pid, signal.SIGKILL)
         if os.path.exists(self.pidfile):
             os.unlink(self.pidfile)
-        return True
+        return bool(pids)
 
     def answering(self):
         """True if the daemon's endpoint answers (or it has none)."""
@@ -133,6 +157,22 @@ class Daemon:
         except OSError:
             return "(no log)"
         return "\n".join(text.splitlines()[-lines:])
+
+
+def _cmdline(pid):
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _session(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return int(f.read().rsplit(")", 1)[1].split()[3])
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def _alive(pid):

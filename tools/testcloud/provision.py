@@ -1,6 +1,6 @@
 """Create the test cloud's API objects; runs with the venv's python.
 
-    python -m testcloud.provision identity|resources|compute|images
+    python -m testcloud.provision STEP...   (identity resources compute images)
 
 Every step looks before it creates, so running it again changes nothing.
 identity:  service accounts, catalog, project `imgfac` and its users.
@@ -204,18 +204,17 @@ def main(argv):
     layout = names.Layout()
     secrets = credentials.load(layout)
     conn = admin_connection(secrets)
-    step = argv[1] if len(argv) > 1 else ""
-    if step == "identity":
-        identity(conn, secrets)
-    elif step == "resources":
-        resources(conn)
-    elif step == "compute":
-        compute(conn)
-    elif step == "images":
-        images(conn, layout)
-    else:
-        raise SystemExit("unknown step %r" % step)
-
+    steps = {
+        "identity": lambda: identity(conn, secrets),
+        "resources": lambda: resources(conn),
+        "compute": lambda: compute(conn),
+        "images": lambda: images(conn, layout),
+    }
+    unknown = [s for s in argv[1:] if s not in steps]
+    if unknown or not argv[1:]:
+        raise SystemExit("usage: provision {%s}..." % ",".join(steps))
+    for step in argv[1:]:
+        steps[step]()
 
 if __name__ == "__main__":
     main(sys.argv)
