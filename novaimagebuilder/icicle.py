@@ -76,12 +76,14 @@ def read_packages(guest, family, extra_command=None):
     except KeyError:
         raise IcicleError(f"no package query for OS family '{family}'") \
             from None
-    _, output = guest.run(query, privileged=False, name="list packages")
+    _, output = guest.run(query, privileged=False, name="list packages",
+                          merge_stderr=False)
     names = _entries(family, output)
     extras = [None] * len(names)
     if extra_command:
         _, extra_output = guest.run(extra_command, privileged=True,
-                                    name="ICICLE extra command")
+                                    name="ICICLE extra command",
+                                    merge_stderr=False)
         extras = [line for line in extra_output.splitlines() if line.strip()]
         if len(extras) != len(names):
             raise IcicleError(

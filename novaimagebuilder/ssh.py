@@ -325,72 +325,67 @@ class SSHGuest:
 
     # -- commands
 
-    def command_line(self, command, privileged=True):
-        """The command line sent for ``command`` (prefixed if privileged)."""
+    def command_line(self, command, privileged=True, merge_stderr=True):
+        """The command line sent for ``command``: run by sh, behind the
+        prefix when privileged, with stderr sent to stdout when merged (so
+        the two keep their order)."""
+        script = f"exec 2>&1; {command}" if merge_stderr else command
+        line = f"sh -c {shlex.quote(script)}"
         if privileged and self.command_prefix:
-            return f"{self.command_prefix} sh -c {shlex.quote(command)}"
-        return command
+            return f"{self.command_prefix} {line}"
+        return line
 
     def run(self, command, privileged=True, check=True, timeout=None,
-            name=None):
+            name=None, merge_stderr=True):
         """Run a shell command in the guest; returns (exit_status, output).
 
-        stdout and stderr are merged; each line goes to the logger as it
-        arrives. ``name`` labels the command in messages (default: the
-        command itself, shortened). With ``check``, a non-zero exit raises
-        CommandFailed. ``timeout`` (seconds) bounds the whole command.
+        Output is stdout and stderr merged in order, or stdout alone when
+        ``merge_stderr`` is false (stderr is then logged only). Each line
+        goes to the log as it arrives. ``name`` labels the command in
+        messages (default: the command itself, shortened). With ``check``,
+        a non-zero exit raises CommandFailed. ``timeout`` (seconds) bounds
+        the whole command.
         """
         name = name or _shorten(command)
         self.logger.info("Running %s", _quoted(name))
+        stdout, stderr = _Lines(self, name), _Lines(self, name, "stderr: ")
         channel = self._transport().open_session()
         try:
-            channel.set_combine_stderr(True)
             channel.settimeout(0.5)
-            channel.exec_command(self.command_line(command, privileged))
-            output = self._stream(channel, name, timeout)
+            channel.exec_command(
+                self.command_line(command, privileged, merge_stderr))
+            self._stream(channel, stdout, stderr, name, timeout)
             status = channel.recv_exit_status()
+            stderr.feed(_drain_stderr(channel))
         finally:
             channel.close()
+        output, errors_text = stdout.finish(), stderr.finish()
         if status == -1:
             raise SSHError(f"SSH connection to {self.address} ended while "
                            f"running {_quoted(name)}")
         if status != 0:
             self.logger.info("%s exited with status %d", _quoted(name), status)
             if check:
-                raise CommandFailed(name, status,
-                                    output.splitlines()[-KEEP_LINES:])
+                lines = (output + errors_text).splitlines()
+                raise CommandFailed(name, status, lines[-KEEP_LINES:])
         return status, output
 
-    def _stream(self, channel, name, timeout):
-        """Collect a channel's output, logging it line by line."""
+    def _stream(self, channel, stdout, stderr, name, timeout):
+        """Feed a channel's output to the line loggers until it ends."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        collected = []
-        pending = ""
         while True:
+            stderr.feed(_drain_stderr(channel))
             try:
                 data = channel.recv(32768)
             except socket.timeout:
                 data = None
-            if data:
-                pending += decoder.decode(data)
-                *lines, pending = pending.split("\n")
-                for line in lines:
-                    self._log_line(name, line)
-                collected.append(data)
-            elif data is not None:
-                break                       # end of output
+            if data == b"":
+                return                      # end of output
+            stdout.feed(data)
             if deadline is not None and time.monotonic() > deadline:
                 raise CommandTimeout(f"command {_quoted(name)} did not finish "
                                      f"within {timeout:g} s")
             self._check_cancelled()
-        pending += decoder.decode(b"", final=True)
-        if pending:
-            self._log_line(name, pending)
-        return b"".join(collected).decode("utf-8", errors="replace")
-
-    def _log_line(self, name, line):
-        self.logger.info("[%s] %s", name, line.rstrip("\r").rsplit("\r", 1)[-1])
 
     # -- files
 
@@ -416,6 +411,44 @@ class SSHGuest:
                      f"rm -f {shlex.quote(target)}; exit $status",
                      name=f"install {path}")
         self.logger.info("Wrote %s (%d bytes, mode %04o)", path, len(data), mode)
+
+
+class _Lines:
+    """Collects a command's output and logs it line by line."""
+
+    def __init__(self, guest, name, label=""):
+        self.guest, self.name, self.label = guest, name, label
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self.pending = ""
+        self.text = []
+
+    def feed(self, data):
+        if not data:
+            return
+        self.pending += self.decoder.decode(data)
+        *lines, self.pending = self.pending.split("\n")
+        for line in lines:
+            self._log(line)
+            self.text.append(line + "\n")
+
+    def finish(self):
+        self.pending += self.decoder.decode(b"", final=True)
+        if self.pending:
+            self._log(self.pending)
+            self.text.append(self.pending)
+            self.pending = ""
+        return "".join(self.text)
+
+    def _log(self, line):
+        shown = line.rstrip("\r").rsplit("\r", 1)[-1]   # last progress update
+        self.guest.logger.info("[%s] %s%s", self.name, self.label, shown)
+
+
+def _drain_stderr(channel):
+    chunks = []
+    while channel.recv_stderr_ready():
+        chunks.append(channel.recv_stderr(32768))
+    return b"".join(chunks)
 
 
 _AUTH_FAILED = "authentication failed"
