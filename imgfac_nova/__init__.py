@@ -1,1 +1,2 @@
-"""imgfac-nova: the Image Factory front end (templates, parameters, store, plugins, CLI)."""
+"""imgfac-nova: the Image Factory front end (templates, parameters, store,
+plugins, CLI)."""

@@ -159,6 +159,7 @@ class Builder:
 
     def _base_step(self, template, values):
         name, plugin, typed = self._os_step(template, values)
+        plugin.check(template, typed)
         record = self._record(images.BASE_IMAGE, name, plugin, typed,
                               template=template.redacted_xml())
         return record, lambda ctx: plugin.create_base_image(ctx, template, typed)
@@ -297,7 +298,7 @@ class Builder:
                 LOG.info("Details of the failure:", exc_info=True)
                 self._fail(record, reason)
                 return "%s %s failed: %s" % (record.type, record.identifier,
-                                            reason)
+                                             reason)
         fields = dict(status=images.COMPLETE, percent_complete=100,
                       status_detail={"activity": "Build complete", "error": None})
         if os.path.exists(ctx.body_path):
@@ -340,7 +341,6 @@ class Builder:
         record.status = images.DELETED
         record.status_detail = {"activity": "Deleted", "error": None}
         return record
-
 
 
 @contextlib.contextmanager

@@ -335,7 +335,7 @@ def _delete(args):
         print("Deleted %s %s" % (record.type, record.identifier))
     else:
         print("Deleting %s %s FAILED: %s" % (record.type, record.identifier,
-                                               record.error))
+                                             record.error))
     return EXIT_OK if record.status == images.DELETED else EXIT_FAILED
 
 
@@ -380,7 +380,7 @@ def _print_plugin(info, detailed):
         targets))
     if detailed:
         print("  maintainer: %s\n  license: %s" % (info["maintainer"],
-                                                  info["license"]))
+                                                   info["license"]))
         for p in info["parameters"]:
             print("  --parameter %s (%s%s%s): %s" % (
                 p["name"], p["type"],

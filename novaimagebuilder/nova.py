@@ -20,6 +20,9 @@ from novaimagebuilder import waiter
 LOG = logging.getLogger(__name__)
 
 BUILD_TAG = "imgfac_build_id"
+#: Image property saying what an image is to the build: installer-disk, jeos
+#: (temporary) or image (the result, never swept).
+ROLE = "imgfac_role"
 MEDIA_SHA256 = "imgfac_media_sha256"
 NAME_PREFIX = "imgfac-nova-"
 
@@ -63,6 +66,49 @@ def connect(cloud=None, region=None, interface=None):
     return conn
 
 
+def call(what, function, *args, **kwargs):
+    """Call the cloud; an exception becomes a one-line BuildError."""
+    try:
+        return function(*args, **kwargs)
+    except errors.BuildError:
+        raise
+    except Exception as exc:
+        raise errors.BuildError("%s: %s" % (what, explain(exc))) from None
+
+
+def find_flavor(conn, flavor):
+    """The flavor named or numbered ``flavor``, or a one-line error."""
+    if not flavor:
+        raise errors.BuildError("the flavor parameter is required "
+                                "(--parameter flavor NAME_OR_ID)")
+    found = call("looking up flavor %r" % flavor, conn.compute.find_flavor,
+                 flavor)
+    if found is None:
+        names = sorted(f.name for f in conn.compute.flavors())
+        raise errors.BuildError("Nova has no flavor %r (flavors: %s)"
+                                % (flavor, ", ".join(names) or "none"))
+    return found
+
+
+def find_network(conn, network):
+    """The named network; without a name, the project's only network (None
+    lets Nova choose when there is none)."""
+    if network:
+        found = call("looking up network %r" % network,
+                     conn.network.find_network, network)
+        if found is None:
+            raise errors.BuildError("Neutron has no network %r" % network)
+        return found
+    candidates = [n for n in call("listing networks", conn.network.networks)
+                  if not n.is_router_external]
+    own = [n for n in candidates if not n.is_shared] or candidates
+    if len(own) > 1:
+        raise errors.BuildError(
+            "several networks could be used (%s); choose one with "
+            "--parameter network NAME" % ", ".join(sorted(n.name for n in own)))
+    return own[0] if own else None
+
+
 @dataclasses.dataclass
 class Server:
     """A server this build made and what belongs only to it."""
@@ -87,8 +133,8 @@ class NovaBackend(pipeline.Backend):
                  log=None):
         self.conn = conn
         self.build_id = build_id
-        self.flavor = self.find_flavor(flavor)
-        self.network = self.find_network(network)
+        self.flavor = flavor
+        self.network = network
         self.security_groups = list(security_groups or ())
         self.floating_ip = floating_ip
         self.floating_ip_network = floating_ip_network
@@ -99,47 +145,6 @@ class NovaBackend(pipeline.Backend):
         self.admin_password = admin_password
         self.cancel = cancel
         self.log = log or LOG
-
-    # -- checks made before anything is created ---------------------------------
-
-    def _call(self, what, function, *args, **kwargs):
-        try:
-            return function(*args, **kwargs)
-        except errors.BuildError:
-            raise
-        except Exception as exc:
-            raise errors.BuildError("%s: %s" % (what, explain(exc))) from None
-
-    def find_flavor(self, flavor):
-        if not flavor:
-            raise errors.BuildError("the flavor parameter is required "
-                                    "(--parameter flavor NAME_OR_ID)")
-        found = self._call("looking up flavor %r" % flavor,
-                           self.conn.compute.find_flavor, flavor)
-        if found is None:
-            names = sorted(f.name for f in self.conn.compute.flavors())
-            raise errors.BuildError("Nova has no flavor %r (flavors: %s)"
-                                    % (flavor, ", ".join(names) or "none"))
-        return found
-
-    def find_network(self, network):
-        if network:
-            found = self._call("looking up network %r" % network,
-                               self.conn.network.find_network, network)
-            if found is None:
-                raise errors.BuildError("Neutron has no network %r" % network)
-            return found
-        candidates = [n for n in self._call("listing networks",
-                                            self.conn.network.networks)
-                      if not n.is_router_external]
-        own = [n for n in candidates if not n.is_shared] or candidates
-        if len(own) == 1:
-            return own[0]
-        if not own:
-            return None  # Nova decides (e.g. auto-allocated topology)
-        raise errors.BuildError(
-            "several networks could be used (%s); choose one with "
-            "--parameter network NAME" % ", ".join(sorted(n.name for n in own)))
 
     # -- media -----------------------------------------------------------------
 
@@ -152,15 +157,15 @@ class NovaBackend(pipeline.Backend):
                 for role, path in media.files.items()}
 
     def _media_image(self, role, path, digest, disk_format, container_format):
-        for image in self._call("listing images", self.conn.image.images,
-                                **{MEDIA_SHA256: digest}):
+        for image in call("listing images", self.conn.image.images,
+                          **{MEDIA_SHA256: digest}):
             if image.status == "active":
                 self.log.info("Reusing Glance image %s for the %s", image.id,
                               role)
                 return image.id
         name = "imgfac-nova-media-%s-%s" % (role, digest[:12])
         self.log.info("Uploading the %s to Glance as %s", role, name)
-        image = self._call(
+        image = call(
             "uploading the %s to Glance" % role, self.conn.image.create_image,
             name, filename=path, disk_format=disk_format,
             container_format=container_format, allow_duplicates=True,
@@ -189,8 +194,8 @@ class NovaBackend(pipeline.Backend):
             attrs["security_groups"] = [{"name": g} for g in security_groups]
         if self.admin_password:
             attrs["admin_password"] = self.admin_password
-        created = self._call("Nova refused to boot the %s" % role,
-                             self.conn.compute.create_server, **attrs)
+        created = call("Nova refused to boot the %s" % role,
+                       self.conn.compute.create_server, **attrs)
         server = Server(created.id, created.name, undo)
         undo.push(str(server), lambda: self._delete_server(server.id))
         found = waiter.wait_for(
@@ -238,13 +243,14 @@ class NovaBackend(pipeline.Backend):
             size = disk_size or self.flavor.disk * 1024 ** 3 or 10 * 1024 ** 3
             subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", path,
                             str(size)], check=True)
-            image = self._call(
+            image = call(
                 "uploading the installer disk", self.conn.image.create_image,
                 self._server_name("installer-disk"), filename=path,
                 disk_format="qcow2", container_format="bare",
                 allow_duplicates=True, wait=True, timeout=600,
                 kernel_id=media["kernel"], ramdisk_id=media["ramdisk"],
-                os_command_line=cmdline, **{BUILD_TAG: self.build_id})
+                os_command_line=cmdline,
+                **{BUILD_TAG: self.build_id, ROLE: "installer-disk"})
         undo.push("image %s" % image.id, lambda: self.discard(image.id))
         return image.id
 
@@ -259,8 +265,8 @@ class NovaBackend(pipeline.Backend):
             timeout=timeout, cancel=self.cancel, interval=2, max_interval=10)
 
     def power_off(self, machine):
-        self._call("stopping %s" % machine, self.conn.compute.stop_server,
-                   machine.id)
+        call("stopping %s" % machine, self.conn.compute.stop_server,
+             machine.id)
         self.wait_powered_off(machine, "waiting for %s to stop" % machine, 300)
 
     def console(self, machine, lines=30):
@@ -281,10 +287,10 @@ class NovaBackend(pipeline.Backend):
     def capture(self, machine, role):
         name = (self._server_name("jeos") if role == "jeos"
                 else self.image_name)
-        metadata = {BUILD_TAG: self.build_id}
-        image = self._call("Nova could not snapshot %s" % machine,
-                           self.conn.compute.create_server_image, machine.id,
-                           name, metadata=metadata)
+        metadata = {BUILD_TAG: self.build_id, ROLE: role}
+        image = call("Nova could not snapshot %s" % machine,
+                     self.conn.compute.create_server_image, machine.id,
+                     name, metadata=metadata)
         try:
             waiter.wait_for(
                 "waiting for the %s snapshot %s to become active"
@@ -295,10 +301,10 @@ class NovaBackend(pipeline.Backend):
                 failed=lambda i: "Glance says the image is %s" % i.status
                 if i.status in ("killed", "deleted") else None)
             if role == "image":
-                self._call("setting the image properties",
-                           self.conn.image.update_image, image.id,
-                           visibility=self.image_visibility,
-                           **self.image_properties)
+                call("setting the image properties",
+                     self.conn.image.update_image, image.id,
+                     visibility=self.image_visibility,
+                     **self.image_properties)
         except BaseException:
             self.discard(image.id)
             raise
@@ -318,8 +324,8 @@ class NovaBackend(pipeline.Backend):
         undo = rollback.Rollback(self.log)
         try:
             name = self._server_name("key")
-            self._call("creating the keypair", self.conn.compute.create_keypair,
-                       name=name, public_key=public_key)
+            call("creating the keypair", self.conn.compute.create_keypair,
+                 name=name, public_key=public_key)
             undo.push("keypair %s" % name, lambda: self.conn.compute.
                       delete_keypair(name, ignore_missing=True))
             groups = self.security_groups or [self._ssh_group(undo)]
@@ -335,20 +341,20 @@ class NovaBackend(pipeline.Backend):
 
     def _ssh_group(self, undo):
         name = self._server_name("ssh")
-        group = self._call("creating the security group",
-                           self.conn.network.create_security_group, name=name,
-                           description="SSH for imgfac-nova build %s"
-                           % self.build_id)
+        group = call("creating the security group",
+                     self.conn.network.create_security_group, name=name,
+                     description="SSH for imgfac-nova build %s"
+                     % self.build_id)
         undo.push("security group %s" % name, lambda: self.conn.network.
                   delete_security_group(group.id, ignore_missing=True))
-        self._call("tagging the security group", self.conn.network.set_tags,
-                   group, [BUILD_TAG + "=" + self.build_id])
+        call("tagging the security group", self.conn.network.set_tags,
+             group, [BUILD_TAG + "=" + self.build_id])
         for ethertype, prefix in (("IPv4", "0.0.0.0/0"), ("IPv6", "::/0")):
-            self._call("opening SSH in the security group",
-                       self.conn.network.create_security_group_rule,
-                       security_group_id=group.id, direction="ingress",
-                       protocol="tcp", port_range_min=22, port_range_max=22,
-                       remote_ip_prefix=prefix, ethertype=ethertype)
+            call("opening SSH in the security group",
+                 self.conn.network.create_security_group_rule,
+                 security_group_id=group.id, direction="ingress",
+                 protocol="tcp", port_range_min=22, port_range_max=22,
+                 remote_ip_prefix=prefix, ethertype=ethertype)
         return name
 
     def _floating_ip(self, server, undo):
@@ -357,30 +363,30 @@ class NovaBackend(pipeline.Backend):
         if not ports:
             raise errors.BuildError("%s has no port to attach a floating IP "
                                     "to" % server)
-        ip = self._call("creating a floating IP on %s" % network.name,
-                        self.conn.network.create_ip,
-                        floating_network_id=network.id, port_id=ports[0].id,
-                        description="imgfac-nova build %s" % self.build_id)
+        ip = call("creating a floating IP on %s" % network.name,
+                  self.conn.network.create_ip,
+                  floating_network_id=network.id, port_id=ports[0].id,
+                  description="imgfac-nova build %s" % self.build_id)
         undo.push("floating IP %s" % ip.floating_ip_address,
                   lambda: self.conn.network.delete_ip(ip.id,
                                                       ignore_missing=True))
-        self._call("tagging the floating IP", self.conn.network.set_tags, ip,
-                   [BUILD_TAG + "=" + self.build_id])
+        call("tagging the floating IP", self.conn.network.set_tags, ip,
+             [BUILD_TAG + "=" + self.build_id])
         return ip.floating_ip_address
 
     def _external_network(self):
         if self.floating_ip_network:
-            network = self._call("looking up network %r"
-                                 % self.floating_ip_network,
-                                 self.conn.network.find_network,
-                                 self.floating_ip_network)
+            network = call("looking up network %r"
+                           % self.floating_ip_network,
+                           self.conn.network.find_network,
+                           self.floating_ip_network)
             if network is None:
                 raise errors.BuildError("Neutron has no network %r"
                                         % self.floating_ip_network)
             return network
-        external = [n for n in self._call("listing networks",
-                                          self.conn.network.networks,
-                                          is_router_external=True)]
+        external = [n for n in call("listing networks",
+                                    self.conn.network.networks,
+                                    is_router_external=True)]
         if len(external) != 1:
             raise errors.BuildError(
                 "request_floating_ip needs floating_ip_network: %s external "

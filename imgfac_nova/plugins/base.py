@@ -55,6 +55,11 @@ class OSPlugin(Plugin):
         when no cloud is configured). At most one installed plugin should."""
         return False
 
+    def check(self, template, parameters):
+        """Check what can be checked before anything is created (credentials,
+        flavor, network...); raise with a one-line message when it is wrong.
+        The default checks nothing."""
+
     @abc.abstractmethod
     def create_base_image(self, build, template, parameters):
         """Build a base image from ``template``.

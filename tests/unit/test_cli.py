@@ -59,7 +59,7 @@ def test_base_image_complete_prints_final_details(run, good, tmp_path):
     assert lines[2] == "Type: base_image"
     assert lines[3] == "Status: COMPLETE"
     assert lines[5] == "Image filename: %s" % (tmp_path / "store" /
-                                                (uuid + ".body"))
+                                               (uuid + ".body"))
     assert lines[-1] == "Image build completed SUCCESSFULLY!"
     assert os.path.getsize(tmp_path / "store" / (uuid + ".body")) == 64
     # Progress went to stderr, as plain lines (not a terminal).

@@ -20,7 +20,7 @@ def test_loads_declared_plugins_and_reports_broken(plugins):
 
 def test_most_specific_match_first(plugins):
     assert plugins.os_matches("Fedora", "39", "x86_64") == [(1, "anyfedora"),
-                                                           (0, "local")]
+                                                            (0, "local")]
     assert plugins.choose_os_plugin("Fedora", "39", "x86_64") == "anyfedora"
     assert plugins.choose_os_plugin("RHEL", "9", "x86_64") == "fedora40"
     assert plugins.os_matches("FEDORA", "40", "x86_64")[:2] == [

@@ -1,0 +1,121 @@
+"""The Nova OS plugin: builds base images inside an OpenStack cloud.
+
+Credentials come only through openstacksdk's config loader (``OS_*``
+variables, ``clouds.yaml``, the ``cloud`` parameter). The result is a Glance
+image; the BaseImage record holds its id.
+"""
+import logging
+
+from imgfac_nova import images
+from imgfac_nova.parameters import Parameter
+from imgfac_nova.plugins import base
+from imgfac_nova.plugins import common
+
+LOG = logging.getLogger(__name__)
+
+
+class NovaOS(base.OSPlugin):
+    """Installs and customizes the OS in Nova servers; the image goes to
+    Glance."""
+
+    info = base.PluginInfo(
+        type="os", targets=((None, None, None),),
+        description="builds base images inside an OpenStack cloud (Nova, "
+                    "Glance, Neutron)",
+        maintainer="imgfac-nova developers", version="1.0",
+        license="Apache-2.0")
+    parameters = common.PIPELINE_PARAMETERS + (
+        Parameter("cloud", "clouds.yaml entry (default: OS_CLOUD or the OS_* "
+                  "variables)"),
+        Parameter("region", "region name"),
+        Parameter("interface", "endpoint interface: public, internal or admin",
+                  choices=("public", "internal", "admin")),
+        Parameter("flavor", "flavor name or id of the build servers"),
+        Parameter("network", "network name or id of the build servers "
+                  "(default: the project's only network)"),
+        Parameter("security_groups", "comma-separated security groups for the "
+                  "customization server (default: a throw-away group opening "
+                  "SSH)"),
+        Parameter("request_floating_ip", "reach the customization server "
+                  "through a floating IP", type="bool", default=False),
+        Parameter("floating_ip_network", "external network for the floating "
+                  "IP (default: the only external network)"),
+        Parameter("config_drive", "give the servers a config drive",
+                  type="bool", default=True),
+        Parameter("direct_boot", "boot URL installs from the installer kernel "
+                  "and ramdisk (kernel_id/ramdisk_id image properties)",
+                  type="bool", default=True),
+        Parameter("admin_password", "admin password of the build servers",
+                  secret=True),
+        Parameter("image_name", "name of the Glance image (default: "
+                  "imgfac-nova-<build id>)"),
+        Parameter("image_visibility", "visibility of the Glance image",
+                  default="private",
+                  choices=("private", "shared", "community", "public")),
+    )
+
+    @classmethod
+    def preferred(cls, conf):
+        """Default when a cloud is configured."""
+        return common.cloud_configured(conf)
+
+    def _connect(self, parameters):
+        from novaimagebuilder import nova
+        return nova.connect(parameters.get("cloud"), parameters.get("region"),
+                            parameters.get("interface"))
+
+    def check(self, template, parameters):
+        """Credentials, flavor and network, before anything is created."""
+        from novaimagebuilder import errors
+        if template.os.install.type == "url" and not parameters["direct_boot"]:
+            raise errors.BuildError("URL installs boot the installer kernel "
+                                    "directly: leave direct_boot true or "
+                                    "install from an ISO")
+        self._backend_args = self._resolve(parameters)
+
+    def _resolve(self, parameters):
+        from novaimagebuilder import nova
+        conn = self._connect(parameters)
+        return dict(conn=conn,
+                    flavor=nova.find_flavor(conn, parameters.get("flavor")),
+                    network=nova.find_network(conn, parameters.get("network")))
+
+    def create_base_image(self, build, template, parameters):
+        from novaimagebuilder import nova
+        resolved = getattr(self, "_backend_args", None) or self._resolve(
+            parameters)
+        groups = [g.strip() for g in (parameters.get("security_groups") or
+                                      "").split(",") if g.strip()]
+        backend = nova.NovaBackend(
+            resolved["conn"], build.identifier, resolved["flavor"],
+            network=resolved["network"], security_groups=groups,
+            floating_ip=parameters["request_floating_ip"],
+            floating_ip_network=parameters.get("floating_ip_network"),
+            config_drive=parameters["config_drive"],
+            image_visibility=parameters["image_visibility"],
+            image_name=parameters.get("image_name"),
+            image_properties={
+                "imgfac_template": template.name,
+                "os_distro": template.os.name.lower(),
+                "os_version": template.os.version,
+                "architecture": template.os.arch,
+                "imgfac_icicle": build.identifier},
+            admin_password=parameters.get("admin_password"),
+            cancel=build.cancel_event, log=LOG)
+        build.progress(1, "Building in the cloud (flavor %s)"
+                       % resolved["flavor"].name)
+        result = common.run_pipeline(build, backend, template, parameters)
+        build.set_property(images.GLANCE_ID_PROPERTY, result.image)
+        build.set_property("glance_image_id", result.image)
+
+    def delete_image(self, image, parameters):
+        """Delete the Glance image of a base image."""
+        from novaimagebuilder import nova
+        glance_id = image.properties.get(images.GLANCE_ID_PROPERTY)
+        if not glance_id:
+            return
+        stored = dict(image.parameters)
+        stored.update(parameters)
+        conn = self._connect(stored)
+        nova.call("Glance could not delete image %s" % glance_id,
+                  conn.image.delete_image, glance_id, ignore_missing=True)
