@@ -12,7 +12,11 @@ import pytest
 
 from novaimagebuilder import errors
 from novaimagebuilder import ssh
-from tests.unit.sshd import client_key, free_port, sshd_server  # noqa: F401
+from tests.unit import sshd
+
+# The real sshd (module scoped) and a key it accepts for root.
+sshd_server = sshd.sshd_server
+client_key = sshd.client_key
 
 # Privileged commands get this prefix: the variable shows they got it.
 PREFIX = "env IMGFAC_PRIVILEGED=yes"
@@ -159,7 +163,7 @@ def test_put_failure_is_a_command_failure(guest, tmp_path):
 # ---------------------------------------------------------------- connecting
 
 def test_unreachable_port_times_out_with_one_line(client_key):
-    port = free_port()
+    port = sshd.free_port()
     session = ssh.SSHGuest("127.0.0.1", port, "root", client_key)
     started = time.monotonic()
     with pytest.raises(ssh.SSHTimeout) as failure:
@@ -199,8 +203,7 @@ def test_server_closing_before_banner_is_retried_then_reported(client_key):
 
 
 def test_wait_until_reachable_waits_for_a_late_server(tmp_path, client_key):
-    from tests.unit.sshd import SSHServer
-    server = SSHServer(tmp_path)
+    server = sshd.SSHServer(tmp_path)
     server.authorize(client_key)
     threading.Timer(1.0, server.start).start()
     try:
@@ -231,7 +234,7 @@ def test_rejected_key_until_timeout_is_an_authentication_error(sshd_server):
 
 
 def test_cancelled_wait_stops(client_key):
-    session = ssh.SSHGuest("127.0.0.1", free_port(), "root", client_key)
+    session = ssh.SSHGuest("127.0.0.1", sshd.free_port(), "root", client_key)
     with pytest.raises(errors.Cancelled):
         session.wait_until_reachable(30, cancelled=lambda: True)
 
