@@ -100,6 +100,10 @@ class QemuTestDriver(driver.ComputeDriver):
     def get_host_ip_addr(self):
         return CONF.my_ip
 
+    def get_host_uptime(self):
+        return subprocess.run(['uptime'], capture_output=True,
+                              text=True).stdout.strip()
+
     def get_available_resource(self, nodename):
         opts = CONF.qemutest
         return {
