@@ -217,7 +217,8 @@ PACKAGE_MANAGERS = {"redhat": _Dnf, "debian": _Apt, "suse": _Zypper}
 
 def fetch_command(url, path):
     """Shell text downloading ``url`` to ``path`` inside the guest with
-    curl, wget or python3, whichever is there (via a part file)."""
+    curl, wget or python3, whichever is there (via a part file). On
+    failure the shell exits with the downloader's status."""
     u, part = shlex.quote(url), shlex.quote(f"{path}.imgfac-part")
     python = shlex.quote(
         "import shutil, sys, urllib.request; shutil.copyfileobj("
@@ -231,7 +232,8 @@ def fetch_command(url, path):
         "else echo 'no curl, wget or python3 in the guest to download with' >&2; "
         "false; fi")
     return (f"mkdir -p {shlex.quote(_dirname(path))} && {{ {download}; }} && "
-            f"mv -f {part} {shlex.quote(path)} || {{ rm -f {part}; false; }}")
+            f"mv -f {part} {shlex.quote(path)} "
+            f"|| {{ status=$?; rm -f {part}; exit $status; }}")
 
 
 def _dirname(path):
