@@ -1,0 +1,288 @@
+"""Install scripts: kickstart and preseed from a TDL, operator scripts."""
+
+import logging
+import re
+import subprocess
+
+import pytest
+
+from imgfac_nova.template import parse_template
+from novaimagebuilder import installscript as isc
+
+PUBLIC_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeKeyForTests builder"
+
+
+def tdl(os_name, version, install, rootpw=None):
+    password = f"<rootpw>{rootpw}</rootpw>" if rootpw else ""
+    return parse_template(f"""<template>
+  <name>Web Server 1</name>
+  <os><name>{os_name}</name><version>{version}</version><arch>x86_64</arch>
+    {install}{password}
+  </os>
+</template>""")
+
+
+FEDORA_URL = "http://mirror.example.org/fedora/releases/40/Everything/x86_64/os/"
+DEBIAN_URL = ("http://mirror.example.org:8080/debian/dists/bookworm/main/"
+              "installer-amd64/")
+
+
+def fedora(rootpw="s3cret pw"):
+    return tdl("Fedora", "40", f'<install type="url"><url>{FEDORA_URL}</url>'
+               "</install>", rootpw)
+
+
+def debian(rootpw="s3cret pw", url=DEBIAN_URL, name="Debian", version="12"):
+    return tdl(name, version, f'<install type="url"><url>{url}</url></install>',
+               rootpw)
+
+
+def openssl_hash(password, salt):
+    """The reference SHA-512 crypt hash, from openssl (password on stdin)."""
+    return subprocess.run(["openssl", "passwd", "-6", "-salt", salt, "-stdin"],
+                          input=password + "\n", capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def hashed_password(text, prefix):
+    match = re.search(re.escape(prefix) + r" (\$6\$\S+)", text)
+    assert match, f"no '{prefix} $6$...' line"
+    return match.group(1)
+
+
+def salt_of(crypted):
+    return crypted.rsplit("$", 1)[0].split("$", 2)[2]
+
+
+# ---------------------------------------------------------------- passwords
+
+@pytest.mark.parametrize("password, salt", [
+    ("pw", "abcdefgh"), ("a", "saltsalt"), ("x" * 200, "0123456789abcdef"),
+    ("pässwörd €", "./Zz09"), ("p" * 64, "rounds=10000$short"),
+])
+def test_sha512_crypt_matches_openssl(password, salt):
+    rounds = 5000
+    if salt.startswith("rounds="):
+        rounds, salt = int(salt[7:].split("$")[0]), salt.split("$")[1]
+        expected = openssl_hash(password, f"rounds={rounds}${salt}")
+    else:
+        expected = openssl_hash(password, salt)
+    assert isc.sha512_crypt(password, salt, rounds) == expected
+
+
+def test_random_salt_and_existing_hash():
+    first, second = isc.password_hash("pw"), isc.password_hash("pw")
+    assert first != second
+    assert first.startswith("$6$rounds=100000$")
+    assert isc.password_hash(first) == first
+
+
+# ---------------------------------------------------------------- kickstart
+
+def test_kickstart_from_tdl():
+    text, kind = isc.generate(fedora())
+    assert kind == "kickstart"
+    lines = text.splitlines()
+    assert f'url --url="{FEDORA_URL}"' in lines
+    assert "poweroff" in lines and "reboot" not in lines
+    assert "s3cret" not in text
+    crypted = hashed_password(text, "rootpw --iscrypted")
+    salt = salt_of(crypted).removeprefix("rounds=100000$")
+    assert crypted == openssl_hash("s3cret pw", f"rounds=100000${salt}")
+    assert "ignoredisk --only-use=vda" in lines
+    assert "clearpart --all --initlabel --drives=vda" in lines
+    assert "network --bootproto=dhcp --activate --hostname=web-server-1" in lines
+    packages = text.split("%packages\n", 1)[1].split("%end", 1)[0].split()
+    assert {"openssh-server", "cloud-init", "sudo"} <= set(packages)
+
+
+def test_kickstart_user_key_and_disk():
+    text, _ = isc.generate(fedora(rootpw=None), {
+        "default_user": "fedora", "ssh_public_key": PUBLIC_KEY,
+        "install_disk": "/dev/sda"})
+    lines = text.splitlines()
+    assert "rootpw --lock" in lines
+    assert "user --name=fedora --groups=wheel --lock" in lines
+    assert f'sshkey --username=fedora "{PUBLIC_KEY}"' in lines
+    assert "ignoredisk --only-use=sda" in lines
+    post = text.split("%post --erroronfail\n", 1)[1].split("%end", 1)[0]
+    assert "'fedora ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/90-imgfac-fedora" \
+        in post
+
+
+def test_kickstart_from_iso_uses_the_cdrom():
+    template = tdl("RHEL-9", "9.4", '<install type="iso">'
+                   "<iso>http://iso.example.org/rhel.iso</iso></install>")
+    text, kind = isc.generate(template)
+    assert kind == "kickstart"
+    assert "cdrom" in text.splitlines()
+    assert "url --url" not in text
+
+
+def test_bad_parameters_are_refused():
+    with pytest.raises(isc.InstallScriptError, match="default_user 'Bad User'"):
+        isc.generate(fedora(), {"default_user": "Bad User"})
+    with pytest.raises(isc.InstallScriptError, match="install_disk"):
+        isc.generate(fedora(), {"install_disk": "vda; rm -rf /"})
+
+
+# ---------------------------------------------------------------- preseed
+
+def test_preseed_from_tdl():
+    text, kind = isc.generate(debian())
+    assert kind == "preseed"
+    lines = text.splitlines()
+    for line in ["d-i mirror/protocol string http",
+                 "d-i mirror/http/hostname string mirror.example.org:8080",
+                 "d-i mirror/http/directory string /debian",
+                 "d-i mirror/suite string bookworm",
+                 "d-i passwd/root-login boolean true",
+                 "d-i passwd/make-user boolean false",
+                 "d-i partman-auto/disk string /dev/vda",
+                 "d-i grub-installer/bootdev string /dev/vda",
+                 "d-i debian-installer/exit/poweroff boolean true"]:
+        assert line in lines
+    assert "s3cret" not in text
+    crypted = hashed_password(text, "d-i passwd/root-password-crypted password")
+    salt = salt_of(crypted).removeprefix("rounds=100000$")
+    assert crypted == openssl_hash("s3cret pw", f"rounds=100000${salt}")
+    include = next(line for line in lines if line.startswith("d-i pkgsel/include"))
+    assert {"openssh-server", "sudo", "cloud-init"} <= set(include.split()[3:])
+
+
+def test_preseed_without_root_password_makes_a_user():
+    text, _ = isc.generate(debian(rootpw=None), {"ssh_public_key": PUBLIC_KEY})
+    lines = text.splitlines()
+    assert "d-i passwd/root-login boolean false" in lines
+    assert "d-i passwd/username string debian" in lines
+    late = next(line for line in lines if line.startswith(
+        "d-i preseed/late_command string "))
+    script = late.split(" string ", 1)[1]
+    assert "/target/etc/sudoers.d/90-imgfac-debian" in script
+    assert "/target/home/debian/.ssh/authorized_keys" in script
+
+
+def test_preseed_late_command_really_works(tmp_path):
+    text, _ = isc.generate(debian(rootpw=None),
+                           {"default_user": "admin", "ssh_public_key": PUBLIC_KEY})
+    late = next(line for line in text.splitlines() if line.startswith(
+        "d-i preseed/late_command string ")).split(" string ", 1)[1]
+    target = tmp_path / "target"
+    (target / "etc" / "sudoers.d").mkdir(parents=True)
+    (target / "home" / "admin").mkdir(parents=True)
+    fake_in_target = tmp_path / "bin" / "in-target"
+    fake_in_target.parent.mkdir()
+    fake_in_target.write_text('#!/bin/sh\necho "$@" >> "$LOGFILE"\n')
+    fake_in_target.chmod(0o755)
+    script = late.replace("/target", str(target))
+    subprocess.run(["sh", "-c", script], check=True, env={
+        "PATH": f"{fake_in_target.parent}:/usr/bin:/bin",
+        "LOGFILE": str(tmp_path / "in-target.log")})
+    sudoers = target / "etc" / "sudoers.d" / "90-imgfac-admin"
+    assert sudoers.read_text() == "admin ALL=(ALL) NOPASSWD: ALL"
+    assert sudoers.stat().st_mode & 0o777 == 0o440
+    keys = target / "home" / "admin" / ".ssh" / "authorized_keys"
+    assert keys.read_text() == PUBLIC_KEY
+    assert keys.stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "in-target.log").read_text() == (
+        "chown -R admin:admin /home/admin/.ssh\n")
+
+
+def test_ubuntu_suite_from_version_and_https_mirror():
+    text, kind = isc.generate(debian(
+        url="https://mirror.example.org/ubuntu/", name="Ubuntu",
+        version="24.04"))
+    assert kind == "preseed"
+    lines = text.splitlines()
+    assert "d-i mirror/protocol string https" in lines
+    assert "d-i mirror/https/hostname string mirror.example.org" in lines
+    assert "d-i mirror/https/directory string /ubuntu" in lines
+    assert "d-i mirror/suite string noble" in lines
+
+
+def test_unknown_suite_is_an_error():
+    with pytest.raises(isc.InstallScriptError, match="cannot tell the Debian "
+                       "suite"):
+        isc.generate(debian(url="http://mirror.example.org/debian/",
+                            version="99"))
+
+
+# ---------------------------------------------------------------- registry
+
+def test_unknown_os_is_an_error():
+    template = tdl("Windows", "2022", '<install type="iso">'
+                   "<iso>http://iso.example.org/win.iso</iso></install>")
+    with pytest.raises(isc.InstallScriptError, match="no install script "
+                       "generator for 'Windows'.*install_script parameter"):
+        isc.generate(template)
+
+
+def test_registered_generator_is_used(monkeypatch):
+    monkeypatch.setitem(isc.GENERATORS, "windows", lambda template, params: (
+        f"<unattend>{template.os.version}</unattend>", "autounattend"))
+    template = tdl("Windows", "2022", '<install type="iso">'
+                   "<iso>http://iso.example.org/win.iso</iso></install>")
+    assert isc.generate(template) == ("<unattend>2022</unattend>",
+                                      "autounattend")
+
+
+def test_register_adds_a_generator(monkeypatch):
+    monkeypatch.setattr(isc, "GENERATORS", dict(isc.GENERATORS))
+    isc.register("Gentoo", lambda template, params: ("script", "custom"))
+    assert isc.generate(tdl("Gentoo", "1", '<install type="iso">'
+                            "<iso>http://x.example.org/g.iso</iso></install>")
+                        ) == ("script", "custom")
+
+
+def test_password_is_not_logged(caplog):
+    caplog.set_level(logging.DEBUG)
+    isc.generate(fedora("TopSecret"))
+    isc.generate(debian("TopSecret"))
+    assert "TopSecret" not in caplog.text
+
+
+# ---------------------------------------------------------------- operator scripts
+
+def test_given_kickstart_is_used_as_is():
+    script = "url --url=http://x/\nrootpw --plaintext pw\npoweroff\n"
+    assert isc.from_parameter(script) == (script, "kickstart")
+    assert isc.from_parameter(script.encode()) == (script, "kickstart")
+
+
+def test_given_test_installer_script_is_accepted():
+    script = "disk /dev/vda\nrootpw --lock\npoweroff\n"
+    assert isc.from_parameter(script)[1] == "kickstart"
+
+
+def test_given_kickstart_that_reboots_is_refused():
+    with pytest.raises(isc.InstallScriptError, match="ends with 'reboot'; it "
+                       "must power off"):
+        isc.from_parameter("url --url=http://x/\nreboot\n")
+
+
+def test_given_preseed_must_power_off():
+    generated, _ = isc.generate(debian())
+    assert isc.from_parameter(generated) == (generated, "preseed")
+    without = generated.replace(
+        "d-i debian-installer/exit/poweroff boolean true", "")
+    with pytest.raises(isc.InstallScriptError, match="does not power off"):
+        isc.from_parameter(without)
+
+
+@pytest.mark.parametrize("text, kind", [
+    ("#cloud-config\nautoinstall:\n  version: 1\n", "autoinstall"),
+    ('<?xml version="1.0"?><unattend xmlns="urn:x"/>', "autounattend"),
+    ("#!/bin/sh\necho custom\n", None),
+])
+def test_given_script_kinds(text, kind):
+    assert isc.from_parameter(text) == (text, kind)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("  \n", "install_script is empty"),
+    (b"\xff\xfe", "not UTF-8 text"),
+    ("a\0b", "NUL bytes"),
+])
+def test_given_unusable_scripts(text, message):
+    with pytest.raises(isc.InstallScriptError, match=message):
+        isc.from_parameter(text)
