@@ -316,11 +316,15 @@ class SSHGuest:
         self.close()
 
     def _transport(self):
+        """The live transport; a connection found dead is opened anew."""
         self.connect()
         transport = self._client.get_transport()
         if transport is None or not transport.is_active():
+            self.logger.info("SSH connection to %s was lost; reconnecting",
+                             self.address)
             self.close()
-            raise SSHError(f"SSH connection to {self.address} was lost")
+            self.connect()
+            transport = self._client.get_transport()
         return transport
 
     # -- commands
@@ -343,8 +347,9 @@ class SSHGuest:
         ``merge_stderr`` is false (stderr is then logged only). Each line
         goes to the log as it arrives. ``name`` labels the command in
         messages (default: the command itself, shortened). With ``check``,
-        a non-zero exit raises CommandFailed. ``timeout`` (seconds) bounds
-        the whole command.
+        a non-zero exit raises CommandFailed, and a connection lost before
+        the exit status SSHError (without ``check`` the status is then -1).
+        ``timeout`` (seconds) bounds the whole command (CommandTimeout).
         """
         name = name or _shorten(command)
         self.logger.info("Running %s", _quoted(name))
@@ -360,9 +365,13 @@ class SSHGuest:
         finally:
             channel.close()
         output, errors_text = stdout.finish(), stderr.finish()
-        if status == -1:
-            raise SSHError(f"SSH connection to {self.address} ended while "
-                           f"running {_quoted(name)}")
+        if status == -1:                    # no exit status: connection gone
+            if check:
+                raise SSHError(f"SSH connection to {self.address} ended "
+                               f"while running {_quoted(name)}")
+            self.logger.info("SSH connection to %s ended while running %s",
+                             self.address, _quoted(name))
+            return status, output
         if status != 0:
             self.logger.info("%s exited with status %d", _quoted(name), status)
             if check:
@@ -386,6 +395,20 @@ class SSHGuest:
                 raise CommandTimeout(f"command {_quoted(name)} did not finish "
                                      f"within {timeout:g} s")
             self._check_cancelled()
+
+    def poweroff(self, timeout=30):
+        """Ask the guest to power off; the connection ends with it.
+
+        Returns without waiting for the machine to stop (watch it from the
+        outside); a command that outlives ``timeout`` is left behind.
+        """
+        try:
+            self.run("poweroff", check=False, timeout=timeout, name="poweroff")
+        except CommandTimeout:
+            self.logger.info("poweroff did not end the SSH session within "
+                             "%g s", timeout)
+        finally:
+            self.close()
 
     # -- files
 

@@ -315,3 +315,47 @@ def test_bad_expected_key_is_refused(client_key):
     with pytest.raises(ValueError, match="not an SSH host key"):
         ssh.SSHGuest("127.0.0.1", 22, "root", client_key,
                      host_keys=["hello"])
+
+
+# ---------------------------------------------------------------- lost sessions
+
+# Stands in for "poweroff": kills this SSH session's sshd, as a guest going
+# down would end the connection.
+FAKE_POWEROFF = """#!/bin/sh
+pid=$$
+while [ "$pid" -gt 1 ]; do
+    pid=$(cut -d' ' -f4 /proc/$pid/stat)
+    if [ "$(cat /proc/$pid/comm)" = sshd ]; then kill -9 "$pid"; exit 0; fi
+done
+exit 1
+"""
+
+
+@pytest.fixture
+def dropping_guest(sshd_server, client_key, tmp_path):
+    (tmp_path / "poweroff").write_text(FAKE_POWEROFF)
+    (tmp_path / "poweroff").chmod(0o755)
+    session = ssh.SSHGuest("127.0.0.1", sshd_server.port, "root", client_key,
+                           command_prefix=f"env PATH={tmp_path}:/usr/bin:/bin")
+    session.wait_until_reachable(10)
+    yield session
+    session.close()
+
+
+def test_lost_connection_fails_a_checked_command(dropping_guest):
+    with pytest.raises(ssh.SSHError, match="SSH connection to 127.0.0.1:"
+                       r"\d+ ended while running command 'poweroff'"):
+        dropping_guest.run("poweroff")
+
+
+def test_lost_connection_without_check_is_status_minus_one(dropping_guest):
+    assert dropping_guest.run("poweroff", check=False)[0] == -1
+    # The next command opens a new connection.
+    assert dropping_guest.run("echo again")[1] == "again\n"
+
+
+def test_poweroff_ends_the_session(dropping_guest):
+    started = time.monotonic()
+    dropping_guest.poweroff(timeout=10)
+    assert time.monotonic() - started < 5
+    assert dropping_guest._client is None
