@@ -8,6 +8,7 @@ import contextlib
 import logging
 import os
 import shutil
+import socket
 import threading
 import time
 
@@ -261,8 +262,10 @@ class Builder:
     # -- running ----------------------------------------------------------------
 
     def _start(self, steps):
+        worker = "%s:%d" % (socket.gethostname(), os.getpid())
         for record, _ in steps:
             if record.status == images.NEW:
+                record.worker = worker
                 record.status = images.PENDING
                 record.status_detail = {"activity": "Waiting to start",
                                         "error": None}
@@ -318,6 +321,38 @@ class Builder:
         if self.on_change:
             self.on_change(failed)
 
+    # -- after crashes -----------------------------------------------------------
+
+    def running_builds(self):
+        """Ids of builds whose process is alive; records of builds whose
+        process died are marked FAILED on the way."""
+        running = set()
+        host = socket.gethostname()
+        for record in self.store.list():
+            if record.status not in images.ACTIVE_STATUSES:
+                continue
+            worker_host, _, pid = (record.worker or ":").rpartition(":")
+            if worker_host == host and pid.isdigit() and _alive(int(pid)):
+                running.add(record.identifier)
+            elif worker_host == host or not record.worker:
+                self._fail(record, "the build process ended unexpectedly")
+            else:
+                running.add(record.identifier)  # another host's: not ours
+        return running
+
+    def sweep(self, values, dry_run=False):
+        """Ask every OS plugin to remove crashed builds' leftovers; returns
+        ``[(plugin, line)]``."""
+        running = self.running_builds()
+        found = []
+        for name, cls in sorted(self.plugins.os_plugins.items()):
+            plugin = cls(self.conf)
+            typed = params.resolve(plugin.parameters, values, name,
+                                   COMMON_PARAMETERS)
+            found += [(name, line) for line in plugin.sweep(running, typed,
+                                                            dry_run)]
+        return found
+
     # -- deleting ---------------------------------------------------------------
 
     def delete(self, identifier, values, provider=None, credentials=None):
@@ -359,3 +394,13 @@ def _build_log(path):
     finally:
         root.removeHandler(handler)
         handler.close()
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

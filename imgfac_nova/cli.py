@@ -103,6 +103,12 @@ def build_parser():
     sub = verbs.add_parser("plugins", help="list the installed plugins")
     sub.add_argument("--id", help="show only this plugin")
 
+    sub = verbs.add_parser("sweep", help="remove what crashed builds left "
+                           "behind (cloud resources, VMs, work directories)")
+    sub.add_argument("--dry-run", action="store_true",
+                     help="only list what would be removed")
+    _add_parameters(sub)
+
     sub = verbs.add_parser("validate", help="check templates without "
                            "building")
     sub.add_argument("templates", nargs="+", metavar="TEMPLATE")
@@ -388,6 +394,21 @@ def _print_plugin(info, detailed):
                 else "", ", secret" if p["secret"] else "", p["help"]))
 
 
+def _sweep(args):
+    from novaimagebuilder import errors
+    builder = _builder(_conf(args))
+    try:
+        found = builder.sweep(_values(args), dry_run=args.dry_run)
+    except errors.BuildError as exc:
+        raise UsageError(str(exc)) from None
+    verb = "Would remove" if args.dry_run else "Removed"
+    for plugin, line in found:
+        print("%s (%s): %s" % (verb, plugin, line))
+    if not found:
+        print("Nothing to sweep")
+    return EXIT_OK
+
+
 def _validate(args):
     from imgfac_nova import template
     results = []
@@ -420,6 +441,7 @@ _VERBS = {
     "images": _images,
     "delete": _delete,
     "plugins": _plugins,
+    "sweep": _sweep,
     "validate": _validate,
 }
 

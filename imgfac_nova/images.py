@@ -18,6 +18,7 @@ DELETEFAILED = "DELETEFAILED"
 STATUSES = (NEW, PENDING, BUILDING, COMPLETE, FAILED, DELETING, DELETED,
             DELETEFAILED)
 FINAL_STATUSES = (COMPLETE, FAILED, DELETED, DELETEFAILED)
+ACTIVE_STATUSES = (PENDING, BUILDING)
 
 BASE_IMAGE = "BaseImage"
 TARGET_IMAGE = "TargetImage"
@@ -47,6 +48,8 @@ class ImageRecord:
         default_factory=lambda: {"activity": "Created", "error": None})
     created: str = dataclasses.field(default_factory=utcnow)
     updated: str = dataclasses.field(default_factory=utcnow)
+    #: "host:pid" of the process running the build.
+    worker: str | None = None
     #: Name of the plugin that made (and can delete) this image.
     plugin: str | None = None
     #: The template, with secrets redacted.

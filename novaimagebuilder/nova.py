@@ -415,3 +415,51 @@ def _address(server):
             if address.get("version") == 4:
                 return address["addr"]
     return None
+
+
+def leftovers(conn):
+    """Temporary resources that builds tagged, as ``(build id, kind, id,
+    name)``; media and finished images are not included."""
+    found = []
+    for server in conn.compute.servers():
+        build = (server.metadata or {}).get(BUILD_TAG)
+        if build:
+            found.append((build, "server", server.id, server.name))
+    for image in conn.image.images():
+        props = image.properties or {}
+        build = props.get(BUILD_TAG)
+        if build and props.get(ROLE) in ("installer-disk", "jeos"):
+            found.append((build, "image", image.id, image.name))
+    for keypair in conn.compute.keypairs():
+        name = keypair.name
+        if name.startswith(NAME_PREFIX) and name.endswith("-key"):
+            found.append((name[len(NAME_PREFIX):-len("-key")], "keypair",
+                          name, name))
+    tag = BUILD_TAG + "="
+    for group in conn.network.security_groups():
+        for t in group.tags or ():
+            if t.startswith(tag):
+                found.append((t[len(tag):], "security group", group.id,
+                              group.name))
+    for ip in conn.network.ips():
+        for t in ip.tags or ():
+            if t.startswith(tag):
+                found.append((t[len(tag):], "floating IP", ip.id,
+                              ip.floating_ip_address))
+    return found
+
+
+def remove_leftover(conn, kind, resource_id):
+    """Delete one resource found by :func:`leftovers`."""
+    if kind == "server":
+        conn.compute.delete_server(resource_id, ignore_missing=True)
+    elif kind == "image":
+        conn.image.delete_image(resource_id, ignore_missing=True)
+    elif kind == "keypair":
+        conn.compute.delete_keypair(resource_id, ignore_missing=True)
+    elif kind == "security group":
+        conn.network.delete_security_group(resource_id, ignore_missing=True)
+    elif kind == "floating IP":
+        conn.network.delete_ip(resource_id, ignore_missing=True)
+    else:
+        raise ValueError("unknown resource kind %r" % kind)

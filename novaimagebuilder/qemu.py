@@ -175,3 +175,28 @@ class VM:
             self.process.wait(30)
         if not self._stderr.closed:
             self._stderr.close()
+
+
+def processes_using(path):
+    """PIDs of QEMU processes whose command line mentions ``path``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % entry, "rb") as handle:
+                argv = handle.read().split(b"\0")
+        except OSError:
+            continue
+        if argv and os.path.basename(argv[0]).startswith(b"qemu-system") and \
+                any(path.encode() in arg for arg in argv):
+            found.append(int(entry))
+    return found
+
+
+def kill(pid):
+    """Kill a process if it still exists."""
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass

@@ -85,6 +85,12 @@ class OSPlugin(Plugin):
         For example the Glance image behind a base image. Default: nothing.
         """
 
+    def sweep(self, running, parameters, dry_run=False):
+        """Remove what crashed builds left behind: resources tagged with a
+        build id that is not in ``running``. Returns one line per resource
+        found. Default: nothing to sweep."""
+        return []
+
 
 class CloudPlugin(Plugin):
     """Turns base images into images for a target and puts them on providers."""

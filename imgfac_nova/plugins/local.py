@@ -10,6 +10,7 @@ from imgfac_nova.plugins import base
 from imgfac_nova.plugins import common
 
 LOG = logging.getLogger(__name__)
+WORKDIR_PREFIX = ".work-"
 
 
 class LocalOS(base.OSPlugin):
@@ -44,7 +45,8 @@ class LocalOS(base.OSPlugin):
         build.progress(1, "Building locally with QEMU (%s)" % why)
         build.set_property("accelerator", accel)
         # Beside the store, so the finished image is moved, not copied.
-        workdir = tempfile.mkdtemp(prefix=".work-",
+        workdir = tempfile.mkdtemp(prefix="%s%s-" % (WORKDIR_PREFIX,
+                                                     build.identifier),
                                    dir=os.path.dirname(build.body_path))
         succeeded = False
         try:
@@ -63,3 +65,30 @@ class LocalOS(base.OSPlugin):
             else:
                 LOG.warning("Kept the work directory %s (keep_on_failure); "
                             "remove it with: rm -rf %s", workdir, workdir)
+
+    def sweep(self, running, parameters, dry_run=False):
+        """Kill the VMs and remove the work directories of builds that are
+        not running."""
+        from imgfac_nova import config
+        from novaimagebuilder import qemu
+        store = config.storage_path(self.conf)
+        try:
+            names = os.listdir(store)
+        except FileNotFoundError:
+            return []
+        report = []
+        for name in sorted(names):
+            if not name.startswith(WORKDIR_PREFIX):
+                continue
+            build = name[len(WORKDIR_PREFIX):len(WORKDIR_PREFIX) + 36]
+            if build in running:
+                continue
+            workdir = os.path.join(store, name)
+            for pid in qemu.processes_using(workdir):
+                report.append("QEMU process %d of build %s" % (pid, build))
+                if not dry_run:
+                    qemu.kill(pid)
+            report.append("work directory %s of build %s" % (workdir, build))
+            if not dry_run:
+                shutil.rmtree(workdir, ignore_errors=True)
+        return report

@@ -4,7 +4,9 @@ from imgfac_nova.plugins import manager
 
 
 @pytest.fixture
-def plugins(plugin_site):
+def plugins(plugin_site, monkeypatch):
+    monkeypatch.delenv("OS_CLOUD", raising=False)
+    monkeypatch.delenv("OS_AUTH_URL", raising=False)
     return manager.PluginManager()
 
 
@@ -19,8 +21,8 @@ def test_loads_declared_plugins_and_reports_broken(plugins):
 
 
 def test_most_specific_match_first(plugins):
-    assert plugins.os_matches("Fedora", "39", "x86_64") == [(1, "anyfedora"),
-                                                            (0, "local")]
+    assert plugins.os_matches("Fedora", "39", "x86_64") == [
+        (1, "anyfedora"), (0, "local"), (0, "nova")]
     assert plugins.choose_os_plugin("Fedora", "39", "x86_64") == "anyfedora"
     assert plugins.choose_os_plugin("RHEL", "9", "x86_64") == "fedora40"
     assert plugins.os_matches("FEDORA", "40", "x86_64")[:2] == [
@@ -46,16 +48,22 @@ def test_requested_and_preferred(plugins):
     with pytest.raises(manager.PluginError,
                        match="OS plugin testos does not build Fedora 40"):
         plugins.choose_os_plugin("Fedora", "40", "x86_64", requested="testos")
-    with pytest.raises(manager.PluginError, match="no plugin named 'nova'"):
-        plugins.choose_os_plugin("Fedora", "40", "x86_64", requested="nova")
+    with pytest.raises(manager.PluginError, match="no plugin named 'nosuch'"):
+        plugins.choose_os_plugin("Fedora", "40", "x86_64", requested="nosuch")
     # A preference that does not build this OS is ignored.
     assert plugins.choose_os_plugin("TestOS", "1", "x86_64",
                                     preferred="fedora40") == "testos"
 
 
-def test_generic_plugins_match_anything_least_specifically(plugins):
-    assert plugins.os_matches("Plan9", "4", "mips") == [(0, "local")]
+def test_generic_plugins_match_anything_least_specifically(plugins,
+                                                         monkeypatch):
+    assert plugins.os_matches("Plan9", "4", "mips") == [(0, "local"),
+                                                        (0, "nova")]
     assert plugins.choose_os_plugin("Plan9", "4", "mips") == "local"
+    monkeypatch.setenv("OS_CLOUD", "mycloud")
+    assert plugins.choose_os_plugin("Plan9", "4", "mips") == "nova"
+    assert plugins.choose_os_plugin("Plan9", "4", "mips",
+                                    preferred="local") == "local"
 
 
 def test_preferred_plugin_breaks_a_tie(plugins, monkeypatch):
@@ -70,16 +78,14 @@ def test_preferred_plugin_breaks_a_tie(plugins, monkeypatch):
 
 
 def test_local_is_default_only_without_cloud(plugins, monkeypatch):
-    local = plugins.os_plugins["local"]
-    monkeypatch.delenv("OS_CLOUD", raising=False)
-    monkeypatch.delenv("OS_AUTH_URL", raising=False)
-    assert local.preferred(None)
-    monkeypatch.setenv("OS_CLOUD", "mycloud")
-    assert not local.preferred(None)
+    local, nova = plugins.os_plugins["local"], plugins.os_plugins["nova"]
+    assert local.preferred(None) and not nova.preferred(None)
+    monkeypatch.setenv("OS_AUTH_URL", "http://127.0.0.1:5000/v3")
+    assert nova.preferred(None) and not local.preferred(None)
 
 
 def test_no_match(plugins):
-    del plugins.os_plugins["local"]
+    del plugins.os_plugins["local"], plugins.os_plugins["nova"]
     with pytest.raises(manager.PluginError,
                        match="no OS plugin builds Windows 11 x86_64"):
         plugins.choose_os_plugin("Windows", "11", "x86_64")
