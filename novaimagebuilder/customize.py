@@ -9,7 +9,9 @@ only ``run(command, privileged=, check=, timeout=, name=)`` and
 The template is duck-typed: ``os.name``, ``repositories`` (``name url
 signed persisted sslverify cacert clientcert clientkey``), ``packages``
 (``name args``), ``files`` and ``precommands``/``commands`` (``name type
-content data``, commands with ``position``).
+content data``, commands with ``position``). A package's ``repository``
+and ``file`` are not used: every listed repository is enabled, and
+packages are installed by name (with their ``arguments``).
 """
 
 import re
@@ -242,6 +244,14 @@ def _dirname(path):
 
 # ---------------------------------------------------------------- customize
 
+def _split_args(package):
+    try:
+        return shlex.split(package.args)
+    except ValueError as exc:
+        raise errors.BuildError(f"arguments of package '{package.name}' are "
+                                f"not valid shell words: {exc}") from None
+
+
 class _Customizer:
     def __init__(self, guest, template, log, progress, cancelled):
         self.guest = guest
@@ -251,6 +261,8 @@ class _Customizer:
         self.cancelled = cancelled
         self.family = os_family(template.os.name)
         self.manager = PACKAGE_MANAGERS[self.family]()
+        self.package_args = {p.name: _split_args(p) for p in template.packages
+                             if getattr(p, "args", None)}
 
     def step(self, activity):
         """Check for cancellation, then report ``activity``."""
@@ -308,14 +320,12 @@ class _Customizer:
         self.step(f"Installing {count} package{'s' if count != 1 else ''}")
         for name, command in self.manager.prepare():
             self.run(command, name)
-        plain = [p.name for p in packages if not getattr(p, "args", None)]
+        plain = [p.name for p in packages if p.name not in self.package_args]
         if plain:
             self.run(self.manager.install(plain), "install packages")
-        for package in packages:
-            if getattr(package, "args", None):
-                self.run(self.manager.install([package.name],
-                                              shlex.split(package.args)),
-                         f"install package {package.name}")
+        for name, args in self.package_args.items():
+            self.run(self.manager.install([name], args),
+                     f"install package {name}")
 
     def files(self):
         for item in self.template.files:
@@ -353,7 +363,8 @@ def customize(guest, template, log, progress=None, cancelled=None):
     ``log`` is a logger for step messages; ``progress(activity)`` is called
     with a one-line description before each step; ``cancelled()`` is
     checked between steps (true -> errors.Cancelled; it may also raise its
-    own exception). Raises UnsupportedOS before touching the guest when
-    the OS is unknown, ssh.CommandFailed when a step fails.
+    own exception). Raises UnsupportedOS (or BuildError for unusable
+    package arguments) before touching the guest, ssh.CommandFailed when a
+    step fails.
     """
     _Customizer(guest, template, log, progress, cancelled).all()

@@ -426,3 +426,13 @@ def test_failed_download_over_real_ssh(real_guest, tmp_path, web_root):
                                          "exited with status 22: curl: (22)")
     assert not target.exists()
     assert not list(tmp_path.glob("*.imgfac-part"))
+
+
+def test_bad_package_arguments_fail_before_touching_the_guest():
+    guest = FakeGuest()
+    body = ("<packages><package name='x'><arguments>--opt 'unbalanced"
+            "</arguments></package></packages>")
+    with pytest.raises(errors.BuildError, match="arguments of package 'x' "
+                       "are not valid shell words"):
+        cz.customize(guest, tdl("Fedora", body), LOG)
+    assert guest.calls == []
