@@ -1,0 +1,131 @@
+import hashlib
+import os
+import threading
+
+import pytest
+
+from imgfac_nova import template as tdl
+from novaimagebuilder import errors
+from novaimagebuilder import media
+from tests.unit.httpserver import StaticServer
+
+
+@pytest.fixture
+def tree(tmp_path):
+    root = tmp_path / "www"
+    (root / "tree" / "images" / "pxeboot").mkdir(parents=True)
+    (root / "tree" / "images" / "pxeboot" / "vmlinuz").write_bytes(b"K" * 1000)
+    (root / "tree" / "images" / "pxeboot" / "initrd.img").write_bytes(b"R" * 99)
+    (root / "disc.iso").write_bytes(b"ISO" * 100)
+    digest = hashlib.sha256(b"ISO" * 100).hexdigest()
+    (root / "SHA256SUMS").write_text("%s *disc.iso\n%s  other.iso\n"
+                                     % (digest, "0" * 64))
+    with StaticServer(root) as server:
+        yield server, root, digest
+
+
+def _install(**fields):
+    return tdl.Install(**fields)
+
+
+def test_url_install_finds_kernel_and_caches_by_content(tree, tmp_path):
+    server, root, _ = tree
+    cache = media.MediaCache(str(tmp_path / "cache"))
+    install = _install(type="url", url=server.url("tree/"))
+    first = media.fetch(install, cache)
+    assert first.kind == "kernel"
+    with open(first.files["kernel"], "rb") as handle:
+        assert handle.read() == b"K" * 1000
+    assert first.sha256["kernel"] == hashlib.sha256(b"K" * 1000).hexdigest()
+    assert os.path.basename(first.files["ramdisk"]) == first.sha256["ramdisk"]
+    gets = [r for r in server.requests if r[0] == "GET"]
+    assert len(gets) == 2
+    # Unchanged media is revalidated, not downloaded again.
+    server.requests.clear()
+    second = media.fetch(install, cache)
+    assert second.files == first.files
+    assert all(r[0] == "HEAD" or r[0] == "GET" for r in server.requests)
+    assert os.listdir(tmp_path / "cache").count(first.sha256["kernel"]) == 1
+    # Changed media is fetched again and cached under its new digest.
+    (root / "tree" / "images" / "pxeboot" / "vmlinuz").write_bytes(b"k2")
+    os.utime(root / "tree" / "images" / "pxeboot" / "vmlinuz", (1, 2e9))
+    third = media.fetch(install, cache)
+    assert third.sha256["kernel"] == hashlib.sha256(b"k2").hexdigest()
+
+
+def test_conditional_get_answers_304(tree, tmp_path):
+    server, _, _ = tree
+    cache = media.MediaCache(str(tmp_path / "cache"))
+    url = server.url("disc.iso")
+    path, digest = cache.fetch(url)
+    server.requests.clear()
+    assert cache.fetch(url) == (path, digest)
+    assert server.requests == [("GET", "/disc.iso")]
+
+
+def test_kernel_parameters_override_the_tree(tree, tmp_path):
+    server, _, _ = tree
+    cache = media.MediaCache(str(tmp_path / "c"))
+    found = media.fetch(_install(type="url", url=server.url("nowhere/")),
+                        cache, kernel_url=server.url("disc.iso"),
+                        ramdisk_url=server.url("SHA256SUMS"))
+    assert found.sha256["kernel"] == hashlib.sha256(b"ISO" * 100).hexdigest()
+
+
+def test_no_kernel_in_tree_is_one_line(tree, tmp_path):
+    server, _, _ = tree
+    with pytest.raises(errors.BuildError, match="no installer kernel found "
+                       "under .*give the install_kernel"):
+        media.fetch(_install(type="url", url=server.url("empty/")),
+                    media.MediaCache(str(tmp_path / "c")))
+
+
+@pytest.mark.parametrize("checksum_value", ["digest", "url"])
+def test_iso_checksum_verified(tree, tmp_path, checksum_value):
+    server, _, digest = tree
+    value = digest if checksum_value == "digest" else server.url("SHA256SUMS")
+    install = _install(type="iso", iso=server.url("disc.iso"),
+                       checksum=tdl.Checksum("sha256sum", value))
+    found = media.fetch(install, media.MediaCache(str(tmp_path / "c")))
+    assert found.kind == "iso" and found.sha256["iso"] == digest
+
+
+def test_iso_checksum_mismatch(tree, tmp_path):
+    server, _, _ = tree
+    install = _install(type="iso", iso=server.url("disc.iso"),
+                       checksum=tdl.Checksum("md5sum", "0" * 32))
+    with pytest.raises(errors.BuildError, match="the ISO's md5sum is .* but "
+                       "the template says 0000"):
+        media.fetch(install, media.MediaCache(str(tmp_path / "c")))
+
+
+def test_checksum_file_without_the_iso(tree, tmp_path):
+    server, root, _ = tree
+    (root / "SHA256SUMS").write_text("%s  other.iso\n" % ("1" * 64))
+    install = _install(type="iso", iso=server.url("disc.iso"),
+                       checksum=tdl.Checksum("sha256sum",
+                                             server.url("SHA256SUMS")))
+    with pytest.raises(errors.BuildError, match="does not list disc.iso"):
+        media.fetch(install, media.MediaCache(str(tmp_path / "c")))
+
+
+def test_http_errors_are_one_line(tree, tmp_path):
+    server, _, _ = tree
+    cache = media.MediaCache(str(tmp_path / "c"))
+    with pytest.raises(errors.BuildError,
+                       match=r"cannot download .*missing.iso: HTTP 404"):
+        cache.fetch(server.url("missing.iso"))
+    with pytest.raises(errors.BuildError, match="cannot download"):
+        cache.fetch("http://127.0.0.1:1/x.iso")
+    assert [n for n in os.listdir(tmp_path / "c") if n.startswith(".down")] \
+        == []
+
+
+def test_cancel_leaves_no_partial_file(tree, tmp_path):
+    server, _, _ = tree
+    cancel = threading.Event()
+    cancel.set()
+    cache = media.MediaCache(str(tmp_path / "c"))
+    with pytest.raises(errors.Cancelled):
+        cache.fetch(server.url("disc.iso"), cancel)
+    assert os.listdir(tmp_path / "c") == []

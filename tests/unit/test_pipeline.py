@@ -1,0 +1,202 @@
+"""The shared pipeline's order, clean-up and errors, on a recording backend."""
+import threading
+
+import pytest
+
+from imgfac_nova import template as tdl
+from novaimagebuilder import errors
+from novaimagebuilder import media
+from novaimagebuilder import pipeline
+
+TEMPLATE = tdl.parse_template("""<template><name>p</name>
+  <os><name>Debian</name><version>12</version><arch>x86_64</arch>
+    <install type='url'><url>http://example.com/tree/</url></install>
+    <rootpw>pw</rootpw></os>
+  <packages><package name='hello'/></packages>
+</template>""")
+
+
+class Recorder(pipeline.Backend):
+    """Machines are names; everything done is recorded; one step can fail."""
+
+    def __init__(self, fail=None):
+        self.calls, self.alive, self.fail = [], set(), fail
+        self.console_text = "booting\nlast console line"
+
+    def _do(self, step, result=None):
+        self.calls.append(step)
+        if self.fail == step:
+            raise errors.BuildError("%s broke" % step)
+        return result
+
+    def prepare_media(self, media):
+        return self._do("prepare_media", {"kernel": "k", "ramdisk": "r"})
+
+    def boot_installer(self, media, script, cmdline, disk_size):
+        self.script, self.cmdline, self.disk_size = script, cmdline, disk_size
+        self._do("boot_installer")
+        self.alive.add("installer")
+        return "installer"
+
+    def wait_powered_off(self, machine, what, timeout, inactivity=None):
+        self._do("wait_" + machine)
+        if self.fail == "hang_" + machine:
+            raise errors.WaitTimeout("timed out %s (after 5 s)" % what)
+
+    def power_off(self, machine):
+        self._do("power_off")
+
+    def console(self, machine, lines=30):
+        return self.console_text
+
+    def delete(self, machine):
+        self._do("delete_" + machine)
+        self.alive.discard(machine)
+
+    def capture(self, machine, role):
+        self._do("capture_" + role)
+        self.alive.add(role)
+        return role
+
+    def discard(self, captured):
+        self._do("discard_" + captured)
+        self.alive.discard(captured)
+
+    def boot_guest(self, jeos, user, public_key):
+        self.user, self.public_key = user, public_key
+        self._do("boot_guest")
+        self.alive.add("guest")
+        return "guest"
+
+    def ssh_address(self, machine):
+        return ("127.0.0.9", 22)
+
+
+class FakeSession:
+    instances = []
+
+    def __init__(self, host, port, user, key, **kwargs):
+        self.address, self.user, self.kwargs = (host, port), user, kwargs
+        self.commands, self.closed = [], False
+        FakeSession.instances.append(self)
+
+    def wait_until_reachable(self, timeout):
+        if self.kwargs.get("command_prefix") == "refuse":
+            raise errors.BuildError("SSH authentication failed")
+
+    def run(self, command, **kwargs):
+        self.commands.append(command)
+        return 0, ""
+
+    def close(self):
+        self.closed = True
+
+
+@pytest.fixture
+def fakes(monkeypatch, tmp_path):
+    from novaimagebuilder import customize, icicle, ssh
+    FakeSession.instances = []
+    monkeypatch.setattr(ssh, "SSHGuest", FakeSession)
+    monkeypatch.setattr(media, "fetch", lambda *a, **k: media.Media(
+        "kernel", {"kernel": "k", "ramdisk": "r"}, {}, "x"))
+
+    def fake_customize(session, template, log, progress=None, cancelled=None):
+        if session.kwargs.get("command_prefix") == "fail-customize":
+            raise errors.BuildError("command 'x' exited with status 1: boom")
+        progress("Installing 1 package")
+        session.commands.append("customized")
+    monkeypatch.setattr(customize, "customize", fake_customize)
+    monkeypatch.setattr(icicle, "read_packages", lambda *a, **k: ["hello"])
+    return tmp_path
+
+
+def _run(backend, cache_dir, progress=None, cancel=None, **parameters):
+    run = pipeline.Pipeline(backend, media.MediaCache(str(cache_dir)),
+                            progress=progress, cancel=cancel)
+    return run.run(TEMPLATE, dict({"install_script": "SCRIPT"}, **parameters))
+
+
+def test_success_order_result_and_cleanup(fakes):
+    backend, seen = Recorder(), []
+    result = _run(backend, fakes, progress=lambda p, a: seen.append((p, a)),
+                  default_user="debian", command_prefix="sudo",
+                  kernel_args="extra=1", disk_size=5 * 1024 ** 3)
+    assert backend.calls == [
+        "prepare_media", "boot_installer", "wait_installer", "capture_jeos",
+        "delete_installer", "boot_guest", "wait_guest", "capture_image",
+        "delete_guest", "discard_jeos"]
+    assert backend.alive == {"image"}
+    assert result.image == "image"
+    assert "<package name=\"hello\"/>" in result.icicle.replace("'", '"')
+    assert backend.script == "SCRIPT"
+    assert backend.cmdline == "console=ttyS0 extra=1"
+    assert backend.disk_size == 5 * 1024 ** 3
+    assert backend.user == "debian"
+    assert backend.public_key.startswith("ecdsa-sha2-nistp256 ")
+    session = FakeSession.instances[0]
+    assert session.address == ("127.0.0.9", 22)
+    assert session.commands == ["customized", "poweroff"]
+    assert session.closed
+    percents = [p for p, _ in seen]
+    assert percents == sorted(percents)
+    assert set(result.timings) == {"media", "install", "jeos", "customize",
+                                   "capture"}
+    assert all(set(t) == {"cloud", "orchestrator"}
+               for t in result.timings.values())
+
+
+@pytest.mark.parametrize("fail,left_calls", [
+    ("prepare_media", []),
+    ("boot_installer", []),
+    ("capture_jeos", ["delete_installer"]),
+    ("boot_guest", ["discard_jeos"]),
+    ("capture_image", ["delete_guest", "discard_jeos"]),
+])
+def test_failure_at_each_step_removes_everything(fakes, fail, left_calls):
+    backend = Recorder(fail=fail)
+    with pytest.raises(errors.BuildError, match="%s broke" % fail):
+        _run(backend, fakes)
+    after = backend.calls[backend.calls.index(fail) + 1:]
+    assert after == left_calls
+    assert backend.alive == set()
+
+
+def test_hung_installer_reports_console_tail(fakes):
+    backend = Recorder(fail="hang_installer")
+    with pytest.raises(errors.BuildError) as exc:
+        _run(backend, fakes)
+    assert str(exc.value) == (
+        "timed out waiting for the installer to finish (after 5 s); console "
+        "ends: last console line")
+    assert backend.calls[-1] == "delete_installer"
+    assert backend.alive == set()
+
+
+@pytest.mark.parametrize("prefix,message", [
+    ("refuse", "SSH authentication failed"),
+    ("fail-customize", "command 'x' exited with status 1: boom"),
+])
+def test_guest_failures_remove_guest_and_jeos(fakes, prefix, message):
+    backend = Recorder()
+    with pytest.raises(errors.BuildError, match=message):
+        _run(backend, fakes, command_prefix=prefix)
+    assert backend.calls[-2:] == ["delete_guest", "discard_jeos"]
+    assert backend.alive == set()
+
+
+def test_keep_on_failure_keeps_machines(fakes, caplog):
+    backend = Recorder()
+    with pytest.raises(errors.BuildError):
+        _run(backend, fakes, command_prefix="fail-customize",
+             keep_on_failure=True)
+    assert backend.alive == {"guest", "jeos"}
+    assert "Kept for debugging: guest; JEOS jeos" in caplog.text
+
+
+def test_cancel_before_start_creates_nothing(fakes):
+    cancel = threading.Event()
+    cancel.set()
+    backend = Recorder()
+    with pytest.raises(errors.Cancelled):
+        _run(backend, fakes, cancel=cancel)
+    assert backend.calls == []
