@@ -36,11 +36,14 @@ class IcicleError(errors.BuildError):
     """The package list could not be read."""
 
 
-@dataclasses.dataclass(frozen=True, order=True)
+@dataclasses.dataclass(frozen=True)
 class Package:
     """One installed package and its extra command output (or None)."""
     name: str
     extra: str | None = None
+
+    def sort_key(self):
+        return self.name, self.extra or ""
 
 
 def _entries(family, output):
@@ -90,8 +93,9 @@ def read_packages(guest, family, extra_command=None):
                 f"the ICICLE extra command printed {len(extras)} lines for "
                 f"{len(names)} packages; it must print one line per package "
                 "in the package database's order")
-    return sorted(Package(name, extra)
-                  for name, extra in zip(names, extras) if name)
+    return sorted((Package(name, extra)
+                   for name, extra in zip(names, extras) if name),
+                  key=Package.sort_key)
 
 
 def icicle_xml(packages, description=None):
@@ -105,7 +109,7 @@ def icicle_xml(packages, description=None):
         etree.SubElement(root, "description").text = description
     listing = etree.SubElement(root, "packages")
     entries = {(p if isinstance(p, Package) else Package(p)) for p in packages}
-    for package in sorted(entries):
+    for package in sorted(entries, key=Package.sort_key):
         if not package.name:
             continue
         element = etree.SubElement(listing, "package", name=package.name)

@@ -61,6 +61,14 @@ def test_document_without_description_and_with_extras():
     assert entries == [("a", "one & <x>"), ("b", "two")]
 
 
+def test_same_name_with_and_without_extra():
+    root = etree.fromstring(icicle.icicle_xml(
+        ["a", icicle.Package("a", "x")]).encode())
+    entries = [(p.get("name"), p.findtext("extra"))
+               for p in root.iterfind("packages/package")]
+    assert entries == [("a", None), ("a", "x")]
+
+
 def test_empty_package_list():
     root = etree.fromstring(icicle.icicle_xml([]).encode())
     assert len(root.find("packages")) == 0
