@@ -34,7 +34,7 @@ def command_line(binary, accel, spec, directory, qmp_socket):
     argv = [binary,
             '-name', 'guest=%s' % spec['name'], '-uuid', spec['uuid'],
             '-nodefaults', '-no-user-config', '-display', 'none',
-            '-machine', 'q35']
+            '-machine', 'pc']
     if accel == 'kvm':
         argv += ['-accel', 'kvm', '-cpu', 'host']
     else:
@@ -65,7 +65,7 @@ def _disk_args(index, disk):
     if disk.get('readonly'):
         drive += ',readonly=on'
     if disk.get('cdrom'):
-        device = 'ide-cd,drive=drive%d,bus=ide.%d' % (index, index)
+        device = 'ide-cd,drive=drive%d' % index
     else:
         drive += ',cache=writeback,discard=unmap'
         device = 'virtio-blk-pci,drive=drive%d' % index
