@@ -1,0 +1,140 @@
+"""Local base-image builds with QEMU: the whole pipeline, and its clean-up on
+every failure path. The test installer and package repository are the test
+cloud's (served on 127.0.0.1:8090)."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.functional import builds
+from tests.functional import guestcheck
+
+
+@pytest.fixture
+def local_env(test_cloud):
+    """Environment of a user with no cloud configured (so: the local plugin)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
+    env["PYTHONPATH"] = builds.REPO
+    return env
+
+
+@pytest.fixture
+def setup(tmp_path):
+    config, store = builds.write_config(tmp_path)
+    return config, store, tmp_path
+
+
+PARAMS = ("--parameter", "default_user", "debian",
+          "--parameter", "command_prefix", "sudo",
+          "--parameter", "disk_size", "2")
+
+
+def test_local_build_customizes_and_yields_a_bootable_qcow2(local_env, setup):
+    config, store, tmp = setup
+    started = time.monotonic()
+    result = builds.imgfac(config, "base_image", *PARAMS,
+                           builds.write_template(tmp), env=local_env)
+    elapsed = time.monotonic() - started
+    assert result.returncode == 0, result.stderr[-3000:]
+    image = builds.record(result)
+    assert image["status"] == "COMPLETE"
+    assert image["plugin"] == "local"
+    assert image["properties"]["accelerator"] in ("kvm", "tcg")
+    info = subprocess.run(["qemu-img", "info", "--output", "json",
+                           image["data"]], capture_output=True, text=True)
+    assert '"format": "qcow2"' in info.stdout
+    assert '"backing-filename"' not in info.stdout  # standalone
+    assert '<package name="hello"' in image["icicle"].replace("'", '"')
+    assert "functional test image" in image["icicle"]
+    assert set(image["timings"]) == {"media", "install", "jeos", "customize",
+                                     "capture"}
+    assert "ft-root-secret" not in open(os.path.join(
+        store, image["identifier"] + ".meta")).read()
+    assert builds.store_leftovers(store) == []
+    assert builds.qemu_processes_under(store) == []
+    print("local build took %.0f s (%s)" % (elapsed, image["timings"]))
+
+    with guestcheck.booted(image["data"]) as guest:
+        assert guest.run("cat /etc/imgfac-ft.txt")[1].strip() == \
+            "made by imgfac-nova"
+        assert guest.run("cat /var/lib/imgfac-ft-mark")[1].strip() == \
+            "customized"
+        assert guest.run("hello")[1].strip() == "Hello, world!"
+        # The repository was not persisted.
+        status, _ = guest.run("ls /etc/apt/sources.list.d/ftrepo.list",
+                              check=False)
+        assert status != 0
+
+
+def _assert_nothing_left(store):
+    assert builds.store_leftovers(store) == []
+    assert builds.qemu_processes_under(store) == []
+
+
+def test_failing_command_fails_build_with_its_name(local_env, setup):
+    config, store, tmp = setup
+    template = builds.write_template(tmp, command="echo doomed; exit 3")
+    result = builds.imgfac(config, "base_image", *PARAMS, template,
+                           env=local_env)
+    assert result.returncode == 1
+    image = builds.record(result)
+    assert image["status"] == "FAILED"
+    assert image["status_detail"]["error"] == (
+        "command 'mark' exited with status 3: doomed")
+    _assert_nothing_left(store)
+
+
+def test_hung_installer_is_reported_with_console_tail(local_env, setup):
+    config, store, tmp = setup
+    script = tmp / "hang.ks"
+    script.write_text("hang\n")
+    result = builds.imgfac(config, "base_image", *PARAMS,
+                           "--file-parameter", "install_script", str(script),
+                           "--parameter", "inactivity_timeout", "40",
+                           builds.write_template(tmp), env=local_env)
+    assert result.returncode == 1
+    error = builds.record(result)["status_detail"]["error"]
+    assert error.startswith("waiting for the installer to finish: no activity "
+                            "for 40 s; console ends: ")
+    _assert_nothing_left(store)
+
+
+def test_ssh_auth_failure_is_one_line(local_env, setup):
+    config, store, tmp = setup
+    result = builds.imgfac(config, "base_image", "--parameter", "default_user",
+                           "nobody", "--parameter", "disk_size", "2",
+                           "--parameter", "ssh_timeout", "120",
+                           builds.write_template(tmp), env=local_env)
+    assert result.returncode == 1
+    error = builds.record(result)["status_detail"]["error"]
+    assert "SSH authentication as 'nobody'" in error
+    _assert_nothing_left(store)
+
+
+def test_ctrl_c_during_customization_cleans_up(local_env, setup):
+    config, store, tmp = setup
+    template = builds.write_template(tmp, command="sleep 600")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "imgfac_nova.cli", "--config-file", config,
+         "base_image", *PARAMS, template], env=local_env, cwd=builds.REPO,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 1200
+    log = None
+    while time.monotonic() < deadline:
+        logs = [n for n in os.listdir(store) if n.endswith(".log")] \
+            if os.path.isdir(store) else []
+        log = os.path.join(store, logs[0]) if logs else None
+        if log and "Running command 'mark'" in open(log).read():
+            break
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(2)
+    else:
+        pytest.fail("the build never reached the command")
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 1
+    assert out.splitlines()[-1] == "Image build FAILED with error: interrupted"
+    _assert_nothing_left(store)
