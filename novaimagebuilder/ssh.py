@@ -359,6 +359,7 @@ class SSHGuest:
             channel.settimeout(0.5)
             channel.exec_command(
                 self.command_line(command, privileged, merge_stderr))
+            channel.shutdown_write()        # stdin: end of file, no prompts
             self._stream(channel, stdout, stderr, name, timeout)
             status = channel.recv_exit_status()
             stderr.feed(_drain_stderr(channel))

@@ -60,6 +60,11 @@ def test_stderr_is_in_the_failure_when_kept_apart(guest):
                   merge_stderr=False)
 
 
+def test_commands_read_an_empty_stdin(guest):
+    assert guest.run("cat; read answer || echo no-input", timeout=10)[1] == (
+        "no-input\n")
+
+
 def test_privileged_commands_get_the_prefix(guest):
     assert guest.run("echo ${IMGFAC_PRIVILEGED:-no}")[1] == "yes\n"
     assert guest.run("echo ${IMGFAC_PRIVILEGED:-no}",
