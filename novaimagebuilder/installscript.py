@@ -116,6 +116,11 @@ def _parameters(parameters):
         raise InstallScriptError(f"default_user '{user}' is not a valid user "
                                  "name (lower-case letters, digits, _ and -)")
     key = " ".join((parameters.get("ssh_public_key") or "").split()) or None
+    if key and not re.fullmatch(
+            r"(ssh|ecdsa|sk)-[A-Za-z0-9@.-]+ [A-Za-z0-9+/]+={0,2}"
+            r"( [^\"'`$\\]*)?", key):
+        raise InstallScriptError("ssh_public_key is not an OpenSSH public key "
+                                 "line ('TYPE BASE64 [comment]')")
     disk = (parameters.get("install_disk") or DEFAULT_DISK).strip()
     disk = disk.removeprefix("/dev/")
     if not re.fullmatch(r"[A-Za-z0-9/_-]+", disk):

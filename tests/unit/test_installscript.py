@@ -124,6 +124,8 @@ def test_bad_parameters_are_refused():
         isc.generate(fedora(), {"default_user": "Bad User"})
     with pytest.raises(isc.InstallScriptError, match="install_disk"):
         isc.generate(fedora(), {"install_disk": "vda; rm -rf /"})
+    with pytest.raises(isc.InstallScriptError, match="ssh_public_key"):
+        isc.generate(debian(), {"ssh_public_key": PUBLIC_KEY + ' "$(x)"'})
 
 
 # ---------------------------------------------------------------- preseed
