@@ -51,6 +51,7 @@ class QemuTestDriver(driver.ComputeDriver):
 
     capabilities = dict(
         driver.ComputeDriver.capabilities,
+        has_imagecache=True,
         supports_image_type_qcow2=True,
         supports_image_type_raw=True,
         supports_image_type_iso=True,
@@ -231,10 +232,11 @@ class QemuTestDriver(driver.ComputeDriver):
             base = self._cache.fetch(context, instance.image_ref)
             storage.create_overlay(base, root, root_bytes)
         else:
+            base = None
             storage.create_blank(
                 root, root_bytes or CONF.qemutest.blank_disk_gb * GiB)
         disks.append({'path': root, 'format': 'qcow2', 'root': True,
-                      'bootindex': 1})
+                      'backing': base, 'bootindex': 1})
         if instance.image_ref and disk_format == 'iso':
             disks.append({'path': self._cache.fetch(context,
                                                     instance.image_ref),
@@ -343,6 +345,16 @@ class QemuTestDriver(driver.ComputeDriver):
     def delete_instance_files(self, instance):
         self._machine(instance.uuid).remove()
         return True
+
+    def manage_image_cache(self, context, all_instances):
+        """Drop cached Glance images that no guest on disk refers to."""
+        used = set()
+        for uuid in self.list_instance_uuids():
+            spec = self._machine(uuid).load_spec()
+            used.update(d.get('backing') or d['path'] for d in spec['disks'])
+            used.update(spec.get(k) for k in ('kernel', 'initrd'))
+        self._cache.remove_unused(
+            used, CONF.image_cache.remove_unused_original_minimum_age_seconds)
 
     def plug_vifs(self, instance, network_info):
         """Nothing to plug: slirp NICs exist only inside QEMU."""

@@ -64,10 +64,11 @@ def _disk_args(index, disk):
         disk['path'], index, disk['format'])
     if disk.get('readonly'):
         drive += ',readonly=on'
+    else:
+        drive += ',cache=writeback,discard=unmap'
     if disk.get('cdrom'):
         device = 'ide-cd,drive=drive%d' % index
     else:
-        drive += ',cache=writeback,discard=unmap'
         device = 'virtio-blk-pci,drive=drive%d' % index
     if disk.get('bootindex') is not None:
         device += ',bootindex=%d' % disk['bootindex']

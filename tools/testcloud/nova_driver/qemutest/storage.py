@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import threading
+import time
 
 from oslo_log import log as logging
 
@@ -51,6 +52,20 @@ class ImageCache(object):
                 images.fetch(context, image_id, partial)
                 os.replace(partial, path)
         return path
+
+    def remove_unused(self, used_paths, min_age_seconds):
+        """Delete cached images no guest uses, once old enough."""
+        if not os.path.isdir(self.base_dir):
+            return
+        now = time.time()
+        for name in os.listdir(self.base_dir):
+            path = os.path.join(self.base_dir, name)
+            if path in used_paths or name.endswith('.part'):
+                continue
+            with self._locks[name]:
+                if now - os.path.getmtime(path) >= min_age_seconds:
+                    LOG.info('Removing unused cached image %s', name)
+                    os.unlink(path)
 
 
 def create_overlay(base, path, size_bytes):
