@@ -240,7 +240,7 @@ class Pipeline:
                 template.os.icicle_extra_command)
             manifest = icicle.icicle_xml(packages, template.description)
             self.progress(88, "Shutting the guest down")
-            session.run("poweroff", check=False, timeout=30)
+            session.poweroff()
         finally:
             session.close()
         self._wait_off(guest, "waiting for the customized guest to power off",
@@ -261,7 +261,7 @@ class Pipeline:
     def _install_script(self, template, parameters, options):
         from novaimagebuilder import installscript
         if options.install_script:
-            return options.install_script, None
+            return installscript.from_parameter(options.install_script)
         return installscript.generate(template, parameters)
 
     def _wait_off(self, machine, what, timeout, inactivity=None):
@@ -277,12 +277,12 @@ class Pipeline:
 
     def _connect(self, machine, host, port, key, options):
         from novaimagebuilder import ssh
-        console = self.backend.console(machine, 400)
         session = ssh.SSHGuest(
             host, port, options.default_user, key,
             command_prefix=options.command_prefix or "",
-            expected_host_keys=ssh.host_keys_from_console(console),
-            logger=self.log, cancelled=self._cancelled)
+            host_keys=lambda: ssh.host_keys_from_console(
+                self.backend.console(machine, 400)),
+            log=self.log, cancelled=self._cancelled)
         session.wait_until_reachable(options.ssh_timeout)
         return session
 

@@ -204,7 +204,10 @@ class SSHGuest:
     "sudo" or "sudo -n") goes in front of privileged commands; empty when
     ``username`` is root. ``host_keys`` lists the expected host keys or
     fingerprints (paramiko keys, "TYPE BASE64" lines, "SHA256:..."), e.g.
-    from ``host_keys_from_console``. ``log`` (a logger) receives progress
+    from ``host_keys_from_console``, or a callable returning them, called at
+    each connection attempt (the guest may print its keys on the console
+    only shortly before its SSH server starts). ``log`` (a logger) receives
+    progress
     and command output.
     ``cancelled`` is an optional callable: when it returns true (or
     raises) long waits and commands stop with errors.Cancelled.
@@ -218,7 +221,9 @@ class SSHGuest:
         self.username = username
         self._pkey = pkey
         self.command_prefix = (command_prefix or "").strip()
-        self._expected = {_expected_identity(e) for e in host_keys}
+        # A list is checked now; a callable's answers when they come.
+        self._host_keys = host_keys if callable(host_keys) else \
+            {_expected_identity(e) for e in host_keys}
         self.logger = log or LOG
         self._cancelled = cancelled
         self.connect_timeout = connect_timeout
@@ -244,9 +249,11 @@ class SSHGuest:
             return
         sock = socket.create_connection((self.host, self.port),
                                         timeout=self.connect_timeout)
+        expected = ({_expected_identity(e) for e in self._host_keys()}
+                    if callable(self._host_keys) else self._host_keys)
         client = paramiko.SSHClient()
         client.set_missing_host_key_policy(
-            _HostKeyPolicy(self.address, self._expected, self.logger))
+            _HostKeyPolicy(self.address, expected, self.logger))
         try:
             client.connect(self.host, self.port, username=self.username,
                            pkey=self._pkey, sock=sock, allow_agent=False,

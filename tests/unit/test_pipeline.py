@@ -88,6 +88,10 @@ class FakeSession:
         self.commands.append(command)
         return 0, ""
 
+    def poweroff(self):
+        self.commands.append("poweroff")
+        self.close()
+
     def close(self):
         self.closed = True
 
@@ -113,7 +117,8 @@ def fakes(monkeypatch, tmp_path):
 def _run(backend, cache_dir, progress=None, cancel=None, **parameters):
     run = pipeline.Pipeline(backend, media.MediaCache(str(cache_dir)),
                             progress=progress, cancel=cancel)
-    return run.run(TEMPLATE, dict({"install_script": "SCRIPT"}, **parameters))
+    return run.run(TEMPLATE, dict({"install_script": "disk /dev/vda\n"},
+                                  **parameters))
 
 
 def test_success_order_result_and_cleanup(fakes):
@@ -128,7 +133,7 @@ def test_success_order_result_and_cleanup(fakes):
     assert backend.alive == {"image"}
     assert result.image == "image"
     assert "<package name=\"hello\"/>" in result.icicle.replace("'", '"')
-    assert backend.script == "SCRIPT"
+    assert backend.script == "disk /dev/vda\n"
     assert backend.cmdline == "console=ttyS0 extra=1"
     assert backend.disk_size == 5 * 1024 ** 3
     assert backend.user == "debian"
