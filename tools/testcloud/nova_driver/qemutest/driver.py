@@ -165,9 +165,16 @@ class QemuTestDriver(driver.ComputeDriver):
             return []
         return [n for n in names if self._machine(n).exists()]
 
+    def _specs(self):
+        """Specs of all guests on disk (skipping any removed meanwhile)."""
+        for uuid in self.list_instance_uuids():
+            try:
+                yield self._machine(uuid).load_spec()
+            except FileNotFoundError:
+                continue
+
     def list_instances(self):
-        return [self._machine(u).load_spec()['name']
-                for u in self.list_instance_uuids()]
+        return [spec['name'] for spec in self._specs()]
 
     def get_info(self, instance, use_cache=True):
         m = self._existing_machine(instance)
@@ -279,10 +286,8 @@ class QemuTestDriver(driver.ComputeDriver):
                 for mac, ip in addresses.fixed_ipv4_addresses(network_info)
                 if ip]
         if not nics:
-            taken = set()
-            for uuid in self.list_instance_uuids():
-                taken.update(n['ssh_address'] for n in
-                             self._machine(uuid).load_spec()['nics'])
+            taken = {n['ssh_address'] for spec in self._specs()
+                     for n in spec['nics']}
             address = addresses.pick_free(CONF.qemutest.loopback_pool, taken)
             instance.access_ip_v4 = address
             nics = [{'mac': None, 'ssh_address': address}]
@@ -349,8 +354,7 @@ class QemuTestDriver(driver.ComputeDriver):
     def manage_image_cache(self, context, all_instances):
         """Drop cached Glance images that no guest on disk refers to."""
         used = set()
-        for uuid in self.list_instance_uuids():
-            spec = self._machine(uuid).load_spec()
+        for spec in self._specs():
             used.update(d.get('backing') or d['path'] for d in spec['disks'])
             used.update(spec.get(k) for k in ('kernel', 'initrd'))
         self._cache.remove_unused(
