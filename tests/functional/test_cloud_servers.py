@@ -305,7 +305,7 @@ def test_iso_image_boots_from_cdrom_with_blank_root_disk(
     """disk_format iso: the ISO is the CD-ROM, the root disk is blank."""
     iso = conn.image.create_image(
         name=unique_name + "-iso", disk_format="iso", container_format="bare",
-        filename=os.path.join(test_cloud.state_dir, "guests",
+        filename=os.path.join(test_cloud.state_dir, "www", "installer",
                               "installer.iso"))
     cleanup.append(lambda: conn.image.delete_image(iso))
     script = "fail iso-boot-reached-the-installer\n"
