@@ -1,0 +1,173 @@
+"""Base-image builds inside the test cloud: the Nova plugin end to end, and
+its clean-up on every failure path, checked by listing the cloud."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.functional import builds
+
+PARAMS = ("--parameter", "flavor", "2",
+          "--parameter", "default_user", "debian",
+          "--parameter", "command_prefix", "sudo")
+
+
+@pytest.fixture
+def cloud_env(test_cloud):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
+    env.update(test_cloud.exports)
+    env["PYTHONPATH"] = builds.REPO
+    return env
+
+
+@pytest.fixture
+def setup(tmp_path):
+    config, store = builds.write_config(tmp_path)
+    return config, store, tmp_path
+
+
+def build_resources(conn, build_id):
+    """Everything in the cloud tagged with ``build_id`` (result included)."""
+    from novaimagebuilder import nova
+    found = [(kind, name) for build, kind, _, name in nova.leftovers(conn)
+             if build == build_id]
+    found += [("result image", i.name) for i in conn.image.images()
+              if (i.properties or {}).get(nova.BUILD_TAG) == build_id
+              and (i.properties or {}).get(nova.ROLE) == "image"]
+    return found
+
+
+def _assert_cloud_clean(conn, build_id):
+    assert build_resources(conn, build_id) == []
+
+
+def test_nova_build_end_to_end(cloud_env, setup, conn):
+    config, store, tmp = setup
+    started = time.monotonic()
+    result = builds.imgfac(config, "base_image", *PARAMS,
+                           "--parameter", "request_floating_ip", "true",
+                           builds.write_template(tmp), env=cloud_env)
+    elapsed = time.monotonic() - started
+    assert result.returncode == 0, result.stderr[-3000:]
+    image = builds.record(result)
+    assert image["status"] == "COMPLETE" and image["plugin"] == "nova"
+    glance_id = image["properties"]["x-image-properties-glance_id"]
+    glance = conn.image.get_image(glance_id)
+    assert glance.status == "active"
+    assert glance.properties["imgfac_build_id"] == image["identifier"]
+    assert glance.properties["os_distro"] == "debian"
+    assert '<package name="hello"' in image["icicle"].replace("'", '"')
+    # Only the result (and cached install media) remain.
+    assert build_resources(conn, image["identifier"]) == [
+        ("result image", glance.name)]
+    cloud = image["timings"]
+    print("nova build took %.0f s: %s" % (elapsed, cloud))
+
+    # The image boots and shows the customization.
+    from tests.functional import cloudcheck
+    with cloudcheck.booted(conn, glance_id) as guest:
+        assert guest.run("cat /etc/imgfac-ft.txt")[1].strip() == \
+            "made by imgfac-nova"
+        assert guest.run("cat /var/lib/imgfac-ft-mark")[1].strip() == \
+            "customized"
+        assert guest.run("hello")[1].strip() == "Hello, world!"
+
+    deleted = builds.imgfac(config, "delete", image["identifier"],
+                            env=cloud_env)
+    assert deleted.returncode == 0, deleted.stderr
+    assert conn.image.find_image(glance_id) is None
+
+
+@pytest.mark.parametrize("extra,error", [
+    (("--parameter", "flavor", "nope"), "Nova has no flavor 'nope'"),
+    (("--parameter", "network", "nope"), "Neutron has no network 'nope'"),
+])
+def test_bad_cloud_input_creates_nothing(cloud_env, setup, conn, extra,
+                                         error):
+    config, store, tmp = setup
+    servers = {s.id for s in conn.compute.servers()}
+    result = builds.imgfac(config, "base_image", *PARAMS, *extra,
+                           builds.write_template(tmp), env=cloud_env)
+    assert result.returncode == 2
+    assert error in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not os.path.isdir(store) or os.listdir(store) in ([], [".lock"])
+    assert {s.id for s in conn.compute.servers()} == servers
+
+
+def test_bad_credentials_one_line(cloud_env, setup, tmp_path):
+    config, _, tmp = setup
+    clouds = tmp_path / "clouds.yaml"
+    text = open(cloud_env["OS_CLIENT_CONFIG_FILE"]).read()
+    import re
+    clouds.write_text(re.sub(r"password: .*", "password: wrong", text))
+    env = dict(cloud_env, OS_CLIENT_CONFIG_FILE=str(clouds))
+    result = builds.imgfac(config, "base_image", *PARAMS,
+                           builds.write_template(tmp), env=env)
+    assert result.returncode == 2
+    assert result.stderr.strip().endswith(
+        "the cloud refused the credentials (HTTP 401)")
+    assert "wrong" not in result.stderr
+
+
+def test_failing_command_cleans_the_cloud(cloud_env, setup, conn):
+    config, store, tmp = setup
+    result = builds.imgfac(config, "base_image", *PARAMS,
+                           builds.write_template(tmp,
+                                                 command="echo no; exit 4"),
+                           env=cloud_env)
+    assert result.returncode == 1
+    image = builds.record(result)
+    assert image["status_detail"]["error"] == (
+        "command 'mark' exited with status 4: no")
+    _assert_cloud_clean(conn, image["identifier"])
+
+
+def test_hung_installer_cleans_the_cloud(cloud_env, setup, conn):
+    config, store, tmp = setup
+    script = tmp / "hang.ks"
+    script.write_text("hang\n")
+    result = builds.imgfac(config, "base_image", *PARAMS,
+                           "--file-parameter", "install_script", str(script),
+                           "--parameter", "inactivity_timeout", "40",
+                           builds.write_template(tmp), env=cloud_env)
+    assert result.returncode == 1
+    image = builds.record(result)
+    assert image["status_detail"]["error"].startswith(
+        "waiting for the installer to finish: no activity for 40 s; "
+        "console ends: ")
+    _assert_cloud_clean(conn, image["identifier"])
+
+
+def test_ctrl_c_during_customization_cleans_the_cloud(cloud_env, setup, conn):
+    config, store, tmp = setup
+    template = builds.write_template(tmp, command="sleep 600")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "imgfac_nova.cli", "--config-file", config,
+         "--output", "json", "base_image", *PARAMS,
+         "--parameter", "request_floating_ip", "true", template],
+        env=cloud_env, cwd=builds.REPO, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 1500
+    while time.monotonic() < deadline:
+        logs = [n for n in os.listdir(store) if n.endswith(".log")] \
+            if os.path.isdir(store) else []
+        if logs and "Running command 'mark'" in open(
+                os.path.join(store, logs[0])).read():
+            break
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(2)
+    else:
+        pytest.fail("the build never reached the command")
+    build_id = logs[0][:-len(".log")]
+    kinds = {kind for kind, _ in build_resources(conn, build_id)}
+    assert {"server", "keypair", "security group", "floating IP"} <= kinds
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 1
+    assert builds.record(subprocess.CompletedProcess(
+        [], 1, out, err))["status_detail"]["error"] == "interrupted"
+    _assert_cloud_clean(conn, build_id)
