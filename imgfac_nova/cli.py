@@ -9,6 +9,7 @@ import argparse
 import json
 import signal
 import sys
+import threading
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -232,21 +233,29 @@ def _warn_exposed_secrets(builder, record, args):
 
 def _wait(job):
     """Wait for a job; on Ctrl-C or SIGTERM ask it to stop and wait for its
-    clean-up, so nothing it created is left behind."""
+    clean-up, so nothing it created is left behind.
+
+    The signal handlers only set a flag: an exception raised inside a wait
+    can corrupt the lock being waited on.
+    """
+    stop = threading.Event()
+    handler = lambda signum, frame: stop.set()  # noqa: E731
+    previous = {sig: signal.signal(sig, handler)
+                for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
+        warned = 0
         while not job.wait(0.2):
-            pass
-    except KeyboardInterrupt:
-        print("\nimgfac-nova: interrupted; stopping the build and cleaning up",
-              file=sys.stderr)
-        job.cancel()
-        while True:
-            try:
-                job.wait()
-                return
-            except KeyboardInterrupt:
-                print("imgfac-nova: still cleaning up, please wait",
+            if stop.is_set():
+                stop.clear()
+                warned += 1
+                print("\nimgfac-nova: interrupted; stopping the build and "
+                      "cleaning up" if warned == 1 else
+                      "imgfac-nova: still cleaning up, please wait",
                       file=sys.stderr)
+                job.cancel()
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def _show(args, record):

@@ -219,8 +219,9 @@ def test_secret_on_command_line_warns_and_is_not_stored(run, good, tmp_path):
         assert b"rootsecret" not in (tmp_path / "store" / name).read_bytes()
 
 
-def test_sigterm_cancels_build_and_marks_failed(cli_env, config_file, good,
-                                                tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_cancels_build_and_marks_failed(cli_env, config_file, good,
+                                               tmp_path, sig):
     proc = subprocess.Popen(
         [sys.executable, "-m", "imgfac_nova.cli", "--config-file", config_file,
          "base_image", "--parameter", "steps", "100", "--parameter",
@@ -231,7 +232,7 @@ def test_sigterm_cancels_build_and_marks_failed(cli_env, config_file, good,
             n.endswith(".meta") for n in _store_files(tmp_path)):
         time.sleep(0.1)
     time.sleep(0.5)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 1
     assert "interrupted; stopping the build" in err
