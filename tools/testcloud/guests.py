@@ -31,7 +31,7 @@ makes the guest disk).
 Install script format (read by the installer)
 ----------------------------------------------
 Where: the kernel command line argument ``imgfac.ks=`` (or ``inst.ks=``,
-``ks=``) with ``http://HOST/PATH``, ``cdrom:/PATH`` (a file on any CD-ROM
+``ks=``) with ``http://HOST/PATH``, ``cdrom:/PATH`` or ``hd:LABEL=NAME:/PATH`` (a file on any CD-ROM
 or the config drive, or a file Nova injected at PATH), ``configdrive:/PATH``
 (same) or ``file:/PATH`` (inside the initrd); without it, the config
 drive's ``openstack/latest/user_data``.
@@ -243,6 +243,10 @@ def finish_rootfs(rootfs):
     (rootfs / "etc/hosts").write_text(
         "127.0.0.1 localhost\n127.0.1.1 debian\n"
         "::1 localhost ip6-localhost ip6-loopback\n")
+    mtab = rootfs / "etc/mtab"
+    if not mtab.is_symlink():
+        mtab.unlink(missing_ok=True)
+        mtab.symlink_to("../proc/self/mounts")
     resolv = rootfs / "etc/resolv.conf"
     if resolv.exists() or resolv.is_symlink():
         resolv.unlink()
@@ -427,31 +431,40 @@ def make_repo(downloads, repo):
 # --- QEMU ----------------------------------------------------------------------
 
 def qemu_command(serial_log, memory=1024, disk=None, kernel=None, initrd=None,
-                 append=None, cdroms=(), hostfwd=None):
-    """qemu-system-x86_64 argv (TCG, headless, serial console to a file).
+                 append=None, config_drive=None, cdroms=(), ssh_forward=None):
+    """qemu-system-x86_64 argv, set up like the test cloud's Nova driver.
 
-    hostfwd: (host_ip, host_port) forwarded to the guest's port 22; the
-    guest sees the host's loopback at 10.0.2.2 (slirp cannot combine
-    restrict=on with a guestfwd rule on that address, so the guest network is
-    not restricted: the guests make no outside connections by themselves).
-    No network when hostfwd is None.
+    TCG, headless, serial console appended to serial_log; disk (qcow2) and
+    config_drive (raw ISO 9660, read-only) on virtio, cdroms on IDE.
+    ssh_forward: (host_ip, host_port) forwarded to the guest's port 22;
+    slirp is restricted (host alias 10.0.2.1) and the guest reaches only the
+    web server, as http://10.0.2.2:8090/ (through socat).  No NIC when None.
     """
-    argv = ["qemu-system-x86_64", "-accel", "tcg", "-m", str(memory),
-            "-smp", "1", "-display", "none", "-no-reboot",
-            "-serial", f"file:{serial_log}", "-monitor", "none",
-            "-parallel", "none"]
-    if disk:
-        argv += ["-drive", f"file={disk},if=virtio,format=qcow2"]
-    for iso in cdroms:
-        argv += ["-drive", f"file={iso},media=cdrom,readonly=on"]
+    argv = ["qemu-system-x86_64", "-machine", "pc", "-nodefaults",
+            "-no-user-config", "-accel", "tcg", "-cpu", "max",
+            "-m", str(memory), "-smp", "1", "-display", "none",
+            "-no-reboot", "-chardev",
+            f"file,id=serial0,append=on,path={serial_log}",
+            "-serial", "chardev:serial0"]
+    drives = [(disk, "qcow2", False)] if disk else []
+    if config_drive:
+        drives.append((config_drive, "raw", True))
+    for i, (path, fmt, ro) in enumerate(drives):
+        argv += ["-drive", f"file={path},if=none,id=d{i},format={fmt}"
+                 + (",readonly=on" if ro else ""),
+                 "-device", f"virtio-blk-pci,drive=d{i}"]
+    for i, iso in enumerate(cdroms):
+        argv += ["-drive", f"file={iso},if=none,id=cd{i},format=raw,"
+                 "readonly=on", "-device", f"ide-cd,drive=cd{i},bootindex={i}"]
     if kernel:
         argv += ["-kernel", str(kernel), "-initrd", str(initrd),
                  "-append", append or "console=ttyS0"]
-    if hostfwd:
-        net = f"user,id=n0,hostfwd=tcp:{hostfwd[0]}:{hostfwd[1]}-:22"
-        argv += ["-netdev", net, "-device", "virtio-net-pci,netdev=n0"]
-    else:
-        argv += ["-nic", "none"]
+    if ssh_forward:
+        argv += ["-netdev",
+                 "user,id=n0,restrict=on,host=10.0.2.1,"
+                 f"hostfwd=tcp:{ssh_forward[0]}:{ssh_forward[1]}-:22,"
+                 "guestfwd=tcp:10.0.2.2:8090-cmd:socat STDIO TCP:127.0.0.1:8090",
+                 "-device", "virtio-net-pci,netdev=n0"]
     return argv
 
 
