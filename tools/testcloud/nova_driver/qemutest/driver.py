@@ -3,6 +3,7 @@ QEMU guest with user-mode networking, for the imgfac-nova test cloud."""
 
 import contextlib
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -445,7 +446,6 @@ def _qemu_version(binary):
     """QEMU's version as Nova's version integer (7.2.0 -> 7002000)."""
     out = subprocess.run([binary, '--version'], capture_output=True,
                          text=True).stdout
-    words = out.split()
-    version = words[words.index('version') + 1] if 'version' in words \
-        else '0.0.0'
-    return versionutils.convert_version_to_int(version.split('(')[0])
+    match = re.search(r'version (\d+\.\d+\.\d+)', out)
+    return versionutils.convert_version_to_int(
+        match.group(1) if match else '0.0.0')
