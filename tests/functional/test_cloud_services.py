@@ -58,7 +58,8 @@ def test_env_prints_client_exports(test_cloud):
     assert result.returncode == 0
     lines = result.stdout.splitlines()
     assert "export OS_CLOUD=imgfac-test" in lines
-    config = [l for l in lines if l.startswith("export OS_CLIENT_CONFIG_FILE=")]
+    config = [line for line in lines
+              if line.startswith("export OS_CLIENT_CONFIG_FILE=")]
     assert len(config) == 1
     path = config[0].split("=", 1)[1]
     with open(path) as f:

@@ -37,10 +37,10 @@ def main(argv=None):
         return 0
     if args.command == "status":
         rows = cloud.status()
-        print("%-15s %-8s %-8s %-32s %s" % ("SERVICE", "STATE", "PID",
-                                           "ADDRESS", "RSS(MiB)"))
+        line = "%-15s %-8s %-8s %-32s %s"
+        print(line % ("SERVICE", "STATE", "PID", "ADDRESS", "RSS(MiB)"))
         for row in rows:
-            print("%-15s %-8s %-8s %-32s %s" % row)
+            print(line % row)
         print("total RSS: %d MiB" % sum(r[4] for r in rows))
         return 0 if all(r[1] == "up" for r in rows) else 3
     if os.geteuid() != 0:

@@ -104,13 +104,14 @@ class Cloud:
             os.makedirs(L.path(sub), exist_ok=True)
         install.ensure_packages(self.setup_log, self.say)
         install.ensure_venv(L, self.setup_log, self.say)
-        install.ensure_ml2_driver(L, self.setup_log)
+        if install.ensure_ml2_driver(L, self.setup_log) and \
+                self.daemon("neutron").stop():
+            self.say("ML2 driver changed: restarting neutron")
         driver_changed = install.ensure_nova_driver(L)
         secrets = credentials.load(L)
         driver, extra = install.compute_driver()
         changed = configs.Renderer(L, secrets, driver, extra).write_all()
         if driver_changed:
-            changed.add("nova-compute driver")
             self.say("compute driver changed: restarting nova-compute")
             self.daemon("nova-compute").stop()
         self.restart_changed(changed)
@@ -286,6 +287,16 @@ class Cloud:
         for daemon in reversed(self.daemons()):
             if daemon.stop():
                 self.say("stopped %s" % daemon.name)
+        self.stop_idle_epmd()
+
+    def stop_idle_epmd(self):
+        """RabbitMQ leaves Erlang's port mapper behind; stop it if no
+        Erlang node is registered with it any more."""
+        names_ = subprocess.run(["epmd", "-names"], capture_output=True,
+                                text=True)
+        if names_.returncode == 0 and "name " not in names_.stdout:
+            subprocess.run(["epmd", "-kill"], capture_output=True)
+            self.say("stopped epmd")
 
     def status(self):
         """[(name, state, pid, address, rss MiB)] for every daemon."""

@@ -105,8 +105,8 @@ class Forward:
         try:
             upstream = socket.create_connection(self.target, timeout=10)
         except OSError as e:
-            log("%s:%d -> %s:%d refused: %s" % (self.listen + self.target
-                                               + (e,)))
+            log("%s:%d -> %s:%d refused: %s"
+                % (self.listen + self.target + (e,)))
             client.close()
             return
         upstream.settimeout(None)

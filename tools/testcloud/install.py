@@ -155,4 +155,3 @@ def ensure_nova_driver(layout):
     shutil.copytree(NOVA_DRIVER, dest,
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     return True
-

@@ -101,6 +101,11 @@ class Daemon:
                 self.argv, env=env, cwd=self.layout.root,
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                 start_new_session=True)
+        # Until the child has exec'd, its command line is still ours.
+        deadline = time.monotonic() + 10
+        while (self.marker not in _cmdline(proc.pid)
+               and proc.poll() is None and time.monotonic() < deadline):
+            time.sleep(0.01)
         with open(self.pidfile, "w") as f:
             f.write("%d\n" % proc.pid)
         return True

@@ -216,5 +216,6 @@ def main(argv):
     for step in argv[1:]:
         steps[step]()
 
+
 if __name__ == "__main__":
     main(sys.argv)
