@@ -24,6 +24,7 @@ BUILD_TAG = "imgfac_build_id"
 #: (temporary) or image (the result, never swept).
 ROLE = "imgfac_role"
 MEDIA_SHA256 = "imgfac_media_sha256"
+DIRECT_BOOT_PROPERTIES = ("kernel_id", "ramdisk_id", "os_command_line")
 NAME_PREFIX = "imgfac-nova-"
 
 
@@ -300,6 +301,7 @@ class NovaBackend(pipeline.Backend):
                 cancel=self.cancel, interval=2, max_interval=15,
                 failed=lambda i: "Glance says the image is %s" % i.status
                 if i.status in ("killed", "deleted") else None)
+            self._drop_boot_properties(image.id)
             if role == "image":
                 call("setting the image properties",
                      self.conn.image.update_image, image.id,
@@ -309,6 +311,21 @@ class NovaBackend(pipeline.Backend):
             self.discard(image.id)
             raise
         return image.id
+
+    def _drop_boot_properties(self, image_id):
+        """Nova copies the installer disk's kernel_id, ramdisk_id and
+        os_command_line to its snapshots; without them removed, the JEOS
+        would boot the installer again."""
+        image = self.conn.image.get_image(image_id)
+        patch = [{"op": "remove", "path": "/" + name}
+                 for name in DIRECT_BOOT_PROPERTIES
+                 if name in (image.properties or {})
+                 or getattr(image, name, None)]
+        if patch:
+            call("removing the installer's boot properties from image %s"
+                 % image_id, self.conn.image.patch, "/images/%s" % image_id,
+                 json=patch, headers={"Content-Type": "application/"
+                                      "openstack-images-v2.1-json-patch"})
 
     def discard(self, captured):
         from openstack import exceptions as sdk

@@ -6,6 +6,7 @@ capture, with every resource on the rollback stack. A :class:`Backend` says how
 machines are booted, watched, captured and removed: in Nova, or with local QEMU.
 """
 import abc
+import contextlib
 import dataclasses
 import logging
 import time
@@ -113,9 +114,15 @@ class _Clock:
         self._finish()
         self._step = (name, time.monotonic(), [0.0])
 
-    def waiting(self, seconds):
-        if self._step:
-            self._step[2][0] += seconds
+    @contextlib.contextmanager
+    def waiting(self):
+        """Count the time spent in the block as waiting on machines."""
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            if self._step:
+                self._step[2][0] += time.monotonic() - started
 
     def _finish(self):
         if self._step:
@@ -142,11 +149,8 @@ class _TimedBackend:
             return attr
 
         def timed(*args, **kwargs):
-            started = time.monotonic()
-            try:
+            with self._clock.waiting():
                 return attr(*args, **kwargs)
-            finally:
-                self._clock.waiting(time.monotonic() - started)
         return timed
 
 
@@ -229,20 +233,23 @@ class Pipeline:
         guest_entry = undo.push(str(guest), lambda: self.backend.delete(guest))
         host, port = backend.ssh_address(guest)
         self.progress(60, "Waiting for SSH on %s:%d" % (host, port))
-        session = self._connect(guest, host, port, key, options)
-        try:
-            customize.customize(session, template, self.log,
-                                progress=lambda text: self.progress(70, text),
-                                cancelled=self._cancelled)
-            self.progress(85, "Reading the installed packages (ICICLE)")
-            packages = icicle.read_packages(
-                session, customize.os_family(template.os.name),
-                template.os.icicle_extra_command)
-            manifest = icicle.icicle_xml(packages, template.description)
-            self.progress(88, "Shutting the guest down")
-            session.poweroff()
-        finally:
-            session.close()
+        # Time in the guest (SSH, commands) counts as waiting on machines.
+        with self.clock.waiting():
+            session = self._connect(guest, host, port, key, options)
+            try:
+                customize.customize(
+                    session, template, self.log,
+                    progress=lambda text: self.progress(70, text),
+                    cancelled=self._cancelled)
+                self.progress(85, "Reading the installed packages (ICICLE)")
+                packages = icicle.read_packages(
+                    session, customize.os_family(template.os.name),
+                    template.os.icicle_extra_command)
+                self.progress(88, "Shutting the guest down")
+                session.poweroff()
+            finally:
+                session.close()
+        manifest = icicle.icicle_xml(packages, template.description)
         self._wait_off(guest, "waiting for the customized guest to power off",
                        300)
 

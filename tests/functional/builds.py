@@ -49,6 +49,17 @@ def write_template(directory, command=GOOD_COMMAND, install_url=INSTALL_URL):
     return path
 
 
+#: An install script for the test installer (tools/testcloud/guests.py).
+INSTALL_SCRIPT = "# install the test guest, then power off\npoweroff\n"
+
+
+def write_script(directory, text=INSTALL_SCRIPT):
+    path = os.path.join(str(directory), "install.ks")
+    with open(path, "w") as handle:
+        handle.write(text)
+    return path
+
+
 def write_config(directory):
     store = os.path.join(str(directory), "store")
     path = os.path.join(str(directory), "imgfac-nova.conf")

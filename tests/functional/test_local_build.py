@@ -27,15 +27,22 @@ def setup(tmp_path):
     return config, store, tmp_path
 
 
+@pytest.fixture
+def params(tmp_path):
+    """The build parameters, with the test installer's install script."""
+    return PARAMS + ("--file-parameter", "install_script",
+                     builds.write_script(tmp_path))
+
+
 PARAMS = ("--parameter", "default_user", "debian",
           "--parameter", "command_prefix", "sudo",
           "--parameter", "disk_size", "2")
 
 
-def test_local_build_customizes_and_yields_a_bootable_qcow2(local_env, setup):
+def test_local_build_customizes_and_yields_a_bootable_qcow2(params, local_env, setup):
     config, store, tmp = setup
     started = time.monotonic()
-    result = builds.imgfac(config, "base_image", *PARAMS,
+    result = builds.imgfac(config, "base_image", *params,
                            builds.write_template(tmp), env=local_env)
     elapsed = time.monotonic() - started
     assert result.returncode == 0, result.stderr[-3000:]
@@ -47,7 +54,7 @@ def test_local_build_customizes_and_yields_a_bootable_qcow2(local_env, setup):
                            image["data"]], capture_output=True, text=True)
     assert '"format": "qcow2"' in info.stdout
     assert '"backing-filename"' not in info.stdout  # standalone
-    assert '<package name="hello"' in image["icicle"].replace("'", '"')
+    assert '<package name="hello_' in image["icicle"].replace("'", '"')
     assert "functional test image" in image["icicle"]
     assert set(image["timings"]) == {"media", "install", "jeos", "customize",
                                      "capture"}
@@ -74,10 +81,10 @@ def _assert_nothing_left(store):
     assert builds.qemu_processes_under(store) == []
 
 
-def test_failing_command_fails_build_with_its_name(local_env, setup):
+def test_failing_command_fails_build_with_its_name(params, local_env, setup):
     config, store, tmp = setup
     template = builds.write_template(tmp, command="echo doomed; exit 3")
-    result = builds.imgfac(config, "base_image", *PARAMS, template,
+    result = builds.imgfac(config, "base_image", *params, template,
                            env=local_env)
     assert result.returncode == 1
     image = builds.record(result)
@@ -87,11 +94,11 @@ def test_failing_command_fails_build_with_its_name(local_env, setup):
     _assert_nothing_left(store)
 
 
-def test_hung_installer_is_reported_with_console_tail(local_env, setup):
+def test_hung_installer_is_reported_with_console_tail(params, local_env, setup):
     config, store, tmp = setup
     script = tmp / "hang.ks"
     script.write_text("hang\n")
-    result = builds.imgfac(config, "base_image", *PARAMS,
+    result = builds.imgfac(config, "base_image", *params,
                            "--file-parameter", "install_script", str(script),
                            "--parameter", "inactivity_timeout", "40",
                            builds.write_template(tmp), env=local_env)
@@ -107,6 +114,8 @@ def test_ssh_auth_failure_is_one_line(local_env, setup):
     result = builds.imgfac(config, "base_image", "--parameter", "default_user",
                            "nobody", "--parameter", "disk_size", "2",
                            "--parameter", "ssh_timeout", "120",
+                           "--file-parameter", "install_script",
+                           builds.write_script(tmp),
                            builds.write_template(tmp), env=local_env)
     assert result.returncode == 1
     error = builds.record(result)["status_detail"]["error"]
@@ -114,12 +123,12 @@ def test_ssh_auth_failure_is_one_line(local_env, setup):
     _assert_nothing_left(store)
 
 
-def test_ctrl_c_during_customization_cleans_up(local_env, setup):
+def test_ctrl_c_during_customization_cleans_up(params, local_env, setup):
     config, store, tmp = setup
     template = builds.write_template(tmp, command="sleep 600")
     proc = subprocess.Popen(
         [sys.executable, "-m", "imgfac_nova.cli", "--config-file", config,
-         "base_image", *PARAMS, template], env=local_env, cwd=builds.REPO,
+         "base_image", *params, template], env=local_env, cwd=builds.REPO,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 1200
     log = None

@@ -29,6 +29,13 @@ def setup(tmp_path):
     return config, store, tmp_path
 
 
+@pytest.fixture
+def params(tmp_path):
+    """The build parameters, with the test installer's install script."""
+    return PARAMS + ("--file-parameter", "install_script",
+                     builds.write_script(tmp_path))
+
+
 def build_resources(conn, build_id):
     """Everything in the cloud tagged with ``build_id`` (result included)."""
     from novaimagebuilder import nova
@@ -44,10 +51,10 @@ def _assert_cloud_clean(conn, build_id):
     assert build_resources(conn, build_id) == []
 
 
-def test_nova_build_end_to_end(cloud_env, setup, conn):
+def test_nova_build_end_to_end(params, cloud_env, setup, conn):
     config, store, tmp = setup
     started = time.monotonic()
-    result = builds.imgfac(config, "base_image", *PARAMS,
+    result = builds.imgfac(config, "base_image", *params,
                            "--parameter", "request_floating_ip", "true",
                            builds.write_template(tmp), env=cloud_env)
     elapsed = time.monotonic() - started
@@ -59,7 +66,7 @@ def test_nova_build_end_to_end(cloud_env, setup, conn):
     assert glance.status == "active"
     assert glance.properties["imgfac_build_id"] == image["identifier"]
     assert glance.properties["os_distro"] == "debian"
-    assert '<package name="hello"' in image["icicle"].replace("'", '"')
+    assert '<package name="hello_' in image["icicle"].replace("'", '"')
     # Only the result (and cached install media) remain.
     assert build_resources(conn, image["identifier"]) == [
         ("result image", glance.name)]
@@ -85,11 +92,11 @@ def test_nova_build_end_to_end(cloud_env, setup, conn):
     (("--parameter", "flavor", "nope"), "Nova has no flavor 'nope'"),
     (("--parameter", "network", "nope"), "Neutron has no network 'nope'"),
 ])
-def test_bad_cloud_input_creates_nothing(cloud_env, setup, conn, extra,
+def test_bad_cloud_input_creates_nothing(params, cloud_env, setup, conn, extra,
                                          error):
     config, store, tmp = setup
     servers = {s.id for s in conn.compute.servers()}
-    result = builds.imgfac(config, "base_image", *PARAMS, *extra,
+    result = builds.imgfac(config, "base_image", *params, *extra,
                            builds.write_template(tmp), env=cloud_env)
     assert result.returncode == 2
     assert error in result.stderr
@@ -98,14 +105,14 @@ def test_bad_cloud_input_creates_nothing(cloud_env, setup, conn, extra,
     assert {s.id for s in conn.compute.servers()} == servers
 
 
-def test_bad_credentials_one_line(cloud_env, setup, tmp_path):
+def test_bad_credentials_one_line(params, cloud_env, setup, tmp_path):
     config, _, tmp = setup
     clouds = tmp_path / "clouds.yaml"
     text = open(cloud_env["OS_CLIENT_CONFIG_FILE"]).read()
     import re
     clouds.write_text(re.sub(r"password: .*", "password: wrong", text))
     env = dict(cloud_env, OS_CLIENT_CONFIG_FILE=str(clouds))
-    result = builds.imgfac(config, "base_image", *PARAMS,
+    result = builds.imgfac(config, "base_image", *params,
                            builds.write_template(tmp), env=env)
     assert result.returncode == 2
     assert result.stderr.strip().endswith(
@@ -113,9 +120,9 @@ def test_bad_credentials_one_line(cloud_env, setup, tmp_path):
     assert "wrong" not in result.stderr
 
 
-def test_failing_command_cleans_the_cloud(cloud_env, setup, conn):
+def test_failing_command_cleans_the_cloud(params, cloud_env, setup, conn):
     config, store, tmp = setup
-    result = builds.imgfac(config, "base_image", *PARAMS,
+    result = builds.imgfac(config, "base_image", *params,
                            builds.write_template(tmp,
                                                  command="echo no; exit 4"),
                            env=cloud_env)
@@ -126,11 +133,11 @@ def test_failing_command_cleans_the_cloud(cloud_env, setup, conn):
     _assert_cloud_clean(conn, image["identifier"])
 
 
-def test_hung_installer_cleans_the_cloud(cloud_env, setup, conn):
+def test_hung_installer_cleans_the_cloud(params, cloud_env, setup, conn):
     config, store, tmp = setup
     script = tmp / "hang.ks"
     script.write_text("hang\n")
-    result = builds.imgfac(config, "base_image", *PARAMS,
+    result = builds.imgfac(config, "base_image", *params,
                            "--file-parameter", "install_script", str(script),
                            "--parameter", "inactivity_timeout", "40",
                            builds.write_template(tmp), env=cloud_env)
@@ -142,12 +149,12 @@ def test_hung_installer_cleans_the_cloud(cloud_env, setup, conn):
     _assert_cloud_clean(conn, image["identifier"])
 
 
-def test_ctrl_c_during_customization_cleans_the_cloud(cloud_env, setup, conn):
+def test_ctrl_c_during_customization_cleans_the_cloud(params, cloud_env, setup, conn):
     config, store, tmp = setup
     template = builds.write_template(tmp, command="sleep 600")
     proc = subprocess.Popen(
         [sys.executable, "-m", "imgfac_nova.cli", "--config-file", config,
-         "--output", "json", "base_image", *PARAMS,
+         "--output", "json", "base_image", *params,
          "--parameter", "request_floating_ip", "true", template],
         env=cloud_env, cwd=builds.REPO, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True)
