@@ -242,7 +242,11 @@ class Cloud:
                                            "guests.py")):
             return False
         from testcloud import guests
-        guests.build(self.layout.root)
+        try:
+            guests.build(self.layout.root)
+        except Exception as e:  # its own errors, subprocess failures, OSError
+            raise CloudError("building the test guests failed: %s: %s"
+                             % (type(e).__name__, e))
         return True
 
     def write_client_files(self, secrets):
