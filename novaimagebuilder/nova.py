@@ -158,9 +158,11 @@ class NovaBackend(pipeline.Backend):
                 for role, path in media.files.items()}
 
     def _media_image(self, role, path, digest, disk_format, container_format):
-        for image in call("listing images", self.conn.image.images,
-                          **{MEDIA_SHA256: digest}):
-            if image.status == "active":
+        # Glance filters by property, but openstacksdk drops unknown
+        # filters: compare here.
+        for image in call("listing images", self.conn.image.images):
+            if image.status == "active" and \
+                    (image.properties or {}).get(MEDIA_SHA256) == digest:
                 self.log.info("Reusing Glance image %s for the %s", image.id,
                               role)
                 return image.id
