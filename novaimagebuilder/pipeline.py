@@ -109,6 +109,7 @@ class _Clock:
     def __init__(self):
         self.timings = {}
         self._step = None
+        self._depth = 0
 
     def step(self, name):
         self._finish()
@@ -116,12 +117,15 @@ class _Clock:
 
     @contextlib.contextmanager
     def waiting(self):
-        """Count the time spent in the block as waiting on machines."""
+        """Count the time spent in the block as waiting on machines (once,
+        however deeply such blocks nest)."""
+        self._depth += 1
         started = time.monotonic()
         try:
             yield
         finally:
-            if self._step:
+            self._depth -= 1
+            if self._step and not self._depth:
                 self._step[2][0] += time.monotonic() - started
 
     def _finish(self):

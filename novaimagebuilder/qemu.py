@@ -11,6 +11,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 
 from novaimagebuilder import errors
@@ -63,7 +64,9 @@ class VM:
         self.workdir = workdir
         self.name = name
         self.console_path = os.path.join(workdir, name + ".console.log")
-        self.qmp_path = os.path.join(workdir, name + ".qmp")
+        # Unix socket paths are limited to 107 bytes: keep it short.
+        self._socket_dir = tempfile.mkdtemp(prefix="imgfac-qmp-")
+        self.qmp_path = os.path.join(self._socket_dir, "qmp")
         self.ssh_port = free_port() if ssh else None
         self.accel = accel
         self.process = None
@@ -108,6 +111,7 @@ class VM:
         if self.process.poll() not in (None, 0):
             self._stderr.seek(0)
             text = self._stderr.read().strip().splitlines() or ["no output"]
+            self.kill()
             raise errors.BuildError("QEMU did not start: %s" % text[-1])
         return self
 
@@ -167,14 +171,16 @@ class VM:
         self.kill()
 
     def kill(self):
-        """Stop the QEMU process for sure."""
+        """Stop the QEMU process for sure and remove its socket."""
         if self.process is None:
+            shutil.rmtree(self._socket_dir, ignore_errors=True)
             return
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(30)
         if not self._stderr.closed:
             self._stderr.close()
+        shutil.rmtree(self._socket_dir, ignore_errors=True)
 
 
 def processes_using(path):

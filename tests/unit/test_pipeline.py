@@ -148,6 +148,7 @@ def test_success_order_result_and_cleanup(fakes):
                                    "capture"}
     assert all(set(t) == {"cloud", "orchestrator"}
                for t in result.timings.values())
+    assert all(t["orchestrator"] >= 0 for t in result.timings.values())
 
 
 @pytest.mark.parametrize("fail,left_calls", [
