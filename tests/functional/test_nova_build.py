@@ -178,3 +178,25 @@ def test_ctrl_c_during_customization_cleans_the_cloud(params, cloud_env, setup, 
     assert builds.record(subprocess.CompletedProcess(
         [], 1, out, err))["status_detail"]["error"] == "interrupted"
     _assert_cloud_clean(conn, build_id)
+
+
+def test_glance_upload_error_creates_nothing(params, cloud_env, setup, conn):
+    """Glance refuses install media that is not what it claims to be."""
+    config, store, tmp = setup
+    template = builds.write_template(tmp)
+    with open(template) as handle:
+        text = handle.read().replace(
+            "<install type='url'><url>%s</url></install>" % builds.INSTALL_URL,
+            "<install type='iso'><iso>http://127.0.0.1:8090/repo/Packages"
+            "</iso></install>")
+    with open(template, "w") as handle:
+        handle.write(text)
+    images = {i.id for i in conn.image.images()}
+    result = builds.imgfac(config, "base_image", *params, template,
+                           env=cloud_env)
+    assert result.returncode == 1
+    error = builds.record(result)["status_detail"]["error"]
+    assert error.startswith("uploading the iso to Glance: ")
+    assert error.endswith("(HTTP 415)")
+    assert {i.id for i in conn.image.images()} == images
+    _assert_cloud_clean(conn, builds.record(result)["identifier"])
