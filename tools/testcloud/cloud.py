@@ -291,7 +291,25 @@ class Cloud:
         for daemon in reversed(self.daemons()):
             if daemon.stop():
                 self.say("stopped %s" % daemon.name)
+        self.stop_guests()
         self.stop_idle_epmd()
+
+    def stop_guests(self):
+        """Kill the QEMU guests, which outlive nova-compute on purpose; a pid
+        counts only while its command line names the instance directory."""
+        instances = self.layout.path("nova", "instances")
+        for name in sorted(os.listdir(instances)) if os.path.isdir(
+                instances) else ():
+            try:
+                with open(os.path.join(instances, name, "qemu.pid")) as f:
+                    pid = int(f.read().strip())
+                with open("/proc/%d/cmdline" % pid, "rb") as f:
+                    cmdline = f.read()
+            except (OSError, ValueError):
+                continue
+            if name.encode() in cmdline:
+                os.kill(pid, 9)
+                self.say("stopped guest %s" % name)
 
     def stop_idle_epmd(self):
         """RabbitMQ leaves Erlang's port mapper behind; stop it if no

@@ -17,6 +17,8 @@ DEBIAN_PACKAGES = (
     "python3-venv", "python3-dev", "build-essential",
     # for the test guest build (guests.py)
     "debootstrap", "xorriso",
+    # guests reach the web server on 8090 through it (qemutest driver)
+    "socat",
 )
 
 # One OpenStack release (2026.2) for every service.
