@@ -263,15 +263,18 @@ def test_installer_installs_from_config_drive_then_boots(
     disk = blank_disk(tmp_path, "target")
     drive = config_drive(tmp_path, user_data=INSTALL_SCRIPT.format(
         password=password, key=public_key(key)))
-    installer = machines(tmp_path, "installer", disk=disk, config_drive=drive,
-                         kernel=built["installer_kernel"],
-                         initrd=built["installer_initrd"],
-                         append="console=ttyS0")
+    # The kernel arguments imgfac-nova gives a kickstart installer.
+    installer = machines(
+        tmp_path, "installer", disk=disk, config_drive=drive,
+        kernel=built["installer_kernel"], initrd=built["installer_initrd"],
+        append="console=ttyS0 "
+               "inst.ks=hd:LABEL=config-2:/openstack/latest/user_data")
     assert installer.wait_exit(240) == 0
     console = installer.text()
     print(f"install (URL type, TCG): {time.monotonic() - installer.started:.1f} s")
     assert "INSTALLATION COMPLETE" in console, installer.tail()
-    assert "install script: config drive user_data" in console
+    assert ("install script: hd:LABEL=config-2:/openstack/latest/user_data"
+            in console)
     assert password not in console
 
     drive2 = config_drive(tmp_path / "second", meta={
@@ -311,6 +314,40 @@ def test_installer_bad_script_stays_up_with_error_on_console(
     time.sleep(5)
     assert vm.proc.poll() is None, "the installer powered off after an error"
     assert "INSTALLATION COMPLETE" not in vm.text()
+
+
+PRESEED = """\
+# like the preseed imgfac-nova generates for Debian
+d-i netcfg/get_hostname string preseeded
+d-i mirror/http/hostname string 127.0.0.1:8090
+d-i passwd/root-login boolean true
+d-i passwd/root-password-crypted password $6$salt$notarealhash
+d-i passwd/make-user boolean true
+d-i passwd/username string debian
+d-i partman-auto/disk string /dev/vda
+tasksel tasksel/first multiselect standard, ssh-server
+d-i preseed/late_command string echo "late $(cat /target/etc/hostname)"; \\
+    in-target test -d /home/debian && echo "late: home in target"
+d-i debian-installer/exit/poweroff boolean true
+"""
+
+
+def test_installer_translates_a_preseed(built, tmp_path, machines):
+    drive = config_drive(tmp_path, user_data=PRESEED)
+    # The kernel arguments imgfac-nova gives a preseed installer.
+    vm = machines(tmp_path, "installer", disk=blank_disk(tmp_path, "target"),
+                  config_drive=drive, kernel=built["installer_kernel"],
+                  initrd=built["installer_initrd"],
+                  append="console=ttyS0 auto=true priority=critical "
+                         "preseed/file=/cdrom/openstack/latest/user_data")
+    assert vm.wait_exit(240) == 0
+    console = vm.text()
+    assert "install script is a preseed" in console
+    assert "root password: crypted" in console
+    assert "user debian (passwordless sudo)" in console
+    assert "late preseeded" in console
+    assert "late: home in target" in console
+    assert "INSTALLATION COMPLETE" in console, vm.tail()
 
 
 def test_installer_iso_installs_and_powers_off(built, tmp_path, machines):

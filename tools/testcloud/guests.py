@@ -93,6 +93,9 @@ INSTALLER_MODULES = (
     "sr_mod", "ata_piix", "isofs", "vfat", "nls_cp437",
     "nls_iso8859_1", "nls_utf8", "crc32c_generic",
 )
+# The guest's own initramfs: virtio disks (ext4 is built in).
+GUEST_INITRD_MODULES = ("virtio_pci", "virtio_blk", "virtio_scsi", "sd_mod",
+                        "crc32c_generic")
 # Guest binaries the installer needs before the target system exists.
 INSTALLER_TOOLS = ("/sbin/sfdisk", "/sbin/mke2fs", "/sbin/blkid")
 GUEST_DISK_SIZE = 2 * 1024 ** 3
@@ -165,9 +168,18 @@ def inputs_digest():
     return h.hexdigest()
 
 
-def run(argv, **kw):
-    kw.setdefault("check", True)
-    return subprocess.run(argv, **kw)
+def run(argv, quiet=False, **kw):
+    """subprocess.run, checked; quiet: output shown only when it fails."""
+    if not quiet:
+        kw.setdefault("check", True)
+        return subprocess.run(argv, **kw)
+    done = subprocess.run(argv, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, **kw)
+    if done.returncode:
+        tail = "\n".join(done.stdout.splitlines()[-20:])
+        raise RuntimeError(f"{' '.join(argv[:6])} ... exited "
+                           f"{done.returncode}:\n{tail}")
+    return done
 
 
 def chroot(rootfs, *argv, **kw):
@@ -195,7 +207,7 @@ def make_rootfs(rootfs, cache, downloads):
     debs.mkdir(parents=True, exist_ok=True)
     log(f"debootstrap {SUITE} (minbase)")
     run(["debootstrap", "--variant=minbase", f"--cache-dir={debs}", SUITE,
-         str(rootfs), mirror], stdout=subprocess.DEVNULL)
+         str(rootfs), mirror], quiet=True)
     overlay = GUEST_FILES / "rootfs"
     shutil.copytree(overlay, rootfs, symlinks=True, dirs_exist_ok=True)
     policy = rootfs / "usr/sbin/policy-rc.d"
@@ -206,21 +218,21 @@ def make_rootfs(rootfs, cache, downloads):
         shutil.copy2(deb, archives)
     log("installing guest packages")
     with mounted_proc(rootfs):
-        chroot(rootfs, "apt-get", "update", "-q", stdout=subprocess.DEVNULL)
+        chroot(rootfs, "apt-get", "update", "-q", quiet=True)
         chroot(rootfs, "apt-get", "install", "-y", "-q",
                "--no-install-recommends", "-o", "Dpkg::Options::=--force-confold",
-               *GUEST_PACKAGES, stdout=subprocess.DEVNULL)
+               *GUEST_PACKAGES, quiet=True)
         downloads.mkdir(parents=True, exist_ok=True)
         inner = pathlib.Path("/tmp/imgfac-downloads")
         (rootfs / inner.relative_to("/")).mkdir()
         chroot(rootfs, "sh", "-c",
                f"cd {inner} && apt-get download -q -o APT::Sandbox::User=root "
-               + " ".join(INSTALLER_DEBS + REPO_PACKAGES),
-               stdout=subprocess.DEVNULL)
+               + " ".join(INSTALLER_DEBS + REPO_PACKAGES), quiet=True)
         for deb in (rootfs / inner.relative_to("/")).iterdir():
             shutil.move(str(deb), downloads / deb.name)
         (rootfs / inner.relative_to("/")).rmdir()
-        chroot(rootfs, "update-rc.d", "imgfac-firstboot", "defaults")
+        chroot(rootfs, "update-rc.d", "imgfac-firstboot", "defaults",
+               quiet=True)
     for deb in archives.glob("*.deb"):
         shutil.move(str(deb), debs / deb.name)
     finish_rootfs(rootfs)
@@ -229,10 +241,8 @@ def make_rootfs(rootfs, cache, downloads):
 def finish_rootfs(rootfs):
     """Boot loader config, no host keys/sources/docs, apt lists dropped."""
     kernel = sorted((rootfs / "boot").glob("vmlinuz-*"))[-1].name
-    initrd = sorted((rootfs / "boot").glob("initrd.img-*"))[-1].name
     conf = rootfs / "boot/extlinux/extlinux.conf"
-    conf.write_text(conf.read_text().replace("@KERNEL@", kernel)
-                    .replace("@INITRD@", initrd))
+    conf.write_text(conf.read_text().replace("@KERNEL@", kernel))
     (rootfs / "usr/sbin/policy-rc.d").unlink()
     for key in (rootfs / "etc/ssh").glob("ssh_host_*"):
         key.unlink()
@@ -277,10 +287,10 @@ class Cpio:
         self.f = fileobj
         self.ino = 1
 
-    def _entry(self, name, mode, data=b"", nlink=1):
+    def _entry(self, name, mode, data=b"", nlink=1, rdev=(0, 0)):
         name_b = name.encode() + b"\0"
         hdr = "070701" + "".join(f"{v:08x}" for v in (
-            self.ino, mode, 0, 0, nlink, 0, len(data), 0, 0, 0, 0,
+            self.ino, mode, 0, 0, nlink, 0, len(data), 0, 0, *rdev,
             len(name_b), 0))
         self.ino += 1
         self.f.write(hdr.encode() + name_b)
@@ -294,6 +304,9 @@ class Cpio:
     def file(self, name, data, mode=0o644):
         self._entry(name, 0o100000 | mode, data)
 
+    def chardev(self, name, major, minor, mode=0o600):
+        self._entry(name, 0o020000 | mode, rdev=(major, minor))
+
     def symlink(self, name, target):
         self._entry(name, 0o120777, target.encode())
 
@@ -302,28 +315,50 @@ class Cpio:
         self.f.write(b"\0" * (-self.f.tell() % 512))
 
 
-def installer_tree(rootfs, downloads, tree):
-    """Everything of the installer's initramfs but the payload, in tree."""
+def busybox(downloads, work):
+    """The static busybox binary of the busybox-static package."""
+    bb = work / "busybox-static"
+    if not bb.exists():
+        bb.mkdir(parents=True)
+        run(["dpkg-deb", "-x",
+             str(next(downloads.glob("busybox-static_*.deb"))), str(bb)])
+    return bb / "bin/busybox"
+
+
+def module_files(rootfs, modules):
+    """{initrd path: file} of modules and their dependencies, load order."""
     kver = kernel_version(rootfs)
-    bb = tree / "bb"
-    bb.mkdir(parents=True)
-    run(["dpkg-deb", "-x", str(next(downloads.glob("busybox-static_*.deb"))),
-         str(bb)])
-    files = {"bin/busybox": bb / "bin/busybox"}
+    order = []
+    for mod in modules:
+        out = chroot(rootfs, "modprobe", "-S", kver, "--show-depends", mod,
+                     capture_output=True, text=True).stdout
+        for path in re.findall(r"^insmod (\S+)", out, re.M):
+            if path not in order:
+                order.append(path)
+    return {p.lstrip("/"): rootfs / p.lstrip("/") for p in order}, order
+
+
+def make_guest_initrd(rootfs, downloads, work):
+    """The guest's own small initramfs, boot/imgfac-initrd.img."""
+    files, order = module_files(rootfs, GUEST_INITRD_MODULES)
+    files["bin/busybox"] = busybox(downloads, work)
+    files["init"] = GUEST_FILES / "guest-initrd/init"
+    texts = {"etc/modules.order": "\n".join(order) + "\n"}
+    write_initrd(rootfs / "boot/imgfac-initrd.img", files, texts)
+    for stock in (rootfs / "boot").glob("initrd.img-*"):
+        stock.unlink()
+
+
+def installer_tree(rootfs, downloads, work):
+    """Files and texts of the installer's initramfs but the payload."""
+    files, order = module_files(rootfs, INSTALLER_MODULES)
+    files["bin/busybox"] = busybox(downloads, work)
     for tool in INSTALLER_TOOLS:
         files[tool.lstrip("/")] = rootfs / tool.lstrip("/")
         out = chroot(rootfs, "ldd", tool, capture_output=True, text=True).stdout
         for lib in re.findall(r"(/\S+) \(0x", out):
             files[lib.lstrip("/")] = rootfs / lib.lstrip("/")
     files["etc/mke2fs.conf"] = rootfs / "etc/mke2fs.conf"
-    order = []
-    for mod in INSTALLER_MODULES:
-        out = chroot(rootfs, "modprobe", "-S", kver, "--show-depends", mod,
-                     capture_output=True, text=True).stdout
-        for path in re.findall(r"^insmod (\S+)", out, re.M):
-            if path not in order:
-                order.append(path)
-                files[path.lstrip("/")] = rootfs / path.lstrip("/")
     src = GUEST_FILES / "installer"
     files["init"] = src / "init"
     files["etc/imgfac/udhcpc.script"] = src / "udhcpc.script"
@@ -333,7 +368,7 @@ def installer_tree(rootfs, downloads, tree):
     return files, texts
 
 
-def write_initrd(path, files, texts, payload):
+def write_initrd(path, files, texts, payload=None):
     """gzip'd cpio of files/texts, then the payload uncompressed after it."""
     entries = {}
     for name, src in files.items():
@@ -344,17 +379,20 @@ def write_initrd(path, files, texts, payload):
     for name, text in texts.items():
         entries[name] = (text.encode(), 0o644)
     dirs = sorted({"/".join(n.split("/")[:i]) for n in entries
-                   for i in range(1, n.count("/") + 1)})
+                   for i in range(1, n.count("/") + 1)} | {"dev"})
     with open(path, "wb") as out:
         with gzip.GzipFile(fileobj=out, mode="wb", mtime=0) as gz:
             cpio = Cpio(gz)
             for d in dirs:
                 cpio.dir(d)
+            cpio.chardev("dev/console", 5, 1)
             cpio.symlink("lib", "usr/lib")
             cpio.symlink("lib64", "usr/lib64")
             for name, (data, mode) in sorted(entries.items()):
                 cpio.file(name, data, mode)
             cpio.close()
+        if not payload:
+            return
         out.write(b"\0" * (-out.tell() % 512))
         cpio = Cpio(out)
         cpio.dir("payload")
@@ -508,14 +546,17 @@ def build(state_dir=None):
             return {k: str(v) for k, v in paths.items()}
         started = time.monotonic()
         stamp.unlink(missing_ok=True)
+        for stale in guests.glob("build.*"):
+            if not _mounted_under(stale):
+                shutil.rmtree(stale, ignore_errors=True)
         work = pathlib.Path(tempfile.mkdtemp(prefix="build.", dir=guests))
         try:
             _build(work, guests / "cache", paths)
         finally:
-            with contextlib.suppress(OSError):
-                run(["umount", "-l", str(work / "rootfs/proc")], check=False,
-                    stderr=subprocess.DEVNULL)
-            if not os.environ.get("IMGFAC_GUESTS_KEEP_WORK"):
+            run(["umount", "-l", str(work / "rootfs/proc")], check=False,
+                stderr=subprocess.DEVNULL)
+            if not (os.environ.get("IMGFAC_GUESTS_KEEP_WORK")
+                    or _mounted_under(work)):
                 shutil.rmtree(work, ignore_errors=True)
         sizes = {k: _size(v) for k, v in paths.items()}
         stamp.write_text(json.dumps(
@@ -523,6 +564,13 @@ def build(state_dir=None):
              "sizes": sizes}, indent=1) + "\n")
         log(f"built in {time.monotonic() - started:.0f} s: {sizes}")
         return {k: str(v) for k, v in paths.items()}
+
+
+def _mounted_under(path):
+    """True when some file system is still mounted below path."""
+    prefix = str(path) + "/"
+    with open("/proc/mounts") as mounts:
+        return any(line.split()[1].startswith(prefix) for line in mounts)
 
 
 def _size(path):
@@ -535,9 +583,10 @@ def _build(work, cache, paths):
     rootfs = work / "rootfs"
     downloads = work / "downloads"
     make_rootfs(rootfs, cache, downloads)
+    make_guest_initrd(rootfs, downloads, work)
     payload = work / "rootfs.tar.gz"
     make_payload(rootfs, payload)
-    files, texts = installer_tree(rootfs, downloads, work / "installer")
+    files, texts = installer_tree(rootfs, downloads, work)
     payload_mb = int(subprocess.run(
         ["du", "-sm", "--apparent-size", str(rootfs)], capture_output=True,
         text=True, check=True).stdout.split()[0])
