@@ -242,6 +242,30 @@ def test_guest_boots_to_ssh_installs_from_repo_and_powers_off(
     client.close()
 
 
+def test_guest_without_config_drive_powers_off_on_acpi_button(
+        built, tmp_path, machines):
+    qmp = tmp_path / "qmp.sock"
+    vm = machines(tmp_path, "plain", disk=overlay(built["guest_disk"],
+                                                  tmp_path, "plain"), qmp=qmp)
+    vm.wait_console("-----END SSH HOST KEY KEYS-----", 150)
+    assert "ssh-ed25519 " in vm.text()
+    vm.wait_console("Starting OpenBSD Secure Shell server", 60)
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.connect(str(qmp))
+        stream = sock.makefile("rw")
+        stream.readline()
+        for command in ("qmp_capabilities", "system_powerdown"):
+            stream.write(json.dumps({"execute": command}) + "\n")
+            stream.flush()
+            reply = json.loads(stream.readline())
+            while "event" in reply:
+                reply = json.loads(stream.readline())
+            assert "return" in reply, reply
+        # The Nova driver's stop: ACPI power button, acpid runs poweroff.
+        assert vm.wait_exit(90) == 0
+    assert "Power down" in vm.text()
+
+
 INSTALL_SCRIPT = """\
 # test install script
 disk /dev/vda

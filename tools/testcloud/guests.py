@@ -481,7 +481,8 @@ def make_repo(downloads, repo):
 # --- QEMU ----------------------------------------------------------------------
 
 def qemu_command(serial_log, memory=1024, disk=None, kernel=None, initrd=None,
-                 append=None, config_drive=None, cdroms=(), ssh_forward=None):
+                 append=None, config_drive=None, cdroms=(), ssh_forward=None,
+                 qmp=None):
     """qemu-system-x86_64 argv, set up like the test cloud's Nova driver.
 
     TCG, headless, serial console appended to serial_log; disk (qcow2) and
@@ -489,6 +490,7 @@ def qemu_command(serial_log, memory=1024, disk=None, kernel=None, initrd=None,
     ssh_forward: (host_ip, host_port) forwarded to the guest's port 22;
     slirp is restricted (host alias 10.0.2.1) and the guest reaches only the
     web server, as http://10.0.2.2:8090/ (through socat).  No NIC when None.
+    qmp: path of a QMP socket to listen on.
     """
     argv = ["qemu-system-x86_64", "-machine", "pc", "-nodefaults",
             "-no-user-config", "-accel", "tcg", "-cpu", "max",
@@ -509,6 +511,8 @@ def qemu_command(serial_log, memory=1024, disk=None, kernel=None, initrd=None,
     if kernel:
         argv += ["-kernel", str(kernel), "-initrd", str(initrd),
                  "-append", append or "console=ttyS0"]
+    if qmp:
+        argv += ["-qmp", f"unix:{qmp},server=on,wait=off"]
     if ssh_forward:
         argv += ["-netdev",
                  "user,id=n0,restrict=on,host=10.0.2.1,"
