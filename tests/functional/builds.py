@@ -3,6 +3,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(
@@ -60,6 +61,12 @@ def write_script(directory, text=INSTALL_SCRIPT):
     return path
 
 
+def with_install_script(params, directory):
+    """``params`` plus the test installer's install script."""
+    return tuple(params) + ("--file-parameter", "install_script",
+                            write_script(directory))
+
+
 def write_config(directory):
     store = os.path.join(str(directory), "store")
     path = os.path.join(str(directory), "imgfac-nova.conf")
@@ -74,6 +81,29 @@ def imgfac(config, *args, env=None, timeout=1800):
         [sys.executable, "-m", "imgfac_nova.cli", "--config-file", config,
          "--output", "json", *args], capture_output=True, text=True,
         env=env, timeout=timeout, cwd=REPO)
+
+
+def start(config, *args, env=None):
+    """Start the imgfac-nova command without waiting (--output json)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "imgfac_nova.cli", "--config-file", config,
+         "--output", "json", *args], env=env, cwd=REPO,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_activity(proc, store, text, timeout=1500):
+    """Wait until the build run by ``proc`` logs ``text``; returns its id."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        logs = [n for n in os.listdir(store) if n.endswith(".log")] \
+            if os.path.isdir(store) else []
+        if logs:
+            with open(os.path.join(store, logs[0])) as handle:
+                if text in handle.read():
+                    return logs[0][:-len(".log")]
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(2)
+    raise AssertionError("the build never logged %r" % text)
 
 
 def record(result):

@@ -83,3 +83,12 @@ def cleanup():
 @pytest.fixture
 def unique_name():
     return "imgfac-ft-" + uuid.uuid4().hex[:8]
+
+
+@pytest.fixture
+def setup(tmp_path):
+    """A configuration file and image store for imgfac-nova builds:
+    ``(config path, store path, tmp_path)``."""
+    from tests.functional import builds
+    config, store = builds.write_config(tmp_path)
+    return config, store, tmp_path

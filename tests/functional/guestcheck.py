@@ -1,4 +1,5 @@
-"""Boot a built image in QEMU and look inside it over SSH."""
+"""Boot a built image (in local QEMU or in the test cloud) and look inside it
+over SSH."""
 import contextlib
 import os
 import tempfile
@@ -8,14 +9,29 @@ from novaimagebuilder import configdrive
 from novaimagebuilder import local
 from novaimagebuilder import qemu
 from novaimagebuilder import ssh
+from novaimagebuilder import waiter
+
+
+def _key():
+    import paramiko
+    key = paramiko.ECDSAKey.generate(bits=256)
+    return key, "%s %s check" % (key.get_name(), key.get_base64())
+
+
+@contextlib.contextmanager
+def _logged_in(host, port, user, key):
+    guest = ssh.SSHGuest(host, port, user, key, command_prefix="sudo")
+    guest.wait_until_reachable(600)
+    try:
+        yield guest
+    finally:
+        guest.close()
 
 
 @contextlib.contextmanager
 def booted(image, user="debian"):
-    """Yield an SSHGuest logged in to a copy-on-write boot of ``image``."""
-    import paramiko
-    key = paramiko.ECDSAKey.generate(bits=256)
-    public = "%s %s check" % (key.get_name(), key.get_base64())
+    """Yield an SSHGuest logged in to a local copy-on-write boot of ``image``."""
+    key, public = _key()
     with tempfile.TemporaryDirectory(prefix="imgfac-check-") as workdir:
         overlay = os.path.join(workdir, "check.qcow2")
         fmt = "raw" if image.endswith(".raw") else "qcow2"
@@ -28,12 +44,36 @@ def booted(image, user="debian"):
         vm = qemu.VM(workdir, "check", overlay, accel, cdroms=[drive],
                      ssh=True).start()
         try:
-            guest = ssh.SSHGuest("127.0.0.1", vm.ssh_port, user, key,
-                                 command_prefix="sudo")
-            guest.wait_until_reachable(600)
-            try:
+            with _logged_in("127.0.0.1", vm.ssh_port, user, key) as guest:
                 yield guest
-            finally:
-                guest.close()
         finally:
             vm.kill()
+
+
+@contextlib.contextmanager
+def booted_in_cloud(conn, image_id, user="debian"):
+    """Yield an SSHGuest on a server booted from ``image_id``; everything made
+    for it is removed afterwards."""
+    key, public = _key()
+    name = "imgfac-ft-check-" + uuid.uuid4().hex[:8]
+    conn.compute.create_keypair(name=name, public_key=public)
+    server = None
+    try:
+        network = conn.network.find_network("imgfac-net")
+        server = conn.compute.create_server(
+            name=name, image_id=image_id, key_name=name, config_drive=True,
+            flavor_id=conn.compute.find_flavor("2").id,
+            networks=[{"uuid": network.id}])
+        server = waiter.wait_for(
+            "waiting for the check server", lambda: conn.compute.get_server(
+                server.id), lambda s: s.status == "ACTIVE", timeout=300,
+            failed=lambda s: s.status == "ERROR" and str(s.fault))
+        address = [a["addr"] for addrs in server.addresses.values()
+                   for a in addrs if a["version"] == 4][0]
+        with _logged_in(address, 22, user, key) as guest:
+            yield guest
+    finally:
+        if server is not None:
+            conn.compute.delete_server(server.id)
+            conn.compute.wait_for_delete(server)
+        conn.compute.delete_keypair(name, ignore_missing=True)

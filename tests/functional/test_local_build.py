@@ -1,10 +1,10 @@
 """Local base-image builds with QEMU: the whole pipeline, and its clean-up on
 every failure path. The test installer and package repository are the test
 cloud's (served on 127.0.0.1:8090)."""
+import json
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
@@ -22,16 +22,8 @@ def local_env(test_cloud):
 
 
 @pytest.fixture
-def setup(tmp_path):
-    config, store = builds.write_config(tmp_path)
-    return config, store, tmp_path
-
-
-@pytest.fixture
 def params(tmp_path):
-    """The build parameters, with the test installer's install script."""
-    return PARAMS + ("--file-parameter", "install_script",
-                     builds.write_script(tmp_path))
+    return builds.with_install_script(PARAMS, tmp_path)
 
 
 PARAMS = ("--parameter", "default_user", "debian",
@@ -126,24 +118,11 @@ def test_ssh_auth_failure_is_one_line(local_env, setup):
 def test_ctrl_c_during_customization_cleans_up(params, local_env, setup):
     config, store, tmp = setup
     template = builds.write_template(tmp, command="sleep 600")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "imgfac_nova.cli", "--config-file", config,
-         "base_image", *params, template], env=local_env, cwd=builds.REPO,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 1200
-    log = None
-    while time.monotonic() < deadline:
-        logs = [n for n in os.listdir(store) if n.endswith(".log")] \
-            if os.path.isdir(store) else []
-        log = os.path.join(store, logs[0]) if logs else None
-        if log and "Running command 'mark'" in open(log).read():
-            break
-        assert proc.poll() is None, proc.communicate()
-        time.sleep(2)
-    else:
-        pytest.fail("the build never reached the command")
+    proc = builds.start(config, "base_image", *params, template,
+                        env=local_env)
+    builds.wait_for_activity(proc, store, "Running command 'mark'")
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 1
-    assert out.splitlines()[-1] == "Image build FAILED with error: interrupted"
+    assert json.loads(out)["status_detail"]["error"] == "interrupted"
     _assert_nothing_left(store)

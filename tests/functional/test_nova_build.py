@@ -1,14 +1,14 @@
 """Base-image builds inside the test cloud: the Nova plugin end to end, and
 its clean-up on every failure path, checked by listing the cloud."""
+import json
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
 
 from tests.functional import builds
+from tests.functional import guestcheck
 
 PARAMS = ("--parameter", "flavor", "2",
           "--parameter", "default_user", "debian",
@@ -24,16 +24,8 @@ def cloud_env(test_cloud):
 
 
 @pytest.fixture
-def setup(tmp_path):
-    config, store = builds.write_config(tmp_path)
-    return config, store, tmp_path
-
-
-@pytest.fixture
 def params(tmp_path):
-    """The build parameters, with the test installer's install script."""
-    return PARAMS + ("--file-parameter", "install_script",
-                     builds.write_script(tmp_path))
+    return builds.with_install_script(PARAMS, tmp_path)
 
 
 def build_resources(conn, build_id):
@@ -74,8 +66,7 @@ def test_nova_build_end_to_end(params, cloud_env, setup, conn):
     print("nova build took %.0f s: %s" % (elapsed, cloud))
 
     # The image boots and shows the customization.
-    from tests.functional import cloudcheck
-    with cloudcheck.booted(conn, glance_id) as guest:
+    with guestcheck.booted_in_cloud(conn, glance_id) as guest:
         assert guest.run("cat /etc/imgfac-ft.txt")[1].strip() == \
             "made by imgfac-nova"
         assert guest.run("cat /var/lib/imgfac-ft-mark")[1].strip() == \
@@ -152,31 +143,16 @@ def test_hung_installer_cleans_the_cloud(params, cloud_env, setup, conn):
 def test_ctrl_c_during_customization_cleans_the_cloud(params, cloud_env, setup, conn):
     config, store, tmp = setup
     template = builds.write_template(tmp, command="sleep 600")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "imgfac_nova.cli", "--config-file", config,
-         "--output", "json", "base_image", *params,
-         "--parameter", "request_floating_ip", "true", template],
-        env=cloud_env, cwd=builds.REPO, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 1500
-    while time.monotonic() < deadline:
-        logs = [n for n in os.listdir(store) if n.endswith(".log")] \
-            if os.path.isdir(store) else []
-        if logs and "Running command 'mark'" in open(
-                os.path.join(store, logs[0])).read():
-            break
-        assert proc.poll() is None, proc.communicate()
-        time.sleep(2)
-    else:
-        pytest.fail("the build never reached the command")
-    build_id = logs[0][:-len(".log")]
+    proc = builds.start(config, "base_image", *params,
+                        "--parameter", "request_floating_ip", "true",
+                        template, env=cloud_env)
+    build_id = builds.wait_for_activity(proc, store, "Running command 'mark'")
     kinds = {kind for kind, _ in build_resources(conn, build_id)}
     assert {"server", "keypair", "security group", "floating IP"} <= kinds
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 1
-    assert builds.record(subprocess.CompletedProcess(
-        [], 1, out, err))["status_detail"]["error"] == "interrupted"
+    assert json.loads(out)["status_detail"]["error"] == "interrupted"
     _assert_cloud_clean(conn, build_id)
 
 
