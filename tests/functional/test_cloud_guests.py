@@ -218,7 +218,8 @@ def test_guest_boots_to_ssh_installs_from_repo_and_powers_off(
     key = paramiko.ECDSAKey.generate()
     drive = config_drive(tmp_path, meta={
         "hostname": "guest-one.novalocal", "name": "guest-one",
-        "public_keys": {"test": public_key(key) + "\n"}})
+        "public_keys": {"test": public_key(key) + "\n"}},
+        user_data="#!/bin/sh\necho \"user data ran as $(id -un)\" > /var/lib/ud\n")
     vm = machines(tmp_path, "guest", disk=overlay(built["guest_disk"],
                                                   tmp_path, "guest"),
                   config_drive=drive, network=True)
@@ -231,6 +232,7 @@ def test_guest_boots_to_ssh_installs_from_repo_and_powers_off(
     assert host_key in block.split("-----END SSH HOST KEY FINGERPRINTS-----")[0]
     assert run(client, "hostname").strip() == "guest-one"
     assert run(client, "sudo -n id -u").strip() == "0"
+    assert run(client, "cat /var/lib/ud").strip() == "user data ran as root"
     assert "openssh-server" in run(client, "dpkg-query -W -f '${Package}\\n'")
     run(client, "echo 'deb [trusted=yes] http://10.0.2.2:8090/repo/ ./' "
                 "| sudo tee /etc/apt/sources.list.d/local.list")
