@@ -342,6 +342,20 @@ def test_installer_bad_script_stays_up_with_error_on_console(
     assert "INSTALLATION COMPLETE" not in vm.text()
 
 
+def test_installer_fetches_script_over_http(built, web, tmp_path, machines):
+    # The repository index is no install script: the error about its first
+    # line shows that the installer fetched it over the network.
+    url = "http://10.0.2.2:8090/repo/Packages"
+    vm = machines(tmp_path, "installer", disk=blank_disk(tmp_path, "target"),
+                  kernel=built["installer_kernel"],
+                  initrd=built["installer_initrd"], network=True,
+                  append=f"console=ttyS0 imgfac.ks={url}")
+    vm.wait_console("INSTALLATION FAILED: install script line 1: unknown "
+                    "command 'Package:'", 120)
+    time.sleep(3)
+    assert vm.proc.poll() is None, "the installer powered off after an error"
+
+
 PRESEED = """\
 # like the preseed imgfac-nova generates for Debian
 d-i netcfg/get_hostname string preseeded
