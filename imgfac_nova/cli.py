@@ -209,9 +209,12 @@ def _start(args, conf, start):
     values = _values(args)
     display = progress_display.Progress()
     builder = _builder(conf, display)
+    from novaimagebuilder import errors
     try:
         job = start(builder, values)
-    except (manager.PluginError, parameters.ParameterError) as exc:
+    except (manager.PluginError, parameters.ParameterError,
+            errors.BuildError) as exc:
+        # Bad input, found by the builder or a plugin's check().
         raise UsageError(str(exc)) from None
     for record in job.records:
         _warn_exposed_secrets(builder, record, args)

@@ -3,6 +3,7 @@ import time
 
 from imgfac_nova import parameters
 from imgfac_nova.plugins import base
+from novaimagebuilder import errors
 
 
 def _info(targets, description):
@@ -24,7 +25,13 @@ class TestOS(base.OSPlugin):
         parameters.Parameter("verbose_marker", "a flag", type="bool",
                              default=False),
         parameters.Parameter("token", "a secret", secret=True),
+        parameters.Parameter("refuse", "check() refuses the build"),
     )
+
+    def check(self, template, parameters):
+        if parameters.get("refuse"):
+            raise errors.BuildError("the cloud says no: %s"
+                                    % parameters["refuse"])
 
     def create_base_image(self, build, template, parameters):
         for step in range(parameters["steps"]):

@@ -92,6 +92,8 @@ def test_json_output(run, good):
      "parameter 'steps' of plugin testos: expected an integer, got 'lots'"),
     (("base_image", "--parameter", "os_plugin", "fedora40", "{good}"),
      "OS plugin fedora40 does not build TestOS 1 x86_64"),
+    (("base_image", "--parameter", "refuse", "flavor", "{good}"),
+     "the cloud says no: flavor"),
     (("base_image", "--parameters", "{missing}", "{good}"),
      "--parameters: cannot read"),
     (("base_image", "{missing}"), "missing.tdl"),
