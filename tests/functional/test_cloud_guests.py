@@ -170,10 +170,11 @@ def run(client, command, timeout=120):
     return text
 
 
-def overlay(base, tmp_path, name):
+def overlay(base, tmp_path, name, size=None):
     disk = tmp_path / f"{name}.qcow2"
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(base),
-                    "-F", "qcow2", str(disk)], check=True)
+                    "-F", "qcow2", str(disk), *([size] if size else [])],
+                   check=True)
     return disk
 
 
@@ -220,8 +221,9 @@ def test_guest_boots_to_ssh_installs_from_repo_and_powers_off(
         "hostname": "guest-one.novalocal", "name": "guest-one",
         "public_keys": {"test": public_key(key) + "\n"}},
         user_data="#!/bin/sh\necho \"user data ran as $(id -un)\" > /var/lib/ud\n")
+    # A bigger disk than the image, as Nova gives for the flavor.
     vm = machines(tmp_path, "guest", disk=overlay(built["guest_disk"],
-                                                  tmp_path, "guest"),
+                                                  tmp_path, "guest", "4G"),
                   config_drive=drive, network=True)
     client = vm.ssh("debian", key)
     print(f"guest boot to SSH: {time.monotonic() - vm.started:.1f} s")
@@ -233,6 +235,8 @@ def test_guest_boots_to_ssh_installs_from_repo_and_powers_off(
     assert run(client, "hostname").strip() == "guest-one"
     assert run(client, "sudo -n id -u").strip() == "0"
     assert run(client, "cat /var/lib/ud").strip() == "user data ran as root"
+    root_kib = int(run(client, "df -k --output=size / | tail -n 1"))
+    assert root_kib > 3.5 * 1024 ** 2, "the root file system did not grow"
     assert "openssh-server" in run(client, "dpkg-query -W -f '${Package}\\n'")
     run(client, "echo 'deb [trusted=yes] http://10.0.2.2:8090/repo/ ./' "
                 "| sudo tee /etc/apt/sources.list.d/local.list")
