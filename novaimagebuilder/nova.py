@@ -32,6 +32,12 @@ def explain(exc):
     """One line for an openstacksdk/keystoneauth exception."""
     from keystoneauth1 import exceptions as ksa
     from openstack import exceptions as sdk
+    cause = exc
+    while cause is not None:  # openstacksdk wraps keystoneauth's errors
+        if isinstance(cause, ksa.Unauthorized) or \
+                getattr(cause, "status_code", None) == 401:
+            return "the cloud refused the credentials (HTTP 401)"
+        cause = cause.__cause__ or cause.__context__
     if isinstance(exc, sdk.HttpException):
         detail = (exc.details or exc.message or "").strip().splitlines()
         status = exc.status_code

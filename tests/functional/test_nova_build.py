@@ -57,7 +57,8 @@ def test_nova_build_end_to_end(params, cloud_env, setup, conn):
     glance = conn.image.get_image(glance_id)
     assert glance.status == "active"
     assert glance.properties["imgfac_build_id"] == image["identifier"]
-    assert glance.properties["os_distro"] == "debian"
+    assert glance.os_distro == "debian"
+    assert glance.properties["imgfac_icicle"] == image["identifier"]
     assert '<package name="hello_' in image["icicle"].replace("'", '"')
     # Only the result (and cached install media) remain.
     assert build_resources(conn, image["identifier"]) == [
