@@ -56,7 +56,7 @@ def test_requested_and_preferred(plugins):
 
 
 def test_generic_plugins_match_anything_least_specifically(plugins,
-                                                         monkeypatch):
+                                                           monkeypatch):
     assert plugins.os_matches("Plan9", "4", "mips") == [(0, "local"),
                                                         (0, "nova")]
     assert plugins.choose_os_plugin("Plan9", "4", "mips") == "local"

@@ -21,7 +21,7 @@ def test_add_get_update_list_remove(tmp_path):
     got = s.get(first.identifier)
     assert (got.status, got.percent_complete) == (images.BUILDING, 40)
     assert {r.identifier for r in s.list()} == {first.identifier,
-                                               second.identifier}
+                                                second.identifier}
     assert [r.identifier for r in s.list({"status": images.COMPLETE})] == [
         second.identifier]
     with open(s.body_path(first.identifier), "wb") as handle:
