@@ -111,7 +111,6 @@ GUEST_INITRD_MODULES = ("virtio_pci", "virtio_blk", "virtio_scsi", "sd_mod",
 # Guest binaries the installer needs before the target system exists.
 INSTALLER_TOOLS = ("/sbin/sfdisk", "/sbin/mke2fs", "/sbin/blkid")
 GUEST_DISK_SIZE = 2 * 1024 ** 3
-ROOT_LABEL = "debian-root"
 
 HERE = pathlib.Path(__file__).resolve().parent
 GUEST_FILES = HERE / "guest-files"
@@ -625,10 +624,11 @@ def _build(work, cache, paths):
                       ("guest_disk", "debian-guest.qcow2")):
         paths[key].parent.mkdir(parents=True, exist_ok=True)
         os.replace(out / name, paths[key])
-    if paths["repo"].exists():
-        shutil.rmtree(paths["repo"])
     paths["repo"].parent.mkdir(parents=True, exist_ok=True)
-    shutil.move(str(repo), paths["repo"])
+    old = work / "old-repo"
+    if paths["repo"].exists():
+        os.rename(paths["repo"], old)
+    os.rename(repo, paths["repo"])
 
 
 def main(argv=None):
