@@ -83,6 +83,19 @@ def imgfac(config, *args, env=None, timeout=1800):
         env=env, timeout=timeout, cwd=REPO)
 
 
+def hung_install(config, directory, params, env):
+    """Build with an installer told to hang; its inactivity limit is 40 s."""
+    script = write_script(directory, "hang\n")
+    return imgfac(config, "base_image", *params, "--file-parameter",
+                  "install_script", script, "--parameter",
+                  "inactivity_timeout", "40", write_template(directory),
+                  env=env)
+
+
+HUNG_INSTALL_ERROR = ("waiting for the installer to finish: no activity for "
+                      "40 s; console ends: ")
+
+
 def start(config, *args, env=None):
     """Start the imgfac-nova command without waiting (--output json)."""
     return subprocess.Popen(

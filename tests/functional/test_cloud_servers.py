@@ -16,6 +16,8 @@ import time
 import paramiko
 import pytest
 
+from tests.functional.poll import wait_for
+
 GUEST_IMAGE = "debian-guest"
 GUEST_USER = "debian"
 FLAVOR = "1"
@@ -23,18 +25,6 @@ NETWORK = "imgfac-net"
 BOOT_TIMEOUT = 300      # boot to SSH under TCG, with margin for a busy host
 INSTALL_TIMEOUT = 600
 SHUTOFF_TIMEOUT = 60    # guest power off + Nova noticing it
-
-
-def wait_for(predicate, timeout, what, interval=1.0):
-    """Poll predicate until it returns a true value; fail after timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail("timed out after %d s waiting for %s" % (timeout, what))
-        time.sleep(interval)
 
 
 def fixed_ip(server):

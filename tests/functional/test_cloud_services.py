@@ -9,10 +9,11 @@ import os
 import socket
 import subprocess
 import threading
-import time
 
 import openstack
 import pytest
+
+from tests.functional.poll import wait_for
 
 from tests.functional.conftest import run_tool
 
@@ -23,18 +24,6 @@ HTTP_PORTS = {"keystone": 5000, "glance": 9292, "placement": 8778,
               "nova-api": 8774, "neutron": 9696, "www": 8090}
 TENANT_CIDR = ipaddress.ip_network("127.42.0.0/16")
 PUBLIC_CIDR = ipaddress.ip_network("127.43.0.0/24")
-
-
-def wait_for(predicate, timeout, what):
-    """Poll predicate until it returns a true value; fail after timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail("timed out after %d s waiting for %s" % (timeout, what))
-        time.sleep(0.5)
 
 
 # -- the tool ---------------------------------------------------------------

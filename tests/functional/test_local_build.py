@@ -88,16 +88,10 @@ def test_failing_command_fails_build_with_its_name(params, local_env, setup):
 
 def test_hung_installer_is_reported_with_console_tail(params, local_env, setup):
     config, store, tmp = setup
-    script = tmp / "hang.ks"
-    script.write_text("hang\n")
-    result = builds.imgfac(config, "base_image", *params,
-                           "--file-parameter", "install_script", str(script),
-                           "--parameter", "inactivity_timeout", "40",
-                           builds.write_template(tmp), env=local_env)
+    result = builds.hung_install(config, tmp, params, local_env)
     assert result.returncode == 1
     error = builds.record(result)["status_detail"]["error"]
-    assert error.startswith("waiting for the installer to finish: no activity "
-                            "for 40 s; console ends: ")
+    assert error.startswith(builds.HUNG_INSTALL_ERROR)
     _assert_nothing_left(store)
 
 

@@ -127,17 +127,11 @@ def test_failing_command_cleans_the_cloud(params, cloud_env, setup, conn):
 
 def test_hung_installer_cleans_the_cloud(params, cloud_env, setup, conn):
     config, store, tmp = setup
-    script = tmp / "hang.ks"
-    script.write_text("hang\n")
-    result = builds.imgfac(config, "base_image", *params,
-                           "--file-parameter", "install_script", str(script),
-                           "--parameter", "inactivity_timeout", "40",
-                           builds.write_template(tmp), env=cloud_env)
+    result = builds.hung_install(config, tmp, params, cloud_env)
     assert result.returncode == 1
     image = builds.record(result)
     assert image["status_detail"]["error"].startswith(
-        "waiting for the installer to finish: no activity for 40 s; "
-        "console ends: ")
+        builds.HUNG_INSTALL_ERROR)
     _assert_cloud_clean(conn, image["identifier"])
 
 
