@@ -38,6 +38,10 @@ def load(config_files=(), debug=False, verbose=False):
     if not files and os.path.exists(DEFAULT_CONFIG_FILE):
         files = [DEFAULT_CONFIG_FILE]
     conf([], project="imgfac-nova", default_config_files=files)
+    # paramiko logs every refused attempt while a guest boots as an ERROR
+    # with a traceback; those retries are expected: show them only to --debug.
+    conf.set_default("default_log_levels", conf.default_log_levels + [
+        "paramiko.transport=%s" % ("DEBUG" if debug else "CRITICAL")])
     if debug:
         conf.set_override("debug", True)
     conf.set_override("use_stderr", True)
