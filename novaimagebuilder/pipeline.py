@@ -254,8 +254,13 @@ class Pipeline:
             finally:
                 session.close()
         manifest = icicle.icicle_xml(packages, template.description)
-        self._wait_off(guest, "waiting for the customized guest to power off",
-                       300)
+        try:
+            backend.wait_powered_off(
+                guest, "waiting for the customized guest to power off", 300)
+        except errors.WaitTimeout:
+            self.log.warning("%s did not power off by itself; stopping it",
+                             guest)
+            backend.power_off(guest)
 
         self.clock.step("capture")
         self.progress(92, "Capturing the image")

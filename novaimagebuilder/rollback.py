@@ -29,10 +29,6 @@ class Rollback:
         self._stack.remove(entry)
         self._undo(entry)
 
-    def forget(self, entry):
-        """Drop an entry whose resource is gone or handed over."""
-        self._stack.remove(entry)
-
     @property
     def pending(self):
         """Descriptions of what would be undone, newest first."""

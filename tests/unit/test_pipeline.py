@@ -199,6 +199,15 @@ def test_keep_on_failure_keeps_machines(fakes, caplog):
     assert "Kept for debugging: guest; JEOS jeos" in caplog.text
 
 
+def test_guest_that_does_not_power_off_is_stopped(fakes):
+    backend = Recorder(fail="hang_guest")
+    result = _run(backend, fakes)
+    assert result.image == "image"
+    calls = backend.calls
+    after = calls[calls.index("wait_guest") + 1:]
+    assert after[:2] == ["power_off", "capture_image"]
+
+
 def test_cancel_before_start_creates_nothing(fakes):
     cancel = threading.Event()
     cancel.set()
