@@ -31,6 +31,7 @@ class Parameter:
     default: object = None
     secret: bool = False
     choices: tuple = ()
+    minimum: float | None = None  # for int and float parameters
 
     def cast(self, value, plugin):
         """``value`` converted to this parameter's type, or ParameterError."""
@@ -57,6 +58,9 @@ class Parameter:
                     "%s: expected %s, got %r"
                     % (where, "an integer" if self.type == "int" else "a number",
                        _shown(self, value))) from None
+            if self.minimum is not None and value < self.minimum:
+                raise ParameterError("%s: must be at least %s, got %s"
+                                     % (where, self.minimum, value))
         elif not isinstance(value, str):
             value = json.dumps(value) if isinstance(value, (dict, list)) \
                 else str(value)

@@ -20,13 +20,14 @@ PIPELINE_PARAMETERS = (
               "where the install tree usually keeps it"),
     Parameter("install_ramdisk", "URL of the installer ramdisk"),
     Parameter("timeout", "seconds the installer may take", type="int",
-              default=3600),
+              default=3600, minimum=1),
     Parameter("inactivity_timeout", "seconds without console output after "
-              "which the installer counts as hung", type="int", default=900),
+              "which the installer counts as hung", type="int", default=900,
+              minimum=1),
     Parameter("ssh_timeout", "seconds to wait for SSH on the customized guest",
-              type="int", default=900),
+              type="int", default=900, minimum=1),
     Parameter("disk_size", "root disk size in GiB (default: the template's "
-              "disk size, else 10)", type="int"),
+              "disk size, else 10)", type="int", minimum=1),
     Parameter("keep_on_failure", "keep the failed machine for debugging",
               type="bool", default=False),
 )

@@ -25,9 +25,9 @@ class LocalOS(base.OSPlugin):
         Parameter("accel", "QEMU accelerator: auto, kvm or tcg",
                   default="auto", choices=("auto", "kvm", "tcg")),
         Parameter("memory", "memory of the build VMs in MiB", type="int",
-                  default=1024),
+                  default=1024, minimum=256),
         Parameter("cpus", "virtual CPUs of the build VMs", type="int",
-                  default=1),
+                  default=1, minimum=1),
         Parameter("image_format", "format of the image data",
                   default="qcow2", choices=("qcow2", "raw")),
     )

@@ -6,7 +6,7 @@ from imgfac_nova import parameters as p
 
 SPECS = (
     p.Parameter("flavor", "flavor name or id"),
-    p.Parameter("timeout", "seconds", type="int", default=3600),
+    p.Parameter("timeout", "seconds", type="int", default=3600, minimum=1),
     p.Parameter("ratio", "a float", type="float"),
     p.Parameter("request_floating_ip", "bool", type="bool", default=False),
     p.Parameter("visibility", "glance visibility", choices=("private",
@@ -67,6 +67,8 @@ def test_resolve_casts_and_defaults():
     ("timeout", "soon", "parameter 'timeout' of plugin nova: expected an "
                         "integer, got 'soon'"),
     ("timeout", True, "expected a number"),
+    ("timeout", "-5", "parameter 'timeout' of plugin nova: must be at least 1, "
+                      "got -5"),
     ("ratio", "x", "expected a number, got 'x'"),
     ("request_floating_ip", "maybe", "expected true or false, got 'maybe'"),
     ("visibility", "shared", "'shared' is not one of private, public"),
