@@ -356,7 +356,6 @@ class NovaBackend(pipeline.Backend):
             groups = self.security_groups or [self._ssh_group(undo)]
             server = self._boot("guest", jeos, undo, key_name=name,
                                 security_groups=groups)
-            server.undo = undo
             if self.floating_ip:
                 server.address = self._floating_ip(server, undo)
             return server
