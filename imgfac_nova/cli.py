@@ -167,10 +167,11 @@ def _store(conf):
     return store.ImageStore(config.storage_path(conf))
 
 
-def _template(path):
+def _template(path, conf):
+    from imgfac_nova import config
     from imgfac_nova import template
     try:
-        return template.load_template(path)
+        return template.load_template(path, config.template_limits(conf))
     except template.TemplateError as exc:
         raise UsageError(str(exc)) from None
 
@@ -293,13 +294,13 @@ def _show(args, record):
 
 def _base_image(args):
     conf = _conf(args)
-    template = _template(args.template)
+    template = _template(args.template, conf)
     return _start(args, conf, lambda b, v: b.base_image(template, v))
 
 
 def _target_image(args):
     conf = _conf(args)
-    template = _template(args.template) if args.template else None
+    template = _template(args.template, conf) if args.template else None
     return _start(args, conf, lambda b, v: b.target_image(
         args.target, v, base_id=args.id, template=template))
 
@@ -308,7 +309,7 @@ def _provider_image(args):
     conf = _conf(args)
     if args.snapshot and not args.template:
         raise UsageError("--snapshot builds from a template: give --template")
-    template = _template(args.template) if args.template else None
+    template = _template(args.template, conf) if args.template else None
     credentials = _read_secret_file(args.credentials, "credentials file")
     return _start(args, conf, lambda b, v: b.provider_image(
         args.target, args.provider, credentials, v, image_id=args.id,
@@ -422,11 +423,13 @@ def _sweep(args):
 
 
 def _validate(args):
+    from imgfac_nova import config
     from imgfac_nova import template
+    limits = config.template_limits(_conf(args))
     results = []
     for path in args.templates:
         try:
-            tdl = template.load_template(path)
+            tdl = template.load_template(path, limits)
         except template.TemplateError as exc:
             results.append({"template": path, "valid": False,
                             "error": str(exc)})

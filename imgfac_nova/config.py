@@ -5,6 +5,7 @@ import os
 from oslo_config import cfg
 
 from imgfac_nova import store
+from imgfac_nova import template
 
 DEFAULT_CONFIG_FILE = "/etc/imgfac-nova/imgfac-nova.conf"
 
@@ -18,6 +19,13 @@ _opts = [
                help="OS plugin to use when more than one installed plugin "
                     "builds the template's OS. The os_plugin build parameter "
                     "overrides it."),
+    cfg.IntOpt("max_template_bytes", default=template.DEFAULT_LIMITS.max_bytes,
+               min=1024,
+               help="Largest template accepted, in bytes (templates carry "
+                    "files inline)."),
+    cfg.IntOpt("max_template_elements",
+               default=template.DEFAULT_LIMITS.max_elements, min=100,
+               help="Most XML elements a template may have."),
 ]
 
 
@@ -52,6 +60,11 @@ def load(config_files=(), debug=False, verbose=False):
             if not isinstance(handler, logging.FileHandler):
                 handler.setLevel(logging.WARNING)
     return conf
+
+
+def template_limits(conf):
+    """The template.Limits the configuration sets."""
+    return template.Limits(conf.max_template_bytes, conf.max_template_elements)
 
 
 def storage_path(conf):

@@ -6,10 +6,12 @@ commands customize it.  ``load_template`` and ``parse_template`` accept the
 language as Oz does and return a ``Template``; anything else raises
 ``TemplateError``, whose text is one line "<file>:<line>: <what is wrong>".
 
-Parsing is defensive: input is capped at ``MAX_TEMPLATE_BYTES`` and
-``MAX_TEMPLATE_ELEMENTS``, DOCTYPE
-declarations (and with them entities and DTDs) are refused, and the XML
-parser never expands entities, loads DTDs or touches the network.
+Parsing is defensive: input is capped in bytes and elements (``Limits``;
+64 MiB and 200,000 by default, the ``max_template_bytes`` and
+``max_template_elements`` options), DOCTYPE declarations (and with them
+entities and DTDs) are refused, the XML parser never expands entities,
+loads DTDs or touches the network, and libxml2's nesting-depth limit stays
+in force.
 
 The structure is checked element by element here, to give precise
 messages; the RELAX NG grammar in ``schemas/tdl.rng`` is then applied to
@@ -41,17 +43,22 @@ from typing import NamedTuple
 
 from lxml import etree
 
-MAX_TEMPLATE_BYTES = 1024 * 1024
-# Validation time grows faster than linearly with the number of elements
-# (libxml2's RELAX NG interleave); real templates have far fewer.
-MAX_TEMPLATE_ELEMENTS = 10000
+
+
+class Limits(NamedTuple):
+    """How large a template may be."""
+
+    max_bytes: int = 64 * 1024 * 1024
+    max_elements: int = 200000
+
+
+DEFAULT_LIMITS = Limits()
 ARCHITECTURES = ("i386", "x86_64", "aarch64", "armv7l", "ppc64", "ppc64le",
                  "s390x")
 CHECKSUM_TYPES = ("md5sum", "sha1sum", "sha256sum")
 CONTENT_TYPES = ("raw", "base64", "url")
 REDACTED = "REDACTED"
 
-_TOO_LARGE = f"template is larger than {MAX_TEMPLATE_BYTES // 1024} KiB"
 _NO_DOCTYPE = "DOCTYPE declarations (DTDs, entities) are not allowed"
 
 # Elements whose text is secret, relative to <template>.
@@ -249,30 +256,35 @@ class Template:
 
 # ---------------------------------------------------------------- entry points
 
-def load_template(path):
+def load_template(path, limits=DEFAULT_LIMITS):
     """Read and validate the template file at ``path``."""
     source = os.fspath(path)
     try:
         with open(path, "rb") as stream:
-            data = stream.read(MAX_TEMPLATE_BYTES + 1)
+            data = stream.read(limits.max_bytes + 1)
     except OSError as exc:
         raise TemplateError(source, None, "cannot read template: "
                             + (exc.strerror or str(exc))) from None
-    if len(data) > MAX_TEMPLATE_BYTES:
-        raise TemplateError(source, None, _TOO_LARGE)
+    if len(data) > limits.max_bytes:
+        raise TemplateError(source, None, _too_large(limits))
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         raise TemplateError(source, line,
                             "template is not valid UTF-8 text") from None
-    return parse_template(text, source)
+    return parse_template(text, source, limits)
 
 
-def parse_template(text, source="<string>"):
+def parse_template(text, source="<string>", limits=DEFAULT_LIMITS):
     """Validate TDL ``text`` and return a Template; ``source`` names it."""
-    root = _parse_xml(text, source)
+    root = _parse_xml(text, source, limits)
     return _Reader(source).read(root, text)
+
+
+def _too_large(limits):
+    return (f"template is larger than {_human_size(limits.max_bytes)} "
+            "(the max_template_bytes option)")
 
 
 # ---------------------------------------------------------------- XML parsing
@@ -283,21 +295,28 @@ _LIBXML_NOISE = re.compile(
     r",? use XML_PARSE_HUGE option|, line \d+, column \d+$")
 
 
-def _parse_xml(text, source):
-    """Parse ``text`` safely into an element tree, or raise TemplateError."""
+def _parse_xml(text, source, limits=None):
+    """Parse ``text`` safely into an element tree, or raise TemplateError.
+
+    ``limits`` None is for text that has passed them already.
+    ``huge_tree`` only lifts libxml2's 10 MB cap on one text node (a big
+    inline file); entity expansion cannot happen (no DOCTYPE gets this far)
+    and the nesting depth stays capped.
+    """
     text = text.lstrip("\ufeff")
     try:
         data = text.encode("utf-8")
     except UnicodeEncodeError:
         raise TemplateError(source, None, "template is not valid text") from None
-    if len(data) > MAX_TEMPLATE_BYTES:
-        raise TemplateError(source, None, _TOO_LARGE)
+    limits = limits or Limits(len(data), float("inf"))
+    if len(data) > limits.max_bytes:
+        raise TemplateError(source, None, _too_large(limits))
     doctype_line = _doctype_line(text)
     if doctype_line:
         raise TemplateError(source, doctype_line, _NO_DOCTYPE)
     parser = etree.XMLParser(
         encoding="utf-8", resolve_entities=False, no_network=True,
-        load_dtd=False, dtd_validation=False, huge_tree=False,
+        load_dtd=False, dtd_validation=False, huge_tree=True,
         remove_comments=True, remove_pis=True)
     try:
         root = etree.fromstring(data, parser)
@@ -308,9 +327,10 @@ def _parse_xml(text, source):
     if root.getroottree().docinfo.doctype:
         raise TemplateError(source, 1, _NO_DOCTYPE)
     for count, element in enumerate(root.iter(), start=1):
-        if count > MAX_TEMPLATE_ELEMENTS:
+        if count > limits.max_elements:
             raise TemplateError(source, element.sourceline, "template has "
-                                f"more than {MAX_TEMPLATE_ELEMENTS} elements")
+                                f"more than {limits.max_elements} elements "
+                                "(the max_template_elements option)")
     return root
 
 
@@ -328,14 +348,31 @@ def _doctype_line(text):
     return None
 
 
+_RNG = "{http://relaxng.org/ns/structure/1.0}"
+
+#: The list sections of <template> and the grammar's definition of each.
+#: They are validated one by one: libxml2 validates the children of an
+#: <interleave> in time that grows with the square of their number.
+_LIST_SECTIONS = {"packages": "packagesSection",
+                  "repositories": "repositoriesSection",
+                  "files": "filesSection",
+                  "precommands": "precommandsSection",
+                  "commands": "commandsSection"}
+
+
 @functools.lru_cache(maxsize=None)
-def _schema():
-    """The RELAX NG validator for TDL (built once)."""
+def _schema(start=None):
+    """The RELAX NG validator for TDL, or for its definition ``start``
+    (built once each)."""
     data = importlib.resources.files("imgfac_nova.schemas").joinpath(
         "tdl.rng").read_bytes()
     parser = etree.XMLParser(resolve_entities=False, no_network=True,
                              load_dtd=False)
-    return etree.RelaxNG(etree.fromstring(data, parser))
+    grammar = etree.fromstring(data, parser)
+    if start:
+        element = grammar.find(_RNG + "start")
+        element[:] = [etree.Element(_RNG + "ref", name=start)]
+    return etree.RelaxNG(grammar)
 
 
 _schema_lock = threading.Lock()     # a validator's error log is shared state
@@ -481,14 +518,27 @@ class _Reader:
                 raise self.error(element, f"<{tag}> is missing <{name}>")
 
     def check_schema(self, root):
-        """Apply the RELAX NG grammar (the formal definition of TDL)."""
-        schema = _schema()
+        """Apply the RELAX NG grammar (the formal definition of TDL): to the
+        template with its list sections emptied, then to each section."""
+        sections = [(child, list(child)) for child in root
+                    if child.tag in _LIST_SECTIONS]
+        for section, children in sections:
+            section[:] = []
+        try:
+            self._validate(_schema(), root)
+        finally:
+            for section, children in sections:
+                section[:] = children
+        for section, _ in sections:
+            self._validate(_schema(_LIST_SECTIONS[section.tag]), section)
+
+    def _validate(self, schema, element):
         with _schema_lock:
-            if schema.validate(root):
+            if schema.validate(element):
                 return
             errors = list(schema.error_log)
         first = next((e for e in errors if e.line > 0), errors[0])
-        raise self.error(first.line or root.sourceline,
+        raise self.error(first.line or element.sourceline,
                          f"does not match the TDL schema: {first.message}")
 
     # -- values

@@ -163,6 +163,24 @@ def test_validate(run, good, tmp_path):
     assert [r["valid"] for r in json.loads(result.stdout)] == [True, False]
 
 
+def test_template_limits_come_from_the_configuration(run, good, config_file,
+                                                    tmp_path):
+    with open(config_file, "a") as conf:
+        conf.write("max_template_bytes = 2048\n")
+    big = tmp_path / "big.tdl"
+    big.write_text(GOOD.replace("</template>", "<description>%s</description>"
+                                "</template>" % ("x" * 3000)))
+    result = run("validate", good, str(big))
+    assert result.returncode == 1
+    assert result.stderr == ("%s: template is larger than 2048 bytes (the "
+                             "max_template_bytes option)\n" % big)
+    result = run("base_image", str(big))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].endswith(
+        "template is larger than 2048 bytes (the max_template_bytes option)")
+    assert _store_files(tmp_path) == []
+
+
 def test_images_query_and_delete(run, good, tmp_path):
     ok = run("--output", "json", "base_image", good)
     failed = run("--output", "json", "base_image", "--parameter", "fail_at",

@@ -390,48 +390,105 @@ def test_hostile_doctype_fails_fast(name):
                           "entities) are not allowed")
 
 
+#: Small limits, so the limit tests stay fast.
+SMALL = tdl.Limits(max_bytes=1024 * 1024, max_elements=10000)
+
+
+def test_default_limits_are_generous():
+    assert tdl.DEFAULT_LIMITS.max_bytes >= 64 * 2**20
+    assert tdl.DEFAULT_LIMITS.max_elements >= 200000
+
+
+def big_template(path, files, size):
+    """A template with ``files`` inline files of ``size`` bytes each."""
+    body = ("x" * 63 + "\n") * (size // 64)
+    with open(path, "w") as out:
+        out.write(minimal().replace("</template>", "  <files>\n"))
+        for i in range(files):
+            out.write(f'    <file name="/etc/big/f{i}">{body}</file>\n')
+        out.write("  </files>\n</template>\n")
+    return path
+
+
+def test_twenty_megabyte_template_with_inline_files_validates(tmp_path):
+    path = big_template(tmp_path / "big.tdl", 20000, 1024)
+    assert path.stat().st_size > 20 * 10**6
+    template = load_template(path)
+    assert len(template.files) == 20000
+    assert template.files[19999].name == "/etc/big/f19999"
+
+
+def test_one_inline_file_larger_than_libxml2s_text_cap(tmp_path):
+    path = big_template(tmp_path / "one.tdl", 1, 12 * 2**20)
+    assert load_template(path).files[0].data.startswith(b"x" * 63)
+
+
+def test_an_invalid_item_in_a_big_section_is_found_with_its_line(tmp_path):
+    path = big_template(tmp_path / "big.tdl", 3000, 64)
+    text = path.read_text().replace('<file name="/etc/big/f2999">',
+                                    '<file name="/etc/big/f2999" type="x">')
+    error = rejection(text, "big.tdl")
+    line = text[:text.index('type="x"')].count("\n") + 1
+    assert str(error).startswith(f"big.tdl:{line}: ")
+
+
+def test_two_hundred_thousand_elements_validate():
+    packages = "<package name='p'/>\n" * (tdl.DEFAULT_LIMITS.max_elements - 10)
+    template = parse_template(minimal(f"<packages>\n{packages}</packages>\n"))
+    assert len(template.packages) == tdl.DEFAULT_LIMITS.max_elements - 10
+
+
+def test_two_hundred_mebibyte_file_is_refused_without_reading_it(tmp_path):
+    path = tmp_path / "huge.tdl"
+    with open(path, "wb") as out:
+        out.write(minimal().encode())
+        out.truncate(200 * 2**20)
+    error = pytest.raises(TemplateError, load_template, path).value
+    assert str(error) == (f"{path}: template is larger than 64 MiB "
+                          "(67108864 bytes) (the max_template_bytes option)")
+
+
 def test_huge_file_fails_fast(tmp_path):
     path = tmp_path / "huge.tdl"
-    filler = "  <description>" + "x" * (2 * tdl.MAX_TEMPLATE_BYTES) + \
+    filler = "  <description>" + "x" * (2 * SMALL.max_bytes) + \
         "</description>\n"
     path.write_text(minimal(filler))
     started = time.monotonic()
-    error = pytest.raises(TemplateError, load_template, path).value
+    error = pytest.raises(TemplateError, load_template, path, SMALL).value
     assert time.monotonic() - started < 1
-    assert str(error) == f"{path}: template is larger than 1024 KiB"
+    assert str(error) == (f"{path}: template is larger than 1 MiB (1048576 "
+                          "bytes) (the max_template_bytes option)")
 
 
 def test_huge_text_fails_fast():
-    error = rejection(minimal("<!--" + "x" * tdl.MAX_TEMPLATE_BYTES + "-->"))
-    assert str(error) == "<string>: template is larger than 1024 KiB"
+    text = minimal("<!--" + "x" * SMALL.max_bytes + "-->")
+    error = pytest.raises(TemplateError, parse_template, text, "<string>",
+                          SMALL).value
+    assert str(error).startswith("<string>: template is larger than 1 MiB")
 
 
 def test_text_just_under_the_limit_is_parsed():
     text = minimal("  <!-- {} -->\n")
-    text = text.replace("{}", "x" * (tdl.MAX_TEMPLATE_BYTES - len(text) - 2))
-    assert len(text.encode()) <= tdl.MAX_TEMPLATE_BYTES
-    assert parse_template(text).name == "t"
+    text = text.replace("{}", "x" * (SMALL.max_bytes - len(text) - 2))
+    assert len(text.encode()) <= SMALL.max_bytes
+    assert parse_template(text, limits=SMALL).name == "t"
 
 
 def test_too_many_elements_fail_fast():
-    limit = tdl.MAX_TEMPLATE_ELEMENTS
-    packages = "<package name='p'/>\n" * (tdl.MAX_TEMPLATE_BYTES // 25)
+    limit = SMALL.max_elements
+    packages = "<package name='p'/>\n" * (SMALL.max_bytes // 25)
     text = minimal(f"<packages>\n{packages}</packages>\n")
-    assert len(text) < tdl.MAX_TEMPLATE_BYTES
+    assert len(text) < SMALL.max_bytes
     started = time.monotonic()
-    error = rejection(text)
+    error = pytest.raises(TemplateError, parse_template, text, "<string>",
+                          SMALL).value
     assert time.monotonic() - started < 1
     # Eight elements come before <packages> on line 9, so package k is
     # element 9 + k on line 9 + k: the first one over the limit is on the
     # line numbered like it.
     assert str(error) == (f"<string>:{limit + 1}: template has more than "
-                          f"{limit} elements")
-
-
-def test_element_limit_leaves_room_for_big_templates():
-    packages = "<package name='p'/>" * (tdl.MAX_TEMPLATE_ELEMENTS - 10)
-    template = parse_template(minimal(f"<packages>{packages}</packages>\n"))
-    assert len(template.packages) == tdl.MAX_TEMPLATE_ELEMENTS - 10
+                          f"{limit} elements (the max_template_elements "
+                          "option)")
 
 
 def test_deep_nesting_is_refused():
