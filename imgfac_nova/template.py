@@ -44,7 +44,6 @@ from typing import NamedTuple
 from lxml import etree
 
 
-
 class Limits(NamedTuple):
     """How large a template may be."""
 

@@ -163,8 +163,8 @@ def test_validate(run, good, tmp_path):
     assert [r["valid"] for r in json.loads(result.stdout)] == [True, False]
 
 
-def test_template_limits_come_from_the_configuration(run, good, config_file,
-                                                    tmp_path):
+def test_template_limits_come_from_the_configuration(
+        run, good, config_file, tmp_path):
     with open(config_file, "a") as conf:
         conf.write("max_template_bytes = 2048\n")
     big = tmp_path / "big.tdl"
