@@ -30,6 +30,10 @@ LOG = logging.getLogger(__name__)
 #: How many output lines a CommandFailed keeps.
 KEEP_LINES = 20
 
+#: What a connection attempt to a booting guest may raise and be retried:
+#: refused or reset connections, a banner cut short (EOFError), SSH errors.
+RETRYABLE = (OSError, EOFError, paramiko.SSHException)
+
 
 class SSHError(errors.BuildError):
     """Something went wrong talking to the guest over SSH."""
@@ -298,7 +302,7 @@ class SSHGuest:
                     first_refusal = first_refusal or time.monotonic()
                     if time.monotonic() - first_refusal >= auth_grace:
                         raise self._auth_error() from None
-                except (OSError, EOFError, paramiko.SSHException) as exc:
+                except RETRYABLE as exc:
                     last_error = _describe(exc)
                 self.logger.debug("SSH on %s not ready yet (%s); retrying",
                                   self.address, last_error)

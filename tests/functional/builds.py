@@ -3,8 +3,9 @@ import json
 import os
 import subprocess
 import sys
-import time
 import uuid
+
+from tests.functional import poll
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
@@ -106,17 +107,17 @@ def start(config, *args, env=None):
 
 def wait_for_activity(proc, store, text, timeout=1500):
     """Wait until the build run by ``proc`` logs ``text``; returns its id."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def logged():
         logs = [n for n in os.listdir(store) if n.endswith(".log")] \
             if os.path.isdir(store) else []
+        assert proc.poll() is None, proc.communicate()
         if logs:
             with open(os.path.join(store, logs[0])) as handle:
                 if text in handle.read():
                     return logs[0][:-len(".log")]
-        assert proc.poll() is None, proc.communicate()
-        time.sleep(2)
-    raise AssertionError("the build never logged %r" % text)
+        return None
+    return poll.wait_for(logged, timeout, "the build to log %r" % text,
+                         interval=2)
 
 
 def record(result):

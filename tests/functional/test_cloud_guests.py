@@ -20,6 +20,8 @@ import urllib.request
 import paramiko
 import pytest
 
+from tests.functional.poll import ssh_login, wait_for
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 SPEC = importlib.util.spec_from_file_location(
     "testcloud_guests", ROOT / "tools" / "testcloud" / "guests.py")
@@ -48,7 +50,7 @@ def web(built):
             ["python3", "-m", "http.server", "--bind", "127.0.0.1",
              "--directory", str(STATE_DIR / "www"), str(WEB_PORT)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        served = _wait_for(lambda: _get(url), 20, "the web server")
+        served = wait_for(lambda: _get(url), 20, "the web server")
     assert served == expected, (
         f"port {WEB_PORT} serves another repository than {built['repo']}")
     yield
@@ -62,16 +64,6 @@ def _get(url):
         return urllib.request.urlopen(url, timeout=5).read()
     except OSError:
         return None
-
-
-def _wait_for(probe, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = probe()
-        if result:
-            return result
-        time.sleep(1)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def _free_port():
@@ -118,8 +110,8 @@ class Machine:
                 if self.console.exists() else "")
 
     def wait_console(self, needle, timeout):
-        _wait_for(lambda: needle in self.text() or self.proc.poll() is not None,
-                  timeout, f"'{needle}' on the console")
+        wait_for(lambda: needle in self.text() or self.proc.poll() is not None,
+                 timeout, f"'{needle}' on the console")
         assert needle in self.text(), self.tail()
 
     def wait_exit(self, timeout):
@@ -133,20 +125,9 @@ class Machine:
         return "console tail:\n" + "\n".join(self.text().splitlines()[-lines:])
 
     def ssh(self, user, key, timeout=150):
-        def connect():
-            client = paramiko.SSHClient()
-            client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
-            try:
-                client.connect("127.0.0.1", port=self.ssh_port, username=user,
-                               pkey=key, timeout=5, banner_timeout=10,
-                               auth_timeout=10, allow_agent=False,
-                               look_for_keys=False)
-                return client
-            except (OSError, paramiko.SSHException):
-                client.close()
-                assert self.proc.poll() is None, self.tail()
-                return None
-        return _wait_for(connect, timeout, f"SSH as {user}")
+        def alive():
+            assert self.proc.poll() is None, self.tail()
+        return ssh_login("127.0.0.1", self.ssh_port, user, key, timeout, alive)
 
     def kill(self):
         if self.proc.poll() is None:

@@ -16,7 +16,7 @@ import time
 import paramiko
 import pytest
 
-from tests.functional.poll import wait_for
+from tests.functional.poll import ssh_login, wait_for
 
 GUEST_IMAGE = "debian-guest"
 GUEST_USER = "debian"
@@ -34,18 +34,7 @@ def fixed_ip(server):
 
 def ssh_connect(address, key, timeout=BOOT_TIMEOUT):
     """paramiko client logged in as the guest's default user."""
-    def attempt():
-        client = paramiko.SSHClient()
-        client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
-        try:
-            client.connect(address, username=GUEST_USER, pkey=key,
-                           timeout=10, banner_timeout=30, auth_timeout=30,
-                           allow_agent=False, look_for_keys=False)
-            return client
-        except (OSError, paramiko.SSHException):
-            client.close()
-            return None
-    return wait_for(attempt, timeout, "SSH on %s" % address, interval=2)
+    return ssh_login(address, 22, GUEST_USER, key, timeout)
 
 
 def run(client, command):

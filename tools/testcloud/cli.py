@@ -46,15 +46,18 @@ def main(argv=None):
     if os.geteuid() != 0:
         say("must run as root (it installs packages and runs the services)")
         return 2
-    cloud.layout.make_dirs()
-    lock = open(cloud.layout.path("run", "test-cloud.lock"), "w")
-    fcntl.flock(lock, fcntl.LOCK_EX)  # one up/down at a time
     try:
+        cloud.layout.make_dirs()
+        lock = open(cloud.layout.path("run", "test-cloud.lock"), "w")
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one up/down at a time
         if args.command == "up":
             cloud.up(guests=not args.no_guests)
         else:
             cloud.down()
-    except (CloudError, InstallError, ServiceError) as e:
+    except (CloudError, InstallError, ServiceError, OSError) as e:
         say("error: %s" % e)
         return 1
+    except KeyboardInterrupt:
+        say("interrupted; run it again to finish")
+        return 130
     return 0

@@ -1,9 +1,12 @@
 """The test cloud as a whole: its daemons and the up / down / status steps."""
+import contextlib
 import datetime
 import os
+import shutil
 import subprocess
 import sys
 import time
+import traceback
 
 from testcloud import configs
 from testcloud import credentials
@@ -95,43 +98,66 @@ class Cloud:
         return next(d for d in self.daemons() if d.name == name)
 
     # -- up -------------------------------------------------------------------
+    @contextlib.contextmanager
+    def step(self, name):
+        """A named step of up/down: any failure in it becomes one CloudError
+        line naming the step and the log, with the traceback in the log."""
+        try:
+            yield
+        except Exception as exc:
+            with open(self.setup_log, "a") as log:
+                log.write("\n%s failed:\n%s" % (name, traceback.format_exc()))
+            message = str(exc).strip().splitlines()
+            message = message[0] if message else type(exc).__name__
+            if self.setup_log not in message:
+                message += " (log: %s)" % self.setup_log
+            raise CloudError("%s: %s" % (name, message)) from None
+
     def up(self, guests=True):
         started = time.monotonic()
         L = self.layout
-        L.make_dirs()
-        for sub in ("keystone", "glance", "nova/instances", "neutron",
-                    "rabbitmq", "placement"):
-            os.makedirs(L.path(sub), exist_ok=True)
-        install.ensure_packages(self.setup_log, self.say)
-        install.ensure_venv(L, self.setup_log, self.say)
-        if install.ensure_ml2_driver(L, self.setup_log) and \
-                self.daemon("neutron").stop():
-            self.say("ML2 driver changed: restarting neutron")
-        driver_changed = install.ensure_nova_driver(L)
-        secrets = credentials.load(L)
-        driver, extra = install.compute_driver()
-        changed = configs.Renderer(L, secrets, driver, extra).write_all()
-        if driver_changed:
-            self.say("compute driver changed: restarting nova-compute")
-            self.daemon("nova-compute").stop()
-        self.restart_changed(changed)
-
-        fresh_db = database.initialize(L, self.setup_log)
-        self.start(["mariadb", "rabbitmq"])
-        database.create_databases(L, secrets["database"])
-        database.sync_schemas(L, self.setup_log, self.say)
-        self.keystone_setup(secrets)
-        self.start(["keystone"])
-        self.provision_identity()
-        self.start(["glance", "placement", "nova-api", "neutron",
-                    "nova-conductor", "nova-scheduler", "nova-compute",
-                    "www", "fip-forwarder"])
-        self.wait_compute()
+        with self.step("state directory"):
+            L.make_dirs()
+            for sub in ("keystone", "glance", "nova/instances", "neutron",
+                        "rabbitmq", "placement"):
+                os.makedirs(L.path(sub), exist_ok=True)
+        with self.step("Debian packages"):
+            install.ensure_packages(self.setup_log, self.say)
+        with self.step("OpenStack virtualenv"):
+            install.ensure_venv(L, self.setup_log, self.say)
+        with self.step("drivers and configuration"):
+            if install.ensure_ml2_driver(L, self.setup_log) and \
+                    self.daemon("neutron").stop():
+                self.say("ML2 driver changed: restarting neutron")
+            driver_changed = install.ensure_nova_driver(L)
+            secrets = credentials.load(L)
+            driver, extra = install.compute_driver()
+            changed = configs.Renderer(L, secrets, driver, extra).write_all()
+            if driver_changed:
+                self.say("compute driver changed: restarting nova-compute")
+                self.daemon("nova-compute").stop()
+            self.restart_changed(changed)
+        with self.step("databases"):
+            fresh_db = database.initialize(L, self.setup_log)
+            self.start(["mariadb", "rabbitmq"])
+            database.create_databases(L, secrets["database"])
+            database.sync_schemas(L, self.setup_log, self.say)
+        with self.step("keystone"):
+            self.keystone_setup(secrets)
+            self.start(["keystone"])
+            self.provision_identity()
+        with self.step("services"):
+            self.start(["glance", "placement", "nova-api", "neutron",
+                        "nova-conductor", "nova-scheduler", "nova-compute",
+                        "www", "fip-forwarder"])
+            self.wait_compute()
         steps = ["resources", "compute"]
-        if guests and self.build_guests():
-            steps.append("images")
-        self.provision(*steps)
-        self.write_client_files(secrets)
+        with self.step("test guests"):
+            if guests and self.build_guests():
+                steps.append("images")
+        with self.step("provisioning"):
+            self.provision(*steps)
+            self.write_client_files(secrets)
         self.say("test cloud up in %.1f s%s" % (
             time.monotonic() - started, " (new database)" if fresh_db else ""))
 
@@ -157,10 +183,12 @@ class Cloud:
         manage = [L.venv_bin("keystone-manage"), "--config-file",
                   L.etc_file("keystone", "keystone.conf")]
         keys = L.path("keystone")
-        if not os.path.isdir(keys + "/fernet-keys"):
+        # A finished set-up holds keys 0 (staged) and 1 (primary, written by
+        # the rotation that ends it).
+        if not os.path.exists(keys + "/fernet-keys/1"):
             install.run(manage + ["fernet_setup", "--keystone-user", "root",
                                   "--keystone-group", "root"], self.setup_log)
-        if not os.path.isdir(keys + "/credential-keys"):
+        if not os.path.exists(keys + "/credential-keys/1"):
             install.run(manage + ["credential_setup", "--keystone-user",
                                   "root", "--keystone-group", "root"],
                         self.setup_log)
@@ -288,11 +316,13 @@ class Cloud:
 
     # -- down / status ------------------------------------------------------
     def down(self):
-        for daemon in reversed(self.daemons()):
-            if daemon.stop():
-                self.say("stopped %s" % daemon.name)
-        self.stop_guests()
-        self.stop_idle_epmd()
+        with self.step("stopping the services"):
+            for daemon in reversed(self.daemons()):
+                if daemon.stop():
+                    self.say("stopped %s" % daemon.name)
+        with self.step("stopping the guests"):
+            self.stop_guests()
+            self.stop_idle_epmd()
 
     def stop_guests(self):
         """Kill the QEMU guests, which outlive nova-compute on purpose; a pid
@@ -314,6 +344,8 @@ class Cloud:
     def stop_idle_epmd(self):
         """RabbitMQ leaves Erlang's port mapper behind; stop it if no
         Erlang node is registered with it any more."""
+        if not shutil.which("epmd"):
+            return
         names_ = subprocess.run(["epmd", "-names"], capture_output=True,
                                 text=True)
         if names_.returncode == 0 and "name " not in names_.stdout:

@@ -29,14 +29,21 @@ def mariadb_argv(layout):
 
 
 def initialize(layout, log):
-    """Create the data directory on first use; True if it was created."""
+    """Create the data directory on first use; True if it was created.
+
+    It is made beside and renamed into place when complete, so an
+    interrupted first run leaves nothing that looks like a database.
+    """
     if os.path.isdir(os.path.join(layout.mysql_data, "mysql")):
         return False
+    fresh = layout.mysql_data + ".new"
+    shutil.rmtree(fresh, ignore_errors=True)
+    os.makedirs(fresh)
+    run(["mariadb-install-db", "--no-defaults", "--datadir=%s" % fresh,
+         "--user=root", "--auth-root-authentication-method=socket",
+         "--skip-test-db"], log)
     shutil.rmtree(layout.mysql_data, ignore_errors=True)
-    os.makedirs(layout.mysql_data)
-    run(["mariadb-install-db", "--no-defaults",
-         "--datadir=%s" % layout.mysql_data, "--user=root",
-         "--auth-root-authentication-method=socket", "--skip-test-db"], log)
+    os.rename(fresh, layout.mysql_data)
     for stamp in glob.glob(os.path.join(layout.stamps, "db-*")):
         os.unlink(stamp)
     return True

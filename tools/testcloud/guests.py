@@ -134,6 +134,9 @@ def artifacts(state_dir):
         "installer_initrd": d / "www" / "installer" / "initrd.img",
         "installer_iso": d / "www" / "installer" / "installer.iso",
         "repo": d / "www" / "repo",
+        # The inputs digest, so a client can tell which build a web server
+        # serves.
+        "inputs": d / "www" / "inputs",
     }
 
 
@@ -556,8 +559,10 @@ def build(state_dir=None):
     digest = inputs_digest()
     with open(guests / ".build.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
+        built = {k: v for k, v in paths.items() if k != "inputs"}
         if (stamp.exists() and json.loads(stamp.read_text()).get("inputs") == digest
-                and all(p.exists() for p in paths.values())):
+                and all(p.exists() for p in built.values())):
+            paths["inputs"].write_text(digest + "\n")
             return {k: str(v) for k, v in paths.items()}
         started = time.monotonic()
         stamp.unlink(missing_ok=True)
@@ -567,6 +572,7 @@ def build(state_dir=None):
         work = pathlib.Path(tempfile.mkdtemp(prefix="build.", dir=guests))
         try:
             _build(work, guests / "cache", paths)
+            paths["inputs"].write_text(digest + "\n")
         finally:
             run(["umount", "-l", str(work / "rootfs/proc")], check=False,
                 stderr=subprocess.DEVNULL)

@@ -86,20 +86,83 @@ def _read(path):
         return None
 
 
+#: Run with the venv's python: the distributions whose install did not
+#: finish (no RECORD, a recorded file or a console script missing), then,
+#: after a blank line, the wanted requirements that are not installed.
+_VERIFY = r"""
+import importlib.metadata as md, os, re, sys
+bindir = os.path.dirname(sys.executable)
+broken = set()
+for dist in md.distributions():
+    name = dist.metadata["Name"]
+    files = dist.files
+    if files is None or not all(os.path.exists(f.locate()) for f in files
+                                if "__pycache__" not in str(f)):
+        broken.add(name)
+    for ep in dist.entry_points:
+        if ep.group == "console_scripts" and not os.path.exists(
+                os.path.join(bindir, ep.name)):
+            broken.add(name)
+print("\n".join(sorted(broken)))
+print()
+for requirement in sys.argv[1:]:
+    try:
+        md.distribution(re.split(r"[=<>~!]", requirement)[0])
+    except md.PackageNotFoundError:
+        print(requirement)
+"""
+
+
+def venv_problems(layout):
+    """([distributions to reinstall], [requirements missing]) of the venv, or
+    None when the venv's python or pip does not work."""
+    python = layout.venv_bin("python")
+    if not os.path.exists(python):
+        return None
+    result = subprocess.run([python, "-c", "import pip"], capture_output=True)
+    if result.returncode:
+        return None
+    result = subprocess.run([python, "-I", "-c", _VERIFY]
+                            + list(VENV_REQUIREMENTS),
+                            capture_output=True, text=True)
+    if result.returncode:
+        return None
+    broken, _, missing = result.stdout.partition("\n\n")
+    return broken.split(), missing.split()
+
+
 def ensure_venv(layout, log, say):
-    """Create $DIR/venv with the OpenStack services (once per requirement set)."""
+    """$DIR/venv with the OpenStack services, every distribution in it
+    checked (an install that was interrupted is repaired); True if it
+    changed."""
     stamp = _stamp(layout, "venv")
     wanted = "\n".join(VENV_REQUIREMENTS) + "\n"
-    python = layout.venv_bin("python")
-    if os.path.exists(python) and _read(stamp) == wanted:
+    problems = venv_problems(layout)
+    if problems == ([], []) and _read(stamp) == wanted:
         return False
+    pip = [layout.venv_bin("python"), "-m", "pip", "install", "-q"]
+    if problems is None:
+        say("creating the OpenStack virtualenv %s" % layout.venv)
+        shutil.rmtree(layout.venv, ignore_errors=True)
+        run(["/usr/bin/python3", "-m", "venv", layout.venv], log)
+        run(pip + ["--upgrade", "pip"], log)
+    elif problems[0]:
+        say("repairing an unfinished install in the virtualenv: %s"
+            % " ".join(problems[0]))
+        # Over the top of what is there: an unfinished one cannot be
+        # uninstalled (no RECORD).
+        run(pip + ["--no-deps", "--ignore-installed"] + problems[0], log)
+    if os.path.exists(stamp):
+        os.unlink(stamp)
     say("installing OpenStack services into %s (a minute or two)"
         % layout.venv)
-    if not os.path.exists(python):
-        run(["/usr/bin/python3", "-m", "venv", layout.venv], log)
-    run([layout.venv_bin("pip"), "install", "-q", "--upgrade", "pip"], log)
-    run([layout.venv_bin("pip"), "install", "-q"] + list(VENV_REQUIREMENTS),
-        log)
+    run(pip + list(VENV_REQUIREMENTS), log)
+    problems = venv_problems(layout)
+    if problems != ([], []):
+        raise InstallError("the virtualenv %s is still incomplete after "
+                           "installing (%s); see %s" % (
+                               layout.venv, " ".join(sum(problems or [[]], [])
+                                                     ) or "pip broken", log))
     with open(stamp, "w") as f:
         f.write(wanted)
     return True
