@@ -51,6 +51,14 @@ def write_template(directory, command=GOOD_COMMAND, install_url=INSTALL_URL):
     return path
 
 
+#: Parameters of the test builds, in the test cloud and locally.
+NOVA_PARAMS = ("--parameter", "flavor", "2",
+               "--parameter", "default_user", "debian",
+               "--parameter", "command_prefix", "sudo")
+LOCAL_PARAMS = ("--parameter", "default_user", "debian",
+                "--parameter", "command_prefix", "sudo",
+                "--parameter", "disk_size", "2")
+
 #: An install script for the test installer (tools/testcloud/guests.py).
 INSTALL_SCRIPT = "# install the test guest, then power off\npoweroff\n"
 

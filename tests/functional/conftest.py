@@ -4,8 +4,10 @@ The session fixture brings the cloud up with ``tools/test-cloud up``
 (idempotent: seconds when it already runs) and fails -- never skips --
 with the tool's own error when the cloud cannot come up.
 """
+import dataclasses
 import os
 import subprocess
+import time
 import uuid
 
 import openstack
@@ -83,6 +85,78 @@ def cleanup():
 @pytest.fixture
 def unique_name():
     return "imgfac-ft-" + uuid.uuid4().hex[:8]
+
+
+@pytest.fixture(scope="session")
+def cloud_env(test_cloud):
+    """Environment of the imgfac-nova command for builds in the test cloud."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
+    env.update(test_cloud.exports)
+    env["PYTHONPATH"] = REPO
+    return env
+
+
+@pytest.fixture(scope="session")
+def local_env(test_cloud):
+    """Environment of a user with no cloud configured (so: the local plugin);
+    the test cloud serves the test installer and repository."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
+    env["PYTHONPATH"] = REPO
+    return env
+
+
+@dataclasses.dataclass
+class BaseImage:
+    """A COMPLETE base image built once per session, for every test that
+    needs one: its record, where it is stored, how long the build took."""
+
+    record: dict
+    config: str
+    store: str
+    env: dict
+    seconds: float
+
+
+def _base_image(tmp_path_factory, name, params, env):
+    from tests.functional import builds
+    tmp = tmp_path_factory.mktemp(name)
+    config, store = builds.write_config(tmp)
+    started = time.monotonic()
+    result = builds.imgfac(config, "base_image",
+                           *builds.with_install_script(params, tmp),
+                           builds.write_template(tmp), env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return BaseImage(builds.record(result), config, store, env,
+                     time.monotonic() - started)
+
+
+@pytest.fixture(scope="session")
+def nova_base_image(tmp_path_factory, cloud_env, test_cloud):
+    """The session's base image built in the test cloud (Nova plugin, with a
+    floating IP); deleted, with its Glance image, at the end."""
+    from tests.functional import builds
+    image = _base_image(tmp_path_factory, "nova-base", builds.NOVA_PARAMS + (
+        "--parameter", "request_floating_ip", "true"), cloud_env)
+    yield image
+    # Deleting a complete Nova image removes its Glance image (checked here,
+    # at the end, since the image is shared).
+    glance_id = image.record["properties"]["x-image-properties-glance_id"]
+    deleted = builds.imgfac(image.config, "delete", image.record["identifier"],
+                            env=cloud_env)
+    assert deleted.returncode == 0, deleted.stderr
+    conn = test_cloud.connect(test_cloud.cloud)
+    try:
+        assert conn.image.find_image(glance_id) is None
+    finally:
+        conn.close()
+
+
+@pytest.fixture(scope="session")
+def local_base_image(tmp_path_factory, local_env):
+    """The session's base image built locally with QEMU (a qcow2 file)."""
+    from tests.functional import builds
+    return _base_image(tmp_path_factory, "local-base", builds.LOCAL_PARAMS,
+                       local_env)
 
 
 @pytest.fixture

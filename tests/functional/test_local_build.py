@@ -5,7 +5,6 @@ import json
 import os
 import signal
 import subprocess
-import time
 
 import pytest
 
@@ -14,31 +13,13 @@ from tests.functional import guestcheck
 
 
 @pytest.fixture
-def local_env(test_cloud):
-    """Environment of a user with no cloud configured (so: the local plugin)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
-    env["PYTHONPATH"] = builds.REPO
-    return env
-
-
-@pytest.fixture
 def params(tmp_path):
-    return builds.with_install_script(PARAMS, tmp_path)
+    return builds.with_install_script(builds.LOCAL_PARAMS, tmp_path)
 
 
-PARAMS = ("--parameter", "default_user", "debian",
-          "--parameter", "command_prefix", "sudo",
-          "--parameter", "disk_size", "2")
-
-
-def test_local_build_customizes_and_yields_a_bootable_qcow2(params, local_env, setup):
-    config, store, tmp = setup
-    started = time.monotonic()
-    result = builds.imgfac(config, "base_image", *params,
-                           builds.write_template(tmp), env=local_env)
-    elapsed = time.monotonic() - started
-    assert result.returncode == 0, result.stderr[-3000:]
-    image = builds.record(result)
+def test_local_build_customizes_and_yields_a_bootable_qcow2(local_base_image):
+    image = local_base_image.record
+    store = local_base_image.store
     assert image["status"] == "COMPLETE"
     assert image["plugin"] == "local"
     assert image["properties"]["accelerator"] in ("kvm", "tcg")
@@ -54,7 +35,8 @@ def test_local_build_customizes_and_yields_a_bootable_qcow2(params, local_env, s
         store, image["identifier"] + ".meta")).read()
     assert builds.store_leftovers(store) == []
     assert builds.qemu_processes_under(store) == []
-    print("local build took %.0f s (%s)" % (elapsed, image["timings"]))
+    print("local build took %.0f s (%s)" % (local_base_image.seconds,
+                                            image["timings"]))
 
     with guestcheck.booted(image["data"]) as guest:
         assert guest.run("cat /etc/imgfac-ft.txt")[1].strip() == \

@@ -3,29 +3,16 @@ its clean-up on every failure path, checked by listing the cloud."""
 import json
 import os
 import signal
-import time
 
 import pytest
 
 from tests.functional import builds
 from tests.functional import guestcheck
 
-PARAMS = ("--parameter", "flavor", "2",
-          "--parameter", "default_user", "debian",
-          "--parameter", "command_prefix", "sudo")
-
-
-@pytest.fixture
-def cloud_env(test_cloud):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
-    env.update(test_cloud.exports)
-    env["PYTHONPATH"] = builds.REPO
-    return env
-
 
 @pytest.fixture
 def params(tmp_path):
-    return builds.with_install_script(PARAMS, tmp_path)
+    return builds.with_install_script(builds.NOVA_PARAMS, tmp_path)
 
 
 def build_resources(conn, build_id):
@@ -43,15 +30,8 @@ def _assert_cloud_clean(conn, build_id):
     assert build_resources(conn, build_id) == []
 
 
-def test_nova_build_end_to_end(params, cloud_env, setup, conn):
-    config, store, tmp = setup
-    started = time.monotonic()
-    result = builds.imgfac(config, "base_image", *params,
-                           "--parameter", "request_floating_ip", "true",
-                           builds.write_template(tmp), env=cloud_env)
-    elapsed = time.monotonic() - started
-    assert result.returncode == 0, result.stderr[-3000:]
-    image = builds.record(result)
+def test_nova_build_end_to_end(nova_base_image, conn):
+    image = nova_base_image.record
     assert image["status"] == "COMPLETE" and image["plugin"] == "nova"
     glance_id = image["properties"]["x-image-properties-glance_id"]
     glance = conn.image.get_image(glance_id)
@@ -60,11 +40,13 @@ def test_nova_build_end_to_end(params, cloud_env, setup, conn):
     assert glance.os_distro == "debian"
     assert glance.properties["imgfac_icicle"] == image["identifier"]
     assert '<package name="hello_' in image["icicle"].replace("'", '"')
+    assert "ft-root-secret" not in open(os.path.join(
+        nova_base_image.store, image["identifier"] + ".meta")).read()
     # Only the result (and cached install media) remain.
     assert build_resources(conn, image["identifier"]) == [
         ("result image", glance.name)]
-    cloud = image["timings"]
-    print("nova build took %.0f s: %s" % (elapsed, cloud))
+    print("nova build took %.0f s: %s"
+          % (nova_base_image.seconds, image["timings"]))
 
     # The image boots and shows the customization.
     with guestcheck.booted_in_cloud(conn, glance_id) as guest:
@@ -73,11 +55,6 @@ def test_nova_build_end_to_end(params, cloud_env, setup, conn):
         assert guest.run("cat /var/lib/imgfac-ft-mark")[1].strip() == \
             "customized"
         assert guest.run("hello")[1].strip() == "Hello, world!"
-
-    deleted = builds.imgfac(config, "delete", image["identifier"],
-                            env=cloud_env)
-    assert deleted.returncode == 0, deleted.stderr
-    assert conn.image.find_image(glance_id) is None
 
 
 @pytest.mark.parametrize("extra,error", [
