@@ -10,6 +10,7 @@ import uuid
 
 from novaimagebuilder import configdrive
 from novaimagebuilder import errors
+from novaimagebuilder import initrd
 from novaimagebuilder import pipeline
 from novaimagebuilder import qemu
 
@@ -59,7 +60,7 @@ class LocalBackend(pipeline.Backend):
     def prepare_media(self, media):
         return media.files
 
-    def boot_installer(self, media, script, cmdline, disk_size):
+    def boot_installer(self, media, script, kind, cmdline, disk_size):
         disk = self._path("install.qcow2")
         qemu_img("create", "-q", "-f", "qcow2", disk,
                  str(disk_size or DEFAULT_DISK_SIZE))
@@ -70,14 +71,23 @@ class LocalBackend(pipeline.Backend):
             vm = self._vm("installer", disk, cdroms=[media["iso"], drive],
                           boot="d")
         else:
+            ramdisk = media["ramdisk"]
+            if kind in pipeline.INITRD_SCRIPTS:
+                ramdisk = initrd.with_files(
+                    ramdisk, {pipeline.INITRD_SCRIPTS[kind]: script.encode()},
+                    self._path("installer-initrd"))
             vm = self._vm("installer", disk, cdroms=[drive],
-                          kernel=media["kernel"], ramdisk=media["ramdisk"],
+                          kernel=media["kernel"], ramdisk=ramdisk,
                           cmdline=cmdline)
+            if ramdisk != media["ramdisk"]:
+                vm.files.append(ramdisk)
         vm.files.append(drive)
         return vm.start()
 
-    def wait_powered_off(self, machine, what, timeout, inactivity=None):
-        machine.wait_stopped(what, timeout, inactivity, cancel=self.cancel)
+    def wait_powered_off(self, machine, what, timeout, inactivity=None,
+                         screen=None):
+        machine.wait_stopped(what, timeout, inactivity, cancel=self.cancel,
+                             screen=screen)
 
     def power_off(self, machine):
         machine.power_off()

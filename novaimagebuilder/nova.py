@@ -13,6 +13,8 @@ import subprocess
 import tempfile
 
 from novaimagebuilder import errors
+from novaimagebuilder import initrd
+from novaimagebuilder import installer_screen
 from novaimagebuilder import pipeline
 from novaimagebuilder import rollback
 from novaimagebuilder import waiter
@@ -159,9 +161,11 @@ class NovaBackend(pipeline.Backend):
         """Upload the kernel/ramdisk or ISO to Glance once; reuse by sha256."""
         formats = {"kernel": ("aki", "aki"), "ramdisk": ("ari", "ari"),
                    "iso": ("iso", "bare")}
-        return {role: self._media_image(role, path, media.sha256[role],
-                                        *formats[role])
-                for role, path in media.files.items()}
+        handle = {role: self._media_image(role, path, media.sha256[role],
+                                          *formats[role])
+                  for role, path in media.files.items()}
+        handle["files"] = media.files
+        return handle
 
     def _media_image(self, role, path, digest, disk_format, container_format):
         # Glance filters by property, but openstacksdk drops unknown
@@ -231,20 +235,40 @@ class NovaBackend(pipeline.Backend):
         waiter.wait_for("waiting for server %s to be deleted" % server_id,
                         gone, lambda done: done, timeout=300)
 
-    def boot_installer(self, media, script, cmdline, disk_size):
+    def boot_installer(self, media, script, kind, cmdline, disk_size):
         undo = rollback.Rollback(self.log)
         try:
             if "iso" in media:
                 boot_image = media["iso"]
             else:
-                boot_image = self._installer_disk(media, cmdline, disk_size,
-                                                  undo)
+                ramdisk = media["ramdisk"]
+                if kind in pipeline.INITRD_SCRIPTS:
+                    ramdisk = self._ramdisk_with_script(
+                        media["files"]["ramdisk"], script,
+                        pipeline.INITRD_SCRIPTS[kind], undo)
+                boot_image = self._installer_disk(
+                    media["kernel"], ramdisk, cmdline, disk_size, undo)
             return self._boot("installer", boot_image, undo, user_data=script)
         except BaseException:
             undo.unwind(succeeded=False)
             raise
 
-    def _installer_disk(self, media, cmdline, disk_size, undo):
+    def _ramdisk_with_script(self, ramdisk, script, name, undo):
+        """A private Glance ramdisk for this build: the installer's initrd
+        with the install script added as ``name``."""
+        with tempfile.TemporaryDirectory() as tmp:
+            path = initrd.with_files(ramdisk, {name: script.encode()},
+                                     os.path.join(tmp, "initrd"))
+            image = call(
+                "uploading the installer ramdisk", self.conn.image.create_image,
+                self._server_name("installer-ramdisk"), filename=path,
+                disk_format="ari", container_format="ari", visibility="private",
+                allow_duplicates=True, wait=True, timeout=600,
+                **{BUILD_TAG: self.build_id, ROLE: "installer-ramdisk"})
+        undo.push("image %s" % image.id, lambda: self.discard(image.id))
+        return image.id
+
+    def _installer_disk(self, kernel, ramdisk, cmdline, disk_size, undo):
         """A blank disk image whose properties make Nova boot the installer
         kernel directly (kernel_id, ramdisk_id, os_command_line)."""
         with tempfile.TemporaryDirectory() as tmp:
@@ -257,19 +281,30 @@ class NovaBackend(pipeline.Backend):
                 self._server_name("installer-disk"), filename=path,
                 disk_format="qcow2", container_format="bare",
                 allow_duplicates=True, wait=True, timeout=600,
-                kernel_id=media["kernel"], ramdisk_id=media["ramdisk"],
+                kernel_id=kernel, ramdisk_id=ramdisk,
                 os_command_line=cmdline,
                 **{BUILD_TAG: self.build_id, ROLE: "installer-disk"})
         undo.push("image %s" % image.id, lambda: self.discard(image.id))
         return image.id
 
-    def wait_powered_off(self, machine, what, timeout, inactivity=None):
+    def wait_powered_off(self, machine, what, timeout, inactivity=None,
+                         screen=None):
+        def poll():
+            server = self.conn.compute.get_server(machine.id)
+            if screen is None:
+                return server, len(self.console(machine, None))
+            screen.update(self.console(machine,
+                                       installer_screen.CONSOLE_LINES))
+            return server, screen.activity
+
+        def failed(state):
+            if state[0].status == "ERROR":
+                return _fault(state[0])
+            return screen and screen.stuck()
+
         waiter.wait_for(
-            what, lambda: (self.conn.compute.get_server(machine.id),
-                           len(self.console(machine, None))),
-            lambda state: state[0].status == "SHUTOFF",
-            failed=lambda state: _fault(state[0])
-            if state[0].status == "ERROR" else None,
+            what, poll, lambda state: state[0].status == "SHUTOFF",
+            failed=failed,
             activity=lambda state: state[1], inactivity=inactivity,
             timeout=timeout, cancel=self.cancel, interval=2, max_interval=10)
 
@@ -452,7 +487,8 @@ def leftovers(conn):
     for image in conn.image.images():
         props = image.properties or {}
         build = props.get(BUILD_TAG)
-        if build and props.get(ROLE) in ("installer-disk", "jeos"):
+        if build and props.get(ROLE) in ("installer-disk", "installer-ramdisk",
+                                         "jeos"):
             found.append((build, "image", image.id, image.name))
     for keypair in conn.compute.keypairs():
         name = keypair.name

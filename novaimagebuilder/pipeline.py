@@ -16,13 +16,21 @@ from novaimagebuilder import rollback as rollback_stack
 
 LOG = logging.getLogger(__name__)
 
-#: Kernel arguments that point an installer at its script, which is the
-#: user data on the config drive.
+#: Kernel arguments that point an installer at its script: the user data on
+#: the config drive, or (d-i) the file its initrd carries.
 SCRIPT_KERNEL_ARGS = {
     "kickstart": "inst.ks=hd:LABEL=config-2:/openstack/latest/user_data",
-    "preseed": "auto=true priority=critical "
-               "preseed/file=/cdrom/openstack/latest/user_data",
+    "preseed": "priority=critical",
 }
+
+#: Seconds an installer's question may stay on its screen before the build
+#: fails naming it (at most the inactivity timeout).
+INSTALLER_QUESTION_GRACE = 60
+
+#: Script kinds that an installer booted from a kernel and initrd reads from
+#: its initrd, and the file name there. Netboot d-i has no CD-ROM drivers, so
+#: it never sees a config drive; it loads /preseed.cfg by itself.
+INITRD_SCRIPTS = {"preseed": "preseed.cfg"}
 
 
 class Backend(abc.ABC):
@@ -36,13 +44,21 @@ class Backend(abc.ABC):
         """Make install media usable by machines; returns a handle."""
 
     @abc.abstractmethod
-    def boot_installer(self, media, script, cmdline, disk_size):
-        """Boot the installer with ``script`` as its user data (on its config
-        drive); returns a machine."""
+    def boot_installer(self, media, script, kind, cmdline, disk_size):
+        """Boot the installer with ``script`` (of ``kind``) as its user data
+        (on its config drive) and, for a kernel boot of a kind in
+        INITRD_SCRIPTS, in its initrd; returns a machine."""
 
     @abc.abstractmethod
-    def wait_powered_off(self, machine, what, timeout, inactivity=None):
-        """Wait until ``machine`` has powered itself off."""
+    def wait_powered_off(self, machine, what, timeout, inactivity=None,
+                         screen=None):
+        """Wait until ``machine`` has powered itself off.
+
+        With ``screen`` (an installer_screen.Watch) the console's tail is fed
+        to it at every poll; its ``activity`` is what must not stand still
+        for ``inactivity`` seconds, and the wait fails as soon as it is
+        ``stuck()`` at a question. Without it, console growth counts.
+        """
 
     @abc.abstractmethod
     def power_off(self, machine):
@@ -215,14 +231,13 @@ class Pipeline:
             "console=ttyS0", SCRIPT_KERNEL_ARGS.get(kind),
             template.os.kernelparam, options.kernel_args]))
         self.progress(8, "Booting the %s installer" % template.os.name)
-        installer = backend.boot_installer(media_handle, script, cmdline,
-                                           options.disk_size)
+        installer = backend.boot_installer(media_handle, script, kind,
+                                           cmdline, options.disk_size)
         installer_entry = undo.push(str(installer),
                                     lambda: self.backend.delete(installer))
         self.progress(10, "Installing %s %s (waiting for the installer to "
                       "power off)" % (template.os.name, template.os.version))
-        self._wait_off(installer, "waiting for the installer to finish",
-                       options.timeout, options.inactivity_timeout)
+        self._wait_installer(installer, options)
 
         self.clock.step("jeos")
         self.progress(50, "Capturing the JEOS disk")
@@ -280,16 +295,34 @@ class Pipeline:
             return installscript.from_parameter(options.install_script)
         return installscript.generate(template, parameters)
 
-    def _wait_off(self, machine, what, timeout, inactivity=None):
+    def _wait_installer(self, installer, options):
+        """Wait for the installer to power off; on failure, timeout or
+        interruption its last screen and console tail go to the build log,
+        and the error names the question it waits at, if any."""
+        from novaimagebuilder import installer_screen
+        screen = installer_screen.Watch(
+            grace=min(INSTALLER_QUESTION_GRACE, options.inactivity_timeout))
         try:
-            self.backend.wait_powered_off(machine, what, timeout, inactivity)
-        except (errors.WaitTimeout, errors.WaitFailed) as exc:
-            tail = self.backend.console(machine, 15).strip().splitlines()
-            self.log.error("Console of %s when it failed:\n%s", machine,
-                           "\n".join(tail))
-            last = tail[-1].strip() if tail else "(console is empty)"
-            raise errors.BuildError("%s; console ends: %s" % (exc, last)) \
-                from None
+            self.backend.wait_powered_off(
+                installer, "waiting for the installer to finish",
+                options.timeout, options.inactivity_timeout, screen=screen)
+        except BaseException as exc:
+            console = self.backend.console(installer,
+                                           installer_screen.CONSOLE_LINES)
+            self.log.error(
+                "The installer's last screen:\n%s\nEnd of its console:\n%s",
+                installer_screen.screen_text(console),
+                "\n".join(installer_screen.plain_tail(console, 15)))
+            if not isinstance(exc, (errors.WaitTimeout, errors.WaitFailed)):
+                raise
+            asked = installer_screen.question(installer_screen.render(
+                console))
+            if asked:
+                raise errors.BuildError(installer_screen.waiting_at(asked)) \
+                    from None
+            tail = installer_screen.plain_tail(console, 1)
+            raise errors.BuildError("%s; console ends: %s" % (
+                exc, tail[-1] if tail else "(console is empty)")) from None
 
     def _connect(self, machine, host, port, key, options):
         from novaimagebuilder import ssh

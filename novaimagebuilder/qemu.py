@@ -15,6 +15,7 @@ import tempfile
 import time
 
 from novaimagebuilder import errors
+from novaimagebuilder import installer_screen
 from novaimagebuilder import waiter
 
 LOG = logging.getLogger(__name__)
@@ -133,11 +134,22 @@ class VM:
         except OSError:
             return 0
 
-    def wait_stopped(self, what, timeout, inactivity=None, cancel=None):
-        """Wait until the guest powers itself off."""
-        waiter.wait_for(what, poll=self._console_size,
-                        done=lambda size: not self.running(),
-                        activity=lambda size: size, inactivity=inactivity,
+    def wait_stopped(self, what, timeout, inactivity=None, cancel=None,
+                     screen=None):
+        """Wait until the guest powers itself off (see Backend.
+        wait_powered_off for ``screen``)."""
+        screen_lines = installer_screen.CONSOLE_LINES
+
+        def poll():
+            if screen is None:
+                return self._console_size()
+            return screen.update(self.console(screen_lines))
+
+        waiter.wait_for(what, poll=poll,
+                        done=lambda state: not self.running(),
+                        failed=lambda state: screen and screen.stuck(),
+                        activity=lambda state: screen.activity if screen
+                        else state, inactivity=inactivity,
                         timeout=timeout, cancel=cancel, interval=0.5,
                         max_interval=2.0)
 

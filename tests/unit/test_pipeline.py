@@ -32,13 +32,14 @@ class Recorder(pipeline.Backend):
     def prepare_media(self, media):
         return self._do("prepare_media", {"kernel": "k", "ramdisk": "r"})
 
-    def boot_installer(self, media, script, cmdline, disk_size):
+    def boot_installer(self, media, script, kind, cmdline, disk_size):
         self.script, self.cmdline, self.disk_size = script, cmdline, disk_size
         self._do("boot_installer")
         self.alive.add("installer")
         return "installer"
 
-    def wait_powered_off(self, machine, what, timeout, inactivity=None):
+    def wait_powered_off(self, machine, what, timeout, inactivity=None,
+                         screen=None):
         self._do("wait_" + machine)
         if self.fail == "hang_" + machine:
             raise errors.WaitTimeout("timed out %s (after 5 s)" % what)

@@ -1,0 +1,90 @@
+"""Reading an installer's screen from its serial console.
+
+d-i-download-components.console is the serial console of Debian's real
+network installer (bookworm netboot, our generated preseed in its initrd)
+under QEMU on this project's test machines, stopped where the mirror lacks
+an installer component.
+"""
+import pathlib
+
+from novaimagebuilder import installer_screen as screen
+
+DI = (pathlib.Path(__file__).parent / "data" /
+      "d-i-download-components.console").read_bytes().decode()
+
+DIALOG = """\
+  lqqqqqqqqqqqu [!!] Configure the network tqqqqqqqqqqqqk
+  x                                                     x
+  x Please enter the hostname for this system.          x
+  x                                                     x
+  x The hostname is a single word that identifies your  x
+  x system to the network.                              x
+  x                                                     x
+  x Hostname:                                           x
+  x                                                     x
+  x debian_____________________________________________ x
+  x                                                     x
+  x     <Go Back>                          <Continue>   x
+  x                                                     x
+  mqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqj
+"""
+
+
+def test_real_d_i_screen_is_rendered_and_its_question_found():
+    lines = screen.render(DI)
+    assert len(lines) == screen.ROWS
+    assert screen.question(lines) == ("Download installer components: The "
+                                      "installer failed to download a file "
+                                      "from the mirror")
+    text = screen.screen_text(DI)
+    assert "[!!] Download installer components" in text
+    assert "\x1b" not in text and "qqq" not in text
+
+
+def test_dialog_question_is_title_and_first_sentence():
+    assert screen.question(DIALOG.splitlines()) == (
+        "Configure the network: Please enter the hostname for this system")
+
+
+def test_progress_screen_is_no_question():
+    progress = DIALOG.replace("[!!] ", "")
+    assert screen.question(progress.splitlines()) is None
+
+
+def test_anaconda_prompt_is_a_question():
+    lines = ["================================================================",
+             "Root password", "", "Please select new root password. You "
+             "will have to type it twice.", "", "Password: "]
+    assert screen.question(lines) == "Root password: Password"
+
+
+def test_clock_redraw_is_no_activity():
+    watch = screen.Watch()
+    watch.update(DI)
+    before = watch.activity
+    # GNU screen's status line redrawn a minute later: only the time moves.
+    redraw = "\x1b[1;1H[            (1*installer)  2 shell  3 shell  4- " \
+             "log           ][ Dec 01 10:31 ]"
+    watch.update(DI + redraw)
+    assert watch.activity == before
+    watch.update(DI + "\x1b[20;3HRetrieving partman-base")
+    assert watch.activity > before
+
+
+def test_stuck_only_after_the_grace():
+    now = [100.0]
+    watch = screen.Watch(grace=60, clock=lambda: now[0])
+    watch.update(DI)
+    assert watch.question and watch.stuck() is None
+    now[0] += 59
+    watch.update(DI)
+    assert watch.stuck() is None
+    now[0] += 2
+    assert watch.stuck() == ('the installer is waiting at "Download '
+                             'installer components: The installer failed to '
+                             'download a file from the mirror"')
+
+
+def test_plain_tail_drops_escapes():
+    tail = screen.plain_tail("\x1b[1mboot\x1b[0m\r\nok\r\n\r\n", 5)
+    assert tail == ["boot", "ok"]
