@@ -38,7 +38,8 @@ Where: the kernel command line argument ``imgfac.ks=`` (or ``inst.ks=``,
 ``ks=``) with ``http://HOST/PATH``, ``cdrom:/PATH``, ``configdrive:/PATH``
 or ``hd:LABEL=NAME:/PATH`` (all: a file on any CD-ROM or config drive, or
 a file Nova injected at PATH) or ``file:/PATH`` (inside the initrd); without
-it, the config drive's ``openstack/latest/user_data``.
+it, ``/preseed.cfg`` in the initrd (where imgfac-nova adds a preseed, as
+d-i reads it), else the config drive's ``openstack/latest/user_data``.
 
 A debian-installer preseed (any ``d-i`` line) is translated: the answers
 passwd/root-password(-crypted), passwd/root-login, passwd/username,
@@ -91,7 +92,7 @@ import time
 
 # Part of the cache key with the lists below and guest-files/: raise it
 # whenever a change here changes what the build makes.
-SCRIPT_VERSION = "2"
+SCRIPT_VERSION = "3"
 SUITE = "bookworm"
 GUEST_PACKAGES = (
     "linux-image-cloud-amd64", "sysvinit-core", "openssh-server", "sudo",
