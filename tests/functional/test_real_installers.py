@@ -81,6 +81,7 @@ def udeb_missing_on_mirror(mirror, name):
 def check_outcome(result, store, mirror, boot):
     """COMPLETE and booted, or stuck where the mirror really lacks a
     component; prints how far it got."""
+    assert result.stdout, result.stderr[-3000:]
     image = builds.record(result)
     with open(os.path.join(store, image["identifier"] + ".log")) as log:
         text = log.read()
@@ -100,7 +101,7 @@ def check_outcome(result, store, mirror, boot):
 def test_real_d_i_locally(netboot, mirror, local_env, setup):
     config, store, tmp = setup
     started = time.monotonic()
-    result = builds.imgfac(config, "base_image", *builds.LOCAL_PARAMS[:4],
+    result = builds.imgfac(config, "base_image", *builds.LOCAL_PARAMS[:6],
                            *netboot, "--parameter", "inactivity_timeout",
                            "600", example_template(tmp, mirror), env=local_env,
                            timeout=3600)
@@ -144,7 +145,7 @@ def test_real_d_i_question_is_named(netboot, mirror, local_env, setup):
     path = tmp / "wrong-mirror.preseed"
     path.write_text(script)
     started = time.monotonic()
-    result = builds.imgfac(config, "base_image", *builds.LOCAL_PARAMS[:4],
+    result = builds.imgfac(config, "base_image", *builds.LOCAL_PARAMS[:6],
                            *netboot, "--parameter", "inactivity_timeout",
                            "900", "--file-parameter", "install_script",
                            str(path), example_template(tmp, mirror),
