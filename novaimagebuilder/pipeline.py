@@ -22,6 +22,9 @@ SCRIPT_KERNEL_ARGS = {
     "kickstart": "inst.ks=hd:LABEL=config-2:/openstack/latest/user_data",
     "preseed": "auto=true priority=critical "
                "preseed/file=/cdrom/openstack/latest/user_data",
+    # subiquity: run without asking for confirmation; cloud-init in the live
+    # system finds the config drive itself (no ds= needed).
+    "autoinstall": "autoinstall",
 }
 
 
@@ -210,7 +213,7 @@ class Pipeline:
         media_handle = backend.prepare_media(media)
 
         self.clock.step("install")
-        script, kind = self._install_script(template, parameters, options)
+        script, kind = self._install_script(template, parameters)
         cmdline = " ".join(filter(None, [
             "console=ttyS0", SCRIPT_KERNEL_ARGS.get(kind),
             template.os.kernelparam, options.kernel_args]))
@@ -274,11 +277,9 @@ class Pipeline:
     def _cancelled(self):
         return self.cancel is not None and self.cancel.is_set()
 
-    def _install_script(self, template, parameters, options):
+    def _install_script(self, template, parameters):
         from novaimagebuilder import installscript
-        if options.install_script:
-            return installscript.from_parameter(options.install_script)
-        return installscript.generate(template, parameters)
+        return installscript.for_build(template, parameters)
 
     def _wait_off(self, machine, what, timeout, inactivity=None):
         try:
