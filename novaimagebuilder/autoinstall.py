@@ -1,4 +1,5 @@
-"""Subiquity autoinstall for Ubuntu 20.04 and later (older Ubuntu: preseed).
+"""Subiquity autoinstall for Ubuntu 20.04 and later (older Ubuntu: preseed;
+installscript.GENERATORS chooses by version).
 
 The text is ``#cloud-config`` user data with an ``autoinstall:`` key: the
 live installer's cloud-init reads it from the config drive (or the
@@ -20,16 +21,12 @@ image (the build's SSH key arrives that way).
 power-off) before anything is created.
 """
 
-import re
 import shlex
 import urllib.parse
 
 import yaml
 
 from novaimagebuilder import installscript as isc
-
-#: First Ubuntu release whose server installer is subiquity.
-FIRST_RELEASE = (20, 4)
 
 _CONSOLE = "console=tty0 console=ttyS0,115200n8"
 #: What subiquity leaves that would keep the JEOS from reading the cloud's
@@ -116,23 +113,6 @@ def autoinstall(template, parameters=None):
     body = yaml.safe_dump({"autoinstall": config}, sort_keys=False,
                           default_flow_style=False, width=1000)
     return header + body, "autoinstall"
-
-
-def release(version):
-    """``(year, month)`` of an Ubuntu version ("24.04" -> (24, 4))."""
-    match = re.fullmatch(r"\s*(\d+)(?:\.(\d+))?(?:\.\d+)?\s*(LTS)?\s*",
-                         version, re.I)
-    if not match:
-        raise isc.InstallScriptError(
-            f"Ubuntu version '{version}' is not a release number like 24.04")
-    return int(match.group(1)), int(match.group(2) or 0)
-
-
-def ubuntu(template, parameters=None):
-    """Ubuntu: autoinstall from 20.04 on, a preseed before."""
-    if release(template.os.version) >= FIRST_RELEASE:
-        return autoinstall(template, parameters)
-    return isc.preseed(template, parameters)
 
 
 def validate(text, source="install_script"):

@@ -329,9 +329,9 @@ def _late_command(account, key):
 
 # ---------------------------------------------------------------- registry
 
-def _ubuntu(template, parameters):
+def _autoinstall(template, parameters):
     from novaimagebuilder import autoinstall
-    return autoinstall.ubuntu(template, parameters)
+    return autoinstall.autoinstall(template, parameters)
 
 
 #: (leading word of the lower-cased OS name, first version as a tuple of
@@ -345,7 +345,8 @@ GENERATORS = {
     ("alma", ()): kickstart, ("almalinux", ()): kickstart,
     ("ol", ()): kickstart, ("oraclelinux", ()): kickstart,
     ("debian", ()): preseed,
-    ("ubuntu", ()): preseed, ("ubuntu", (20, 4)): _ubuntu,
+    # Ubuntu's server installer is subiquity from 20.04 on.
+    ("ubuntu", ()): preseed, ("ubuntu", (20, 4)): _autoinstall,
 }
 
 

@@ -82,6 +82,18 @@ def _handler_for(os_name, version):
     return ksversion.makeVersion(name)
 
 
+#: Commands whose lines may hold a password.
+_PASSWORD_COMMANDS = ("rootpw", "sshpw", "user")
+
+
+def _command_at(text, lineno):
+    lines = text.splitlines()
+    if not lineno or lineno > len(lines):
+        return None
+    words = lines[lineno - 1].split()
+    return words[0] if words else None
+
+
 def parse(text, os_name, version, source="kickstart"):
     """Parse ``text`` with the handler of ``os_name`` ``version``; returns the
     warnings pykickstart gave (one-line strings). Raises InstallScriptError
@@ -100,10 +112,15 @@ def parse(text, os_name, version, source="kickstart"):
         try:
             parser.readKickstartFromString(text)
         except kserrors.KickstartError as exc:
+            lineno = getattr(exc, "lineno", None)
             message = (getattr(exc, "message", None) or str(exc)).strip()
             message = message.splitlines()[-1] if message else "rejected"
-            where = f"{source}:{exc.lineno}" if getattr(
-                exc, "lineno", None) else source
+            command = _command_at(text, lineno)
+            if command in _PASSWORD_COMMANDS:
+                # pykickstart may quote the line, password and all.
+                message = (f"this {command} line is not valid (not shown: "
+                           "it holds a password)")
+            where = f"{source}:{lineno}" if lineno else source
             raise InstallScriptError(f"{where}: {message} (pykickstart, "
                                  f"{os_name} {version})") from None
     return [" ".join(str(w.message).split()) for w in caught

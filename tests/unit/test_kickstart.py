@@ -166,3 +166,12 @@ def test_given_script_of_a_non_anaconda_os_is_not_parsed_as_kickstart():
     assert isc.from_parameter(text, debian) == (text, "kickstart")
     with pytest.raises(isc.InstallScriptError, match="Unknown command: disk"):
         isc.from_parameter(text, template("Fedora", "42"))
+
+
+def test_rejected_password_line_is_not_quoted():
+    text = "rootpw --plaintext Two Words\n" + GOOD
+    with pytest.raises(isc.InstallScriptError) as caught:
+        isc.from_parameter(text, template("Fedora", "42"))
+    assert str(caught.value) == (
+        "install_script:1: this rootpw line is not valid (not shown: it holds "
+        "a password) (pykickstart, Fedora 42)")
