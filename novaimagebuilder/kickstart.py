@@ -121,8 +121,9 @@ def parse(text, os_name, version, source="kickstart"):
                 message = (f"this {command} line is not valid (not shown: "
                            "it holds a password)")
             where = f"{source}:{lineno}" if lineno else source
-            raise InstallScriptError(f"{where}: {message} (pykickstart, "
-                                 f"{os_name} {version})") from None
+            raise InstallScriptError(
+                f"{where}: {message} (pykickstart, {os_name} {version})") \
+                from None
     return [" ".join(str(w.message).split()) for w in caught
             if issubclass(w.category, (kserrors.KickstartDeprecationWarning,
                                        kserrors.KickstartParseWarning))]

@@ -11,7 +11,6 @@ import pytest
 import yaml
 
 from imgfac_nova.template import parse_template
-from novaimagebuilder import autoinstall
 from novaimagebuilder import installscript as isc
 from novaimagebuilder import pipeline
 

@@ -82,8 +82,8 @@ def strict_parse(text, handler):
     return parser.handler
 
 
-def test_bad_given_kickstart_refused_before_anything_is_created(run,
-                                                               tmp_path):
+def test_bad_given_kickstart_refused_before_anything_is_created(
+        run, tmp_path):
     result = run("base_image", "--parameter", "os_plugin", "local",
                  "--file-parameter", "install_script",
                  kickstart(tmp_path, "foo --bar\n"), tdl(tmp_path))
