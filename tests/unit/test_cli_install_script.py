@@ -1,12 +1,14 @@
 """Install scripts through the imgfac-nova command: a bad given script is
 refused before anything is created, and ``validate --install-script``
 shows what a build would feed the installer."""
+import json
 import os
 import re
 import subprocess
 import sys
 import warnings
 
+import jsonschema
 import pytest
 import yaml
 from pykickstart import parser as ksparser
@@ -187,3 +189,26 @@ def test_validate_install_script_takes_one_template(run, tmp_path):
     result = run("validate", "--install-script", tdl(tmp_path),
                  tdl(tmp_path, "Debian", "12"))
     assert one_error(result) == "--install-script takes one template"
+
+
+EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))), "examples")
+
+
+@pytest.mark.parametrize("example, kind", [
+    ("fedora-40.tdl", "kickstart"), ("debian-12.tdl", "preseed"),
+    ("ubuntu-24.04-iso.tdl", "autoinstall"), ("test-cloud.tdl", "preseed")])
+def test_examples_install_scripts(run, example, kind):
+    result = run("validate", "--install-script", "--parameter", "os_plugin",
+                 "local", os.path.join(EXAMPLES, example))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines()[-1] == (
+        f"install script kind: {kind} (generated)")
+    if kind == "kickstart":
+        strict_parse(result.stdout, "F40")
+    elif kind == "autoinstall":
+        with open(os.path.join(os.path.dirname(__file__), "data",
+                               "subiquity-autoinstall-schema.json")) as handle:
+            schema = json.load(handle)
+        jsonschema.validate(yaml.safe_load(result.stdout)["autoinstall"],
+                            schema)
