@@ -350,7 +350,8 @@ GENERATORS = {
 }
 
 
-def _word(os_name):
+def os_word(os_name):
+    """The leading word of an OS name, lower-cased ("RHEL-9" -> "rhel")."""
     return re.match(r"[a-z]*", os_name.strip().lower()).group()
 
 
@@ -368,7 +369,7 @@ def register(os_word, generator, since=None):
 
 def generator_for(template):
     """The generator registered for ``template``'s OS and version, or None."""
-    word = _word(template.os.name)
+    word = os_word(template.os.name)
     version = version_tuple(template.os.version)
     found = sorted(since for w, since in GENERATORS
                    if w == word and since <= version)

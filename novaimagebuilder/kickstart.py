@@ -13,6 +13,7 @@ import re
 import warnings
 
 from novaimagebuilder.installscript import InstallScriptError
+from novaimagebuilder.installscript import os_word
 
 _RHEL_FAMILY = {8: "RHEL8", 9: "RHEL9", 10: "RHEL10"}
 
@@ -26,11 +27,6 @@ CLAIMED = {
     "alma": _RHEL_FAMILY, "almalinux": _RHEL_FAMILY,
     "ol": _RHEL_FAMILY, "oraclelinux": _RHEL_FAMILY,
 }
-
-
-def os_word(os_name):
-    """The leading word of an OS name, lower-cased ("RHEL-9" -> "rhel")."""
-    return re.match(r"[a-z]*", os_name.strip().lower()).group()
 
 
 def _major(os_name, version):

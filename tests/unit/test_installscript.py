@@ -306,3 +306,31 @@ def test_given_script_kinds(text, kind):
 def test_given_unusable_scripts(text, message):
     with pytest.raises(isc.InstallScriptError, match=message):
         isc.from_parameter(text)
+
+
+# ---------------------------------------------------------------- showing
+
+@pytest.mark.parametrize("line, kept", [
+    ("rootpw --plaintext 'two words'", "rootpw --iscrypted "),
+    ("rootpw pw", "rootpw --iscrypted "),
+    ("sshpw --username=root pw", "sshpw --iscrypted --username=root "),
+    ("user --name=a --password pw --groups=wheel",
+     "user --iscrypted --name=a --password "),
+])
+def test_plain_kickstart_passwords_shown_as_hashes(line, kept):
+    shown = isc.for_display(line + "\n", "kickstart")
+    assert shown.startswith(kept) and shown.endswith("\n")
+    assert "pw" not in shown.replace("sshpw", "").replace("rootpw", "")
+    assert "two words" not in shown and "$6$rounds=100000$" in shown
+
+
+@pytest.mark.parametrize("line", ["rootpw --lock", "rootpw --iscrypted $6$x",
+                                  "user --name=a --lock", "# rootpw pw"])
+def test_kickstart_lines_without_plain_passwords_unchanged(line):
+    assert isc.for_display(line, "kickstart") == line
+
+
+def test_templates_plain_root_password_never_shown():
+    text = "#!/bin/sh\necho s3cret pw | chpasswd\n"
+    assert isc.for_display(text, None, fedora("s3cret pw")) == (
+        "#!/bin/sh\necho *** | chpasswd\n")
