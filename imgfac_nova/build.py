@@ -133,7 +133,9 @@ class Builder:
 
     # -- preparing: everything that can fail on bad input, before any record ---
 
-    def _os_step(self, template, values):
+    def os_plugin_for(self, template, values):
+        """``(plugin name, plugin, typed parameters)`` a base-image build of
+        ``template`` with ``values`` uses; nothing is created."""
         plugin_name = self.plugins.choose_os_plugin(
             template.os.name, template.os.version, template.os.arch,
             requested=values.get("os_plugin"),
@@ -159,7 +161,7 @@ class Builder:
     # -- public verbs -----------------------------------------------------------
 
     def _base_step(self, template, values):
-        name, plugin, typed = self._os_step(template, values)
+        name, plugin, typed = self.os_plugin_for(template, values)
         plugin.check(template, typed)
         record = self._record(images.BASE_IMAGE, name, plugin, typed,
                               template=template.redacted_xml())

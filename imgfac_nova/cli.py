@@ -113,6 +113,11 @@ def build_parser():
     sub = verbs.add_parser("validate", help="check templates without "
                            "building")
     sub.add_argument("templates", nargs="+", metavar="TEMPLATE")
+    sub.add_argument("--install-script", action="store_true",
+                     help="print the install script a build of TEMPLATE "
+                          "would use (its kind on stderr; passwords only as "
+                          "hashes)")
+    _add_parameters(sub)
     return parser
 
 
@@ -425,6 +430,8 @@ def _sweep(args):
 def _validate(args):
     from imgfac_nova import config
     from imgfac_nova import template
+    if args.install_script:
+        return _show_install_script(args)
     limits = config.template_limits(_conf(args))
     results = []
     for path in args.templates:
@@ -447,6 +454,32 @@ def _validate(args):
             else:
                 print(result["error"], file=sys.stderr)
     return EXIT_OK if all(r["valid"] for r in results) else EXIT_FAILED
+
+
+def _show_install_script(args):
+    """The install script of a build of the template, as the build would
+    choose the plugin, type its parameters and make or check the script."""
+    from imgfac_nova import parameters
+    from imgfac_nova.plugins import common
+    from imgfac_nova.plugins import manager
+    from novaimagebuilder import errors
+    from novaimagebuilder import installscript
+    if len(args.templates) != 1:
+        raise UsageError("--install-script takes one template")
+    conf = _conf(args)
+    tdl = _template(args.templates[0], conf)
+    values = _values(args)
+    try:
+        _, _, typed = _builder(conf).os_plugin_for(tdl, values)
+        text, kind = common.install_script(tdl, typed)
+    except (manager.PluginError, parameters.ParameterError,
+            errors.BuildError) as exc:
+        raise UsageError(str(exc)) from None
+    sys.stdout.write(installscript.for_display(text, kind, tdl))
+    print("install script kind: %s (%s)" % (
+        kind or "unknown", "given" if typed.get("install_script")
+        else "generated"), file=sys.stderr)
+    return EXIT_OK
 
 
 _VERBS = {

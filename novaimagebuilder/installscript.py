@@ -1,9 +1,13 @@
 """Unattended install scripts: generated from a TDL, or given by the operator.
 
 ``generate(template, parameters)`` returns ``(text, kind)``: a kickstart
-for Fedora, RHEL and relatives, a preseed for Debian and Ubuntu. The
-generator is chosen from ``GENERATORS`` by the leading word of the TDL's
-OS name ("RHEL-9" -> "rhel"); ``register`` adds or replaces one.
+for Fedora, RHEL and relatives (the releases in kickstart.CLAIMED), a
+preseed for Debian and Ubuntu before 20.04, a subiquity autoinstall for
+Ubuntu 20.04 and later (autoinstall.py). The generator is chosen from
+``GENERATORS`` by the leading word of the TDL's OS name ("RHEL-9" ->
+"rhel") and its version; ``register`` adds or replaces one.
+``for_build`` gives what a build uses: the operator's ``install_script``
+(checked by ``from_parameter``) or the generated script.
 
 Every script installs from the TDL's URL (or the install CD), sets the
 root password from the TDL (SHA-512 crypt hash; locked when the TDL has
@@ -22,12 +26,15 @@ password (plain or hashed) is never logged.
 
 import base64
 import hashlib
+import logging
 import re
 import secrets
 import shlex
 import urllib.parse
 
 from novaimagebuilder import errors
+
+LOG = logging.getLogger(__name__)
 
 DEFAULT_DISK = "vda"
 HASH_PREFIXES = ("$1$", "$5$", "$6$", "$y$", "$2b$", "$2y$")
@@ -144,7 +151,10 @@ def _b64(text):
 # ---------------------------------------------------------------- kickstart
 
 def kickstart(template, parameters=None):
-    """A kickstart (Fedora, RHEL, CentOS, Rocky, Alma, OL)."""
+    """A kickstart (Fedora, RHEL, CentOS Stream, Rocky, Alma, OL), for the
+    releases novaimagebuilder.kickstart claims."""
+    from novaimagebuilder import kickstart as ks
+    ks.require_claimed(template)
     user, key, disk = _parameters(parameters)
     install = template.os.install
     if install.type == "url":
@@ -334,33 +344,73 @@ def _late_command(account, key):
 
 # ---------------------------------------------------------------- registry
 
-#: Leading word of the lower-cased OS name -> generator(template, parameters)
-#: returning (text, kind).
+def _autoinstall(template, parameters):
+    from novaimagebuilder import autoinstall
+    return autoinstall.autoinstall(template, parameters)
+
+
+#: (leading word of the lower-cased OS name, first version as a tuple of
+#: numbers, () for all) -> generator(template, parameters) returning
+#: (text, kind). For a template the entry with its word and the highest
+#: first version not above the template's version is used.
 GENERATORS = {
-    "fedora": kickstart, "rhel": kickstart, "redhat": kickstart,
-    "centos": kickstart, "rocky": kickstart, "rockylinux": kickstart,
-    "alma": kickstart, "almalinux": kickstart, "ol": kickstart,
-    "oraclelinux": kickstart,
-    "debian": preseed, "ubuntu": preseed,
+    ("fedora", ()): kickstart, ("rhel", ()): kickstart,
+    ("redhat", ()): kickstart, ("centos", ()): kickstart,
+    ("rocky", ()): kickstart, ("rockylinux", ()): kickstart,
+    ("alma", ()): kickstart, ("almalinux", ()): kickstart,
+    ("ol", ()): kickstart, ("oraclelinux", ()): kickstart,
+    ("debian", ()): preseed,
+    # Ubuntu's server installer is subiquity from 20.04 on.
+    ("ubuntu", ()): preseed, ("ubuntu", (20, 4)): _autoinstall,
 }
 
 
-def register(os_word, generator):
+def os_word(os_name):
+    """The leading word of an OS name, lower-cased ("RHEL-9" -> "rhel")."""
+    return re.match(r"[a-z]*", os_name.strip().lower()).group()
+
+
+def version_tuple(version):
+    """The numbers of a version ("24.04" -> (24, 4), "9" -> (9,))."""
+    return tuple(int(n) for n in re.findall(r"\d+", version or ""))
+
+
+def register(os_word, generator, since=None):
     """Use ``generator(template, parameters) -> (text, kind)`` for OS names
-    starting with ``os_word`` (e.g. "fedora")."""
-    GENERATORS[os_word.lower()] = generator
+    starting with ``os_word`` (e.g. "fedora"), from version ``since``
+    ("20.04"; None: every version) on."""
+    GENERATORS[os_word.lower(), version_tuple(since)] = generator
+
+
+def generator_for(template):
+    """The generator registered for ``template``'s OS and version, or None."""
+    word = os_word(template.os.name)
+    version = version_tuple(template.os.version)
+    found = sorted(since for w, since in GENERATORS
+                   if w == word and since <= version)
+    return GENERATORS[word, found[-1]] if found else None
 
 
 def generate(template, parameters=None):
     """The install script for ``template``: ``(text, kind)``."""
-    word = re.match(r"[a-z]*", template.os.name.strip().lower()).group()
-    generator = GENERATORS.get(word)
+    generator = generator_for(template)
     if generator is None:
         raise InstallScriptError(
-            f"no install script generator for '{template.os.name}' (known: "
-            + ", ".join(sorted(GENERATORS))
+            f"no install script generator for '{template.os.name} "
+            f"{template.os.version}' (known: "
+            + ", ".join(sorted({word for word, _ in GENERATORS}))
             + "); give one with the install_script parameter")
     return generator(template, parameters)
+
+
+def for_build(template, parameters):
+    """The install script a build of ``template`` uses: the operator's
+    ``install_script`` (checked by ``from_parameter``), else the generated
+    one. ``(text, kind)``."""
+    given = (parameters or {}).get("install_script")
+    if given:
+        return from_parameter(given, template)
+    return generate(template, parameters)
 
 
 # ---------------------------------------------------------------- given scripts
@@ -386,12 +436,16 @@ def script_kind(text):
     return None
 
 
-def from_parameter(text):
+def from_parameter(text, template=None):
     """An operator's ``install_script``: ``(text, kind)``, kind as
     ``script_kind`` says (None when unknown; the script is used as is).
 
     Refused with a one-line reason: empty or binary text, a kickstart that
-    reboots or halts instead of powering off, a preseed without power-off.
+    reboots or halts instead of powering off, a preseed without power-off,
+    an autoinstall that is not YAML, lacks ``version: 1`` or does not power
+    off, and, for a ``template`` of an anaconda OS (Fedora, RHEL and
+    relatives), a kickstart pykickstart rejects for that release
+    (``install_script:LINE: ...``; its warnings are logged).
     """
     if isinstance(text, bytes):
         try:
@@ -418,4 +472,65 @@ def from_parameter(text):
             "install_script: the preseed does not power off at the end; add "
             "'d-i debian-installer/exit/poweroff boolean true' so the build "
             "sees the install finish")
+    elif kind == "autoinstall":
+        from novaimagebuilder import autoinstall
+        autoinstall.validate(text)
+    if kind == "kickstart" and template is not None and \
+            generator_for(template) is kickstart:
+        from novaimagebuilder import kickstart as ks
+        for warning in ks.parse(text, template.os.name, template.os.version,
+                                "install_script"):
+            LOG.warning("install_script: %s", warning)
     return text, kind
+
+
+# ---------------------------------------------------------------- showing
+
+_PRESEED_PASSWORD = re.compile(
+    r"^(?P<owner>\s*\S+\s+passwd/(?:root|user))-password(?:-again)?"
+    r"\s+\S+\s+(?P<value>.*?)\s*$")
+
+
+def _shown_kickstart_line(line):
+    """A kickstart line with a plain-text password replaced by its hash."""
+    try:
+        words = shlex.split(line, comments=True)
+    except ValueError:
+        return line
+    if not words or words[0] not in ("rootpw", "sshpw", "user") or \
+            "--iscrypted" in words:
+        return line
+    shown, changed, value_next = [words[0], "--iscrypted"], False, False
+    for word in words[1:]:
+        if word == "--plaintext":
+            continue
+        if value_next or (words[0] != "user" and not word.startswith("-")):
+            word, changed, value_next = password_hash(word), True, False
+        elif word.startswith("--password="):
+            word, changed = "--password=" + password_hash(word[11:]), True
+        elif word == "--password":
+            value_next = True
+        shown.append(word)
+    return shlex.join(shown) if changed else line
+
+
+def for_display(text, kind, template=None):
+    """``text`` as it may be shown to the operator: plain-text passwords of
+    a kickstart (``rootpw``, ``sshpw``, ``user --password``) or preseed
+    (``passwd/*-password``) replaced by their SHA-512 crypt hash, and the
+    template's plain root password, wherever else it appears, by ``***``."""
+    lines = []
+    for line in text.split("\n"):
+        if kind == "kickstart":
+            line = _shown_kickstart_line(line)
+        elif kind == "preseed":
+            match = _PRESEED_PASSWORD.match(line)
+            if match:
+                line = (f"{match['owner']}-password-crypted password "
+                        + password_hash(match["value"]))
+        lines.append(line)
+    shown = "\n".join(lines)
+    rootpw = template.os.rootpw if template is not None else None
+    if rootpw and not rootpw.startswith(HASH_PREFIXES):
+        shown = shown.replace(rootpw, "***")
+    return shown

@@ -21,6 +21,9 @@ LOG = logging.getLogger(__name__)
 SCRIPT_KERNEL_ARGS = {
     "kickstart": "inst.ks=hd:LABEL=config-2:/openstack/latest/user_data",
     "preseed": "priority=critical",
+    # subiquity: run without asking for confirmation; cloud-init in the live
+    # system finds the config drive itself (no ds= needed).
+    "autoinstall": "autoinstall",
 }
 
 #: Seconds an installer's question may stay on its screen before the build
@@ -107,7 +110,6 @@ class Options:
     timeout: int = 3600
     inactivity_timeout: int = 900
     ssh_timeout: int = 900
-    install_script: str | None = None
     kernel_args: str | None = None
     disk_size: int | None = None  # bytes
     keep_on_failure: bool = False
@@ -226,7 +228,7 @@ class Pipeline:
         media_handle = backend.prepare_media(media)
 
         self.clock.step("install")
-        script, kind = self._install_script(template, parameters, options)
+        script, kind = self._install_script(template, parameters)
         cmdline = " ".join(filter(None, [
             "console=ttyS0", SCRIPT_KERNEL_ARGS.get(kind),
             template.os.kernelparam, options.kernel_args]))
@@ -289,11 +291,9 @@ class Pipeline:
     def _cancelled(self):
         return self.cancel is not None and self.cancel.is_set()
 
-    def _install_script(self, template, parameters, options):
+    def _install_script(self, template, parameters):
         from novaimagebuilder import installscript
-        if options.install_script:
-            return installscript.from_parameter(options.install_script)
-        return installscript.generate(template, parameters)
+        return installscript.for_build(template, parameters)
 
     def _wait_installer(self, installer, options):
         """Wait for the installer to power off; on failure, timeout or

@@ -43,6 +43,16 @@ def pipeline_parameters(template, parameters):
     return values
 
 
+def install_script(template, parameters):
+    """The install script a build of ``template`` with these (resolved)
+    parameters uses, ``(text, kind)``: the given ``install_script`` after its
+    checks, or the generated one. Raises InstallScriptError (one line); the
+    plugins call it in check(), before anything is created."""
+    from novaimagebuilder import installscript
+    return installscript.for_build(template,
+                                   pipeline_parameters(template, parameters))
+
+
 def cloud_configured(conf=None):
     """True when OpenStack credentials are configured for this process:
     ``OS_CLOUD`` or ``OS_AUTH_URL``, as openstacksdk reads them."""

@@ -37,6 +37,10 @@ class LocalOS(base.OSPlugin):
         """Default when no cloud is configured."""
         return not common.cloud_configured(conf)
 
+    def check(self, template, parameters):
+        """The install script, before anything is created."""
+        common.install_script(template, parameters)
+
     def create_base_image(self, build, template, parameters):
         from novaimagebuilder import local
         from novaimagebuilder import qemu

@@ -65,8 +65,10 @@ class NovaOS(base.OSPlugin):
                             parameters.get("interface"))
 
     def check(self, template, parameters):
-        """Credentials, flavor and network, before anything is created."""
+        """The install script, credentials, flavor and network, before
+        anything is created."""
         from novaimagebuilder import errors
+        common.install_script(template, parameters)
         if template.os.install.type == "url" and not parameters["direct_boot"]:
             raise errors.BuildError("URL installs boot the installer kernel "
                                     "directly: leave direct_boot true or "

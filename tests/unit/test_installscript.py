@@ -191,15 +191,16 @@ def test_preseed_late_command_really_works(tmp_path):
 
 
 def test_ubuntu_suite_from_version_and_https_mirror():
+    # Before 20.04 Ubuntu's server installer is d-i (later: autoinstall).
     text, kind = isc.generate(debian(
         url="https://mirror.example.org/ubuntu/", name="Ubuntu",
-        version="24.04"))
+        version="18.04"))
     assert kind == "preseed"
     lines = text.splitlines()
     assert "d-i mirror/protocol string https" in lines
     assert "d-i mirror/https/hostname string mirror.example.org" in lines
     assert "d-i mirror/https/directory string /ubuntu" in lines
-    assert "d-i mirror/suite string noble" in lines
+    assert "d-i mirror/suite string bionic" in lines
 
 
 def test_unknown_suite_is_an_error():
@@ -215,13 +216,15 @@ def test_unknown_os_is_an_error():
     template = tdl("Windows", "2022", '<install type="iso">'
                    "<iso>http://iso.example.org/win.iso</iso></install>")
     with pytest.raises(isc.InstallScriptError, match="no install script "
-                       "generator for 'Windows'.*install_script parameter"):
+                       "generator for 'Windows 2022'.*install_script "
+                       "parameter"):
         isc.generate(template)
 
 
 def test_registered_generator_is_used(monkeypatch):
-    monkeypatch.setitem(isc.GENERATORS, "windows", lambda template, params: (
-        f"<unattend>{template.os.version}</unattend>", "autounattend"))
+    monkeypatch.setitem(isc.GENERATORS, ("windows", ()), lambda template,
+                        params: (f"<unattend>{template.os.version}</unattend>",
+                                 "autounattend"))
     template = tdl("Windows", "2022", '<install type="iso">'
                    "<iso>http://iso.example.org/win.iso</iso></install>")
     assert isc.generate(template) == ("<unattend>2022</unattend>",
@@ -234,6 +237,20 @@ def test_register_adds_a_generator(monkeypatch):
     assert isc.generate(tdl("Gentoo", "1", '<install type="iso">'
                             "<iso>http://x.example.org/g.iso</iso></install>")
                         ) == ("script", "custom")
+
+
+def test_generator_by_version(monkeypatch):
+    monkeypatch.setattr(isc, "GENERATORS", dict(isc.GENERATORS))
+    isc.register("Gentoo", lambda template, params: ("old", "custom"))
+    isc.register("Gentoo", lambda template, params: ("new", "custom"), "2.10")
+    isc.register("Gentoo", lambda template, params: ("newer", "custom"), "3")
+
+    def made(version):
+        return isc.generate(tdl("Gentoo", version, '<install type="iso">'
+                                "<iso>http://x.example.org/g.iso</iso>"
+                                "</install>"))[0]
+    assert [made(v) for v in ("1", "2.9", "2.10", "2.11", "3", "17.04")] == [
+        "old", "old", "new", "new", "newer", "newer"]
 
 
 def test_password_is_not_logged(caplog):
@@ -272,7 +289,8 @@ def test_given_preseed_must_power_off():
 
 
 @pytest.mark.parametrize("text, kind", [
-    ("#cloud-config\nautoinstall:\n  version: 1\n", "autoinstall"),
+    ("#cloud-config\nautoinstall:\n  version: 1\n  shutdown: poweroff\n",
+     "autoinstall"),
     ('<?xml version="1.0"?><unattend xmlns="urn:x"/>', "autounattend"),
     ("#!/bin/sh\necho custom\n", None),
 ])
@@ -288,3 +306,31 @@ def test_given_script_kinds(text, kind):
 def test_given_unusable_scripts(text, message):
     with pytest.raises(isc.InstallScriptError, match=message):
         isc.from_parameter(text)
+
+
+# ---------------------------------------------------------------- showing
+
+@pytest.mark.parametrize("line, kept", [
+    ("rootpw --plaintext 'two words'", "rootpw --iscrypted "),
+    ("rootpw pw", "rootpw --iscrypted "),
+    ("sshpw --username=root pw", "sshpw --iscrypted --username=root "),
+    ("user --name=a --password pw --groups=wheel",
+     "user --iscrypted --name=a --password "),
+])
+def test_plain_kickstart_passwords_shown_as_hashes(line, kept):
+    shown = isc.for_display(line + "\n", "kickstart")
+    assert shown.startswith(kept) and shown.endswith("\n")
+    assert "pw" not in shown.replace("sshpw", "").replace("rootpw", "")
+    assert "two words" not in shown and "$6$rounds=100000$" in shown
+
+
+@pytest.mark.parametrize("line", ["rootpw --lock", "rootpw --iscrypted $6$x",
+                                  "user --name=a --lock", "# rootpw pw"])
+def test_kickstart_lines_without_plain_passwords_unchanged(line):
+    assert isc.for_display(line, "kickstart") == line
+
+
+def test_templates_plain_root_password_never_shown():
+    text = "#!/bin/sh\necho s3cret pw | chpasswd\n"
+    assert isc.for_display(text, None, fedora("s3cret pw")) == (
+        "#!/bin/sh\necho *** | chpasswd\n")
