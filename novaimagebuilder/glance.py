@@ -72,7 +72,7 @@ def client(session, endpoint=None, region=None, interface=None):
 def import_methods(glance):
     """The import methods the cloud offers (empty when it has no import)."""
     try:
-        body, _ = glance.images.get_import_info()
+        body = glance.images.get_import_info()
     except Exception as exc:
         LOG.info("Glance offers no image import: %s", explain(exc))
         return []

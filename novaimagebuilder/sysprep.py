@@ -5,13 +5,14 @@ the guest OS never boots for it: nothing of the clean-up (a new machine-id,
 boot logs, a shell history) can end up in the image, and it knows the
 distributions' own places for each piece of identity. It runs with the
 ``direct`` libguestfs backend (no libvirt daemon needed); KVM is used when
-/dev/kvm works, else TCG.
+it works (:func:`novaimagebuilder.qemu.choose_accelerator`), else TCG.
 """
 import os
 import subprocess
 import tempfile
 
 from novaimagebuilder import errors
+from novaimagebuilder import qemu
 from novaimagebuilder import waiter
 
 #: virt-sysprep operations: machine-id, SSH host keys, persistent net rules
@@ -36,8 +37,12 @@ def command(disk, disk_format, operations=OPERATIONS):
 
 
 def environment():
+    """virt-sysprep's environment: the direct backend, and TCG when KVM does
+    not work here (libguestfs would try a /dev/kvm that hangs guests)."""
     env = dict(os.environ)
     env["LIBGUESTFS_BACKEND"] = "direct"
+    if qemu.choose_accelerator()[0] == "tcg":
+        env["LIBGUESTFS_BACKEND_SETTINGS"] = "force_tcg"
     return env
 
 

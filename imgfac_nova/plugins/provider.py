@@ -220,7 +220,7 @@ def connect(provider, credentials):
     except Exception as exc:
         raise ProviderError("the provider %s: %s" % (
             where, glance.explain(exc))) from None
-    account = "%s/%s" % (access.user_name or access.user_id,
+    account = "%s/%s" % (access.username or access.user_id,
                          access.project_name or access.project_id)
     client = glance.client(session, endpoint=provider.endpoint, region=region,
                            interface=interface)
