@@ -125,8 +125,8 @@ def descriptor(machine, disk_file, disk_file_size, capacity):
     operating = _sub(system, OVF, "OperatingSystemSection", ovf_id=cim,
                      vmw_osType=guest)
     _sub(operating, OVF, "Info", "The operating system installed")
-    _sub(operating, OVF, "Description", "%s %s" % (machine.os_name,
-                                                  machine.os_version))
+    _sub(operating, OVF, "Description",
+         "%s %s" % (machine.os_name, machine.os_version))
 
     hardware = _sub(system, OVF, "VirtualHardwareSection")
     _sub(hardware, OVF, "Info", "Virtual hardware requirements")

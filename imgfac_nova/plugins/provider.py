@@ -68,8 +68,8 @@ class Provider:
         host = self.definition.get("glance-host")
         if not host:
             return None
-        return "http://%s:%s" % (host, self.definition.get("glance-port",
-                                                             9292))
+        port = self.definition.get("glance-port", 9292)
+        return "http://%s:%s" % (host, port)
 
     @property
     def visibility(self):
