@@ -205,3 +205,63 @@ def test_ova_is_descriptor_disk_and_manifest_in_order(source, tmp_path):
         hashlib.sha256(ovf).hexdigest(), hashlib.sha256(disk).hexdigest())
     size = _attr(_ovf(ovf).find("ovf:References/ovf:File", OVF_NS), "size")
     assert int(size) == len(disk)
+
+
+# -- the formats plugin in the builder ----------------------------------------------
+
+TEMPLATE = """<template><name>tiny</name><os><name>TestOS</name>
+<version>1</version><arch>x86_64</arch>
+<install type='url'><url>http://example.com/tree/</url></install></os>
+<description>tiny</description></template>"""
+
+
+@pytest.fixture
+def builder(plugin_site, tmp_path):
+    from imgfac_nova import build
+    from imgfac_nova import store
+    return build.Builder(None, store.ImageStore(str(tmp_path / "store")))
+
+
+def _base(builder, size):
+    from imgfac_nova import template
+    job = builder.base_image(template.parse_template(TEMPLATE, "tiny.tdl"),
+                             {"size": str(size)})
+    assert job.wait(30)
+    return builder.store.get(job.image.identifier)
+
+
+def test_target_image_from_a_local_base(builder):
+    from imgfac_nova import images
+    base = _base(builder, 4 * MiB)
+    job = builder.target_image("vhd", {}, base_id=base.identifier)
+    assert job.wait(60)
+    target = builder.store.get(job.image.identifier)
+    assert target.status == images.COMPLETE, target.error
+    assert target.plugin == "formats"
+    assert target.properties["disk_format"] == "vhd"
+    assert formats.verify(target.data, formats.FORMATS["vhd"])[
+        "virtual-size"] == 4 * MiB
+    assert formats.info(base.data)["format"] == "raw"  # base untouched
+    assert sorted(os.listdir(builder.store.path)) == sorted(
+        ["%s.%s" % (i, s) for i in (base.identifier, target.identifier)
+         for s in ("body", "log", "meta")] + [".lock"])
+
+
+def test_failed_conversion_leaves_no_target_data(builder, tmp_path):
+    from imgfac_nova import images
+    base = _base(builder, 4096)
+    # Make the base's data a qcow2 whose backing file is gone.
+    os.unlink(base.data)
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-u", "-b",
+                    str(tmp_path / "gone.raw"), "-F", "raw", base.data,
+                    "1M"], check=True)
+    job = builder.target_image("vmdk", {}, base_id=base.identifier)
+    assert job.wait(60)
+    target = builder.store.get(job.image.identifier)
+    assert target.status == images.FAILED
+    assert target.error.startswith("qemu-img convert failed: ")
+    assert target.data is None
+    leftovers = [n for n in os.listdir(builder.store.path)
+                 if n.startswith(target.identifier) and
+                 not n.endswith((".meta", ".log"))]
+    assert leftovers == []
