@@ -9,6 +9,7 @@ import contextlib
 import hashlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import tarfile
@@ -341,11 +342,13 @@ def test_unreachable_glance_creates_nothing(workspace, env, openstack_target,
 
 class CuttingProxy:
     """A TCP proxy to Glance that drops the connection of any image data
-    upload (stage or file) after ``limit`` bytes of it: a Glance failure in
-    the middle of an upload, as the client sees it."""
+    upload (stage or file) after ``limit`` bytes of it (a Glance failure in
+    the middle of an upload, as the client sees it), or only slows uploads
+    down to ``pace`` seconds per 64 KiB."""
 
-    def __init__(self, limit=4 * 2 ** 20):
+    def __init__(self, limit=4 * 2 ** 20, pace=0.0):
         self.limit = limit
+        self.pace = pace
         self.cut = 0
         self.server = socket.create_server(("127.0.0.1", 0))
         self.port = self.server.getsockname()[1]
@@ -375,9 +378,10 @@ class CuttingProxy:
                     uploading, sent = True, 0
                 if uploading:
                     sent += len(data)
-                    if sent > self.limit:
+                    if self.limit and sent > self.limit:
                         self.cut += 1
                         break
+                    time.sleep(self.pace)
                 upstream.sendall(data)
         for sock in (client, upstream):
             with contextlib.suppress(OSError):
@@ -424,3 +428,52 @@ def test_glance_failure_mid_upload_leaves_no_image(
             if "error" in line.lower()][-1].endswith(error)
     assert image["identifier_on_provider"] is None
     assert _images_of(admin_conn, second_project["project"]) == []
+
+
+def test_ctrl_c_mid_upload_leaves_no_image(
+        workspace, env, openstack_target, second_project, admin_conn):
+    config, store, directory = workspace
+    project = second_project["project"]
+    proxy = CuttingProxy(limit=None, pace=0.02)  # about 3 MiB/s
+    try:
+        proc = builds.start(
+            config, "provider_image", "openstack", json.dumps(
+                {"auth_url": KEYSTONE, "glance-host": "127.0.0.1",
+                 "glance-port": proxy.port}),
+            _credentials(directory, second_project), "--id",
+            openstack_target["identifier"], env=env)
+        deadline = time.monotonic() + 120
+        while not _images_of(admin_conn, project):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the upload never started"
+            time.sleep(0.5)
+        time.sleep(2)  # well into the upload
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proxy.close()
+    assert proc.returncode == 1, err
+    assert json.loads(out)["status_detail"]["error"] == "interrupted"
+    assert _images_of(admin_conn, project) == []
+
+
+def test_download_streams_and_checks_the_hash(pushed, openstack_target,
+                                              test_cloud, tmp_path,
+                                              monkeypatch):
+    """How a base image built in Nova reaches a format target: its Glance
+    image streamed down (here: the pushed image), checked by its hash."""
+    from imgfac_nova.plugins import provider
+    from novaimagebuilder import glance
+    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", test_cloud.clouds_yaml)
+    client = provider.connect(provider.parse_provider("@imgfac-test"),
+                              None).glance
+    path = str(tmp_path / "down.qcow2")
+    seen = []
+    started = time.monotonic()
+    glance.download(client, pushed["identifier_on_provider"], path,
+                    progress=lambda percent, done: seen.append(percent))
+    seconds = time.monotonic() - started
+    assert _sha512(path) == _sha512(openstack_target["data"])
+    assert seen[-1] == 100
+    print("download: %.1f s, %.1f MiB/s" % (
+        seconds, os.path.getsize(path) / 2 ** 20 / seconds))
