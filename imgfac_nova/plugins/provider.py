@@ -122,6 +122,13 @@ def parse_provider(text):
             where, ", ".join(unknown), ", ".join(sorted(PROVIDER_KEYS))))
     if not (data.get("glance-host") or data.get("auth_url")):
         raise ProviderError("%s needs glance-host or auth_url" % where)
+    for key in ("glance-port", "min_disk", "min_ram"):
+        value = data.get(key, 0)
+        if isinstance(value, bool) or not str(value).isdigit():
+            raise ProviderError("%s: %s must be a whole number, not %r"
+                                % (where, key, value))
+        if key in data:
+            data[key] = int(value)
     return Provider(definition=data)
 
 

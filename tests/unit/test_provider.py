@@ -35,13 +35,14 @@ def test_cloud_provider():
 
 
 def test_image_factory_provider_definition(tmp_path):
-    text = json.dumps({"glance-host": "glance.example", "glance-port": 9393,
+    text = json.dumps({"glance-host": "glance.example", "glance-port": "9393",
                        "is_public": True, "container_format": "bare",
                        "min_disk": 10, "min_ram": 512})
     parsed = provider.parse_provider(text)
     assert parsed.endpoint == "http://glance.example:9393"
     assert parsed.visibility == "public"
-    assert json.loads(parsed.redacted()) == json.loads(text)
+    assert json.loads(parsed.redacted()) == dict(json.loads(text),
+                                                 **{"glance-port": 9393})
     path = tmp_path / "provider.json"
     path.write_text(json.dumps({"auth_url": "http://k:5000/v3",
                                 "visibility": "shared"}))
@@ -60,6 +61,10 @@ def test_image_factory_provider_definition(tmp_path):
      "unknown keys colour (known: "),
     ('{"is_public": true}', "the provider definition needs glance-host or "
      "auth_url"),
+    ('{"glance-host": "g", "min_ram": "lots"}', "the provider definition: "
+     "min_ram must be a whole number, not 'lots'"),
+    ('{"glance-host": "g", "glance-port": -1}', "the provider definition: "
+     "glance-port must be a whole number, not -1"),
 ])
 def test_bad_provider_definitions(text, message):
     with pytest.raises(provider.ProviderError) as exc:
