@@ -14,6 +14,7 @@ import time
 
 from imgfac_nova import images
 from imgfac_nova import parameters as params
+from imgfac_nova.plugins import base as plugin_base
 from imgfac_nova.plugins import manager as plugin_manager
 from novaimagebuilder import errors
 
@@ -219,6 +220,11 @@ class Builder:
             if template is None:
                 raise plugin_manager.PluginError(
                     "--snapshot builds from a template: give --template")
+            if type(plugin).snapshot_image_on_provider is \
+                    plugin_base.CloudPlugin.snapshot_image_on_provider:
+                raise plugin_manager.PluginError(
+                    "the %s plugin cannot build on a provider (--snapshot); "
+                    "build the image, then push it" % name)
             record = self._record(
                 images.PROVIDER_IMAGE, name, plugin, typed,
                 template=template.redacted_xml(), target=target,

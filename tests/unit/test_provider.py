@@ -235,6 +235,20 @@ def test_bad_input_creates_nothing(cli_env, config_file, tmp_path, base_id,
     assert _store(tmp_path) == before
 
 
+def test_snapshot_is_refused_by_plugins_without_it(
+        cli_env, config_file, tmp_path):
+    template = tmp_path / "tiny.tdl"
+    template.write_text(TEMPLATE)
+    result = _cli(cli_env, config_file, "provider_image", "openstack",
+                  "@somecloud", "-", "--template", str(template),
+                  "--snapshot")
+    assert result.returncode == 2
+    assert _errors(result.stderr) == [
+        "imgfac-nova: error: the openstack plugin cannot build on a provider "
+        "(--snapshot); build the image, then push it"]
+    assert not (tmp_path / "store").exists() or _store(tmp_path) == []
+
+
 def test_base_not_complete_is_bad_input(cli_env, config_file, tmp_path):
     template = tmp_path / "tiny.tdl"
     template.write_text(TEMPLATE)
