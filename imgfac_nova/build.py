@@ -14,6 +14,7 @@ import time
 
 from imgfac_nova import images
 from imgfac_nova import parameters as params
+from imgfac_nova.plugins import base as plugin_base
 from imgfac_nova.plugins import manager as plugin_manager
 from novaimagebuilder import errors
 
@@ -79,6 +80,9 @@ class BuildContext:
 
     def set_identifier_on_provider(self, identifier):
         self._update(identifier_on_provider=identifier)
+
+    def set_provider_account_identifier(self, account):
+        self._update(provider_account_identifier=account)
 
     def add_timing(self, step, **seconds):
         """Record seconds spent on a step, e.g. ``cloud=12.5, orchestrator=0.4``."""
@@ -214,13 +218,19 @@ class Builder:
         """
         name, plugin, typed = self._cloud_step(target, values)
         steps = []
-        fields = dict(target=target, provider=provider)
         if snapshot:
             if template is None:
                 raise plugin_manager.PluginError(
                     "--snapshot builds from a template: give --template")
-            record = self._record(images.PROVIDER_IMAGE, name, plugin, typed,
-                                  template=template.redacted_xml(), **fields)
+            if type(plugin).snapshot_image_on_provider is \
+                    plugin_base.CloudPlugin.snapshot_image_on_provider:
+                raise plugin_manager.PluginError(
+                    "the %s plugin cannot build on a provider (--snapshot); "
+                    "build the image, then push it" % name)
+            record = self._record(
+                images.PROVIDER_IMAGE, name, plugin, typed,
+                template=template.redacted_xml(), target=target,
+                provider=plugin.check_provider(provider, credentials, typed))
             steps.append((record, lambda ctx: plugin.snapshot_image_on_provider(
                 ctx, provider, credentials, template, typed)))
             return self._start(steps)
@@ -242,6 +252,9 @@ class Builder:
         else:
             steps.extend(self._target_chain(target, values, None, template))
             target_record = steps[-1][0]
+        # Last of the checks, as it talks to the provider: nothing exists yet.
+        fields = dict(target=target, provider=plugin.check_provider(
+            provider, credentials, typed))
         record = self._record(images.PROVIDER_IMAGE, name, plugin, typed,
                               target_image_id=target_record.identifier,
                               base_image_id=target_record.base_image_id,
@@ -301,6 +314,7 @@ class Builder:
                 LOG.error("Building %s %s failed: %s", record.type,
                           record.identifier, reason)
                 LOG.info("Details of the failure:", exc_info=True)
+                _remove_partial(ctx.body_path)
                 self._fail(record, reason)
                 return "%s %s failed: %s" % (record.type, record.identifier,
                                              reason)
@@ -318,7 +332,7 @@ class Builder:
     def _fail(self, record, reason):
         current = self.store.get(record.identifier)
         failed = self.store.update(
-            record.identifier, status=images.FAILED,
+            record.identifier, status=images.FAILED, data=None,
             status_detail={"activity": current.activity, "error": reason})
         if self.on_change:
             self.on_change(failed)
@@ -396,6 +410,12 @@ def _build_log(path):
     finally:
         root.removeHandler(handler)
         handler.close()
+
+
+def _remove_partial(path):
+    """A failed build leaves no image data behind."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
 
 
 def _alive(pid):

@@ -76,9 +76,10 @@ def build_parser():
     sub = verbs.add_parser("provider_image", help="push an image to a "
                            "provider")
     sub.add_argument("target", help="target name")
-    sub.add_argument("provider", help="provider name or definition file")
+    sub.add_argument("provider", help="@CLOUD (a clouds.yaml entry), or a "
+                     "provider definition (JSON, or a file holding it)")
     sub.add_argument("credentials", help="file holding the provider "
-                     "credentials (read, never stored)")
+                     "credentials (read, never stored), or - for none")
     source = sub.add_mutually_exclusive_group(required=True)
     source.add_argument("--id", help="UUID of a target image (or of a base "
                         "image to make the target image from)")
@@ -97,7 +98,8 @@ def build_parser():
     sub.add_argument("id", help="image UUID")
     sub.add_argument("--provider", help="provider, for provider images")
     sub.add_argument("--credentials", metavar="FILE",
-                     help="provider credentials file, for provider images")
+                     help="provider credentials file, for provider images "
+                          "pushed with a provider definition")
     sub.add_argument("--target", help="target, for provider images")
     _add_parameters(sub)
 
@@ -203,6 +205,13 @@ def _read_secret_file(path, what):
         raise UsageError("cannot read %s %s: %s" % (
             what, path, getattr(exc, "strerror", None) or "not UTF-8 text")) \
             from None
+
+
+def _credentials(path):
+    """The provider credentials in the file ``path``; None for ``-``."""
+    if not path or path == "-":
+        return None
+    return _read_secret_file(path, "credentials file")
 
 
 def _start(args, conf, start):
@@ -315,7 +324,7 @@ def _provider_image(args):
     if args.snapshot and not args.template:
         raise UsageError("--snapshot builds from a template: give --template")
     template = _template(args.template, conf) if args.template else None
-    credentials = _read_secret_file(args.credentials, "credentials file")
+    credentials = _credentials(args.credentials)
     return _start(args, conf, lambda b, v: b.provider_image(
         args.target, args.provider, credentials, v, image_id=args.id,
         template=template, snapshot=args.snapshot))
@@ -345,8 +354,7 @@ def _delete(args):
     from imgfac_nova import images
     from imgfac_nova import store
     conf = _conf(args)
-    credentials = (_read_secret_file(args.credentials, "credentials file")
-                   if args.credentials else None)
+    credentials = _credentials(args.credentials)
     builder = _builder(conf)
     try:
         record = builder.delete(args.id, _values(args), provider=args.provider,

@@ -48,8 +48,11 @@ def load(config_files=(), debug=False, verbose=False):
     conf([], project="imgfac-nova", default_config_files=files)
     # paramiko logs every refused attempt while a guest boots as an ERROR
     # with a traceback; those retries are expected: show them only to --debug.
+    # keystoneauth warns before every failed version discovery; the error
+    # that follows says it in one line.
     conf.set_default("default_log_levels", conf.default_log_levels + [
-        "paramiko.transport=%s" % ("DEBUG" if debug else "CRITICAL")])
+        "paramiko.transport=%s" % ("DEBUG" if debug else "CRITICAL"),
+        "keystoneauth=%s" % ("DEBUG" if debug else "ERROR")])
     if debug:
         conf.set_override("debug", True)
     conf.set_override("use_stderr", True)

@@ -61,6 +61,8 @@ class ImageRecord:
     target: str | None = None
     provider: str | None = None
     identifier_on_provider: str | None = None
+    #: The provider account (user/project) that holds the provider image.
+    provider_account_identifier: str | None = None
     #: Path of the local image data, when there is any.
     data: str | None = None
     #: Path of the build log.

@@ -103,13 +103,22 @@ class CloudPlugin(Plugin):
         ``build.set_property``.
         """
 
+    def check_provider(self, provider, credentials, parameters):
+        """Check the provider and credentials (secret) before anything is
+        created; raise with a one-line message when they are unusable.
+        Returns the provider as the record may keep it (no secrets). The
+        default checks nothing and keeps ``provider`` as given."""
+        return provider
+
     @abc.abstractmethod
     def push_image_to_provider(self, build, provider, credentials, target_image,
                                parameters):
         """Upload ``target_image`` to ``provider`` using ``credentials`` (secret).
 
         Record the provider's id of the image with
-        ``build.set_identifier_on_provider(id)``.
+        ``build.set_identifier_on_provider(id)`` and the account with
+        ``build.set_provider_account_identifier(account)``. Anything made on
+        the provider is removed again when the push fails.
         """
 
     def snapshot_image_on_provider(self, build, provider, credentials, template,

@@ -1,0 +1,149 @@
+"""The disk-format cloud plugin: qcow2, raw, vmdk, vhd, vhdx and ova targets.
+
+The base image's bytes are the local ``.body`` (copied to the target's
+``build.body_path`` by the builder) or, for a base built in Nova, its Glance
+image, streamed down. qemu-img converts them; the result is checked with
+``qemu-img info``/``check`` before the image is complete. Target images can
+be pushed to a Glance (see :mod:`imgfac_nova.plugins.provider`).
+"""
+import logging
+import os
+
+from imgfac_nova import images
+from imgfac_nova.parameters import Parameter
+from imgfac_nova.plugins import base
+from imgfac_nova.plugins import provider
+
+LOG = logging.getLogger(__name__)
+
+#: Parameters for reaching the Glance of a base image built in Nova.
+CLOUD_PARAMETERS = (
+    Parameter("cloud", "clouds.yaml entry holding a Nova-built base image "
+              "(default: the one it was built in)"),
+    Parameter("region", "region of that cloud"),
+)
+
+
+def _connect_base_cloud(base_image, parameters):
+    from novaimagebuilder import glance
+    from novaimagebuilder import nova
+    stored = dict(base_image.parameters)
+    stored.update({k: v for k, v in parameters.items() if v is not None})
+    conn = nova.connect(stored.get("cloud"), stored.get("region"),
+                        stored.get("interface"))
+    return glance.client(conn.session, region=conn.config.region_name,
+                         interface=conn.config.interface)
+
+
+def fetch_base(build, base_image, parameters, percent=20):
+    """Make sure ``build.body_path`` holds the base image's bytes; returns
+    the path. A Nova-built base is streamed from its Glance image."""
+    from novaimagebuilder import glance
+    if os.path.exists(build.body_path):
+        return build.body_path
+    glance_id = base_image.properties.get(images.GLANCE_ID_PROPERTY)
+    if not glance_id:
+        raise provider.ProviderError("base image %s has neither local data "
+                                     "nor a Glance image"
+                                     % base_image.identifier)
+    client = _connect_base_cloud(base_image, parameters)
+    build.progress(1, "Downloading Glance image %s" % glance_id)
+    glance.download(client, glance_id, build.body_path,
+                    progress=lambda p, done: build.progress(
+                        1 + p * (percent - 1) // 100,
+                        "Downloading Glance image %s: %d MiB" % (
+                            glance_id, done // 1024 ** 2)),
+                    cancel=build.cancel_event)
+    return build.body_path
+
+
+def convert_in_place(build, fmt, start, end, what=None):
+    """Convert ``build.body_path`` to ``fmt`` and check it; progress runs
+    from ``start`` to ``end`` percent. Returns the qemu-img info."""
+    from novaimagebuilder import formats
+    what = what or fmt.name
+    partial = build.body_path + ".part"
+    build.progress(start, "Converting to %s" % what)
+    formats.convert(build.body_path, partial, fmt,
+                    progress=lambda p: build.progress(
+                        start + p * (end - start) / 100,
+                        "Converting to %s" % what),
+                    cancel=build.cancel_event)
+    try:
+        found = formats.verify(partial, fmt)
+        os.replace(partial, build.body_path)
+    except BaseException:
+        _remove(partial)
+        raise
+    return found
+
+
+def record_format(build, disk_format, container_format, found):
+    build.set_property("format", found["format"])
+    build.set_property("disk_format", disk_format)
+    build.set_property("container_format", container_format)
+    build.set_property("virtual_size", found["virtual-size"])
+
+
+def _remove(path):
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+class DiskFormats(provider.GlanceProvider):
+    """Converts base images to plain disk formats with qemu-img."""
+
+    info = base.PluginInfo(
+        type="cloud", targets=("qcow2", "raw", "vmdk", "vhd", "vhdx", "ova"),
+        description="disk formats with qemu-img: qcow2 (compressed), raw, "
+                    "vmdk (streamOptimized), vhd (fixed), vhdx, ova",
+        maintainer="imgfac-nova developers", version="1.0",
+        license="Apache-2.0")
+    parameters = CLOUD_PARAMETERS + provider.PARAMETERS + (
+        Parameter("cpus", "virtual CPUs in the OVA's descriptor", type="int",
+                  default=1, minimum=1),
+        Parameter("memory", "memory in MiB in the OVA's descriptor",
+                  type="int", default=1024, minimum=4),
+        Parameter("ova_network", "network name in the OVA's descriptor",
+                  default="VM Network"),
+    )
+
+    def create_target_image(self, build, target, base_image, parameters):
+        from novaimagebuilder import formats
+        target = target.lower()
+        fetch_base(build, base_image, parameters)
+        if target != "ova":
+            fmt = formats.FORMATS[target]
+            found = convert_in_place(build, fmt, 20, 99)
+            record_format(build, fmt.disk_format, fmt.container_format, found)
+            return
+        found = convert_in_place(build, formats.FORMATS["vmdk"], 20, 90,
+                                 "a streamOptimized VMDK for the OVA")
+        self._pack_ova(build, base_image, parameters, found)
+
+    def _pack_ova(self, build, base_image, parameters, found):
+        from imgfac_nova import template as tdl
+        from novaimagebuilder import ova
+        template = tdl.parse_template(base_image.template, "base image %s"
+                                      % base_image.identifier)
+        machine = ova.Machine(
+            name=template.name, os_name=template.os.name,
+            os_version=template.os.version, cpus=parameters["cpus"],
+            memory_mb=parameters["memory"],
+            network=parameters["ova_network"])
+        build.progress(92, "Packing the OVA")
+        vmdk = build.body_path + ".vmdk"
+        os.replace(build.body_path, vmdk)
+        try:
+            ova.write(build.body_path, machine, vmdk, found["virtual-size"])
+        except BaseException:
+            _remove(build.body_path)
+            raise
+        finally:
+            _remove(vmdk)
+        build.set_property("format", "ova")
+        build.set_property("disk_format", "vmdk")
+        build.set_property("container_format", "ova")
+        build.set_property("virtual_size", found["virtual-size"])

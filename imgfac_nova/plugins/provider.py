@@ -1,0 +1,315 @@
+"""Glance providers, as Image Factory named them, and pushing images there.
+
+PROVIDER is ``@CLOUD`` (a clouds.yaml entry; CREDENTIALS is then ``-``) or
+Image Factory's provider definition: a JSON object (or a file holding one)
+with ``glance-host``/``glance-port`` or an ``auth_url``, and optionally
+``container_format``, ``is_public``/``visibility``, ``min_disk``,
+``min_ram``, ``region``. CREDENTIALS is then Image Factory's
+``<provider_credentials><openstack_credentials>`` XML: ``username``,
+``password``, ``tenant`` (or ``project``/``project_name``), ``auth_url`` and
+the Keystone v3 domain fields. Credentials are used, never stored: a
+provider image record keeps the provider with secrets removed.
+"""
+import dataclasses
+import json
+import logging
+import os
+
+from imgfac_nova import images
+from imgfac_nova.parameters import Parameter
+from imgfac_nova.plugins import base
+from novaimagebuilder import errors
+
+LOG = logging.getLogger(__name__)
+
+PROVIDER_KEYS = {"glance-host", "glance-port", "auth_url", "container_format",
+                 "is_public", "visibility", "min_disk", "min_ram", "region",
+                 "name"}
+_SECRET_WORDS = ("password", "secret", "token", "key", "credential")
+_CREDENTIAL_FIELDS = {
+    "username": "username", "password": "password",
+    "tenant": "project_name", "tenant_name": "project_name",
+    "project": "project_name", "project_name": "project_name",
+    "project_id": "project_id", "tenant_id": "project_id",
+    "auth_url": "auth_url",
+    "user_domain_name": "user_domain_name", "user_domain_id":
+        "user_domain_id", "project_domain_name": "project_domain_name",
+    "project_domain_id": "project_domain_id", "domain_name":
+        "user_domain_name", "domain_id": "user_domain_id",
+    "strategy": None, "region": "region",
+}
+
+#: Parameters of the plugins that push to Glance.
+PARAMETERS = (
+    Parameter("image_name", "name of the provider's Glance image (default: "
+              "imgfac-nova-<provider image id>)"),
+    Parameter("import_method", "how the bytes reach the provider's Glance: "
+              "auto (image import when offered, else upload), glance-direct "
+              "or upload", default="auto",
+              choices=("auto", "glance-direct", "upload")),
+    Parameter("upload_timeout", "seconds Glance may take to make the image "
+              "active after the upload", type="int", default=3600, minimum=1),
+)
+
+
+class ProviderError(errors.BuildError):
+    """The provider or its credentials are unusable; str() is one line."""
+
+
+@dataclasses.dataclass
+class Provider:
+    """Where to push: a clouds.yaml entry, or an Image Factory definition."""
+
+    cloud: str | None = None
+    definition: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def endpoint(self):
+        host = self.definition.get("glance-host")
+        if not host:
+            return None
+        port = self.definition.get("glance-port", 9292)
+        return "http://%s:%s" % (host, port)
+
+    @property
+    def visibility(self):
+        if "visibility" in self.definition:
+            return str(self.definition["visibility"])
+        public = self.definition.get("is_public")
+        if isinstance(public, str):
+            public = public.strip().lower() in ("1", "true", "yes")
+        return "public" if public else "private"
+
+    def redacted(self):
+        """What the record keeps: the provider without anything secret."""
+        if self.cloud:
+            return "@" + self.cloud
+        return json.dumps({k: v for k, v in sorted(self.definition.items())
+                           if not any(w in k.lower() for w in _SECRET_WORDS)},
+                          sort_keys=True)
+
+
+def parse_provider(text):
+    """A :class:`Provider` from ``@CLOUD``, a JSON definition or a file
+    holding one."""
+    text = (text or "").strip()
+    if text.startswith("@"):
+        if not text[1:]:
+            raise ProviderError("the provider '@' names no cloud: give "
+                                "@CLOUD, a clouds.yaml entry")
+        return Provider(cloud=text[1:])
+    where = "the provider definition"
+    if not text.startswith("{") and os.path.isfile(text):
+        where = "provider definition %s" % text
+        try:
+            with open(text, encoding="utf-8") as handle:
+                text = handle.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ProviderError("cannot read %s: %s" % (
+                where, getattr(exc, "strerror", None) or "not UTF-8")) \
+                from None
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise ProviderError(
+            "%s is not JSON (line %d: %s); give @CLOUD or an Image Factory "
+            "provider definition" % (where, exc.lineno, exc.msg)) from None
+    if not isinstance(data, dict):
+        raise ProviderError("%s must be a JSON object" % where)
+    unknown = sorted(set(data) - PROVIDER_KEYS)
+    if unknown:
+        raise ProviderError("%s has unknown keys %s (known: %s)" % (
+            where, ", ".join(unknown), ", ".join(sorted(PROVIDER_KEYS))))
+    if not (data.get("glance-host") or data.get("auth_url")):
+        raise ProviderError("%s needs glance-host or auth_url" % where)
+    for key in ("glance-port", "min_disk", "min_ram"):
+        value = data.get(key, 0)
+        if isinstance(value, bool) or not str(value).isdigit():
+            raise ProviderError("%s: %s must be a whole number, not %r"
+                                % (where, key, value))
+        if key in data:
+            data[key] = int(value)
+    return Provider(definition=data)
+
+
+def parse_credentials(text):
+    """Keystone password-auth options from Image Factory's credentials XML.
+
+    Error messages never quote the document (it holds the password).
+    """
+    from lxml import etree
+    parser = etree.XMLParser(resolve_entities=False, no_network=True)
+    try:
+        root = etree.fromstring((text or "").encode(), parser)
+    except etree.XMLSyntaxError as exc:
+        raise ProviderError("the credentials are not XML (line %s)"
+                            % (exc.lineno or "?")) from None
+    if root.tag != "provider_credentials":
+        raise ProviderError("the credentials XML must have the root element "
+                            "<provider_credentials>, not <%s>" % root.tag)
+    found = root.find("openstack_credentials")
+    if found is None:
+        raise ProviderError("the credentials XML has no "
+                            "<openstack_credentials> element")
+    options = {}
+    for child in found:
+        if not isinstance(child.tag, str):
+            continue  # comments
+        if child.tag not in _CREDENTIAL_FIELDS:
+            raise ProviderError("unknown element <%s> in "
+                                "<openstack_credentials> (known: %s)" % (
+                                    child.tag,
+                                    ", ".join(sorted(_CREDENTIAL_FIELDS))))
+        name = _CREDENTIAL_FIELDS[child.tag]
+        if name:
+            options[name] = (child.text or "").strip()
+    for needed in ("username", "password"):
+        if not options.get(needed):
+            raise ProviderError("the credentials XML has no <%s>" % needed)
+    return options
+
+
+@dataclasses.dataclass
+class Connection:
+    """An authenticated Glance client of a provider."""
+
+    glance: object
+    account: str
+    cloud: str
+
+
+def connect(provider, credentials):
+    """Authenticate to ``provider``; a :class:`Connection` or a one-line
+    ProviderError (refused credentials, unreachable provider...)."""
+    from novaimagebuilder import glance
+    region = provider.definition.get("region")
+    interface = None
+    if provider.cloud:
+        if credentials is not None:
+            raise ProviderError("with the provider @%s the credentials come "
+                                "from clouds.yaml: give - as CREDENTIALS"
+                                % provider.cloud)
+        import openstack.config
+        try:
+            cloud = openstack.config.OpenStackConfig().get_one(
+                cloud=provider.cloud)
+            session = cloud.get_session()
+        except Exception as exc:
+            raise ProviderError("cannot use the cloud %s: %s" % (
+                provider.cloud, glance.explain(exc))) from None
+        region, interface = cloud.region_name, cloud.interface
+        where = "cloud %s" % provider.cloud
+    else:
+        if credentials is None:
+            raise ProviderError("the provider definition needs CREDENTIALS "
+                                "(Image Factory's provider_credentials XML)")
+        options = parse_credentials(credentials)
+        region = options.pop("region", None) or region
+        options.setdefault("auth_url", provider.definition.get("auth_url"))
+        if not options["auth_url"]:
+            raise ProviderError("no auth_url in the credentials or the "
+                                "provider definition")
+        if not (options.get("user_domain_name") or
+                options.get("user_domain_id")):
+            options["user_domain_id"] = "default"
+        if options.get("project_name") and not (
+                options.get("project_domain_name") or
+                options.get("project_domain_id")):
+            options["project_domain_id"] = "default"
+        from keystoneauth1 import loading
+        from keystoneauth1 import session as ksa_session
+        auth = loading.get_plugin_loader("password").load_from_options(
+            **options)
+        session = ksa_session.Session(auth=auth)
+        where = options["auth_url"]
+    try:
+        access = session.auth.get_access(session)
+    except Exception as exc:
+        raise ProviderError("the provider %s: %s" % (
+            where, glance.explain(exc))) from None
+    account = "%s/%s" % (access.username or access.user_id,
+                         access.project_name or access.project_id)
+    client = glance.client(session, endpoint=provider.endpoint, region=region,
+                           interface=interface)
+    # Reach Glance itself now, so a wrong glance-host is bad input too.
+    glance.call("the provider's Glance (%s) cannot be reached" % (
+        provider.endpoint or where), lambda: list(client.images.list(limit=1)))
+    return Connection(client, account, where)
+
+
+class GlanceProvider(base.CloudPlugin):
+    """Pushes target images (``build.body_path`` data plus the
+    ``glance_properties`` a target recorded) to a provider's Glance."""
+
+    def check_provider(self, provider, credentials, parameters):
+        """Parse the provider and credentials and log in, before anything is
+        created."""
+        parsed = parse_provider(provider)
+        self._connection = (parsed, connect(parsed, credentials))
+        return parsed.redacted()
+
+    def push_image_to_provider(self, build, provider, credentials,
+                               target_image, parameters):
+        from novaimagebuilder import glance
+        from novaimagebuilder import nova
+        from novaimagebuilder import rollback
+        parsed, conn = getattr(self, "_connection", None) or (None, None)
+        if conn is None:
+            parsed = parse_provider(provider)
+            conn = connect(parsed, credentials)
+        props = target_image.properties
+        if not target_image.data or "disk_format" not in props:
+            raise errors.BuildError("target image %s has no data to push"
+                                    % target_image.identifier)
+        glance_properties = dict(props.get("glance_properties") or {})
+        glance_properties.update({nova.BUILD_TAG: build.identifier,
+                                  "imgfac_target_image":
+                                      target_image.identifier})
+        definition = parsed.definition
+        name = parameters.get("image_name") or (nova.NAME_PREFIX +
+                                                build.identifier)
+        size = os.path.getsize(target_image.data)
+        build.set_provider_account_identifier(conn.account)
+        build.progress(1, "Uploading %d MiB to %s as %s" % (
+            size // 1024 ** 2, conn.cloud, conn.account))
+
+        def progress(percent, sent):
+            build.progress(min(95, 1 + percent * 94 // 100),
+                           "Uploading to %s: %d of %d MiB" % (
+                               conn.cloud, sent // 1024 ** 2,
+                               size // 1024 ** 2))
+
+        undo = rollback.Rollback(LOG)
+        succeeded = False
+        try:
+            image = glance.upload(
+                conn.glance, target_image.data, undo, name,
+                props["disk_format"],
+                definition.get("container_format") or
+                props.get("container_format", "bare"),
+                visibility=parsed.visibility,
+                min_disk=definition.get("min_disk",
+                                        props.get("min_disk", 0)),
+                min_ram=definition.get("min_ram", props.get("min_ram", 0)),
+                properties=glance_properties,
+                method=parameters.get("import_method", "auto"),
+                progress=progress, cancel=build.cancel_event,
+                timeout=parameters.get("upload_timeout", 3600))
+            build.set_identifier_on_provider(image.id)
+            build.set_property(images.GLANCE_ID_PROPERTY, image.id)
+            build.set_property("os_hash_algo", image.get("os_hash_algo"))
+            build.set_property("os_hash_value", image.get("os_hash_value"))
+            succeeded = True
+        finally:
+            left = undo.unwind(succeeded)
+            if left:
+                LOG.error("Left behind on the provider: %s", "; ".join(left))
+
+    def delete_from_provider(self, image, provider, credentials, parameters):
+        """Delete the provider image from the provider's Glance."""
+        from novaimagebuilder import glance
+        if not image.identifier_on_provider:
+            return
+        parsed = parse_provider(provider)
+        glance.delete(connect(parsed, credentials).glance,
+                      image.identifier_on_provider)

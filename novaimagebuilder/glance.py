@@ -1,0 +1,234 @@
+"""Moving image bytes in and out of Glance with python-glanceclient.
+
+Uploads stream from a file (never whole in memory) through Glance's
+interoperable image import (``glance-direct``: stage, then import) when the
+cloud offers it, else the plain image upload; the bytes are hashed while they
+are read and Glance's ``os_hash_algo`` / ``os_hash_value`` must match. The
+image is pushed on the caller's rollback stack the moment it exists, so a
+failure at any point leaves no image behind. Downloads stream to a file and
+are checked by glanceclient against the same hash.
+"""
+import hashlib
+import logging
+import os
+
+from novaimagebuilder import errors
+from novaimagebuilder import nova
+from novaimagebuilder import waiter
+
+LOG = logging.getLogger(__name__)
+
+CHUNK = 1024 ** 2
+#: Glance's default hashing algorithm; what we compute while uploading.
+DEFAULT_HASH = "sha512"
+#: The image property marking an upload in progress (swept after a crash)
+#: and then a finished image.
+UPLOADING, FINISHED = "upload", "image"
+
+
+def explain(exc):
+    """One line for a glanceclient / keystoneauth exception."""
+    code = getattr(exc, "code", None)
+    if code == 401:
+        return "the cloud refused the credentials (HTTP 401)"
+    if code == 403:
+        return "Glance refused: %s (HTTP 403)" % _first_line(
+            getattr(exc, "details", None) or exc)
+    if isinstance(code, int):
+        return "%s (HTTP %d)" % (_first_line(getattr(exc, "details", None)
+                                             or exc), code)
+    return nova.explain(exc)
+
+
+def _first_line(text):
+    lines = str(text).strip().splitlines()
+    return lines[0] if lines else "no details"
+
+
+def call(what, function, *args, **kwargs):
+    """Call Glance; an exception becomes a one-line BuildError."""
+    try:
+        return function(*args, **kwargs)
+    except errors.BuildError:
+        raise
+    except Exception as exc:
+        raise errors.BuildError("%s: %s" % (what, explain(exc))) from None
+
+
+def client(session, endpoint=None, region=None, interface=None):
+    """A Glance v2 client on a keystoneauth ``session``; ``endpoint`` replaces
+    the catalog's Glance URL."""
+    from glanceclient import client as glance_client
+    kwargs = {"session": session}
+    if endpoint:
+        kwargs["endpoint_override"] = endpoint
+    if region:
+        kwargs["region_name"] = region
+    if interface:
+        kwargs["interface"] = interface
+    return glance_client.Client("2", **kwargs)
+
+
+def import_methods(glance):
+    """The import methods the cloud offers (empty when it has no import)."""
+    try:
+        body = glance.images.get_import_info()
+    except Exception as exc:
+        LOG.info("Glance offers no image import: %s", explain(exc))
+        return []
+    return list((body.get("import-methods") or {}).get("value") or [])
+
+
+class HashingReader:
+    """Reads a file for an upload: hashes it, reports progress, stops when
+    the build is cancelled."""
+
+    def __init__(self, handle, size, algorithm=DEFAULT_HASH, progress=None,
+                 cancel=None):
+        self.handle = handle
+        self.size = size
+        self.digest = hashlib.new(algorithm)
+        self.done = 0
+        self.progress = progress
+        self.cancel = cancel
+        self._reported = -1
+
+    def read(self, size=-1):
+        if self.cancel is not None and self.cancel.is_set():
+            raise errors.Cancelled()
+        data = self.handle.read(size if size and size > 0 else CHUNK)
+        self.digest.update(data)
+        self.done += len(data)
+        percent = 100 * self.done // self.size if self.size else 100
+        if self.progress is not None and percent != self._reported:
+            self._reported = percent
+            self.progress(percent, self.done)
+        return data
+
+
+def file_hash(path, algorithm):
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def upload(glance, path, undo, name, disk_format, container_format,
+           visibility="private", min_disk=0, min_ram=0, properties=None,
+           method="auto", progress=None, cancel=None, timeout=3600):
+    """Create the Glance image ``name`` from the file ``path``; returns the
+    active image.
+
+    The image is pushed on ``undo`` (a Rollback) as a result, so unwinding
+    after a failure deletes it. ``method`` is ``auto`` (image import when
+    offered, else upload), ``glance-direct`` or ``upload``.
+    ``progress(percent, bytes_sent)`` follows the bytes.
+    """
+    props = dict(properties or {})
+    props[nova.ROLE] = UPLOADING
+    image = call("Glance could not create the image %s" % name,
+                 glance.images.create, name=name, disk_format=disk_format,
+                 container_format=container_format, visibility=visibility,
+                 min_disk=int(min_disk), min_ram=int(min_ram), **props)
+    undo.push("Glance image %s (%s)" % (name, image.id),
+              lambda: _delete(glance, image.id), result=True)
+    methods = import_methods(glance) if method != "upload" else []
+    if method == "glance-direct" and "glance-direct" not in methods:
+        raise errors.BuildError("this Glance does not offer glance-direct "
+                                "image import (it offers: %s)"
+                                % (", ".join(methods) or "no import"))
+    size = os.path.getsize(path)
+    with open(path, "rb") as handle:
+        reader = HashingReader(handle, size, progress=progress, cancel=cancel)
+        if "glance-direct" in methods:
+            LOG.info("Staging %d bytes in Glance image %s", size, image.id)
+            call("staging the image data in Glance", glance.images.stage,
+                 image.id, reader, size)
+            call("importing the staged data", glance.images.image_import,
+                 image.id, method="glance-direct")
+        else:
+            LOG.info("Uploading %d bytes to Glance image %s", size, image.id)
+            call("uploading the image data to Glance", glance.images.upload,
+                 image.id, reader, size)
+    if reader.done != size:
+        raise errors.BuildError("%s changed while it was uploaded" % path)
+    active = waiter.wait_for(
+        "waiting for Glance image %s to become active" % image.id,
+        lambda: call("reading Glance image %s" % image.id, glance.images.get,
+                     image.id),
+        lambda i: i.status == "active", timeout=timeout, cancel=cancel,
+        failed=_failed_import)
+    ours = reader.digest.hexdigest()
+    algorithm = active.get("os_hash_algo")
+    if algorithm and algorithm != DEFAULT_HASH:
+        LOG.info("Glance hashes with %s; hashing %s again", algorithm, path)
+        ours = file_hash(path, algorithm)
+    if not algorithm or active.get("os_hash_value") != ours:
+        raise errors.BuildError(
+            "Glance image %s does not hold the bytes sent: its %s is %s, "
+            "ours is %s" % (image.id, algorithm or "hash", active.get(
+                "os_hash_value") or "missing", ours))
+    call("marking Glance image %s finished" % image.id, glance.images.update,
+         image.id, **{nova.ROLE: FINISHED})
+    return glance.images.get(image.id)
+
+
+def _failed_import(image):
+    if image.status in ("killed", "deleted", "deactivated"):
+        return "the image is %s" % image.status
+    failed = image.get("os_glance_failed_import")
+    if failed:
+        return "the import failed in store %s" % failed
+    return None
+
+
+def _delete(glance, image_id):
+    from glanceclient import exc
+    try:
+        glance.images.delete(image_id)
+    except exc.HTTPNotFound:
+        pass
+
+
+def delete(glance, image_id):
+    """Delete a Glance image; one that is already gone is fine."""
+    call("Glance could not delete image %s" % image_id, _delete, glance,
+         image_id)
+
+
+def download(glance, image_id, path, progress=None, cancel=None):
+    """Stream the data of Glance image ``image_id`` to ``path``; checked
+    against the image's hash. Nothing is left at ``path`` on failure."""
+    image = call("reading Glance image %s" % image_id, glance.images.get,
+                 image_id)
+    size = image.get("size") or 0
+    done = 0
+    try:
+        data = call("downloading Glance image %s" % image_id,
+                    glance.images.data, image_id)
+        with open(path, "wb") as handle:
+            for chunk in data:
+                if cancel is not None and cancel.is_set():
+                    raise errors.Cancelled()
+                handle.write(chunk)
+                done += len(chunk)
+                if progress is not None and size:
+                    progress(100 * done // size, done)
+    except errors.BuildError:
+        _remove(path)
+        raise
+    except BaseException as exc:
+        _remove(path)
+        if isinstance(exc, Exception):
+            raise errors.BuildError("downloading Glance image %s: %s"
+                                    % (image_id, explain(exc))) from None
+        raise
+    return image
+
+
+def _remove(path):
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass

@@ -1,0 +1,74 @@
+"""Removing a disk image's machine identity with libguestfs' virt-sysprep.
+
+virt-sysprep works on the disk offline, in its own small appliance VM, so
+the guest OS never boots for it: nothing of the clean-up (a new machine-id,
+boot logs, a shell history) can end up in the image, and it knows the
+distributions' own places for each piece of identity. It runs with the
+``direct`` libguestfs backend (no libvirt daemon needed); KVM is used when
+it works (:func:`novaimagebuilder.qemu.choose_accelerator`), else TCG.
+"""
+import os
+import subprocess
+import tempfile
+
+from novaimagebuilder import errors
+from novaimagebuilder import qemu
+from novaimagebuilder import waiter
+
+#: virt-sysprep operations: machine-id, SSH host keys, persistent net rules
+#: and MAC addresses, logs, shell history, DHCP leases, temporary files.
+OPERATIONS = ("machine-id", "ssh-hostkeys", "ssh-userdir",
+              "udev-persistent-net", "net-hwaddr", "logfiles",
+              "bash-history", "dhcp-client-state", "tmp-files", "utmp",
+              "package-manager-cache", "customize")
+#: cloud-init's per-instance state (virt-sysprep has no operation for it).
+CLOUD_INIT_STATE = ("/var/lib/cloud/instances", "/var/lib/cloud/instance",
+                    "/var/lib/cloud/data", "/var/lib/cloud/sem",
+                    "/var/log/cloud-init.log", "/var/log/cloud-init-output.log")
+
+
+def command(disk, disk_format, operations=OPERATIONS):
+    """The virt-sysprep command line for ``disk``."""
+    args = ["virt-sysprep", "--quiet", "--format", disk_format, "-a", disk,
+            "--operations", ",".join(operations)]
+    for path in CLOUD_INIT_STATE:
+        args += ["--delete", path]
+    return args
+
+
+def environment():
+    """virt-sysprep's environment: the direct backend, and TCG when KVM does
+    not work here (libguestfs would try a /dev/kvm that hangs guests)."""
+    env = dict(os.environ)
+    env["LIBGUESTFS_BACKEND"] = "direct"
+    if qemu.choose_accelerator()[0] == "tcg":
+        env["LIBGUESTFS_BACKEND_SETTINGS"] = "force_tcg"
+    return env
+
+
+def run(disk, disk_format, operations=OPERATIONS, timeout=1800, cancel=None):
+    """Run virt-sysprep on ``disk`` (modified in place); a failure is a
+    one-line BuildError."""
+    with tempfile.TemporaryFile() as output:
+        try:
+            proc = subprocess.Popen(command(disk, disk_format, operations),
+                                    stdout=output, stderr=output,
+                                    env=environment())
+        except FileNotFoundError:
+            raise errors.BuildError("virt-sysprep is not installed (Debian: "
+                                    "apt-get install libguestfs-tools)") \
+                from None
+        try:
+            waiter.wait_for("waiting for virt-sysprep", proc.poll,
+                            lambda code: code is not None, timeout,
+                            cancel=cancel, interval=0.5, max_interval=2)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        if proc.returncode:
+            output.seek(0)
+            lines = [line for line in output.read().decode(
+                errors="replace").splitlines() if line.strip()]
+            raise errors.BuildError("virt-sysprep failed: %s" % (
+                lines[-1] if lines else "exit %d" % proc.returncode))

@@ -1,0 +1,470 @@
+"""Cloud plugins on the test cloud: target images (openstack, vmdk, ova) from
+one shared local base image, pushed to Glance as the non-admin user and to a
+second project through Image Factory's provider JSON and credentials XML.
+
+Real builds are few and shared (session fixtures): the session's local base
+image (conftest), one openstack target (virt-sysprep, ~30 s), one push.
+"""
+import contextlib
+import hashlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import tarfile
+import threading
+import time
+import uuid
+
+import pytest
+from lxml import etree
+
+from tests.functional import builds
+from tests.functional import guestcheck
+
+KEYSTONE = "http://127.0.0.1:5000/v3"
+GLANCE_PORT = 9292
+
+
+@pytest.fixture(scope="session")
+def env(test_cloud):
+    """No cloud configured for builds (so: the local plugin), but clouds.yaml
+    is there for @CLOUD providers."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
+    env["PYTHONPATH"] = builds.REPO
+    env["OS_CLIENT_CONFIG_FILE"] = test_cloud.clouds_yaml
+    return env
+
+
+@pytest.fixture(scope="session")
+def workspace(tmp_path_factory, local_base_image):
+    """The store of the session's local base image, and a scratch directory."""
+    directory = tmp_path_factory.mktemp("cloudplugins")
+    return local_base_image.config, local_base_image.store, directory
+
+
+def _run(workspace, env, *args, timeout=1800):
+    config, _, _ = workspace
+    started = time.monotonic()
+    result = builds.imgfac(config, *args, env=env, timeout=timeout)
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _complete(result):
+    assert result.returncode == 0, result.stderr[-3000:]
+    image = builds.record(result)
+    assert image["status"] == "COMPLETE", image["status_detail"]
+    return image
+
+
+@pytest.fixture(scope="session")
+def base(local_base_image):
+    return local_base_image.record
+
+
+@pytest.fixture(scope="session")
+def openstack_target(workspace, env, base):
+    result = _run(workspace, env, "target_image", "--id", base["identifier"],
+                  "openstack")
+    image = _complete(result)
+    size = os.path.getsize(image["data"])
+    print("openstack target: %.1f s (%d MiB, sysprep %s)" % (
+        result.seconds, size // 2 ** 20, image["timings"].get("sysprep")))
+    return image
+
+
+def _sha512(path):
+    digest = hashlib.sha512()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(2 ** 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@pytest.fixture(scope="session")
+def pushed(workspace, env, openstack_target, conn):
+    result = _run(workspace, env, "provider_image", "openstack",
+                  "@imgfac-test", "-", "--id", openstack_target["identifier"])
+    image = _complete(result)
+    size = os.path.getsize(openstack_target["data"])
+    print("push to @imgfac-test: %.1f s, %.1f MiB/s" % (
+        result.seconds, size / 2 ** 20 / result.seconds))
+    yield image
+    conn.image.delete_image(image["identifier_on_provider"],
+                            ignore_missing=True)
+
+
+@pytest.fixture(scope="session")
+def second_project(admin_conn):
+    """A second project with its own member user, made for these tests."""
+    suffix = uuid.uuid4().hex[:8]
+    project = admin_conn.identity.create_project(
+        name="imgfac-ft-alt-" + suffix, domain_id="default")
+    password = uuid.uuid4().hex
+    user = admin_conn.identity.create_user(
+        name="imgfac-ft-alt-" + suffix, password=password,
+        domain_id="default", default_project_id=project.id)
+    member = admin_conn.identity.find_role("member")
+    admin_conn.identity.assign_project_role_to_user(project, user, member)
+    yield {"project": project, "user": user, "password": password}
+    for image in admin_conn.image.images(owner=project.id):
+        admin_conn.image.delete_image(image.id, ignore_missing=True)
+    admin_conn.identity.delete_user(user.id, ignore_missing=True)
+    admin_conn.identity.delete_project(project.id, ignore_missing=True)
+
+
+CREDENTIALS = """<?xml version="1.0"?>
+<provider_credentials>
+  <openstack_credentials>
+    <username>{user}</username>
+    <password>{password}</password>
+    <tenant>{project}</tenant>
+    <auth_url>{auth_url}</auth_url>
+    <strategy>keystone</strategy>
+    <user_domain_name>Default</user_domain_name>
+    <project_domain_name>Default</project_domain_name>
+  </openstack_credentials>
+</provider_credentials>
+"""
+
+
+def _credentials(directory, project, password=None):
+    path = os.path.join(str(directory), "creds-%s.xml" % uuid.uuid4().hex[:6])
+    with open(path, "w") as handle:
+        handle.write(CREDENTIALS.format(
+            user=project["user"].name, password=password or
+            project["password"], project=project["project"].name,
+            auth_url=KEYSTONE))
+    return path
+
+
+def _images_of(admin_conn, project):
+    return sorted(i.id for i in admin_conn.image.images(owner=project.id))
+
+
+def _store_text(store):
+    text = ""
+    for name in os.listdir(store):
+        if name.endswith((".meta", ".log")):
+            with open(os.path.join(store, name)) as handle:
+                text += handle.read()
+    return text
+
+
+def _files(disk):
+    """The files under /etc/ssh and /home in ``disk`` (guestfish, read-only)."""
+    result = subprocess.run(
+        ["guestfish", "--ro", "-a", disk, "-i", "find", "/etc/ssh", ":",
+         "echo", "END-OF-ETC-SSH", ":", "find", "/home"],
+        capture_output=True, text=True,
+        env=dict(os.environ, LIBGUESTFS_BACKEND="direct",
+                 LIBGUESTFS_BACKEND_SETTINGS="force_tcg"))
+    assert result.returncode == 0, result.stderr
+    etc, _, home = result.stdout.partition("END-OF-ETC-SSH\n")
+    return {"/etc/ssh" + f for f in etc.splitlines()} | {
+        "/home" + f for f in home.splitlines()}
+
+
+# -- the openstack target and the push as the non-admin user -------------------
+
+def test_openstack_target_has_nova_properties_and_no_identity(
+        openstack_target, base):
+    props = openstack_target["properties"]
+    assert props["disk_format"] == "qcow2"
+    assert props["glance_properties"] == {
+        "os_distro": "debian", "os_version": "12", "architecture": "x86_64",
+        "hw_disk_bus": "virtio", "hw_vif_model": "virtio",
+        "imgfac_template": props["glance_properties"]["imgfac_template"]}
+    assert props["min_disk"] == 2
+    assert openstack_target["base_image_id"] == base["identifier"]
+    info = json.loads(subprocess.run(
+        ["qemu-img", "info", "--output", "json", openstack_target["data"]],
+        capture_output=True, text=True, check=True).stdout)
+    assert info["format"] == "qcow2"
+    # What virt-sysprep removed, read back from the images themselves.
+    before, after = _files(base["data"]), _files(openstack_target["data"])
+    assert "/etc/ssh/ssh_host_ed25519_key" in before
+    assert "/home/debian/.ssh/authorized_keys" in before
+    assert not [f for f in after if f.startswith("/etc/ssh/ssh_host_")]
+    assert "/home/debian/.ssh/authorized_keys" not in after
+    assert "/etc/ssh/sshd_config" in after
+
+
+def test_push_to_test_cloud_is_active_with_our_hash(pushed, openstack_target,
+                                                    conn):
+    image = conn.image.get_image(pushed["identifier_on_provider"])
+    assert image.status == "active"
+    assert image.hash_algo == "sha512"
+    assert image.hash_value == _sha512(openstack_target["data"])
+    assert pushed["properties"]["os_hash_value"] == image.hash_value
+    assert image.disk_format == "qcow2" and image.container_format == "bare"
+    assert image.os_distro == "debian" and image.os_version == "12"
+    assert image.hw_disk_bus == "virtio" and image.hw_vif_model == "virtio"
+    assert image.architecture == "x86_64"
+    assert image.properties["imgfac_build_id"] == pushed["identifier"]
+    assert image.properties["imgfac_role"] == "image"
+    assert image.min_disk == 2
+    assert pushed["provider"] == "@imgfac-test"
+    assert pushed["provider_account_identifier"] == "imgfac/imgfac"
+    assert pushed["target_image_id"] == openstack_target["identifier"]
+
+
+def test_pushed_image_boots_with_the_customization(pushed, conn):
+    with guestcheck.booted_in_cloud(
+            conn, pushed["identifier_on_provider"]) as guest:
+        assert guest.run("cat /etc/imgfac-ft.txt")[1].strip() == \
+            "made by imgfac-nova"
+        assert guest.run("cat /var/lib/imgfac-ft-mark")[1].strip() == \
+            "customized"
+        assert guest.run("hello")[1].strip() == "Hello, world!"
+
+
+# -- format targets ---------------------------------------------------------------
+
+def test_vmdk_and_ova_targets(workspace, env, base):
+    vmdk = _complete(_run(workspace, env, "target_image", "--id",
+                          base["identifier"], "vmdk"))
+    info = json.loads(subprocess.run(
+        ["qemu-img", "info", "--output", "json", vmdk["data"]],
+        capture_output=True, text=True, check=True).stdout)
+    assert info["format"] == "vmdk"
+    assert info["format-specific"]["data"]["create-type"] == "streamOptimized"
+    assert info["virtual-size"] == 2 * 1024 ** 3
+
+    started = time.monotonic()
+    ova = _complete(_run(workspace, env, "target_image", "--id",
+                         base["identifier"], "--parameter", "memory", "2048",
+                         "ova"))
+    print("ova target: %.1f s" % (time.monotonic() - started))
+    assert ova["properties"]["container_format"] == "ova"
+    with tarfile.open(ova["data"]) as tar:
+        names = tar.getnames()
+        assert names[0].endswith(".ovf") and names[2].endswith(".mf")
+        root = etree.fromstring(tar.extractfile(names[0]).read())
+        tar.extract(names[1], path=os.path.dirname(ova["data"]),
+                    filter="data")
+    disk = os.path.join(os.path.dirname(ova["data"]), names[1])
+    try:
+        inner = json.loads(subprocess.run(
+            ["qemu-img", "info", "--output", "json", disk],
+            capture_output=True, text=True, check=True).stdout)
+    finally:
+        os.unlink(disk)
+    assert inner["format-specific"]["data"]["create-type"] == \
+        "streamOptimized"
+    ns = {"ovf": "http://schemas.dmtf.org/ovf/envelope/1",
+          "rasd": "http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/"
+                  "CIM_ResourceAllocationSettingData"}
+    disk_element = root.find("ovf:DiskSection/ovf:Disk", ns)
+    assert disk_element.get("{%s}capacity" % ns["ovf"]) == str(2 * 1024 ** 3)
+    memory = [i for i in root.iterfind(".//ovf:Item", ns)
+              if i.findtext("rasd:ResourceType", namespaces=ns) == "4"]
+    assert memory[0].findtext("rasd:VirtualQuantity", namespaces=ns) == "2048"
+
+
+# -- Image Factory provider JSON and credentials XML, a second project ----------
+
+def test_push_to_second_project_and_delete(workspace, env, openstack_target,
+                                           second_project, admin_conn):
+    config, store, directory = workspace
+    provider = json.dumps({"glance-host": "127.0.0.1",
+                           "glance-port": GLANCE_PORT, "auth_url": KEYSTONE,
+                           "is_public": False, "min_ram": 256})
+    credentials = _credentials(directory, second_project)
+    image = _complete(_run(workspace, env, "provider_image", "openstack",
+                           provider, credentials, "--id",
+                           openstack_target["identifier"]))
+    glance_id = image["identifier_on_provider"]
+    assert _images_of(admin_conn, second_project["project"]) == [glance_id]
+    found = admin_conn.image.get_image(glance_id)
+    assert found.status == "active" and found.min_ram == 256
+    assert found.visibility == "private"
+    assert found.hash_value == _sha512(openstack_target["data"])
+    assert image["provider_account_identifier"] == "%s/%s" % (
+        second_project["user"].name, second_project["project"].name)
+    assert json.loads(image["provider"])["glance-host"] == "127.0.0.1"
+    password = second_project["password"]
+    assert password not in _store_text(store)
+    assert password not in json.dumps(found.to_dict())
+
+    deleted = _run(workspace, env, "delete", image["identifier"],
+                   "--credentials", credentials)
+    assert deleted.returncode == 0, deleted.stderr
+    assert _images_of(admin_conn, second_project["project"]) == []
+
+
+def test_refused_credentials_create_nothing(workspace, env, openstack_target,
+                                            second_project, admin_conn):
+    config, store, directory = workspace
+    before = sorted(os.listdir(store))
+    credentials = _credentials(directory, second_project,
+                               password="not-the-password")
+    result = _run(workspace, env, "provider_image", "openstack",
+                  json.dumps({"auth_url": KEYSTONE}), credentials, "--id",
+                  openstack_target["identifier"])
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "imgfac-nova: error: the provider %s: the cloud refused the "
+        "credentials (HTTP 401)" % KEYSTONE]
+    assert sorted(os.listdir(store)) == before
+    assert _images_of(admin_conn, second_project["project"]) == []
+
+
+def test_unreachable_glance_creates_nothing(workspace, env, openstack_target,
+                                            second_project, admin_conn):
+    config, store, directory = workspace
+    before = sorted(os.listdir(store))
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    result = _run(workspace, env, "provider_image", "openstack", json.dumps(
+        {"auth_url": KEYSTONE, "glance-host": "127.0.0.1",
+         "glance-port": port}), _credentials(directory, second_project),
+        "--id", openstack_target["identifier"])
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        "imgfac-nova: error: the provider's Glance (http://127.0.0.1:%d) "
+        "cannot be reached: " % port), lines
+    assert sorted(os.listdir(store)) == before
+
+
+class CuttingProxy:
+    """A TCP proxy to Glance that drops the connection of any image data
+    upload (stage or file) after ``limit`` bytes of it (a Glance failure in
+    the middle of an upload, as the client sees it), or only slows uploads
+    down to ``pace`` seconds per 64 KiB."""
+
+    def __init__(self, limit=4 * 2 ** 20, pace=0.0):
+        self.limit = limit
+        self.pace = pace
+        self.cut = 0
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(client,),
+                             daemon=True).start()
+
+    def _serve(self, client):
+        upstream = socket.create_connection(("127.0.0.1", GLANCE_PORT))
+        threading.Thread(target=self._pipe, args=(upstream, client),
+                         daemon=True).start()
+        sent, uploading = 0, False
+        with contextlib.suppress(OSError):
+            while True:
+                data = client.recv(65536)
+                if not data:
+                    break
+                if data.startswith(b"PUT ") and (b"/stage " in data[:200]
+                                                 or b"/file " in data[:200]):
+                    uploading, sent = True, 0
+                if uploading:
+                    sent += len(data)
+                    if self.limit and sent > self.limit:
+                        self.cut += 1
+                        break
+                    time.sleep(self.pace)
+                upstream.sendall(data)
+        for sock in (client, upstream):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    @staticmethod
+    def _pipe(source, destination):
+        with contextlib.suppress(OSError):
+            while True:
+                data = source.recv(65536)
+                if not data:
+                    break
+                destination.sendall(data)
+        with contextlib.suppress(OSError):
+            destination.shutdown(socket.SHUT_WR)
+
+    def close(self):
+        self.server.close()
+
+
+def test_glance_failure_mid_upload_leaves_no_image(
+        workspace, env, openstack_target, second_project, admin_conn):
+    config, store, directory = workspace
+    proxy = CuttingProxy()
+    try:
+        result = _run(workspace, env, "provider_image", "openstack",
+                      json.dumps({"auth_url": KEYSTONE,
+                                  "glance-host": "127.0.0.1",
+                                  "glance-port": proxy.port}),
+                      _credentials(directory, second_project), "--id",
+                      openstack_target["identifier"])
+    finally:
+        proxy.close()
+    assert proxy.cut >= 1
+    assert result.returncode == 1
+    image = builds.record(result)
+    assert image["status"] == "FAILED"
+    error = image["status_detail"]["error"]
+    assert error.startswith("staging the image data in Glance: "), error
+    assert "\n" not in error
+    assert "Traceback" not in result.stderr
+    assert [line for line in result.stderr.splitlines()
+            if "error" in line.lower()][-1].endswith(error)
+    assert image["identifier_on_provider"] is None
+    assert _images_of(admin_conn, second_project["project"]) == []
+
+
+def test_ctrl_c_mid_upload_leaves_no_image(
+        workspace, env, openstack_target, second_project, admin_conn):
+    config, store, directory = workspace
+    project = second_project["project"]
+    proxy = CuttingProxy(limit=None, pace=0.02)  # about 3 MiB/s
+    try:
+        proc = builds.start(
+            config, "provider_image", "openstack", json.dumps(
+                {"auth_url": KEYSTONE, "glance-host": "127.0.0.1",
+                 "glance-port": proxy.port}),
+            _credentials(directory, second_project), "--id",
+            openstack_target["identifier"], env=env)
+        deadline = time.monotonic() + 120
+        while not _images_of(admin_conn, project):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the upload never started"
+            time.sleep(0.5)
+        time.sleep(2)  # well into the upload
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proxy.close()
+    assert proc.returncode == 1, err
+    assert json.loads(out)["status_detail"]["error"] == "interrupted"
+    assert _images_of(admin_conn, project) == []
+
+
+def test_download_streams_and_checks_the_hash(pushed, openstack_target,
+                                              test_cloud, tmp_path,
+                                              monkeypatch):
+    """How a base image built in Nova reaches a format target: its Glance
+    image streamed down (here: the pushed image), checked by its hash."""
+    from imgfac_nova.plugins import provider
+    from novaimagebuilder import glance
+    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", test_cloud.clouds_yaml)
+    client = provider.connect(provider.parse_provider("@imgfac-test"),
+                              None).glance
+    path = str(tmp_path / "down.qcow2")
+    seen = []
+    started = time.monotonic()
+    glance.download(client, pushed["identifier_on_provider"], path,
+                    progress=lambda percent, done: seen.append(percent))
+    seconds = time.monotonic() - started
+    assert _sha512(path) == _sha512(openstack_target["data"])
+    assert seen[-1] == 100
+    print("download: %.1f s, %.1f MiB/s" % (
+        seconds, os.path.getsize(path) / 2 ** 20 / seconds))
