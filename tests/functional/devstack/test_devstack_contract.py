@@ -20,6 +20,8 @@ import urllib.error
 import urllib.request
 import uuid
 
+import openstack
+import openstack.config
 import pytest
 import yaml
 
@@ -56,6 +58,12 @@ class Stack:
         self.flavor = "imgfac-dsc-" + suffix
         self.secgroup = "imgfac-dsc-ssh-" + suffix
         self.service_user = "imgfac-dsc-" + suffix
+        # The builds run in a project of their own, on the test cloud's
+        # network shared with it: other tests' clean-ups in project imgfac
+        # stay out of its way, and its objects out of theirs.
+        self.project = "imgfac-dsc-" + suffix
+        self.user = "imgfac-dsc-user-" + suffix
+        self.password = secrets.token_hex(16)
         self.api_port = 9494
         self.clouds_yaml = os.path.join(root, "clouds.yaml")
         self.test_cloud = test_cloud
@@ -66,7 +74,10 @@ class Stack:
         """devstack's cloud names (write_clouds_yaml) for the test cloud."""
         with open(self.test_cloud.clouds_yaml) as f:
             clouds = yaml.safe_load(f)["clouds"]
-        user, admin = clouds["imgfac-test"], clouds["imgfac-test-admin"]
+        admin = clouds["imgfac-test-admin"]
+        user = json.loads(json.dumps(admin))
+        user["auth"].update(username=self.user, password=self.password,
+                            project_name=self.project)
         system = json.loads(json.dumps(admin))
         for key in ("project_name", "project_domain_name"):
             system["auth"].pop(key)
@@ -143,8 +154,39 @@ class Stack:
             return dict(line.strip().split("=", 1) for line in f if "=" in line)
 
 
+def _make_project(result, admin_conn):
+    project = admin_conn.identity.create_project(
+        name=result.project, domain_id="default",
+        description="imgfac-nova devstack contract test")
+    user = admin_conn.identity.create_user(
+        name=result.user, password=result.password, domain_id="default",
+        default_project_id=project.id)
+    for name in ("member", "reader"):
+        admin_conn.identity.assign_project_role_to_user(
+            project, user, admin_conn.identity.find_role(name))
+    network = admin_conn.network.find_network("imgfac-net")
+    admin_conn.network.create_rbac_policy(
+        object_type="network", object_id=network.id,
+        action="access_as_shared", target_project_id=project.id)
+    result.project_id = project.id
+
+
+def _project_conn(result):
+    config = openstack.config.OpenStackConfig(
+        config_files=[result.clouds_yaml], load_envvars=False)
+    return openstack.connection.Connection(
+        config=config.get_one(cloud="devstack"))
+
+
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory, test_cloud, admin_conn, conn):
+def project_conn(stack):
+    connection = _project_conn(stack)
+    yield connection
+    connection.close()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, test_cloud, admin_conn):
     for path, what in ((DEVSTACK_DIR, "DEVSTACK_DIR"),
                        (REQUIREMENTS_DIR, "REQUIREMENTS_DIR")):
         if not os.path.isdir(path):
@@ -156,35 +198,49 @@ def stack(tmp_path_factory, test_cloud, admin_conn, conn):
     result = Stack(root, test_cloud)
     os.makedirs(result.dest)
     os.symlink(REPO, os.path.join(result.dest, "imgfac-nova"))
-    env = result.environment(result.write_clouds_yaml())
-    result.env = env
+    result.project_id = None
     try:
+        _make_project(result, admin_conn)
+        env = result.environment(result.write_clouds_yaml())
+        result.env = env
         result.run("stack", env)
         result.smoke_values = result.smoke()
         yield result
     finally:
-        _remove_cloud_objects(result, admin_conn, conn)
+        _remove_cloud_objects(result, admin_conn)
 
 
-def _remove_cloud_objects(result, admin_conn, conn):
-    """What the phases made in the shared test cloud (devstack would drop
-    its databases instead)."""
+def _remove_cloud_objects(result, admin_conn):
+    """What the phases and the harness made in the shared test cloud
+    (devstack would drop its databases instead)."""
     smoke = os.path.join(result.logs, "imgfac-nova-smoke.txt")
     if not result.smoke_values and os.path.exists(smoke):
         result.smoke_values = result.smoke()
-    image = result.smoke_values.get("glance_image")
-    if image:
-        conn.image.delete_image(image, ignore_missing=True)
     flavor = admin_conn.compute.find_flavor(result.flavor)
     if flavor:
         admin_conn.compute.delete_flavor(flavor)
-    group = conn.network.find_security_group(result.secgroup)
-    if group:
-        conn.network.delete_security_group(group)
-    user = admin_conn.identity.find_user(result.service_user,
-                                         domain_id="default")
-    if user:
-        admin_conn.identity.delete_user(user)
+    for name in (result.service_user, result.user):
+        user = admin_conn.identity.find_user(name, domain_id="default")
+        if user:
+            admin_conn.identity.delete_user(user)
+    if result.project_id is None:
+        return
+    project = result.project_id
+    for image in admin_conn.image.images(owner=project):
+        admin_conn.image.delete_image(image)
+    for server in admin_conn.compute.servers(all_projects=True,
+                                             project_id=project):
+        admin_conn.compute.delete_server(server)
+        admin_conn.compute.wait_for_delete(server)
+    for fip in admin_conn.network.ips(project_id=project):
+        admin_conn.network.delete_ip(fip)
+    for port in admin_conn.network.ports(project_id=project):
+        admin_conn.network.delete_port(port)
+    for group in admin_conn.network.security_groups(project_id=project):
+        admin_conn.network.delete_security_group(group)
+    for policy in admin_conn.network.rbac_policies(target_project_id=project):
+        admin_conn.network.delete_rbac_policy(policy)
+    admin_conn.identity.delete_project(project)
 
 
 def _constraint(name):
@@ -235,8 +291,8 @@ def test_flavor_in_nova(stack, admin_conn):
     assert flavor.is_public
 
 
-def test_ssh_security_group(stack, conn):
-    group = conn.network.find_security_group(stack.secgroup)
+def test_ssh_security_group(stack, project_conn):
+    group = project_conn.network.find_security_group(stack.secgroup)
     assert group is not None
     rules = {(r["direction"], r["protocol"], r["port_range_min"])
              for r in group.security_group_rules}
@@ -253,7 +309,8 @@ def test_build_parameters_of_this_cloud(stack):
         "floating_ip_network": "public"}
 
 
-def test_smoke_build_booted_and_checked(stack, conn):
+def test_smoke_build_booted_and_checked(stack, project_conn):
+    conn = project_conn
     smoke = stack.smoke_values
     print("smoke build: %s s, boot check: %s s"
           % (smoke["build_seconds"], smoke["boot_check_seconds"]))
