@@ -15,6 +15,12 @@ _opts = [
                help="Directory holding image records (<uuid>.meta) and image "
                     "data (<uuid>.body). Default: /var/lib/imgfac-nova/storage "
                     "for root, ~/.local/share/imgfac-nova/storage otherwise."),
+    cfg.StrOpt("media_cache_path",
+               sample_default="/var/cache/imgfac-nova/media",
+               help="Directory caching downloaded install media (kernels, "
+                    "ramdisks, ISOs) by checksum between builds. Default: "
+                    "/var/cache/imgfac-nova/media for root, "
+                    "~/.cache/imgfac-nova/media otherwise."),
     cfg.StrOpt("os_plugin",
                help="OS plugin to use when more than one installed plugin "
                     "builds the template's OS. The os_plugin build parameter "

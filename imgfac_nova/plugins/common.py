@@ -59,8 +59,12 @@ def cloud_configured(conf=None):
     return bool(os.environ.get("OS_CLOUD") or os.environ.get("OS_AUTH_URL"))
 
 
-def media_cache_dir():
-    """Where downloaded install media are kept between builds."""
+def media_cache_dir(conf=None):
+    """Where downloaded install media are kept between builds: the
+    media_cache_path option, else a per-user default."""
+    configured = getattr(conf, "media_cache_path", None)
+    if configured:
+        return configured
     if os.geteuid() == 0:
         return "/var/cache/imgfac-nova/media"
     cache_home = os.environ.get("XDG_CACHE_HOME") or os.path.join(
@@ -68,12 +72,12 @@ def media_cache_dir():
     return os.path.join(cache_home, "imgfac-nova", "media")
 
 
-def run_pipeline(build, backend, template, parameters):
+def run_pipeline(build, backend, template, parameters, conf=None):
     """Run the shared pipeline for ``build``; returns its Result."""
     from novaimagebuilder import media
     from novaimagebuilder import pipeline
 
-    runner = pipeline.Pipeline(backend, media.MediaCache(media_cache_dir()),
+    runner = pipeline.Pipeline(backend, media.MediaCache(media_cache_dir(conf)),
                                progress=build.progress,
                                cancel=build.cancel_event, log=LOG)
     result = runner.run(template, pipeline_parameters(template, parameters))

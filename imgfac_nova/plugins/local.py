@@ -59,7 +59,8 @@ class LocalOS(base.OSPlugin):
                 cpus=parameters["cpus"],
                 image_format=parameters["image_format"],
                 cancel=build.cancel_event)
-            result = common.run_pipeline(build, backend, template, parameters)
+            result = common.run_pipeline(build, backend, template,
+                                         parameters, self.conf)
             os.replace(result.image, build.body_path)
             build.set_property("format", parameters["image_format"])
             succeeded = True

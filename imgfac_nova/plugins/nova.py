@@ -106,7 +106,8 @@ class NovaOS(base.OSPlugin):
             cancel=build.cancel_event, log=LOG)
         build.progress(1, "Building in the cloud (flavor %s)"
                        % resolved["flavor"].name)
-        result = common.run_pipeline(build, backend, template, parameters)
+        result = common.run_pipeline(build, backend, template, parameters,
+                                     self.conf)
         build.set_property(images.GLANCE_ID_PROPERTY, result.image)
         build.set_property("glance_image_id", result.image)
 

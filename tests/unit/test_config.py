@@ -1,4 +1,5 @@
 import logging
+import os
 
 import pytest
 
@@ -23,6 +24,17 @@ def test_paramiko_retry_noise_only_with_debug(debug, level):
 def test_list_opts_for_the_sample_generator():
     [(group, opts)] = config.list_opts()
     assert group == "DEFAULT"
-    assert {o.name for o in opts} == {"storage_path", "os_plugin",
-                                      "max_template_bytes",
+    assert {o.name for o in opts} == {"storage_path", "media_cache_path",
+                                      "os_plugin", "max_template_bytes",
                                       "max_template_elements"}
+
+
+def test_media_cache_path_option(tmp_path):
+    from imgfac_nova.plugins import common
+
+    path = tmp_path / "c.conf"
+    path.write_text("[DEFAULT]\nmedia_cache_path = /srv/media\n")
+    assert common.media_cache_dir(config.load([str(path)])) == "/srv/media"
+    assert common.media_cache_dir(None) in (
+        "/var/cache/imgfac-nova/media",
+        os.path.join(os.path.expanduser("~"), ".cache", "imgfac-nova", "media"))
