@@ -267,6 +267,7 @@ poweroff
 """
 
 
+@pytest.mark.slow  # a whole install; product builds cover it too
 def test_installer_installs_from_config_drive_then_boots(
         built, tmp_path, machines):
     key = paramiko.ECDSAKey.generate()
@@ -375,6 +376,7 @@ def test_installer_translates_a_preseed(built, tmp_path, machines):
     assert "INSTALLATION COMPLETE" in console, vm.tail()
 
 
+@pytest.mark.slow  # a whole install; product builds cover it too
 def test_installer_iso_installs_and_powers_off(built, tmp_path, machines):
     disk = blank_disk(tmp_path, "target")
     drive = config_drive(tmp_path, user_data="rootpw --lock\npoweroff\n")

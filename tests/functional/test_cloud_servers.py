@@ -232,6 +232,7 @@ def blank_image(conn, cleanup, name, **properties):
     return image
 
 
+@pytest.mark.slow  # a whole install; product builds cover it too
 def test_direct_kernel_boot_installs_then_powers_off(
         conn, cleanup, unique_name, keypair, guest_key, installer_images):
     """kernel_id/ramdisk_id/os_command_line boot the installer, which
