@@ -75,4 +75,5 @@ def test_a_failing_step_is_one_line(tmp_path):
     lines = up.stderr.strip().splitlines()
     assert len(lines) == 1, up.stderr
     assert lines[0].startswith("test-cloud: error: ")
-    assert "Not a directory" in lines[0]
+    assert str(tmp_path / "file") in lines[0]
+    assert "Traceback" not in up.stderr
