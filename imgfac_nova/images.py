@@ -49,6 +49,8 @@ class ImageRecord:
     updated: str = dataclasses.field(default_factory=utcnow)
     #: "host:pid" of the process running the build.
     worker: str | None = None
+    #: Keystone project that asked for the image (the API daemon), else None.
+    project_id: str | None = None
     #: Name of the plugin that made (and can delete) this image.
     plugin: str | None = None
     #: The template, with secrets redacted.
