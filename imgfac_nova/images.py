@@ -94,8 +94,8 @@ class ImageRecord:
 
     def matches(self, query):
         """True when every key of ``query`` equals this record's value for it."""
-        data = self.to_dict()
-        return all(data.get(key, self.properties.get(key)) == value
+        return all((getattr(self, key) if key in FIELDS else
+                    self.properties.get(key)) == value
                    for key, value in query.items())
 
 

@@ -115,14 +115,30 @@ def clouds(test_cloud):
         config_files=[test_cloud.clouds_yaml], load_envvars=False)
 
 
+@pytest.fixture(scope="module")
+def service_user(admin_conn):
+    """The daemon's own Keystone account, as a deployment gives it: a user
+    with the service role in the service project (auth_token validates
+    tokens with it, and its token goes with the caller's to the cloud)."""
+    name = "imgfac-ft-api-svc-" + uuid.uuid4().hex[:6]
+    password = uuid.uuid4().hex
+    project = admin_conn.identity.find_project("service", domain_id="default")
+    user = admin_conn.identity.create_user(name=name, password=password,
+                                           domain_id="default",
+                                           default_project_id=project.id)
+    admin_conn.identity.assign_project_role_to_user(
+        project, user, admin_conn.identity.find_role("service"))
+    yield {"username": name, "password": password, "project_name": "service"}
+    admin_conn.identity.delete_user(user)
+
+
 @pytest.fixture
-def make_daemon(tmp_path, daemon_env, clouds):
+def make_daemon(tmp_path, daemon_env, service_user):
     made = []
 
     def make(max_builds=2):
-        admin = _auth(clouds.get_one(cloud="imgfac-test-admin"))
-        daemon = Daemon(tmp_path / ("d%d" % len(made)), daemon_env, admin,
-                        max_builds)
+        daemon = Daemon(tmp_path / ("d%d" % len(made)), daemon_env,
+                        service_user, max_builds)
         made.append(daemon)
         return daemon.start()
     yield make
