@@ -284,6 +284,23 @@ def test_three_builds_with_two_slots_run_two_then_one(make_daemon, tokens):
     assert now == ["COMPLETE"] * 3
 
 
+def test_sigterm_cancels_builds_and_exits(make_daemon, tokens):
+    daemon = make_daemon(max_builds=1)
+    running = _post_base(daemon, tokens["imgfac"], steps=100, step_seconds=1)
+    waiting = _post_base(daemon, tokens["imgfac"])
+    _wait(daemon, tokens["imgfac"], running["id"], ("BUILDING",))
+    assert daemon.stop(signal.SIGTERM, timeout=60) == 0
+    with pytest.raises(requests.ConnectionError):
+        requests.get(daemon.url, timeout=5)
+    daemon.start()
+    stopped = _image(daemon, tokens["imgfac"], running["id"])
+    assert (stopped["status"], stopped["status_detail"]["error"]) == \
+        ("FAILED", "interrupted")
+    never = _image(daemon, tokens["imgfac"], waiting["id"])
+    assert (never["status"], never["status_detail"]["error"]) == \
+        ("FAILED", "cancelled before it started")
+
+
 # -- builds in the test cloud --------------------------------------------------
 
 def _cloud_build(daemon, token, tmp_path, **extra):
