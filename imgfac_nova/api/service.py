@@ -71,7 +71,7 @@ class BuildService:
         for job in jobs:
             job.cancel()
         for job in jobs:
-            while not job.wait(1.0):
+            while not job.wait(10.0):
                 LOG.info("Waiting for build %s to clean up",
                          job.image.identifier)
         self.notifier.close(callback_timeout)

@@ -6,6 +6,7 @@ import logging
 import os
 import socket
 import time
+import urllib.parse
 
 import pytest
 import webob
@@ -47,9 +48,7 @@ class Client:
             request.content_type = "application/json"
         elif form is not None:
             request.content_type = "application/x-www-form-urlencoded"
-            request.body = webob.request.url_encode(form).encode() \
-                if hasattr(webob.request, "url_encode") else \
-                __import__("urllib.parse").parse.urlencode(form).encode()
+            request.body = urllib.parse.urlencode(form).encode()
         return request.get_response(self.app)
 
     def get(self, path, **kwargs):
@@ -161,6 +160,18 @@ def test_base_image_form_encoded(client):
     assert answer.status_int == 202, answer.text
     image = client.wait(_path(answer.json["base_image"]))
     assert image["parameters"]["size"] == 7
+
+
+def test_base_image_multipart_form_with_the_template_as_a_file(client):
+    request = webob.Request.blank("/imagefactory/base_images", method="POST",
+                                  POST={"template": ("tiny.tdl",
+                                                     TEMPLATE.encode()),
+                                        "parameters": '{"size": 9}'})
+    assert request.content_type == "multipart/form-data"
+    answer = request.get_response(client.app)
+    assert answer.status_int == 202, answer.text
+    assert client.wait(_path(answer.json["base_image"]))["parameters"] == {
+        "size": 9, "steps": 3, "step_seconds": 0.0, "verbose_marker": False}
 
 
 @pytest.mark.parametrize("text, message", [
