@@ -196,8 +196,15 @@ class Api:
         urls = values.pop("callbacks", None) or []
         if isinstance(urls, str):
             urls = [urls]
-        snapshot = parameters.Parameter("snapshot", "", type="bool").cast(
-            values.pop("snapshot", False), "imagefactory")
+        if not (isinstance(urls, list) and all(isinstance(u, str)
+                                               for u in urls)):
+            raise router.ApiError(400, "parameters.callbacks must be a list "
+                                  "of URLs")
+        try:
+            snapshot = parameters.Parameter("snapshot", "", type="bool").cast(
+                values.pop("snapshot", False), "imagefactory")
+        except parameters.ParameterError as exc:
+            raise router.ApiError(400, str(exc)) from None
         template = _template(fields.get("template"))
         ids = {"base_image_id": parent_ids.get("base_image_id") or
                fields.get("base_image_id"),

@@ -200,6 +200,8 @@ def test_bad_template_is_400_with_line_and_column_and_creates_nothing(
     ({"base_image": {"template": TEMPLATE, "parameters": "[1"}},
      "parameters is not JSON"),
     ({"base_image": "x"}, "the body must be"),
+    ({"base_image": {"template": TEMPLATE, "parameters": {"callbacks": [1]}}},
+     "parameters.callbacks must be a list of URLs"),
 ])
 def test_bad_input_is_400_and_creates_nothing(client, body, message):
     answer = client.post("/imagefactory/base_images", body=body)
@@ -259,6 +261,19 @@ def test_bad_target_requests_are_400(client, missing, message):
     assert answer.status_int == 400
     assert message in answer.json["error"]["message"]
     assert client.store.list() == []
+
+
+def test_a_snapshot_provider_image_needs_a_template_and_a_boolean(client):
+    fields = {"provider": "p", "credentials": "c", "target": "filecopy",
+              "target_image_id": "00000000-0000-0000-0000-000000000000"}
+    for snapshot, message in (("yes", "parameters.snapshot builds from a "
+                                      "template"),
+                              ("maybe", "expected true or false")):
+        answer = client.post("/imagefactory/provider_images", body={
+            "provider_image": dict(fields, parameters={"snapshot":
+                                                       snapshot})})
+        assert answer.status_int == 400
+        assert message in answer.json["error"]["message"]
 
 
 def test_provider_images_all_routes_never_return_credentials(
