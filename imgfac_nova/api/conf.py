@@ -31,7 +31,11 @@ _opts = [
 
 
 def register(conf):
+    """Register the options and read them all, so a bad value is an error
+    now, before the daemon does anything."""
     conf.register_opts(_opts, GROUP)
+    for opt in _opts:
+        getattr(conf.api, opt.dest)
 
 
 def list_opts():
