@@ -126,14 +126,68 @@ class Job:
         return self._done.wait(timeout)
 
 
+class BuildSlots:
+    """At most ``size`` jobs run at once; the others wait in arrival order."""
+
+    def __init__(self, size):
+        self.size = size
+        self._running = 0
+        self._queue = []
+        self._changed = threading.Condition()
+
+    def enter(self, job):
+        """Queue ``job``; returns at once (the slot is taken by :meth:`hold`)."""
+        with self._changed:
+            self._queue.append(job)
+
+    @contextlib.contextmanager
+    def hold(self, job):
+        """Wait for ``job``'s turn and a free slot, then run the body in it.
+
+        Raises BuildCancelled when the job is cancelled while it waits.
+        """
+        with self._changed:
+            if job not in self._queue:
+                self._queue.append(job)
+            while True:
+                if job.cancel_event.is_set():
+                    self._queue.remove(job)
+                    self._changed.notify_all()
+                    raise BuildCancelled("cancelled before it started")
+                if self._queue[0] is job and self._running < self.size:
+                    break
+                self._changed.wait(0.5)
+            self._queue.pop(0)
+            self._running += 1
+            self._changed.notify_all()
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._running -= 1
+                self._changed.notify_all()
+
+
 class Builder:
     """Creates image records and runs plugins to fill them."""
 
-    def __init__(self, conf, store, plugins=None, on_change=None):
+    def __init__(self, conf, store, plugins=None, on_change=None, slots=None,
+                 project_id=None, cloud_auth=None):
+        """``slots`` (a BuildSlots) bounds concurrent builds; ``project_id`` is
+        recorded on new images; ``cloud_auth`` (a keystoneauth1 auth plugin)
+        is how plugins reach the cloud for this caller."""
         self.conf = conf
         self.store = store
         self.plugins = plugins or plugin_manager.PluginManager(conf)
         self.on_change = on_change
+        self.slots = slots
+        self.project_id = project_id
+        self.cloud_auth = cloud_auth
+
+    def _plugin(self, name):
+        plugin = self.plugins.get(name)
+        plugin.cloud_auth = self.cloud_auth
+        return plugin
 
     # -- preparing: everything that can fail on bad input, before any record ---
 
@@ -144,7 +198,7 @@ class Builder:
             template.os.name, template.os.version, template.os.arch,
             requested=values.get("os_plugin"),
             preferred=getattr(self.conf, "os_plugin", None))
-        plugin = self.plugins.get(plugin_name)
+        plugin = self._plugin(plugin_name)
         typed = params.resolve(plugin.parameters, values, plugin_name,
                                COMMON_PARAMETERS)
         return plugin_name, plugin, typed
@@ -152,14 +206,14 @@ class Builder:
     def _cloud_step(self, target, values):
         plugin_name = self.plugins.choose_cloud_plugin(
             target, requested=values.get("cloud_plugin"))
-        plugin = self.plugins.get(plugin_name)
+        plugin = self._plugin(plugin_name)
         typed = params.resolve(plugin.parameters, values, plugin_name,
                                COMMON_PARAMETERS)
         return plugin_name, plugin, typed
 
     def _record(self, kind, plugin_name, plugin, typed, **fields):
         return images.ImageRecord(
-            type=kind, plugin=plugin_name,
+            type=kind, plugin=plugin_name, project_id=self.project_id,
             parameters=params.redact(plugin.parameters, typed), **fields)
 
     # -- public verbs -----------------------------------------------------------
@@ -191,7 +245,7 @@ class Builder:
 
     def _target_step(self, target, values, base):
         name, plugin, typed = self._cloud_step(target, values)
-        os_plugin = self.plugins.get(base.plugin) if base.plugin in \
+        os_plugin = self._plugin(base.plugin) if base.plugin in \
             self.plugins.os_plugins else None
         record = self._record(images.TARGET_IMAGE, name, plugin, typed,
                               target=target, base_image_id=base.identifier,
@@ -285,10 +339,25 @@ class Builder:
                 record.status_detail = {"activity": "Waiting to start",
                                         "error": None}
                 self.store.add(record)
+                if self.on_change:
+                    self.on_change(record)
         job = Job([r for r, _ in steps], lambda job: self._run(job, steps))
+        if self.slots is not None:
+            self.slots.enter(job)
         return job.start()
 
     def _run(self, job, steps):
+        if self.slots is None:
+            return self._run_steps(job, steps)
+        try:
+            with self.slots.hold(job):
+                self._run_steps(job, steps)
+        except BuildCancelled as exc:
+            for record, _ in steps:
+                if self.store.get(record.identifier).status == images.PENDING:
+                    self._fail(record, str(exc))
+
+    def _run_steps(self, job, steps):
         failed = None
         for record, run in steps:
             if failed is not None:
@@ -377,7 +446,7 @@ class Builder:
         self.store.update(identifier, status=images.DELETING, status_detail={
             "activity": "Deleting", "error": None})
         try:
-            plugin = self.plugins.get(record.plugin) if record.plugin else None
+            plugin = self._plugin(record.plugin) if record.plugin else None
             if record.type == images.PROVIDER_IMAGE and plugin is not None:
                 plugin.delete_from_provider(record, provider or record.provider,
                                             credentials, values)

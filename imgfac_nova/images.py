@@ -49,6 +49,8 @@ class ImageRecord:
     updated: str = dataclasses.field(default_factory=utcnow)
     #: "host:pid" of the process running the build.
     worker: str | None = None
+    #: Keystone project that asked for the image (the API daemon), else None.
+    project_id: str | None = None
     #: Name of the plugin that made (and can delete) this image.
     plugin: str | None = None
     #: The template, with secrets redacted.
@@ -94,8 +96,8 @@ class ImageRecord:
 
     def matches(self, query):
         """True when every key of ``query`` equals this record's value for it."""
-        data = self.to_dict()
-        return all(data.get(key, self.properties.get(key)) == value
+        return all((getattr(self, key) if key in FIELDS else
+                    self.properties.get(key)) == value
                    for key, value in query.items())
 
 

@@ -69,12 +69,14 @@ class TemplateError(ValueError):
     """A template that cannot be used; str() is "<source>:<line>: <message>".
 
     ``line`` is None for problems with the file as a whole (unreadable, too
-    large); then str() is "<source>: <message>".
+    large); then str() is "<source>: <message>". ``column`` (1-based) is set
+    when the position on the line is known.
     """
 
-    def __init__(self, source, line, message):
+    def __init__(self, source, line, message, column=None):
         self.source = source
         self.line = line
+        self.column = column
         self.message = " ".join(str(message).split())
         super().__init__(source, line, self.message)
 
@@ -322,7 +324,8 @@ def _parse_xml(text, source, limits=None):
     except etree.XMLSyntaxError as exc:
         message = _LIBXML_NOISE.sub("", exc.msg or str(exc))
         raise TemplateError(source, exc.lineno or 1,
-                            f"XML syntax error: {message}") from None
+                            f"XML syntax error: {message}",
+                            column=exc.position[1] or None) from None
     if root.getroottree().docinfo.doctype:
         raise TemplateError(source, 1, _NO_DOCTYPE)
     for count, element in enumerate(root.iter(), start=1):
@@ -445,13 +448,18 @@ class _Reader:
 
     def __init__(self, source):
         self.source = source
+        self.lines = []
 
-    def error(self, where, message):
+    def error(self, where, message, column=None):
         """A TemplateError at an element (or line number)."""
         line = where if isinstance(where, int) else where.sourceline
-        return TemplateError(self.source, line, message)
+        if column is None and not isinstance(where, int) and line and \
+                line <= len(self.lines):
+            column = self.lines[line - 1].find("<" + str(where.tag)) + 1 or None
+        return TemplateError(self.source, line, message, column=column)
 
     def read(self, root, text):
+        self.lines = text.splitlines()
         if root.tag != "template":
             raise self.error(root, "the root element must be <template>, "
                              f"not <{root.tag}>")
@@ -538,7 +546,8 @@ class _Reader:
             errors = list(schema.error_log)
         first = next((e for e in errors if e.line > 0), errors[0])
         raise self.error(first.line or element.sourceline,
-                         f"does not match the TDL schema: {first.message}")
+                         f"does not match the TDL schema: {first.message}",
+                         column=first.column or None)
 
     # -- values
 

@@ -62,13 +62,21 @@ def explain(exc):
     return text[0] if text else type(exc).__name__
 
 
-def connect(cloud=None, region=None, interface=None):
+def connect(cloud=None, region=None, interface=None, auth=None):
     """An authenticated openstacksdk Connection, from ``clouds.yaml`` / ``OS_*``
-    through openstacksdk's config loader; failures are one-line BuildErrors."""
+    through openstacksdk's config loader, or from ``auth`` (a keystoneauth1
+    auth plugin, e.g. an API caller's token); failures are one-line
+    BuildErrors."""
     import openstack
     try:
-        conn = openstack.connect(cloud=cloud, region_name=region,
-                                 interface=interface, load_envvars=True)
+        if auth is not None:
+            from keystoneauth1 import session
+            conn = openstack.connection.Connection(
+                session=session.Session(auth=auth), region_name=region,
+                interface=interface)
+        else:
+            conn = openstack.connect(cloud=cloud, region_name=region,
+                                     interface=interface, load_envvars=True)
         conn.authorize()
     except Exception as exc:
         raise errors.BuildError(explain(exc)) from None

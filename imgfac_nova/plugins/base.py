@@ -40,6 +40,9 @@ class Plugin(abc.ABC):
     info: PluginInfo
     #: The :class:`~imgfac_nova.parameters.Parameter` list the plugin accepts.
     parameters: tuple = ()
+    #: A keystoneauth1 auth plugin to reach the cloud as the caller (set by the
+    #: builder for API requests); None means openstacksdk's config loader.
+    cloud_auth = None
 
     def __init__(self, conf=None):
         self.conf = conf

@@ -62,7 +62,7 @@ class NovaOS(base.OSPlugin):
     def _connect(self, parameters):
         from novaimagebuilder import nova
         return nova.connect(parameters.get("cloud"), parameters.get("region"),
-                            parameters.get("interface"))
+                            parameters.get("interface"), auth=self.cloud_auth)
 
     def check(self, template, parameters):
         """The install script, credentials, flavor and network, before

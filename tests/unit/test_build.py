@@ -58,7 +58,8 @@ def test_base_image_completes_with_data_icicle_and_progress(builder):
     for seen in builder.seen:
         steps.setdefault(seen.activity, seen.percent_complete)
     assert list(steps.items()) == [
-        ("Starting BaseImage", 0), ("Step 0", 0), ("Step 1", 25),
+        ("Waiting to start", 0), ("Starting BaseImage", 0), ("Step 0", 0),
+        ("Step 1", 25),
         ("Step 2", 50), ("Step 3", 75), ("Build complete", 100)]
 
 

@@ -1,0 +1,43 @@
+"""The daemon's ``[api]`` options."""
+from oslo_config import cfg
+
+GROUP = "api"
+
+_opts = [
+    cfg.HostAddressOpt("bind_host", default="127.0.0.1",
+                       help="Address the embedded server listens on."),
+    cfg.PortOpt("bind_port", default=8075,
+                help="Port the embedded server listens on (Image Factory's "
+                     "8075)."),
+    cfg.StrOpt("auth_strategy", default="keystone",
+               choices=[("keystone", "tokens checked by keystonemiddleware's "
+                                     "auth_token ([keystone_authtoken])"),
+                        ("noauth", "no authentication: one operator on "
+                                   "loopback, who sees every image")],
+               help="How requests are authenticated."),
+    cfg.IntOpt("max_concurrent_builds", default=2, min=1,
+               help="Builds running at once; later ones wait as PENDING in "
+                    "arrival order."),
+    cfg.IntOpt("server_threads", default=16, min=1,
+               help="Requests the embedded server handles at once."),
+    cfg.StrOpt("cert_file",
+               help="TLS certificate (PEM) of the embedded server; with "
+                    "key_file, the server speaks HTTPS."),
+    cfg.StrOpt("key_file", help="TLS private key (PEM) for cert_file."),
+    cfg.IntOpt("callback_retry_seconds", default=300, min=0,
+               help="How long a status callback that fails (no answer or a "
+                    "5xx) is retried, with backoff, before it is given up."),
+]
+
+
+def register(conf):
+    """Register the options and read them all, so a bad value is an error
+    now, before the daemon does anything."""
+    conf.register_opts(_opts, GROUP)
+    for opt in _opts:
+        getattr(conf.api, opt.dest)
+
+
+def list_opts():
+    """The options for oslo-config-generator."""
+    return [(GROUP, _opts)]

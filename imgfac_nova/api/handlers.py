@@ -1,0 +1,362 @@
+"""The Image Factory REST v2 resources, as handlers over the BuildService.
+
+Every image belongs to the Keystone project that asked for it; an image the
+caller may not see (``imgfac:image:get``) answers 404, as an unknown id does.
+"""
+import json
+import logging
+
+import pbr.version
+import webob
+import webob.static
+from oslo_context import context as oslo_context
+
+from imgfac_nova import config
+from imgfac_nova import images
+from imgfac_nova import parameters
+from imgfac_nova import store
+from imgfac_nova import template as tdl
+from imgfac_nova.api import policy
+from imgfac_nova.api import router
+from imgfac_nova.api import service as build_service
+from imgfac_nova.api import views
+from imgfac_nova.plugins import manager
+from novaimagebuilder import errors
+
+LOG = logging.getLogger(__name__)
+
+API_VERSION = "2.0"
+_FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
+#: Bad input from a Builder verb: 400 with its one line.
+_BAD_INPUT = (manager.PluginError, parameters.ParameterError, errors.BuildError,
+              store.NotFound, ValueError)
+
+
+def _credentials(request):
+    return oslo_context.RequestContext.from_environ(
+        request.environ).to_policy_values()
+
+
+def _base_url(request):
+    return request.host_url + request.script_name
+
+
+class Api:
+    """The handlers; :meth:`routes` is the (method, path) table."""
+
+    def __init__(self, service, enforcer):
+        self.service = service
+        self.store = service.store
+        self.enforcer = enforcer
+
+    def routes(self):
+        base = "/imagefactory/base_images/{base_image_id}"
+        target = "/imagefactory/target_images/{target_image_id}"
+        nested_target = base + "/target_images/{target_image_id}"
+        table = [("GET", "/imagefactory", self.info),
+                 ("GET", "/imagefactory/plugins", self.list_plugins),
+                 ("GET", "/imagefactory/plugins/{plugin_id}", self.get_plugin)]
+        # (collection path, kind, the path's parent ids)
+        collections = [
+            ("/imagefactory/base_images", images.BASE_IMAGE),
+            ("/imagefactory/target_images", images.TARGET_IMAGE),
+            ("/imagefactory/provider_images", images.PROVIDER_IMAGE),
+            (base + "/target_images", images.TARGET_IMAGE),
+            (target + "/provider_images", images.PROVIDER_IMAGE),
+            (nested_target + "/provider_images", images.PROVIDER_IMAGE),
+        ]
+        for path, kind in collections:
+            one = "%s/{image_id}" % path
+            table += [
+                ("GET", path, self._bind(self.list_images, kind)),
+                ("POST", path, self._bind(self.create_image, kind)),
+                ("GET", one, self._bind(self.get_image, kind)),
+                ("DELETE", one, self._bind(self.delete_image, kind)),
+            ]
+            if kind != images.PROVIDER_IMAGE:
+                table.append(("GET", one + "/raw_image",
+                              self._bind(self.raw_image, kind)))
+        return table
+
+    @staticmethod
+    def _bind(handler, kind):
+        def bound(request, **ids):
+            return handler(request, kind, **ids)
+        bound.media_type = getattr(handler, "media_type", router.JSON)
+        return bound
+
+    # -- looking images up -------------------------------------------------
+
+    def _may(self, request, rule, record):
+        """Whether policy allows ``rule`` on ``record``. The target is only
+        the record's project, so each (rule, project) is decided once per
+        request (a list of 1,000 images costs a few checks, not 1,000)."""
+        decided = request.environ.setdefault("imgfac_nova.policy", {})
+        key = (rule, record.project_id)
+        if key not in decided:
+            credentials = request.environ.get("imgfac_nova.credentials")
+            if credentials is None:
+                credentials = request.environ["imgfac_nova.credentials"] = \
+                    _credentials(request)
+            decided[key] = self.enforcer.enforce(
+                rule, {"project_id": record.project_id}, credentials)
+        return decided[key]
+
+    def _visible(self, request, identifier, kind=None, status=400):
+        """The record ``identifier`` if the caller may see it, else
+        ApiError(``status``) saying there is no such image."""
+        try:
+            record = self.store.get(identifier)
+        except store.NotFound:
+            record = None
+        if record is None or (kind and record.type != kind) or \
+                not self._may(request, policy.IMAGE_GET, record):
+            raise router.ApiError(status, "no %s with id %s" % (
+                views.NAMES[kind][1] if kind else "image", identifier))
+        return record
+
+    def _parents(self, request, kind, base_image_id=None, target_image_id=None):
+        """Check the parents named in a nested path; returns the field ->
+        id the images of ``kind`` under this path must have."""
+        wanted = {}
+        if base_image_id:
+            self._visible(request, base_image_id, images.BASE_IMAGE, 404)
+            wanted["base_image_id"] = base_image_id
+        if target_image_id:
+            parent = self._visible(request, target_image_id,
+                                   images.TARGET_IMAGE, 404)
+            if base_image_id and parent.base_image_id != base_image_id:
+                raise router.ApiError(404, "target image %s is not made from "
+                                      "base image %s" % (target_image_id,
+                                                         base_image_id))
+            wanted["target_image_id"] = target_image_id
+        if kind == images.TARGET_IMAGE:
+            wanted.pop("target_image_id", None)
+        return wanted
+
+    def _image(self, request, kind, image_id, **parent_ids):
+        wanted = self._parents(request, kind, **parent_ids)
+        record = self._visible(request, image_id, kind, 404)
+        if any(getattr(record, k) != v for k, v in wanted.items()):
+            raise router.ApiError(404, "no %s %s under %s" % (
+                views.NAMES[kind][1], image_id, request.path_info.rsplit(
+                    "/", 1)[0]))
+        return record
+
+    def _children(self, request, record):
+        child = views.CHILD.get(record.type)
+        if not child:
+            return []
+        return [r for r in self.store.list({
+            "type": child, views.PARENT_FIELD[child]: record.identifier})
+            if self._may(request, policy.IMAGE_GET, r)]
+
+    # -- handlers ----------------------------------------------------------
+
+    def info(self, request):
+        return router.json_response({
+            "name": "imgfac-nova",
+            "version": pbr.version.VersionInfo("imgfac-nova").version_string(),
+            "api_version": API_VERSION})
+
+    def list_images(self, request, kind, **parent_ids):
+        wanted = self._parents(request, kind, **parent_ids)
+        wanted["type"] = kind
+        found = [r for r in self.store.list(wanted)
+                 if self._may(request, policy.IMAGE_GET, r)]
+        return router.json_response(
+            views.collection(_base_url(request), kind, found))
+
+    def get_image(self, request, kind, image_id, **parent_ids):
+        record = self._image(request, kind, image_id, **parent_ids)
+        return router.json_response(views.member(
+            _base_url(request), record, self._children(request, record)))
+
+    def raw_image(self, request, kind, image_id, **parent_ids):
+        record = self._image(request, kind, image_id, **parent_ids)
+        if not record.data or record.status != images.COMPLETE:
+            raise router.ApiError(404, "%s %s has no local image data" % (
+                views.NAMES[kind][1], image_id))
+        try:
+            app = webob.static.FileApp(record.data,
+                                       content_type="application/octet-stream")
+            return request.get_response(app)
+        except OSError as exc:
+            raise router.ApiError(404, "the data of %s %s is gone: %s" % (
+                views.NAMES[kind][1], image_id, exc.strerror)) from None
+    raw_image.media_type = "application/octet-stream"
+
+    def create_image(self, request, kind, **parent_ids):
+        self.enforcer.enforce(policy.IMAGE_CREATE, {}, _credentials(request),
+                              do_raise=True, exc=router.ApiError, code=403,
+                              message="policy does not allow creating images")
+        self._parents(request, kind, **parent_ids)
+        fields = _fields(request, views.NAMES[kind][1])
+        values = dict(_json_object(fields.get("parameters") or {},
+                                   "parameters"))
+        urls = values.pop("callbacks", None) or []
+        if isinstance(urls, str):
+            urls = [urls]
+        if not (isinstance(urls, list) and all(isinstance(u, str)
+                                               for u in urls)):
+            raise router.ApiError(400, "parameters.callbacks must be a list "
+                                  "of URLs")
+        try:
+            snapshot = parameters.Parameter("snapshot", "", type="bool").cast(
+                values.pop("snapshot", False), "imagefactory")
+        except parameters.ParameterError as exc:
+            raise router.ApiError(400, str(exc)) from None
+        template = _template(fields.get("template"),
+                             config.template_limits(self.service.conf))
+        ids = {"base_image_id": parent_ids.get("base_image_id") or
+               fields.get("base_image_id"),
+               "target_image_id": parent_ids.get("target_image_id") or
+               fields.get("target_image_id")}
+        start = _verb(kind, fields, values, template, ids, snapshot)
+        for field, parent_kind in (("base_image_id", images.BASE_IMAGE),
+                                   ("target_image_id", images.TARGET_IMAGE)):
+            if ids[field] and field not in parent_ids:
+                self._visible(request, ids[field], parent_kind)
+        base_url = _base_url(request)
+        credentials = _credentials(request)
+        try:
+            on_change = self.service.notifier.sender(
+                urls, lambda record: views.member(base_url, record)) \
+                if urls else None
+            job = self.service.start(
+                start, project_id=credentials.get("project_id"),
+                cloud_auth=request.environ.get("keystone.token_auth"),
+                on_change=on_change)
+        except build_service.Stopping as exc:
+            raise router.ApiError(503, str(exc)) from None
+        except _BAD_INPUT as exc:
+            raise router.ApiError(400, str(exc)) from None
+        record = self.store.get(job.image.identifier)
+        LOG.info("%s %s started for project %s", record.type,
+                 record.identifier, record.project_id)
+        return router.json_response(views.member(base_url, record), 202)
+
+    def delete_image(self, request, kind, image_id, **parent_ids):
+        record = self._image(request, kind, image_id, **parent_ids)
+        if not self._may(request, policy.IMAGE_DELETE, record):
+            raise router.ApiError(403, "policy does not allow deleting %s"
+                                  % image_id)
+        fields = _fields(request, views.NAMES[kind][1], required=False)
+        job = self.service.job(image_id)
+        if job is not None:
+            LOG.info("Cancelling the build of %s before deleting it", image_id)
+            job.cancel()
+            job.wait()
+        builder = self.service.builder(
+            cloud_auth=request.environ.get("keystone.token_auth"))
+        try:
+            done = builder.delete(
+                image_id, _json_object(fields.get("parameters") or {},
+                                       "parameters"),
+                provider=fields.get("provider"),
+                credentials=fields.get("credentials"))
+        except store.NotFound:
+            raise router.ApiError(404, "no %s with id %s" % (
+                views.NAMES[kind][1], image_id)) from None
+        if done.status != images.DELETED:
+            raise router.ApiError(500, "deleting %s failed: %s"
+                                  % (image_id, done.error))
+        return webob.Response(status=204)
+
+    def list_plugins(self, request):
+        base_url = _base_url(request)
+        return router.json_response({"plugins": [
+            views.plugin(base_url, name, cls) for name, cls in
+            sorted(self.service.plugins.all().items())]})
+
+    def get_plugin(self, request, plugin_id):
+        cls = self.service.plugins.all().get(plugin_id)
+        if cls is None:
+            raise router.ApiError(404, "no plugin %s" % plugin_id)
+        return router.json_response(views.plugin(_base_url(request),
+                                                 plugin_id, cls))
+
+
+# -- request bodies ------------------------------------------------------------
+
+def _fields(request, member, required=True):
+    """The image fields of a JSON body (``{member: {...}}``) or a form."""
+    if request.content_type in _FORMS:
+        return {name: value.value.decode("utf-8", "replace")
+                if isinstance(getattr(value, "value", None), bytes) else
+                getattr(value, "value", value)
+                for name, value in request.POST.items()}
+    if not request.body:
+        if required:
+            raise router.ApiError(400, "the request has no body; send "
+                                  "{\"%s\": {...}} as JSON or a form" % member)
+        return {}
+    if request.content_type not in ("application/json", ""):
+        raise router.ApiError(415, "unsupported content type %s (send JSON "
+                              "or a form)" % request.content_type)
+    try:
+        body = json.loads(request.body)
+    except ValueError as exc:
+        raise router.ApiError(400, "the body is not JSON: %s" % exc) from None
+    fields = body.get(member, body) if isinstance(body, dict) else None
+    if not isinstance(fields, dict):
+        raise router.ApiError(400, "the body must be {\"%s\": {...}}" % member)
+    return fields
+
+
+def _json_object(value, name):
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError as exc:
+            raise router.ApiError(400, "%s is not JSON: %s" % (name, exc)) \
+                from None
+    if not isinstance(value, dict):
+        raise router.ApiError(400, "%s must be a JSON object" % name)
+    return value
+
+
+def _template(text, limits):
+    if not text:
+        return None
+    try:
+        return tdl.parse_template(text, source="template", limits=limits)
+    except tdl.TemplateError as exc:
+        where = ":".join(str(n) for n in (exc.line, exc.column) if n)
+        raise router.ApiError(400, "template%s: %s" % (
+            ":" + where if where else "", exc.message)) from None
+
+
+def _require(fields, *names):
+    missing = [n for n in names if not fields.get(n)]
+    if missing:
+        raise router.ApiError(400, "missing %s" % ", ".join(missing))
+    return [fields[n] for n in names]
+
+
+def _verb(kind, fields, values, template, ids, snapshot):
+    """The Builder verb call that makes an image of ``kind``."""
+    if kind == images.BASE_IMAGE:
+        if template is None:
+            raise router.ApiError(400, "missing template")
+        return lambda b: b.base_image(template, values)
+    if kind == images.TARGET_IMAGE:
+        (target,) = _require(fields, "target")
+        if bool(ids["base_image_id"]) == bool(template):
+            raise router.ApiError(400, "give base_image_id or template, "
+                                  "not both or neither")
+        return lambda b: b.target_image(target, values,
+                                        base_id=ids["base_image_id"],
+                                        template=template)
+    target, provider, credentials = _require(fields, "target", "provider",
+                                             "credentials")
+    source = ids["target_image_id"] or ids["base_image_id"]
+    if snapshot and template is None:
+        raise router.ApiError(400, "parameters.snapshot builds from a "
+                              "template: give template")
+    if not snapshot and bool(source) == bool(template):
+        raise router.ApiError(400, "give target_image_id, base_image_id or "
+                              "template (one of them)")
+    return lambda b: b.provider_image(target, provider, credentials, values,
+                                      image_id=source, template=template,
+                                      snapshot=snapshot)

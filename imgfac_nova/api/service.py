@@ -1,0 +1,77 @@
+"""Builds run by the daemon: one Builder per request over a shared store,
+plugin set and slot pool, so at most ``max_concurrent_builds`` run at once.
+
+On start the daemon marks the builds a killed predecessor had running FAILED
+and sweeps what they left (``Builder.sweep``, as ``imgfac-nova sweep``
+does); on stop it cancels running builds, which unwind their rollback stack
+exactly as on Ctrl-C in the CLI, and waits for them.
+"""
+import logging
+import threading
+
+from imgfac_nova import build
+from imgfac_nova.api import callbacks
+from imgfac_nova.plugins import manager
+
+LOG = logging.getLogger(__name__)
+
+
+class Stopping(Exception):
+    """The daemon is shutting down and takes no new builds."""
+
+
+class BuildService:
+    def __init__(self, conf, store, plugins=None):
+        self.conf = conf
+        self.store = store
+        self.plugins = plugins or manager.PluginManager(conf)
+        self.slots = build.BuildSlots(conf.api.max_concurrent_builds)
+        self.notifier = callbacks.Notifier(conf.api.callback_retry_seconds)
+        self._jobs = {}  # image id -> Job, while it runs
+        self._lock = threading.Lock()
+        self._accepting = True
+
+    def builder(self, project_id=None, cloud_auth=None, on_change=None):
+        return build.Builder(self.conf, self.store, self.plugins,
+                             on_change=on_change, slots=self.slots,
+                             project_id=project_id, cloud_auth=cloud_auth)
+
+    def start(self, start, project_id=None, cloud_auth=None, on_change=None):
+        """Run ``start(builder)`` (a Builder verb) and track the Job."""
+        with self._lock:
+            if not self._accepting:
+                raise Stopping("the daemon is stopping; it takes no new "
+                               "builds")
+            self._jobs = {i: j for i, j in self._jobs.items() if not j.wait(0)}
+            job = start(self.builder(project_id, cloud_auth, on_change))
+            for record in job.records:
+                self._jobs[record.identifier] = job
+        return job
+
+    def job(self, identifier):
+        """The running Job that builds ``identifier``, or None."""
+        with self._lock:
+            job = self._jobs.get(identifier)
+        return job if job is not None and not job.wait(0) else None
+
+    def recover(self):
+        """Fail and sweep the builds of a killed daemon; returns the lines
+        ``sweep`` reports."""
+        found = self.builder().sweep({})
+        for plugin, line in found:
+            LOG.warning("Removed (%s): %s", plugin, line)
+        return found
+
+    def shutdown(self, callback_timeout=10):
+        """Take no new builds, cancel the running ones and wait for their
+        clean-up, then give pending callbacks ``callback_timeout`` seconds."""
+        with self._lock:
+            self._accepting = False
+            jobs = {id(j): j for j in self._jobs.values()}.values()
+        for job in jobs:
+            job.cancel()
+        for job in jobs:
+            while not job.wait(10.0):
+                LOG.info("Waiting for build %s to clean up",
+                         job.image.identifier)
+        self.notifier.close(callback_timeout)
