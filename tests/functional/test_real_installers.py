@@ -1,5 +1,6 @@
 """Debian's real network installer (d-i) driven by the preseed imgfac-nova
-generates, locally and in the test cloud (slow tier: minutes of TCG each).
+generates, in local builds (slow tier: minutes of TCG each). (The test
+cloud's guests reach only its own web server, not a Debian mirror.)
 
 The mirror these machines reach serves the installer's component index but
 not most of its components (udebs), so d-i cannot finish here. Each test
@@ -110,27 +111,6 @@ def test_real_d_i_locally(netboot, mirror, local_env, setup):
     print("real d-i, local: %s after %.0f s"
           % (outcome, time.monotonic() - started))
     assert builds.qemu_processes_under(store) == []
-
-
-def test_real_d_i_in_the_test_cloud(netboot, mirror, cloud_env, setup, conn):
-    config, store, tmp = setup
-    images = {i.id for i in conn.image.images()}
-    started = time.monotonic()
-    result = builds.imgfac(config, "base_image", *builds.NOVA_PARAMS,
-                           *netboot, "--parameter", "inactivity_timeout",
-                           "600", example_template(tmp, mirror), env=cloud_env,
-                           timeout=3600)
-    outcome = check_outcome(
-        result, store, mirror, lambda image: guestcheck.booted_in_cloud(
-            conn, image["properties"]["x-image-properties-glance_id"]))
-    print("real d-i, test cloud: %s after %.0f s"
-          % (outcome, time.monotonic() - started))
-    # Install media (cached by checksum) and the result, if any, remain.
-    image = builds.record(result)
-    result_id = image["properties"].get("x-image-properties-glance_id")
-    assert [i.id for i in conn.image.images() if i.id not in images
-            and not i.name.startswith("imgfac-nova-media-")] == \
-        ([result_id] if image["status"] == "COMPLETE" else [])
 
 
 def test_real_d_i_question_is_named(netboot, mirror, local_env, setup):
