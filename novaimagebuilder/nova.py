@@ -15,6 +15,7 @@ import tempfile
 from novaimagebuilder import errors
 from novaimagebuilder import pipeline
 from novaimagebuilder import rollback
+from novaimagebuilder import sweep
 from novaimagebuilder import waiter
 
 LOG = logging.getLogger(__name__)
@@ -216,20 +217,8 @@ class NovaBackend(pipeline.Backend):
         return server
 
     def _delete_server(self, server_id):
-        from openstack import exceptions as sdk
-        try:
-            self.conn.compute.delete_server(server_id)
-        except sdk.NotFoundException:
-            return
-
-        def gone():
-            try:
-                self.conn.compute.get_server(server_id)
-                return False
-            except sdk.NotFoundException:
-                return True
-        waiter.wait_for("waiting for server %s to be deleted" % server_id,
-                        gone, lambda done: done, timeout=300)
+        self.conn.compute.delete_server(server_id, ignore_missing=True)
+        _wait_server_gone(self.conn, server_id)
 
     def boot_installer(self, media, script, cmdline, disk_size):
         undo = rollback.Rollback(self.log)
@@ -442,48 +431,163 @@ def _address(server):
 
 
 def leftovers(conn):
-    """Temporary resources that builds tagged, as ``(build id, kind, id,
-    name)``; media and finished images are not included."""
+    """Every resource tagged with a build id, as :class:`sweep.Leftover`
+    objects (results and JEOS cache entries included, with their role; install
+    media, which no build owns, are not)."""
     found = []
+    servers = {}
     for server in conn.compute.servers():
         build = (server.metadata or {}).get(BUILD_TAG)
         if build:
-            found.append((build, "server", server.id, server.name))
-    for image in conn.image.images():
-        props = image.properties or {}
-        build = props.get(BUILD_TAG)
-        if build and props.get(ROLE) in ("installer-disk", "jeos"):
-            found.append((build, "image", image.id, image.name))
+            servers[server.id] = build
+            found.append(sweep.Leftover(build, "server", server.id,
+                                        server.name))
+    for ip in conn.network.ips():
+        build = _tagged(ip)
+        if build:
+            found.append(sweep.Leftover(build, "floating IP", ip.id,
+                                        ip.floating_ip_address))
+    groups, named = {}, {}
+    for group in conn.network.security_groups():
+        build = _tagged(group)
+        if build:
+            groups[group.id] = build
+            named[group.id] = group.name
+    found += _ports(conn, servers, groups)
+    found += [sweep.Leftover(build, "security group", group_id,
+                             named[group_id])
+              for group_id, build in groups.items()]
     for keypair in conn.compute.keypairs():
         name = keypair.name
         if name.startswith(NAME_PREFIX) and name.endswith("-key"):
-            found.append((name[len(NAME_PREFIX):-len("-key")], "keypair",
-                          name, name))
-    tag = BUILD_TAG + "="
-    for group in conn.network.security_groups():
-        for t in group.tags or ():
-            if t.startswith(tag):
-                found.append((t[len(tag):], "security group", group.id,
-                              group.name))
-    for ip in conn.network.ips():
-        for t in ip.tags or ():
-            if t.startswith(tag):
-                found.append((t[len(tag):], "floating IP", ip.id,
-                              ip.floating_ip_address))
+            found.append(sweep.Leftover(name[len(NAME_PREFIX):-len("-key")],
+                                        "keypair", name, name))
+    if conn.has_service("block-storage"):
+        for volume in conn.block_storage.volumes():
+            build = (volume.metadata or {}).get(BUILD_TAG)
+            if build:
+                found.append(sweep.Leftover(build, "volume", volume.id,
+                                            volume.name or volume.id))
+    roles = {"image": sweep.RESULT, sweep.JEOS_CACHE: sweep.JEOS_CACHE}
+    for image in conn.image.images():
+        props = image.properties or {}
+        build = props.get(BUILD_TAG)
+        if build:
+            found.append(sweep.Leftover(build, "image", image.id, image.name,
+                                        role=roles.get(props.get(ROLE))))
     return found
 
 
-def remove_leftover(conn, kind, resource_id):
-    """Delete one resource found by :func:`leftovers`."""
-    if kind == "server":
-        conn.compute.delete_server(resource_id, ignore_missing=True)
-    elif kind == "image":
-        conn.image.delete_image(resource_id, ignore_missing=True)
-    elif kind == "keypair":
-        conn.compute.delete_keypair(resource_id, ignore_missing=True)
-    elif kind == "security group":
-        conn.network.delete_security_group(resource_id, ignore_missing=True)
-    elif kind == "floating IP":
-        conn.network.delete_ip(resource_id, ignore_missing=True)
-    else:
-        raise ValueError("unknown resource kind %r" % kind)
+def _tagged(resource):
+    """The build id in a Neutron resource's tags, or None."""
+    for tag in resource.tags or ():
+        if tag.startswith(BUILD_TAG + "="):
+            return tag[len(BUILD_TAG) + 1:]
+    return None
+
+
+def _ports(conn, servers, groups):
+    """Ports of tagged servers, tagged ports, and ports that hold a tagged
+    security group for a server that is gone: a port keeps its security
+    groups until Neutron removes it."""
+    found = []
+    for port in conn.network.ports():
+        build = _tagged(port) or servers.get(port.device_id)
+        if not build and not port.device_id:
+            build = next((groups[g] for g in port.security_group_ids or ()
+                          if g in groups), None)
+        if build:
+            found.append(sweep.Leftover(build, "port", port.id,
+                                        port.name or port.id))
+    return found
+
+
+def sweep_cloud(conn, protected, dry_run=False, log=None):
+    """Remove the :func:`leftovers` that ``protected`` does not keep, in one
+    pass: servers (waiting until each is gone), then floating IPs, ports,
+    security groups, keypairs, volumes and images. Returns the Outcomes; after
+    removing, anything still listed is an Outcome with an error too."""
+    from openstack import exceptions as sdk
+    log = log or LOG
+
+    def delete(function, **kwargs):
+        def start(leftover):
+            # A conflict ("in use") may clear once Neutron or Nova has caught
+            # up with the removals before it.
+            last = {"error": None}
+            for _ in waiter.iterate(
+                    CONFLICT_TIMEOUT,
+                    lambda: "still refused: %s" % last["error"]):
+                try:
+                    function(leftover.id, ignore_missing=True, **kwargs)
+                    return
+                except sdk.ConflictException as exc:
+                    last["error"] = explain(exc)
+        return start
+
+    kinds = [
+        sweep.Kind("server", delete(conn.compute.delete_server),
+                   lambda leftover: _wait_server_gone(conn, leftover.id)),
+        sweep.Kind("floating IP", delete(conn.network.delete_ip)),
+        sweep.Kind("port", delete(conn.network.delete_port)),
+        sweep.Kind("security group",
+                   delete(conn.network.delete_security_group)),
+        sweep.Kind("keypair", delete(conn.compute.delete_keypair)),
+        # Not every cloud has Cinder: its proxy only when there are volumes.
+        sweep.Kind("volume", delete(lambda *args, **kwargs: conn.block_storage
+                                    .delete_volume(*args, **kwargs)),
+                   lambda leftover: _wait_volume_gone(conn, leftover.id)),
+        sweep.Kind("image", delete(conn.image.delete_image)),
+    ]
+    found = call("listing the cloud's tagged resources", leftovers, conn)
+    outcomes = sweep.remove(found, kinds, protected, dry_run=dry_run,
+                            explain=explain, log=log)
+    if dry_run:
+        return outcomes
+    refused = {outcome.leftover for outcome in outcomes if outcome.error}
+    for leftover in call("listing the cloud's tagged resources", leftovers,
+                         conn):
+        if leftover not in refused and not protected(leftover):
+            outcomes.append(sweep.Outcome(leftover,
+                                          "still there after the sweep"))
+    return outcomes
+
+
+#: Seconds a deletion refused as "in use" (HTTP 409) is retried.
+CONFLICT_TIMEOUT = 30
+
+
+def _wait_server_gone(conn, server_id, timeout=300):
+    """Wait until Nova no longer lists the server (its ports are released by
+    then); a deletion that fails puts it in ERROR with no task."""
+    from openstack import exceptions as sdk
+
+    def poll():
+        try:
+            return conn.compute.get_server(server_id)
+        except sdk.NotFoundException:
+            return None
+
+    waiter.wait_for(
+        "waiting for server %s to be deleted" % server_id, poll,
+        lambda server: server is None or server.status == "DELETED",
+        timeout=timeout, interval=1, max_interval=5,
+        failed=lambda server: _fault(server)
+        if server.status == "ERROR" and not server.task_state else None)
+
+
+def _wait_volume_gone(conn, volume_id, timeout=300):
+    from openstack import exceptions as sdk
+
+    def poll():
+        try:
+            return conn.block_storage.get_volume(volume_id)
+        except sdk.NotFoundException:
+            return None
+
+    waiter.wait_for(
+        "waiting for volume %s to be deleted" % volume_id, poll,
+        lambda volume: volume is None, timeout=timeout, interval=1,
+        max_interval=5,
+        failed=lambda volume: "Cinder says %s" % volume.status
+        if volume.status == "error_deleting" else None)

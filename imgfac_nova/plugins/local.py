@@ -66,29 +66,30 @@ class LocalOS(base.OSPlugin):
                 LOG.warning("Kept the work directory %s (keep_on_failure); "
                             "remove it with: rm -rf %s", workdir, workdir)
 
-    def sweep(self, running, parameters, dry_run=False):
-        """Kill the VMs and remove the work directories of builds that are
-        not running."""
+    def sweep(self, protected, parameters, dry_run=False):
+        """Kill the VMs and remove the work directories of builds that
+        ``protected`` does not keep."""
         from imgfac_nova import config
         from novaimagebuilder import qemu
+        from novaimagebuilder import sweep
         store = config.storage_path(self.conf)
         try:
             names = os.listdir(store)
         except FileNotFoundError:
             return []
-        report = []
+        found = []
         for name in sorted(names):
             if not name.startswith(WORKDIR_PREFIX):
                 continue
             build = name[len(WORKDIR_PREFIX):len(WORKDIR_PREFIX) + 36]
-            if build in running:
-                continue
             workdir = os.path.join(store, name)
-            for pid in qemu.processes_using(workdir):
-                report.append("QEMU process %d of build %s" % (pid, build))
-                if not dry_run:
-                    qemu.kill(pid)
-            report.append("work directory %s of build %s" % (workdir, build))
-            if not dry_run:
-                shutil.rmtree(workdir, ignore_errors=True)
-        return report
+            found += [sweep.Leftover(build, "QEMU process", str(pid),
+                                     str(pid))
+                      for pid in qemu.processes_using(workdir)]
+            found.append(sweep.Leftover(build, "work directory", workdir,
+                                        workdir))
+        kinds = [sweep.Kind("QEMU process",
+                            lambda leftover: qemu.kill(int(leftover.id))),
+                 sweep.Kind("work directory",
+                            lambda leftover: shutil.rmtree(leftover.id))]
+        return sweep.remove(found, kinds, protected, dry_run=dry_run, log=LOG)
