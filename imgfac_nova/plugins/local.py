@@ -10,7 +10,10 @@ from imgfac_nova.plugins import base
 from imgfac_nova.plugins import common
 
 LOG = logging.getLogger(__name__)
+#: A build's work directory in the store is ``.work-<build id>-*``; it holds
+#: the pid of the process running the build.
 WORKDIR_PREFIX = ".work-"
+OWNER_FILE = "owner.pid"
 
 
 class LocalOS(base.OSPlugin):
@@ -48,13 +51,15 @@ class LocalOS(base.OSPlugin):
         workdir = tempfile.mkdtemp(prefix="%s%s-" % (WORKDIR_PREFIX,
                                                      build.identifier),
                                    dir=os.path.dirname(build.body_path))
+        with open(os.path.join(workdir, OWNER_FILE), "w") as handle:
+            handle.write("%d\n" % os.getpid())
         succeeded = False
         try:
             backend = local.LocalBackend(
                 workdir, accel, memory_mb=parameters["memory"],
                 cpus=parameters["cpus"],
                 image_format=parameters["image_format"],
-                cancel=build.cancel_event)
+                cancel=build.cancel_event, build_id=build.identifier)
             result = common.run_pipeline(build, backend, template, parameters)
             os.replace(result.image, build.body_path)
             build.set_property("format", parameters["image_format"])
@@ -67,29 +72,65 @@ class LocalOS(base.OSPlugin):
                             "remove it with: rm -rf %s", workdir, workdir)
 
     def sweep(self, protected, parameters, dry_run=False):
-        """Kill the VMs and remove the work directories of builds that
-        ``protected`` does not keep."""
+        """Kill the QEMU processes, then remove the work directories and QMP
+        socket directories of builds that ``protected`` does not keep."""
         from imgfac_nova import config
         from novaimagebuilder import qemu
         from novaimagebuilder import sweep
-        store = config.storage_path(self.conf)
-        try:
-            names = os.listdir(store)
-        except FileNotFoundError:
-            return []
+        workdirs = _workdirs(config.storage_path(self.conf))
         found = []
-        for name in sorted(names):
-            if not name.startswith(WORKDIR_PREFIX):
+        owners = {}
+        for pid, argv in qemu.processes():
+            used = [w for w in workdirs if any(w in arg for arg in argv)]
+            build = qemu.build_of(argv) or (used and workdirs[used[0]][0])
+            if not build:
+                continue  # not a build's VM
+            owner = workdirs[used[0]][1] if used else None
+            owners.update({arg: owner for arg in argv})
+            found.append(sweep.Leftover(build, "QEMU process", str(pid),
+                                        "%d (%s)" % (pid, " ".join(argv[1:3])),
+                                        owner=owner))
+        for path, (build, owner) in sorted(workdirs.items()):
+            found.append(sweep.Leftover(build, "work directory", path, path,
+                                        owner=owner))
+        tmp = tempfile.gettempdir()
+        for name in sorted(os.listdir(tmp)):
+            build = name[len(qemu.QMP_PREFIX):][:36]
+            if not name.startswith(qemu.QMP_PREFIX) or len(build) < 36:
                 continue
-            build = name[len(WORKDIR_PREFIX):len(WORKDIR_PREFIX) + 36]
-            workdir = os.path.join(store, name)
-            found += [sweep.Leftover(build, "QEMU process", str(pid),
-                                     str(pid))
-                      for pid in qemu.processes_using(workdir)]
-            found.append(sweep.Leftover(build, "work directory", workdir,
-                                        workdir))
-        kinds = [sweep.Kind("QEMU process",
-                            lambda leftover: qemu.kill(int(leftover.id))),
+            path = os.path.join(tmp, name)
+            owner = next((o for arg, o in owners.items() if path in arg), None)
+            found.append(sweep.Leftover(build, "QMP socket directory", path,
+                                        path, owner=owner))
+
+        def kill(leftover):
+            qemu.kill(int(leftover.id))
+
+        kinds = [sweep.Kind("QEMU process", kill,
+                            lambda leftover: qemu.wait_gone(int(leftover.id))),
                  sweep.Kind("work directory",
+                            lambda leftover: shutil.rmtree(leftover.id)),
+                 sweep.Kind("QMP socket directory",
                             lambda leftover: shutil.rmtree(leftover.id))]
         return sweep.remove(found, kinds, protected, dry_run=dry_run, log=LOG)
+
+
+def _workdirs(store):
+    """``{path: (build id, owner pid or None)}`` of the work directories in
+    the store."""
+    try:
+        names = os.listdir(store)
+    except FileNotFoundError:
+        return {}
+    found = {}
+    for name in names:
+        if not name.startswith(WORKDIR_PREFIX):
+            continue
+        path = os.path.join(store, name)
+        try:
+            with open(os.path.join(path, OWNER_FILE)) as handle:
+                owner = int(handle.read().strip() or 0) or None
+        except (OSError, ValueError):
+            owner = None
+        found[path] = (name[len(WORKDIR_PREFIX):][:36], owner)
+    return found

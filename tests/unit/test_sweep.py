@@ -2,6 +2,7 @@
 import os
 import socket
 import subprocess
+import sys
 import types
 
 import pytest
@@ -176,3 +177,52 @@ def test_sweep_removes_partial_data_of_failed_builds(plugin_site, image_store,
     assert not os.path.exists(body)
     assert os.path.exists(image_store.body_path(alive.identifier))
     assert os.path.exists(image_store.body_path(done.identifier))
+
+
+def _fake_vm(build_id, workdir):
+    """A process whose command line is a build VM's (QEMU is not needed to
+    find one)."""
+    return subprocess.Popen(
+        ["qemu-system-x86_64", "-c", "import time; time.sleep(3600)",
+         "-name", "imgfac-%s-guest-2" % build_id,
+         "-drive", "file=%s/guest.qcow2" % workdir],
+        executable=sys.executable, start_new_session=True)
+
+
+def test_local_sweep_kills_vms_and_removes_files_of_dead_builds(
+        plugin_site, image_store, tmp_path, monkeypatch):
+    import tempfile
+    from imgfac_nova.plugins import local
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    os.makedirs(image_store.path)
+    dead = _add(image_store, images.BUILDING, _dead_pid())
+    live = _add(image_store, images.BUILDING, os.getpid())
+    procs, dirs = {}, {}
+    for record, owner in ((dead, _dead_pid()), (live, os.getpid())):
+        workdir = os.path.join(image_store.path, ".work-%s-x1"
+                               % record.identifier)
+        os.makedirs(workdir)
+        with open(os.path.join(workdir, local.OWNER_FILE), "w") as handle:
+            handle.write("%d\n" % owner)
+        qmp = tempfile.mkdtemp(prefix="imgfac-qmp-%s-" % record.identifier)
+        procs[record.identifier] = _fake_vm(record.identifier, workdir)
+        dirs[record.identifier] = (workdir, qmp)
+    try:
+        plugin = local.LocalOS(types.SimpleNamespace(
+            storage_path=image_store.path))
+        keep = _guard(image_store)
+        planned = [(o.leftover.kind, o.leftover.build)
+                   for o in plugin.sweep(keep.protects, {}, dry_run=True)]
+        assert planned == [("QEMU process", dead.identifier),
+                           ("work directory", dead.identifier),
+                           ("QMP socket directory", dead.identifier)]
+        outcomes = plugin.sweep(keep.protects, {})
+        assert [o.error for o in outcomes] == [None, None, None]
+        assert procs[dead.identifier].wait(10) == -9
+        assert not any(os.path.exists(p) for p in dirs[dead.identifier])
+        assert procs[live.identifier].poll() is None
+        assert all(os.path.exists(p) for p in dirs[live.identifier])
+    finally:
+        for proc in procs.values():
+            proc.kill()
+            proc.wait()
