@@ -347,15 +347,16 @@ class Builder:
 
     def sweep(self, values, dry_run=False):
         """Remove what crashed builds left behind: the store's partial data,
-        then every OS plugin's leftovers, never what :class:`guard.Guard`
-        protects. Returns ``[(where, Outcome)]`` in removal order."""
+        then every OS and cloud plugin's leftovers, never what
+        :class:`guard.Guard` protects. Returns ``[(where, Outcome)]`` in removal order."""
         keep = guard.Guard(self.store, self._still_running)
         found = [("store", outcome) for outcome in sweep.remove(
             self._partial_data(), [sweep.Kind("partial image data",
                                               lambda leftover: os.unlink(
                                                   leftover.id))],
             keep.protects, dry_run=dry_run, explain=one_line, log=LOG)]
-        for name, cls in sorted(self.plugins.os_plugins.items()):
+        for name, cls in sorted(self.plugins.os_plugins.items()) + sorted(
+                self.plugins.cloud_plugins.items()):
             plugin = cls(self.conf)
             typed = params.resolve(plugin.parameters, values, name,
                                    COMMON_PARAMETERS)

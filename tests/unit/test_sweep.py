@@ -86,7 +86,8 @@ def _dead_pid():
 
 
 @pytest.fixture
-def image_store(tmp_path):
+def image_store(plugin_site, tmp_path):
+    # plugin_site first: plugin lookups are cached by path.
     return store.ImageStore(str(tmp_path / "store"))
 
 
