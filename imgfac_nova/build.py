@@ -298,6 +298,10 @@ class Builder:
                 ctx.check_cancelled()
             except BaseException as exc:  # a build must never die silently
                 reason = one_line(exc)
+                if isinstance(exc, (errors.Cancelled, KeyboardInterrupt)):
+                    current = self.store.get(record.identifier)
+                    reason = "interrupted at %d %%: %s" % (
+                        current.percent_complete, current.activity)
                 LOG.error("Building %s %s failed: %s", record.type,
                           record.identifier, reason)
                 LOG.info("Details of the failure:", exc_info=True)
@@ -348,7 +352,8 @@ class Builder:
     def sweep(self, values, dry_run=False):
         """Remove what crashed builds left behind: the store's partial data,
         then every OS and cloud plugin's leftovers, never what
-        :class:`guard.Guard` protects. Returns ``[(where, Outcome)]`` in removal order."""
+        :class:`guard.Guard` protects. Returns ``[(where, Outcome)]`` in
+        removal order."""
         keep = guard.Guard(self.store, self._still_running)
         found = [("store", outcome) for outcome in sweep.remove(
             self._partial_data(), [sweep.Kind("partial image data",

@@ -95,7 +95,6 @@ class OSPlugin(Plugin):
         """
 
 
-
 class CloudPlugin(Plugin):
     """Turns base images into images for a target and puts them on providers."""
 

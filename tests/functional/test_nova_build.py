@@ -147,7 +147,8 @@ def test_ctrl_c_during_customization_cleans_the_cloud(params, cloud_env, setup, 
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 1
-    assert json.loads(out)["status_detail"]["error"] == "interrupted"
+    assert json.loads(out)["status_detail"]["error"] == (
+        "interrupted at 70 %: Running command 'mark'")
     _assert_cloud_clean(conn, build_id)
 
 
