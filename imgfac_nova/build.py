@@ -378,7 +378,7 @@ class Builder:
             if os.path.exists(path):
                 found.append(sweep.Leftover(record.identifier,
                                             "partial image data", path, path,
-                                            owner=guard.owner_pid(record)))
+                                            owner=record.worker))
         return found
 
     # -- deleting ---------------------------------------------------------------

@@ -2,7 +2,9 @@
 
 :meth:`Guard.protects` is the one predicate every plugin's sweep asks before
 removing a leftover: a running build's resources, a finished build's result,
-a JEOS cache entry, and anything whose owning process is still alive stay.
+a JEOS cache entry, and anything whose owning process is still alive (the
+"host:pid" builds tag their resources with, so a sweep from another image
+store leaves them alone too) stay.
 """
 import os
 import socket
@@ -15,7 +17,12 @@ from novaimagebuilder import sweep
 def owner_pid(record):
     """The pid of the process running ``record``'s build when it runs on this
     host, else None."""
-    host, _, pid = (record.worker or ":").rpartition(":")
+    return local_pid(record.worker)
+
+
+def local_pid(owner):
+    """The pid in a "host:pid" owner when the host is this one, else None."""
+    host, _, pid = (owner or ":").rpartition(":")
     return int(pid) if host == socket.gethostname() and pid.isdigit() else None
 
 
@@ -76,13 +83,23 @@ class Guard:
                 self._records[build] = None
         return self._records[build]
 
+    @staticmethod
+    def _owner_runs(owner, record):
+        """Whether the "host:pid" owner may still be building. Another host's
+        process cannot be checked from here: it counts as running unless
+        this store knows the build is over."""
+        pid = local_pid(owner)
+        if pid is not None:
+            return alive(pid)
+        return record is None or record.status in images.ACTIVE_STATUSES
+
     def protects(self, leftover):
         """Why ``leftover`` must stay, or None when it may be removed."""
         record = self._record(leftover.build)
         if leftover.build in self._live:
             return "build %s is running" % leftover.build
-        if leftover.owner and alive(leftover.owner):
-            return "its process %d is alive" % leftover.owner
+        if leftover.owner and self._owner_runs(leftover.owner, record):
+            return "its process %s is alive" % leftover.owner
         if leftover.id in self._results:
             return "it is the result of a finished build"
         if leftover.role == sweep.JEOS_CACHE:

@@ -9,6 +9,7 @@ import base64
 import dataclasses
 import logging
 import os
+import socket
 import subprocess
 import tempfile
 
@@ -21,6 +22,9 @@ from novaimagebuilder import waiter
 LOG = logging.getLogger(__name__)
 
 BUILD_TAG = "imgfac_build_id"
+#: "host:pid" of the process that made a temporary resource, so a sweep from
+#: any image store leaves a live build's resources alone.
+OWNER_TAG = "imgfac_owner"
 #: Image property saying what an image is to the build: installer-disk, jeos
 #: (temporary) or image (the result, never swept).
 ROLE = "imgfac_role"
@@ -153,6 +157,7 @@ class NovaBackend(pipeline.Backend):
         self.admin_password = admin_password
         self.cancel = cancel
         self.log = log or LOG
+        self.owner = "%s:%d" % (socket.gethostname(), os.getpid())
 
     # -- media -----------------------------------------------------------------
 
@@ -184,6 +189,9 @@ class NovaBackend(pipeline.Backend):
 
     # -- servers ---------------------------------------------------------------
 
+    def _tags(self):
+        return [BUILD_TAG + "=" + self.build_id, OWNER_TAG + "=" + self.owner]
+
     def _server_name(self, role):
         return "%s%s-%s" % (NAME_PREFIX, self.build_id, role)
 
@@ -191,7 +199,8 @@ class NovaBackend(pipeline.Backend):
               security_groups=None):
         attrs = dict(name=self._server_name(role), image_id=image_id,
                      flavor_id=self.flavor.id,
-                     metadata={BUILD_TAG: self.build_id},
+                     metadata={BUILD_TAG: self.build_id,
+                               OWNER_TAG: self.owner},
                      config_drive=self.config_drive)
         if self.network is not None:
             attrs["networks"] = [{"uuid": self.network.id}]
@@ -248,7 +257,8 @@ class NovaBackend(pipeline.Backend):
                 allow_duplicates=True, wait=True, timeout=600,
                 kernel_id=media["kernel"], ramdisk_id=media["ramdisk"],
                 os_command_line=cmdline,
-                **{BUILD_TAG: self.build_id, ROLE: "installer-disk"})
+                **{BUILD_TAG: self.build_id, ROLE: "installer-disk",
+                   OWNER_TAG: self.owner})
         undo.push("image %s" % image.id, lambda: self.discard(image.id))
         return image.id
 
@@ -286,6 +296,8 @@ class NovaBackend(pipeline.Backend):
         name = (self._server_name("jeos") if role == "jeos"
                 else self.image_name)
         metadata = {BUILD_TAG: self.build_id, ROLE: role}
+        if role == "jeos":
+            metadata[OWNER_TAG] = self.owner
         image = call("Nova could not snapshot %s" % machine,
                      self.conn.compute.create_server_image, machine.id,
                      name, metadata=metadata)
@@ -361,7 +373,7 @@ class NovaBackend(pipeline.Backend):
         undo.push("security group %s" % name, lambda: self.conn.network.
                   delete_security_group(group.id, ignore_missing=True))
         call("tagging the security group", self.conn.network.set_tags,
-             group, [BUILD_TAG + "=" + self.build_id])
+             group, self._tags())
         for ethertype, prefix in (("IPv4", "0.0.0.0/0"), ("IPv6", "::/0")):
             call("opening SSH in the security group",
                  self.conn.network.create_security_group_rule,
@@ -384,7 +396,7 @@ class NovaBackend(pipeline.Backend):
                   lambda: self.conn.network.delete_ip(ip.id,
                                                       ignore_missing=True))
         call("tagging the floating IP", self.conn.network.set_tags, ip,
-             [BUILD_TAG + "=" + self.build_id])
+             self._tags())
         return ip.floating_ip_address
 
     def _external_network(self):
@@ -433,30 +445,33 @@ def _address(server):
 def leftovers(conn):
     """Every resource tagged with a build id, as :class:`sweep.Leftover`
     objects (results and JEOS cache entries included, with their role; install
-    media, which no build owns, are not)."""
+    media, which no build owns, are not). A build's owner, read from any of
+    its resources, is given to all of them (keypairs carry no tags)."""
     found = []
     servers = {}
     for server in conn.compute.servers():
-        build = (server.metadata or {}).get(BUILD_TAG)
+        metadata = server.metadata or {}
+        build = metadata.get(BUILD_TAG)
         if build:
             servers[server.id] = build
             found.append(sweep.Leftover(build, "server", server.id,
-                                        server.name))
+                                        server.name,
+                                        owner=metadata.get(OWNER_TAG)))
     for ip in conn.network.ips():
-        build = _tagged(ip)
+        build = _tag(ip, BUILD_TAG)
         if build:
             found.append(sweep.Leftover(build, "floating IP", ip.id,
-                                        ip.floating_ip_address))
-    groups, named = {}, {}
+                                        ip.floating_ip_address,
+                                        owner=_tag(ip, OWNER_TAG)))
+    groups = {}
     for group in conn.network.security_groups():
-        build = _tagged(group)
+        build = _tag(group, BUILD_TAG)
         if build:
-            groups[group.id] = build
-            named[group.id] = group.name
+            groups[group.id] = sweep.Leftover(build, "security group",
+                                              group.id, group.name,
+                                              owner=_tag(group, OWNER_TAG))
     found += _ports(conn, servers, groups)
-    found += [sweep.Leftover(build, "security group", group_id,
-                             named[group_id])
-              for group_id, build in groups.items()]
+    found += groups.values()
     for keypair in conn.compute.keypairs():
         name = keypair.name
         if name.startswith(NAME_PREFIX) and name.endswith("-key"):
@@ -464,18 +479,21 @@ def leftovers(conn):
                                         "keypair", name, name))
     if _has_volumes(conn):
         for volume in conn.block_storage.volumes():
-            build = (volume.metadata or {}).get(BUILD_TAG)
+            metadata = volume.metadata or {}
+            build = metadata.get(BUILD_TAG)
             if build:
                 found.append(sweep.Leftover(build, "volume", volume.id,
-                                            volume.name or volume.id))
+                                            volume.name or volume.id,
+                                            owner=metadata.get(OWNER_TAG)))
     roles = {"image": sweep.RESULT, sweep.JEOS_CACHE: sweep.JEOS_CACHE}
     for image in conn.image.images():
         props = image.properties or {}
         build = props.get(BUILD_TAG)
         if build:
             found.append(sweep.Leftover(build, "image", image.id, image.name,
-                                        role=roles.get(props.get(ROLE))))
-    return found
+                                        role=roles.get(props.get(ROLE)),
+                                        owner=props.get(OWNER_TAG)))
+    return sweep.with_owners(found)
 
 
 def _has_volumes(conn):
@@ -484,11 +502,11 @@ def _has_volumes(conn):
                for service in conn.service_catalog)
 
 
-def _tagged(resource):
-    """The build id in a Neutron resource's tags, or None."""
+def _tag(resource, name):
+    """The value of a Neutron resource's ``name=value`` tag, or None."""
     for tag in resource.tags or ():
-        if tag.startswith(BUILD_TAG + "="):
-            return tag[len(BUILD_TAG) + 1:]
+        if tag.startswith(name + "="):
+            return tag[len(name) + 1:]
     return None
 
 
@@ -498,10 +516,10 @@ def _ports(conn, servers, groups):
     groups until Neutron removes it."""
     found = []
     for port in conn.network.ports():
-        build = _tagged(port) or servers.get(port.device_id)
+        build = _tag(port, BUILD_TAG) or servers.get(port.device_id)
         if not build and not port.device_id:
-            build = next((groups[g] for g in port.security_group_ids or ()
-                          if g in groups), None)
+            build = next((groups[g].build for g in port.security_group_ids
+                          or () if g in groups), None)
         if build:
             found.append(sweep.Leftover(build, "port", port.id,
                                         port.name or port.id))

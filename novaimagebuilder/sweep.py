@@ -27,8 +27,8 @@ class Leftover:
     name: str
     #: RESULT, JEOS_CACHE or None (temporary).
     role: str | None = None
-    #: The pid of the local process that made it, when known.
-    owner: int | None = None
+    #: "host:pid" of the process that made it, when known.
+    owner: str | None = None
 
     def __str__(self):
         named = self.name if self.name == self.id else "%s (%s)" % (
@@ -54,6 +54,15 @@ class Kind:
     name: str
     start: object
     wait: object = None
+
+
+def with_owners(found):
+    """``found`` with each build's owner, known from any of its leftovers,
+    given to those that do not carry it."""
+    owners = {leftover.build: leftover.owner for leftover in found
+              if leftover.owner}
+    return [leftover if leftover.owner else dataclasses.replace(
+        leftover, owner=owners.get(leftover.build)) for leftover in found]
 
 
 def remove(found, kinds, protected, dry_run=False, explain=str, log=None):

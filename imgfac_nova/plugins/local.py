@@ -3,6 +3,7 @@ Oz/TinMan path). It is the default when no cloud is configured."""
 import logging
 import os
 import shutil
+import socket
 import tempfile
 
 from imgfac_nova.parameters import Parameter
@@ -11,7 +12,7 @@ from imgfac_nova.plugins import common
 
 LOG = logging.getLogger(__name__)
 #: A build's work directory in the store is ``.work-<build id>-*``; it holds
-#: the pid of the process running the build.
+#: the "host:pid" of the process running the build.
 WORKDIR_PREFIX = ".work-"
 OWNER_FILE = "owner.pid"
 
@@ -52,7 +53,7 @@ class LocalOS(base.OSPlugin):
                                                      build.identifier),
                                    dir=os.path.dirname(build.body_path))
         with open(os.path.join(workdir, OWNER_FILE), "w") as handle:
-            handle.write("%d\n" % os.getpid())
+            handle.write("%s:%d\n" % (socket.gethostname(), os.getpid()))
         succeeded = False
         try:
             backend = local.LocalBackend(
@@ -116,7 +117,7 @@ class LocalOS(base.OSPlugin):
 
 
 def _workdirs(store):
-    """``{path: (build id, owner pid or None)}`` of the work directories in
+    """``{path: (build id, "host:pid" owner or None)}`` of the work directories in
     the store."""
     try:
         names = os.listdir(store)
@@ -129,8 +130,8 @@ def _workdirs(store):
         path = os.path.join(store, name)
         try:
             with open(os.path.join(path, OWNER_FILE)) as handle:
-                owner = int(handle.read().strip() or 0) or None
-        except (OSError, ValueError):
+                owner = handle.read().strip() or None
+        except OSError:
             owner = None
         found[path] = (name[len(WORKDIR_PREFIX):][:36], owner)
     return found

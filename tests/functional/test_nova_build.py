@@ -31,12 +31,10 @@ def params(tmp_path):
 def build_resources(conn, build_id):
     """Everything in the cloud tagged with ``build_id`` (result included)."""
     from novaimagebuilder import nova
-    found = [(kind, name) for build, kind, _, name in nova.leftovers(conn)
-             if build == build_id]
-    found += [("result image", i.name) for i in conn.image.images()
-              if (i.properties or {}).get(nova.BUILD_TAG) == build_id
-              and (i.properties or {}).get(nova.ROLE) == "image"]
-    return found
+    from novaimagebuilder import sweep
+    return [("result image" if found.role == sweep.RESULT else found.kind,
+             found.name) for found in nova.leftovers(conn)
+            if found.build == build_id]
 
 
 def _assert_cloud_clean(conn, build_id):

@@ -79,6 +79,14 @@ def test_protected_leftovers_are_left_alone():
     assert cloud.present["image"] == {"i1"}
 
 
+def test_a_builds_owner_is_known_from_any_of_its_leftovers():
+    found = sweep.with_owners([
+        sweep.Leftover("b", "server", "s", "s", owner="h:1"),
+        sweep.Leftover("b", "keypair", "k", "k"),
+        sweep.Leftover("c", "keypair", "k2", "k2")])
+    assert [leftover.owner for leftover in found] == ["h:1", "h:1", None]
+
+
 def _dead_pid():
     proc = subprocess.Popen(["true"])
     proc.wait()
@@ -149,11 +157,17 @@ def test_guard_keeps_a_build_started_after_the_sweep(image_store):
 
 def test_guard_keeps_what_a_live_process_owns(image_store):
     keep = _guard(image_store)
-    leftover = sweep.Leftover("b", "work directory", "/w", "/w",
-                              owner=os.getpid())
-    assert keep.protects(leftover)
-    assert keep.protects(sweep.Leftover("b", "work directory", "/w", "/w",
-                                        owner=_dead_pid())) is None
+
+    def owned(pid, host=socket.gethostname(), build="b"):
+        return sweep.Leftover(build, "work directory", "/w", "/w",
+                              owner="%s:%d" % (host, pid))
+    assert keep.protects(owned(os.getpid()))
+    assert keep.protects(owned(_dead_pid())) is None
+    # Another host's process cannot be checked: kept unless the store knows
+    # the build is over.
+    assert keep.protects(owned(1, host="elsewhere"))
+    failed = _add(image_store, images.FAILED, 1)
+    assert keep.protects(owned(1, "elsewhere", failed.identifier)) is None
 
 
 def test_sweep_removes_partial_data_of_failed_builds(plugin_site, image_store,
@@ -204,7 +218,7 @@ def test_local_sweep_kills_vms_and_removes_files_of_dead_builds(
                                % record.identifier)
         os.makedirs(workdir)
         with open(os.path.join(workdir, local.OWNER_FILE), "w") as handle:
-            handle.write("%d\n" % owner)
+            handle.write("%s:%d\n" % (socket.gethostname(), owner))
         qmp = tempfile.mkdtemp(prefix="imgfac-qmp-%s-" % record.identifier)
         procs[record.identifier] = _fake_vm(record.identifier, workdir)
         dirs[record.identifier] = (workdir, qmp)
