@@ -25,8 +25,9 @@ BUILD_TAG = "imgfac_build_id"
 #: "host:pid" of the process that made a temporary resource, so a sweep from
 #: any image store leaves a live build's resources alone.
 OWNER_TAG = "imgfac_owner"
-#: Image property saying what an image is to the build: installer-disk, jeos
-#: (temporary) or image (the result, never swept).
+#: Image property saying what an image is to the build: media (install media,
+#: shared once active), installer-disk, jeos (temporary), image (the result)
+#: or jeos-cache.
 ROLE = "imgfac_role"
 MEDIA_SHA256 = "imgfac_media_sha256"
 DIRECT_BOOT_PROPERTIES = ("kernel_id", "ramdisk_id", "os_command_line")
@@ -184,7 +185,9 @@ class NovaBackend(pipeline.Backend):
             "uploading the %s to Glance" % role, self.conn.image.create_image,
             name, filename=path, disk_format=disk_format,
             container_format=container_format, allow_duplicates=True,
-            wait=True, timeout=3600, **{MEDIA_SHA256: digest})
+            wait=True, timeout=3600,
+            **{MEDIA_SHA256: digest, BUILD_TAG: self.build_id, ROLE: "media",
+               OWNER_TAG: self.owner})
         return image.id
 
     # -- servers ---------------------------------------------------------------
@@ -444,8 +447,8 @@ def _address(server):
 
 def leftovers(conn):
     """Every resource tagged with a build id, as :class:`sweep.Leftover`
-    objects (results and JEOS cache entries included, with their role; install
-    media, which no build owns, are not). A build's owner, read from any of
+    objects (results and JEOS cache entries included, with their role; active
+    install media, which builds share, are not; an interrupted upload is). A build's owner, read from any of
     its resources, is given to all of them (keypairs carry no tags)."""
     found = []
     servers = {}
@@ -489,6 +492,8 @@ def leftovers(conn):
     for image in conn.image.images():
         props = image.properties or {}
         build = props.get(BUILD_TAG)
+        if props.get(ROLE) == "media" and image.status == "active":
+            continue  # the shared media cache; only a broken upload is left
         if build:
             found.append(sweep.Leftover(build, "image", image.id, image.name,
                                         role=roles.get(props.get(ROLE)),
