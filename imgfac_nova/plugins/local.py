@@ -88,8 +88,9 @@ class LocalOS(base.OSPlugin):
                 continue  # not a build's VM
             owner = workdirs[used[0]][1] if used else None
             owners.update({arg: owner for arg in argv})
-            found.append(sweep.Leftover(build, "QEMU process", str(pid),
-                                        "%d (%s)" % (pid, " ".join(argv[1:3])),
+            name = argv[argv.index("-name") + 1] if "-name" in argv \
+                else argv[0]
+            found.append(sweep.Leftover(build, "QEMU process", str(pid), name,
                                         owner=owner))
         for path, (build, owner) in sorted(workdirs.items()):
             found.append(sweep.Leftover(build, "work directory", path, path,

@@ -109,3 +109,35 @@ def test_local_build_killed_during_ssh_wait_one_sweep(local_env, setup):
     assert "Removed (local): QEMU process " in swept.stdout
     assert builds.local_left(store, build_id) == []
     _assert_failed_at_ssh_wait(store, build_id)
+
+
+def test_a_sweep_from_another_store_leaves_a_running_build_alone(
+        cloud_env, setup, tmp_path, conn, admin_conn):
+    from novaimagebuilder import nova
+    config, store, tmp = setup
+    other = tmp_path / "other"
+    other.mkdir()
+    other_config, _ = builds.write_config(other)
+    with open(tmp / "build.log", "w") as log:
+        proc = builds.start(config, "base_image", "--parameters",
+                            EXAMPLE_PARAMETERS, EXAMPLE, env=cloud_env,
+                            stderr=log)
+        try:
+            record = builds.wait_for_record(
+                proc, store, lambda r: r["status_detail"]["activity"]
+                .startswith("Installing Debian"))
+            build_id = record["identifier"]
+            before = {(f.kind, f.id) for f in nova.leftovers(conn)
+                      if f.build == build_id}
+            assert "server" in {kind for kind, _ in before}  # the installer
+            swept = builds.imgfac(other_config, "sweep", env=cloud_env)
+            assert swept.returncode == 0, swept.stderr
+            assert build_id not in swept.stdout
+            assert before <= {(f.kind, f.id) for f in nova.leftovers(conn)}
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(600)
+    record = builds.read_record(store, build_id)
+    assert record["status_detail"]["error"].startswith(
+        "interrupted at 10 %: Installing Debian 12")
+    assert builds.cloud_left(admin_conn, build_id) == []
