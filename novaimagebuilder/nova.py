@@ -448,8 +448,9 @@ def _address(server):
 def leftovers(conn):
     """Every resource tagged with a build id, as :class:`sweep.Leftover`
     objects (results and JEOS cache entries included, with their role; active
-    install media, which builds share, are not; an interrupted upload is). A build's owner, read from any of
-    its resources, is given to all of them (keypairs carry no tags)."""
+    install media, which builds share, are not; an interrupted upload is).
+    A build's owner, read from any of its resources, is given to all of them
+    (keypairs carry no tags)."""
     found = []
     servers = {}
     for server in conn.compute.servers():
