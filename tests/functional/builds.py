@@ -179,7 +179,8 @@ def cloud_left(admin_conn, build_id, seen=()):
             if (s.metadata or {}).get(nova.BUILD_TAG) == build_id
             or s.id in servers]
     left += [("image", i.name) for i in admin_conn.image.images()
-             if (i.properties or {}).get(nova.BUILD_TAG) == build_id]
+             if (i.properties or {}).get(nova.BUILD_TAG) == build_id
+             and not _shared_media(i)]
     left += [("security group", g.name)
              for g in admin_conn.network.security_groups()
              if tag in (g.tags or ()) or g.id in groups]
@@ -193,6 +194,12 @@ def cloud_left(admin_conn, build_id, seen=()):
              for k in admin_conn.compute.keypairs(user_id=user.id)
              if build_id in k.name]
     return left
+
+
+def _shared_media(image):
+    """Install media a build uploaded and left, once active, for all."""
+    return (image.properties or {}).get("imgfac_role") == "media" and \
+        image.status == "active"
 
 
 def local_left(store, build_id):
