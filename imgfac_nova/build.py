@@ -12,11 +12,13 @@ import socket
 import threading
 import time
 
+from imgfac_nova import guard
 from imgfac_nova import images
 from imgfac_nova import parameters as params
 from imgfac_nova.plugins import base as plugin_base
 from imgfac_nova.plugins import manager as plugin_manager
 from novaimagebuilder import errors
+from novaimagebuilder import sweep
 
 LOG = logging.getLogger(__name__)
 
@@ -380,6 +382,10 @@ class Builder:
                 ctx.check_cancelled()
             except BaseException as exc:  # a build must never die silently
                 reason = one_line(exc)
+                if isinstance(exc, (errors.Cancelled, KeyboardInterrupt)):
+                    current = self.store.get(record.identifier)
+                    reason = "interrupted at %d %%: %s" % (
+                        current.percent_complete, current.activity)
                 LOG.error("Building %s %s failed: %s", record.type,
                           record.identifier, reason)
                 LOG.info("Details of the failure:", exc_info=True)
@@ -411,31 +417,53 @@ class Builder:
     def running_builds(self):
         """Ids of builds whose process is alive; records of builds whose
         process died are marked FAILED on the way."""
-        running = set()
-        host = socket.gethostname()
-        for record in self.store.list():
-            if record.status not in images.ACTIVE_STATUSES:
-                continue
-            worker_host, _, pid = (record.worker or ":").rpartition(":")
-            if worker_host == host and pid.isdigit() and _alive(int(pid)):
-                running.add(record.identifier)
-            elif worker_host == host or not record.worker:
-                self._fail(record, "the build process ended unexpectedly")
-            else:
-                running.add(record.identifier)  # another host's: not ours
-        return running
+        return {record.identifier for record in self.store.list()
+                if record.status in images.ACTIVE_STATUSES
+                and self._still_running(record)}
+
+    def _still_running(self, record):
+        """True when an active record's build runs here or on another host;
+        one whose process died is marked FAILED, naming the step it was at."""
+        pid = guard.owner_pid(record)
+        if pid is not None and guard.alive(pid):
+            return True
+        host = (record.worker or "").rpartition(":")[0]
+        if host and host != socket.gethostname():
+            return True  # another host's: not ours to judge
+        self._fail(record, "the build process ended unexpectedly at %d %%: %s"
+                   % (record.percent_complete, record.activity))
+        return False
 
     def sweep(self, values, dry_run=False):
-        """Ask every OS plugin to remove crashed builds' leftovers; returns
-        ``[(plugin, line)]``."""
-        running = self.running_builds()
-        found = []
-        for name, cls in sorted(self.plugins.os_plugins.items()):
+        """Remove what crashed builds left behind: the store's partial data,
+        then every OS and cloud plugin's leftovers, never what
+        :class:`guard.Guard` protects. Returns ``[(where, Outcome)]`` in
+        removal order."""
+        keep = guard.Guard(self.store, self._still_running)
+        found = [("store", outcome) for outcome in sweep.remove(
+            self._partial_data(), [sweep.Kind("partial image data",
+                                              lambda leftover: os.unlink(
+                                                  leftover.id))],
+            keep.protects, dry_run=dry_run, explain=one_line, log=LOG)]
+        for name, cls in sorted(self.plugins.os_plugins.items()) + sorted(
+                self.plugins.cloud_plugins.items()):
             plugin = cls(self.conf)
             typed = params.resolve(plugin.parameters, values, name,
                                    COMMON_PARAMETERS)
-            found += [(name, line) for line in plugin.sweep(running, typed,
-                                                            dry_run)]
+            found += [(name, outcome) for outcome in plugin.sweep(
+                keep.protects, typed, dry_run)]
+        return found
+
+    def _partial_data(self):
+        """The ``.body`` of failed builds (e.g. a conversion killed half-way):
+        a failed image has no data."""
+        found = []
+        for record in self.store.list({"status": images.FAILED}):
+            path = self.store.body_path(record.identifier)
+            if os.path.exists(path):
+                found.append(sweep.Leftover(record.identifier,
+                                            "partial image data", path, path,
+                                            owner=record.worker))
         return found
 
     # -- deleting ---------------------------------------------------------------
@@ -485,13 +513,3 @@ def _remove_partial(path):
     """A failed build leaves no image data behind."""
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
-
-
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

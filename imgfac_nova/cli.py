@@ -428,11 +428,17 @@ def _sweep(args):
     except errors.BuildError as exc:
         raise UsageError(str(exc)) from None
     verb = "Would remove" if args.dry_run else "Removed"
-    for plugin, line in found:
-        print("%s (%s): %s" % (verb, plugin, line))
+    left = [(where, outcome) for where, outcome in found if outcome.error]
+    for where, outcome in found:
+        if not outcome.error:
+            print("%s (%s): %s" % (verb, where, outcome.leftover))
+    for where, outcome in left:
+        print("Could not remove (%s): %s: %s" % (where, outcome.leftover,
+                                                 outcome.error),
+              file=sys.stderr)
     if not found:
         print("Nothing to sweep")
-    return EXIT_OK
+    return EXIT_FAILED if left else EXIT_OK
 
 
 def _validate(args):

@@ -2,7 +2,9 @@
 
 The installer writes a blank qcow2 disk; that disk becomes the JEOS and the
 backing file of the customization VM's copy-on-write overlay; the overlay is
-flattened into the final image. Everything lives in one work directory.
+flattened into the final image. Everything lives in one work directory
+(the VMs' QMP sockets aside, see :mod:`qemu`); VMs are tagged with the build
+id.
 """
 import os
 import subprocess
@@ -36,8 +38,9 @@ class LocalBackend(pipeline.Backend):
     name = "local"
 
     def __init__(self, workdir, accel, memory_mb=1024, cpus=1,
-                 image_format="qcow2", cancel=None):
+                 image_format="qcow2", cancel=None, build_id=None):
         self.workdir = workdir
+        self.build_id = build_id
         self.accel = accel
         self.memory_mb = memory_mb
         self.cpus = cpus
@@ -52,7 +55,7 @@ class LocalBackend(pipeline.Backend):
         self._count += 1
         vm = qemu.VM(self.workdir, "%s-%d" % (role, self._count), disk,
                      self.accel, memory_mb=self.memory_mb, cpus=self.cpus,
-                     **kwargs)
+                     build_id=self.build_id, **kwargs)
         vm.disk = disk
         vm.files = [disk]
         return vm

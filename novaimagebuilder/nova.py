@@ -9,6 +9,7 @@ import base64
 import dataclasses
 import logging
 import os
+import socket
 import subprocess
 import tempfile
 
@@ -17,13 +18,18 @@ from novaimagebuilder import initrd
 from novaimagebuilder import installer_screen
 from novaimagebuilder import pipeline
 from novaimagebuilder import rollback
+from novaimagebuilder import sweep
 from novaimagebuilder import waiter
 
 LOG = logging.getLogger(__name__)
 
 BUILD_TAG = "imgfac_build_id"
-#: Image property saying what an image is to the build: installer-disk, jeos
-#: (temporary) or image (the result, never swept).
+#: "host:pid" of the process that made a temporary resource, so a sweep from
+#: any image store leaves a live build's resources alone.
+OWNER_TAG = "imgfac_owner"
+#: Image property saying what an image is to the build: media (install media,
+#: shared once active), installer-disk, jeos (temporary), image (the result)
+#: or jeos-cache.
 ROLE = "imgfac_role"
 MEDIA_SHA256 = "imgfac_media_sha256"
 DIRECT_BOOT_PROPERTIES = ("kernel_id", "ramdisk_id", "os_command_line")
@@ -162,6 +168,7 @@ class NovaBackend(pipeline.Backend):
         self.admin_password = admin_password
         self.cancel = cancel
         self.log = log or LOG
+        self.owner = "%s:%d" % (socket.gethostname(), os.getpid())
 
     # -- media -----------------------------------------------------------------
 
@@ -190,10 +197,15 @@ class NovaBackend(pipeline.Backend):
             "uploading the %s to Glance" % role, self.conn.image.create_image,
             name, filename=path, disk_format=disk_format,
             container_format=container_format, allow_duplicates=True,
-            wait=True, timeout=3600, **{MEDIA_SHA256: digest})
+            wait=True, timeout=3600,
+            **{MEDIA_SHA256: digest, BUILD_TAG: self.build_id, ROLE: "media",
+               OWNER_TAG: self.owner})
         return image.id
 
     # -- servers ---------------------------------------------------------------
+
+    def _tags(self):
+        return [BUILD_TAG + "=" + self.build_id, OWNER_TAG + "=" + self.owner]
 
     def _server_name(self, role):
         return "%s%s-%s" % (NAME_PREFIX, self.build_id, role)
@@ -202,7 +214,8 @@ class NovaBackend(pipeline.Backend):
               security_groups=None):
         attrs = dict(name=self._server_name(role), image_id=image_id,
                      flavor_id=self.flavor.id,
-                     metadata={BUILD_TAG: self.build_id},
+                     metadata={BUILD_TAG: self.build_id,
+                               OWNER_TAG: self.owner},
                      config_drive=self.config_drive)
         if self.network is not None:
             attrs["networks"] = [{"uuid": self.network.id}]
@@ -228,20 +241,8 @@ class NovaBackend(pipeline.Backend):
         return server
 
     def _delete_server(self, server_id):
-        from openstack import exceptions as sdk
-        try:
-            self.conn.compute.delete_server(server_id)
-        except sdk.NotFoundException:
-            return
-
-        def gone():
-            try:
-                self.conn.compute.get_server(server_id)
-                return False
-            except sdk.NotFoundException:
-                return True
-        waiter.wait_for("waiting for server %s to be deleted" % server_id,
-                        gone, lambda done: done, timeout=300)
+        self.conn.compute.delete_server(server_id, ignore_missing=True)
+        _wait_server_gone(self.conn, server_id)
 
     def boot_installer(self, media, script, kind, cmdline, disk_size):
         undo = rollback.Rollback(self.log)
@@ -272,7 +273,8 @@ class NovaBackend(pipeline.Backend):
                 self._server_name("installer-ramdisk"), filename=path,
                 disk_format="ari", container_format="ari", visibility="private",
                 allow_duplicates=True, wait=True, timeout=600,
-                **{BUILD_TAG: self.build_id, ROLE: "installer-ramdisk"})
+                **{BUILD_TAG: self.build_id, ROLE: "installer-ramdisk",
+                   OWNER_TAG: self.owner})
         undo.push("image %s" % image.id, lambda: self.discard(image.id))
         return image.id
 
@@ -291,7 +293,8 @@ class NovaBackend(pipeline.Backend):
                 allow_duplicates=True, wait=True, timeout=600,
                 kernel_id=kernel, ramdisk_id=ramdisk,
                 os_command_line=cmdline,
-                **{BUILD_TAG: self.build_id, ROLE: "installer-disk"})
+                **{BUILD_TAG: self.build_id, ROLE: "installer-disk",
+                   OWNER_TAG: self.owner})
         undo.push("image %s" % image.id, lambda: self.discard(image.id))
         return image.id
 
@@ -340,6 +343,8 @@ class NovaBackend(pipeline.Backend):
         name = (self._server_name("jeos") if role == "jeos"
                 else self.image_name)
         metadata = {BUILD_TAG: self.build_id, ROLE: role}
+        if role == "jeos":
+            metadata[OWNER_TAG] = self.owner
         image = call("Nova could not snapshot %s" % machine,
                      self.conn.compute.create_server_image, machine.id,
                      name, metadata=metadata)
@@ -415,7 +420,7 @@ class NovaBackend(pipeline.Backend):
         undo.push("security group %s" % name, lambda: self.conn.network.
                   delete_security_group(group.id, ignore_missing=True))
         call("tagging the security group", self.conn.network.set_tags,
-             group, [BUILD_TAG + "=" + self.build_id])
+             group, self._tags())
         for ethertype, prefix in (("IPv4", "0.0.0.0/0"), ("IPv6", "::/0")):
             call("opening SSH in the security group",
                  self.conn.network.create_security_group_rule,
@@ -438,7 +443,7 @@ class NovaBackend(pipeline.Backend):
                   lambda: self.conn.network.delete_ip(ip.id,
                                                       ignore_missing=True))
         call("tagging the floating IP", self.conn.network.set_tags, ip,
-             [BUILD_TAG + "=" + self.build_id])
+             self._tags())
         return ip.floating_ip_address
 
     def _external_network(self):
@@ -485,49 +490,178 @@ def _address(server):
 
 
 def leftovers(conn):
-    """Temporary resources that builds tagged, as ``(build id, kind, id,
-    name)``; media and finished images are not included."""
+    """Every resource tagged with a build id, as :class:`sweep.Leftover`
+    objects (results and JEOS cache entries included, with their role; active
+    install media, which builds share, are not; an interrupted upload is).
+    A build's owner, read from any of its resources, is given to all of them
+    (keypairs carry no tags)."""
     found = []
+    servers = {}
     for server in conn.compute.servers():
-        build = (server.metadata or {}).get(BUILD_TAG)
+        metadata = server.metadata or {}
+        build = metadata.get(BUILD_TAG)
         if build:
-            found.append((build, "server", server.id, server.name))
-    for image in conn.image.images():
-        props = image.properties or {}
-        build = props.get(BUILD_TAG)
-        if build and props.get(ROLE) in ("installer-disk", "installer-ramdisk",
-                                         "jeos"):
-            found.append((build, "image", image.id, image.name))
+            servers[server.id] = build
+            found.append(sweep.Leftover(build, "server", server.id,
+                                        server.name,
+                                        owner=metadata.get(OWNER_TAG)))
+    for ip in conn.network.ips():
+        build = _tag(ip, BUILD_TAG)
+        if build:
+            found.append(sweep.Leftover(build, "floating IP", ip.id,
+                                        ip.floating_ip_address,
+                                        owner=_tag(ip, OWNER_TAG)))
+    groups = {}
+    for group in conn.network.security_groups():
+        build = _tag(group, BUILD_TAG)
+        if build:
+            groups[group.id] = sweep.Leftover(build, "security group",
+                                              group.id, group.name,
+                                              owner=_tag(group, OWNER_TAG))
+    found += _ports(conn, servers, groups)
+    found += groups.values()
     for keypair in conn.compute.keypairs():
         name = keypair.name
         if name.startswith(NAME_PREFIX) and name.endswith("-key"):
-            found.append((name[len(NAME_PREFIX):-len("-key")], "keypair",
-                          name, name))
-    tag = BUILD_TAG + "="
-    for group in conn.network.security_groups():
-        for t in group.tags or ():
-            if t.startswith(tag):
-                found.append((t[len(tag):], "security group", group.id,
-                              group.name))
-    for ip in conn.network.ips():
-        for t in ip.tags or ():
-            if t.startswith(tag):
-                found.append((t[len(tag):], "floating IP", ip.id,
-                              ip.floating_ip_address))
+            found.append(sweep.Leftover(name[len(NAME_PREFIX):-len("-key")],
+                                        "keypair", name, name))
+    if _has_volumes(conn):
+        for volume in conn.block_storage.volumes():
+            metadata = volume.metadata or {}
+            build = metadata.get(BUILD_TAG)
+            if build:
+                found.append(sweep.Leftover(build, "volume", volume.id,
+                                            volume.name or volume.id,
+                                            owner=metadata.get(OWNER_TAG)))
+    roles = {"image": sweep.RESULT, sweep.JEOS_CACHE: sweep.JEOS_CACHE}
+    for image in conn.image.images():
+        props = image.properties or {}
+        build = props.get(BUILD_TAG)
+        if props.get(ROLE) == "media" and image.status == "active":
+            continue  # the shared media cache; only a broken upload is left
+        if build:
+            found.append(sweep.Leftover(build, "image", image.id, image.name,
+                                        role=roles.get(props.get(ROLE)),
+                                        owner=props.get(OWNER_TAG)))
+    return sweep.with_owners(found)
+
+
+def _has_volumes(conn):
+    """True when the catalog has Cinder (asked without the SDK's warning)."""
+    return any(service.get("type") in ("block-storage", "volumev3", "volume")
+               for service in conn.service_catalog)
+
+
+def _tag(resource, name):
+    """The value of a Neutron resource's ``name=value`` tag, or None."""
+    for tag in resource.tags or ():
+        if tag.startswith(name + "="):
+            return tag[len(name) + 1:]
+    return None
+
+
+def _ports(conn, servers, groups):
+    """Ports of tagged servers, tagged ports, and ports that hold a tagged
+    security group for a server that is gone: a port keeps its security
+    groups until Neutron removes it."""
+    found = []
+    for port in conn.network.ports():
+        build = _tag(port, BUILD_TAG) or servers.get(port.device_id)
+        if not build and not port.device_id:
+            build = next((groups[g].build for g in port.security_group_ids
+                          or () if g in groups), None)
+        if build:
+            found.append(sweep.Leftover(build, "port", port.id,
+                                        port.name or port.id))
     return found
 
 
-def remove_leftover(conn, kind, resource_id):
-    """Delete one resource found by :func:`leftovers`."""
-    if kind == "server":
-        conn.compute.delete_server(resource_id, ignore_missing=True)
-    elif kind == "image":
-        conn.image.delete_image(resource_id, ignore_missing=True)
-    elif kind == "keypair":
-        conn.compute.delete_keypair(resource_id, ignore_missing=True)
-    elif kind == "security group":
-        conn.network.delete_security_group(resource_id, ignore_missing=True)
-    elif kind == "floating IP":
-        conn.network.delete_ip(resource_id, ignore_missing=True)
-    else:
-        raise ValueError("unknown resource kind %r" % kind)
+def sweep_cloud(conn, protected, dry_run=False, log=None):
+    """Remove the :func:`leftovers` that ``protected`` does not keep, in one
+    pass: servers (waiting until each is gone), then floating IPs, ports,
+    security groups, keypairs, volumes and images. Returns the Outcomes; after
+    removing, anything still listed is an Outcome with an error too."""
+    from openstack import exceptions as sdk
+    log = log or LOG
+
+    def delete(function, **kwargs):
+        def start(leftover):
+            # A conflict ("in use") may clear once Neutron or Nova has caught
+            # up with the removals before it.
+            last = {"error": None}
+            for _ in waiter.iterate(
+                    CONFLICT_TIMEOUT,
+                    lambda: "still refused: %s" % last["error"]):
+                try:
+                    function(leftover.id, ignore_missing=True, **kwargs)
+                    return
+                except sdk.ConflictException as exc:
+                    last["error"] = explain(exc)
+        return start
+
+    kinds = [
+        sweep.Kind("server", delete(conn.compute.delete_server),
+                   lambda leftover: _wait_server_gone(conn, leftover.id)),
+        sweep.Kind("floating IP", delete(conn.network.delete_ip)),
+        sweep.Kind("port", delete(conn.network.delete_port)),
+        sweep.Kind("security group",
+                   delete(conn.network.delete_security_group)),
+        sweep.Kind("keypair", delete(conn.compute.delete_keypair)),
+        # Not every cloud has Cinder: its proxy only when there are volumes.
+        sweep.Kind("volume", delete(lambda *args, **kwargs: conn.block_storage
+                                    .delete_volume(*args, **kwargs)),
+                   lambda leftover: _wait_volume_gone(conn, leftover.id)),
+        sweep.Kind("image", delete(conn.image.delete_image)),
+    ]
+    found = call("listing the cloud's tagged resources", leftovers, conn)
+    outcomes = sweep.remove(found, kinds, protected, dry_run=dry_run,
+                            explain=explain, log=log)
+    if dry_run:
+        return outcomes
+    refused = {outcome.leftover for outcome in outcomes if outcome.error}
+    for leftover in call("listing the cloud's tagged resources", leftovers,
+                         conn):
+        if leftover not in refused and not protected(leftover):
+            outcomes.append(sweep.Outcome(leftover,
+                                          "still there after the sweep"))
+    return outcomes
+
+
+#: Seconds a deletion refused as "in use" (HTTP 409) is retried.
+CONFLICT_TIMEOUT = 30
+
+
+def _wait_server_gone(conn, server_id, timeout=300):
+    """Wait until Nova no longer lists the server (its ports are released by
+    then); a deletion that fails puts it in ERROR with no task."""
+    from openstack import exceptions as sdk
+
+    def poll():
+        try:
+            return conn.compute.get_server(server_id)
+        except sdk.NotFoundException:
+            return None
+
+    waiter.wait_for(
+        "waiting for server %s to be deleted" % server_id, poll,
+        lambda server: server is None or server.status == "DELETED",
+        timeout=timeout, interval=1, max_interval=5,
+        failed=lambda server: _fault(server)
+        if server.status == "ERROR" and not server.task_state else None)
+
+
+def _wait_volume_gone(conn, volume_id, timeout=300):
+    from openstack import exceptions as sdk
+
+    def poll():
+        try:
+            return conn.block_storage.get_volume(volume_id)
+        except sdk.NotFoundException:
+            return None
+
+    waiter.wait_for(
+        "waiting for volume %s to be deleted" % volume_id, poll,
+        lambda volume: volume is None, timeout=timeout, interval=1,
+        max_interval=5,
+        failed=lambda volume: "Cinder says %s" % volume.status
+        if volume.status == "error_deleting" else None)

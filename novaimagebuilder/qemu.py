@@ -1,12 +1,16 @@
 """Virtual machines run directly with QEMU, for local builds.
 
 KVM is used when it really works; otherwise TCG (software emulation). Each VM
-has its own work directory holding its serial console log and QMP socket; its
-SSH port is forwarded to a free port on 127.0.0.1.
+keeps its serial console log in its work directory and its QMP socket in a
+short temporary directory; its SSH port is forwarded to a free port on
+127.0.0.1 (and closes with the process). A build's VMs are named
+``imgfac-<build id>-<role>`` (QEMU's ``-name``) and their socket directories
+``imgfac-qmp-<build id>-*``, so a sweep finds them after a crash.
 """
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -21,6 +25,8 @@ from novaimagebuilder import waiter
 LOG = logging.getLogger(__name__)
 
 QEMU = "qemu-system-x86_64"
+NAME_PREFIX = "imgfac-"
+QMP_PREFIX = "imgfac-qmp-"
 
 
 def choose_accelerator(requested="auto"):
@@ -61,17 +67,19 @@ class VM:
 
     def __init__(self, workdir, name, disk, accel, memory_mb=1024, cpus=1,
                  disk_format="qcow2", cdroms=(), kernel=None, ramdisk=None,
-                 cmdline=None, ssh=False, boot="c"):
+                 cmdline=None, ssh=False, boot="c", build_id=None):
         self.workdir = workdir
         self.name = name
         self.console_path = os.path.join(workdir, name + ".console.log")
+        tag = "%s-" % build_id if build_id else ""
         # Unix socket paths are limited to 107 bytes: keep it short.
-        self._socket_dir = tempfile.mkdtemp(prefix="imgfac-qmp-")
+        self._socket_dir = tempfile.mkdtemp(prefix=QMP_PREFIX + tag)
         self.qmp_path = os.path.join(self._socket_dir, "qmp")
         self.ssh_port = free_port() if ssh else None
         self.accel = accel
         self.process = None
-        self._argv = [shutil.which(QEMU) or QEMU, "-name", name,
+        self._argv = [shutil.which(QEMU) or QEMU, "-name",
+                      NAME_PREFIX + tag + name,
                       "-machine", "pc", "-accel", accel,
                       "-m", str(memory_mb), "-smp", str(cpus),
                       "-display", "none", "-monitor", "none",
@@ -195,21 +203,36 @@ class VM:
         shutil.rmtree(self._socket_dir, ignore_errors=True)
 
 
-def processes_using(path):
-    """PIDs of QEMU processes whose command line mentions ``path``."""
-    found = []
+def processes():
+    """``(pid, argv)`` of the QEMU processes running on this host."""
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             with open("/proc/%s/cmdline" % entry, "rb") as handle:
-                argv = handle.read().split(b"\0")
+                argv = handle.read().decode(errors="replace").split("\0")
         except OSError:
             continue
-        if argv and os.path.basename(argv[0]).startswith(b"qemu-system") and \
-                any(path.encode() in arg for arg in argv):
-            found.append(int(entry))
-    return found
+        if os.path.basename(argv[0]).startswith("qemu-system"):
+            yield int(entry), argv
+
+
+def processes_using(path):
+    """PIDs of QEMU processes whose command line mentions ``path``."""
+    return [pid for pid, argv in processes()
+            if any(path in arg for arg in argv)]
+
+
+def build_of(argv):
+    """The build id in a QEMU command line's ``-name``, or None."""
+    for option, value in zip(argv, argv[1:]):
+        if option == "-name" and value.startswith(NAME_PREFIX):
+            found = _BUILD_RE.match(value[len(NAME_PREFIX):])
+            return found.group(0) if found else None
+    return None
+
+
+_BUILD_RE = re.compile(r"[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}")
 
 
 def kill(pid):
@@ -218,3 +241,16 @@ def kill(pid):
         os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+
+
+def wait_gone(pid, timeout=30):
+    """Wait until process ``pid`` has ended (a zombie has)."""
+    def state():
+        try:
+            with open("/proc/%d/stat" % pid) as handle:
+                return handle.read().rpartition(")")[2].split()[0]
+        except (OSError, IndexError):
+            return None
+    waiter.wait_for("waiting for process %d to end" % pid, state,
+                    lambda current: current in (None, "Z"), timeout=timeout,
+                    interval=0.2, max_interval=1.0)

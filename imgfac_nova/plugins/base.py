@@ -47,6 +47,15 @@ class Plugin(abc.ABC):
     def __init__(self, conf=None):
         self.conf = conf
 
+    def sweep(self, protected, parameters, dry_run=False):
+        """Remove what crashed builds left behind: the resources tagged with a
+        build id (servers, work files, a provider's half-uploaded images),
+        except those ``protected(leftover)`` keeps (it returns a
+        reason, or None), in dependency order, through
+        :func:`novaimagebuilder.sweep.remove`. Returns its Outcomes (with
+        ``dry_run``, what would be removed). Default: nothing to sweep."""
+        return []
+
 
 class OSPlugin(Plugin):
     """Builds base images of operating systems."""
@@ -87,12 +96,6 @@ class OSPlugin(Plugin):
 
         For example the Glance image behind a base image. Default: nothing.
         """
-
-    def sweep(self, running, parameters, dry_run=False):
-        """Remove what crashed builds left behind: resources tagged with a
-        build id that is not in ``running``. Returns one line per resource
-        found. Default: nothing to sweep."""
-        return []
 
 
 class CloudPlugin(Plugin):

@@ -3,6 +3,7 @@ Oz/TinMan path). It is the default when no cloud is configured."""
 import logging
 import os
 import shutil
+import socket
 import tempfile
 
 from imgfac_nova.parameters import Parameter
@@ -10,7 +11,10 @@ from imgfac_nova.plugins import base
 from imgfac_nova.plugins import common
 
 LOG = logging.getLogger(__name__)
+#: A build's work directory in the store is ``.work-<build id>-*``; it holds
+#: the "host:pid" of the process running the build.
 WORKDIR_PREFIX = ".work-"
+OWNER_FILE = "owner.pid"
 
 
 class LocalOS(base.OSPlugin):
@@ -52,13 +56,15 @@ class LocalOS(base.OSPlugin):
         workdir = tempfile.mkdtemp(prefix="%s%s-" % (WORKDIR_PREFIX,
                                                      build.identifier),
                                    dir=os.path.dirname(build.body_path))
+        with open(os.path.join(workdir, OWNER_FILE), "w") as handle:
+            handle.write("%s:%d\n" % (socket.gethostname(), os.getpid()))
         succeeded = False
         try:
             backend = local.LocalBackend(
                 workdir, accel, memory_mb=parameters["memory"],
                 cpus=parameters["cpus"],
                 image_format=parameters["image_format"],
-                cancel=build.cancel_event)
+                cancel=build.cancel_event, build_id=build.identifier)
             result = common.run_pipeline(build, backend, template,
                                          parameters, self.conf)
             os.replace(result.image, build.body_path)
@@ -71,29 +77,67 @@ class LocalOS(base.OSPlugin):
                 LOG.warning("Kept the work directory %s (keep_on_failure); "
                             "remove it with: rm -rf %s", workdir, workdir)
 
-    def sweep(self, running, parameters, dry_run=False):
-        """Kill the VMs and remove the work directories of builds that are
-        not running."""
+    def sweep(self, protected, parameters, dry_run=False):
+        """Kill the QEMU processes, then remove the work directories and QMP
+        socket directories of builds that ``protected`` does not keep."""
         from imgfac_nova import config
         from novaimagebuilder import qemu
-        store = config.storage_path(self.conf)
+        from novaimagebuilder import sweep
+        workdirs = _workdirs(config.storage_path(self.conf))
+        found = []
+        owners = {}
+        for pid, argv in qemu.processes():
+            used = [w for w in workdirs if any(w in arg for arg in argv)]
+            build = qemu.build_of(argv) or (used and workdirs[used[0]][0])
+            if not build:
+                continue  # not a build's VM
+            owner = workdirs[used[0]][1] if used else None
+            owners.update({arg: owner for arg in argv})
+            name = argv[argv.index("-name") + 1] if "-name" in argv \
+                else argv[0]
+            found.append(sweep.Leftover(build, "QEMU process", str(pid), name,
+                                        owner=owner))
+        for path, (build, owner) in sorted(workdirs.items()):
+            found.append(sweep.Leftover(build, "work directory", path, path,
+                                        owner=owner))
+        tmp = tempfile.gettempdir()
+        for name in sorted(os.listdir(tmp)):
+            build = name[len(qemu.QMP_PREFIX):][:36]
+            if not name.startswith(qemu.QMP_PREFIX) or len(build) < 36:
+                continue
+            path = os.path.join(tmp, name)
+            owner = next((o for arg, o in owners.items() if path in arg), None)
+            found.append(sweep.Leftover(build, "QMP socket directory", path,
+                                        path, owner=owner))
+
+        def kill(leftover):
+            qemu.kill(int(leftover.id))
+
+        kinds = [sweep.Kind("QEMU process", kill,
+                            lambda leftover: qemu.wait_gone(int(leftover.id))),
+                 sweep.Kind("work directory",
+                            lambda leftover: shutil.rmtree(leftover.id)),
+                 sweep.Kind("QMP socket directory",
+                            lambda leftover: shutil.rmtree(leftover.id))]
+        return sweep.remove(found, kinds, protected, dry_run=dry_run, log=LOG)
+
+
+def _workdirs(store):
+    """``{path: (build id, "host:pid" owner or None)}`` of the work directories in
+    the store."""
+    try:
+        names = os.listdir(store)
+    except FileNotFoundError:
+        return {}
+    found = {}
+    for name in names:
+        if not name.startswith(WORKDIR_PREFIX):
+            continue
+        path = os.path.join(store, name)
         try:
-            names = os.listdir(store)
-        except FileNotFoundError:
-            return []
-        report = []
-        for name in sorted(names):
-            if not name.startswith(WORKDIR_PREFIX):
-                continue
-            build = name[len(WORKDIR_PREFIX):len(WORKDIR_PREFIX) + 36]
-            if build in running:
-                continue
-            workdir = os.path.join(store, name)
-            for pid in qemu.processes_using(workdir):
-                report.append("QEMU process %d of build %s" % (pid, build))
-                if not dry_run:
-                    qemu.kill(pid)
-            report.append("work directory %s of build %s" % (workdir, build))
-            if not dry_run:
-                shutil.rmtree(workdir, ignore_errors=True)
-        return report
+            with open(os.path.join(path, OWNER_FILE)) as handle:
+                owner = handle.read().strip() or None
+        except OSError:
+            owner = None
+        found[path] = (name[len(WORKDIR_PREFIX):][:36], owner)
+    return found

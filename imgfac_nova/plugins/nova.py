@@ -123,21 +123,11 @@ class NovaOS(base.OSPlugin):
         nova.call("Glance could not delete image %s" % glance_id,
                   conn.image.delete_image, glance_id, ignore_missing=True)
 
-    def sweep(self, running, parameters, dry_run=False):
-        """Delete servers, temporary images, keypairs, security groups and
-        floating IPs tagged by builds that are not running (when a cloud is
-        configured)."""
+    def sweep(self, protected, parameters, dry_run=False):
+        """Remove the cloud resources tagged by builds that ``protected``
+        does not keep, in dependency order (when a cloud is configured)."""
         from novaimagebuilder import nova
         if not (parameters.get("cloud") or common.cloud_configured(self.conf)):
             return []
-        conn = self._connect(parameters)
-        report = []
-        for build, kind, resource_id, name in nova.leftovers(conn):
-            if build in running:
-                continue
-            line = "%s %s (%s) of build %s" % (kind, name, resource_id, build)
-            if not dry_run:
-                nova.call("deleting %s" % line, nova.remove_leftover, conn,
-                          kind, resource_id)
-            report.append(line)
-        return report
+        return nova.sweep_cloud(self._connect(parameters), protected,
+                                dry_run=dry_run, log=LOG)

@@ -105,12 +105,15 @@ HUNG_INSTALL_ERROR = ("waiting for the installer to finish: no activity for "
                       "40 s; console ends: ")
 
 
-def start(config, *args, env=None):
-    """Start the imgfac-nova command without waiting (--output json)."""
+def start(config, *args, env=None, module="imgfac_nova.cli",
+          stderr=subprocess.PIPE):
+    """Start the imgfac-nova command without waiting (--output json);
+    ``module`` runs it through a test wrapper such as tests.functional.faults,
+    ``stderr`` may be a file for a long build's log."""
     return subprocess.Popen(
-        [sys.executable, "-m", "imgfac_nova.cli", "--config-file", config,
+        [sys.executable, "-m", module, "--config-file", config,
          "--output", "json", *args], env=env, cwd=REPO,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        stdout=subprocess.PIPE, stderr=stderr, text=True)
 
 
 def wait_for_activity(proc, store, text, timeout=1500):
@@ -144,3 +147,82 @@ def store_leftovers(store):
 def qemu_processes_under(path):
     from novaimagebuilder import qemu
     return qemu.processes_using(path)
+
+
+def read_record(store, identifier):
+    """The stored record of ``identifier`` as a dict."""
+    with open(os.path.join(store, identifier + ".meta")) as handle:
+        return json.load(handle)
+
+
+def wait_for_record(proc, store, predicate, timeout=1500, interval=0.2):
+    """Poll the store until the one record ``proc`` is building satisfies
+    ``predicate(record)``; returns that record."""
+    def reached():
+        metas = [n for n in os.listdir(store) if n.endswith(".meta")] \
+            if os.path.isdir(store) else []
+        for name in metas:
+            try:
+                found = read_record(store, name[:-len(".meta")])
+            except (OSError, ValueError):
+                continue  # replaced while we read it
+            if predicate(found):
+                return found
+        assert proc.poll() is None, proc.communicate()
+        return None
+    return poll.wait_for(reached, timeout, "the awaited build state",
+                         interval=interval)
+
+
+def cloud_left(admin_conn, build_id, seen=()):
+    """What the cloud still holds of build ``build_id``, listed as admin in
+    every project: tagged servers, images, security groups, floating IPs and
+    ports, the build's keypair, and the ports of the servers and groups in
+    ``seen`` (leftovers listed while the build ran)."""
+    from novaimagebuilder import nova
+    tag = nova.BUILD_TAG + "=" + build_id
+    servers = {s.id for s in seen if s.kind == "server"}
+    groups = {s.id for s in seen if s.kind == "security group"}
+    left = [("server", s.name)
+            for s in admin_conn.compute.servers(all_projects=True)
+            if (s.metadata or {}).get(nova.BUILD_TAG) == build_id
+            or s.id in servers]
+    left += [("image", i.name) for i in admin_conn.image.images()
+             if (i.properties or {}).get(nova.BUILD_TAG) == build_id
+             and not _shared_media(i)]
+    left += [("security group", g.name)
+             for g in admin_conn.network.security_groups()
+             if tag in (g.tags or ()) or g.id in groups]
+    left += [("floating IP", ip.floating_ip_address)
+             for ip in admin_conn.network.ips() if tag in (ip.tags or ())]
+    left += [("port", p.id) for p in admin_conn.network.ports()
+             if tag in (p.tags or ()) or p.device_id in servers
+             or groups & set(p.security_group_ids or ())]
+    user = admin_conn.identity.find_user("imgfac")
+    left += [("keypair", k.name)
+             for k in admin_conn.compute.keypairs(user_id=user.id)
+             if build_id in k.name]
+    return left
+
+
+def _shared_media(image):
+    """Install media a build uploaded and left, once active, for all."""
+    return (image.properties or {}).get("imgfac_role") == "media" and \
+        image.status == "active"
+
+
+def local_left(store, build_id):
+    """What this machine still holds of build ``build_id``: its QEMU
+    processes, work files in the store, QMP socket directories."""
+    import tempfile
+    from novaimagebuilder import qemu
+    left = [("QEMU process", pid) for pid, argv in qemu.processes()
+            if qemu.build_of(argv) == build_id
+            or any(store in arg for arg in argv)]
+    left += [("store file", name) for name in store_leftovers(store)]
+    if os.path.exists(os.path.join(store, build_id + ".body")):
+        left.append(("store file", build_id + ".body"))
+    left += [("QMP socket directory", name)
+             for name in os.listdir(tempfile.gettempdir())
+             if name.startswith(qemu.QMP_PREFIX + build_id)]
+    return left

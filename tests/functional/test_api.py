@@ -5,7 +5,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import uuid
 
 import openstack.config
@@ -266,22 +265,20 @@ def test_three_builds_with_two_slots_run_two_then_one(make_daemon, tokens):
     daemon = make_daemon(max_builds=2)
     ids = [_post_base(daemon, tokens["imgfac"], steps=4, step_seconds=s)["id"]
            for s in (1.0, 2.0, 1.0)]
-    most, third_started_after = 0, None
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
+    seen = {"most": 0, "third started after": None}
+
+    def all_complete():
         now = [_image(daemon, tokens["imgfac"], i)["status"] for i in ids]
-        most = max(most, now.count("BUILDING"))
-        if now[2] == "BUILDING" and third_started_after is None:
-            third_started_after = now[:2]
-        if now == ["COMPLETE"] * 3:
-            break
+        seen["most"] = max(seen["most"], now.count("BUILDING"))
+        if now[2] == "BUILDING" and seen["third started after"] is None:
+            seen["third started after"] = now[:2]
         assert "FAILED" not in now
-        if third_started_after is None:
+        if seen["third started after"] is None:
             assert now[2] == "PENDING"
-        time.sleep(0.1)
-    assert most == 2
-    assert "COMPLETE" in third_started_after
-    assert now == ["COMPLETE"] * 3
+        return now == ["COMPLETE"] * 3
+    poll.wait_for(all_complete, 120, "the three builds", interval=0.1)
+    assert seen["most"] == 2
+    assert "COMPLETE" in seen["third started after"]
 
 
 def test_sigterm_cancels_builds_and_exits(make_daemon, tokens):
@@ -294,8 +291,8 @@ def test_sigterm_cancels_builds_and_exits(make_daemon, tokens):
         requests.get(daemon.url, timeout=5)
     daemon.start()
     stopped = _image(daemon, tokens["imgfac"], running["id"])
-    assert (stopped["status"], stopped["status_detail"]["error"]) == \
-        ("FAILED", "interrupted")
+    assert stopped["status"] == "FAILED"
+    assert stopped["status_detail"]["error"].startswith("interrupted at ")
     never = _image(daemon, tokens["imgfac"], waiting["id"])
     assert (never["status"], never["status_detail"]["error"]) == \
         ("FAILED", "cancelled before it started")
@@ -326,8 +323,8 @@ def test_kill_9_mid_build_then_restart_fails_it_and_sweeps(
     daemon.start()
     failed = _image(daemon, tokens["imgfac"], image["id"])
     assert failed["status"] == "FAILED"
-    assert failed["status_detail"]["error"] == \
-        "the build process ended unexpectedly"
+    assert failed["status_detail"]["error"].startswith(
+        "the build process ended unexpectedly at ")
     assert build_resources(conn, image["id"]) == []
     assert "Removed (nova): server" in daemon.read_log()
 
@@ -337,14 +334,14 @@ def test_base_build_in_the_cloud_reports_live_progress(make_daemon, tokens,
     daemon = make_daemon()
     image = _cloud_build(daemon, tokens["imgfac"], tmp_path)
     seen = []
-    deadline = time.monotonic() + 1800
-    while time.monotonic() < deadline:
+
+    def finished():
         now = _image(daemon, tokens["imgfac"], image["id"])
         if not seen or seen[-1] != (now["status"], now["percent_complete"]):
             seen.append((now["status"], now["percent_complete"]))
-        if now["status"] in ("COMPLETE", "FAILED"):
-            break
-        time.sleep(2)
+        return now if now["status"] in ("COMPLETE", "FAILED") else None
+    now = poll.wait_for(finished, 1800, "the build through the API",
+                        interval=2)
     assert now["status"] == "COMPLETE", now["status_detail"]
     building = [p for s, p in seen if s == "BUILDING"]
     assert len(set(building)) >= 3 and building == sorted(building), seen

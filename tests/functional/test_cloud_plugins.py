@@ -22,6 +22,7 @@ from lxml import etree
 
 from tests.functional import builds
 from tests.functional import guestcheck
+from tests.functional import poll
 
 KEYSTONE = "http://127.0.0.1:5000/v3"
 GLANCE_PORT = 9292
@@ -433,18 +434,19 @@ def test_ctrl_c_mid_upload_leaves_no_image(
                  "glance-port": proxy.port}),
             _credentials(directory, second_project), "--id",
             openstack_target["identifier"], env=env)
-        deadline = time.monotonic() + 120
-        while not _images_of(admin_conn, project):
+
+        def started():
             assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "the upload never started"
-            time.sleep(0.5)
+            return _images_of(admin_conn, project)
+        poll.wait_for(started, 120, "the upload to start", interval=0.5)
         time.sleep(2)  # well into the upload
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=120)
     finally:
         proxy.close()
     assert proc.returncode == 1, err
-    assert json.loads(out)["status_detail"]["error"] == "interrupted"
+    assert json.loads(out)["status_detail"]["error"].startswith(
+        "interrupted at ")
     assert _images_of(admin_conn, project) == []
 
 

@@ -100,5 +100,6 @@ def test_ctrl_c_during_customization_cleans_up(params, local_env, setup):
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 1
-    assert json.loads(out)["status_detail"]["error"] == "interrupted"
+    assert json.loads(out)["status_detail"]["error"] == (
+        "interrupted at 70 %: Running command 'mark'")
     _assert_nothing_left(store)

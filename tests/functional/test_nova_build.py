@@ -18,12 +18,10 @@ def params(tmp_path):
 def build_resources(conn, build_id):
     """Everything in the cloud tagged with ``build_id`` (result included)."""
     from novaimagebuilder import nova
-    found = [(kind, name) for build, kind, _, name in nova.leftovers(conn)
-             if build == build_id]
-    found += [("result image", i.name) for i in conn.image.images()
-              if (i.properties or {}).get(nova.BUILD_TAG) == build_id
-              and (i.properties or {}).get(nova.ROLE) == "image"]
-    return found
+    from novaimagebuilder import sweep
+    return [("result image" if found.role == sweep.RESULT else found.kind,
+             found.name) for found in nova.leftovers(conn)
+            if found.build == build_id]
 
 
 def _assert_cloud_clean(conn, build_id):
@@ -124,7 +122,8 @@ def test_ctrl_c_during_customization_cleans_the_cloud(params, cloud_env, setup, 
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 1
-    assert json.loads(out)["status_detail"]["error"] == "interrupted"
+    assert json.loads(out)["status_detail"]["error"] == (
+        "interrupted at 70 %: Running command 'mark'")
     _assert_cloud_clean(conn, build_id)
 
 

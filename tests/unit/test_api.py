@@ -498,7 +498,7 @@ def test_shutdown_cancels_builds_and_refuses_new_ones(make_client):
     assert time.monotonic() - started < 10
     image = client.get(_path(running)).json["base_image"]
     assert image["status"] == "FAILED"
-    assert image["status_detail"]["error"] == "interrupted"
+    assert image["status_detail"]["error"] == "interrupted at 0 %: Step 0"
     for pending in waiting:
         image = client.get(_path(pending)).json["base_image"]
         assert image["status"] == "FAILED"
@@ -517,7 +517,7 @@ def test_recover_fails_the_builds_of_a_killed_daemon(client):
     failed = client.get("/imagefactory/base_images/" + record.identifier).json
     assert failed["base_image"]["status"] == "FAILED"
     assert failed["base_image"]["status_detail"]["error"] == \
-        "the build process ended unexpectedly"
+        "the build process ended unexpectedly at 0 %: Created"
 
 
 # -- per-project images, with the headers auth_token sets after it has

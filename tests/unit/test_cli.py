@@ -256,4 +256,6 @@ def test_signal_cancels_build_and_marks_failed(cli_env, config_file, good,
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 1
     assert "interrupted; stopping the build" in err
-    assert out.splitlines()[-1] == "Image build FAILED with error: interrupted"
+    assert out.splitlines()[-1].startswith(
+        "Image build FAILED with error: interrupted at ")
+    assert "%: Step " in out.splitlines()[-1]

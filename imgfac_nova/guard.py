@@ -1,0 +1,111 @@
+"""What a sweep must never touch, decided in one place.
+
+:meth:`Guard.protects` is the one predicate every plugin's sweep asks before
+removing a leftover: a running build's resources, a finished build's result,
+a JEOS cache entry, and anything whose owning process is still alive (the
+"host:pid" builds tag their resources with, so a sweep from another image
+store leaves them alone too) stay.
+"""
+import os
+import socket
+
+from imgfac_nova import images
+from imgfac_nova import store as store_mod
+from novaimagebuilder import sweep
+
+
+def owner_pid(record):
+    """The pid of the process running ``record``'s build when it runs on this
+    host, else None."""
+    return local_pid(record.worker)
+
+
+def local_pid(owner):
+    """The pid in a "host:pid" owner when the host is this one, else None."""
+    host, _, pid = (owner or ":").rpartition(":")
+    return int(pid) if host == socket.gethostname() and pid.isdigit() else None
+
+
+def alive(pid):
+    """True when a process ``pid`` exists (zombies count as gone)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open("/proc/%d/stat" % pid) as handle:
+            return handle.read().rpartition(")")[2].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def results(record):
+    """Ids of what a finished build made and keeps (its Glance or provider
+    image, its data)."""
+    found = {record.properties.get(images.GLANCE_ID_PROPERTY),
+             record.properties.get("glance_image_id"),
+             record.identifier_on_provider, record.data}
+    return found - {None}
+
+
+class Guard:
+    """Keeps what must not be swept. ``running(record)`` says whether an
+    active record's build is still running (and marks it FAILED when not)."""
+
+    def __init__(self, store, running):
+        self._store = store
+        self._running = running
+        self._records = {}
+        self._live = set()
+        self._results = set()
+        for record in store.list():
+            self._learn(record)
+
+    def _learn(self, record):
+        if record.status in images.ACTIVE_STATUSES:
+            if self._running(record):
+                self._live.add(record.identifier)
+            else:
+                record = self._store.get(record.identifier)  # now FAILED
+        elif record.status == images.COMPLETE:
+            self._results |= results(record)
+        self._records[record.identifier] = record
+
+    def _record(self, build):
+        if build not in self._records:
+            # A build that started after the sweep did: its record exists
+            # before any of its resources do.
+            try:
+                self._learn(self._store.get(build))
+            except store_mod.NotFound:
+                self._records[build] = None
+        return self._records[build]
+
+    @staticmethod
+    def _owner_runs(owner, record):
+        """Whether the "host:pid" owner may still be building. Another host's
+        process cannot be checked from here: it counts as running unless
+        this store knows the build is over."""
+        pid = local_pid(owner)
+        if pid is not None:
+            return alive(pid)
+        return record is None or record.status in images.ACTIVE_STATUSES
+
+    def protects(self, leftover):
+        """Why ``leftover`` must stay, or None when it may be removed."""
+        record = self._record(leftover.build)
+        if leftover.build in self._live:
+            return "build %s is running" % leftover.build
+        if leftover.owner and self._owner_runs(leftover.owner, record):
+            return "its process %s is alive" % leftover.owner
+        if leftover.id in self._results:
+            return "it is the result of a finished build"
+        if leftover.role == sweep.JEOS_CACHE:
+            return "it is a JEOS cache entry"
+        if leftover.role == sweep.RESULT and (
+                record is None or record.status != images.FAILED):
+            return "it is the result of a build this store does not know " \
+                "as failed"
+        return None

@@ -1,0 +1,52 @@
+"""Test-only fault injection: ``python -m tests.functional.faults ARGS...`` runs
+the imgfac-nova command with a fault at one pipeline step.
+
+The product has no such option. This wrapper patches
+``Pipeline.progress`` in its own process only; the environment says where:
+
+- ``IMGFAC_TEST_FAULT=MODE:ACTIVITY`` -- when the build reports an activity
+  starting with ACTIVITY (the start of a step, with everything earlier steps
+  made in place), MODE ``error`` raises a BuildError there, as a failing
+  cloud or VM call does (once the test has seen the resources: after
+  ``IMGFAC_TEST_FAULT_MARK`` is written, it waits up to a minute for
+  ``MARK.go``); MODE ``pause`` writes the mark and waits until the build is
+  cancelled, so the test can send SIGTERM, or kill -9, at that step.
+"""
+import os
+import sys
+
+INJECTED = "injected fault"
+
+
+def install(spec, mark):
+    from novaimagebuilder import errors
+    from novaimagebuilder import pipeline
+    from novaimagebuilder import waiter
+
+    mode, _, prefix = spec.partition(":")
+    original = pipeline.Pipeline.progress
+
+    def progress(self, percent, activity):
+        original(self, percent, activity)
+        if not activity.startswith(prefix):
+            return
+        with open(mark + ".tmp", "w") as handle:
+            handle.write(activity)
+        os.replace(mark + ".tmp", mark)
+        if mode == "error":
+            for _ in waiter.iterate(60, "waiting for the test"):
+                if os.path.exists(mark + ".go"):
+                    break
+            raise errors.BuildError("%s at %d %%: %s"
+                                    % (INJECTED, percent, activity))
+        self.cancel.wait()
+        raise errors.Cancelled()
+
+    pipeline.Pipeline.progress = progress
+
+
+if __name__ == "__main__":
+    install(os.environ["IMGFAC_TEST_FAULT"],
+            os.environ.get("IMGFAC_TEST_FAULT_MARK", os.devnull))
+    from imgfac_nova import cli
+    sys.exit(cli.main())
