@@ -81,6 +81,8 @@ def question(lines):
                 text = _unframe(below)
                 if text:
                     body.append(text)
+                elif body:
+                    break  # the first paragraph says it
             text = " ".join(body)
             sentence = re.split(r"(?<=[.?!:])\s", text, maxsplit=1)[0]
             sentence = sentence.rstrip(".:")

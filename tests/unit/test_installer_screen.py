@@ -46,6 +46,18 @@ def test_dialog_question_is_title_and_first_sentence():
         "Configure the network: Please enter the hostname for this system")
 
 
+def test_question_is_the_first_paragraph():
+    lines = ["lqqqqqu [!!] Choose a mirror of the Debian archive tqqqqk",
+             "x                                                x",
+             "x Bad archive mirror                             x",
+             "x                                                x",
+             "x An error has been detected while trying to use x",
+             "x                                                x",
+             "x     <Go Back>                     <Continue>   x"]
+    assert screen.question(lines) == ("Choose a mirror of the Debian archive: "
+                                      "Bad archive mirror")
+
+
 def test_progress_screen_is_no_question():
     progress = DIALOG.replace("[!!] ", "")
     assert screen.question(progress.splitlines()) is None
