@@ -67,6 +67,14 @@ FORMATS = {f.name: f for f in (
 )}
 
 
+def qemu_img(*args):
+    """Run qemu-img; its stdout. A failure is a one-line BuildError."""
+    result = _qemu_img(*args)
+    if result.returncode != 0:
+        raise _failed(args[0], result)
+    return result.stdout
+
+
 def _qemu_img(*args):
     try:
         result = subprocess.run(["qemu-img", *args], capture_output=True,

@@ -7,31 +7,16 @@ flattened into the final image. Everything lives in one work directory
 id.
 """
 import os
-import subprocess
 import uuid
 
 from novaimagebuilder import configdrive
 from novaimagebuilder import errors
+from novaimagebuilder import formats
 from novaimagebuilder import initrd
 from novaimagebuilder import pipeline
 from novaimagebuilder import qemu
 
 DEFAULT_DISK_SIZE = 10 * 1024 ** 3
-
-
-def qemu_img(*args):
-    """Run qemu-img; a failure is a one-line BuildError."""
-    try:
-        result = subprocess.run(["qemu-img", *args], capture_output=True,
-                                text=True)
-    except FileNotFoundError:
-        raise errors.BuildError("qemu-img is not installed (Debian: apt-get "
-                                "install qemu-utils)") from None
-    if result.returncode != 0:
-        lines = result.stderr.strip().splitlines() or ["exit %d"
-                                                       % result.returncode]
-        raise errors.BuildError("qemu-img %s failed: %s" % (args[0], lines[-1]))
-    return result.stdout
 
 
 class LocalBackend(pipeline.Backend):
@@ -65,8 +50,8 @@ class LocalBackend(pipeline.Backend):
 
     def boot_installer(self, media, script, kind, cmdline, disk_size):
         disk = self._path("install.qcow2")
-        qemu_img("create", "-q", "-f", "qcow2", disk,
-                 str(disk_size or DEFAULT_DISK_SIZE))
+        formats.qemu_img("create", "-q", "-f", "qcow2", disk,
+                         str(disk_size or DEFAULT_DISK_SIZE))
         drive = configdrive.build(
             self._path("installer-config.iso"), str(uuid.uuid4()), "installer",
             user_data=script)
@@ -113,7 +98,7 @@ class LocalBackend(pipeline.Backend):
             machine.files.remove(machine.disk)
             return jeos
         image = self._path("image." + self.image_format)
-        qemu_img("convert", "-O", self.image_format, machine.disk, image)
+        formats.qemu_img("convert", "-O", self.image_format, machine.disk, image)
         return image
 
     def discard(self, captured):
@@ -122,8 +107,8 @@ class LocalBackend(pipeline.Backend):
 
     def boot_guest(self, jeos, user, public_key):
         overlay = self._path("guest.qcow2")
-        qemu_img("create", "-q", "-f", "qcow2", "-b", jeos, "-F", "qcow2",
-                 overlay)
+        formats.qemu_img("create", "-q", "-f", "qcow2", "-b", jeos, "-F",
+                         "qcow2", overlay)
         drive = configdrive.build(self._path("guest-config.iso"),
                                   str(uuid.uuid4()), "imgfac-guest",
                                   public_keys={"imgfac-nova": public_key})

@@ -6,7 +6,7 @@ import tempfile
 import uuid
 
 from novaimagebuilder import configdrive
-from novaimagebuilder import local
+from novaimagebuilder import formats
 from novaimagebuilder import qemu
 from novaimagebuilder import ssh
 from novaimagebuilder import waiter
@@ -35,8 +35,8 @@ def booted(image, user="debian"):
     with tempfile.TemporaryDirectory(prefix="imgfac-check-") as workdir:
         overlay = os.path.join(workdir, "check.qcow2")
         fmt = "raw" if image.endswith(".raw") else "qcow2"
-        local.qemu_img("create", "-q", "-f", "qcow2", "-b", image, "-F", fmt,
-                       overlay)
+        formats.qemu_img("create", "-q", "-f", "qcow2", "-b", image, "-F",
+                         fmt, overlay)
         drive = configdrive.build(os.path.join(workdir, "cd.iso"),
                                   str(uuid.uuid4()), "check",
                                   public_keys={"check": public})
