@@ -65,13 +65,17 @@ class NovaOS(base.OSPlugin):
                             parameters.get("interface"))
 
     def check(self, template, parameters):
-        """Credentials, flavor and network, before anything is created."""
+        """Credentials, flavor and network (and, for ISO installs, stable
+        device rescue), before anything is created."""
         from novaimagebuilder import errors
         if template.os.install.type == "url" and not parameters["direct_boot"]:
             raise errors.BuildError("URL installs boot the installer kernel "
                                     "directly: leave direct_boot true or "
                                     "install from an ISO")
         self._backend_args = self._resolve(parameters)
+        if template.os.install.type == "iso":
+            from novaimagebuilder import nova
+            nova.check_stable_rescue(self._backend_args["conn"])
 
     def _resolve(self, parameters):
         from novaimagebuilder import nova
