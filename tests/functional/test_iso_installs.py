@@ -96,7 +96,7 @@ def test_iso_image_is_the_root_cdrom(conn, iso_image, cleanup, unique_name,
                           capture_output=True, text=True, check=True).stdout
     assert "backing file: " in info and image.id in info
     out = console_shows(conn, server.id, "INSTALLATION FAILED")
-    assert "media /dev/sr0 at /media/sr0" in out
+    assert "media /dev/sr0 (label IMGFAC-INSTALL) at /media/sr0" in out
     assert "no target disk found" in out
     # A snapshot holds the root device: the ISO.
     snapshot = conn.compute.create_server_image(server.id, unique_name,
@@ -133,7 +133,7 @@ def test_cdrom_rescue_keeps_the_disks_and_boots_the_cd(conn, iso_image,
         "bootindex=0" in rescued[-1][0]
     assert os.path.basename(rescued[-1][1]) == "disk.rescue"
     out = console_shows(conn, server.id, "hanging (requested by")
-    assert "media /dev/sr0 at /media/sr0" in out
+    assert "media /dev/sr0 (label IMGFAC-INSTALL) at /media/sr0" in out
     assert "install script: config drive user_data" in out
     conn.compute.unrescue_server(server.id)
     wait_state(conn, server.id, "active", power_state=1)
