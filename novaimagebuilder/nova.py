@@ -34,6 +34,15 @@ ROLE = "imgfac_role"
 MEDIA_SHA256 = "imgfac_media_sha256"
 DIRECT_BOOT_PROPERTIES = ("kernel_id", "ramdisk_id", "os_command_line")
 NAME_PREFIX = "imgfac-nova-"
+#: Nova's power_state of a guest that is off (nova.compute.power_state).
+SHUTDOWN = 4
+#: Property of the ISO image that makes Nova's rescue a stable device rescue
+#: attaching it as a CD-ROM; Nova picks the CD-ROM bus for the machine type
+#: (ide on pc, sata on q35) as hw_rescue_bus is not set.
+RESCUE_AS_CDROM = {"hw_rescue_device": "cdrom"}
+#: The first compute API microversion of the Nova release (Victoria) whose
+#: libvirt driver has stable device rescue.
+STABLE_RESCUE_MICROVERSION = (2, 87)
 
 
 def explain(exc):
@@ -113,6 +122,23 @@ def find_flavor(conn, flavor):
     return found
 
 
+def check_stable_rescue(conn):
+    """ISO installs rescue a blank server with the ISO: a one-line error
+    unless the cloud's Nova has stable device rescue."""
+    from keystoneauth1 import discover
+    data = call("asking Nova for its API versions",
+                conn.compute.get_endpoint_data)
+    top = data.max_microversion if data is not None else None
+    if top is None or tuple(top) < STABLE_RESCUE_MICROVERSION:
+        raise errors.BuildError(
+            "ISO installs need Nova's stable device rescue (compute API "
+            "microversion %s, OpenStack Victoria or later); this cloud's "
+            "compute API goes up to %s" % (
+                discover.version_to_string(STABLE_RESCUE_MICROVERSION),
+                discover.version_to_string(top) if top else
+                "2.1 (no microversions)"))
+
+
 def find_network(conn, network):
     """The named network; without a name, the project's only network (None
     lets Nova choose when there is none)."""
@@ -140,6 +166,8 @@ class Server:
     name: str
     undo: rollback.Rollback
     address: str | None = None
+    #: Booted from the install ISO by a rescue (undone before a capture).
+    rescued: bool = False
 
     def __str__(self):
         return "server %s (%s)" % (self.name, self.id)
@@ -183,13 +211,18 @@ class NovaBackend(pipeline.Backend):
         return handle
 
     def _media_image(self, role, path, digest, disk_format, container_format):
+        properties = RESCUE_AS_CDROM if role == "iso" else {}
         # Glance filters by property, but openstacksdk drops unknown
         # filters: compare here.
         for image in call("listing images", self.conn.image.images):
-            if image.status == "active" and \
-                    (image.properties or {}).get(MEDIA_SHA256) == digest:
+            found = image.properties or {}
+            if image.status == "active" and found.get(MEDIA_SHA256) == digest:
                 self.log.info("Reusing Glance image %s for the %s", image.id,
                               role)
+                if any(found.get(k) != v for k, v in properties.items()):
+                    call("setting the rescue properties of image %s"
+                         % image.id, self.conn.image.update_image, image.id,
+                         **properties)
                 return image.id
         name = "imgfac-nova-media-%s-%s" % (role, digest[:12])
         self.log.info("Uploading the %s to Glance as %s", role, name)
@@ -199,7 +232,7 @@ class NovaBackend(pipeline.Backend):
             container_format=container_format, allow_duplicates=True,
             wait=True, timeout=3600,
             **{MEDIA_SHA256: digest, BUILD_TAG: self.build_id, ROLE: "media",
-               OWNER_TAG: self.owner})
+               OWNER_TAG: self.owner}, **properties)
         return image.id
 
     # -- servers ---------------------------------------------------------------
@@ -245,22 +278,59 @@ class NovaBackend(pipeline.Backend):
         _wait_server_gone(self.conn, server_id)
 
     def boot_installer(self, media, script, kind, cmdline, disk_size):
+        """URL installs boot a blank disk image whose properties make Nova
+        boot the installer kernel directly. ISO installs boot a blank disk
+        image, then rescue the server with the ISO: Nova's stable device
+        rescue keeps the blank root disk and the config drive and boots the
+        ISO as an extra CD-ROM (booting the ISO image itself would make the
+        CD-ROM the root device that snapshots capture)."""
         undo = rollback.Rollback(self.log)
         try:
             if "iso" in media:
-                boot_image = media["iso"]
-            else:
-                ramdisk = media["ramdisk"]
-                if kind in pipeline.INITRD_SCRIPTS:
-                    ramdisk = self._ramdisk_with_script(
-                        media["files"]["ramdisk"], script,
-                        pipeline.INITRD_SCRIPTS[kind], undo)
-                boot_image = self._installer_disk(
-                    media["kernel"], ramdisk, cmdline, disk_size, undo)
-            return self._boot("installer", boot_image, undo, user_data=script)
+                disk = self._installer_disk(disk_size, undo)
+                server = self._boot("installer", disk, undo, user_data=script)
+                self._rescue(server, media["iso"])
+                return server
+            ramdisk = media["ramdisk"]
+            if kind in pipeline.INITRD_SCRIPTS:
+                ramdisk = self._ramdisk_with_script(
+                    media["files"]["ramdisk"], script,
+                    pipeline.INITRD_SCRIPTS[kind], undo)
+            disk = self._installer_disk(disk_size, undo,
+                                        kernel_id=media["kernel"],
+                                        ramdisk_id=ramdisk,
+                                        os_command_line=cmdline)
+            return self._boot("installer", disk, undo, user_data=script)
         except BaseException:
             undo.unwind(succeeded=False)
             raise
+
+    def _rescue(self, server, image_id):
+        """Boot ``server`` from the ISO ``image_id`` (a stable device
+        rescue) and wait until Nova says it is rescued."""
+        self.log.info("Rescuing %s with the install ISO %s", server, image_id)
+        call("Nova could not rescue %s with the install ISO" % server,
+             self.conn.compute.rescue_server, server.id, image=image_id)
+        server.rescued = True
+        self._wait_state(server, "rescued", "RESCUE")
+
+    def _unrescue(self, server):
+        """Leave rescue: Nova boots the server from its root disk, so it is
+        stopped again before it is captured."""
+        self.log.info("Unrescuing %s", server)
+        call("Nova could not unrescue %s" % server,
+             self.conn.compute.unrescue_server, server.id)
+        self._wait_state(server, "active", "ACTIVE")
+        server.rescued = False
+        self.power_off(server)
+
+    def _wait_state(self, server, vm_state, status):
+        waiter.wait_for(
+            "waiting for %s to become %s" % (server, status),
+            lambda: self.conn.compute.get_server(server.id),
+            lambda s: s.vm_state == vm_state and s.task_state is None,
+            timeout=600, cancel=self.cancel,
+            failed=lambda s: _fault(s) if s.status == "ERROR" else None)
 
     def _ramdisk_with_script(self, ramdisk, script, name, undo):
         """A private Glance ramdisk for this build: the installer's initrd
@@ -278,9 +348,10 @@ class NovaBackend(pipeline.Backend):
         undo.push("image %s" % image.id, lambda: self.discard(image.id))
         return image.id
 
-    def _installer_disk(self, kernel, ramdisk, cmdline, disk_size, undo):
-        """A blank disk image whose properties make Nova boot the installer
-        kernel directly (kernel_id, ramdisk_id, os_command_line)."""
+    def _installer_disk(self, disk_size, undo, **boot_properties):
+        """A blank disk image for the installer to install onto; the
+        ``boot_properties`` (kernel_id, ramdisk_id, os_command_line) make
+        Nova boot the installer kernel directly."""
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, "blank.qcow2")
             size = disk_size or self.flavor.disk * 1024 ** 3 or 10 * 1024 ** 3
@@ -291,8 +362,7 @@ class NovaBackend(pipeline.Backend):
                 self._server_name("installer-disk"), filename=path,
                 disk_format="qcow2", container_format="bare",
                 allow_duplicates=True, wait=True, timeout=600,
-                kernel_id=kernel, ramdisk_id=ramdisk,
-                os_command_line=cmdline,
+                **boot_properties,
                 **{BUILD_TAG: self.build_id, ROLE: "installer-disk",
                    OWNER_TAG: self.owner})
         undo.push("image %s" % image.id, lambda: self.discard(image.id))
@@ -314,7 +384,7 @@ class NovaBackend(pipeline.Backend):
             return screen and screen.stuck()
 
         waiter.wait_for(
-            what, poll, lambda state: state[0].status == "SHUTOFF",
+            what, poll, lambda state: _powered_off(state[0]),
             failed=failed,
             activity=lambda state: state[1], inactivity=inactivity,
             timeout=timeout, cancel=self.cancel, interval=2, max_interval=10)
@@ -340,6 +410,8 @@ class NovaBackend(pipeline.Backend):
     # -- images ----------------------------------------------------------------
 
     def capture(self, machine, role):
+        if machine.rescued:  # Nova snapshots no rescued server
+            self._unrescue(machine)
         name = (self._server_name("jeos") if role == "jeos"
                 else self.image_name)
         metadata = {BUILD_TAG: self.build_id, ROLE: role}
@@ -470,6 +542,16 @@ class NovaBackend(pipeline.Backend):
             raise errors.BuildError("%s has no IPv4 address to reach it on"
                                     % machine)
         return machine.address, 22
+
+
+def _powered_off(server):
+    """Stopped, or rescued with the guest powered off (Nova leaves a rescued
+    server in RESCUE when its guest powers off; only its power_state says
+    so)."""
+    if server.status == "SHUTOFF":
+        return True
+    return (server.vm_state == "rescued" and server.task_state is None
+            and server.power_state == SHUTDOWN)
 
 
 def _fault(server):

@@ -84,13 +84,16 @@ class LocalOS(base.OSPlugin):
         from novaimagebuilder import qemu
         from novaimagebuilder import sweep
         workdirs = _workdirs(config.storage_path(self.conf))
+        # Only what this store's builds left: another store's builds (their
+        # work directories elsewhere) are that store's to sweep.
+        ours = {build for build, _ in workdirs.values()}
         found = []
         owners = {}
         for pid, argv in qemu.processes():
             used = [w for w in workdirs if any(w in arg for arg in argv)]
             build = qemu.build_of(argv) or (used and workdirs[used[0]][0])
-            if not build:
-                continue  # not a build's VM
+            if not build or build not in ours:
+                continue  # not a VM of this store's builds
             owner = workdirs[used[0]][1] if used else None
             owners.update({arg: owner for arg in argv})
             name = argv[argv.index("-name") + 1] if "-name" in argv \
@@ -103,7 +106,7 @@ class LocalOS(base.OSPlugin):
         tmp = tempfile.gettempdir()
         for name in sorted(os.listdir(tmp)):
             build = name[len(qemu.QMP_PREFIX):][:36]
-            if not name.startswith(qemu.QMP_PREFIX) or len(build) < 36:
+            if not name.startswith(qemu.QMP_PREFIX) or build not in ours:
                 continue
             path = os.path.join(tmp, name)
             owner = next((o for arg, o in owners.items() if path in arg), None)

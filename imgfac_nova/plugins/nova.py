@@ -65,8 +65,8 @@ class NovaOS(base.OSPlugin):
                             parameters.get("interface"), auth=self.cloud_auth)
 
     def check(self, template, parameters):
-        """The install script, credentials, flavor and network, before
-        anything is created."""
+        """The install script, credentials, flavor and network (and, for ISO
+        installs, stable device rescue), before anything is created."""
         from novaimagebuilder import errors
         common.install_script(template, parameters)
         if template.os.install.type == "url" and not parameters["direct_boot"]:
@@ -74,6 +74,9 @@ class NovaOS(base.OSPlugin):
                                     "directly: leave direct_boot true or "
                                     "install from an ISO")
         self._backend_args = self._resolve(parameters)
+        if template.os.install.type == "iso":
+            from novaimagebuilder import nova
+            nova.check_stable_rescue(self._backend_args["conn"])
 
     def _resolve(self, parameters):
         from novaimagebuilder import nova

@@ -4,7 +4,8 @@ These tests boot the `debian-guest` image and the test installer through
 the real Nova/Glance/Neutron of tools/test-cloud, reach the guests over SSH
 (paramiko) on their loopback fixed IPs, and check what the driver promises:
 config drive, console output, guest-initiated power off, snapshots that
-keep the guest's data, direct kernel boot, ISO boot, clean deletion.
+keep the guest's data, direct kernel boot, clean deletion (ISO boot and rescue:
+test_iso_installs.py).
 """
 import base64
 import configparser
@@ -16,7 +17,7 @@ import time
 import paramiko
 import pytest
 
-from tests.functional.poll import ssh_login, wait_for
+from tests.functional.poll import ssh_login
 
 GUEST_IMAGE = "debian-guest"
 GUEST_USER = "debian"
@@ -278,22 +279,3 @@ def remove_properties(conn, image, names):
         headers={"Content-Type":
                  "application/openstack-images-v2.1-json-patch"})
     assert response.status_code == 200, response.text
-
-
-def test_iso_image_boots_from_cdrom_with_blank_root_disk(
-        conn, cleanup, test_cloud, unique_name):
-    """disk_format iso: the ISO is the CD-ROM, the root disk is blank."""
-    iso = conn.image.create_image(
-        name=unique_name + "-iso", disk_format="iso", container_format="bare",
-        filename=os.path.join(test_cloud.state_dir, "www", "installer",
-                              "installer.iso"))
-    cleanup.append(lambda: conn.image.delete_image(iso))
-    script = "fail iso-boot-reached-the-installer\n"
-    server = boot(conn, cleanup, unique_name, iso, config_drive=True,
-                  user_data=base64.b64encode(script.encode()).decode())
-    wait_for(lambda: "INSTALLATION FAILED" in console(conn, server),
-             BOOT_TIMEOUT, "the installer's failure message")
-    output = console(conn, server)
-    assert "iso-boot-reached-the-installer" in output
-    # a failed install stays up; Nova still sees it running
-    assert conn.compute.get_server(server).status == "ACTIVE"

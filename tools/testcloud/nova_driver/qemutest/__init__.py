@@ -1,11 +1,20 @@
 """Nova compute driver for the imgfac-nova test cloud: real QEMU guests.
 
-What a guest sees (machine type pc, TCG unless KVM really works):
-- /dev/vda: root disk, a qcow2 overlay on the Glance image sized to the
-  flavor (blank when the image is an ISO or there is no image); then
-  ephemeral/swap disks; then the config drive (ISO 9660, label config-2,
-  read-only virtio disk) when one is requested.
-- An ISO image (disk_format iso) is an IDE CD-ROM and is booted first.
+What a guest sees (machine type pc, TCG unless KVM really works), disks in
+the libvirt driver's order (nova/virt/libvirt/blockinfo.py):
+- the root device: a qcow2 overlay on the Glance image sized to the flavor,
+  /dev/vda (blank when there is no image); for an ISO image (disk_format
+  iso) the root device is the image itself as an IDE CD-ROM (hw_cdrom_bus:
+  ide, sata or scsi) and there is no blank disk; a snapshot copies the root
+  device;
+- then the flavor's ephemeral disk (disk.local) or ephemeral BDMs
+  (disk.ephN), swap, and the config drive (ISO 9660, label config-2,
+  read-only virtio disk) when one is requested;
+- rescue: with hw_rescue_device/hw_rescue_bus on the rescue image, all of
+  the above stay and the rescue image is added last (a disk, or a CD-ROM on
+  hw_rescue_bus, default ide) as the only boot device; without them the
+  legacy rescue: rescue image first, then the root disk and a new config
+  drive. Unrescue starts the server from its own disks again.
 - kernel_id/ramdisk_id/os_command_line image properties: direct kernel boot
   (default command line "root=/dev/vda console=ttyS0").
 - ttyS0 goes to console.log (Nova's console output).

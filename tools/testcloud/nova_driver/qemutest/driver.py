@@ -230,40 +230,49 @@ class QemuTestDriver(driver.ComputeDriver):
 
     def _create_disks(self, context, instance, image_meta, block_device_info,
                       m):
-        """Root disk (plus install CD-ROM), ephemeral and swap disks."""
+        """The disks in the libvirt driver's order (blockinfo
+        _get_disk_mapping): the root 'disk' (a CD-ROM when the image is an
+        ISO, as in get_root_info), the flavor's ephemeral disk 'disk.local'
+        unless ephemeral BDMs ('disk.ephN') replace it, then swap."""
         root = m.path('disk')
-        root_bytes = instance.flavor.root_gb * GiB
-        disks = []
         disk_format = (image_meta.disk_format
                        if image_meta.obj_attr_is_set('disk_format') else None)
-        if instance.image_ref and disk_format != 'iso':
+        if instance.image_ref:
             base = self._cache.fetch(context, instance.image_ref)
-            storage.create_overlay(base, root, root_bytes)
         else:
             base = None
-            storage.create_blank(
-                root, root_bytes or CONF.qemutest.blank_disk_gb * GiB)
-        disks.append({'path': root, 'format': 'qcow2', 'root': True,
-                      'backing': base, 'bootindex': 1})
-        if instance.image_ref and disk_format == 'iso':
-            disks.append({'path': self._cache.fetch(context,
-                                                    instance.image_ref),
-                          'format': 'raw', 'cdrom': True, 'readonly': True,
-                          'bootindex': 0})
-        for index, eph in enumerate(
-                driver.block_device_info_get_ephemerals(block_device_info)):
-            path = m.path('disk.eph%d' % index)
-            storage.create_blank(path, eph['size'] * GiB)
-            disks.append({'path': path, 'format': 'qcow2'})
+            storage.create_blank(root, instance.flavor.root_gb * GiB or
+                                 CONF.qemutest.blank_disk_gb * GiB)
+        disk = {'path': root, 'format': 'qcow2', 'root': True,
+                'backing': base, 'bootindex': 1}
+        if base and disk_format == 'iso':
+            storage.create_overlay(base, root, 0)
+            disk.update(cdrom=True, readonly=True, bus=_bus(
+                image_meta.properties.get('hw_cdrom_bus'), 'cdrom'))
+        elif base:
+            storage.create_overlay(base, root, instance.flavor.root_gb * GiB)
+        disks = [disk]
+        ephemerals = driver.block_device_info_get_ephemerals(block_device_info)
+        if instance.flavor.ephemeral_gb and not ephemerals:
+            disks.append(self._blank(m, 'disk.local',
+                                     instance.flavor.ephemeral_gb * GiB))
+        for index, eph in enumerate(ephemerals):
+            disks.append(self._blank(m, 'disk.eph%d' % index,
+                                     eph['size'] * GiB))
         swap = driver.block_device_info_get_swap(block_device_info)
-        if swap.get('swap_size'):
-            path = m.path('disk.swap')
-            storage.create_blank(path, swap['swap_size'] * 1024 ** 2)
-            disks.append({'path': path, 'format': 'qcow2'})
+        swap_mb = swap.get('swap_size') or instance.flavor.swap
+        if swap_mb:
+            disks.append(self._blank(m, 'disk.swap', swap_mb * 1024 ** 2))
         if driver.block_device_info_get_mapping(block_device_info):
             LOG.warning('Volumes are not supported; not attaching them',
                         instance=instance)
         return disks
+
+    @staticmethod
+    def _blank(m, name, size_bytes):
+        path = m.path(name)
+        storage.create_blank(path, size_bytes)
+        return {'path': path, 'format': 'qcow2'}
 
     def _kernel_boot(self, context, instance, image_meta):
         """Direct kernel boot from the image's kernel_id/ramdisk_id."""
@@ -367,6 +376,83 @@ class QemuTestDriver(driver.ComputeDriver):
     def unplug_vifs(self, instance, network_info):
         """Nothing to unplug: slirp NICs exist only inside QEMU."""
 
+    # -- rescue --------------------------------------------------------
+
+    def rescue(self, context, instance, network_info, image_meta,
+               rescue_password, block_device_info, share_info):
+        """Boot the server from a rescue image, as the libvirt driver does.
+
+        With hw_rescue_device or hw_rescue_bus on the rescue image
+        (hardware.check_hw_rescue_props), a stable device rescue
+        (blockinfo._get_stable_device_rescue_mapping): all the server's
+        disks stay, config drive included, and the rescue image is added
+        last as a disk or CD-ROM, the only boot device. Otherwise the legacy
+        rescue (_get_rescue_disk_mapping): the rescue image is the first
+        disk and boots, then the original root disk and a new config drive.
+        A kernel_id of the server is booted directly in both, as libvirt
+        does. The server's own spec is kept for unrescue.
+        """
+        m = self._existing_machine(instance)
+        props = image_meta.properties
+        stable = hardware.check_hw_rescue_props(image_meta)
+        if stable:
+            device = props.get('hw_rescue_device', 'disk')
+            if device not in ('disk', 'cdrom'):
+                raise exception.UnsupportedRescueDevice(device=device)
+            cdrom = device == 'cdrom'
+            bus = props.get('hw_rescue_bus') or props.get(
+                'hw_cdrom_bus' if cdrom else 'hw_disk_bus')
+            bus = _bus(bus, device, exception.UnsupportedRescueBus(
+                bus=bus, virt='qemu'))
+        image_id = (image_meta.id if image_meta.obj_attr_is_set('id')
+                    else instance.image_ref)
+        with self._operating(instance.uuid):
+            m.kill()
+            spec = m.original_spec()
+            base = self._cache.fetch(context, image_id)
+            path = m.path('disk.rescue')
+            storage.create_overlay(base, path, 0)
+            rescue_disk = {'path': path, 'format': 'qcow2', 'backing': base,
+                           'bootindex': 0}
+            if stable:
+                rescue_disk.update(cdrom=cdrom, readonly=cdrom, bus=bus)
+                disks = [_no_boot(d) for d in spec['disks']] + [rescue_disk]
+            else:
+                disks = [rescue_disk, _no_boot(next(
+                    d for d in spec['disks'] if d.get('root')))]
+                if configdrive.required_by(instance):
+                    config = m.path('disk.config.rescue')
+                    storage.create_config_drive(config, instance,
+                                                network_info, None,
+                                                rescue_password)
+                    disks.append({'path': config, 'format': 'raw',
+                                  'readonly': True})
+            rescued = {k: v for k, v in spec.items()
+                       if k not in ('kernel', 'initrd', 'append')}
+            rescued['disks'] = disks
+            if instance.kernel_id:
+                rescued.update(kernel=self._cache.fetch(
+                    context, instance.kernel_id), append=DEFAULT_KERNEL_ARGS)
+                if instance.ramdisk_id:
+                    rescued['initrd'] = self._cache.fetch(
+                        context, instance.ramdisk_id)
+            m.save_rescue_spec(rescued)
+            self._start(m)
+        LOG.info('Guest rescued (%s rescue from image %s)',
+                 'stable device' if stable else 'legacy', image_id,
+                 instance=instance)
+
+    def unrescue(self, context, instance):
+        """Start the server again from its own disks (libvirt: the saved
+        unrescue.xml); the rescue files go."""
+        m = self._existing_machine(instance)
+        if not m.is_rescued():
+            raise exception.InstanceNotInRescueMode(instance_id=instance.uuid)
+        with self._operating(instance.uuid):
+            m.kill()
+            m.restore_original_spec()
+            self._start(m)
+
     # -- snapshot --------------------------------------------------------
 
     def snapshot(self, context, instance, image_id, update_task_state):
@@ -440,6 +526,22 @@ class QemuTestDriver(driver.ComputeDriver):
                 LOG.info('QEMU of %s exited (guest powered off)', uuid)
                 self.emit_event(virtevent.LifecycleEvent(
                     uuid, virtevent.EVENT_LIFECYCLE_STOPPED))
+
+
+def _bus(bus, device_type, unsupported=None):
+    """The bus of a disk or CD-ROM (None: ide for a CD-ROM on the "pc"
+    machine, virtio for a disk, as blockinfo.get_disk_bus_for_device_type)."""
+    cdrom = device_type == 'cdrom'
+    if bus is None:
+        return 'ide' if cdrom else 'virtio'
+    if (bus, cdrom) not in machine.DEVICES:
+        raise unsupported or exception.UnsupportedHardware(model=bus,
+                                                           virt='qemu')
+    return bus
+
+
+def _no_boot(disk):
+    return {k: v for k, v in disk.items() if k != 'bootindex'}
 
 
 def _qemu_version(binary):

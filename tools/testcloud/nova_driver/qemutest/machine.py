@@ -18,6 +18,9 @@ from . import qmp
 LOG = logging.getLogger(__name__)
 
 SPEC_FILE = 'machine.json'
+#: The server's own spec while machine.json is its rescue spec.
+UNRESCUE_FILE = 'unrescue.json'
+RESCUE_DISKS = ('disk.rescue', 'disk.config.rescue')
 CONSOLE_FILE = 'console.log'
 PID_FILE = 'qemu.pid'
 QEMU_LOG_FILE = 'qemu.log'
@@ -47,8 +50,9 @@ def command_line(binary, accel, spec, directory, qmp_socket):
              '-qmp', 'unix:%s,server=on,wait=off' % qmp_socket,
              '-pidfile', os.path.join(directory, PID_FILE),
              '-daemonize']
+    on_bus = {}
     for index, disk in enumerate(spec['disks']):
-        argv += _disk_args(index, disk)
+        argv += _disk_args(index, disk, on_bus)
     for index, nic in enumerate(spec['nics']):
         argv += _nic_args(index, nic, spec['host_ports'])
     if spec.get('kernel'):
@@ -59,20 +63,39 @@ def command_line(binary, accel, spec, directory, qmp_socket):
     return argv
 
 
-def _disk_args(index, disk):
+#: QEMU devices of a disk per (bus, is a CD-ROM); "pc" has the IDE buses.
+DEVICES = {
+    ('virtio', False): 'virtio-blk-pci',
+    ('ide', False): 'ide-hd', ('ide', True): 'ide-cd',
+    ('sata', False): 'ide-hd', ('sata', True): 'ide-cd',
+    ('scsi', False): 'scsi-hd', ('scsi', True): 'scsi-cd',
+}
+#: Controllers added once for the buses that "pc" lacks.
+CONTROLLERS = {'sata': 'ich9-ahci,id=sata0', 'scsi': 'virtio-scsi-pci,id=scsi0'}
+BUSES = sorted({bus for bus, _ in DEVICES})
+
+
+def _disk_args(index, disk, on_bus):
+    """-drive/-device of one disk; its bus is disk['bus'] (default: ide for
+    a CD-ROM, virtio otherwise); on_bus counts the devices per bus so far."""
     drive = 'file=%s,if=none,id=drive%d,format=%s' % (
         disk['path'], index, disk['format'])
     if disk.get('readonly'):
         drive += ',readonly=on'
     else:
         drive += ',cache=writeback,discard=unmap'
-    if disk.get('cdrom'):
-        device = 'ide-cd,drive=drive%d' % index
-    else:
-        device = 'virtio-blk-pci,drive=drive%d' % index
+    cdrom = bool(disk.get('cdrom'))
+    bus = disk.get('bus') or ('ide' if cdrom else 'virtio')
+    argv = []
+    if bus in CONTROLLERS and bus not in on_bus:
+        argv += ['-device', CONTROLLERS[bus]]
+    device = '%s,drive=drive%d' % (DEVICES[bus, cdrom], index)
+    if bus == 'sata':  # one device per AHCI port
+        device += ',bus=sata0.%d' % on_bus.get(bus, 0)
+    on_bus[bus] = on_bus.get(bus, 0) + 1
     if disk.get('bootindex') is not None:
         device += ',bootindex=%d' % disk['bootindex']
-    return ['-drive', drive, '-device', device]
+    return argv + ['-drive', drive, '-device', device]
 
 
 def _nic_args(index, nic, host_ports):
@@ -110,15 +133,36 @@ class Machine(object):
     def exists(self):
         return os.path.exists(self.path(SPEC_FILE))
 
-    def save_spec(self, spec):
-        tmp = self.path(SPEC_FILE + '.tmp')
+    def save_spec(self, spec, name=SPEC_FILE):
+        tmp = self.path(name + '.tmp')
         with open(tmp, 'w') as f:
             json.dump(spec, f, indent=1)
-        os.replace(tmp, self.path(SPEC_FILE))
+        os.replace(tmp, self.path(name))
 
-    def load_spec(self):
-        with open(self.path(SPEC_FILE)) as f:
+    def load_spec(self, name=SPEC_FILE):
+        with open(self.path(name)) as f:
             return json.load(f)
+
+    def is_rescued(self):
+        return os.path.exists(self.path(UNRESCUE_FILE))
+
+    def original_spec(self):
+        """The server's own spec, also while it is rescued."""
+        return self.load_spec(UNRESCUE_FILE if self.is_rescued()
+                              else SPEC_FILE)
+
+    def save_rescue_spec(self, spec):
+        """Run the guest as ``spec`` from now on, keeping its own spec."""
+        if not self.is_rescued():
+            self.save_spec(self.load_spec(), UNRESCUE_FILE)
+        self.save_spec(spec)
+
+    def restore_original_spec(self):
+        """Undo save_rescue_spec and remove the rescue disks."""
+        os.replace(self.path(UNRESCUE_FILE), self.path(SPEC_FILE))
+        for name in RESCUE_DISKS:
+            if os.path.exists(self.path(name)):
+                os.unlink(self.path(name))
 
     def pid(self):
         """PID of this guest's live QEMU process, or None."""

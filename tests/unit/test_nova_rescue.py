@@ -1,0 +1,188 @@
+"""The Nova backend's ISO install path (blank disk, rescue with the ISO,
+power-off in rescue, unrescue before the capture), as REST conversations of
+the real openstacksdk with a cloud declared by requests-mock."""
+import json
+
+import openstack.connection
+import pytest
+import requests_mock
+
+from novaimagebuilder import errors
+from novaimagebuilder import nova
+
+NOVA = "http://nova.test/v2.1/"
+GLANCE = "http://glance.test/"
+
+
+def nova_version(max_version="2.96"):
+    return {"version": {"id": "v2.1", "status": "CURRENT",
+                        "version": max_version, "min_version": "2.1",
+                        "links": [{"rel": "self", "href": NOVA}]}}
+
+
+def server(status, vm_state, power_state, task_state=None):
+    return {"server": {"id": "srv1", "name": "imgfac-nova-b1-installer",
+                       "status": status, "OS-EXT-STS:vm_state": vm_state,
+                       "OS-EXT-STS:task_state": task_state,
+                       "OS-EXT-STS:power_state": power_state,
+                       "addresses": {}, "accessIPv4": ""}}
+
+
+ACTIVE = server("ACTIVE", "active", 1)
+RESCUING = server("RESCUE", "active", 1, "rescuing")
+RESCUED = server("RESCUE", "rescued", 1)
+RESCUED_OFF = server("RESCUE", "rescued", 4)
+SHUTOFF = server("SHUTOFF", "stopped", 4)
+
+
+@pytest.fixture
+def cloud():
+    with requests_mock.Mocker() as mock:
+        mock.get(NOVA, json=nova_version())
+        mock.get(GLANCE, json={"versions": [{
+            "id": "v2.16", "status": "CURRENT",
+            "links": [{"rel": "self", "href": GLANCE + "v2/"}]}]})
+        yield mock
+
+
+def connect():
+    return openstack.connection.Connection(
+        auth_type="none", auth={"endpoint": NOVA},
+        compute_endpoint_override=NOVA, image_endpoint_override=GLANCE)
+
+
+@pytest.fixture
+def backend(cloud):
+    conn = connect()
+    flavor = conn.compute._get_resource(
+        openstack.compute.v2.flavor.Flavor, None, id="1", name="1", disk=2)
+    return nova.NovaBackend(conn, "b1", flavor, config_drive=True)
+
+
+def servers(cloud, *states):
+    """GET /servers/srv1 answers ``states`` in turn (the last one stays)."""
+    cloud.get(NOVA + "servers/srv1", [{"json": s} for s in states])
+
+
+def actions(cloud):
+    return [list(json.loads(r.body))[0] for r in cloud.request_history
+            if r.method == "POST" and r.path.endswith("/servers/srv1/action")]
+
+
+def test_iso_install_boots_a_blank_disk_and_rescues_it_with_the_iso(
+        cloud, backend):
+    cloud.post(GLANCE + "v2/images", status_code=201,
+               json={"id": "disk1", "status": "queued", "name": "d"})
+    cloud.put(GLANCE + "v2/images/disk1/file", status_code=204)
+    cloud.get(GLANCE + "v2/images/disk1",
+              json={"id": "disk1", "status": "active", "name": "d"})
+    cloud.post(NOVA + "servers", status_code=202, json=ACTIVE)
+    cloud.post(NOVA + "servers/srv1/action", status_code=200,
+               json={"adminPass": "rescue-secret"})
+    servers(cloud, ACTIVE, RESCUING, RESCUED)
+
+    machine = backend.boot_installer({"iso": "iso1", "files": {}},
+                                     "poweroff\n", "kickstart", "console=x",
+                                     None)
+
+    assert machine.rescued and machine.id == "srv1"
+    disk = next(json.loads(r.body) for r in cloud.request_history
+                if r.method == "POST" and r.path == "/v2/images")
+    assert disk["imgfac_role"] == "installer-disk"
+    assert not set(nova.DIRECT_BOOT_PROPERTIES) & set(disk)
+    boot = next(json.loads(r.body)["server"] for r in cloud.request_history
+                if r.method == "POST" and r.path == "/v2.1/servers")
+    assert boot["imageRef"] == "disk1" and boot["config_drive"] is True
+    rescue = [r for r in cloud.request_history
+              if r.path == "/v2.1/servers/srv1/action"]
+    assert [json.loads(r.body) for r in rescue] == [
+        {"rescue": {"rescue_image_ref": "iso1"}}]
+    assert rescue[0].headers["OpenStack-API-Version"] == "compute 2.96"
+    # Waited until Nova finished rescuing.
+    gets = [r for r in cloud.request_history
+            if r.method == "GET" and r.path == "/v2.1/servers/srv1"]
+    assert len(gets) == 3
+
+
+def test_failed_rescue_removes_the_server_and_the_disk(cloud, backend):
+    cloud.post(GLANCE + "v2/images", status_code=201,
+               json={"id": "disk1", "status": "queued", "name": "d"})
+    cloud.put(GLANCE + "v2/images/disk1/file", status_code=204)
+    cloud.get(GLANCE + "v2/images/disk1",
+              json={"id": "disk1", "status": "active", "name": "d"})
+    cloud.delete(GLANCE + "v2/images/disk1", status_code=204)
+    cloud.post(NOVA + "servers", status_code=202, json=ACTIVE)
+    cloud.post(NOVA + "servers/srv1/action", status_code=400, json={
+        "badRequest": {"code": 400, "message": "Requested rescue device "
+                       "'floppy' is not supported"}},
+               headers={"Content-Type": "application/json"})
+    cloud.get(NOVA + "servers/srv1", [{"json": ACTIVE},
+                                      {"status_code": 404, "json": {}}])
+    cloud.delete(NOVA + "servers/srv1", status_code=204)
+
+    with pytest.raises(errors.BuildError) as raised:
+        backend.boot_installer({"iso": "iso1", "files": {}}, "poweroff\n",
+                               "kickstart", "console=x", None)
+
+    assert str(raised.value) == (
+        "Nova could not rescue server imgfac-nova-b1-installer (srv1) with "
+        "the install ISO: Requested rescue device 'floppy' is not supported "
+        "(HTTP 400)")
+    deleted = [r.path for r in cloud.request_history if r.method == "DELETE"]
+    assert deleted == ["/v2.1/servers/srv1", "/v2/images/disk1"]
+
+
+def test_a_rescued_guest_that_powered_off_is_off(cloud, backend):
+    servers(cloud, RESCUED, RESCUED_OFF)
+    cloud.post(NOVA + "servers/srv1/action", json={"output": "done\n"})
+    machine = nova.Server("srv1", "installer", None, rescued=True)
+    backend.wait_powered_off(machine, "installing", 60)
+    gets = [r for r in cloud.request_history
+            if r.method == "GET" and r.path == "/v2.1/servers/srv1"]
+    assert len(gets) == 2
+
+
+@pytest.mark.parametrize("state,off", [
+    (ACTIVE, False), (RESCUED, False), (SHUTOFF, True), (RESCUED_OFF, True),
+    # Nova is still rescuing: the old guest's power state means nothing.
+    (server("RESCUE", "active", 4, "rescuing"), False),
+])
+def test_powered_off(state, off):
+    from openstack.compute.v2 import server as sdk_server
+    found = sdk_server.Server.existing(**state["server"])
+    assert nova._powered_off(found) is off
+
+
+def test_capture_of_a_rescued_server_unrescues_and_stops_it_first(
+        cloud, backend):
+    answers = {"createImage": {"image_id": "jeos1"},
+               "os-getConsoleOutput": {"output": "login:\n"}}
+    cloud.post(NOVA + "servers/srv1/action", status_code=202,
+               json=lambda request, _: answers.get(list(request.json())[0]))
+    servers(cloud, RESCUED_OFF, ACTIVE, SHUTOFF)
+    cloud.get(GLANCE + "v2/images/jeos1",
+              json={"id": "jeos1", "status": "active", "name": "j"})
+    machine = nova.Server("srv1", "installer", None, rescued=True)
+
+    assert backend.capture(machine, "jeos") == "jeos1"
+
+    assert [a for a in actions(cloud) if a != "os-getConsoleOutput"] == [
+        "unrescue", "os-stop", "createImage"]
+    assert not machine.rescued
+
+
+@pytest.mark.parametrize("version,shown", [("2.86", "2.86"),
+                                           ("", "2.1 (no microversions)")])
+def test_iso_installs_need_stable_rescue(cloud, version, shown):
+    cloud.get(NOVA, json=nova_version(version))
+    with pytest.raises(errors.BuildError) as raised:
+        nova.check_stable_rescue(connect())
+    assert str(raised.value) == (
+        "ISO installs need Nova's stable device rescue (compute API "
+        "microversion 2.87, OpenStack Victoria or later); this cloud's "
+        "compute API goes up to %s" % shown)
+    assert [r.method for r in cloud.request_history] == ["GET"]
+
+
+def test_stable_rescue_is_enough(backend):
+    nova.check_stable_rescue(backend.conn)
