@@ -163,8 +163,10 @@ def test_product_iso_install_completes(cloud_env, setup, conn):
             % image["identifier"] in log
         assert "Unrescuing server" in log
         from novaimagebuilder import nova
-        assert [k for b, k, _, _ in nova.leftovers(conn)
-                if b == image["identifier"]] == []
+        from novaimagebuilder import sweep
+        assert [f.kind for f in nova.leftovers(conn)
+                if f.build == image["identifier"]
+                and f.role != sweep.RESULT] == []
         print("ISO build took: %s" % image["timings"])
     finally:
         builds.imgfac(config, "delete", image["identifier"], env=cloud_env)
