@@ -141,6 +141,7 @@ def test_cdrom_rescue_keeps_the_disks_and_boots_the_cd(conn, iso_image,
     assert not os.path.exists(rescued[-1][1])
 
 
+@pytest.mark.slow  # a whole install under TCG (~6 min)
 def test_product_iso_install_completes(cloud_env, setup, conn):
     """The test installer ISO installs through a rescue, to COMPLETE."""
     config, store, tmp = setup
