@@ -13,22 +13,17 @@ from tests.functional import builds
 REMOVED = ("debootstrap", "xorriso")
 
 
-def _copy_checkout(destination):
-    """The checkout's tracked files as they are now (edits included)."""
-    files = subprocess.run(["git", "ls-files", "-z"], cwd=builds.REPO,
-                           capture_output=True, check=True).stdout
-    for name in filter(None, files.decode().split("\0")):
-        source = os.path.join(builds.REPO, name)
-        if os.path.isfile(source):
-            target = os.path.join(destination, name)
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            shutil.copy2(source, target)
+def _clone_checkout(destination):
+    """A fresh clone of the checkout's committed state (pbr takes the
+    version from git)."""
+    subprocess.run(["git", "clone", "-q", builds.REPO, str(destination)],
+                   check=True)
 
 
 @pytest.mark.slow
 def test_quickstart_installs_what_it_needs_and_builds(tmp_path):
     checkout = tmp_path / "imgfac-nova"
-    _copy_checkout(checkout)
+    _clone_checkout(checkout)
     removed = subprocess.run(
         ["apt-get", "remove", "-y", "-q", *REMOVED], capture_output=True,
         text=True, env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
