@@ -233,7 +233,6 @@ class Pipeline:
     def _run(self, template, parameters, options, undo):
         from novaimagebuilder import customize
         from novaimagebuilder import icicle
-        from novaimagebuilder import jeos
         from novaimagebuilder import media as media_mod
 
         backend = self.backend
@@ -244,16 +243,8 @@ class Pipeline:
                                 parameters.get("install_kernel"),
                                 parameters.get("install_ramdisk"), self.cancel)
         script, kind = self._install_script(template, parameters)
-        cache_key = entry = None
-        if self.jeos_cache is not None and options.jeos_cache:
-            cache_key = jeos.key(template, parameters, media.sha256,
-                                 dict(backend.jeos_scope(),
-                                      version=_version()))
-            with self.clock.waiting():
-                entry = self.jeos_cache.find(cache_key)
-            if entry is not None and not self.jeos_policy.usable(entry):
-                self.log.info("The cached JEOS %s has expired", entry.id)
-                entry = None
+        cache_key, entry = self._find_jeos(template, parameters, media,
+                                           options)
         if entry is not None:
             self.progress(50, "Reusing the cached JEOS %s (%s, stored %s)" % (
                 entry.id, entry.name, time.strftime(
@@ -312,6 +303,21 @@ class Pipeline:
         undo.undo_now(guest_entry)
         self.progress(98, "Cleaning up")
         return Result(image, manifest, self.clock.result(), jeos_info)
+
+    def _find_jeos(self, template, parameters, media, options):
+        """``(cache key, usable Entry or None)``; the key is None when the
+        build uses no JEOS cache."""
+        from novaimagebuilder import jeos
+        if self.jeos_cache is None or not options.jeos_cache:
+            return None, None
+        cache_key = jeos.key(template, parameters, media.sha256, dict(
+            self.backend.jeos_scope(), version=_version()))
+        with self.clock.waiting():
+            entry = self.jeos_cache.find(cache_key)
+        if entry is not None and not self.jeos_policy.usable(entry):
+            self.log.info("The cached JEOS %s has expired", entry.id)
+            entry = None
+        return cache_key, entry
 
     def _install(self, template, options, media, script, kind, undo):
         """Upload the media, run the installer, capture the JEOS; returns
