@@ -90,10 +90,11 @@ def test_nova_repeat_build_reuses_the_jeos_and_boots_no_installer(
 def test_nova_changed_os_misses_the_cache(nova_base_image, cloud_env, setup,
                                           tmp_path):
     config, store, tmp = setup
-    script = builds.write_script(tmp, builds.INSTALL_SCRIPT + "# changed\n")
+    script = tmp / "changed.ks"
+    script.write_text(builds.INSTALL_SCRIPT + "# changed\n")
     record = _interrupt_at_install(config, store, builds.NOVA_PARAMS, tmp,
                                    cloud_env, "--file-parameter",
-                                   "install_script", script)
+                                   "install_script", str(script))
     assert record["status"] == "FAILED"
     assert "jeos_cache" not in record["properties"]  # it was installing
 
