@@ -259,3 +259,45 @@ def test_signal_cancels_build_and_marks_failed(cli_env, config_file, good,
     assert out.splitlines()[-1].startswith(
         "Image build FAILED with error: interrupted at ")
     assert "%: Step " in out.splitlines()[-1]
+
+
+def test_jeos_lists_and_removes_local_cache_entries(cli_env, tmp_path):
+    from novaimagebuilder import local
+    cache_dir = tmp_path / "jeos"
+    config = tmp_path / "jeos.conf"
+    config.write_text("[DEFAULT]\nstorage_path = %s\njeos_cache_path = %s\n"
+                      % (tmp_path / "store", cache_dir))
+    disk = tmp_path / "captured.qcow2"
+    disk.write_bytes(b"QFI\xfb" + b"\0" * 1020)
+    entry = local.JeosCache(str(cache_dir)).add(str(disk), "ab" * 32,
+                                                "Debian 12 x86_64", "b-1")
+    env = {k: v for k, v in cli_env.items() if not k.startswith("OS_")}
+
+    def run(*args):
+        return subprocess.run(
+            [sys.executable, "-m", "imgfac_nova.cli", "--config-file",
+             str(config), *args], env=env, capture_output=True, text=True,
+            timeout=60)
+    listed = run("--output", "json", "jeos")
+    assert listed.returncode == 0, listed.stderr
+    [row] = json.loads(listed.stdout)
+    assert (row["plugin"], row["id"], row["name"], row["build"]) == (
+        "local", entry.id, "Debian 12 x86_64", "b-1")
+    text = run("jeos").stdout
+    assert "Debian 12 x86_64" in text and entry.id in text
+
+    unknown = run("jeos", "--remove", "nope")
+    assert unknown.returncode == 2
+    # (the test plugin site's broken plugin warns first)
+    assert unknown.stderr.strip().splitlines()[-1] == \
+        "imgfac-nova: error: no JEOS cache entry nope"
+    assert os.path.exists(entry.id)
+
+    swept = run("sweep", "--dry-run", "--jeos")
+    assert swept.returncode == 0
+    assert "Would remove (local): JEOS cache entry" in swept.stdout
+    assert os.path.exists(entry.id)
+    removed = run("jeos", "--remove", entry.key)
+    assert removed.returncode == 0, removed.stderr
+    assert not os.path.exists(entry.id)
+    assert run("jeos").stdout.strip() == "The JEOS cache is empty"
