@@ -414,36 +414,33 @@ class Builder:
 
     # -- after crashes -----------------------------------------------------------
 
-    def running_builds(self):
-        """Ids of builds whose process is alive; records of builds whose
-        process died are marked FAILED on the way."""
-        return {record.identifier for record in self.store.list()
-                if record.status in images.ACTIVE_STATUSES
-                and self._still_running(record)}
-
-    def _still_running(self, record):
-        """True when an active record's build runs here or on another host;
-        one whose process died is marked FAILED, naming the step it was at."""
+    @staticmethod
+    def _still_running(record):
+        """True when an active record's build runs here or on another host
+        (another host's process is not ours to judge)."""
         pid = guard.owner_pid(record)
         if pid is not None and guard.alive(pid):
             return True
         host = (record.worker or "").rpartition(":")[0]
-        if host and host != socket.gethostname():
-            return True  # another host's: not ours to judge
+        return bool(host) and host != socket.gethostname()
+
+    def _ended(self, record):
+        """Mark the active ``record`` whose process died FAILED, naming the
+        step it was at."""
         self._fail(record, "the build process ended unexpectedly at %d %%: %s"
                    % (record.percent_complete, record.activity))
-        return False
 
     def sweep(self, values, dry_run=False):
         """Remove what crashed builds left behind: the store's partial data,
         then every OS and cloud plugin's leftovers, never what
         :class:`guard.Guard` protects. Returns ``[(where, Outcome)]`` in
-        removal order."""
-        keep = guard.Guard(self.store, self._still_running)
+        removal order. A dry run changes nothing, records included."""
+        keep = guard.Guard(self.store, self._still_running,
+                           None if dry_run else self._ended)
         found = [("store", outcome) for outcome in sweep.remove(
-            self._partial_data(), [sweep.Kind("partial image data",
-                                              lambda leftover: os.unlink(
-                                                  leftover.id))],
+            self._partial_data(keep), [sweep.Kind("partial image data",
+                                                  lambda leftover: os.unlink(
+                                                      leftover.id))],
             keep.protects, dry_run=dry_run, explain=one_line, log=LOG)]
         for name, cls in sorted(self.plugins.os_plugins.items()) + sorted(
                 self.plugins.cloud_plugins.items()):
@@ -454,11 +451,11 @@ class Builder:
                 keep.protects, typed, dry_run)]
         return found
 
-    def _partial_data(self):
+    def _partial_data(self, keep):
         """The ``.body`` of failed builds (e.g. a conversion killed half-way):
         a failed image has no data."""
         found = []
-        for record in self.store.list({"status": images.FAILED}):
+        for record in keep.failed():
             path = self.store.body_path(record.identifier)
             if os.path.exists(path):
                 found.append(sweep.Leftover(record.identifier,

@@ -6,6 +6,7 @@ a JEOS cache entry, and anything whose owning process is still alive (the
 "host:pid" builds tag their resources with, so a sweep from another image
 store leaves them alone too) stay.
 """
+import dataclasses
 import os
 import socket
 
@@ -52,11 +53,15 @@ def results(record):
 
 class Guard:
     """Keeps what must not be swept. ``running(record)`` says whether an
-    active record's build is still running (and marks it FAILED when not)."""
+    active record's build is still running; ``ended(record)``, when given, is
+    called for one whose process is gone (the builder marks it FAILED; a dry
+    run gives none, so nothing changes). Either way the guard counts such a
+    build as failed."""
 
-    def __init__(self, store, running):
+    def __init__(self, store, running, ended=None):
         self._store = store
         self._running = running
+        self._ended = ended or (lambda record: None)
         self._records = {}
         self._live = set()
         self._results = set()
@@ -68,10 +73,17 @@ class Guard:
             if self._running(record):
                 self._live.add(record.identifier)
             else:
-                record = self._store.get(record.identifier)  # now FAILED
+                self._ended(record)
+                record = dataclasses.replace(record, status=images.FAILED)
         elif record.status == images.COMPLETE:
             self._results |= results(record)
         self._records[record.identifier] = record
+
+    def failed(self):
+        """The failed image records, as this sweep sees them (builds whose
+        process died included)."""
+        return [record for record in self._records.values()
+                if record is not None and record.status == images.FAILED]
 
     def _record(self, build):
         if build not in self._records:

@@ -108,9 +108,10 @@ def _add(image_store, status, pid, activity="Waiting for SSH on 10.0.0.5:22",
     return image_store.add(record)
 
 
-def _guard(image_store):
-    return guard.Guard(image_store,
-                       build.Builder(None, image_store)._still_running)
+def _guard(image_store, dry_run=False):
+    builder = build.Builder(None, image_store)
+    return guard.Guard(image_store, builder._still_running,
+                       None if dry_run else builder._ended)
 
 
 def test_guard_keeps_running_builds_and_fails_dead_ones(image_store):
@@ -192,6 +193,45 @@ def test_sweep_removes_partial_data_of_failed_builds(plugin_site, image_store,
     assert not os.path.exists(body)
     assert os.path.exists(image_store.body_path(alive.identifier))
     assert os.path.exists(image_store.body_path(done.identifier))
+
+
+def test_a_dry_run_changes_nothing_and_lists_what_the_sweep_removes(
+        plugin_site, image_store, monkeypatch):
+    for name in ("OS_CLOUD", "OS_AUTH_URL"):
+        monkeypatch.delenv(name, raising=False)
+    # A conversion killed half-way: the record still says BUILDING.
+    dead = _add(image_store, images.BUILDING, _dead_pid(),
+                activity="Converting to qcow2")
+    body = image_store.body_path(dead.identifier)
+    with open(body, "wb") as handle:
+        handle.write(b"half")
+    before = image_store.get(dead.identifier)
+    builder = build.Builder(types.SimpleNamespace(
+        storage_path=image_store.path), image_store)
+    planned = [(where, str(o.leftover), o.error)
+               for where, o in builder.sweep({}, dry_run=True)]
+    assert planned == [("store", "partial image data %s of build %s"
+                        % (body, dead.identifier), None)]
+    assert image_store.get(dead.identifier) == before
+    assert os.path.exists(body)
+    done = [(where, str(o.leftover), o.error)
+            for where, o in builder.sweep({})]
+    assert done == planned
+    failed = image_store.get(dead.identifier)
+    assert (failed.status, failed.error) == (
+        images.FAILED, "the build process ended unexpectedly at 60 %: "
+        "Converting to qcow2")
+    assert not os.path.exists(body)
+
+
+def test_a_dry_run_guard_counts_dead_builds_failed_without_marking(
+        image_store):
+    dead = _add(image_store, images.BUILDING, _dead_pid())
+    keep = _guard(image_store, dry_run=True)
+    assert keep.protects(sweep.Leftover(dead.identifier, "image", "x", "r",
+                                        role=sweep.RESULT)) is None
+    assert [r.identifier for r in keep.failed()] == [dead.identifier]
+    assert image_store.get(dead.identifier).status == images.BUILDING
 
 
 def _fake_vm(build_id, workdir):
