@@ -431,33 +431,62 @@ class Builder:
                    % (record.percent_complete, record.activity))
 
     def sweep(self, values, dry_run=False):
-        """Remove what crashed builds left behind: the store's partial data,
-        then every OS and cloud plugin's leftovers, never what
+        """Remove what crashed builds left behind: in the store, the
+        processes still writing a failed image's data (a conversion's
+        qemu-img), that partial data and half-written records, the media
+        cache's partial downloads, then every OS and cloud plugin's
+        leftovers (the plugins get the guard); never what
         :class:`guard.Guard` protects. Returns ``[(where, Outcome)]`` in
         removal order. A dry run changes nothing, records included."""
+        from imgfac_nova.plugins import common
+        from novaimagebuilder import media
+        from novaimagebuilder import qemu
         keep = guard.Guard(self.store, self._still_running,
                            None if dry_run else self._ended)
+        cache = media.MediaCache(common.media_cache_dir(self.conf))
         found = [("store", outcome) for outcome in sweep.remove(
-            self._partial_data(keep), [sweep.Kind("partial image data",
-                                                  lambda leftover: os.unlink(
-                                                      leftover.id))],
-            keep.protects, dry_run=dry_run, explain=one_line, log=LOG)]
+            self._partial_data(keep) + cache.partial() + [
+                sweep.Leftover(None, "partial record", path, path)
+                for path in self.store.stale_temporaries()], [
+                sweep.Kind("process", lambda leftover: qemu.kill(
+                    int(leftover.id)), lambda leftover: qemu.wait_gone(
+                        int(leftover.id))),
+                sweep.Kind("partial image data", _unlink),
+                sweep.Kind("partial record", _unlink),
+                sweep.Kind("partial download", _unlink)],
+            keep, dry_run=dry_run, explain=one_line, log=LOG)]
         for name, cls in sorted(self.plugins.os_plugins.items()) + sorted(
                 self.plugins.cloud_plugins.items()):
             plugin = cls(self.conf)
             typed = params.resolve(plugin.parameters, values, name,
                                    COMMON_PARAMETERS)
             found += [(name, outcome) for outcome in plugin.sweep(
-                keep.protects, typed, dry_run)]
+                keep, typed, dry_run)]
         return found
 
     def _partial_data(self, keep):
-        """The ``.body`` of failed builds (e.g. a conversion killed half-way):
-        a failed image has no data."""
+        """What failed builds left of their image data: the ``<id>.body``
+        and its conversion's ``<id>.body.*`` files (a failed image has no
+        data), after the processes still using them."""
+        from novaimagebuilder import qemu
+        prefixes = {self.store.body_path(record.identifier): record
+                    for record in keep.failed()}
+        if not prefixes:
+            return []
         found = []
-        for record in keep.failed():
-            path = self.store.body_path(record.identifier)
-            if os.path.exists(path):
+        for pid, argv in qemu.processes(None):
+            using = [p for p in prefixes if any(p in arg for arg in argv)]
+            if using and pid != os.getpid():
+                record = prefixes[using[0]]
+                found.append(sweep.Leftover(
+                    record.identifier, "process", str(pid), " ".join(
+                        argv)[:200], owner=record.worker))
+        directory = self.store.path
+        for name in sorted(os.listdir(directory)):
+            path = os.path.join(directory, name)
+            record = prefixes.get(path) or prefixes.get(
+                path.rsplit(".", 1)[0])
+            if record is not None:
                 found.append(sweep.Leftover(record.identifier,
                                             "partial image data", path, path,
                                             owner=record.worker))
@@ -504,6 +533,10 @@ def _build_log(path):
     finally:
         root.removeHandler(handler)
         handler.close()
+
+
+def _unlink(leftover):
+    os.unlink(leftover.id)
 
 
 def _remove_partial(path):

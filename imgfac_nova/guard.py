@@ -1,10 +1,10 @@
 """What a sweep must never touch, decided in one place.
 
-:meth:`Guard.protects` is the one predicate every plugin's sweep asks before
-removing a leftover: a running build's resources, a finished build's result,
-a JEOS cache entry, and anything whose owning process is still alive (the
-"host:pid" builds tag their resources with, so a sweep from another image
-store leaves them alone too) stay.
+:meth:`Guard.protects` (calling the guard does the same) is the one
+predicate every plugin's sweep asks before removing a leftover: a running
+build's resources, a finished build's result, a JEOS cache entry, and anything
+whose owning process is still alive (the "host:pid" builds tag their resources
+with, so a sweep from another image store leaves them alone too) stay.
 """
 import dataclasses
 import os
@@ -86,6 +86,8 @@ class Guard:
                 if record is not None and record.status == images.FAILED]
 
     def _record(self, build):
+        if build is None:
+            return None
         if build not in self._records:
             # A build that started after the sweep did: its record exists
             # before any of its resources do.
@@ -104,6 +106,9 @@ class Guard:
         if pid is not None:
             return alive(pid)
         return record is None or record.status in images.ACTIVE_STATUSES
+
+    def __call__(self, leftover):
+        return self.protects(leftover)
 
     def protects(self, leftover):
         """Why ``leftover`` must stay, or None when it may be removed."""
