@@ -427,8 +427,8 @@ class Builder:
     def _ended(self, record):
         """Mark the active ``record`` whose process died FAILED, naming the
         step it was at."""
-        self._fail(record, "the build process ended unexpectedly at %d %%: %s"
-                   % (record.percent_complete, record.activity))
+        self._fail(record, "%s at %d %%: %s" % (
+            guard.ENDED, record.percent_complete, record.activity))
 
     def sweep(self, values, dry_run=False):
         """Remove what crashed builds left behind: in the store, the
@@ -443,9 +443,11 @@ class Builder:
         from novaimagebuilder import qemu
         keep = guard.Guard(self.store, self._still_running,
                            None if dry_run else self._ended)
-        cache = media.MediaCache(common.media_cache_dir(self.conf))
+        cache_dir = common.media_cache_dir(self.conf)
+        downloads = media.MediaCache(cache_dir).partial() \
+            if os.path.isdir(cache_dir) else []
         found = [("store", outcome) for outcome in sweep.remove(
-            self._partial_data(keep) + cache.partial() + [
+            self._partial_data(keep) + downloads + [
                 sweep.Leftover(None, "partial record", path, path)
                 for path in self.store.stale_temporaries()], [
                 sweep.Kind("process", lambda leftover: qemu.kill(

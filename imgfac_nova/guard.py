@@ -14,6 +14,9 @@ from imgfac_nova import images
 from imgfac_nova import store as store_mod
 from novaimagebuilder import sweep
 
+#: How the error of a build whose process died begins.
+ENDED = "the build process ended unexpectedly"
+
 
 def owner_pid(record):
     """The pid of the process running ``record``'s build when it runs on this

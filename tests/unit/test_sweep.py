@@ -181,7 +181,8 @@ def test_sweep_removes_partial_data_of_failed_builds(plugin_site, image_store,
     for record in (dead, alive, done):
         with open(image_store.body_path(record.identifier), "wb") as handle:
             handle.write(b"half")
-    conf = types.SimpleNamespace(storage_path=image_store.path)
+    conf = types.SimpleNamespace(storage_path=image_store.path,
+                                 media_cache_path=image_store.path)
     builder = build.Builder(conf, image_store)
     found = [(where, str(o.leftover), o.error)
              for where, o in builder.sweep({}, dry_run=True)]
@@ -207,7 +208,8 @@ def test_a_dry_run_changes_nothing_and_lists_what_the_sweep_removes(
         handle.write(b"half")
     before = image_store.get(dead.identifier)
     builder = build.Builder(types.SimpleNamespace(
-        storage_path=image_store.path), image_store)
+        storage_path=image_store.path, media_cache_path=image_store.path),
+        image_store)
     planned = [(where, str(o.leftover), o.error)
                for where, o in builder.sweep({}, dry_run=True)]
     assert planned == [("store", "partial image data %s of build %s"
@@ -232,6 +234,56 @@ def test_a_dry_run_guard_counts_dead_builds_failed_without_marking(
                                         role=sweep.RESULT)) is None
     assert [r.identifier for r in keep.failed()] == [dead.identifier]
     assert image_store.get(dead.identifier).status == images.BUILDING
+
+
+def test_sweep_removes_a_killed_conversion_and_stale_files(
+        plugin_site, image_store, tmp_path, monkeypatch):
+    for name in ("OS_CLOUD", "OS_AUTH_URL"):
+        monkeypatch.delenv(name, raising=False)
+    cache = tmp_path / "media"
+    conf = types.SimpleNamespace(storage_path=image_store.path,
+                                 media_cache_path=str(cache))
+    dead = _add(image_store, images.BUILDING, _dead_pid(),
+                activity="Converting to qcow2")
+    body = image_store.body_path(dead.identifier)
+    partial = body + ".part"
+    for path in (body, partial):
+        open(path, "w").close()
+    # qemu-img convert, still writing after its build process was killed.
+    convert = subprocess.Popen(
+        ["qemu-img", "-c", "import time; time.sleep(3600)", "convert", body,
+         partial], executable=sys.executable, start_new_session=True)
+    stale = os.path.join(image_store.path, ".tmp-k2j3h4g5.meta")
+    open(stale, "w").close()
+    os.makedirs(cache)
+    host = socket.gethostname()
+    downloads = {pid: str(cache / (".download-%s:%d-abcd1234" % (host, pid)))
+                 for pid in (_dead_pid(), os.getpid())}
+    for path in downloads.values():
+        open(path, "w").close()
+    try:
+        builder = build.Builder(conf, image_store)
+        planned = [(where, o.leftover.kind, o.leftover.id)
+                   for where, o in builder.sweep({}, dry_run=True)]
+        dead_download = next(p for pid, p in downloads.items()
+                             if pid != os.getpid())
+        assert planned == [
+            ("store", "process", str(convert.pid)),
+            ("store", "partial image data", body),
+            ("store", "partial image data", partial),
+            ("store", "partial record", stale),
+            ("store", "partial download", dead_download)]
+        assert convert.poll() is None
+        outcomes = builder.sweep({})
+        assert [(o.leftover.kind, o.error) for _, o in outcomes] == [
+            (kind, None) for _, kind, _ in planned]
+        assert convert.wait(10) == -9
+        assert not any(os.path.exists(p)
+                       for p in (body, partial, stale, dead_download))
+        assert os.path.exists(downloads[os.getpid()])  # its writer is alive
+    finally:
+        convert.kill()
+        convert.wait()
 
 
 def _fake_vm(build_id, workdir):
