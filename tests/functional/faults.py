@@ -3,11 +3,13 @@ the imgfac-nova command with a fault at one pipeline step.
 
 The product has no such option. This wrapper patches
 ``BuildContext.progress`` (where every step of a base, target or provider
-image reports) in its own process only; the environment says where:
+image reports) in its own process only; the environment says where (PERCENT
+is optional):
 
-- ``IMGFAC_TEST_FAULT=MODE:ACTIVITY`` -- when the build reports an activity
-  starting with ACTIVITY (the start of a step, with everything earlier steps
-  made in place), MODE ``error`` raises a BuildError there, as a failing
+- ``IMGFAC_TEST_FAULT=MODE:ACTIVITY@PERCENT`` -- when the build reports
+  an activity starting with ACTIVITY (the start of a step, with everything
+  earlier steps made in place; with PERCENT, once it is that far: inside the
+  step, e.g. while qemu-img converts), MODE ``error`` raises a BuildError there, as a failing
   cloud or VM call does (once the test has seen the resources: after
   ``IMGFAC_TEST_FAULT_MARK`` is written, it waits up to a minute for
   ``MARK.go``); MODE ``pause`` writes the mark and waits until the build is
@@ -25,12 +27,14 @@ def install(spec, mark):
     from novaimagebuilder import waiter
 
     mode, _, prefix = spec.partition(":")
+    prefix, _, at = prefix.partition("@")
     original = build.BuildContext.progress
     fired = []
 
     def progress(self, percent, activity):
         original(self, percent, activity)
-        if fired or not activity.startswith(prefix):
+        if fired or not activity.startswith(prefix) or \
+                percent < int(at or 0):
             return
         fired.append(activity)
         with open(mark + ".tmp", "w") as handle:
