@@ -9,8 +9,9 @@ is optional):
 - ``IMGFAC_TEST_FAULT=MODE:ACTIVITY@PERCENT`` -- when the build reports
   an activity starting with ACTIVITY (the start of a step, with everything
   earlier steps made in place; with PERCENT, once it is that far: inside the
-  step, e.g. while qemu-img converts), MODE ``error`` raises a BuildError there, as a failing
-  cloud or VM call does (once the test has seen the resources: after
+  step, e.g. while qemu-img converts), MODE ``error`` raises a BuildError
+  there, as a failing cloud or VM call does (once the test has seen the
+  resources: after
   ``IMGFAC_TEST_FAULT_MARK`` is written, it waits up to a minute for
   ``MARK.go``); MODE ``pause`` writes the mark and waits until the build is
   cancelled, so the test can send SIGTERM, or kill -9, at that step.
