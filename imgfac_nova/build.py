@@ -468,8 +468,9 @@ class Builder:
 
     def _partial_data(self, keep):
         """What failed builds left of their image data: the ``<id>.body``
-        and its conversion's ``<id>.body.*`` files (a failed image has no
-        data), after the processes still using them."""
+        and its conversion's ``<id>.body.*`` files and virt-sysprep's
+        ``<id>.body.sysprep`` directory (a failed image has no data), after
+        the processes still using them."""
         from novaimagebuilder import qemu
         prefixes = {self.store.body_path(record.identifier): record
                     for record in keep.failed()}
@@ -538,7 +539,10 @@ def _build_log(path):
 
 
 def _unlink(leftover):
-    os.unlink(leftover.id)
+    if os.path.isdir(leftover.id):
+        shutil.rmtree(leftover.id)
+    else:
+        os.unlink(leftover.id)
 
 
 def _remove_partial(path):

@@ -249,6 +249,8 @@ def test_sweep_removes_a_killed_conversion_and_stale_files(
     partial = body + ".part"
     for path in (body, partial):
         open(path, "w").close()
+    sysprep = body + ".sysprep"  # libguestfs' temporary files
+    os.makedirs(os.path.join(sysprep, "libguestfsXyZ"))
     # qemu-img convert, still writing after its build process was killed.
     convert = subprocess.Popen(
         ["qemu-img", "-c", "import time; time.sleep(3600)", "convert", body,
@@ -271,6 +273,7 @@ def test_sweep_removes_a_killed_conversion_and_stale_files(
             ("store", "process", str(convert.pid)),
             ("store", "partial image data", body),
             ("store", "partial image data", partial),
+            ("store", "partial image data", sysprep),
             ("store", "partial record", stale),
             ("store", "partial download", dead_download)]
         assert convert.poll() is None
@@ -279,7 +282,8 @@ def test_sweep_removes_a_killed_conversion_and_stale_files(
             (kind, None) for _, kind, _ in planned]
         assert convert.wait(10) == -9
         assert not any(os.path.exists(p)
-                       for p in (body, partial, stale, dead_download))
+                       for p in (body, partial, sysprep, stale,
+                                 dead_download))
         assert os.path.exists(downloads[os.getpid()])  # its writer is alive
     finally:
         convert.kill()
