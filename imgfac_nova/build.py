@@ -427,8 +427,7 @@ class Builder:
     def _ended(self, record):
         """Mark the active ``record`` whose process died FAILED, naming the
         step it was at."""
-        self._fail(record, "%s at %d %%: %s" % (
-            guard.ENDED, record.percent_complete, record.activity))
+        self._fail(record, guard.ended_error(record))
 
     def sweep(self, values, dry_run=False):
         """Remove what crashed builds left behind: in the store, the

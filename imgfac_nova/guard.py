@@ -18,6 +18,13 @@ from novaimagebuilder import sweep
 ENDED = "the build process ended unexpectedly"
 
 
+def ended_error(record):
+    """The error of the active ``record`` whose process died, naming the
+    step it was at."""
+    return "%s at %d %%: %s" % (ENDED, record.percent_complete,
+                                record.activity)
+
+
 def owner_pid(record):
     """The pid of the process running ``record``'s build when it runs on this
     host, else None."""
@@ -77,7 +84,10 @@ class Guard:
                 self._live.add(record.identifier)
             else:
                 self._ended(record)
-                record = dataclasses.replace(record, status=images.FAILED)
+                record = dataclasses.replace(
+                    record, status=images.FAILED, status_detail={
+                        "activity": record.activity,
+                        "error": ended_error(record)})
         elif record.status == images.COMPLETE:
             self._results |= results(record)
         self._records[record.identifier] = record

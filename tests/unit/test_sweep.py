@@ -100,9 +100,9 @@ def image_store(plugin_site, tmp_path):
 
 
 def _add(image_store, status, pid, activity="Waiting for SSH on 10.0.0.5:22",
-         **fields):
+         type=images.BASE_IMAGE, **fields):
     record = images.ImageRecord(
-        type=images.BASE_IMAGE, status=status, percent_complete=60,
+        type=type, status=status, percent_complete=60,
         worker="%s:%d" % (socket.gethostname(), pid),
         status_detail={"activity": activity, "error": None}, **fields)
     return image_store.add(record)
@@ -288,6 +288,26 @@ def test_sweep_removes_a_killed_conversion_and_stale_files(
     finally:
         convert.kill()
         convert.wait()
+
+
+def test_a_killed_push_to_a_defined_provider_is_reported(image_store):
+    from imgfac_nova.plugins import formats
+    definition = '{"glance-host": "glance.invalid"}'
+    killed = _add(image_store, images.BUILDING, _dead_pid(),
+                  activity="Uploading to glance.invalid: 3 of 300 MiB",
+                  type=images.PROVIDER_IMAGE, target="qcow2",
+                  provider=definition)
+    failed = _add(image_store, images.FAILED, _dead_pid(),
+                  type=images.PROVIDER_IMAGE, target="qcow2",
+                  provider=definition)
+    image_store.update(failed.identifier, status_detail={
+        "activity": "Uploading", "error": "Glance refused (HTTP 403)"})
+    outcomes = formats.DiskFormats(None).sweep(_guard(image_store), {})
+    # Its credentials are not stored: what it left cannot be listed; the
+    # push that failed by itself removed its image on the way.
+    assert [(o.leftover.build, o.error) for o in outcomes] == [(
+        killed.identifier, "its credentials are not stored: remove them with "
+        "'imgfac-nova delete %s --credentials FILE'" % killed.identifier)]
 
 
 def _fake_vm(build_id, workdir):
