@@ -414,44 +414,55 @@ class Builder:
 
     # -- after crashes -----------------------------------------------------------
 
-    def running_builds(self):
-        """Ids of builds whose process is alive; records of builds whose
-        process died are marked FAILED on the way."""
-        return {record.identifier for record in self.store.list()
-                if record.status in images.ACTIVE_STATUSES
-                and self._still_running(record)}
-
-    def _still_running(self, record):
-        """True when an active record's build runs here or on another host;
-        one whose process died is marked FAILED, naming the step it was at."""
+    @staticmethod
+    def _still_running(record):
+        """True when an active record's build runs here or on another host
+        (another host's process is not ours to judge)."""
         pid = guard.owner_pid(record)
         if pid is not None and guard.alive(pid):
             return True
         host = (record.worker or "").rpartition(":")[0]
-        if host and host != socket.gethostname():
-            return True  # another host's: not ours to judge
-        self._fail(record, "the build process ended unexpectedly at %d %%: %s"
-                   % (record.percent_complete, record.activity))
-        return False
+        return bool(host) and host != socket.gethostname()
+
+    def _ended(self, record):
+        """Mark the active ``record`` whose process died FAILED, naming the
+        step it was at."""
+        self._fail(record, guard.ended_error(record))
 
     def sweep(self, values, dry_run=False):
-        """Remove what crashed builds left behind: the store's partial data,
-        then every OS and cloud plugin's leftovers, never what
+        """Remove what crashed builds left behind: in the store, the
+        processes still writing a failed image's data (a conversion's
+        qemu-img), that partial data and half-written records, the media
+        cache's partial downloads, then every OS and cloud plugin's
+        leftovers (the plugins get the guard); never what
         :class:`guard.Guard` protects. Returns ``[(where, Outcome)]`` in
-        removal order."""
-        keep = guard.Guard(self.store, self._still_running)
+        removal order. A dry run changes nothing, records included."""
+        from imgfac_nova.plugins import common
+        from novaimagebuilder import media
+        from novaimagebuilder import qemu
+        keep = guard.Guard(self.store, self._still_running,
+                           None if dry_run else self._ended)
+        cache_dir = common.media_cache_dir(self.conf)
+        downloads = media.MediaCache(cache_dir).partial() \
+            if os.path.isdir(cache_dir) else []
         found = [("store", outcome) for outcome in sweep.remove(
-            self._partial_data(), [sweep.Kind("partial image data",
-                                              lambda leftover: os.unlink(
-                                                  leftover.id))],
-            keep.protects, dry_run=dry_run, explain=one_line, log=LOG)]
+            self._partial_data(keep) + downloads + [
+                sweep.Leftover(None, "partial record", path, path)
+                for path in self.store.stale_temporaries()], [
+                sweep.Kind("process", lambda leftover: qemu.kill(
+                    int(leftover.id)), lambda leftover: qemu.wait_gone(
+                        int(leftover.id))),
+                sweep.Kind("partial image data", _unlink),
+                sweep.Kind("partial record", _unlink),
+                sweep.Kind("partial download", _unlink)],
+            keep, dry_run=dry_run, explain=one_line, log=LOG)]
         for name, cls in sorted(self.plugins.os_plugins.items()) + sorted(
                 self.plugins.cloud_plugins.items()):
             plugin = cls(self.conf)
             typed = params.resolve(plugin.parameters, values, name,
                                    COMMON_PARAMETERS)
             found += [(name, outcome) for outcome in plugin.sweep(
-                keep.protects, typed, dry_run)]
+                keep, typed, dry_run)]
         return found
 
     def jeos_caches(self, values):
@@ -486,13 +497,30 @@ class Builder:
                      entry.name)
         return [(name, entry) for name, cache, entry in chosen]
 
-    def _partial_data(self):
-        """The ``.body`` of failed builds (e.g. a conversion killed half-way):
-        a failed image has no data."""
+    def _partial_data(self, keep):
+        """What failed builds left of their image data: the ``<id>.body``
+        and its conversion's ``<id>.body.*`` files and virt-sysprep's
+        ``<id>.body.sysprep`` directory (a failed image has no data), after
+        the processes still using them."""
+        from novaimagebuilder import qemu
+        prefixes = {self.store.body_path(record.identifier): record
+                    for record in keep.failed()}
+        if not prefixes:
+            return []
         found = []
-        for record in self.store.list({"status": images.FAILED}):
-            path = self.store.body_path(record.identifier)
-            if os.path.exists(path):
+        for pid, argv in qemu.processes(None):
+            using = [p for p in prefixes if any(p in arg for arg in argv)]
+            if using and pid != os.getpid():
+                record = prefixes[using[0]]
+                found.append(sweep.Leftover(
+                    record.identifier, "process", str(pid), " ".join(
+                        argv)[:200], owner=record.worker))
+        directory = self.store.path
+        for name in sorted(os.listdir(directory)):
+            path = os.path.join(directory, name)
+            record = prefixes.get(path) or prefixes.get(
+                path.rsplit(".", 1)[0])
+            if record is not None:
                 found.append(sweep.Leftover(record.identifier,
                                             "partial image data", path, path,
                                             owner=record.worker))
@@ -539,6 +567,13 @@ def _build_log(path):
     finally:
         root.removeHandler(handler)
         handler.close()
+
+
+def _unlink(leftover):
+    if os.path.isdir(leftover.id):
+        shutil.rmtree(leftover.id)
+    else:
+        os.unlink(leftover.id)
 
 
 def _remove_partial(path):

@@ -1,17 +1,28 @@
 """What a sweep must never touch, decided in one place.
 
-:meth:`Guard.protects` is the one predicate every plugin's sweep asks before
-removing a leftover: a running build's resources, a finished build's result,
-a JEOS cache entry, and anything whose owning process is still alive (the
-"host:pid" builds tag their resources with, so a sweep from another image
-store leaves them alone too) stay.
+:meth:`Guard.protects` (calling the guard does the same) is the one
+predicate every plugin's sweep asks before removing a leftover: a running
+build's resources, a finished build's result, a JEOS cache entry, and anything
+whose owning process is still alive (the "host:pid" builds tag their resources
+with, so a sweep from another image store leaves them alone too) stay.
 """
+import dataclasses
 import os
 import socket
 
 from imgfac_nova import images
 from imgfac_nova import store as store_mod
 from novaimagebuilder import sweep
+
+#: How the error of a build whose process died begins.
+ENDED = "the build process ended unexpectedly"
+
+
+def ended_error(record):
+    """The error of the active ``record`` whose process died, naming the
+    step it was at."""
+    return "%s at %d %%: %s" % (ENDED, record.percent_complete,
+                                record.activity)
 
 
 def owner_pid(record):
@@ -52,11 +63,15 @@ def results(record):
 
 class Guard:
     """Keeps what must not be swept. ``running(record)`` says whether an
-    active record's build is still running (and marks it FAILED when not)."""
+    active record's build is still running; ``ended(record)``, when given, is
+    called for one whose process is gone (the builder marks it FAILED; a dry
+    run gives none, so nothing changes). Either way the guard counts such a
+    build as failed."""
 
-    def __init__(self, store, running):
+    def __init__(self, store, running, ended=None):
         self._store = store
         self._running = running
+        self._ended = ended or (lambda record: None)
         self._records = {}
         self._live = set()
         self._results = set()
@@ -68,12 +83,24 @@ class Guard:
             if self._running(record):
                 self._live.add(record.identifier)
             else:
-                record = self._store.get(record.identifier)  # now FAILED
+                self._ended(record)
+                record = dataclasses.replace(
+                    record, status=images.FAILED, status_detail={
+                        "activity": record.activity,
+                        "error": ended_error(record)})
         elif record.status == images.COMPLETE:
             self._results |= results(record)
         self._records[record.identifier] = record
 
+    def failed(self):
+        """The failed image records, as this sweep sees them (builds whose
+        process died included)."""
+        return [record for record in self._records.values()
+                if record is not None and record.status == images.FAILED]
+
     def _record(self, build):
+        if build is None:
+            return None
         if build not in self._records:
             # A build that started after the sweep did: its record exists
             # before any of its resources do.
@@ -92,6 +119,9 @@ class Guard:
         if pid is not None:
             return alive(pid)
         return record is None or record.status in images.ACTIVE_STATUSES
+
+    def __call__(self, leftover):
+        return self.protects(leftover)
 
     def protects(self, leftover):
         """Why ``leftover`` must stay, or None when it may be removed."""

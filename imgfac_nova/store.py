@@ -88,6 +88,17 @@ class ImageStore:
                 os.unlink(tmp)
             raise
 
+    def stale_temporaries(self):
+        """Temporary files a killed writer left: every write holds the
+        store's lock while its temporary file exists, so any found with the
+        lock held are stale."""
+        if not os.path.isdir(self.path):
+            return []
+        with self._locked():
+            return [os.path.join(self.path, name)
+                    for name in sorted(os.listdir(self.path))
+                    if name.startswith(".tmp-")]
+
     def add(self, record):
         """Save a new record; its id must not be in use."""
         with self._locked():

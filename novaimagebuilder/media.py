@@ -3,12 +3,18 @@
 Downloads are cached by content (sha256) under a cache directory; a URL seen
 before is revalidated with a conditional GET, so unchanged media is never
 downloaded twice. An ISO checksum given by the template is verified.
+
+A download (and the URL index) is written to a partial file named for the
+process writing it, ``.download-<host>:<pid>-*``, and renamed into place when
+complete; :meth:`MediaCache.partial` lists those a killed process left, for
+the sweep.
 """
 import dataclasses
 import hashlib
 import json
 import logging
 import os
+import socket
 import tempfile
 import urllib.error
 import urllib.parse
@@ -29,6 +35,13 @@ KERNEL_CANDIDATES = (
      "install/netboot/ubuntu-installer/amd64/initrd.gz"),
 )
 _CHUNK = 1024 * 1024
+#: Prefixes of the cache's partial files.
+PARTIAL_PREFIXES = (".download-", ".index-")
+
+
+def _partial(prefix):
+    """The mkstemp prefix of a partial file this process writes."""
+    return "%s%s:%d-" % (prefix, socket.gethostname(), os.getpid())
 
 
 @dataclasses.dataclass
@@ -59,13 +72,34 @@ class MediaCache:
     def _remember(self, url, entry):
         index = self._index()
         index[url] = entry
-        fd, tmp = tempfile.mkstemp(dir=self.path, prefix=".index-")
+        fd, tmp = tempfile.mkstemp(dir=self.path, prefix=_partial(".index-"))
         with os.fdopen(fd, "w") as handle:
             json.dump(index, handle, indent=1)
         os.replace(tmp, self._index_path)
 
     def file(self, digest):
         return os.path.join(self.path, digest)
+
+    def partial(self):
+        """The partial files in the cache, as sweep Leftovers ("partial
+        download", owned by the "host:pid" that writes it; None when its name
+        does not say)."""
+        from novaimagebuilder import sweep
+        try:
+            names = sorted(os.listdir(self.path))
+        except FileNotFoundError:
+            return []
+        found = []
+        for name in names:
+            prefix = next((p for p in PARTIAL_PREFIXES
+                           if name.startswith(p)), None)
+            if prefix is None:
+                continue
+            owner = name[len(prefix):].rpartition("-")[0]
+            path = os.path.join(self.path, name)
+            found.append(sweep.Leftover(None, "partial download", path, path,
+                                        owner=owner if ":" in owner else None))
+        return found
 
     def fetch(self, url, cancel=None):
         """The cached path and sha256 of what ``url`` serves now."""
@@ -97,7 +131,8 @@ class MediaCache:
 
     def _store(self, response, url, cancel):
         sha = hashlib.sha256()
-        fd, tmp = tempfile.mkstemp(dir=self.path, prefix=".download-")
+        fd, tmp = tempfile.mkstemp(dir=self.path,
+                                   prefix=_partial(".download-"))
         try:
             with os.fdopen(fd, "wb") as handle:
                 while True:

@@ -203,8 +203,10 @@ class VM:
         shutil.rmtree(self._socket_dir, ignore_errors=True)
 
 
-def processes():
-    """``(pid, argv)`` of the QEMU processes running on this host."""
+def processes(program="qemu-system"):
+    """``(pid, argv)`` of the processes running on this host whose program
+    name starts with ``program`` (QEMU's by default; every process with
+    None)."""
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -213,7 +215,8 @@ def processes():
                 argv = handle.read().decode(errors="replace").split("\0")
         except OSError:
             continue
-        if os.path.basename(argv[0]).startswith("qemu-system"):
+        if argv[0] and (program is None or
+                        os.path.basename(argv[0]).startswith(program)):
             yield int(entry), argv
 
 

@@ -19,9 +19,10 @@ JEOS_CACHE = "jeos-cache"
 @dataclasses.dataclass(frozen=True)
 class Leftover:
     """One resource a build made: ``kind`` ("server", "work directory", ...),
-    the backend's ``id`` and a human ``name``."""
+    the backend's ``id`` and a human ``name``; ``build`` is None for what
+    builds share (the media cache's partial downloads)."""
 
-    build: str
+    build: str | None
     kind: str
     id: str
     name: str
@@ -33,6 +34,8 @@ class Leftover:
     def __str__(self):
         named = self.name if self.name == self.id else "%s (%s)" % (
             self.name, self.id)
+        if self.build is None:
+            return "%s %s" % (self.kind, named)
         return "%s %s of build %s" % (self.kind, named, self.build)
 
 

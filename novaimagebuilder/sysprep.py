@@ -8,6 +8,7 @@ distributions' own places for each piece of identity. It runs with the
 it works (:func:`novaimagebuilder.qemu.choose_accelerator`), else TCG.
 """
 import os
+import shutil
 import subprocess
 import tempfile
 
@@ -48,12 +49,22 @@ def environment():
 
 def run(disk, disk_format, operations=OPERATIONS, timeout=1800, cancel=None):
     """Run virt-sysprep on ``disk`` (modified in place); a failure is a
-    one-line BuildError."""
+    one-line BuildError. libguestfs' temporary files go to ``<disk>.sysprep``,
+    removed afterwards (and by a sweep when the build was killed)."""
+    workdir = disk + ".sysprep"
+    os.makedirs(workdir, exist_ok=True)
+    env = dict(environment(), LIBGUESTFS_TMPDIR=workdir)
+    try:
+        _run(disk, disk_format, operations, timeout, cancel, env)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _run(disk, disk_format, operations, timeout, cancel, env):
     with tempfile.TemporaryFile() as output:
         try:
             proc = subprocess.Popen(command(disk, disk_format, operations),
-                                    stdout=output, stderr=output,
-                                    env=environment())
+                                    stdout=output, stderr=output, env=env)
         except FileNotFoundError:
             raise errors.BuildError("virt-sysprep is not installed (Debian: "
                                     "apt-get install libguestfs-tools)") \

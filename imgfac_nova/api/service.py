@@ -55,11 +55,13 @@ class BuildService:
         return job if job is not None and not job.wait(0) else None
 
     def recover(self):
-        """Fail and sweep the builds of a killed daemon; returns the lines
-        ``sweep`` reports."""
+        """Fail and sweep the builds of a killed daemon (the sweep logs each
+        removal and refusal); returns ``sweep``'s ``[(where, Outcome)]``."""
         found = self.builder().sweep({})
-        for plugin, line in found:
-            LOG.warning("Removed (%s): %s", plugin, line)
+        refused = [outcome for _, outcome in found if outcome.error]
+        if found:
+            LOG.warning("Swept %d leftovers of earlier builds; %d could not "
+                        "be removed", len(found), len(refused))
         return found
 
     def shutdown(self, callback_timeout=10):

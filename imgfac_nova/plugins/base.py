@@ -51,7 +51,8 @@ class Plugin(abc.ABC):
         """Remove what crashed builds left behind: the resources tagged with a
         build id (servers, work files, a provider's half-uploaded images),
         except those ``protected(leftover)`` keeps (it returns a
-        reason, or None), in dependency order, through
+        reason, or None; ``protected.failed()`` lists the image records the
+        sweep counts as failed), in dependency order, through
         :func:`novaimagebuilder.sweep.remove`. Returns its Outcomes (with
         ``dry_run``, what would be removed). Default: nothing to sweep."""
         return []

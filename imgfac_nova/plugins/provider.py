@@ -14,6 +14,7 @@ import dataclasses
 import json
 import logging
 import os
+import socket
 
 from imgfac_nova import images
 from imgfac_nova.parameters import Parameter
@@ -262,7 +263,11 @@ class GlanceProvider(base.CloudPlugin):
             raise errors.BuildError("target image %s has no data to push"
                                     % target_image.identifier)
         glance_properties = dict(props.get("glance_properties") or {})
+        # Tagged with the push and, as every temporary resource, its owner
+        # (a sweep leaves a live push alone and removes a killed one's).
         glance_properties.update({nova.BUILD_TAG: build.identifier,
+                                  nova.OWNER_TAG: "%s:%d" % (
+                                      socket.gethostname(), os.getpid()),
                                   "imgfac_target_image":
                                       target_image.identifier})
         definition = parsed.definition
@@ -306,10 +311,73 @@ class GlanceProvider(base.CloudPlugin):
                 LOG.error("Left behind on the provider: %s", "; ".join(left))
 
     def delete_from_provider(self, image, provider, credentials, parameters):
-        """Delete the provider image from the provider's Glance."""
+        """Delete the provider image from the provider's Glance; for a push
+        that failed, whatever it left there (images tagged with its id)."""
         from novaimagebuilder import glance
-        if not image.identifier_on_provider:
+        if not image.identifier_on_provider and \
+                image.status != images.FAILED:
             return
-        parsed = parse_provider(provider)
-        glance.delete(connect(parsed, credentials).glance,
-                      image.identifier_on_provider)
+        client = connect(parse_provider(provider), credentials).glance
+        found = {image.identifier_on_provider} - {None}
+        if image.status == images.FAILED:
+            found |= {leftover.id for leftover in _pushed(client, image)}
+        for glance_id in sorted(found):
+            glance.delete(client, glance_id)
+
+    def sweep(self, protected, parameters, dry_run=False):
+        """Remove what failed pushes of this plugin's targets left in a
+        provider's Glance (a queued or half-uploaded image, tagged with the
+        push's id), reached through the provider's clouds.yaml entry
+        (``@CLOUD``). A provider given by definition cannot be reached:
+        its credentials are never stored. A push to one whose process died is
+        reported, one line, with the command that removes what it left."""
+        from imgfac_nova import guard
+        from novaimagebuilder import glance
+        from novaimagebuilder import sweep
+        targets = {target.lower() for target in self.info.targets}
+        found, unreachable, clients = [], [], {}
+        for record in protected.failed():
+            if record.type != images.PROVIDER_IMAGE or \
+                    (record.target or "").lower() not in targets:
+                continue
+            where = sweep.Leftover(record.identifier, "provider image",
+                                   record.provider, "images on provider %s"
+                                   % record.provider, owner=record.worker)
+            parsed = parse_provider(record.provider)
+            if not parsed.cloud:
+                if (record.error or "").startswith(guard.ENDED) and \
+                        not protected(where):
+                    unreachable.append(sweep.Outcome(where, (
+                        "its credentials are not stored: remove them with "
+                        "'imgfac-nova delete %s --credentials FILE'")
+                        % record.identifier))
+                continue
+            try:
+                client = connect(parsed, None).glance
+                pushed = _pushed(client, record)
+            except errors.BuildError as exc:
+                if not protected(where):
+                    unreachable.append(sweep.Outcome(where, str(exc)))
+                continue
+            clients.update({leftover.id: client for leftover in pushed})
+            found += pushed
+        kinds = [sweep.Kind("provider image", lambda leftover: glance.delete(
+            clients[leftover.id], leftover.id))]
+        return sweep.remove(found, kinds, protected, dry_run=dry_run,
+                            log=LOG) + unreachable
+
+
+def _pushed(client, record):
+    """The images the push ``record`` made in a provider's Glance (``client``),
+    as sweep Leftovers."""
+    from novaimagebuilder import glance
+    from novaimagebuilder import nova
+    from novaimagebuilder import sweep
+    found = glance.call(
+        "listing the images of push %s on provider %s" % (
+            record.identifier, record.provider), lambda: list(
+            client.images.list(filters={nova.BUILD_TAG: record.identifier})))
+    return [sweep.Leftover(record.identifier, "provider image", image.id,
+                           "%s on provider %s" % (image.name, record.provider),
+                           owner=record.worker) for image in found
+            if image.get(nova.BUILD_TAG) == record.identifier]

@@ -239,10 +239,13 @@ def remove_jeos_cache(admin_conn):
 
 def local_left(store, build_id):
     """What this machine still holds of build ``build_id``: its QEMU
-    processes, work files in the store, QMP socket directories."""
+    processes and any process using the store (qemu-img, virt-sysprep),
+    work files in the store, QMP socket directories."""
     import tempfile
     from novaimagebuilder import qemu
-    left = [("QEMU process", pid) for pid, argv in qemu.processes()
+    left = [("QEMU process" if os.path.basename(argv[0]).startswith(
+        "qemu-system") else "process %s" % os.path.basename(argv[0]), pid)
+            for pid, argv in qemu.processes(None)
             if qemu.build_of(argv) == build_id
             or any(store in arg for arg in argv)]
     left += [("store file", name) for name in store_leftovers(store)]

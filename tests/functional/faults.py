@@ -2,12 +2,16 @@
 the imgfac-nova command with a fault at one pipeline step.
 
 The product has no such option. This wrapper patches
-``Pipeline.progress`` in its own process only; the environment says where:
+``BuildContext.progress`` (where every step of a base, target or provider
+image reports) in its own process only; the environment says where (PERCENT
+is optional):
 
-- ``IMGFAC_TEST_FAULT=MODE:ACTIVITY`` -- when the build reports an activity
-  starting with ACTIVITY (the start of a step, with everything earlier steps
-  made in place), MODE ``error`` raises a BuildError there, as a failing
-  cloud or VM call does (once the test has seen the resources: after
+- ``IMGFAC_TEST_FAULT=MODE:ACTIVITY@PERCENT`` -- when the build reports
+  an activity starting with ACTIVITY (the start of a step, with everything
+  earlier steps made in place; with PERCENT, once it is that far: inside the
+  step, e.g. while qemu-img converts), MODE ``error`` raises a BuildError
+  there, as a failing cloud or VM call does (once the test has seen the
+  resources: after
   ``IMGFAC_TEST_FAULT_MARK`` is written, it waits up to a minute for
   ``MARK.go``); MODE ``pause`` writes the mark and waits until the build is
   cancelled, so the test can send SIGTERM, or kill -9, at that step.
@@ -19,17 +23,21 @@ INJECTED = "injected fault"
 
 
 def install(spec, mark):
+    from imgfac_nova import build
     from novaimagebuilder import errors
-    from novaimagebuilder import pipeline
     from novaimagebuilder import waiter
 
     mode, _, prefix = spec.partition(":")
-    original = pipeline.Pipeline.progress
+    prefix, _, at = prefix.partition("@")
+    original = build.BuildContext.progress
+    fired = []
 
     def progress(self, percent, activity):
         original(self, percent, activity)
-        if not activity.startswith(prefix):
+        if fired or not activity.startswith(prefix) or \
+                percent < int(at or 0):
             return
+        fired.append(activity)
         with open(mark + ".tmp", "w") as handle:
             handle.write(activity)
         os.replace(mark + ".tmp", mark)
@@ -39,10 +47,10 @@ def install(spec, mark):
                     break
             raise errors.BuildError("%s at %d %%: %s"
                                     % (INJECTED, percent, activity))
-        self.cancel.wait()
+        self.cancel_event.wait()
         raise errors.Cancelled()
 
-    pipeline.Pipeline.progress = progress
+    build.BuildContext.progress = progress
 
 
 if __name__ == "__main__":

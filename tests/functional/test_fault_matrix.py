@@ -5,6 +5,9 @@ machine, and its record is FAILED with a one-line error naming the step.
 
 Faults come from the test-only wrapper tests/functional/faults.py. Each case is
 one build run up to its step: select rows with -k (e.g. ``-k "nova and SSH"``).
+The base-image steps build examples/test-cloud.tdl; the target and provider
+steps push the session's base image (built once per backend) to the test
+cloud's Glance as a qcow2 target (``provider_image qcow2 @imgfac-test``).
 A table row per case (backend, step, fault, leftovers, seconds to clean) is
 appended to ``$IMGFAC_FAULT_TABLE`` when set, and printed.
 """
@@ -19,7 +22,7 @@ from tests.functional import test_sweep
 
 #: (step, the activity that starts it) in pipeline order; test-cloud.tdl has
 #: one repository, two packages, one file and one command.
-STEPS = [
+BASE_STEPS = [
     ("media", "Fetching the install media"),
     ("installer-boot", "Booting the Debian installer"),
     ("install-wait", "Installing Debian 12"),
@@ -34,21 +37,39 @@ STEPS = [
     ("capture", "Capturing the image"),
     ("cleanup", "Cleaning up"),
 ]
+#: Steps a matching JEOS cache entry skips: their cases switch the cache off.
+BEFORE_JEOS = {"media", "installer-boot", "install-wait", "jeos-capture"}
+#: Steps of the image chain after the base image: the qemu-img conversion
+#: of the target, the upload to the provider's Glance (the image exists).
+CHAIN_STEPS = [
+    ("target", "Converting to qcow2"),
+    ("provider-push", "Uploading to "),
+]
+#: Where inside a step its fault comes, in percent of the image: the target's
+#: while qemu-img converts (it reports from 20 %).
+INSIDE = {"target": 21}
+STEPS = BASE_STEPS + CHAIN_STEPS
 FAULTS = ("error", "sigterm", "kill9")
+PROVIDER = "@imgfac-test"
 
 
 @pytest.fixture
 def envs(test_cloud):
     base = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
     base["PYTHONPATH"] = builds.REPO
-    return {"local": dict(base), "nova": dict(base, **test_cloud.exports)}
+    # A local build has no cloud; its push names the provider's clouds.yaml
+    # entry, found through OS_CLIENT_CONFIG_FILE alone.
+    local = dict(base, OS_CLIENT_CONFIG_FILE=test_cloud.clouds_yaml)
+    return {"local": local, "nova": dict(base, **test_cloud.exports)}
 
 
-def _args(backend):
+def _base_args(backend, step):
+    cache = ("--parameter", "jeos_cache", "false") if step in BEFORE_JEOS \
+        else ()
     if backend == "nova":
-        return ("--parameters", test_sweep.EXAMPLE_PARAMETERS,
-                test_sweep.EXAMPLE)
-    return test_sweep.LOCAL_PARAMS + (test_sweep.EXAMPLE,)
+        return ("--parameters", test_sweep.EXAMPLE_PARAMETERS) + cache + (
+            test_sweep.EXAMPLE,)
+    return test_sweep.LOCAL_PARAMS + cache + (test_sweep.EXAMPLE,)
 
 
 def _wait_for_mark(proc, mark, timeout=1800):
@@ -59,10 +80,13 @@ def _wait_for_mark(proc, mark, timeout=1800):
         time.sleep(0.2)
 
 
-def _record(store):
-    metas = [n for n in os.listdir(store) if n.endswith(".meta")]
-    assert len(metas) == 1, metas
-    return builds.read_record(store, metas[0][:-len(".meta")])
+def _records(store):
+    """``{id: record}`` of the store."""
+    if not os.path.isdir(store):
+        return {}
+    return {name[:-len(".meta")]: builds.read_record(store,
+                                                     name[:-len(".meta")])
+            for name in os.listdir(store) if name.endswith(".meta")}
 
 
 def _table(row):
@@ -74,26 +98,40 @@ def _table(row):
             handle.write(line + "\n")
 
 
+def _where(request, backend, step, tmp):
+    """``(config, store, verb arguments)`` of the case: a new store for a
+    base-image step, the session base image's store for a chain step."""
+    if step not in dict(CHAIN_STEPS):
+        config, store = builds.write_config(tmp)
+        return config, store, ("base_image",) + _base_args(backend, step)
+    base = request.getfixturevalue(backend + "_base_image")
+    return base.config, base.store, (
+        "provider_image", "qcow2", PROVIDER, "-",
+        "--id", base.record["identifier"])
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("fault", FAULTS)
 @pytest.mark.parametrize("step,activity", STEPS, ids=[s for s, _ in STEPS])
 @pytest.mark.parametrize("backend", ("nova", "local"))
-def test_fault_leaves_nothing(backend, step, activity, fault, envs, setup,
-                              conn, admin_conn):
+def test_fault_leaves_nothing(backend, step, activity, fault, envs, request,
+                              tmp_path, conn, admin_conn):
     from novaimagebuilder import nova
-    config, store, tmp = setup
-    mark = str(tmp / "fault-mark")
+    config, store, args = _where(request, backend, step, tmp_path)
+    before = set(_records(store))
+    mark = str(tmp_path / "fault-mark")
     env = dict(envs[backend], IMGFAC_TEST_FAULT_MARK=mark,
-               IMGFAC_TEST_FAULT="%s:%s" % (
-                   "error" if fault == "error" else "pause", activity))
-    with open(tmp / "build.log", "w") as log:
-        proc = builds.start(config, "base_image", *_args(backend), env=env,
+               IMGFAC_TEST_FAULT="%s:%s@%d" % (
+                   "error" if fault == "error" else "pause", activity,
+                   INSIDE.get(step, 0)))
+    with open(tmp_path / "build.log", "w") as log:
+        proc = builds.start(config, *args, env=env,
                             module="tests.functional.faults", stderr=log)
         try:
             _wait_for_mark(proc, mark)
-            build_id = _record(store)["identifier"]
+            ours = set(_records(store)) - before
             seen = [found for found in nova.leftovers(conn)
-                    if found.build == build_id]
+                    if found.build in ours]
             started = time.monotonic()
             if fault == "error":
                 open(mark + ".go", "w").close()
@@ -112,11 +150,18 @@ def test_fault_leaves_nothing(backend, step, activity, fault, envs, setup,
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-    left = builds.cloud_left(admin_conn, build_id, seen) + \
-        builds.local_left(store, build_id)
-    record = _record(store)
-    error = record["status_detail"]["error"] or ""
+    records = {i: r for i, r in _records(store).items() if i not in before}
+    failed = [i for i, r in records.items() if r["status"] != "COMPLETE"]
+    left = []
+    for identifier in failed:
+        left += builds.cloud_left(admin_conn, identifier, seen) + \
+            builds.local_left(store, identifier)
+    faulted = [records[i] for i in failed
+               if activity in (records[i]["status_detail"]["error"] or "")]
+    error = faulted[0]["status_detail"]["error"] if faulted else \
+        "no record names %r" % activity
     _table((backend, step, fault, len(left), seconds, error[:70]))
     assert left == []
-    assert record["status"] == "FAILED"
-    assert len(error.splitlines()) == 1 and activity in error, error
+    assert faulted, {i: r["status_detail"] for i, r in records.items()}
+    assert all(records[i]["status"] == "FAILED" for i in failed)
+    assert len(error.splitlines()) == 1, error

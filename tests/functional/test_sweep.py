@@ -85,6 +85,7 @@ def test_nova_build_killed_during_ssh_wait_one_sweep(cloud_env, setup, conn,
     assert sorted(set(kinds), key=order.index) == order
     assert kinds == sorted(kinds, key=order.index)  # dependants first
     assert builds.cloud_left(admin_conn, build_id, seen)  # nothing removed
+    assert builds.read_record(store, build_id)["status"] == "BUILDING"
 
     swept = _sweep_once(config, cloud_env)
     assert swept.returncode == 0, swept.stderr

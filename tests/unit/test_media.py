@@ -129,3 +129,29 @@ def test_cancel_leaves_no_partial_file(tree, tmp_path):
     with pytest.raises(errors.Cancelled):
         cache.fetch(server.url("disc.iso"), cancel)
     assert os.listdir(tmp_path / "c") == []
+
+
+def test_a_download_is_written_to_a_file_named_for_its_process(tmp_path):
+    import io
+    import socket
+    cache = media.MediaCache(str(tmp_path / "c"))
+    seen = []
+
+    class Response(io.BytesIO):
+        def read(self, size=-1):
+            seen.extend(n for n in os.listdir(cache.path)
+                        if n.startswith("."))
+            return super().read(size)
+
+    cache._store(Response(b"data"), "http://example.invalid/x", None)
+    prefix = ".download-%s:%d-" % (socket.gethostname(), os.getpid())
+    assert seen and all(name.startswith(prefix) for name in seen)
+    # A partial file is the sweep's when its process is gone; it says whose.
+    dead = os.path.join(cache.path, ".download-%s:1234567-abcd1234"
+                        % socket.gethostname())
+    open(dead, "w").close()
+    legacy = os.path.join(cache.path, ".download-k2j3h4g5")
+    open(legacy, "w").close()
+    assert sorted((p.id, p.owner, p.build) for p in cache.partial()) == \
+        sorted([(dead, "%s:1234567" % socket.gethostname(), None),
+                (legacy, None, None)])

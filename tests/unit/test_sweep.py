@@ -100,17 +100,18 @@ def image_store(plugin_site, tmp_path):
 
 
 def _add(image_store, status, pid, activity="Waiting for SSH on 10.0.0.5:22",
-         **fields):
+         type=images.BASE_IMAGE, **fields):
     record = images.ImageRecord(
-        type=images.BASE_IMAGE, status=status, percent_complete=60,
+        type=type, status=status, percent_complete=60,
         worker="%s:%d" % (socket.gethostname(), pid),
         status_detail={"activity": activity, "error": None}, **fields)
     return image_store.add(record)
 
 
-def _guard(image_store):
-    return guard.Guard(image_store,
-                       build.Builder(None, image_store)._still_running)
+def _guard(image_store, dry_run=False):
+    builder = build.Builder(None, image_store)
+    return guard.Guard(image_store, builder._still_running,
+                       None if dry_run else builder._ended)
 
 
 def test_guard_keeps_running_builds_and_fails_dead_ones(image_store):
@@ -180,7 +181,8 @@ def test_sweep_removes_partial_data_of_failed_builds(plugin_site, image_store,
     for record in (dead, alive, done):
         with open(image_store.body_path(record.identifier), "wb") as handle:
             handle.write(b"half")
-    conf = types.SimpleNamespace(storage_path=image_store.path)
+    conf = types.SimpleNamespace(storage_path=image_store.path,
+                                 media_cache_path=image_store.path)
     builder = build.Builder(conf, image_store)
     found = [(where, str(o.leftover), o.error)
              for where, o in builder.sweep({}, dry_run=True)]
@@ -192,6 +194,120 @@ def test_sweep_removes_partial_data_of_failed_builds(plugin_site, image_store,
     assert not os.path.exists(body)
     assert os.path.exists(image_store.body_path(alive.identifier))
     assert os.path.exists(image_store.body_path(done.identifier))
+
+
+def test_a_dry_run_changes_nothing_and_lists_what_the_sweep_removes(
+        plugin_site, image_store, monkeypatch):
+    for name in ("OS_CLOUD", "OS_AUTH_URL"):
+        monkeypatch.delenv(name, raising=False)
+    # A conversion killed half-way: the record still says BUILDING.
+    dead = _add(image_store, images.BUILDING, _dead_pid(),
+                activity="Converting to qcow2")
+    body = image_store.body_path(dead.identifier)
+    with open(body, "wb") as handle:
+        handle.write(b"half")
+    before = image_store.get(dead.identifier)
+    builder = build.Builder(types.SimpleNamespace(
+        storage_path=image_store.path, media_cache_path=image_store.path),
+        image_store)
+    planned = [(where, str(o.leftover), o.error)
+               for where, o in builder.sweep({}, dry_run=True)]
+    assert planned == [("store", "partial image data %s of build %s"
+                        % (body, dead.identifier), None)]
+    assert image_store.get(dead.identifier) == before
+    assert os.path.exists(body)
+    done = [(where, str(o.leftover), o.error)
+            for where, o in builder.sweep({})]
+    assert done == planned
+    failed = image_store.get(dead.identifier)
+    assert (failed.status, failed.error) == (
+        images.FAILED, "the build process ended unexpectedly at 60 %: "
+        "Converting to qcow2")
+    assert not os.path.exists(body)
+
+
+def test_a_dry_run_guard_counts_dead_builds_failed_without_marking(
+        image_store):
+    dead = _add(image_store, images.BUILDING, _dead_pid())
+    keep = _guard(image_store, dry_run=True)
+    assert keep.protects(sweep.Leftover(dead.identifier, "image", "x", "r",
+                                        role=sweep.RESULT)) is None
+    assert [r.identifier for r in keep.failed()] == [dead.identifier]
+    assert image_store.get(dead.identifier).status == images.BUILDING
+
+
+def test_sweep_removes_a_killed_conversion_and_stale_files(
+        plugin_site, image_store, tmp_path, monkeypatch):
+    for name in ("OS_CLOUD", "OS_AUTH_URL"):
+        monkeypatch.delenv(name, raising=False)
+    cache = tmp_path / "media"
+    conf = types.SimpleNamespace(storage_path=image_store.path,
+                                 media_cache_path=str(cache))
+    dead = _add(image_store, images.BUILDING, _dead_pid(),
+                activity="Converting to qcow2")
+    body = image_store.body_path(dead.identifier)
+    partial = body + ".part"
+    for path in (body, partial):
+        open(path, "w").close()
+    sysprep = body + ".sysprep"  # libguestfs' temporary files
+    os.makedirs(os.path.join(sysprep, "libguestfsXyZ"))
+    # qemu-img convert, still writing after its build process was killed.
+    convert = subprocess.Popen(
+        ["qemu-img", "-c", "import time; time.sleep(3600)", "convert", body,
+         partial], executable=sys.executable, start_new_session=True)
+    stale = os.path.join(image_store.path, ".tmp-k2j3h4g5.meta")
+    open(stale, "w").close()
+    os.makedirs(cache)
+    host = socket.gethostname()
+    downloads = {pid: str(cache / (".download-%s:%d-abcd1234" % (host, pid)))
+                 for pid in (_dead_pid(), os.getpid())}
+    for path in downloads.values():
+        open(path, "w").close()
+    try:
+        builder = build.Builder(conf, image_store)
+        planned = [(where, o.leftover.kind, o.leftover.id)
+                   for where, o in builder.sweep({}, dry_run=True)]
+        dead_download = next(p for pid, p in downloads.items()
+                             if pid != os.getpid())
+        assert planned == [
+            ("store", "process", str(convert.pid)),
+            ("store", "partial image data", body),
+            ("store", "partial image data", partial),
+            ("store", "partial image data", sysprep),
+            ("store", "partial record", stale),
+            ("store", "partial download", dead_download)]
+        assert convert.poll() is None
+        outcomes = builder.sweep({})
+        assert [(o.leftover.kind, o.error) for _, o in outcomes] == [
+            (kind, None) for _, kind, _ in planned]
+        assert convert.wait(10) == -9
+        assert not any(os.path.exists(p)
+                       for p in (body, partial, sysprep, stale,
+                                 dead_download))
+        assert os.path.exists(downloads[os.getpid()])  # its writer is alive
+    finally:
+        convert.kill()
+        convert.wait()
+
+
+def test_a_killed_push_to_a_defined_provider_is_reported(image_store):
+    from imgfac_nova.plugins import formats
+    definition = '{"glance-host": "glance.invalid"}'
+    killed = _add(image_store, images.BUILDING, _dead_pid(),
+                  activity="Uploading to glance.invalid: 3 of 300 MiB",
+                  type=images.PROVIDER_IMAGE, target="qcow2",
+                  provider=definition)
+    failed = _add(image_store, images.FAILED, _dead_pid(),
+                  type=images.PROVIDER_IMAGE, target="qcow2",
+                  provider=definition)
+    image_store.update(failed.identifier, status_detail={
+        "activity": "Uploading", "error": "Glance refused (HTTP 403)"})
+    outcomes = formats.DiskFormats(None).sweep(_guard(image_store), {})
+    # Its credentials are not stored: what it left cannot be listed; the
+    # push that failed by itself removed its image on the way.
+    assert [(o.leftover.build, o.error) for o in outcomes] == [(
+        killed.identifier, "its credentials are not stored: remove them with "
+        "'imgfac-nova delete %s --credentials FILE'" % killed.identifier)]
 
 
 def _fake_vm(build_id, workdir):
