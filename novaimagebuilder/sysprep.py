@@ -61,7 +61,7 @@ def run(disk, disk_format, operations=OPERATIONS, timeout=1800, cancel=None):
         try:
             waiter.wait_for("waiting for virt-sysprep", proc.poll,
                             lambda code: code is not None, timeout,
-                            cancel=cancel, interval=0.5, max_interval=2)
+                            cancel=cancel)
         finally:
             if proc.poll() is None:
                 proc.kill()
