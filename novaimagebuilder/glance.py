@@ -14,6 +14,7 @@ import hashlib
 import logging
 import os
 import queue
+import socket
 import threading
 
 from novaimagebuilder import errors
@@ -162,10 +163,15 @@ def upload(glance, path, undo, name, disk_format, container_format,
     after a failure deletes it. ``method`` is ``auto`` (image import when
     offered, else upload), ``glance-direct`` or ``upload``.
     ``progress(percent, bytes_sent)`` follows the bytes. Once the bytes are
-    checked, the image's ``imgfac_role`` becomes ``role``.
+    checked, the image's ``imgfac_role`` becomes ``role``. While the bytes
+    move, the image carries this process as its owner, so a sweep from any
+    image store leaves the upload alone.
     """
     props = dict(properties or {})
     props[nova.ROLE] = UPLOADING
+    owned_here = nova.OWNER_TAG not in props
+    props.setdefault(nova.OWNER_TAG, "%s:%d" % (socket.gethostname(),
+                                                os.getpid()))
     image = call("Glance could not create the image %s" % name,
                  glance.images.create, name=name, disk_format=disk_format,
                  container_format=container_format, visibility=visibility,
@@ -214,7 +220,8 @@ def upload(glance, path, undo, name, disk_format, container_format,
             "ours is %s" % (image.id, algorithm or "hash", active.get(
                 "os_hash_value") or "missing", ours))
     call("marking Glance image %s finished" % image.id, glance.images.update,
-         image.id, **{nova.ROLE: role})
+         image.id, remove_props=[nova.OWNER_TAG] if owned_here else None,
+         **{nova.ROLE: role})
     return glance.images.get(image.id)
 
 

@@ -3,10 +3,12 @@ install media uploaded once, hashed while read and checked against Glance's
 hash, reused by digest, not a leftover; and downloaded back intact."""
 import hashlib
 import os
+import socket
 import struct
 
 from novaimagebuilder import glance
 from novaimagebuilder import nova
+from novaimagebuilder import rollback
 
 
 def _iso(path, size=3 * 1024 ** 2):
@@ -45,3 +47,40 @@ def test_install_media_upload_checked_reused_and_kept(conn, tmp_path,
                            interface=conn.config.interface)
     glance.download(client, image_id, str(tmp_path / "back.iso"))
     assert (tmp_path / "back.iso").read_bytes() == data
+
+
+class _Recording:
+    """The real glanceclient images API, keeping Glance's answer to the
+    create (the image as it is while its bytes move)."""
+
+    def __init__(self, images):
+        self._images, self.created = images, None
+
+    def __getattr__(self, name):
+        return getattr(self._images, name)
+
+    def create(self, **kwargs):
+        self.created = self._images.create(**kwargs)
+        return self.created
+
+
+def test_upload_is_owned_while_it_runs_and_not_after(conn, tmp_path,
+                                                     cleanup, unique_name):
+    # A sweep from another image store must see a live upload's owner (it
+    # removed a provider push half-way before); the result keeps no owner.
+    _iso(tmp_path / "push.iso")
+    client = glance.client(conn.session, region=conn.config.region_name,
+                           interface=conn.config.interface)
+    client.images = _Recording(client.images)
+    undo = rollback.Rollback()
+    image = glance.upload(client, str(tmp_path / "push.iso"), undo,
+                          unique_name, "iso", "bare",
+                          properties={nova.BUILD_TAG: unique_name})
+    cleanup.append(lambda: conn.image.delete_image(image.id,
+                                                   ignore_missing=True))
+    assert client.images.created.id == image.id
+    assert client.images.created[nova.OWNER_TAG] == "%s:%d" % (
+        socket.gethostname(), os.getpid())
+    assert client.images.created[nova.ROLE] == "upload"
+    props = conn.image.get_image(image.id).properties
+    assert nova.OWNER_TAG not in props and props[nova.ROLE] == "image"
