@@ -385,6 +385,8 @@ class NovaBackend(pipeline.Backend):
                          screen=None):
         def poll():
             server = self.conn.compute.get_server(machine.id)
+            if _powered_off(server):
+                return server, None  # done: no console read to delay it
             if screen is None:
                 return server, len(self.console(machine, None))
             screen.update(self.console(machine,
