@@ -448,18 +448,20 @@ class _Reader:
 
     def __init__(self, source):
         self.source = source
-        self.lines = []
+        self.text = ""
 
     def error(self, where, message, column=None):
         """A TemplateError at an element (or line number)."""
         line = where if isinstance(where, int) else where.sourceline
-        if column is None and not isinstance(where, int) and line and \
-                line <= len(self.lines):
-            column = self.lines[line - 1].find("<" + str(where.tag)) + 1 or None
+        if column is None and not isinstance(where, int) and line:
+            # Split only for an error: a big template is not split to be read.
+            lines = self.text.splitlines()
+            if line <= len(lines):
+                column = lines[line - 1].find("<" + str(where.tag)) + 1 or None
         return TemplateError(self.source, line, message, column=column)
 
     def read(self, root, text):
-        self.lines = text.splitlines()
+        self.text = text
         if root.tag != "template":
             raise self.error(root, "the root element must be <template>, "
                              f"not <{root.tag}>")

@@ -6,11 +6,16 @@ cloud offers it, else the plain image upload; the bytes are hashed while they
 are read and Glance's ``os_hash_algo`` / ``os_hash_value`` must match. The
 image is pushed on the caller's rollback stack the moment it exists, so a
 failure at any point leaves no image behind. Downloads stream to a file and
-are checked by glanceclient against the same hash.
+are checked against the same hash. Hashing runs in a thread beside the
+transfer (:class:`StreamHash`), so it costs no time while the link is the
+slower part.
 """
 import hashlib
 import logging
 import os
+import queue
+import socket
+import threading
 
 from novaimagebuilder import errors
 from novaimagebuilder import nova
@@ -79,6 +84,39 @@ def import_methods(glance):
     return list((body.get("import-methods") or {}).get("value") or [])
 
 
+class StreamHash:
+    """A hashlib digest fed from a worker thread: ``update`` hands the chunk
+    over and returns (hashlib releases the GIL on large chunks, so hashing
+    runs beside the transfer); at most ``depth`` chunks wait in between."""
+
+    def __init__(self, algorithm, depth=8):
+        self._digest = hashlib.new(algorithm)
+        self._chunks = queue.Queue(maxsize=depth)
+        self._result = None
+        self._thread = threading.Thread(target=self._run, daemon=True,
+                                        name="hash-%s" % algorithm)
+        self._thread.start()
+
+    def _run(self):
+        for chunk in iter(self._chunks.get, None):
+            self._digest.update(chunk)
+
+    def update(self, chunk):
+        self._chunks.put(chunk)
+
+    def close(self):
+        """Stop the worker (after the chunks handed over so far)."""
+        if self._thread.is_alive():
+            self._chunks.put(None)
+            self._thread.join()
+
+    def hexdigest(self):
+        if self._result is None:
+            self.close()
+            self._result = self._digest.hexdigest()
+        return self._result
+
+
 class HashingReader:
     """Reads a file for an upload: hashes it, reports progress, stops when
     the build is cancelled."""
@@ -87,7 +125,7 @@ class HashingReader:
                  cancel=None):
         self.handle = handle
         self.size = size
-        self.digest = hashlib.new(algorithm)
+        self.digest = StreamHash(algorithm)
         self.done = 0
         self.progress = progress
         self.cancel = cancel
@@ -116,17 +154,24 @@ def file_hash(path, algorithm):
 
 def upload(glance, path, undo, name, disk_format, container_format,
            visibility="private", min_disk=0, min_ram=0, properties=None,
-           method="auto", progress=None, cancel=None, timeout=3600):
+           method="auto", progress=None, cancel=None, timeout=3600,
+           role=FINISHED):
     """Create the Glance image ``name`` from the file ``path``; returns the
     active image.
 
     The image is pushed on ``undo`` (a Rollback) as a result, so unwinding
     after a failure deletes it. ``method`` is ``auto`` (image import when
     offered, else upload), ``glance-direct`` or ``upload``.
-    ``progress(percent, bytes_sent)`` follows the bytes.
+    ``progress(percent, bytes_sent)`` follows the bytes. Once the bytes are
+    checked, the image's ``imgfac_role`` becomes ``role``. While the bytes
+    move, the image carries this process as its owner, so a sweep from any
+    image store leaves the upload alone.
     """
     props = dict(properties or {})
     props[nova.ROLE] = UPLOADING
+    owned_here = nova.OWNER_TAG not in props
+    props.setdefault(nova.OWNER_TAG, "%s:%d" % (socket.gethostname(),
+                                                os.getpid()))
     image = call("Glance could not create the image %s" % name,
                  glance.images.create, name=name, disk_format=disk_format,
                  container_format=container_format, visibility=visibility,
@@ -141,16 +186,21 @@ def upload(glance, path, undo, name, disk_format, container_format,
     size = os.path.getsize(path)
     with open(path, "rb") as handle:
         reader = HashingReader(handle, size, progress=progress, cancel=cancel)
-        if "glance-direct" in methods:
-            LOG.info("Staging %d bytes in Glance image %s", size, image.id)
-            call("staging the image data in Glance", glance.images.stage,
-                 image.id, reader, size)
-            call("importing the staged data", glance.images.image_import,
-                 image.id, method="glance-direct")
-        else:
-            LOG.info("Uploading %d bytes to Glance image %s", size, image.id)
-            call("uploading the image data to Glance", glance.images.upload,
-                 image.id, reader, size)
+        try:
+            if "glance-direct" in methods:
+                LOG.info("Staging %d bytes in Glance image %s", size,
+                         image.id)
+                call("staging the image data in Glance", glance.images.stage,
+                     image.id, reader, size)
+                call("importing the staged data", glance.images.image_import,
+                     image.id, method="glance-direct")
+            else:
+                LOG.info("Uploading %d bytes to Glance image %s", size,
+                         image.id)
+                call("uploading the image data to Glance",
+                     glance.images.upload, image.id, reader, size)
+        finally:
+            reader.digest.close()
     if reader.done != size:
         raise errors.BuildError("%s changed while it was uploaded" % path)
     active = waiter.wait_for(
@@ -170,7 +220,8 @@ def upload(glance, path, undo, name, disk_format, container_format,
             "ours is %s" % (image.id, algorithm or "hash", active.get(
                 "os_hash_value") or "missing", ours))
     call("marking Glance image %s finished" % image.id, glance.images.update,
-         image.id, **{nova.ROLE: FINISHED})
+         image.id, remove_props=[nova.OWNER_TAG] if owned_here else None,
+         **{nova.ROLE: role})
     return glance.images.get(image.id)
 
 
@@ -197,24 +248,46 @@ def delete(glance, image_id):
          image_id)
 
 
+def _expected_hash(image):
+    """``(algorithm, hex digest)`` Glance holds for the image's data: its
+    multihash, else the MD5 ``checksum`` of older images, else None."""
+    if image.get("os_hash_value") and image.get("os_hash_algo"):
+        return image["os_hash_algo"], image["os_hash_value"]
+    if image.get("checksum"):
+        return "md5", image["checksum"]
+    return None
+
+
 def download(glance, image_id, path, progress=None, cancel=None):
     """Stream the data of Glance image ``image_id`` to ``path``; checked
     against the image's hash. Nothing is left at ``path`` on failure."""
     image = call("reading Glance image %s" % image_id, glance.images.get,
                  image_id)
     size = image.get("size") or 0
+    expected = _expected_hash(image)
+    if expected is None:
+        LOG.warning("Glance image %s has no hash: its data is not checked",
+                    image_id)
     done = 0
+    digest = StreamHash(expected[0]) if expected else None
     try:
         data = call("downloading Glance image %s" % image_id,
-                    glance.images.data, image_id)
+                    glance.images.data, image_id, do_checksum=False)
         with open(path, "wb") as handle:
             for chunk in data:
                 if cancel is not None and cancel.is_set():
                     raise errors.Cancelled()
+                if digest is not None:
+                    digest.update(chunk)
                 handle.write(chunk)
                 done += len(chunk)
                 if progress is not None and size:
                     progress(100 * done // size, done)
+        if digest is not None and digest.hexdigest() != expected[1]:
+            raise errors.BuildError(
+                "Glance image %s arrived damaged: its %s is %s, the data's "
+                "is %s" % (image_id, expected[0], expected[1],
+                           digest.hexdigest()))
     except errors.BuildError:
         _remove(path)
         raise
@@ -224,6 +297,9 @@ def download(glance, image_id, path, progress=None, cancel=None):
             raise errors.BuildError("downloading Glance image %s: %s"
                                     % (image_id, explain(exc))) from None
         raise
+    finally:
+        if digest is not None:
+            digest.close()
     return image
 
 

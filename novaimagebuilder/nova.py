@@ -15,6 +15,7 @@ import tempfile
 import time
 
 from novaimagebuilder import errors
+from novaimagebuilder import glance
 from novaimagebuilder import initrd
 from novaimagebuilder import installer_screen
 from novaimagebuilder import jeos
@@ -234,14 +235,26 @@ class NovaBackend(pipeline.Backend):
                 return image.id
         name = "imgfac-nova-media-%s-%s" % (role, digest[:12])
         self.log.info("Uploading the %s to Glance as %s", role, name)
-        image = call(
-            "uploading the %s to Glance" % role, self.conn.image.create_image,
-            name, filename=path, disk_format=disk_format,
-            container_format=container_format, allow_duplicates=True,
-            wait=True, timeout=3600,
-            **{MEDIA_SHA256: digest, BUILD_TAG: self.build_id, ROLE: "media",
-               OWNER_TAG: self.owner}, **properties)
+        undo = rollback.Rollback(self.log)
+        succeeded = False
+        try:
+            image = glance.upload(
+                self._glance(), path, undo, name, disk_format,
+                container_format, method="upload", cancel=self.cancel,
+                role="media", properties=dict(properties, **{
+                    MEDIA_SHA256: digest, BUILD_TAG: self.build_id,
+                    OWNER_TAG: self.owner}))
+            succeeded = True
+        finally:
+            undo.unwind(succeeded)
         return image.id
+
+    def _glance(self):
+        """A glanceclient on this connection's session: image data is
+        streamed (and hashed while it is read) by :mod:`glance`."""
+        return glance.client(self.conn.session,
+                             region=self.conn.config.region_name,
+                             interface=self.conn.config.interface)
 
     # -- servers ---------------------------------------------------------------
 
@@ -380,6 +393,8 @@ class NovaBackend(pipeline.Backend):
                          screen=None):
         def poll():
             server = self.conn.compute.get_server(machine.id)
+            if _powered_off(server):
+                return server, None  # done: no console read to delay it
             if screen is None:
                 return server, len(self.console(machine, None))
             screen.update(self.console(machine,
@@ -395,7 +410,7 @@ class NovaBackend(pipeline.Backend):
             what, poll, lambda state: _powered_off(state[0]),
             failed=failed,
             activity=lambda state: state[1], inactivity=inactivity,
-            timeout=timeout, cancel=self.cancel, interval=2, max_interval=10)
+            timeout=timeout, cancel=self.cancel)
 
     def power_off(self, machine):
         call("stopping %s" % machine, self.conn.compute.stop_server,
@@ -434,7 +449,7 @@ class NovaBackend(pipeline.Backend):
                 % (role, image.id),
                 lambda: self.conn.image.get_image(image.id),
                 lambda i: i.status == "active", timeout=3600,
-                cancel=self.cancel, interval=2, max_interval=15,
+                cancel=self.cancel,
                 failed=lambda i: "Glance says the image is %s" % i.status
                 if i.status in ("killed", "deleted") else None)
             self._drop_boot_properties(image.id)
@@ -735,7 +750,7 @@ def _wait_server_gone(conn, server_id, timeout=300):
     waiter.wait_for(
         "waiting for server %s to be deleted" % server_id, poll,
         lambda server: server is None or server.status == "DELETED",
-        timeout=timeout, interval=1, max_interval=5,
+        timeout=timeout,
         failed=lambda server: _fault(server)
         if server.status == "ERROR" and not server.task_state else None)
 
@@ -751,8 +766,7 @@ def _wait_volume_gone(conn, volume_id, timeout=300):
 
     waiter.wait_for(
         "waiting for volume %s to be deleted" % volume_id, poll,
-        lambda volume: volume is None, timeout=timeout, interval=1,
-        max_interval=5,
+        lambda volume: volume is None, timeout=timeout,
         failed=lambda volume: "Cinder says %s" % volume.status
         if volume.status == "error_deleting" else None)
 

@@ -158,8 +158,7 @@ class VM:
                         failed=lambda state: screen and screen.stuck(),
                         activity=lambda state: screen.activity if screen
                         else state, inactivity=inactivity,
-                        timeout=timeout, cancel=cancel, interval=0.5,
-                        max_interval=2.0)
+                        timeout=timeout, cancel=cancel)
 
     def _qmp(self, command):
         with socket.socket(socket.AF_UNIX) as sock:

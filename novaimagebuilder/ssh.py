@@ -33,6 +33,9 @@ KEEP_LINES = 20
 #: What a connection attempt to a booting guest may raise and be retried:
 #: refused or reset connections, a banner cut short (EOFError), SSH errors.
 RETRYABLE = (OSError, EOFError, paramiko.SSHException)
+#: The longest pause between two SSH attempts while a guest boots (seconds):
+#: its SSH server is noticed this soon after it starts.
+SSH_RETRY_WITHIN = 2.0
 
 
 class SSHError(errors.BuildError):
@@ -287,7 +290,8 @@ class SSHGuest:
         last_error = "no attempt made"
         attempts = waiter.iterate(
             timeout, lambda: f"SSH on {self.address} not reachable: "
-            f"{last_error}", interval=0.5, max_interval=10.0, backoff=2.0)
+            f"{last_error}", interval=0.5, max_interval=SSH_RETRY_WITHIN,
+            backoff=2.0)
         try:
             for _ in attempts:
                 if cancelled is not None and cancelled():

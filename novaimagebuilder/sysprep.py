@@ -72,7 +72,7 @@ def _run(disk, disk_format, operations, timeout, cancel, env):
         try:
             waiter.wait_for("waiting for virt-sysprep", proc.poll,
                             lambda code: code is not None, timeout,
-                            cancel=cancel, interval=0.5, max_interval=2)
+                            cancel=cancel)
         finally:
             if proc.poll() is None:
                 proc.kill()

@@ -4,11 +4,20 @@
 deadline and raises :class:`~novaimagebuilder.errors.WaitTimeout` after it;
 :func:`wait_for` builds on it to poll a state until it is done, failed, stuck, or
 too late. Sleeping waits on the cancel event, so a Ctrl-C is noticed at once.
+
+A state wait polls often enough that a change is noticed within
+:data:`NOTICE_WITHIN` seconds (plus one poll): a build spends minutes in
+waits, and time between a server stopping and the build noticing is time
+taken from every build. Retries of an action that failed (SSH attempts,
+callbacks) back off further.
 """
 import threading
 import time
 
 from novaimagebuilder import errors
+
+#: The longest pause between two polls of a state (seconds).
+NOTICE_WITHIN = 1.5
 
 
 def iterate(timeout, message, interval=1.0, max_interval=10.0, backoff=1.5,
@@ -35,8 +44,8 @@ def iterate(timeout, message, interval=1.0, max_interval=10.0, backoff=1.5,
 
 
 def wait_for(what, poll, done, timeout, failed=None, activity=None,
-             inactivity=None, progress=None, cancel=None, interval=1.0,
-             max_interval=10.0, backoff=1.5):
+             inactivity=None, progress=None, cancel=None, interval=0.5,
+             max_interval=NOTICE_WITHIN, backoff=1.5):
     """Poll until ``done(state)``; return that state.
 
     - ``poll()`` returns the current state.

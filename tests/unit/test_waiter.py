@@ -75,3 +75,36 @@ def test_backoff_grows_to_max():
             break
     assert gaps[2] < gaps[5]
     assert max(gaps) < 0.5
+
+
+class _RecordingEvent(threading.Event):
+    """A cancel event that records each pause instead of sleeping it."""
+
+    def __init__(self):
+        super().__init__()
+        self.pauses = []
+
+    def wait(self, timeout=None):
+        self.pauses.append(timeout)
+        return False
+
+
+def test_state_waits_notice_a_change_within_the_notice_interval():
+    # A server that takes minutes to stop is still polled every
+    # NOTICE_WITHIN seconds at the end, so the build notices within it.
+    cancel = _RecordingEvent()
+    polls = iter(range(100))
+    waiter.wait_for("x", lambda: next(polls), lambda n: n == 40,
+                    timeout=3600, cancel=cancel)
+    assert len(cancel.pauses) == 40
+    assert cancel.pauses[0] == 0.5
+    assert cancel.pauses == sorted(cancel.pauses)
+    assert max(cancel.pauses) == waiter.NOTICE_WITHIN < 2
+
+
+def test_pause_never_overshoots_the_deadline():
+    cancel = _RecordingEvent()
+    with pytest.raises(errors.WaitTimeout):
+        waiter.wait_for("x", lambda: 1, lambda s: False, timeout=0.2,
+                        interval=5, cancel=cancel)
+    assert cancel.pauses and max(cancel.pauses) <= 0.2
