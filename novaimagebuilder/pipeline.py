@@ -273,6 +273,8 @@ class Pipeline:
             if jump is not None:
                 reached["jump_host"] = jump.address
             try:
+                if proxy is not None and parameters.get("proxy_tunnel"):
+                    proxy = proxy.tunnelled(session.forward_remote)
                 customize.customize(
                     session, template, self.log,
                     progress=lambda text: self.progress(70, text),

@@ -41,6 +41,27 @@ class Proxy:
             return None
         return cls(http, https, hosts, bool(parameters.get("proxy_persist")))
 
+    def tunnelled(self, forward):
+        """This proxy as the guest reaches it through SSH: each proxy's
+        host:port replaced by 127.0.0.1:N, N = ``forward(host, port)`` (one
+        forward per distinct proxy)."""
+        ports = {}
+
+        def local(url):
+            if not url:
+                return url
+            parts = urllib.parse.urlsplit(url)
+            where = (parts.hostname, parts.port or
+                     (443 if parts.scheme == "https" else 80))
+            if where not in ports:
+                ports[where] = forward(*where)
+            userinfo = parts.netloc.rpartition("@")[0]
+            netloc = "%s127.0.0.1:%d" % (userinfo + "@" if userinfo else "",
+                                         ports[where])
+            return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+        return dataclasses.replace(self, http=local(self.http),
+                                   https=local(self.https))
+
     def for_url(self, url):
         """The proxy for fetching ``url``: https_proxy for https:// (else
         http_proxy), http_proxy for anything else (else https_proxy)."""

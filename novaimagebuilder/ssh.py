@@ -28,6 +28,7 @@ import re
 import secrets
 import shlex
 import socket
+import threading
 import time
 
 import paramiko
@@ -678,6 +679,24 @@ class SSHGuest:
             transport = self._client.get_transport()
         return transport
 
+    # -- tunnels
+
+    def forward_remote(self, host, port):
+        """Make ``host:port``, as this machine reaches it, reachable inside
+        the guest at 127.0.0.1:N (an SSH remote forward, ``ssh -R``); returns
+        N. Each connection the guest makes there is relayed through the SSH
+        connection; the forward ends with it."""
+        transport = self._transport()
+
+        def accepted(channel, origin, server):
+            threading.Thread(target=_relay, args=(channel, host, port,
+                                                  self.logger),
+                             daemon=True).start()
+        bound = transport.request_port_forward("127.0.0.1", 0, accepted)
+        self.logger.info("Guest port 127.0.0.1:%d forwards to %s through SSH",
+                         bound, host_port(host, port))
+        return bound
+
     # -- commands
 
     def command_line(self, command, privileged=True, merge_stderr=True):
@@ -817,6 +836,41 @@ class _Lines:
     def _log(self, line):
         shown = line.rstrip("\r").rsplit("\r", 1)[-1]   # last progress update
         self.guest.logger.info("[%s] %s%s", self.name, self.label, shown)
+
+
+def _relay(channel, host, port, logger):
+    """Copy bytes both ways between ``channel`` and a new connection to
+    host:port until either side ends."""
+    try:
+        sock = socket.create_connection((host, port), timeout=10)
+    except OSError as exc:
+        logger.warning("Forwarded connection to %s failed: %s",
+                       host_port(host, port), _describe(exc))
+        channel.close()
+        return
+    sock.settimeout(None)
+
+    def pump(source, sink):
+        try:
+            while True:
+                data = source.recv(65536)
+                if not data:
+                    break
+                sink.sendall(data)
+        except (OSError, EOFError, paramiko.SSHException):
+            pass
+        try:  # one side ended: end both, so the other pump stops too
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        channel.close()
+
+    back = threading.Thread(target=pump, args=(sock, channel), daemon=True)
+    back.start()
+    pump(channel, sock)
+    back.join()
+    sock.close()
+    channel.close()
 
 
 def _drain_stderr(channel):

@@ -53,6 +53,9 @@ PIPELINE_PARAMETERS = (
               "reaches directly"),
     Parameter("proxy_persist", "keep the proxy settings in the image",
               type="bool", default=False),
+    Parameter("proxy_tunnel", "the guest reaches the proxies through the "
+              "build's SSH connection (a remote forward), for proxies only "
+              "the build host reaches", type="bool", default=False),
 )
 
 
@@ -67,7 +70,13 @@ def check_guest_access(parameters):
                       parameters.get("ssh_jump_key"),
                       parameters.get("ssh_jump_agent"),
                       parameters.get("ssh_jump_known_hosts"))
-        proxy.Proxy.from_parameters(parameters)
+        proxies = proxy.Proxy.from_parameters(parameters)
+        if parameters.get("proxy_tunnel") and not proxies:
+            raise ValueError("proxy_tunnel needs http_proxy or https_proxy")
+        if parameters.get("proxy_tunnel") and proxies.persist:
+            raise ValueError("a tunnelled proxy cannot persist in the image "
+                             "(the tunnel ends with the build): drop "
+                             "proxy_persist or proxy_tunnel")
     except ValueError as exc:
         raise errors.BuildError(str(exc)) from None
 
