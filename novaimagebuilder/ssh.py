@@ -299,13 +299,10 @@ def parse_jump_host(text):
         host, port = rest.split(":")
     else:
         host = rest
-    try:
-        port = int(port)
-        if not 0 < port < 65536:
-            raise ValueError
-    except ValueError:
-        raise ValueError(f"ssh_jump_host {text!r}: {port!r} is not a TCP "
-                         "port") from None
+    if not (str(port).isdigit() and 0 < int(port) < 65536):
+        raise ValueError(f"ssh_jump_host {text!r}: {str(port)!r} is not a "
+                         "TCP port")
+    port = int(port)
     return user or None, check_host(host, "ssh_jump_host"), port
 
 
