@@ -7,7 +7,9 @@ metadata service) and hands it to subiquity; the ``autoinstall`` kernel
 argument skips subiquity's confirmation. No ``ds=`` argument is needed:
 cloud-init finds the config drive by its label, as on any Nova server.
 
-It does what the other generators do (see installscript): mirror or ISO,
+It does what the other generators do (see installscript): mirror or ISO
+(through the build's proxy, the ``proxy`` key, removed from the installed
+system unless it persists),
 root password (SHA-512 crypt hash, or locked), ``default_user`` with
 passwordless sudo, ``ssh_public_key``, ``install_disk``, openssh-server,
 sudo and cloud-init, a serial console on the installed system, and a

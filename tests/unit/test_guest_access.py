@@ -3,6 +3,8 @@
 package managers."""
 
 import logging
+import subprocess
+import time
 import types
 
 import paramiko
@@ -413,3 +415,31 @@ def test_zypper_sysconfig_proxy_created_and_removed():
         b'PROXY_ENABLED="yes"\nHTTP_PROXY="http://p.example:3128/"\n'
         b'HTTPS_PROXY="http://p.example:3128/"\nNO_PROXY="repo.local"\n')
     assert guest.calls[-1][2] == "rm -f /etc/sysconfig/proxy"
+
+
+def test_jump_host_with_the_agents_keys(sshd_server, client_key, tmp_path,
+                                        monkeypatch):
+    socket_path = str(tmp_path / "agent.sock")
+    agent = subprocess.Popen(["ssh-agent", "-D", "-a", socket_path],
+                             stdout=subprocess.DEVNULL)
+    try:
+        key_path = str(tmp_path / "id")
+        client_key.write_private_key_file(key_path)
+        monkeypatch.setenv("SSH_AUTH_SOCK", socket_path)
+        for _ in range(50):
+            if subprocess.run(["ssh-add", "-q", key_path],
+                              stderr=subprocess.DEVNULL).returncode == 0:
+                break
+            time.sleep(0.1)
+        jump = ssh.jump_host("root@127.0.0.1:%d" % sshd_server.port,
+                             agent=True)
+        assert jump.pkey is None
+        with _guest(sshd_server, client_key, "any", jump=jump) as guest:
+            guest.wait_until_reachable(10)
+            assert guest.run("echo via-agent")[1] == "via-agent\n"
+        monkeypatch.setenv("SSH_AUTH_SOCK", str(tmp_path / "none"))
+        with pytest.raises(ValueError, match="the SSH agent has no keys"):
+            ssh.jump_host("jump", agent=True)
+    finally:
+        agent.terminate()
+        agent.wait()
