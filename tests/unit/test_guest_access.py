@@ -443,3 +443,23 @@ def test_jump_host_with_the_agents_keys(sshd_server, client_key, tmp_path,
     finally:
         agent.terminate()
         agent.wait()
+
+
+def test_the_record_says_how_the_guest_was_reached():
+    from imgfac_nova.plugins import common
+    recorded = {}
+    build = types.SimpleNamespace(
+        set_property=lambda name, value: recorded.update({name: value}))
+    common.record_ssh(build, {
+        "address": "[2001:db8::5]:22", "jump_host": "ops@bastion:22",
+        "policy": "console", "fingerprint": "SHA256:abc", "checked": False,
+        "key_type": "ssh-ed25519",
+        "warning": "the console showed no SSH host keys; accepted the first "
+                   "key offered"})
+    assert recorded == {
+        "ssh_address": "[2001:db8::5]:22", "ssh_jump_host": "ops@bastion:22",
+        "ssh_host_key_policy": "console",
+        "ssh_host_key_fingerprint": "SHA256:abc",
+        "ssh_host_key_checked": False,
+        "ssh_host_key_warning": "the console showed no SSH host keys; "
+                                "accepted the first key offered"}
