@@ -454,6 +454,38 @@ class Builder:
                 keep.protects, typed, dry_run)]
         return found
 
+    def jeos_caches(self, values):
+        """``[(plugin name, jeos.Cache)]`` of the OS plugins that keep a JEOS
+        cache for these parameters (the Nova plugin only with a cloud)."""
+        caches = []
+        for name in sorted(self.plugins.os_plugins):
+            plugin = self._plugin(name)
+            typed = params.resolve(plugin.parameters, values, name,
+                                   COMMON_PARAMETERS)
+            cache = plugin.jeos_cache(typed)
+            if cache is not None:
+                caches.append((name, cache))
+        return caches
+
+    def remove_jeos(self, values, ids=None):
+        """Remove the JEOS cache entries with these ids (every entry when
+        None); returns ``[(plugin name, Entry)]`` removed. An id no cache
+        holds is a BuildError, raised before anything is removed."""
+        chosen = [(name, cache, entry)
+                  for name, cache in self.jeos_caches(values)
+                  for entry in cache.entries()
+                  if ids is None or entry.id in ids or entry.key in ids]
+        unknown = set(ids or ()) - {entry.id for _, _, entry in chosen} - {
+            entry.key for _, _, entry in chosen}
+        if unknown:
+            raise errors.BuildError("no JEOS cache entry %s"
+                                    % ", ".join(sorted(unknown)))
+        for name, cache, entry in chosen:
+            cache.remove(entry)
+            LOG.info("Removed the JEOS cache entry %s (%s)", entry.id,
+                     entry.name)
+        return [(name, entry) for name, cache, entry in chosen]
+
     def _partial_data(self):
         """The ``.body`` of failed builds (e.g. a conversion killed half-way):
         a failed image has no data."""

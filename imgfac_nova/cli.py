@@ -6,10 +6,12 @@ build FAILED or a template does not validate, 2 for usage errors and bad input
 Heavy libraries are imported only once a verb runs, so ``--help`` is quick.
 """
 import argparse
+import dataclasses
 import json
 import signal
 import sys
 import threading
+import time
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -110,6 +112,15 @@ def build_parser():
                            "behind (cloud resources, VMs, work directories)")
     sub.add_argument("--dry-run", action="store_true",
                      help="only list what would be removed")
+    sub.add_argument("--jeos", action="store_true",
+                     help="remove every JEOS cache entry too")
+    _add_parameters(sub)
+
+    sub = verbs.add_parser("jeos", help="list the JEOS cache (installed "
+                           "systems builds reuse), or remove entries")
+    sub.add_argument("--remove", nargs="+", metavar="ID",
+                     help="remove these entries (Glance image ids or file "
+                          "paths as listed, or keys)")
     _add_parameters(sub)
 
     sub = verbs.add_parser("validate", help="check templates without "
@@ -422,9 +433,20 @@ def _print_plugin(info, detailed):
 
 def _sweep(args):
     from novaimagebuilder import errors
+    from novaimagebuilder import sweep
     builder = _builder(_conf(args))
+    values = _values(args)
     try:
-        found = builder.sweep(_values(args), dry_run=args.dry_run)
+        found = builder.sweep(values, dry_run=args.dry_run)
+        if args.jeos:
+            entries = [(name, cache, entry)
+                       for name, cache in builder.jeos_caches(values)
+                       for entry in cache.entries()]
+            if not args.dry_run:
+                builder.remove_jeos(values, [e.id for _, _, e in entries])
+            found += [(name, sweep.Outcome(sweep.Leftover(
+                entry.build or "-", "JEOS cache entry", entry.id, entry.name,
+                role=sweep.JEOS_CACHE))) for name, _, entry in entries]
     except errors.BuildError as exc:
         raise UsageError(str(exc)) from None
     verb = "Would remove" if args.dry_run else "Removed"
@@ -439,6 +461,38 @@ def _sweep(args):
     if not found:
         print("Nothing to sweep")
     return EXIT_FAILED if left else EXIT_OK
+
+
+def _jeos(args):
+    from novaimagebuilder import errors
+    builder = _builder(_conf(args))
+    values = _values(args)
+    try:
+        if args.remove:
+            for name, entry in builder.remove_jeos(values, args.remove):
+                print("Removed (%s): %s %s" % (name, entry.id, entry.name))
+            return EXIT_OK
+        rows = [(name, entry) for name, cache in builder.jeos_caches(values)
+                for entry in cache.entries()]
+    except errors.BuildError as exc:
+        raise UsageError(str(exc)) from None
+    rows.sort(key=lambda row: row[1].created, reverse=True)
+    if args.output == "json":
+        print(json.dumps([dict(dataclasses.asdict(entry), plugin=name)
+                          for name, entry in rows], indent=2, sort_keys=True))
+        return EXIT_OK
+    for name, entry in rows:
+        print("%-5s %s  %-20s %s  %s  key %s  build %s" % (
+            name, time.strftime("%Y-%m-%d %H:%M", time.gmtime(entry.created)),
+            entry.name, _size(entry.size), entry.id, entry.key[:12],
+            entry.build or "-"))
+    if not rows:
+        print("The JEOS cache is empty")
+    return EXIT_OK
+
+
+def _size(size):
+    return "%6.1f GiB" % (size / 1024 ** 3) if size else "      ? GiB"
 
 
 def _validate(args):
@@ -504,6 +558,7 @@ _VERBS = {
     "delete": _delete,
     "plugins": _plugins,
     "sweep": _sweep,
+    "jeos": _jeos,
     "validate": _validate,
 }
 

@@ -21,6 +21,17 @@ _opts = [
                     "ramdisks, ISOs) by checksum between builds. Default: "
                     "/var/cache/imgfac-nova/media for root, "
                     "~/.cache/imgfac-nova/media otherwise."),
+    cfg.StrOpt("jeos_cache_path",
+               sample_default="/var/cache/imgfac-nova/jeos",
+               help="Directory of the local plugin's JEOS cache (installed "
+                    "systems reused by builds that would install the same). "
+                    "Default: 'jeos' beside the media cache. The Nova plugin "
+                    "keeps its entries in Glance."),
+    cfg.IntOpt("jeos_cache_max_age", default=30, min=0,
+               help="Days a JEOS cache entry is used and kept; 0: no limit."),
+    cfg.IntOpt("jeos_cache_max_entries", default=10, min=1,
+               help="Most JEOS cache entries kept per cache (the local "
+                    "directory, a Glance project); the oldest go first."),
     cfg.StrOpt("os_plugin",
                help="OS plugin to use when more than one installed plugin "
                     "builds the template's OS. The os_plugin build parameter "

@@ -6,16 +6,23 @@ flattened into the final image. Everything lives in one work directory
 (the VMs' QMP sockets aside, see :mod:`qemu`); VMs are tagged with the build
 id.
 """
+import json
+import logging
 import os
+import shutil
+import tempfile
+import time
 import uuid
 
 from novaimagebuilder import configdrive
 from novaimagebuilder import errors
 from novaimagebuilder import formats
 from novaimagebuilder import initrd
+from novaimagebuilder import jeos
 from novaimagebuilder import pipeline
 from novaimagebuilder import qemu
 
+LOG = logging.getLogger(__name__)
 DEFAULT_DISK_SIZE = 10 * 1024 ** 3
 
 
@@ -32,6 +39,11 @@ class LocalBackend(pipeline.Backend):
         self.image_format = image_format
         self.cancel = cancel
         self._count = 0
+
+    def jeos_scope(self):
+        """The VM's memory shapes the install (swap), its CPUs may."""
+        return {"backend": self.name, "memory_mb": self.memory_mb,
+                "cpus": self.cpus}
 
     def _path(self, name):
         return os.path.join(self.workdir, name)
@@ -106,6 +118,10 @@ class LocalBackend(pipeline.Backend):
             os.unlink(captured)
 
     def boot_guest(self, jeos, user, public_key):
+        if os.path.dirname(os.path.abspath(jeos)) != os.path.abspath(
+                self.workdir):  # a JEOS cache entry: the build's own link
+            _link_or_copy(jeos, self._path("jeos.qcow2"))
+            jeos = self._path("jeos.qcow2")
         overlay = self._path("guest.qcow2")
         formats.qemu_img("create", "-q", "-f", "qcow2", "-b", jeos, "-F",
                          "qcow2", overlay)
@@ -118,3 +134,82 @@ class LocalBackend(pipeline.Backend):
 
     def ssh_address(self, machine):
         return "127.0.0.1", machine.ssh_port
+
+
+class JeosCache(jeos.Cache):
+    """JEOS cache entries as ``<key>.qcow2`` files with a ``<key>.json``
+    beside them, in a directory; builds use hard links (or copies) of them,
+    so removing an entry never pulls a disk from under a running VM."""
+
+    def __init__(self, path):
+        self.path = path
+        self.where = path
+
+    def _files(self, key):
+        base = os.path.join(self.path, key)
+        return base + ".qcow2", base + ".json"
+
+    def _read(self, key):
+        disk, meta = self._files(key)
+        with open(meta) as handle:
+            data = json.load(handle)
+        return jeos.Entry(key, disk, data["name"], float(data["created"]),
+                          data.get("build"), os.path.getsize(disk))
+
+    def entries(self):
+        try:
+            names = sorted(os.listdir(self.path))
+        except FileNotFoundError:
+            return []
+        found = []
+        for name in names:
+            if name.endswith(".json") and not name.startswith("."):
+                try:
+                    found.append(self._read(name[:-len(".json")]))
+                except (OSError, ValueError, KeyError):
+                    continue  # half-written or half-removed: not an entry
+        return found
+
+    def find(self, key):
+        try:
+            entry = self._read(key)
+            formats.qemu_img("check", "-q", entry.id)
+        except (OSError, ValueError, KeyError, errors.BuildError) as exc:
+            if any(os.path.exists(path) for path in self._files(key)):
+                LOG.warning("Ignoring the broken JEOS cache entry %s: %s; "
+                            "removing it", key, exc)
+                self.remove(jeos.Entry(key, self._files(key)[0], "", 0))
+            return None
+        return entry
+
+    def add(self, captured, key, name, build):
+        os.makedirs(self.path, exist_ok=True)
+        disk, meta = self._files(key)
+        _link_or_copy(captured, disk)
+        fd, tmp = tempfile.mkstemp(dir=self.path, prefix=".entry-")
+        with os.fdopen(fd, "w") as handle:
+            json.dump({"name": name, "created": time.time(), "build": build},
+                      handle)
+        os.replace(tmp, meta)  # the entry exists from here on
+        return self._read(key)
+
+    def remove(self, entry):
+        disk, meta = self._files(entry.key)
+        for path in (meta, disk):  # without its .json it is no entry
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+
+
+def _link_or_copy(source, destination):
+    """Put ``source`` at ``destination`` atomically: a hard link when both
+    are on one file system, else a copy."""
+    tmp = os.path.join(os.path.dirname(destination),
+                       ".%s.%s" % (os.path.basename(destination),
+                                   uuid.uuid4().hex[:8]))
+    try:
+        os.link(source, tmp)
+    except OSError:
+        shutil.copyfile(source, tmp)
+    os.replace(tmp, destination)

@@ -12,10 +12,12 @@ import os
 import socket
 import subprocess
 import tempfile
+import time
 
 from novaimagebuilder import errors
 from novaimagebuilder import initrd
 from novaimagebuilder import installer_screen
+from novaimagebuilder import jeos
 from novaimagebuilder import pipeline
 from novaimagebuilder import rollback
 from novaimagebuilder import sweep
@@ -235,6 +237,12 @@ class NovaBackend(pipeline.Backend):
         self.cancel = cancel
         self.log = log or LOG
         self.owner = "%s:%d" % (socket.gethostname(), os.getpid())
+
+    def jeos_scope(self):
+        """The flavor shapes the install (memory: swap; disk: partitions)."""
+        return {"backend": self.name, "flavor": {
+            "id": self.flavor.id, "ram": self.flavor.ram,
+            "disk": self.flavor.disk, "vcpus": self.flavor.vcpus}}
 
     # -- media -----------------------------------------------------------------
 
@@ -830,3 +838,74 @@ def _wait_volume_gone(conn, volume_id, timeout=300):
         max_interval=5,
         failed=lambda volume: "Cinder says %s" % volume.status
         if volume.status == "error_deleting" else None)
+
+
+#: Image properties of a JEOS cache entry (besides ROLE = "jeos-cache").
+JEOS_KEY = "imgfac_jeos_key"
+JEOS_NAME = "imgfac_jeos_os"
+JEOS_STORED = "imgfac_jeos_stored"
+
+
+class JeosCache(jeos.Cache):
+    """JEOS cache entries as private Glance images of the project, found by
+    their key property; they are never leftovers to a sweep."""
+
+    where = "Glance"
+
+    def __init__(self, conn, log=None):
+        self.conn = conn
+        self.log = log or LOG
+
+    def _images(self):
+        project = self.conn.current_project_id
+        for image in call("listing images", self.conn.image.images):
+            props = image.properties or {}
+            if props.get(ROLE) == sweep.JEOS_CACHE and image.owner == project:
+                yield image, props
+
+    @staticmethod
+    def _entry(image, props):
+        try:
+            stored = float(props.get(JEOS_STORED))
+        except (TypeError, ValueError):
+            stored = 0.0
+        return jeos.Entry(props.get(JEOS_KEY), image.id,
+                          props.get(JEOS_NAME) or image.name, stored,
+                          props.get(BUILD_TAG), image.size)
+
+    def entries(self):
+        return [self._entry(image, props) for image, props in self._images()]
+
+    def find(self, key):
+        found = sorted(((image, props) for image, props in self._images()
+                        if props.get(JEOS_KEY) == key),
+                       key=lambda pair: self._entry(*pair).created,
+                       reverse=True)
+        for image, props in found:
+            if image.status == "active" and image.size:
+                return self._entry(image, props)
+            self.log.warning("Ignoring the broken JEOS cache entry %s (Glance "
+                             "says it is %s); removing it", image.id,
+                             image.status)
+            self.remove(self._entry(image, props))
+        return None
+
+    def add(self, captured, key, name, build):
+        call("making image %s a JEOS cache entry" % captured,
+             self.conn.image.update_image, captured,
+             name="%sjeos-%s" % (NAME_PREFIX, key[:12]),
+             **{ROLE: sweep.JEOS_CACHE, JEOS_KEY: key, JEOS_NAME: name,
+                JEOS_STORED: "%d" % time.time()})
+        # No process owns an entry: a sweep must not judge it by one.
+        call("making image %s a JEOS cache entry" % captured,
+             self.conn.image.patch, "/images/%s" % captured,
+             json=[{"op": "remove", "path": "/" + OWNER_TAG}],
+             headers={"Content-Type":
+                      "application/openstack-images-v2.1-json-patch"})
+        image = call("reading image %s" % captured, self.conn.image.get_image,
+                     captured)
+        return self._entry(image, image.properties or {})
+
+    def remove(self, entry):
+        call("deleting the JEOS cache entry %s" % entry.id,
+             self.conn.image.delete_image, entry.id, ignore_missing=True)

@@ -4,6 +4,8 @@ install media -> installer machine -> (power-off) -> JEOS capture -> guest
 machine from the JEOS -> SSH customization -> ICICLE -> power-off -> image
 capture, with every resource on the rollback stack. A :class:`Backend` says how
 machines are booted, watched, captured and removed: in Nova, or with local QEMU.
+With a JEOS cache (:mod:`jeos`), a build whose JEOS is cached starts at the
+guest machine, and a build that installs keeps its JEOS there.
 """
 import abc
 import contextlib
@@ -94,12 +96,20 @@ class Backend(abc.ABC):
         """``(host, port)`` where the machine's SSH server can be reached
         (from the jump host, when the build has one)."""
 
+    def jeos_scope(self):
+        """What about this backend shapes an installed system (machine size,
+        ...), as a JSON-able dict for the JEOS cache key."""
+        return {"backend": self.name}
+
 
 @dataclasses.dataclass
 class Result:
     image: object  # the backend's handle of the final image
     icicle: str
     timings: dict
+    #: What the JEOS cache did: {"cache": "hit" | "stored" | "off",
+    #: "jeos": the JEOS's id when it is cached}.
+    jeos: dict = dataclasses.field(default_factory=dict)
     #: How the guest was reached: address, jump host, host-key policy and
     #: the accepted key (``SSHGuest.host_key``), for the image record.
     ssh: dict = dataclasses.field(default_factory=dict)
@@ -118,6 +128,7 @@ class Options:
     kernel_args: str | None = None
     disk_size: int | None = None  # bytes
     keep_on_failure: bool = False
+    jeos_cache: bool = True
 
     @classmethod
     def from_parameters(cls, parameters):
@@ -185,10 +196,17 @@ class Pipeline:
     """Runs one base-image build on a backend."""
 
     def __init__(self, backend, media_cache, progress=None, cancel=None,
-                 log=None):
+                 log=None, jeos_cache=None, jeos_policy=None, build_id=None,
+                 on_jeos=None):
+        from novaimagebuilder import jeos
         self.clock = _Clock()
         self.backend = _TimedBackend(backend, self.clock)
         self.media_cache = media_cache
+        self.jeos_cache = jeos_cache
+        self.jeos_policy = jeos_policy or jeos.Policy()
+        self.build_id = build_id
+        #: Told what the JEOS cache did (Result.jeos) as soon as it is known.
+        self._on_jeos = on_jeos or (lambda info: None)
         self._progress = progress or (lambda percent, activity: None)
         self.cancel = cancel
         self.log = log or LOG
@@ -231,33 +249,31 @@ class Pipeline:
         media = media_mod.fetch(template.os.install, self.media_cache,
                                 parameters.get("install_kernel"),
                                 parameters.get("install_ramdisk"), self.cancel)
-        self.progress(5, "Preparing the install media")
-        media_handle = backend.prepare_media(media)
-
-        self.clock.step("install")
         script, kind = self._install_script(template, parameters)
-        cmdline = " ".join(filter(None, [
-            "console=ttyS0", SCRIPT_KERNEL_ARGS.get(kind),
-            template.os.kernelparam, options.kernel_args]))
-        self.progress(8, "Booting the %s installer" % template.os.name)
-        installer = backend.boot_installer(media_handle, script, kind,
-                                           cmdline, options.disk_size)
-        installer_entry = undo.push(str(installer),
-                                    lambda: self.backend.delete(installer))
-        self.progress(10, "Installing %s %s (waiting for the installer to "
-                      "power off)" % (template.os.name, template.os.version))
-        self._wait_installer(installer, options)
-
-        self.clock.step("jeos")
-        self.progress(50, "Capturing the JEOS disk")
-        jeos = backend.capture(installer, "jeos")
-        undo.push("JEOS %s" % jeos, lambda: self.backend.discard(jeos))
-        undo.undo_now(installer_entry)
+        cache_key, entry = self._find_jeos(template, parameters, media,
+                                           options)
+        if entry is not None:
+            self.progress(50, "Reusing the cached JEOS %s (%s, stored %s)" % (
+                entry.id, entry.name, time.strftime(
+                    "%Y-%m-%d %H:%M", time.gmtime(entry.created))))
+            jeos_handle, jeos_info = entry.id, {"cache": "hit",
+                                                "jeos": entry.id}
+        else:
+            jeos_handle, discard = self._install(template, options, media,
+                                                 script, kind, undo)
+            jeos_info = {"cache": "off"}
+            if cache_key is not None:
+                stored = self._keep_jeos(jeos_handle, discard, cache_key,
+                                         template, undo)
+                jeos_handle = stored.id
+                jeos_info = {"cache": "stored", "jeos": stored.id}
+        self._on_jeos(jeos_info)
 
         self.clock.step("customize")
         self.progress(55, "Booting the JEOS to customize it")
         key, public_key = _throwaway_key()
-        guest = backend.boot_guest(jeos, options.default_user, public_key)
+        guest = backend.boot_guest(jeos_handle, options.default_user,
+                                   public_key)
         guest_entry = undo.push(str(guest), lambda: self.backend.delete(guest))
         host, port = backend.ssh_address(guest)
         jump = self._jump_host(parameters)
@@ -304,7 +320,71 @@ class Pipeline:
                   result=True)
         undo.undo_now(guest_entry)
         self.progress(98, "Cleaning up")
-        return Result(image, manifest, self.clock.result(), reached)
+        return Result(image, manifest, self.clock.result(), jeos_info,
+                      reached)
+
+    def _find_jeos(self, template, parameters, media, options):
+        """``(cache key, usable Entry or None)``; the key is None when the
+        build uses no JEOS cache."""
+        from novaimagebuilder import jeos
+        if self.jeos_cache is None or not options.jeos_cache:
+            return None, None
+        cache_key = jeos.key(template, parameters, media.sha256, dict(
+            self.backend.jeos_scope(), version=_version()))
+        with self.clock.waiting():
+            entry = self.jeos_cache.find(cache_key)
+        if entry is not None and not self.jeos_policy.usable(entry):
+            self.log.info("The cached JEOS %s has expired", entry.id)
+            entry = None
+        return cache_key, entry
+
+    def _install(self, template, options, media, script, kind, undo):
+        """Upload the media, run the installer, capture the JEOS; returns
+        the captured JEOS and its rollback entry."""
+        backend = self.backend
+        self.progress(5, "Preparing the install media")
+        media_handle = backend.prepare_media(media)
+
+        self.clock.step("install")
+        cmdline = " ".join(filter(None, [
+            "console=ttyS0", SCRIPT_KERNEL_ARGS.get(kind),
+            template.os.kernelparam, options.kernel_args]))
+        self.progress(8, "Booting the %s installer" % template.os.name)
+        installer = backend.boot_installer(media_handle, script, kind,
+                                           cmdline, options.disk_size)
+        installer_entry = undo.push(str(installer),
+                                    lambda: self.backend.delete(installer))
+        self.progress(10, "Installing %s %s (waiting for the installer to "
+                      "power off)" % (template.os.name, template.os.version))
+        self._wait_installer(installer, options)
+
+        self.clock.step("jeos")
+        self.progress(50, "Capturing the JEOS disk")
+        captured = backend.capture(installer, "jeos")
+        discard = undo.push("JEOS %s" % captured,
+                            lambda: self.backend.discard(captured))
+        undo.undo_now(installer_entry)
+        return captured, discard
+
+    def _keep_jeos(self, captured, discard, cache_key, template, undo):
+        """Make the captured JEOS a cache entry (it stays on the rollback
+        stack until it is one), then remove the entries that have expired."""
+        from novaimagebuilder import jeos
+        with self.clock.waiting():
+            stored = self.jeos_cache.add(captured, cache_key,
+                                         jeos.describe(template),
+                                         self.build_id)
+        undo.forget(discard)
+        self.log.info("Stored the JEOS in the JEOS cache (%s) as %s",
+                      self.jeos_cache.where, stored.id)
+        try:
+            with self.clock.waiting():
+                self.jeos_cache.prune(self.jeos_policy, keep={stored.id},
+                                      log=self.log)
+        except Exception as exc:  # an old entry left is no reason to fail
+            self.log.warning("Could not remove expired JEOS cache entries: "
+                             "%s", exc)
+        return stored
 
     def _cancelled(self):
         return self.cancel is not None and self.cancel.is_set()
@@ -374,6 +454,15 @@ def _checked(function, *args, **kwargs):
         return function(*args, **kwargs)
     except ValueError as exc:
         raise errors.BuildError(str(exc)) from None
+
+
+def _version():
+    """The product version: generated install scripts change with it."""
+    from importlib import metadata
+    try:
+        return metadata.version("imgfac-nova")
+    except metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def _throwaway_key():

@@ -29,6 +29,11 @@ class Rollback:
         self._stack.remove(entry)
         self._undo(entry)
 
+    def forget(self, entry):
+        """Drop one entry without undoing it (it is no longer the build's,
+        e.g. a JEOS now in the JEOS cache)."""
+        self._stack.remove(entry)
+
     @property
     def pending(self):
         """Descriptions of what would be undone, newest first."""

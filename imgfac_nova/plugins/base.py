@@ -72,6 +72,11 @@ class OSPlugin(Plugin):
         flavor, network...); raise with a one-line message when it is wrong.
         The default checks nothing."""
 
+    def jeos_cache(self, parameters):
+        """The novaimagebuilder.jeos.Cache this plugin keeps JEOS entries in
+        for these (resolved) parameters, or None when it keeps none."""
+        return None
+
     @abc.abstractmethod
     def create_base_image(self, build, template, parameters):
         """Build a base image from ``template``.

@@ -56,6 +56,10 @@ PIPELINE_PARAMETERS = (
     Parameter("proxy_tunnel", "the guest reaches the proxies through the "
               "build's SSH connection (a remote forward), for proxies only "
               "the build host reaches", type="bool", default=False),
+    Parameter("jeos_cache", "reuse a cached JEOS (installed OS) when nothing "
+              "that shapes the install changed, and cache the JEOS a build "
+              "installs; false: install afresh and keep nothing",
+              type="bool", default=True),
 )
 
 
@@ -120,14 +124,47 @@ def media_cache_dir(conf=None):
     return os.path.join(cache_home, "imgfac-nova", "media")
 
 
-def run_pipeline(build, backend, template, parameters, conf=None):
-    """Run the shared pipeline for ``build``; returns its Result."""
+def jeos_cache_dir(conf=None):
+    """Where the local plugin keeps cached JEOS disks: the jeos_cache_path
+    option, else beside the media cache."""
+    configured = getattr(conf, "jeos_cache_path", None)
+    return configured or os.path.join(
+        os.path.dirname(media_cache_dir(conf).rstrip("/")), "jeos")
+
+
+def jeos_policy(conf=None):
+    """The JEOS cache expiry the configuration sets."""
+    from novaimagebuilder import jeos
+    default = jeos.Policy()
+    days = getattr(conf, "jeos_cache_max_age", None)
+    return jeos.Policy(
+        max_age=default.max_age if days is None else days * 86400,
+        max_entries=getattr(conf, "jeos_cache_max_entries", None)
+        or default.max_entries)
+
+
+def _record_jeos(build, info):
+    """The record says whether the build reused a cached JEOS, stored its
+    own, or used none, and which."""
+    build.set_property("jeos_cache", info["cache"])
+    if info.get("jeos"):
+        build.set_property("jeos_image", info["jeos"])
+
+
+def run_pipeline(build, backend, template, parameters, conf=None,
+                 jeos_cache=None):
+    """Run the shared pipeline for ``build`` (with ``jeos_cache``, a
+    jeos.Cache, when the plugin keeps one); returns its Result."""
     from novaimagebuilder import media
     from novaimagebuilder import pipeline
 
     runner = pipeline.Pipeline(backend, media.MediaCache(media_cache_dir(conf)),
                                progress=build.progress,
-                               cancel=build.cancel_event, log=LOG)
+                               cancel=build.cancel_event, log=LOG,
+                               jeos_cache=jeos_cache,
+                               jeos_policy=jeos_policy(conf),
+                               build_id=build.identifier,
+                               on_jeos=lambda info: _record_jeos(build, info))
     result = runner.run(template, pipeline_parameters(template, parameters))
     build.set_icicle(result.icicle)
     for step, seconds in result.timings.items():

@@ -68,7 +68,8 @@ class LocalOS(base.OSPlugin):
                 image_format=parameters["image_format"],
                 cancel=build.cancel_event, build_id=build.identifier)
             result = common.run_pipeline(build, backend, template,
-                                         parameters, self.conf)
+                                         parameters, self.conf,
+                                         self.jeos_cache(parameters))
             os.replace(result.image, build.body_path)
             build.set_property("format", parameters["image_format"])
             succeeded = True
@@ -78,6 +79,10 @@ class LocalOS(base.OSPlugin):
             else:
                 LOG.warning("Kept the work directory %s (keep_on_failure); "
                             "remove it with: rm -rf %s", workdir, workdir)
+
+    def jeos_cache(self, parameters):
+        from novaimagebuilder import local
+        return local.JeosCache(common.jeos_cache_dir(self.conf))
 
     def sweep(self, protected, parameters, dry_run=False):
         """Kill the QEMU processes, then remove the work directories and QMP

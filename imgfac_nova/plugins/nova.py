@@ -125,10 +125,18 @@ class NovaOS(base.OSPlugin):
             cancel=build.cancel_event, log=LOG)
         build.progress(1, "Building in the cloud (flavor %s)"
                        % resolved["flavor"].name)
-        result = common.run_pipeline(build, backend, template, parameters,
-                                     self.conf)
+        result = common.run_pipeline(
+            build, backend, template, parameters, self.conf,
+            nova.JeosCache(resolved["conn"], log=LOG))
         build.set_property(images.GLANCE_ID_PROPERTY, result.image)
         build.set_property("glance_image_id", result.image)
+
+    def jeos_cache(self, parameters):
+        """The project's JEOS cache in Glance (when a cloud is configured)."""
+        from novaimagebuilder import nova
+        if not (parameters.get("cloud") or common.cloud_configured(self.conf)):
+            return None
+        return nova.JeosCache(self._connect(parameters), log=LOG)
 
     def delete_image(self, image, parameters):
         """Delete the Glance image of a base image."""

@@ -76,12 +76,23 @@ def with_install_script(params, directory):
                             write_script(directory))
 
 
+#: The local JEOS cache of this test session (set by conftest): builds of
+#: the same template and parameters share it, and only they.
+JEOS_CACHE_DIR = None
+
+
 def write_config(directory):
     store = os.path.join(str(directory), "store")
     path = os.path.join(str(directory), "imgfac-nova.conf")
     with open(path, "w") as handle:
         handle.write("[DEFAULT]\nstorage_path = %s\n" % store)
+        if JEOS_CACHE_DIR:
+            handle.write("jeos_cache_path = %s\n" % JEOS_CACHE_DIR)
     return path, store
+
+
+#: A build that must run the installer (tests of the install steps).
+FRESH_INSTALL = ("--parameter", "jeos_cache", "false")
 
 
 def imgfac(config, *args, env=None, timeout=1800):
@@ -189,7 +200,7 @@ def cloud_left(admin_conn, build_id, seen=()):
             or s.id in servers]
     left += [("image", i.name) for i in admin_conn.image.images()
              if (i.properties or {}).get(nova.BUILD_TAG) == build_id
-             and not _shared_media(i)]
+             and not _shared_media(i) and not _jeos_cache_entry(i)]
     left += [("security group", g.name)
              for g in admin_conn.network.security_groups()
              if tag in (g.tags or ()) or g.id in groups]
@@ -209,6 +220,21 @@ def _shared_media(image):
     """Install media a build uploaded and left, once active, for all."""
     return (image.properties or {}).get("imgfac_role") == "media" and \
         image.status == "active"
+
+
+def _jeos_cache_entry(image):
+    """A JEOS the build installed and kept for later builds (active)."""
+    from novaimagebuilder import sweep
+    return (image.properties or {}).get("imgfac_role") == sweep.JEOS_CACHE \
+        and image.status == "active"
+
+
+def remove_jeos_cache(admin_conn):
+    """Delete every JEOS cache entry in the test cloud's Glance."""
+    from novaimagebuilder import sweep
+    for image in list(admin_conn.image.images()):
+        if (image.properties or {}).get("imgfac_role") == sweep.JEOS_CACHE:
+            admin_conn.image.delete_image(image.id, ignore_missing=True)
 
 
 def local_left(store, build_id):

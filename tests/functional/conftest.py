@@ -87,13 +87,32 @@ def unique_name():
     return "imgfac-ft-" + uuid.uuid4().hex[:8]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def jeos_cache(tmp_path_factory):
+    """This session's JEOS caches: a fresh local directory, and no entries
+    in the test cloud's Glance from earlier sessions (removed again at the
+    end), so which build installs and which reuses is this session's doing."""
+    from tests.functional import builds
+    builds.JEOS_CACHE_DIR = str(tmp_path_factory.mktemp("jeos-cache"))
+    yield builds.JEOS_CACHE_DIR
+    builds.JEOS_CACHE_DIR = None
+
+
 @pytest.fixture(scope="session")
 def cloud_env(test_cloud):
-    """Environment of the imgfac-nova command for builds in the test cloud."""
+    """Environment of the imgfac-nova command for builds in the test cloud
+    (the Glance JEOS cache emptied before and after the session)."""
+    from tests.functional import builds
     env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
     env.update(test_cloud.exports)
     env["PYTHONPATH"] = REPO
-    return env
+    admin = test_cloud.connect("imgfac-test-admin")
+    try:
+        builds.remove_jeos_cache(admin)
+        yield env
+        builds.remove_jeos_cache(admin)
+    finally:
+        admin.close()
 
 
 @pytest.fixture(scope="session")

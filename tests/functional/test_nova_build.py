@@ -19,13 +19,17 @@ def build_resources(conn, build_id):
     """Everything in the cloud tagged with ``build_id`` (result included)."""
     from novaimagebuilder import nova
     from novaimagebuilder import sweep
-    return [("result image" if found.role == sweep.RESULT else found.kind,
-             found.name) for found in nova.leftovers(conn)
-            if found.build == build_id]
+    names = {sweep.RESULT: "result image",
+             sweep.JEOS_CACHE: "JEOS cache entry"}
+    return [(names.get(found.role, found.kind), found.name)
+            for found in nova.leftovers(conn) if found.build == build_id]
 
 
 def _assert_cloud_clean(conn, build_id):
-    assert build_resources(conn, build_id) == []
+    """Nothing of the build is left but, when it installed, its JEOS in the
+    JEOS cache."""
+    assert [kind for kind, _ in build_resources(conn, build_id)
+            if kind != "JEOS cache entry"] == []
 
 
 def test_nova_build_end_to_end(nova_base_image, conn):
@@ -40,9 +44,12 @@ def test_nova_build_end_to_end(nova_base_image, conn):
     assert '<package name="hello_' in image["icicle"].replace("'", '"')
     assert "ft-root-secret" not in open(os.path.join(
         nova_base_image.store, image["identifier"] + ".meta")).read()
-    # Only the result (and cached install media) remain.
-    assert build_resources(conn, image["identifier"]) == [
-        ("result image", glance.name)]
+    # Only the result (and cached install media and JEOS) remain.
+    assert sorted(build_resources(conn, image["identifier"])) == sorted(
+        [("result image", glance.name)] + (
+            [("JEOS cache entry", conn.image.get_image(
+                image["properties"]["jeos_image"]).name)]
+            if image["properties"]["jeos_cache"] == "stored" else []))
     print("nova build took %.0f s: %s"
           % (nova_base_image.seconds, image["timings"]))
 

@@ -120,8 +120,8 @@ def test_a_sweep_from_another_store_leaves_a_running_build_alone(
     other_config, _ = builds.write_config(other)
     with open(tmp / "build.log", "w") as log:
         proc = builds.start(config, "base_image", "--parameters",
-                            EXAMPLE_PARAMETERS, EXAMPLE, env=cloud_env,
-                            stderr=log)
+                            EXAMPLE_PARAMETERS, *builds.FRESH_INSTALL,
+                            EXAMPLE, env=cloud_env, stderr=log)
         try:
             record = builds.wait_for_record(
                 proc, store, lambda r: r["status_detail"]["activity"]

@@ -26,7 +26,9 @@ def test_list_opts_for_the_sample_generator():
     assert group == "DEFAULT"
     assert {o.name for o in opts} == {"storage_path", "media_cache_path",
                                       "os_plugin", "max_template_bytes",
-                                      "max_template_elements"}
+                                      "max_template_elements",
+                                      "jeos_cache_path", "jeos_cache_max_age",
+                                      "jeos_cache_max_entries"}
 
 
 def test_media_cache_path_option(tmp_path):
