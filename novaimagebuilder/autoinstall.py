@@ -7,7 +7,9 @@ metadata service) and hands it to subiquity; the ``autoinstall`` kernel
 argument skips subiquity's confirmation. No ``ds=`` argument is needed:
 cloud-init finds the config drive by its label, as on any Nova server.
 
-It does what the other generators do (see installscript): mirror or ISO,
+It does what the other generators do (see installscript): mirror or ISO
+(through the build's proxy, the ``proxy`` key, removed from the installed
+system unless it persists),
 root password (SHA-512 crypt hash, or locked), ``default_user`` with
 passwordless sudo, ``ssh_public_key``, ``install_disk``, openssh-server,
 sudo and cloud-init, a serial console on the installed system, and a
@@ -34,6 +36,11 @@ _CONSOLE = "console=tty0 console=ttyS0,115200n8"
 _INSTALLER_CLOUD_INIT = ("/target/etc/cloud/cloud.cfg.d/99-installer.cfg",
                          "/target/etc/cloud/ds-identify.cfg",
                          "/target/etc/cloud/cloud-init.disabled")
+#: Where subiquity/curtin leave the ``proxy`` in the installed system (apt,
+#: snapd); removed unless the proxy persists.
+_INSTALLED_PROXY = ("/target/etc/apt/apt.conf.d/90curtin-aptproxy",
+                    "/target/etc/systemd/system/snapd.service.d/"
+                    "snap_proxy.conf")
 
 
 def _mirror_uri(url):
@@ -44,9 +51,10 @@ def _mirror_uri(url):
     return urllib.parse.urlunsplit((parts.scheme, parts.netloc, path, "", ""))
 
 
-def _late_commands(template, account, key):
+def _late_commands(template, account, key, drop_proxy=False):
     quote = shlex.quote
-    commands = ["rm -f " + " ".join(_INSTALLER_CLOUD_INIT),
+    removed = _INSTALLER_CLOUD_INIT + (_INSTALLED_PROXY if drop_proxy else ())
+    commands = ["rm -f " + " ".join(removed),
                 f"echo {isc._hostname(template)} > /target/etc/hostname"]
     if template.os.rootpw:
         entry = "root:" + isc.password_hash(template.os.rootpw)
@@ -83,6 +91,7 @@ def _late_commands(template, account, key):
 def autoinstall(template, parameters=None):
     """The autoinstall user data for ``template``: ``(text, "autoinstall")``."""
     user, key, disk = isc._parameters(parameters)
+    proxy, persist = isc._install_proxy(template, parameters)
     account = user or (None if template.os.rootpw else "ubuntu")
     config = {
         "version": 1,
@@ -98,9 +107,12 @@ def autoinstall(template, parameters=None):
         # Present so subiquity needs no identity: the late-commands make
         # the user.
         "user-data": {},
-        "late-commands": _late_commands(template, account, key),
+        "late-commands": _late_commands(template, account, key,
+                                        bool(proxy) and not persist),
         "shutdown": "poweroff",
     }
+    if proxy:
+        config["proxy"] = proxy
     if template.os.install.type == "url":
         config["apt"].update({
             "preserve_sources_list": False,

@@ -2,9 +2,13 @@
 
 The order is Image Factory's (Oz's): repositories, precommands, packages,
 files, commands, then the repositories not marked persisted are removed
-again. Everything runs privileged through the guest object, which needs
-only ``run(command, privileged=, check=, timeout=, name=)`` and
-``put(data, path, mode, privileged=)`` (``ssh.SSHGuest`` has them).
+again. With a proxy (proxy.Proxy) the package manager is set to use it
+first (apt: an apt.conf.d file; dnf/yum: ``proxy=`` in the main
+configuration; zypper: /etc/sysconfig/proxy) and, unless it persists, set
+back at the end, so the image keeps no trace of it. Everything runs
+privileged through the guest object, which needs only ``run(command,
+privileged=, check=, timeout=, name=, merge_stderr=)`` and ``put(data,
+path, mode, privileged=)`` (``ssh.SSHGuest`` has them).
 
 The template is duck-typed: ``os.name``, ``repositories`` (``name url
 signed persisted sslverify cacert clientcert clientkey``), ``packages``
@@ -94,6 +98,20 @@ class _PackageManager:
         """The command refreshing the package index after repo removal."""
         raise NotImplementedError
 
+    #: The file holding the manager's proxy settings, and whether it is
+    #: ours alone (removed at the end) or a system file edited in place
+    #: (its original content written back at the end).
+    proxy_file = None
+    proxy_file_ours = False
+    #: Other files whose original holds the settings, when proxy_file is
+    #: absent (yum before dnf).
+    proxy_fallbacks = ()
+
+    def proxy_config(self, proxy, original):
+        """The content of ``proxy_file`` with ``proxy`` set, from its
+        ``original`` content (None: no such file)."""
+        raise NotImplementedError
+
 
 def _pem(text):
     return (text.strip() + "\n").encode("utf-8")
@@ -128,6 +146,22 @@ class _Dnf(_PackageManager):
     def refresh(self):
         return f"{self._PM} clean all"
 
+    proxy_file = "/etc/dnf/dnf.conf"
+    proxy_fallbacks = ("/etc/yum.conf",)
+
+    def proxy_config(self, proxy, original):
+        """``proxy=`` in [main] (dnf and yum take one proxy for every
+        repository: https_proxy when given, else http_proxy); dnf has no
+        no_proxy option, so no_proxy is not applied."""
+        lines = (original or "[main]\n").splitlines()
+        lines = [line for line in lines
+                 if not re.match(r"\s*proxy\s*=", line)]
+        if "[main]" not in (line.strip() for line in lines):
+            lines.insert(0, "[main]")
+        at = [line.strip() for line in lines].index("[main]") + 1
+        lines.insert(at, f"proxy={proxy.https or proxy.http}")
+        return "\n".join(lines) + "\n"
+
 
 class _Zypper(_PackageManager):
     """openSUSE and SLES (certificates are not supported)."""
@@ -150,6 +184,20 @@ class _Zypper(_PackageManager):
 
     def refresh(self):
         return "zypper --non-interactive refresh"
+
+    proxy_file = "/etc/sysconfig/proxy"
+    _PROXY_KEYS = ("PROXY_ENABLED", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY")
+
+    def proxy_config(self, proxy, original):
+        """libzypp reads its proxies from /etc/sysconfig/proxy."""
+        values = {"PROXY_ENABLED": "yes", "HTTP_PROXY": proxy.http or "",
+                  "HTTPS_PROXY": proxy.https or proxy.http or "",
+                  "NO_PROXY": ", ".join(proxy.no_proxy)}
+        lines = [line for line in (original or "").splitlines()
+                 if not re.match(r"\s*(%s)=" % "|".join(self._PROXY_KEYS),
+                                 line)]
+        lines += [f'{key}="{value}"' for key, value in values.items()]
+        return "\n".join(lines) + "\n"
 
 
 class _Apt(_PackageManager):
@@ -211,6 +259,20 @@ class _Apt(_PackageManager):
     def refresh(self):
         return self._ENV + "apt-get update"
 
+    proxy_file = "/etc/apt/apt.conf.d/90imgfac-nova-proxy"
+    proxy_file_ours = True
+
+    def proxy_config(self, proxy, original=None):
+        """Acquire::http(s)::Proxy, and DIRECT for each no_proxy host."""
+        lines = []
+        for scheme, url in (("http", proxy.http), ("https", proxy.https)):
+            if url:
+                lines.append(f'Acquire::{scheme}::Proxy "{url}";')
+                lines += [f'Acquire::{scheme}::Proxy::{host} "DIRECT";'
+                          for host in proxy.no_proxy
+                          if re.fullmatch(r"[A-Za-z0-9.-]+", host)]
+        return "".join(line + "\n" for line in lines)
+
 
 PACKAGE_MANAGERS = {"redhat": _Dnf, "debian": _Apt, "suse": _Zypper}
 
@@ -253,8 +315,10 @@ def _split_args(package):
 
 
 class _Customizer:
-    def __init__(self, guest, template, log, progress, cancelled):
+    def __init__(self, guest, template, log, progress, cancelled, proxy=None):
         self.guest = guest
+        self.proxy = proxy
+        self._proxy_original = None
         self.template = template
         self.log = log
         self.progress = progress or (lambda activity: None)
@@ -348,23 +412,59 @@ class _Customizer:
         self.run("rm -rf " + _quote_all(paths), "remove repositories")
         self.run(self.manager.refresh(), "refresh package index")
 
+    def set_proxy(self):
+        """Point the package manager at the proxy; remember what to undo."""
+        manager = self.manager
+        path = manager.proxy_file
+        original = None
+        if not manager.proxy_file_ours:
+            for candidate in (path, *manager.proxy_fallbacks):
+                status, text = self.guest.run(
+                    f"cat {shlex.quote(candidate)}", check=False,
+                    name=f"read {candidate}", merge_stderr=False)
+                if status == 0:
+                    path, original = candidate, text
+                    break
+        self.step(f"Setting the package manager's proxy ({path})")
+        if self.family == "redhat" and self.proxy.no_proxy:
+            self.log.warning("no_proxy does not apply to dnf/yum: they have "
+                             "no such setting")
+        self._proxy_original = (path, original)
+        self.guest.put(manager.proxy_config(self.proxy, original).encode(),
+                       path, 0o644, privileged=True)
+
+    def remove_proxy(self):
+        """Take the proxy settings out of the image again."""
+        path, original = self._proxy_original
+        self.step(f"Removing the package manager's proxy ({path})")
+        if original is None:
+            self.run(f"rm -f {shlex.quote(path)}", "remove proxy settings")
+        else:
+            self.guest.put(original.encode(), path, 0o644, privileged=True)
+
     def all(self):
+        if self.proxy is not None:
+            self.set_proxy()
         self.repositories()
         self.commands(self.template.precommands, "precommand")
         self.packages()
         self.files()
         self.commands(self.template.commands, "command")
         self.remove_repositories()
+        if self.proxy is not None and not self.proxy.persist:
+            self.remove_proxy()
 
 
-def customize(guest, template, log, progress=None, cancelled=None):
+def customize(guest, template, log, progress=None, cancelled=None,
+              proxy=None):
     """Apply ``template``'s repositories, packages, files and commands.
 
     ``log`` is a logger for step messages; ``progress(activity)`` is called
     with a one-line description before each step; ``cancelled()`` is
     checked between steps (true -> errors.Cancelled; it may also raise its
-    own exception). Raises UnsupportedOS (or BuildError for unusable
-    package arguments) before touching the guest, ssh.CommandFailed when a
-    step fails.
+    own exception). ``proxy`` (a proxy.Proxy) is set for the package
+    manager first and removed at the end unless it persists. Raises
+    UnsupportedOS (or BuildError for unusable package arguments) before
+    touching the guest, ssh.CommandFailed when a step fails.
     """
-    _Customizer(guest, template, log, progress, cancelled).all()
+    _Customizer(guest, template, log, progress, cancelled, proxy).all()

@@ -18,7 +18,11 @@ watches for the power-off to know the install finished.
 
 Parameters used (all optional): ``default_user`` (created with
 passwordless sudo, no password), ``ssh_public_key`` (authorized for
-that user, or root), ``install_disk`` (device name, default "vda").
+that user, or root), ``install_disk`` (device name, default "vda"),
+``http_proxy`` / ``https_proxy`` (the installer fetches through the one
+for its mirror's scheme: preseed ``mirror/<protocol>/proxy``, kickstart
+``url --proxy``, autoinstall ``proxy``; what the installer leaves of it
+in the installed system is removed unless ``proxy_persist``).
 
 The texts are written here, not copied from Oz's auto files. The root
 password (plain or hashed) is never logged.
@@ -135,6 +139,18 @@ def _parameters(parameters):
     return user, key, disk
 
 
+def _install_proxy(template, parameters):
+    """``(proxy URL for the install URL or None, persist)``."""
+    from novaimagebuilder import proxy as proxy_mod
+    try:
+        proxy = proxy_mod.Proxy.from_parameters(parameters or {})
+    except ValueError as exc:
+        raise InstallScriptError(str(exc)) from None
+    if proxy is None or template.os.install.type != "url":
+        return None, False
+    return proxy.for_url(template.os.install.url), proxy.persist
+
+
 def _hostname(template):
     name = re.sub(r"[^a-z0-9-]+", "-", template.name.lower()).strip("-")
     return name[:63].strip("-") or "imgfac"
@@ -157,8 +173,11 @@ def kickstart(template, parameters=None):
     ks.require_claimed(template)
     user, key, disk = _parameters(parameters)
     install = template.os.install
+    proxy, _ = _install_proxy(template, parameters)
     if install.type == "url":
         source = f'url --url="{install.url}"'
+        if proxy:
+            source += f' --proxy="{proxy}"'
     else:
         source = "cdrom"
     if template.os.rootpw:
@@ -256,6 +275,7 @@ def preseed(template, parameters=None):
         f"d-i netcfg/hostname string {_hostname(template)}",
         "d-i hw-detect/load_firmware boolean false",
     ]
+    proxy, persist = _install_proxy(template, parameters)
     if template.os.install.type == "url":
         protocol, host, directory, suite = _mirror(template)
         lines += [
@@ -263,7 +283,7 @@ def preseed(template, parameters=None):
             f"d-i mirror/protocol string {protocol}",
             f"d-i mirror/{protocol}/hostname string {host}",
             f"d-i mirror/{protocol}/directory string {directory}",
-            f"d-i mirror/{protocol}/proxy string",
+            f"d-i mirror/{protocol}/proxy string {proxy or ''}".rstrip(),
             f"d-i mirror/suite string {suite}",
         ]
     if template.os.rootpw:
@@ -312,7 +332,7 @@ def preseed(template, parameters=None):
         "d-i debian-installer/add-kernel-opts string console=tty0 "
         "console=ttyS0,115200n8",
     ]
-    late = _late_command(account, key)
+    late = _late_command(account, key, proxy and not persist)
     if late:
         lines.append(f"d-i preseed/late_command string {late}")
     lines += [
@@ -323,9 +343,14 @@ def preseed(template, parameters=None):
     return "\n".join(lines) + "\n", "preseed"
 
 
-def _late_command(account, key):
-    """Shell run in the installer at the end: sudo and the SSH key."""
+def _late_command(account, key, drop_proxy=False):
+    """Shell run in the installer at the end: sudo, the SSH key, and the
+    mirror proxy taken out of the installed apt configuration."""
     steps = []
+    if drop_proxy:
+        # apt-setup writes the mirror proxy to the installed apt.conf.
+        steps.append("sed -i '/^Acquire::[a-z]*::Proxy /d' "
+                     "/target/etc/apt/apt.conf")
     if account:
         sudoers = f"/etc/sudoers.d/90-imgfac-{account}"
         steps.append(f"echo {_b64(_sudoers_line(account))} | base64 -d "

@@ -27,6 +27,9 @@ import time
 #: Build parameters that change what the installer puts on the disk.
 KEY_PARAMETERS = ("install_script", "default_user", "ssh_public_key",
                   "install_disk", "disk_size", "kernel_args")
+#: And those that do only when the build generates its install script (the
+#: installer's mirror proxy, kept in the installed system when it persists).
+GENERATED_SCRIPT_PARAMETERS = ("http_proxy", "https_proxy", "proxy_persist")
 #: PBKDF2 rounds of the key: a fraction of a second per build.
 KEY_ROUNDS = 100_000
 _SALT = b"imgfac-nova JEOS cache key"
@@ -36,7 +39,9 @@ def key(template, parameters, media_sha256, scope):
     """The cache key (64 hex digits) of the JEOS a build installs."""
     material = {
         "os": dataclasses.asdict(template.os),
-        "parameters": {name: parameters.get(name) for name in KEY_PARAMETERS},
+        "parameters": {name: parameters.get(name) for name in KEY_PARAMETERS
+                       + (() if parameters.get("install_script")
+                          else GENERATED_SCRIPT_PARAMETERS)},
         "media": dict(media_sha256),
         "scope": dict(scope),
     }

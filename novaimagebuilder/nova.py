@@ -142,6 +142,36 @@ def check_stable_rescue(conn):
                 "2.1 (no microversions)"))
 
 
+def find_networks(conn, networks):
+    """The networks of a comma-separated list of names or ids, in order (a
+    NIC on each, in that order); without any, ``[find_network(conn,
+    None)]`` or [] when Nova may choose."""
+    names = [n.strip() for n in (networks or "").split(",") if n.strip()]
+    if not names:
+        found = find_network(conn, None)
+        return [found] if found is not None else []
+    found = [find_network(conn, name) for name in names]
+    ids = [n.id for n in found]
+    if len(set(ids)) != len(ids):
+        raise errors.BuildError("network %r names a network twice" % networks)
+    return found
+
+
+def find_ssh_network(conn, ssh_network, networks):
+    """The network of ``ssh_network`` (name or id), which must be one of the
+    build servers' ``networks``; None without one."""
+    if not ssh_network:
+        return None
+    wanted = find_network(conn, ssh_network)
+    if wanted.id not in {n.id for n in networks}:
+        raise errors.BuildError(
+            "ssh_network %r is not one of the build servers' networks (%s); "
+            "add it to the network parameter (comma-separated)" % (
+                ssh_network, ", ".join(n.name for n in networks) or
+                "the one Nova chooses"))
+    return wanted
+
+
 def find_network(conn, network):
     """The named network; without a name, the project's only network (None
     lets Nova choose when there is none)."""
@@ -168,9 +198,12 @@ class Server:
     id: str
     name: str
     undo: rollback.Rollback
+    #: Where SSH reaches it (the guest only; see choose_address).
     address: str | None = None
     #: Booted from the install ISO by a rescue (undone before a capture).
     rescued: bool = False
+    #: The openstacksdk Server as it was when it became ACTIVE.
+    found: object = None
 
     def __str__(self):
         return "server %s (%s)" % (self.name, self.id)
@@ -179,16 +212,21 @@ class Server:
 class NovaBackend(pipeline.Backend):
     name = "nova"
 
-    def __init__(self, conn, build_id, flavor, network=None,
+    def __init__(self, conn, build_id, flavor, networks=(),
                  security_groups=(), floating_ip=False,
                  floating_ip_network=None, config_drive=True,
                  image_visibility="private", image_name=None,
                  image_properties=None, admin_password=None, cancel=None,
-                 log=None):
+                 log=None, ssh_host=None, ssh_network=None,
+                 ssh_ip_version=None):
         self.conn = conn
         self.build_id = build_id
         self.flavor = flavor
-        self.network = network
+        #: A NIC on each, in order; none: Nova chooses.
+        self.networks = list(networks or ())
+        self.ssh_host = ssh_host
+        self.ssh_network = ssh_network
+        self.ssh_ip_version = ssh_ip_version
         self.security_groups = list(security_groups or ())
         self.floating_ip = floating_ip
         self.floating_ip_network = floating_ip_network
@@ -271,8 +309,8 @@ class NovaBackend(pipeline.Backend):
                      metadata={BUILD_TAG: self.build_id,
                                OWNER_TAG: self.owner},
                      config_drive=self.config_drive)
-        if self.network is not None:
-            attrs["networks"] = [{"uuid": self.network.id}]
+        if self.networks:
+            attrs["networks"] = [{"uuid": n.id} for n in self.networks]
         if user_data:
             attrs["user_data"] = base64.b64encode(
                 user_data.encode()).decode()
@@ -291,7 +329,7 @@ class NovaBackend(pipeline.Backend):
             lambda: self.conn.compute.get_server(server.id),
             lambda s: s.status == "ACTIVE", timeout=600, cancel=self.cancel,
             failed=lambda s: _fault(s) if s.status == "ERROR" else None)
-        server.address = _address(found)
+        server.found = found
         return server
 
     def _delete_server(self, server_id):
@@ -499,8 +537,19 @@ class NovaBackend(pipeline.Backend):
             groups = self.security_groups or [self._ssh_group(undo)]
             server = self._boot("guest", jeos, undo, key_name=name,
                                 security_groups=groups)
-            if self.floating_ip:
-                server.address = self._floating_ip(server, undo)
+            wanted = dict(network=self.ssh_network and self.ssh_network.name,
+                          ip_version=self.ssh_ip_version)
+            floating = None
+            if not self.ssh_host:
+                # An ssh_ip_version the server has no address of fails as
+                # soon as it is ACTIVE, before a floating IP is made.
+                choose_address(server.found, **wanted)
+                if self.floating_ip:
+                    floating = self._floating_ip(server, undo)
+            server.address = choose_address(
+                server.found, ssh_host=self.ssh_host, floating=floating,
+                **wanted)
+            self.log.info("Reaching %s by SSH at %s", server, server.address)
             return server
         except BaseException:
             undo.unwind(succeeded=False)
@@ -527,6 +576,10 @@ class NovaBackend(pipeline.Backend):
     def _floating_ip(self, server, undo):
         network = self._external_network()
         ports = list(self.conn.network.ports(device_id=server.id))
+        if self.ssh_network is not None:  # on the port of that network
+            ports = [p for p in ports if p.network_id == self.ssh_network.id]
+        elif self.networks:  # else on the first NIC's
+            ports.sort(key=lambda p: p.network_id != self.networks[0].id)
         if not ports:
             raise errors.BuildError("%s has no port to attach a floating IP "
                                     "to" % server)
@@ -561,9 +614,6 @@ class NovaBackend(pipeline.Backend):
         return external[0]
 
     def ssh_address(self, machine):
-        if not machine.address:
-            raise errors.BuildError("%s has no IPv4 address to reach it on"
-                                    % machine)
         return machine.address, 22
 
 
@@ -583,15 +633,48 @@ def _fault(server):
     return "Nova put the server in ERROR: %s" % message.splitlines()[0]
 
 
-def _address(server):
-    """accessIPv4, else the first fixed IPv4 address of the server."""
-    if server.access_ipv4:
-        return server.access_ipv4
-    for addresses in (server.addresses or {}).values():
-        for address in addresses:
-            if address.get("version") == 4:
-                return address["addr"]
-    return None
+def choose_address(server, ssh_host=None, network=None, ip_version=None,
+                   floating=None):
+    """The address SSH reaches ``server`` (an openstacksdk Server) at, by
+    precedence: ``ssh_host``; then ``floating`` (the build's floating IP);
+    then the fixed address of ``ip_version`` (4 or 6; default 4) on the
+    ``network`` named (its key in ``server.addresses``); without a network,
+    the server's accessIPv4/accessIPv6 of that version, else its first
+    fixed address of that version. A BuildError names the addresses the
+    server has when none fits."""
+    if ssh_host:
+        return ssh_host
+    if floating:
+        return floating
+    version = int(ip_version or 4)
+    addresses = server.addresses or {}
+    if network is not None:
+        candidates = [a for a in addresses.get(network, ())
+                      if a.get("version") == version
+                      and a.get("OS-EXT-IPS:type", "fixed") == "fixed"]
+    else:
+        access = server.access_ipv4 if version == 4 else server.access_ipv6
+        candidates = [{"addr": access}] if access else [
+            a for found in addresses.values() for a in found
+            if a.get("version") == version
+            and a.get("OS-EXT-IPS:type", "fixed") == "fixed"]
+    if candidates:
+        return candidates[0]["addr"]
+    where = " on network %s" % network if network is not None else ""
+    raise errors.BuildError(
+        "server %s has no IPv%d address%s to reach it by SSH; its addresses: "
+        "%s" % (server.name, version, where, _listed(server)))
+
+
+def _listed(server):
+    """The server's addresses, "net: 10.0.0.5, 2001:db8::5; ..."."""
+    shown = ["%s: %s" % (name, ", ".join(a["addr"] for a in found))
+             for name, found in sorted((server.addresses or {}).items())]
+    for label, access in (("accessIPv4", server.access_ipv4),
+                          ("accessIPv6", server.access_ipv6)):
+        if access:
+            shown.append("%s: %s" % (label, access))
+    return "; ".join(shown) or "none"
 
 
 def leftovers(conn):

@@ -93,7 +93,8 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def ssh_address(self, machine):
-        """``(host, port)`` where the machine's SSH server can be reached."""
+        """``(host, port)`` where the machine's SSH server can be reached
+        (from the jump host, when the build has one)."""
 
     def jeos_scope(self):
         """What about this backend shapes an installed system (machine size,
@@ -109,6 +110,9 @@ class Result:
     #: What the JEOS cache did: {"cache": "hit" | "stored" | "off",
     #: "jeos": the JEOS's id when it is cached}.
     jeos: dict = dataclasses.field(default_factory=dict)
+    #: How the guest was reached: address, jump host, host-key policy and
+    #: the accepted key (``SSHGuest.host_key``), for the image record.
+    ssh: dict = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
@@ -120,6 +124,7 @@ class Options:
     timeout: int = 3600
     inactivity_timeout: int = 900
     ssh_timeout: int = 900
+    ssh_host_key_policy: str = "console"
     kernel_args: str | None = None
     disk_size: int | None = None  # bytes
     keep_on_failure: bool = False
@@ -234,6 +239,8 @@ class Pipeline:
         from novaimagebuilder import customize
         from novaimagebuilder import icicle
         from novaimagebuilder import media as media_mod
+        from novaimagebuilder import proxy as proxy_mod
+        from novaimagebuilder import ssh
 
         backend = self.backend
         self.clock.step("media")
@@ -269,15 +276,26 @@ class Pipeline:
                                    public_key)
         guest_entry = undo.push(str(guest), lambda: self.backend.delete(guest))
         host, port = backend.ssh_address(guest)
-        self.progress(60, "Waiting for SSH on %s:%d" % (host, port))
+        jump = self._jump_host(parameters)
+        proxy = _checked(proxy_mod.Proxy.from_parameters, parameters)
+        self.progress(60, "Waiting for SSH on %s%s" % (
+            ssh.host_port(host, port),
+            " via jump host %s" % jump.address if jump else ""))
         # Time in the guest (SSH, commands) counts as waiting on machines.
         with self.clock.waiting():
-            session = self._connect(guest, host, port, key, options)
+            session = self._connect(guest, host, port, key, options, jump)
+            reached = dict(session.host_key or {},
+                           address=ssh.host_port(host, port))
+            if jump is not None:
+                reached["jump_host"] = jump.address
             try:
+                if proxy is not None and parameters.get("proxy_tunnel"):
+                    proxy = proxy.tunnelled(session.forward_remote)
                 customize.customize(
                     session, template, self.log,
                     progress=lambda text: self.progress(70, text),
-                    cancelled=self._cancelled)
+                    cancelled=self._cancelled,
+                    proxy=proxy)
                 self.progress(85, "Reading the installed packages (ICICLE)")
                 packages = icicle.read_packages(
                     session, customize.os_family(template.os.name),
@@ -302,7 +320,8 @@ class Pipeline:
                   result=True)
         undo.undo_now(guest_entry)
         self.progress(98, "Cleaning up")
-        return Result(image, manifest, self.clock.result(), jeos_info)
+        return Result(image, manifest, self.clock.result(), jeos_info,
+                      reached)
 
     def _find_jeos(self, template, parameters, media, options):
         """``(cache key, usable Entry or None)``; the key is None when the
@@ -403,16 +422,38 @@ class Pipeline:
             raise errors.BuildError("%s; console ends: %s" % (
                 exc, tail[-1] if tail else "(console is empty)")) from None
 
-    def _connect(self, machine, host, port, key, options):
+    def _jump_host(self, parameters):
+        from novaimagebuilder import ssh
+        return _checked(ssh.jump_host, parameters.get("ssh_jump_host"),
+                        parameters.get("ssh_jump_key"),
+                        parameters.get("ssh_jump_agent"),
+                        parameters.get("ssh_jump_known_hosts"), log=self.log)
+
+    def _connect(self, machine, host, port, key, options, jump=None):
+        """An SSHGuest logged in to the guest (through ``jump``); on
+        failure everything it opened, the jump connection too, is closed."""
         from novaimagebuilder import ssh
         session = ssh.SSHGuest(
             host, port, options.default_user, key,
             command_prefix=options.command_prefix or "",
             host_keys=lambda: ssh.host_keys_from_console(
                 self.backend.console(machine, 400)),
-            log=self.log, cancelled=self._cancelled)
-        session.wait_until_reachable(options.ssh_timeout)
+            log=self.log, cancelled=self._cancelled,
+            host_key_policy=options.ssh_host_key_policy, jump=jump)
+        try:
+            session.wait_until_reachable(options.ssh_timeout)
+        except BaseException:
+            session.close()
+            raise
         return session
+
+
+def _checked(function, *args, **kwargs):
+    """``function(...)``, its ValueError (one line) as a BuildError."""
+    try:
+        return function(*args, **kwargs)
+    except ValueError as exc:
+        raise errors.BuildError(str(exc)) from None
 
 
 def _version():

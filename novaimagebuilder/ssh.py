@@ -5,19 +5,30 @@ disk, logs or command lines), puts ``command_prefix`` (e.g. ``sudo``) in
 front of privileged commands, streams command output line by line to a
 logger and turns failures into one-line exceptions.
 
-Host keys: when the keys or fingerprints the guest printed on its console
-are known (``host_keys_from_console``), a server offering any other key is
-refused; otherwise the key is accepted and its fingerprint logged.
+Host keys (``host_key_policy``): with "console" (the default) a server
+offering a key other than those the guest printed on its console
+(``host_keys_from_console``) is refused, and when the console shows none
+the first key is accepted with a warning; with "strict" a console without
+keys fails the connection (``HostKeyUnverified``); with "any" nothing is
+checked (warned). ``SSHGuest.host_key`` says what was accepted and how.
+
+Jump host: with ``jump`` (a :class:`JumpHost`) the connection to the guest
+is a direct-tcpip channel through the jump host's SSH server, for the wait,
+every command and every upload; ``SSHGuest.close()`` closes it too.
 """
 
 import base64
 import codecs
+import dataclasses
 import hashlib
+import io
+import ipaddress
 import logging
 import re
 import secrets
 import shlex
 import socket
+import threading
 import time
 
 import paramiko
@@ -52,6 +63,20 @@ class SSHAuthError(SSHError):
 
 class HostKeyMismatch(SSHError):
     """The guest offered a host key other than the expected ones."""
+
+
+class HostKeyUnverified(SSHError):
+    """Policy "strict": the guest's console shows no host keys to check
+    its key against."""
+
+
+class JumpHostError(SSHError):
+    """The jump host refused us or its host key (not retried)."""
+
+
+#: Host-key policies: check against the console (accept the first key with
+#: a warning when it shows none), insist on console keys, or check nothing.
+HOST_KEY_POLICIES = ("console", "strict", "any")
 
 
 class CommandTimeout(SSHError):
@@ -171,22 +196,44 @@ def _expected_identity(entry):
 
 
 class _HostKeyPolicy(paramiko.MissingHostKeyPolicy):
-    """Accepts the expected host keys only, or any key (logged) if none."""
+    """Checks the guest's key as ``policy`` says (see the module text) and
+    records what it accepted in ``accepted``."""
 
-    def __init__(self, address, expected, logger):
+    def __init__(self, address, expected, logger, policy="console"):
         self.address = address
         self.expected = expected
         self.logger = logger
+        self.policy = policy
+        self.accepted = None
 
     def missing_host_key(self, client, hostname, key):
         shown = f"{key.get_name()} {fingerprint(key)}"
+        found = {"policy": self.policy, "fingerprint": fingerprint(key),
+                 "key_type": key.get_name()}
+        if self.policy == "any":
+            self.logger.warning("Not checking the SSH host key of %s: %s "
+                                "(ssh_host_key_policy any)", self.address,
+                                shown)
+            self.accepted = dict(found, checked=False,
+                                 warning="host key not checked "
+                                 "(ssh_host_key_policy any)")
+            return
         if not self.expected:
-            self.logger.info("Accepting SSH host key of %s: %s (no expected "
-                             "key known)", self.address, shown)
+            if self.policy == "strict":
+                raise HostKeyUnverified(
+                    f"ssh_host_key_policy is strict and the guest's console "
+                    f"shows no SSH host keys: refusing the unverified key of "
+                    f"{self.address} ({shown})")
+            warning = ("the console showed no SSH host keys; accepted the "
+                       "first key offered")
+            self.logger.warning("Accepting SSH host key of %s: %s (%s)",
+                                self.address, shown, warning)
+            self.accepted = dict(found, checked=False, warning=warning)
             return
         if _identities(key) & self.expected:
             self.logger.info("SSH host key of %s matches the expected key: %s",
                              self.address, shown)
+            self.accepted = dict(found, checked=True)
             return
         raise HostKeyMismatch(
             f"SSH host key of {self.address} does not match the expected "
@@ -202,6 +249,263 @@ def _short(identity):
     return identity
 
 
+# ---------------------------------------------------------------- addresses
+
+_HOSTNAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}"
+                       r"[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}"
+                       r"[A-Za-z0-9])?)*\.?")
+
+
+def check_host(text, what="ssh_host"):
+    """A host name or IP address (IPv6 with or without brackets), without
+    the brackets; ValueError with a one-line reason otherwise."""
+    host = (text or "").strip()
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        try:
+            return str(ipaddress.IPv6Address(host))
+        except ValueError:
+            raise ValueError(f"{what} {text!r} is not an IPv6 address in "
+                             "brackets") from None
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        pass
+    if not _HOSTNAME.fullmatch(host) or host.replace(".", "").isdigit():
+        raise ValueError(f"{what} {text!r} is not a host name or IP address")
+    return host
+
+
+def host_port(host, port):
+    """"host:port", the host bracketed when it is an IPv6 address."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def parse_jump_host(text):
+    """``[user@]host[:port]`` (IPv6 in brackets: ``user@[2001:db8::1]:2222``)
+    -> (user or None, host, port); ValueError with a one-line reason."""
+    text = (text or "").strip()
+    user, at, rest = text.rpartition("@")
+    if at and not re.fullmatch(r"[A-Za-z0-9_.][A-Za-z0-9_.-]*", user):
+        raise ValueError(f"ssh_jump_host {text!r}: {user!r} is not a user "
+                         "name")
+    port = 22
+    if rest.startswith("["):
+        host, _, tail = rest[1:].partition("]")
+        host = f"[{host}]"
+        if tail:
+            if not tail.startswith(":"):
+                raise ValueError(f"ssh_jump_host {text!r} is not "
+                                 "[user@]host[:port]")
+            port = tail[1:]
+    elif rest.count(":") == 1:
+        host, port = rest.split(":")
+    else:
+        host = rest
+    if not (str(port).isdigit() and 0 < int(port) < 65536):
+        raise ValueError(f"ssh_jump_host {text!r}: {str(port)!r} is not a "
+                         "TCP port")
+    port = int(port)
+    return user or None, check_host(host, "ssh_jump_host"), port
+
+
+def load_private_key(text, what="ssh_jump_key"):
+    """A paramiko private key from OpenSSH/PEM text; ValueError naming the
+    problem in one line (never the key)."""
+    if not (text or "").strip():
+        raise ValueError(f"{what} is empty")
+    problem = "not a private key paramiko can read (OpenSSH or PEM: " \
+        "Ed25519, ECDSA, RSA)"
+    for kind in (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey):
+        try:
+            return kind.from_private_key(io.StringIO(text))
+        except paramiko.PasswordRequiredException:
+            raise ValueError(f"{what} is encrypted with a passphrase; load "
+                             "it into an SSH agent and use ssh_jump_agent")\
+                from None
+        except (paramiko.SSHException, ValueError, TypeError, IndexError):
+            continue
+    raise ValueError(f"{what} is {problem}")
+
+
+def known_hosts(text, what="ssh_jump_known_hosts"):
+    """paramiko HostKeys from known_hosts text (hashed names work);
+    ValueError when it holds no usable line."""
+    keys = paramiko.HostKeys()
+    for number, line in enumerate((text or "").splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        try:
+            entry = paramiko.hostkeys.HostKeyEntry.from_line(line, number)
+        except (paramiko.SSHException, ValueError, TypeError) as exc:
+            raise ValueError(f"{what}:{number}: not a known_hosts line "
+                             f"({exc})") from None
+        if entry is None:
+            raise ValueError(f"{what}:{number}: not a known_hosts line")
+        for name in entry.hostnames:
+            keys.add(name, entry.key.get_name(), entry.key)
+    if not keys.keys():
+        raise ValueError(f"{what} holds no host keys")
+    return keys
+
+
+# ---------------------------------------------------------------- jump host
+
+@dataclasses.dataclass
+class JumpHost:
+    """An SSH server through which the guest is reached (``ssh -J``).
+
+    ``pkey`` is the private key to log in with; None uses the keys of the
+    SSH agent (``SSH_AUTH_SOCK``). ``host_keys`` (paramiko HostKeys, e.g.
+    from :func:`known_hosts`) are the keys the jump host may offer; without
+    them its key is accepted with a warning. One SSH connection to the jump
+    host carries every tunnel to the guest; ``close()`` ends it.
+    """
+
+    host: str
+    port: int = 22
+    username: str = "root"
+    pkey: object = None
+    host_keys: object = None
+    log: object = None
+    connect_timeout: float = 10.0
+
+    def __post_init__(self):
+        self.logger = self.log or LOG
+        self._client = None
+
+    @property
+    def address(self):
+        return f"{self.username}@{host_port(self.host, self.port)}"
+
+    def _connect(self):
+        client = paramiko.SSHClient()
+        if self.host_keys is not None:
+            for name, keys in self.host_keys.items():
+                for kind, key in keys.items():
+                    client.get_host_keys().add(name, kind, key)
+            client.set_missing_host_key_policy(_JumpKeyRefused(self.address))
+        else:
+            client.set_missing_host_key_policy(_JumpKeyWarned(self.address,
+                                                              self.logger))
+        sock = socket.create_connection((self.host, self.port),
+                                        timeout=self.connect_timeout)
+        try:
+            client.connect(self.host, self.port, username=self.username,
+                           pkey=self.pkey, sock=sock,
+                           allow_agent=self.pkey is None, look_for_keys=False,
+                           timeout=self.connect_timeout,
+                           banner_timeout=self.connect_timeout,
+                           auth_timeout=self.connect_timeout)
+        except paramiko.BadHostKeyException as exc:
+            client.close()
+            sock.close()
+            raise JumpHostError(
+                f"SSH jump host {self.address} offered "
+                f"{exc.key.get_name()} {fingerprint(exc.key)}, not the key "
+                "ssh_jump_known_hosts holds for it") from None
+        except paramiko.AuthenticationException:
+            client.close()
+            sock.close()
+            raise JumpHostError(
+                f"SSH jump host {self.address} refused "
+                + ("the agent's keys" if self.pkey is None else
+                   "ssh_jump_key")) from None
+        except BaseException:
+            client.close()
+            sock.close()
+            raise
+        client.get_transport().set_keepalive(30)
+        self.logger.info("Connected to SSH jump host %s", self.address)
+        return client
+
+    def open_channel(self, host, port):
+        """A direct-tcpip channel to host:port from the jump host, as a
+        socket for paramiko; the jump connection is opened (again) when it
+        is not up."""
+        transport = self._client and self._client.get_transport()
+        if transport is None or not transport.is_active():
+            self.close()
+            self._client = self._connect()
+            transport = self._client.get_transport()
+        try:
+            return transport.open_channel(
+                "direct-tcpip", (host, port), ("127.0.0.1", 0),
+                timeout=self.connect_timeout)
+        except paramiko.ChannelException as exc:
+            raise OSError(f"jump host {self.address} cannot reach "
+                          f"{host_port(host, port)}: {exc.text}") from None
+
+    @property
+    def connected(self):
+        transport = self._client and self._client.get_transport()
+        return bool(transport and transport.is_active())
+
+    def close(self):
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+
+def jump_host(spec, key_text=None, agent=False, known_hosts_text=None,
+              log=None):
+    """The :class:`JumpHost` of the build parameters ``ssh_jump_host``
+    (``spec``), ``ssh_jump_key`` (``key_text``), ``ssh_jump_agent`` and
+    ``ssh_jump_known_hosts``; None without a spec. ValueError with a
+    one-line reason when they do not make a usable jump host (checked
+    before a build creates anything)."""
+    if not (spec or "").strip():
+        for name, given in (("ssh_jump_key", key_text), ("ssh_jump_agent",
+                                                         agent),
+                            ("ssh_jump_known_hosts", known_hosts_text)):
+            if given:
+                raise ValueError(f"{name} is given but ssh_jump_host is not")
+        return None
+    import getpass
+    user, host, port = parse_jump_host(spec)
+    if key_text and agent:
+        raise ValueError("give ssh_jump_key or ssh_jump_agent, not both")
+    if not key_text and not agent:
+        raise ValueError("ssh_jump_host needs a key: ssh_jump_key (with "
+                         "--file-parameter) or ssh_jump_agent true")
+    pkey = load_private_key(key_text) if key_text else None
+    if agent and not _agent_has_keys():
+        raise ValueError("ssh_jump_agent: the SSH agent has no keys (is "
+                         "SSH_AUTH_SOCK set?)")
+    keys = known_hosts(known_hosts_text) if known_hosts_text else None
+    return JumpHost(host, port, user or getpass.getuser(), pkey, keys, log)
+
+
+def _agent_has_keys():
+    agent = paramiko.Agent()
+    try:
+        return bool(agent.get_keys())
+    finally:
+        agent.close()
+
+
+class _JumpKeyRefused(paramiko.MissingHostKeyPolicy):
+    def __init__(self, address):
+        self.address = address
+
+    def missing_host_key(self, client, hostname, key):
+        raise JumpHostError(
+            f"SSH jump host {self.address} offered {key.get_name()} "
+            f"{fingerprint(key)}, which ssh_jump_known_hosts does not list "
+            f"for {hostname}")
+
+
+class _JumpKeyWarned(paramiko.MissingHostKeyPolicy):
+    def __init__(self, address, logger):
+        self.address, self.logger = address, logger
+
+    def missing_host_key(self, client, hostname, key):
+        self.logger.warning("Accepting the SSH host key of jump host %s "
+                            "unchecked: %s %s (give ssh_jump_known_hosts to "
+                            "check it)", self.address, key.get_name(),
+                            fingerprint(key))
+
+
 # ---------------------------------------------------------------- the guest
 
 class SSHGuest:
@@ -213,16 +517,20 @@ class SSHGuest:
     fingerprints (paramiko keys, "TYPE BASE64" lines, "SHA256:..."), e.g.
     from ``host_keys_from_console``, or a callable returning them, called at
     each connection attempt (the guest may print its keys on the console
-    only shortly before its SSH server starts). ``log`` (a logger) receives
-    progress
-    and command output.
+    only shortly before its SSH server starts). ``host_key_policy`` is one
+    of HOST_KEY_POLICIES (module text); after connecting, ``host_key`` holds
+    what was accepted (policy, fingerprint, checked, warning). ``jump`` is
+    a :class:`JumpHost` to tunnel through (closed with the guest).
+    ``log`` (a logger) receives progress and command output.
     ``cancelled`` is an optional callable: when it returns true (or
     raises) long waits and commands stop with errors.Cancelled.
     """
 
     def __init__(self, host, port, username, pkey, command_prefix="",
                  host_keys=(), log=None, cancelled=None,
-                 connect_timeout=10.0):
+                 connect_timeout=10.0, host_key_policy="console", jump=None):
+        if host_key_policy not in HOST_KEY_POLICIES:
+            raise ValueError(f"unknown host key policy {host_key_policy!r}")
         self.host = host
         self.port = int(port)
         self.username = username
@@ -234,6 +542,9 @@ class SSHGuest:
         self.logger = log or LOG
         self._cancelled = cancelled
         self.connect_timeout = connect_timeout
+        self.host_key_policy = host_key_policy
+        self.jump = jump
+        self.host_key = None
         self._client = None
 
     def __repr__(self):
@@ -241,8 +552,9 @@ class SSHGuest:
 
     @property
     def address(self):
-        """host:port, for messages."""
-        return f"{self.host}:{self.port}"
+        """host:port (IPv6 bracketed), for messages; "via" the jump host."""
+        shown = host_port(self.host, self.port)
+        return f"{shown} via {self.jump.address}" if self.jump else shown
 
     # -- connecting
 
@@ -254,13 +566,21 @@ class SSHGuest:
         """Open the SSH connection once; errors are raised as they come."""
         if self._client is not None:
             return
-        sock = socket.create_connection((self.host, self.port),
-                                        timeout=self.connect_timeout)
-        expected = ({_expected_identity(e) for e in self._host_keys()}
-                    if callable(self._host_keys) else self._host_keys)
+        if self.jump is not None:
+            sock = self.jump.open_channel(self.host, self.port)
+        else:
+            sock = socket.create_connection((self.host, self.port),
+                                            timeout=self.connect_timeout)
+        try:
+            expected = ({_expected_identity(e) for e in self._host_keys()}
+                        if callable(self._host_keys) else self._host_keys)
+        except BaseException:
+            sock.close()
+            raise
         client = paramiko.SSHClient()
-        client.set_missing_host_key_policy(
-            _HostKeyPolicy(self.address, expected, self.logger))
+        policy = _HostKeyPolicy(self.address, expected, self.logger,
+                                self.host_key_policy)
+        client.set_missing_host_key_policy(policy)
         try:
             client.connect(self.host, self.port, username=self.username,
                            pkey=self._pkey, sock=sock, allow_agent=False,
@@ -272,9 +592,11 @@ class SSHGuest:
             sock.close()
             raise
         client.get_transport().set_keepalive(30)
+        self.host_key = policy.accepted
         self._client = client
 
-    def wait_until_reachable(self, timeout, cancelled=None, auth_grace=120.0):
+    def wait_until_reachable(self, timeout, cancelled=None, auth_grace=120.0,
+                             key_grace=60.0):
         """Connect, retrying while the guest's SSH server is not ready.
 
         Refused or timed-out connections, missing banners and rejected
@@ -282,11 +604,15 @@ class SSHGuest:
         backoff (through ``waiter.iterate``). Raises SSHTimeout naming
         host:port and the last error after ``timeout`` seconds, SSHAuthError
         when the key is still refused ``auth_grace`` seconds after the first
-        refusal, HostKeyMismatch at once, errors.Cancelled when
-        ``cancelled()`` returns true.
+        refusal, HostKeyMismatch and JumpHostError at once,
+        HostKeyUnverified (policy strict) when the console still shows no
+        keys ``key_grace`` seconds after the server first answered (the
+        guest may print them just after its SSH server starts),
+        errors.Cancelled when ``cancelled()`` returns true.
         """
         cancelled = cancelled or self._cancelled
         first_refusal = None
+        first_unverified = None
         last_error = "no attempt made"
         attempts = waiter.iterate(
             timeout, lambda: f"SSH on {self.address} not reachable: "
@@ -299,8 +625,15 @@ class SSHGuest:
                 try:
                     self.connect()
                     return self
-                except HostKeyMismatch:
+                except (HostKeyMismatch, JumpHostError):
                     raise
+                except HostKeyUnverified as exc:
+                    last_error = str(exc)
+                    first_unverified = first_unverified or time.monotonic()
+                    if time.monotonic() - first_unverified >= key_grace:
+                        raise HostKeyUnverified(
+                            f"{exc} (waited {key_grace:g} s for the console "
+                            "to show them)") from None
                 except paramiko.AuthenticationException as exc:
                     last_error = _describe(exc)
                     first_refusal = first_refusal or time.monotonic()
@@ -313,6 +646,8 @@ class SSHGuest:
         except errors.WaitTimeout as exc:
             if first_refusal is not None and last_error == _AUTH_FAILED:
                 raise self._auth_error() from None
+            if first_unverified is not None:
+                raise HostKeyUnverified(last_error) from None
             raise SSHTimeout(str(exc)) from None
 
     def _auth_error(self):
@@ -320,9 +655,12 @@ class SSHGuest:
                             f"{self.address} failed")
 
     def close(self):
+        """Close the connection, and the jump host's with it."""
         if self._client is not None:
             self._client.close()
             self._client = None
+        if self.jump is not None:
+            self.jump.close()
 
     def __enter__(self):
         return self
@@ -341,6 +679,24 @@ class SSHGuest:
             self.connect()
             transport = self._client.get_transport()
         return transport
+
+    # -- tunnels
+
+    def forward_remote(self, host, port):
+        """Make ``host:port``, as this machine reaches it, reachable inside
+        the guest at 127.0.0.1:N (an SSH remote forward, ``ssh -R``); returns
+        N. Each connection the guest makes there is relayed through the SSH
+        connection; the forward ends with it."""
+        transport = self._transport()
+
+        def accepted(channel, origin, server):
+            threading.Thread(target=_relay, args=(channel, host, port,
+                                                  self.logger),
+                             daemon=True).start()
+        bound = transport.request_port_forward("127.0.0.1", 0, accepted)
+        self.logger.info("Guest port 127.0.0.1:%d forwards to %s through SSH",
+                         bound, host_port(host, port))
+        return bound
 
     # -- commands
 
@@ -483,6 +839,41 @@ class _Lines:
         self.guest.logger.info("[%s] %s%s", self.name, self.label, shown)
 
 
+def _relay(channel, host, port, logger):
+    """Copy bytes both ways between ``channel`` and a new connection to
+    host:port until either side ends."""
+    try:
+        sock = socket.create_connection((host, port), timeout=10)
+    except OSError as exc:
+        logger.warning("Forwarded connection to %s failed: %s",
+                       host_port(host, port), _describe(exc))
+        channel.close()
+        return
+    sock.settimeout(None)
+
+    def pump(source, sink):
+        try:
+            while True:
+                data = source.recv(65536)
+                if not data:
+                    break
+                sink.sendall(data)
+        except (OSError, EOFError, paramiko.SSHException):
+            pass
+        try:  # one side ended: end both, so the other pump stops too
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        channel.close()
+
+    back = threading.Thread(target=pump, args=(sock, channel), daemon=True)
+    back.start()
+    pump(channel, sock)
+    back.join()
+    sock.close()
+    channel.close()
+
+
 def _drain_stderr(channel):
     chunks = []
     while channel.recv_stderr_ready():
@@ -518,6 +909,9 @@ def _quoted(name):
     return f"command '{name}'"
 
 
-__all__ = ["SSHGuest", "SSHError", "SSHTimeout", "SSHAuthError",
-           "HostKeyMismatch", "CommandFailed", "CommandTimeout",
-           "host_keys_from_console", "fingerprint"]
+__all__ = ["SSHGuest", "JumpHost", "SSHError", "SSHTimeout", "SSHAuthError",
+           "HostKeyMismatch", "HostKeyUnverified", "JumpHostError",
+           "CommandFailed", "CommandTimeout", "HOST_KEY_POLICIES",
+           "host_keys_from_console", "fingerprint", "check_host",
+           "host_port", "parse_jump_host", "load_private_key",
+           "known_hosts", "jump_host"]

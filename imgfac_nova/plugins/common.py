@@ -30,11 +30,59 @@ PIPELINE_PARAMETERS = (
               "disk size, else 10)", type="int", minimum=1),
     Parameter("keep_on_failure", "keep the failed machine for debugging",
               type="bool", default=False),
+    Parameter("ssh_host_key_policy", "how the guest's SSH host key is "
+              "checked: console (against the keys its console shows; none "
+              "shown: the first key, with a warning), strict (no keys on "
+              "the console: the build fails) or any (not checked, warned)",
+              default="console", choices=("console", "strict", "any")),
+    Parameter("ssh_jump_host", "reach the guest through this SSH server "
+              "([user@]host[:port]; the tunnel is a direct-tcpip channel)"),
+    Parameter("ssh_jump_key", "private key for the jump host; give it with "
+              "--file-parameter", secret=True),
+    Parameter("ssh_jump_agent", "log in to the jump host with the keys of "
+              "the SSH agent (SSH_AUTH_SOCK)", type="bool", default=False),
+    Parameter("ssh_jump_known_hosts", "known_hosts lines the jump host's key "
+              "must match (give it with --file-parameter; without it the "
+              "key is accepted with a warning)"),
+    Parameter("http_proxy", "proxy URL (http://host:port/) for http:// "
+              "sources of the installer and the guest's package manager",
+              secret=True),
+    Parameter("https_proxy", "proxy URL for https:// sources (default: "
+              "http_proxy)", secret=True),
+    Parameter("no_proxy", "comma-separated hosts the package manager "
+              "reaches directly"),
+    Parameter("proxy_persist", "keep the proxy settings in the image",
+              type="bool", default=False),
+    Parameter("proxy_tunnel", "the guest reaches the proxies through the "
+              "build's SSH connection (a remote forward), for proxies only "
+              "the build host reaches", type="bool", default=False),
     Parameter("jeos_cache", "reuse a cached JEOS (installed OS) when nothing "
               "that shapes the install changed, and cache the JEOS a build "
               "installs; false: install afresh and keep nothing",
               type="bool", default=True),
 )
+
+
+def check_guest_access(parameters):
+    """The jump host and proxy parameters, before anything is created:
+    BuildError with one line when they are unusable."""
+    from novaimagebuilder import errors
+    from novaimagebuilder import proxy
+    from novaimagebuilder import ssh
+    try:
+        ssh.jump_host(parameters.get("ssh_jump_host"),
+                      parameters.get("ssh_jump_key"),
+                      parameters.get("ssh_jump_agent"),
+                      parameters.get("ssh_jump_known_hosts"))
+        proxies = proxy.Proxy.from_parameters(parameters)
+        if parameters.get("proxy_tunnel") and not proxies:
+            raise ValueError("proxy_tunnel needs http_proxy or https_proxy")
+        if parameters.get("proxy_tunnel") and proxies.persist:
+            raise ValueError("a tunnelled proxy cannot persist in the image "
+                             "(the tunnel ends with the build): drop "
+                             "proxy_persist or proxy_tunnel")
+    except ValueError as exc:
+        raise errors.BuildError(str(exc)) from None
 
 
 def pipeline_parameters(template, parameters):
@@ -121,4 +169,21 @@ def run_pipeline(build, backend, template, parameters, conf=None,
     build.set_icicle(result.icicle)
     for step, seconds in result.timings.items():
         build.add_timing(step, **seconds)
+    record_ssh(build, result.ssh)
     return result
+
+
+#: Record properties saying how the guest was reached (Result.ssh keys).
+SSH_PROPERTIES = {"address": "ssh_address", "jump_host": "ssh_jump_host",
+                  "policy": "ssh_host_key_policy",
+                  "fingerprint": "ssh_host_key_fingerprint",
+                  "checked": "ssh_host_key_checked",
+                  "warning": "ssh_host_key_warning"}
+
+
+def record_ssh(build, reached):
+    """Put the guest's SSH address, jump host, host-key policy, accepted
+    fingerprint and any warning into the image record."""
+    for key, name in SSH_PROPERTIES.items():
+        if reached.get(key) is not None:
+            build.set_property(name, reached[key])

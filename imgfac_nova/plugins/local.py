@@ -42,8 +42,10 @@ class LocalOS(base.OSPlugin):
         return not common.cloud_configured(conf)
 
     def check(self, template, parameters):
-        """The install script, before anything is created."""
+        """The install script, jump host and proxies, before anything is
+        created."""
         common.install_script(template, parameters)
+        common.check_guest_access(parameters)
 
     def create_base_image(self, build, template, parameters):
         from novaimagebuilder import local

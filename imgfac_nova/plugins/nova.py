@@ -31,8 +31,15 @@ class NovaOS(base.OSPlugin):
         Parameter("interface", "endpoint interface: public, internal or admin",
                   choices=("public", "internal", "admin")),
         Parameter("flavor", "flavor name or id of the build servers"),
-        Parameter("network", "network name or id of the build servers "
-                  "(default: the project's only network)"),
+        Parameter("network", "network names or ids of the build servers, "
+                  "comma-separated: a NIC on each, in order (default: the "
+                  "project's only network)"),
+        Parameter("ssh_network", "network (one of network) whose address "
+                  "SSH uses (default: the first address)"),
+        Parameter("ssh_ip_version", "IP version of the address SSH uses",
+                  choices=("4", "6")),
+        Parameter("ssh_host", "host name or address SSH uses, before any "
+                  "other (e.g. one only the jump host reaches)"),
         Parameter("security_groups", "comma-separated security groups for the "
                   "customization server (default: a throw-away group opening "
                   "SSH)"),
@@ -65,10 +72,13 @@ class NovaOS(base.OSPlugin):
                             parameters.get("interface"), auth=self.cloud_auth)
 
     def check(self, template, parameters):
-        """The install script, credentials, flavor and network (and, for ISO
-        installs, stable device rescue), before anything is created."""
+        """The install script, jump host, proxies, ssh_host, credentials,
+        flavor and networks (and, for ISO installs, stable device rescue),
+        before anything is created."""
         from novaimagebuilder import errors
         common.install_script(template, parameters)
+        common.check_guest_access(parameters)
+        _ssh_host(parameters)
         if template.os.install.type == "url" and not parameters["direct_boot"]:
             raise errors.BuildError("URL installs boot the installer kernel "
                                     "directly: leave direct_boot true or "
@@ -81,9 +91,12 @@ class NovaOS(base.OSPlugin):
     def _resolve(self, parameters):
         from novaimagebuilder import nova
         conn = self._connect(parameters)
+        networks = nova.find_networks(conn, parameters.get("network"))
         return dict(conn=conn,
                     flavor=nova.find_flavor(conn, parameters.get("flavor")),
-                    network=nova.find_network(conn, parameters.get("network")))
+                    networks=networks,
+                    ssh_network=nova.find_ssh_network(
+                        conn, parameters.get("ssh_network"), networks))
 
     def create_base_image(self, build, template, parameters):
         from novaimagebuilder import nova
@@ -93,7 +106,10 @@ class NovaOS(base.OSPlugin):
                                       "").split(",") if g.strip()]
         backend = nova.NovaBackend(
             resolved["conn"], build.identifier, resolved["flavor"],
-            network=resolved["network"], security_groups=groups,
+            networks=resolved["networks"],
+            ssh_network=resolved["ssh_network"],
+            ssh_ip_version=parameters.get("ssh_ip_version"),
+            ssh_host=_ssh_host(parameters), security_groups=groups,
             floating_ip=parameters["request_floating_ip"],
             floating_ip_network=parameters.get("floating_ip_network"),
             config_drive=parameters["config_drive"],
@@ -142,3 +158,15 @@ class NovaOS(base.OSPlugin):
             return []
         return nova.sweep_cloud(self._connect(parameters), protected,
                                 dry_run=dry_run, log=LOG)
+
+
+def _ssh_host(parameters):
+    """The ssh_host parameter checked (brackets dropped), or None."""
+    from novaimagebuilder import errors
+    from novaimagebuilder import ssh
+    if not parameters.get("ssh_host"):
+        return None
+    try:
+        return ssh.check_host(parameters["ssh_host"])
+    except ValueError as exc:
+        raise errors.BuildError(str(exc)) from None

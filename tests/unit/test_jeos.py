@@ -66,6 +66,14 @@ def test_what_does_not_shape_the_install_keeps_the_key(parameters):
     assert _key(parameters=parameters) == _key()
 
 
+def test_proxies_shape_only_a_generated_install():
+    given = dict(PARAMETERS, install_script="poweroff\n")
+    for proxy in ({"http_proxy": "http://p:3128/"}, {"proxy_persist": True}):
+        assert _key(parameters=dict(PARAMETERS, **proxy)) != _key()
+        assert _key(parameters=dict(given, **proxy)) == \
+            _key(parameters=given)
+
+
 def _entry(name, age, now=1_000_000.0):
     return jeos.Entry("k", name, "Debian 12", now - age)
 

@@ -75,6 +75,7 @@ class Recorder(pipeline.Backend):
 
 class FakeSession:
     instances = []
+    host_key = None
 
     def __init__(self, host, port, user, key, **kwargs):
         self.address, self.user, self.kwargs = (host, port), user, kwargs
@@ -105,7 +106,8 @@ def fakes(monkeypatch, tmp_path):
     monkeypatch.setattr(media, "fetch", lambda *a, **k: media.Media(
         "kernel", {"kernel": "k", "ramdisk": "r"}, {}, "x"))
 
-    def fake_customize(session, template, log, progress=None, cancelled=None):
+    def fake_customize(session, template, log, progress=None, cancelled=None,
+                       proxy=None):
         if session.kwargs.get("command_prefix") == "fail-customize":
             raise errors.BuildError("command 'x' exited with status 1: boom")
         progress("Installing 1 package")
@@ -216,3 +218,13 @@ def test_cancel_before_start_creates_nothing(fakes):
     with pytest.raises(errors.Cancelled):
         _run(backend, fakes, cancel=cancel)
     assert backend.calls == []
+
+
+def test_result_says_how_the_guest_was_reached(fakes, monkeypatch):
+    monkeypatch.setattr(FakeSession, "host_key", {
+        "policy": "console", "fingerprint": "SHA256:x", "checked": True})
+    result = _run(Recorder(), fakes, default_user="debian")
+    assert result.ssh == {"policy": "console", "fingerprint": "SHA256:x",
+                          "checked": True, "address": "127.0.0.9:22"}
+    assert FakeSession.instances[0].kwargs["host_key_policy"] == "console"
+    assert FakeSession.instances[0].kwargs["jump"] is None
