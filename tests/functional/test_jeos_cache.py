@@ -131,8 +131,9 @@ def test_local_repeat_build_reuses_the_jeos(local_base_image, local_env,
     log = _log(store, record["identifier"])
     assert "Reusing the cached JEOS" in log
     assert "Booting the Debian installer" not in log
-    assert builds.local_left(store, record["identifier"]) == []
-    assert os.path.exists(cached)
+    assert builds.store_leftovers(store) == []  # no work directory left
+    assert builds.qemu_processes_under(store) == []
+    assert os.path.exists(record["data"]) and os.path.exists(cached)
     print("repeat local build: %.0f s (first: %.0f s)"
           % (seconds, local_base_image.seconds))
 
