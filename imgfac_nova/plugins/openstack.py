@@ -90,7 +90,8 @@ class OpenStack(provider.GlanceProvider):
         from imgfac_nova import template as tdl
         from novaimagebuilder import formats
         from novaimagebuilder import sysprep
-        path = format_targets.fetch_base(build, base_image, parameters)
+        path = format_targets.fetch_base(build, base_image, parameters,
+                                         auth=self.cloud_auth)
         if parameters["sysprep"]:
             build.progress(25, "Removing the machine identity (virt-sysprep)")
             started = time.monotonic()
