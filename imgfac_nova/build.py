@@ -15,6 +15,8 @@ import time
 from imgfac_nova import guard
 from imgfac_nova import images
 from imgfac_nova import parameters as params
+from imgfac_nova import target_content
+from imgfac_nova import template
 from imgfac_nova.plugins import base as plugin_base
 from imgfac_nova.plugins import manager as plugin_manager
 from novaimagebuilder import errors
@@ -247,6 +249,12 @@ class Builder:
 
     def _target_step(self, target, values, base):
         name, plugin, typed = self._cloud_step(target, values)
+        try:
+            # The OS plugin reads it again when it applies it; a bad file
+            # is bad input now, before any record exists.
+            target_content.check(self.conf)
+        except template.TemplateError as exc:
+            raise plugin_manager.PluginError(str(exc)) from None
         os_plugin = self._plugin(base.plugin) if base.plugin in \
             self.plugins.os_plugins else None
         record = self._record(images.TARGET_IMAGE, name, plugin, typed,

@@ -197,10 +197,28 @@ class Pipeline:
     def run(self, template, parameters):
         """Build; returns a Result. Raises BuildError (one line) on failure."""
         options = Options.from_parameters(parameters)
+        return self._unwinding(options, lambda undo: self._run(
+            template, parameters, options, undo))
+
+    def customize_image(self, image, template, parameters):
+        """Boot a copy of the finished ``image`` (a backend image handle),
+        apply ``template``'s customization, read the ICICLE and capture the
+        result: a Result with the new image (``image`` itself is left as it
+        was). A target image's target content is applied this way."""
+        options = Options.from_parameters(parameters)
+
+        def body(undo):
+            new, manifest = self._customize(image, template, options, undo,
+                                            "the base image")
+            return Result(new, manifest, self.clock.result())
+        return self._unwinding(options, body)
+
+    def _unwinding(self, options, body):
+        """``body(undo)`` with a new rollback stack, unwound afterwards."""
         undo = rollback_stack.Rollback(self.log)
         succeeded = False
         try:
-            result = self._run(template, parameters, options, undo)
+            result = body(undo)
             succeeded = True
             return result
         finally:
@@ -213,8 +231,6 @@ class Pipeline:
                 self.log.error("Could not clean up: %s", "; ".join(left))
 
     def _run(self, template, parameters, options, undo):
-        from novaimagebuilder import customize
-        from novaimagebuilder import icicle
         from novaimagebuilder import media as media_mod
 
         backend = self.backend
@@ -247,10 +263,22 @@ class Pipeline:
         undo.push("JEOS %s" % jeos, lambda: self.backend.discard(jeos))
         undo.undo_now(installer_entry)
 
+        image, manifest = self._customize(jeos, template, options, undo,
+                                          "the JEOS")
+        self.progress(98, "Cleaning up")
+        return Result(image, manifest, self.clock.result())
+
+    def _customize(self, disk, template, options, undo, what):
+        """Boot ``disk``, customize over SSH, read the ICICLE, power off and
+        capture: ``(image, icicle)``, the image on ``undo`` as a result."""
+        from novaimagebuilder import customize
+        from novaimagebuilder import icicle
+
+        backend = self.backend
         self.clock.step("customize")
-        self.progress(55, "Booting the JEOS to customize it")
+        self.progress(55, "Booting %s to customize it" % what)
         key, public_key = _throwaway_key()
-        guest = backend.boot_guest(jeos, options.default_user, public_key)
+        guest = backend.boot_guest(disk, options.default_user, public_key)
         guest_entry = undo.push(str(guest), lambda: self.backend.delete(guest))
         host, port = backend.ssh_address(guest)
         self.progress(60, "Waiting for SSH on %s:%d" % (host, port))
@@ -285,8 +313,7 @@ class Pipeline:
         undo.push("image %s" % image, lambda: self.backend.discard(image),
                   result=True)
         undo.undo_now(guest_entry)
-        self.progress(98, "Cleaning up")
-        return Result(image, manifest, self.clock.result())
+        return image, manifest
 
     def _cancelled(self):
         return self.cancel is not None and self.cancel.is_set()

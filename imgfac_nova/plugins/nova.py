@@ -85,18 +85,24 @@ class NovaOS(base.OSPlugin):
                     flavor=nova.find_flavor(conn, parameters.get("flavor")),
                     network=nova.find_network(conn, parameters.get("network")))
 
-    def create_base_image(self, build, template, parameters):
+    def _backend(self, build, parameters, resolved, **kwargs):
         from novaimagebuilder import nova
-        resolved = getattr(self, "_backend_args", None) or self._resolve(
-            parameters)
         groups = [g.strip() for g in (parameters.get("security_groups") or
                                       "").split(",") if g.strip()]
-        backend = nova.NovaBackend(
+        return nova.NovaBackend(
             resolved["conn"], build.identifier, resolved["flavor"],
             network=resolved["network"], security_groups=groups,
             floating_ip=parameters["request_floating_ip"],
             floating_ip_network=parameters.get("floating_ip_network"),
             config_drive=parameters["config_drive"],
+            admin_password=parameters.get("admin_password"),
+            cancel=build.cancel_event, log=LOG, **kwargs)
+
+    def create_base_image(self, build, template, parameters):
+        resolved = getattr(self, "_backend_args", None) or self._resolve(
+            parameters)
+        backend = self._backend(
+            build, parameters, resolved,
             image_visibility=parameters["image_visibility"],
             image_name=parameters.get("image_name"),
             image_properties={
@@ -104,15 +110,38 @@ class NovaOS(base.OSPlugin):
                 "os_distro": template.os.name.lower(),
                 "os_version": template.os.version,
                 "architecture": template.os.arch,
-                "imgfac_icicle": build.identifier},
-            admin_password=parameters.get("admin_password"),
-            cancel=build.cancel_event, log=LOG)
+                "imgfac_icicle": build.identifier})
         build.progress(1, "Building in the cloud (flavor %s)"
                        % resolved["flavor"].name)
         result = common.run_pipeline(build, backend, template, parameters,
                                      self.conf)
         build.set_property(images.GLANCE_ID_PROPERTY, result.image)
         build.set_property("glance_image_id", result.image)
+
+    def create_target_image(self, build, target, base_image, parameters):
+        """Apply the target content for ``target`` (if any) in a Nova server
+        booted from the base image's Glance image; the snapshot of it is
+        streamed to ``build.body_path`` for the cloud plugin and deleted."""
+        from novaimagebuilder import glance
+        content = common.target_content(self, target, base_image)
+        if content is None:
+            return
+        stored = common.base_parameters(self, base_image)
+        resolved = self._resolve(stored)
+        backend = self._backend(build, stored, resolved)
+        result = common.customize_for_target(
+            build, backend, base_image.properties[images.GLANCE_ID_PROPERTY],
+            content, stored, self.conf)
+        try:
+            build.progress(19, "Downloading the customized image")
+            conn = resolved["conn"]
+            glance.download(glance.client(conn.session,
+                                          region=conn.config.region_name,
+                                          interface=conn.config.interface),
+                            result.image, build.body_path,
+                            cancel=build.cancel_event)
+        finally:
+            backend.discard(result.image)
 
     def delete_image(self, image, parameters):
         """Delete the Glance image of a base image."""
