@@ -117,6 +117,7 @@ class NovaOS(base.OSPlugin):
                                      self.conf)
         build.set_property(images.GLANCE_ID_PROPERTY, result.image)
         build.set_property("glance_image_id", result.image)
+        return result.image
 
     def create_target_image(self, build, target, base_image, parameters):
         """Apply the target content for ``target`` (if any) in a Nova server
