@@ -291,7 +291,7 @@ TARGET_CONTENT = """<template_includes>
 
 
 def _content_config(workspace, text):
-    """A configuration for the session's store naming a target content
+    """A configuration for the workspace's store naming a target content
     file holding ``text``."""
     _, store, directory = workspace
     content = os.path.join(str(directory), "target_content.xml")
@@ -347,6 +347,31 @@ def test_target_content_goes_into_the_target_only(workspace, env, base):
     assert info["format"] == "qcow2"
     with open(image["log"]) as handle:
         assert "Booting the base image to customize it" in handle.read()
+
+
+@pytest.mark.slow  # a customization boot in Nova; the local one covers it
+def test_target_content_of_a_nova_built_base(nova_base_image, cloud_env,
+                                             tmp_path, conn):
+    base = nova_base_image.record
+    config, _ = _content_config(
+        (None, nova_base_image.store, tmp_path), TARGET_CONTENT)
+    started = time.monotonic()
+    image = _complete(builds.imgfac(config, "target_image", "--id",
+                                    base["identifier"], "qcow2",
+                                    env=cloud_env))
+    print("qcow2 target of the Nova base with target content: %.1f s"
+          % (time.monotonic() - started))
+    assert "figlet" in _icicle_packages(image)
+    assert "figlet" not in _icicle_packages(base)
+    found = _cat(image["data"], "/etc/imgfac-target",
+                 "/var/lib/imgfac-target.txt")
+    assert found == {"/etc/imgfac-target": "qcow2 target",
+                     "/var/lib/imgfac-target.txt": "/usr/bin/figlet\n"}
+    # the server and the snapshot made for it are gone again
+    tag = image["identifier"]
+    assert not [i for i in conn.image.images()
+                if i.properties.get("imgfac_build_id") == tag]
+    assert not [v for v in conn.compute.servers() if tag in v.name]
 
 
 def test_a_bad_target_content_file_is_one_line_and_creates_nothing(
