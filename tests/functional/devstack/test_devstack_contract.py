@@ -15,6 +15,7 @@ import configparser
 import json
 import os
 import secrets
+import socket
 import subprocess
 import uuid
 
@@ -53,7 +54,7 @@ class Stack:
         self.project = "imgfac-dsc-" + suffix
         self.user = "imgfac-dsc-user-" + suffix
         self.password = secrets.token_hex(16)
-        self.api_port = 9494
+        self.api_port = _free_port()
         self.clouds_yaml = os.path.join(root, "clouds.yaml")
         self.test_cloud = test_cloud
         self.output = {}
@@ -194,7 +195,24 @@ def stack(tmp_path_factory, test_cloud, admin_conn):
         result.smoke_values = result.smoke()
         yield result
     finally:
+        _stop_daemon(result)
         _remove_cloud_objects(result, admin_conn)
+
+
+def _free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _stop_daemon(result):
+    """The daemon run_process started, when a phase failed before unstack
+    (after test_unstack_and_clean this finds it stopped)."""
+    subprocess.run([os.path.join(HERE, "systemctl"), "stop",
+                    "devstack@imgfac-api.service"], env=dict(
+                        os.environ, SYSTEMD_DIR=os.path.join(result.dest,
+                                                             "systemd"),
+                        LOGDIR=result.logs))
 
 
 def _remove_cloud_objects(result, admin_conn):
