@@ -319,7 +319,8 @@ def _cat(disk, *paths):
 
 
 def _icicle_packages(image):
-    return {p.get("name") for p in etree.fromstring(
+    """Package names of the image's ICICLE (entries are name_version_arch)."""
+    return {p.get("name").split("_")[0] for p in etree.fromstring(
         image["icicle"].encode()).iter("package")}
 
 
