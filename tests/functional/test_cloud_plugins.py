@@ -334,7 +334,7 @@ def test_target_content_goes_into_the_target_only(workspace, env, base):
         time.monotonic() - started, image["timings"]))
     assert "figlet" in _icicle_packages(image)
     assert "figlet" not in _icicle_packages(base)
-    assert {"hello", "tree"} <= _icicle_packages(image)
+    assert "hello" in _icicle_packages(image)  # the base's own stay
     files = ("/etc/imgfac-target", "/var/lib/imgfac-target.txt",
              "/etc/apt/sources.list.d/test-cloud-local.list")
     target, before = _cat(image["data"], *files), _cat(base["data"], *files)
