@@ -15,6 +15,8 @@ import time
 from imgfac_nova import guard
 from imgfac_nova import images
 from imgfac_nova import parameters as params
+from imgfac_nova import target_content
+from imgfac_nova import template
 from imgfac_nova.plugins import base as plugin_base
 from imgfac_nova.plugins import manager as plugin_manager
 from novaimagebuilder import errors
@@ -205,18 +207,22 @@ class Builder:
                                COMMON_PARAMETERS)
         return plugin_name, plugin, typed
 
-    def _cloud_step(self, target, values):
+    def _cloud_step(self, target, values, snapshot=False):
+        """``(plugin name, plugin, typed parameters)`` of the cloud plugin
+        for ``target``; a snapshot build takes its snapshot_parameters too."""
         plugin_name = self.plugins.choose_cloud_plugin(
             target, requested=values.get("cloud_plugin"))
         plugin = self._plugin(plugin_name)
-        typed = params.resolve(plugin.parameters, values, plugin_name,
+        typed = params.resolve(_specs(plugin, snapshot), values, plugin_name,
                                COMMON_PARAMETERS)
         return plugin_name, plugin, typed
 
-    def _record(self, kind, plugin_name, plugin, typed, **fields):
+    def _record(self, kind, plugin_name, plugin, typed, snapshot=False,
+                **fields):
         return images.ImageRecord(
             type=kind, plugin=plugin_name, project_id=self.project_id,
-            parameters=params.redact(plugin.parameters, typed), **fields)
+            parameters=params.redact(_specs(plugin, snapshot), typed),
+            **fields)
 
     # -- public verbs -----------------------------------------------------------
 
@@ -247,6 +253,12 @@ class Builder:
 
     def _target_step(self, target, values, base):
         name, plugin, typed = self._cloud_step(target, values)
+        try:
+            # The OS plugin reads it again when it applies it; a bad file
+            # is bad input now, before any record exists.
+            target_content.check(self.conf)
+        except template.TemplateError as exc:
+            raise plugin_manager.PluginError(str(exc)) from None
         os_plugin = self._plugin(base.plugin) if base.plugin in \
             self.plugins.os_plugins else None
         record = self._record(images.TARGET_IMAGE, name, plugin, typed,
@@ -272,7 +284,7 @@ class Builder:
         image from. ``credentials`` is secret: it is handed to the plugin and
         never stored.
         """
-        name, plugin, typed = self._cloud_step(target, values)
+        name, plugin, typed = self._cloud_step(target, values, snapshot)
         steps = []
         if snapshot:
             if template is None:
@@ -283,10 +295,12 @@ class Builder:
                 raise plugin_manager.PluginError(
                     "the %s plugin cannot build on a provider (--snapshot); "
                     "build the image, then push it" % name)
+            redacted = plugin.check_provider(provider, credentials, typed)
+            plugin.check_snapshot(provider, credentials, template, typed)
             record = self._record(
-                images.PROVIDER_IMAGE, name, plugin, typed,
+                images.PROVIDER_IMAGE, name, plugin, typed, snapshot=True,
                 template=template.redacted_xml(), target=target,
-                provider=plugin.check_provider(provider, credentials, typed))
+                provider=redacted)
             steps.append((record, lambda ctx: plugin.snapshot_image_on_provider(
                 ctx, provider, credentials, template, typed)))
             return self._start(steps)
@@ -549,6 +563,11 @@ class Builder:
         record.status = images.DELETED
         record.status_detail = {"activity": "Deleted", "error": None}
         return record
+
+
+def _specs(plugin, snapshot):
+    return plugin.parameters + (plugin.snapshot_parameters if snapshot
+                                else ())
 
 
 @contextlib.contextmanager

@@ -36,6 +36,12 @@ _opts = [
                help="OS plugin to use when more than one installed plugin "
                     "builds the template's OS. The os_plugin build parameter "
                     "overrides it."),
+    cfg.StrOpt("target_content_file",
+               help="Image Factory's target content file: repositories, "
+                    "packages, files and commands added to the images of "
+                    "one target (<template_includes> of <include "
+                    "target=... os=... version=... arch=...>), e.g. "
+                    "/etc/imgfac-nova/target_content.xml. Unset: none."),
     cfg.IntOpt("max_template_bytes", default=template.DEFAULT_LIMITS.max_bytes,
                min=1024,
                help="Largest template accepted, in bytes (templates carry "

@@ -283,6 +283,34 @@ def parse_template(text, source="<string>", limits=DEFAULT_LIMITS):
     return _Reader(source).read(root, text)
 
 
+#: The sections a customization outside a template may carry (target
+#: content): the template's repositories, packages, files and commands.
+CONTENT_SECTIONS = ("repositories", "packages", "files", "commands")
+
+
+def parse_content(element, text, source):
+    """The customization sections inside ``element`` (an element parsed from
+    ``text``, named ``source`` in errors), checked as in a template: a dict
+    of ``repositories``, ``packages``, ``files`` and ``commands`` lists.
+    ``element`` may hold only those sections; its own attributes are the
+    caller's."""
+    reader = _Reader(source)
+    reader.lines = text.splitlines()
+    shape = _Shape(attributes=tuple(element.attrib), children={
+        name: _TEMPLATE.children[name] for name in CONTENT_SECTIONS})
+    reader.check_shape(element, shape)
+    content = {
+        "repositories": [reader.repository(e)
+                         for e in element.iterfind("repositories/*")],
+        "packages": [reader.package(e) for e in element.iterfind("packages/*")],
+        "files": [reader.file(e) for e in element.iterfind("files/*")],
+        "commands": reader.commands(element.find("commands")),
+    }
+    for section in element:
+        reader._validate(_schema(_LIST_SECTIONS[section.tag]), section)
+    return content
+
+
 def _too_large(limits):
     return (f"template is larger than {_human_size(limits.max_bytes)} "
             "(the max_template_bytes option)")

@@ -123,8 +123,9 @@ class LocalBackend(pipeline.Backend):
             _link_or_copy(jeos, self._path("jeos.qcow2"))
             jeos = self._path("jeos.qcow2")
         overlay = self._path("guest.qcow2")
+        # The JEOS is qcow2; a finished image (a target's base) may be raw.
         formats.qemu_img("create", "-q", "-f", "qcow2", "-b", jeos, "-F",
-                         "qcow2", overlay)
+                         formats.info(jeos)["format"], overlay)
         drive = configdrive.build(self._path("guest-config.iso"),
                                   str(uuid.uuid4()), "imgfac-guest",
                                   public_keys={"imgfac-nova": public_key})

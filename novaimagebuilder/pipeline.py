@@ -220,10 +220,28 @@ class Pipeline:
     def run(self, template, parameters):
         """Build; returns a Result. Raises BuildError (one line) on failure."""
         options = Options.from_parameters(parameters)
+        return self._unwinding(options, lambda undo: self._run(
+            template, parameters, options, undo))
+
+    def customize_image(self, image, template, parameters):
+        """Boot a copy of the finished ``image`` (a backend image handle),
+        apply ``template``'s customization, read the ICICLE and capture the
+        result: a Result with the new image (``image`` itself is left as it
+        was). A target image's target content is applied this way."""
+        options = Options.from_parameters(parameters)
+
+        def body(undo):
+            new, manifest, reached = self._customize(
+                image, template, parameters, options, undo, "the base image")
+            return Result(new, manifest, self.clock.result(), ssh=reached)
+        return self._unwinding(options, body)
+
+    def _unwinding(self, options, body):
+        """``body(undo)`` with a new rollback stack, unwound afterwards."""
         undo = rollback_stack.Rollback(self.log)
         succeeded = False
         try:
-            result = self._run(template, parameters, options, undo)
+            result = body(undo)
             succeeded = True
             return result
         finally:
@@ -236,13 +254,8 @@ class Pipeline:
                 self.log.error("Could not clean up: %s", "; ".join(left))
 
     def _run(self, template, parameters, options, undo):
-        from novaimagebuilder import customize
-        from novaimagebuilder import icicle
         from novaimagebuilder import media as media_mod
-        from novaimagebuilder import proxy as proxy_mod
-        from novaimagebuilder import ssh
 
-        backend = self.backend
         self.clock.step("media")
         self.progress(2, "Fetching the install media from %s"
                       % template.os.install.location)
@@ -269,11 +282,26 @@ class Pipeline:
                 jeos_info = {"cache": "stored", "jeos": stored.id}
         self._on_jeos(jeos_info)
 
+        image, manifest, reached = self._customize(
+            jeos_handle, template, parameters, options, undo, "the JEOS")
+        self.progress(98, "Cleaning up")
+        return Result(image, manifest, self.clock.result(), jeos_info,
+                      reached)
+
+    def _customize(self, disk, template, parameters, options, undo, what):
+        """Boot ``disk``, customize over SSH, read the ICICLE, power off and
+        capture: ``(image, icicle, how the guest was reached)``, the image
+        on ``undo`` as a result."""
+        from novaimagebuilder import customize
+        from novaimagebuilder import icicle
+        from novaimagebuilder import proxy as proxy_mod
+        from novaimagebuilder import ssh
+
+        backend = self.backend
         self.clock.step("customize")
-        self.progress(55, "Booting the JEOS to customize it")
+        self.progress(55, "Booting %s to customize it" % what)
         key, public_key = _throwaway_key()
-        guest = backend.boot_guest(jeos_handle, options.default_user,
-                                   public_key)
+        guest = backend.boot_guest(disk, options.default_user, public_key)
         guest_entry = undo.push(str(guest), lambda: self.backend.delete(guest))
         host, port = backend.ssh_address(guest)
         jump = self._jump_host(parameters)
@@ -319,9 +347,7 @@ class Pipeline:
         undo.push("image %s" % image, lambda: self.backend.discard(image),
                   result=True)
         undo.undo_now(guest_entry)
-        self.progress(98, "Cleaning up")
-        return Result(image, manifest, self.clock.result(), jeos_info,
-                      reached)
+        return image, manifest, reached
 
     def _find_jeos(self, template, parameters, media, options):
         """``(cache key, usable Entry or None)``; the key is None when the

@@ -133,6 +133,14 @@ class CloudPlugin(Plugin):
         the provider is removed again when the push fails.
         """
 
+    #: Parameters a snapshot build takes besides the plugin's own (an OS
+    #: plugin's), resolved and redacted with them.
+    snapshot_parameters: tuple = ()
+
+    def check_snapshot(self, provider, credentials, template, parameters):
+        """Check a snapshot build of ``template`` on ``provider`` before
+        anything is created (after check_provider). Default: nothing."""
+
     def snapshot_image_on_provider(self, build, provider, credentials, template,
                                    parameters):
         """Build the image directly on ``provider`` and snapshot it there."""

@@ -187,3 +187,55 @@ def record_ssh(build, reached):
     for key, name in SSH_PROPERTIES.items():
         if reached.get(key) is not None:
             build.set_property(name, reached[key])
+
+
+def target_content(plugin, target, base_image):
+    """The template carrying the target content for making ``target`` from
+    ``base_image`` (Image Factory's target_content.xml, the
+    target_content_file option), or None when there is none."""
+    from imgfac_nova import target_content as content
+    from imgfac_nova import template as tdl
+    includes = content.check(plugin.conf)
+    if not includes:
+        return None
+    template = tdl.parse_template(base_image.template, "base image %s"
+                                  % base_image.identifier)
+    include = content.for_target(includes, target, template)
+    if include is None or include.empty():
+        return None
+    LOG.info("Target content for %s from %s line %d", target,
+             content.configured_file(plugin.conf), include.line)
+    return content.as_template(include, template)
+
+
+def base_parameters(plugin, base_image):
+    """``plugin``'s parameters as the build of ``base_image`` resolved them
+    (the record keeps them, secrets redacted)."""
+    from imgfac_nova import parameters as params
+    known = {p.name for p in plugin.parameters}
+    values = {k: v for k, v in base_image.parameters.items() if k in known
+              and v is not None and v != params.REDACTED}
+    return params.resolve(plugin.parameters, values, base_image.plugin)
+
+
+def customize_for_target(build, backend, image, template, parameters,
+                         conf=None, start=5, end=19):
+    """Boot ``image`` on ``backend``, apply ``template`` (the target
+    content), read the ICICLE and capture: the pipeline's Result, its
+    ICICLE now the target image's. Progress runs from ``start`` to ``end``
+    percent, before the cloud plugin's conversion."""
+    from novaimagebuilder import media
+    from novaimagebuilder import pipeline
+
+    def progress(percent, activity):
+        build.progress(start + (end - start) * percent // 100, activity)
+
+    runner = pipeline.Pipeline(backend, media.MediaCache(media_cache_dir(conf)),
+                               progress=progress, cancel=build.cancel_event,
+                               log=LOG)
+    result = runner.customize_image(image, template, pipeline_parameters(
+        template, parameters))
+    build.set_icicle(result.icicle)
+    for step, seconds in result.timings.items():
+        build.add_timing("target_" + step, **seconds)
+    return result

@@ -24,20 +24,21 @@ CLOUD_PARAMETERS = (
 )
 
 
-def _connect_base_cloud(base_image, parameters):
+def _connect_base_cloud(base_image, parameters, auth=None):
     from novaimagebuilder import glance
     from novaimagebuilder import nova
     stored = dict(base_image.parameters)
     stored.update({k: v for k, v in parameters.items() if v is not None})
     conn = nova.connect(stored.get("cloud"), stored.get("region"),
-                        stored.get("interface"))
+                        stored.get("interface"), auth=auth)
     return glance.client(conn.session, region=conn.config.region_name,
                          interface=conn.config.interface)
 
 
-def fetch_base(build, base_image, parameters, percent=20):
+def fetch_base(build, base_image, parameters, percent=20, auth=None):
     """Make sure ``build.body_path`` holds the base image's bytes; returns
-    the path. A Nova-built base is streamed from its Glance image."""
+    the path. A Nova-built base is streamed from its Glance image, as the
+    caller ``auth`` (an API caller's token; None: openstacksdk's config)."""
     from novaimagebuilder import glance
     if os.path.exists(build.body_path):
         return build.body_path
@@ -46,7 +47,7 @@ def fetch_base(build, base_image, parameters, percent=20):
         raise provider.ProviderError("base image %s has neither local data "
                                      "nor a Glance image"
                                      % base_image.identifier)
-    client = _connect_base_cloud(base_image, parameters)
+    client = _connect_base_cloud(base_image, parameters, auth)
     build.progress(1, "Downloading Glance image %s" % glance_id)
     glance.download(client, glance_id, build.body_path,
                     progress=lambda p, done: build.progress(
@@ -113,7 +114,7 @@ class DiskFormats(provider.GlanceProvider):
     def create_target_image(self, build, target, base_image, parameters):
         from novaimagebuilder import formats
         target = target.lower()
-        fetch_base(build, base_image, parameters)
+        fetch_base(build, base_image, parameters, auth=self.cloud_auth)
         if target != "ova":
             fmt = formats.FORMATS[target]
             found = convert_in_place(build, fmt, 20, 99)

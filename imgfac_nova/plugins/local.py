@@ -1,5 +1,6 @@
 """The local OS plugin: builds base images on this machine with QEMU (the
 Oz/TinMan path). It is the default when no cloud is configured."""
+import contextlib
 import logging
 import os
 import shutil
@@ -47,14 +48,17 @@ class LocalOS(base.OSPlugin):
         common.install_script(template, parameters)
         common.check_guest_access(parameters)
 
-    def create_base_image(self, build, template, parameters):
+    @contextlib.contextmanager
+    def _backend(self, build, parameters, image_format, what):
+        """A LocalBackend in a work directory of its own beside the store
+        (so the finished image is moved, not copied), removed afterwards
+        (kept on failure with keep_on_failure)."""
         from novaimagebuilder import local
         from novaimagebuilder import qemu
 
         accel, why = qemu.choose_accelerator(parameters["accel"])
-        build.progress(1, "Building locally with QEMU (%s)" % why)
+        build.progress(1, "%s locally with QEMU (%s)" % (what, why))
         build.set_property("accelerator", accel)
-        # Beside the store, so the finished image is moved, not copied.
         workdir = tempfile.mkdtemp(prefix="%s%s-" % (WORKDIR_PREFIX,
                                                      build.identifier),
                                    dir=os.path.dirname(build.body_path))
@@ -62,16 +66,10 @@ class LocalOS(base.OSPlugin):
             handle.write("%s:%d\n" % (socket.gethostname(), os.getpid()))
         succeeded = False
         try:
-            backend = local.LocalBackend(
+            yield local.LocalBackend(
                 workdir, accel, memory_mb=parameters["memory"],
-                cpus=parameters["cpus"],
-                image_format=parameters["image_format"],
+                cpus=parameters["cpus"], image_format=image_format,
                 cancel=build.cancel_event, build_id=build.identifier)
-            result = common.run_pipeline(build, backend, template,
-                                         parameters, self.conf,
-                                         self.jeos_cache(parameters))
-            os.replace(result.image, build.body_path)
-            build.set_property("format", parameters["image_format"])
             succeeded = True
         finally:
             if succeeded or not parameters["keep_on_failure"]:
@@ -83,6 +81,30 @@ class LocalOS(base.OSPlugin):
     def jeos_cache(self, parameters):
         from novaimagebuilder import local
         return local.JeosCache(common.jeos_cache_dir(self.conf))
+
+    def create_base_image(self, build, template, parameters):
+        with self._backend(build, parameters, parameters["image_format"],
+                           "Building") as backend:
+            result = common.run_pipeline(build, backend, template,
+                                         parameters, self.conf,
+                                         self.jeos_cache(parameters))
+            os.replace(result.image, build.body_path)
+            build.set_property("format", parameters["image_format"])
+
+    def create_target_image(self, build, target, base_image, parameters):
+        """Apply the target content for ``target`` (if any) in a QEMU boot
+        of the base image's data, which ``build.body_path`` holds."""
+        from novaimagebuilder import formats
+        content = common.target_content(self, target, base_image)
+        if content is None:
+            return
+        stored = common.base_parameters(self, base_image)
+        fmt = formats.info(build.body_path)["format"]
+        with self._backend(build, stored, fmt,
+                           "Adding the target content") as backend:
+            result = common.customize_for_target(
+                build, backend, build.body_path, content, stored, self.conf)
+            os.replace(result.image, build.body_path)
 
     def sweep(self, protected, parameters, dry_run=False):
         """Kill the QEMU processes, then remove the work directories and QMP

@@ -98,13 +98,11 @@ class NovaOS(base.OSPlugin):
                     ssh_network=nova.find_ssh_network(
                         conn, parameters.get("ssh_network"), networks))
 
-    def create_base_image(self, build, template, parameters):
+    def _backend(self, build, parameters, resolved, **kwargs):
         from novaimagebuilder import nova
-        resolved = getattr(self, "_backend_args", None) or self._resolve(
-            parameters)
         groups = [g.strip() for g in (parameters.get("security_groups") or
                                       "").split(",") if g.strip()]
-        backend = nova.NovaBackend(
+        return nova.NovaBackend(
             resolved["conn"], build.identifier, resolved["flavor"],
             networks=resolved["networks"],
             ssh_network=resolved["ssh_network"],
@@ -113,6 +111,15 @@ class NovaOS(base.OSPlugin):
             floating_ip=parameters["request_floating_ip"],
             floating_ip_network=parameters.get("floating_ip_network"),
             config_drive=parameters["config_drive"],
+            admin_password=parameters.get("admin_password"),
+            cancel=build.cancel_event, log=LOG, **kwargs)
+
+    def create_base_image(self, build, template, parameters):
+        from novaimagebuilder import nova
+        resolved = getattr(self, "_backend_args", None) or self._resolve(
+            parameters)
+        backend = self._backend(
+            build, parameters, resolved,
             image_visibility=parameters["image_visibility"],
             image_name=parameters.get("image_name"),
             image_properties={
@@ -120,9 +127,7 @@ class NovaOS(base.OSPlugin):
                 "os_distro": template.os.name.lower(),
                 "os_version": template.os.version,
                 "architecture": template.os.arch,
-                "imgfac_icicle": build.identifier},
-            admin_password=parameters.get("admin_password"),
-            cancel=build.cancel_event, log=LOG)
+                "imgfac_icicle": build.identifier})
         build.progress(1, "Building in the cloud (flavor %s)"
                        % resolved["flavor"].name)
         result = common.run_pipeline(
@@ -130,6 +135,32 @@ class NovaOS(base.OSPlugin):
             nova.JeosCache(resolved["conn"], log=LOG))
         build.set_property(images.GLANCE_ID_PROPERTY, result.image)
         build.set_property("glance_image_id", result.image)
+        return result.image
+
+    def create_target_image(self, build, target, base_image, parameters):
+        """Apply the target content for ``target`` (if any) in a Nova server
+        booted from the base image's Glance image; the snapshot of it is
+        streamed to ``build.body_path`` for the cloud plugin and deleted."""
+        from novaimagebuilder import glance
+        content = common.target_content(self, target, base_image)
+        if content is None:
+            return
+        stored = common.base_parameters(self, base_image)
+        resolved = self._resolve(stored)
+        backend = self._backend(build, stored, resolved)
+        result = common.customize_for_target(
+            build, backend, base_image.properties[images.GLANCE_ID_PROPERTY],
+            content, stored, self.conf)
+        try:
+            build.progress(19, "Downloading the customized image")
+            conn = resolved["conn"]
+            glance.download(glance.client(conn.session,
+                                          region=conn.config.region_name,
+                                          interface=conn.config.interface),
+                            result.image, build.body_path,
+                            cancel=build.cancel_event)
+        finally:
+            backend.discard(result.image)
 
     def jeos_cache(self, parameters):
         """The project's JEOS cache in Glance (when a cloud is configured)."""

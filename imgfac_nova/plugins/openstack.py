@@ -16,6 +16,7 @@ from lxml import etree
 from imgfac_nova.parameters import Parameter
 from imgfac_nova.plugins import base
 from imgfac_nova.plugins import formats as format_targets
+from imgfac_nova.plugins import nova as nova_plugin
 from imgfac_nova.plugins import provider
 
 LOG = logging.getLogger(__name__)
@@ -60,6 +61,12 @@ def glance_properties(template, icicle, parameters):
     return props
 
 
+def _not_in(specs, own):
+    """The parameters of ``specs`` whose names ``own`` does not have."""
+    names = {p.name for p in own}
+    return tuple(p for p in specs if p.name not in names)
+
+
 class OpenStack(provider.GlanceProvider):
     """Makes images for OpenStack (KVM) clouds and pushes them to Glance."""
 
@@ -86,11 +93,58 @@ class OpenStack(provider.GlanceProvider):
                   "virtual size, rounded up)", type="int", minimum=0),
     )
 
+    #: A snapshot build is the Nova OS plugin's: its parameters too.
+    snapshot_parameters = _not_in(nova_plugin.NovaOS.parameters, parameters)
+
+    def _nova(self, provider_text, credentials, parameters):
+        """The Nova OS plugin working in the provider's cloud (as its
+        clouds.yaml entry, or logged in with the credentials), and its
+        typed parameters."""
+        from imgfac_nova import parameters as params
+        parsed, conn = getattr(self, "_connection", None) or (None, None)
+        if conn is None:
+            parsed = provider.parse_provider(provider_text)
+            conn = provider.connect(parsed, credentials)
+        os_plugin = nova_plugin.NovaOS(self.conf)
+        names = {p.name for p in nova_plugin.NovaOS.parameters}
+        values = {k: v for k, v in parameters.items()
+                  if k in names and v is not None}
+        if parsed.cloud:
+            values["cloud"] = parsed.cloud
+            os_plugin.cloud_auth = self.cloud_auth
+        else:
+            values.pop("cloud", None)
+            os_plugin.cloud_auth = conn.session.auth
+            values.update(visibility_values(parsed))
+        if parsed.definition.get("region"):
+            values["region"] = parsed.definition["region"]
+        return conn, os_plugin, params.resolve(
+            nova_plugin.NovaOS.parameters, values, "nova")
+
+    def check_snapshot(self, provider, credentials, template, parameters):
+        """The Nova build's own checks (install script, flavor, network) in
+        the provider's cloud."""
+        conn, os_plugin, typed = self._nova(provider, credentials, parameters)
+        os_plugin.check(template, typed)
+        self._snapshot = (conn, os_plugin, typed)
+
+    def snapshot_image_on_provider(self, build, provider, credentials, template,
+                                   parameters):
+        """Image Factory's snapshot build: the Nova OS plugin builds the
+        image straight in the provider's cloud; its Glance image is the
+        provider image (the bytes never leave that cloud)."""
+        conn, os_plugin, typed = getattr(self, "_snapshot", None) or \
+            self._nova(provider, credentials, parameters)
+        build.set_provider_account_identifier(conn.account)
+        build.set_identifier_on_provider(
+            os_plugin.create_base_image(build, template, typed))
+
     def create_target_image(self, build, target, base_image, parameters):
         from imgfac_nova import template as tdl
         from novaimagebuilder import formats
         from novaimagebuilder import sysprep
-        path = format_targets.fetch_base(build, base_image, parameters)
+        path = format_targets.fetch_base(build, base_image, parameters,
+                                         auth=self.cloud_auth)
         if parameters["sysprep"]:
             build.progress(25, "Removing the machine identity (virt-sysprep)")
             started = time.monotonic()
@@ -110,3 +164,11 @@ class OpenStack(provider.GlanceProvider):
         build.set_property("min_disk", parameters.get("min_disk") or
                            math.ceil(found["virtual-size"] / 1024 ** 3))
         build.set_property("min_ram", parameters["min_ram"])
+
+
+def visibility_values(parsed):
+    """The Nova build's image_visibility from an Image Factory provider
+    definition that sets it (is_public / visibility)."""
+    if "visibility" in parsed.definition or "is_public" in parsed.definition:
+        return {"image_visibility": parsed.visibility}
+    return {}

@@ -177,6 +177,7 @@ class Connection:
     glance: object
     account: str
     cloud: str
+    session: object = None  # keystoneauth session, logged in
 
 
 def connect(provider, credentials):
@@ -235,7 +236,7 @@ def connect(provider, credentials):
     # Reach Glance itself now, so a wrong glance-host is bad input too.
     glance.call("the provider's Glance (%s) cannot be reached" % (
         provider.endpoint or where), lambda: list(client.images.list(limit=1)))
-    return Connection(client, account, where)
+    return Connection(client, account, where, session)
 
 
 class GlanceProvider(base.CloudPlugin):

@@ -265,6 +265,132 @@ def test_vmdk_and_ova_targets(workspace, env, base):
     assert memory[0].findtext("rasd:VirtualQuantity", namespaces=ns) == "2048"
 
 
+# -- target content (Image Factory's target_content.xml) -----------------------
+
+#: For qcow2 targets of Debian: the test cloud's repository again (the
+#: base's was not persisted), a package, a file and a command.
+TARGET_CONTENT = """<template_includes>
+  <include target="vmdk"><packages><package name="nowhere"/></packages>
+  </include>
+  <include target="qcow2" os="Debian">
+    <repositories>
+      <repository name="test-cloud-local">
+        <url>http://10.0.2.2:8090/repo/</url>
+        <signed>no</signed><persisted>no</persisted>
+      </repository>
+    </repositories>
+    <packages><package name="figlet"/></packages>
+    <files><file name="/etc/imgfac-target">qcow2 target</file></files>
+    <commands>
+      <command name="mark">command -v figlet > /var/lib/imgfac-target.txt
+      </command>
+    </commands>
+  </include>
+</template_includes>
+"""
+
+
+def _content_config(workspace, text):
+    """A configuration for the workspace's store naming a target content
+    file holding ``text``."""
+    _, store, directory = workspace
+    content = os.path.join(str(directory), "target_content.xml")
+    with open(content, "w") as handle:
+        handle.write(text)
+    config = os.path.join(str(directory), "target-content.conf")
+    with open(config, "w") as handle:
+        handle.write("[DEFAULT]\nstorage_path = %s\ntarget_content_file = "
+                     "%s\n" % (store, content))
+    return config, content
+
+
+def _cat(disk, *paths):
+    """The files ``paths`` of ``disk`` (guestfish, read-only); None for a
+    file that is not there."""
+    found = {}
+    for path in paths:
+        result = subprocess.run(
+            ["guestfish", "--ro", "-a", disk, "-i", "cat", path],
+            capture_output=True, text=True,
+            env=dict(os.environ, LIBGUESTFS_BACKEND="direct",
+                     LIBGUESTFS_BACKEND_SETTINGS="force_tcg"))
+        found[path] = result.stdout if result.returncode == 0 else None
+    return found
+
+
+def _icicle_packages(image):
+    """Package names of the image's ICICLE (entries are name_version_arch)."""
+    return {p.get("name").split("_")[0] for p in etree.fromstring(
+        image["icicle"].encode()).iter("package")}
+
+
+def test_target_content_goes_into_the_target_only(workspace, env, base):
+    config, _ = _content_config(workspace, TARGET_CONTENT)
+    started = time.monotonic()
+    result = builds.imgfac(config, "target_image", "--id",
+                           base["identifier"], "qcow2", env=env)
+    image = _complete(result)
+    print("qcow2 target with target content: %.1f s (%s)" % (
+        time.monotonic() - started, image["timings"]))
+    assert "figlet" in _icicle_packages(image)
+    assert "figlet" not in _icicle_packages(base)
+    assert "hello" in _icicle_packages(image)  # the base's own stay
+    files = ("/etc/imgfac-target", "/var/lib/imgfac-target.txt",
+             "/etc/apt/sources.list.d/test-cloud-local.list")
+    target, before = _cat(image["data"], *files), _cat(base["data"], *files)
+    assert target[files[0]] == "qcow2 target"
+    assert target[files[1]] == "/usr/bin/figlet\n"  # after the packages
+    assert target[files[2]] is None  # not persisted: removed again
+    assert before == dict.fromkeys(files)
+    info = json.loads(subprocess.run(
+        ["qemu-img", "info", "--output", "json", image["data"]],
+        capture_output=True, text=True, check=True).stdout)
+    assert info["format"] == "qcow2"
+    with open(image["log"]) as handle:
+        assert "Booting the base image to customize it" in handle.read()
+
+
+@pytest.mark.slow  # a customization boot in Nova; the local one covers it
+def test_target_content_of_a_nova_built_base(nova_base_image, cloud_env,
+                                             tmp_path, conn):
+    base = nova_base_image.record
+    config, _ = _content_config(
+        (None, nova_base_image.store, tmp_path), TARGET_CONTENT)
+    started = time.monotonic()
+    image = _complete(builds.imgfac(config, "target_image", "--id",
+                                    base["identifier"], "qcow2",
+                                    env=cloud_env))
+    print("qcow2 target of the Nova base with target content: %.1f s"
+          % (time.monotonic() - started))
+    assert "figlet" in _icicle_packages(image)
+    assert "figlet" not in _icicle_packages(base)
+    found = _cat(image["data"], "/etc/imgfac-target",
+                 "/var/lib/imgfac-target.txt")
+    assert found == {"/etc/imgfac-target": "qcow2 target",
+                     "/var/lib/imgfac-target.txt": "/usr/bin/figlet\n"}
+    # the server and the snapshot made for it are gone again
+    tag = image["identifier"]
+    assert not [i for i in conn.image.images()
+                if i.properties.get("imgfac_build_id") == tag]
+    assert not [v for v in conn.compute.servers() if tag in v.name]
+
+
+def test_a_bad_target_content_file_is_one_line_and_creates_nothing(
+        workspace, env, base):
+    _, store, _ = workspace
+    config, content = _content_config(
+        workspace, "<template_includes>\n<include target='qcow2'>\n"
+        "<packages><pkg/></packages></include></template_includes>\n")
+    before = sorted(os.listdir(store))
+    result = builds.imgfac(config, "target_image", "--id",
+                           base["identifier"], "qcow2", env=env)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "imgfac-nova: error: %s:3: unexpected element <pkg> in <packages>; "
+        "allowed here: <package>" % content]
+    assert sorted(os.listdir(store)) == before
+
+
 # -- Image Factory provider JSON and credentials XML, a second project ----------
 
 def test_push_to_second_project_and_delete(workspace, env, openstack_target,

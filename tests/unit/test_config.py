@@ -25,7 +25,8 @@ def test_list_opts_for_the_sample_generator():
     [(group, opts)] = config.list_opts()
     assert group == "DEFAULT"
     assert {o.name for o in opts} == {"storage_path", "media_cache_path",
-                                      "os_plugin", "max_template_bytes",
+                                      "os_plugin", "target_content_file",
+                                      "max_template_bytes",
                                       "max_template_elements",
                                       "jeos_cache_path", "jeos_cache_max_age",
                                       "jeos_cache_max_entries"}

@@ -228,3 +228,34 @@ def test_result_says_how_the_guest_was_reached(fakes, monkeypatch):
                           "checked": True, "address": "127.0.0.9:22"}
     assert FakeSession.instances[0].kwargs["host_key_policy"] == "console"
     assert FakeSession.instances[0].kwargs["jump"] is None
+
+
+def _customize(backend, cache_dir, **parameters):
+    run = pipeline.Pipeline(backend, media.MediaCache(str(cache_dir)))
+    return run.customize_image("base", TEMPLATE, parameters)
+
+
+def test_customize_image_boots_the_image_and_captures_a_new_one(fakes):
+    backend = Recorder()
+    result = _customize(backend, fakes, default_user="debian")
+    assert backend.calls == ["boot_guest", "wait_guest", "capture_image",
+                             "delete_guest"]
+    assert result.image == "image"
+    assert backend.alive == {"image"}  # "base" was never touched
+    assert backend.user == "debian"
+    assert FakeSession.instances[0].commands == ["customized", "poweroff"]
+    assert "hello" in result.icicle
+    assert set(result.timings) == {"customize", "capture"}
+
+
+@pytest.mark.parametrize("fail,left_calls", [
+    ("boot_guest", []),
+    ("capture_image", ["delete_guest"]),
+])
+def test_customize_image_failure_removes_what_it_made(fakes, fail,
+                                                      left_calls):
+    backend = Recorder(fail=fail)
+    with pytest.raises(errors.BuildError, match="%s broke" % fail):
+        _customize(backend, fakes)
+    assert backend.calls[backend.calls.index(fail) + 1:] == left_calls
+    assert backend.alive == set()

@@ -239,12 +239,12 @@ def test_snapshot_is_refused_by_plugins_without_it(
         cli_env, config_file, tmp_path):
     template = tmp_path / "tiny.tdl"
     template.write_text(TEMPLATE)
-    result = _cli(cli_env, config_file, "provider_image", "openstack",
+    result = _cli(cli_env, config_file, "provider_image", "qcow2",
                   "@somecloud", "-", "--template", str(template),
                   "--snapshot")
     assert result.returncode == 2
     assert _errors(result.stderr) == [
-        "imgfac-nova: error: the openstack plugin cannot build on a provider "
+        "imgfac-nova: error: the formats plugin cannot build on a provider "
         "(--snapshot); build the image, then push it"]
     assert not (tmp_path / "store").exists() or _store(tmp_path) == []
 

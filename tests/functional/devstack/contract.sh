@@ -67,6 +67,7 @@ case "$mode" in
         # our plugin depends on it.
         setup_devstack_virtualenv
         install_infra
+        install_keystonemiddleware
         pip_install_gr python-openstackclient
         export OS_CLOUD=devstack-admin
         for phase in pre-install install post-config extra test-config; do

@@ -6,41 +6,31 @@ stack.sh, unstack.sh and clean.sh do; the test cloud stands for the
 Keystone, Glance, Nova and Neutron devstack would run. Then we look at what
 the phases left: the package in devstack's virtualenv under
 upper-constraints, imgfac-nova.conf, the flavor and security group in the
-cloud, the smoke build's image and logs, and (when this tree has the
-imgfac-nova-api daemon) the service user, [keystone_authtoken] and the
-daemon run_process started.
+cloud, the smoke build's image and logs, the daemon's service user in the
+test cloud's Keystone, its [keystone_authtoken] (whose credentials must
+validate a user's token there, as auth_token does) and the imgfac-nova-api
+process run_process started, answering its v2 API with Keystone tokens.
 """
 import configparser
 import json
 import os
-import re
 import secrets
+import socket
 import subprocess
-import urllib.error
-import urllib.request
 import uuid
 
 import openstack
 import openstack.config
 import pytest
+import requests
 import yaml
+from keystoneauth1 import session as ks_session
+from keystoneauth1.identity import v3
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
 DEVSTACK_DIR = os.environ.get("DEVSTACK_DIR", "")
 REQUIREMENTS_DIR = os.environ.get("REQUIREMENTS_DIR", "")
-
-
-def _has_daemon():
-    setup = configparser.ConfigParser()
-    setup.read(os.path.join(REPO, "setup.cfg"))
-    scripts = setup.get("entry_points", "console_scripts", fallback="")
-    return re.search(r"^\s*imgfac-nova-api\s*=", scripts, re.M) is not None
-
-
-# The REST daemon is another branch's work: its checks exist only when
-# setup.cfg declares the imgfac-nova-api console script.
-HAS_DAEMON = _has_daemon()
 
 
 class Stack:
@@ -64,7 +54,7 @@ class Stack:
         self.project = "imgfac-dsc-" + suffix
         self.user = "imgfac-dsc-user-" + suffix
         self.password = secrets.token_hex(16)
-        self.api_port = 9494
+        self.api_port = _free_port()
         self.clouds_yaml = os.path.join(root, "clouds.yaml")
         self.test_cloud = test_cloud
         self.output = {}
@@ -90,9 +80,7 @@ class Stack:
         return admin["auth"]["auth_url"]
 
     def environment(self, keystone_uri):
-        services = "key,g-api,n-api,n-cpu,placement-api,q-svc"
-        if HAS_DAEMON:
-            services += ",imgfac-api"
+        services = "key,g-api,n-api,n-cpu,placement-api,q-svc,imgfac-api"
         smoke_parameters = os.path.join(self.root, "smoke.parameters.json")
         with open(os.path.join(REPO, "examples",
                                "test-cloud.parameters.json")) as f:
@@ -207,7 +195,24 @@ def stack(tmp_path_factory, test_cloud, admin_conn):
         result.smoke_values = result.smoke()
         yield result
     finally:
+        _stop_daemon(result)
         _remove_cloud_objects(result, admin_conn)
+
+
+def _free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _stop_daemon(result):
+    """The daemon run_process started, when a phase failed before unstack
+    (after test_unstack_and_clean this finds it stopped)."""
+    subprocess.run([os.path.join(HERE, "systemctl"), "stop",
+                    "devstack@imgfac-api.service"], env=dict(
+                        os.environ, SYSTEMD_DIR=os.path.join(result.dest,
+                                                             "systemd"),
+                        LOGDIR=result.logs))
 
 
 def _remove_cloud_objects(result, admin_conn):
@@ -273,15 +278,13 @@ def test_config_file(stack):
                                                                "media")
     assert conf["DEFAULT"]["os_plugin"] == "nova"
     assert os.stat(stack.conf).st_mode & 0o077 == 0
-    if HAS_DAEMON:
-        assert conf["api"]["bind_port"] == str(stack.api_port)
-        assert conf["api"]["auth_strategy"] == "keystone"
-        auth = conf["keystone_authtoken"]
-        assert auth["username"] == stack.service_user
-        assert auth["project_name"] == "service"
-        assert auth["auth_url"] == stack.env["CONTRACT_KEYSTONE_URI"]
-    else:
-        assert not conf.has_section("keystone_authtoken")
+    assert conf["api"]["bind_port"] == str(stack.api_port)
+    assert conf["api"]["auth_strategy"] == "keystone"
+    auth = conf["keystone_authtoken"]
+    assert auth["username"] == stack.service_user
+    assert auth["project_name"] == "service"
+    assert auth["auth_url"] == stack.env["CONTRACT_KEYSTONE_URI"]
+    assert auth["www_authenticate_uri"] == stack.env["CONTRACT_KEYSTONE_URI"]
 
 
 def test_flavor_in_nova(stack, admin_conn):
@@ -335,42 +338,124 @@ def test_smoke_build_booted_and_checked(stack, project_conn):
     assert not list(conn.network.ips(floating_ip_address=address))
 
 
-if HAS_DAEMON:
-    def test_service_user_in_keystone(stack, admin_conn):
-        user = admin_conn.identity.find_user(stack.service_user,
-                                             domain_id="default")
-        assert user is not None
-        project = admin_conn.identity.find_project("service",
-                                                   domain_id="default")
-        role = admin_conn.identity.find_role("service")
-        assert admin_conn.identity.validate_user_has_project_role(
-            project, user, role)
+def test_service_user_in_keystone(stack, admin_conn):
+    user = admin_conn.identity.find_user(stack.service_user,
+                                         domain_id="default")
+    assert user is not None
+    project = admin_conn.identity.find_project("service",
+                                               domain_id="default")
+    role = admin_conn.identity.find_role("service")
+    assert admin_conn.identity.validate_user_has_project_role(
+        project, user, role)
 
-    def test_run_process_started_the_daemon(stack):
-        unit = os.path.join(stack.dest, "systemd", "devstack@imgfac-api.service")
-        unit_conf = configparser.ConfigParser(interpolation=None, strict=False)
-        unit_conf.read(unit)
-        assert unit_conf["Service"]["ExecStart"] == (
-            "%s/bin/imgfac-nova-api --config-file %s" % (stack.venv,
-                                                         stack.conf))
-        pid_file = os.path.join(stack.dest, "systemd", ".shim",
-                                "devstack@imgfac-api.service.pid")
-        with open(pid_file) as f:
-            os.kill(int(f.read()), 0)  # running
-        try:
-            urllib.request.urlopen("http://127.0.0.1:%d/" % stack.api_port,
-                                   timeout=10)
-        except urllib.error.HTTPError:
-            pass  # an HTTP answer (401 without a token) is an answer
+
+def _authtoken(stack):
+    conf = configparser.ConfigParser(interpolation=None)
+    conf.read(stack.conf)
+    return conf["keystone_authtoken"]
+
+
+def _token(auth_url, username, password, project):
+    plugin = v3.Password(auth_url=auth_url, username=username,
+                         password=password, project_name=project,
+                         user_domain_name="Default",
+                         project_domain_name="Default")
+    return ks_session.Session(auth=plugin).get_token()
+
+
+@pytest.fixture(scope="module")
+def tokens(stack, test_cloud):
+    """Tokens from the test cloud's Keystone: of the service user (from
+    [keystone_authtoken]), of the building project's user, of admin."""
+    auth = _authtoken(stack)
+    with open(test_cloud.clouds_yaml) as f:
+        admin = yaml.safe_load(f)["clouds"]["imgfac-test-admin"]["auth"]
+    url = stack.env["CONTRACT_KEYSTONE_URI"]
+    return {
+        "service": _token(auth["auth_url"], auth["username"],
+                          auth["password"], auth["project_name"]),
+        "user": _token(url, stack.user, stack.password, stack.project),
+        "admin": _token(url, admin["username"], admin["password"],
+                        admin["project_name"])}
+
+
+def test_authtoken_credentials_validate_a_users_token(stack, tokens):
+    """What auth_token does with [keystone_authtoken]: the service user's
+    token validates a caller's token at Keystone."""
+    url = stack.env["CONTRACT_KEYSTONE_URI"]
+    answer = requests.get(url + "/auth/tokens", timeout=30, headers={
+        "X-Auth-Token": tokens["service"], "X-Subject-Token": tokens["user"]})
+    assert answer.status_code == 200, answer.text
+    token = answer.json()["token"]
+    assert token["user"]["name"] == stack.user
+    assert token["project"]["id"] == stack.project_id
+    bad = requests.get(url + "/auth/tokens", timeout=30, headers={
+        "X-Auth-Token": tokens["service"], "X-Subject-Token": "not-a-token"})
+    assert bad.status_code == 404
+
+
+def test_run_process_started_the_daemon(stack):
+    unit = os.path.join(stack.dest, "systemd", "devstack@imgfac-api.service")
+    unit_conf = configparser.ConfigParser(interpolation=None, strict=False)
+    unit_conf.read(unit)
+    assert unit_conf["Service"]["ExecStart"] == (
+        "%s/bin/imgfac-nova-api --config-file %s" % (stack.venv, stack.conf))
+    with open(os.path.join(stack.dest, "systemd", ".shim",
+                           "devstack@imgfac-api.service.pid")) as f:
+        os.kill(int(f.read()), 0)  # running
+    with open(_daemon_log(stack)) as f:
+        log = f.read()
+    assert "listening on http://127.0.0.1:%d (auth_strategy keystone" % (
+        stack.api_port) in log
+    assert "Traceback" not in log
+
+
+def _daemon_log(stack):
+    return os.path.join(stack.logs, "devstack@imgfac-api.service.log")
+
+
+def _api(stack, path, token=None):
+    headers = {"X-Auth-Token": token} if token else {}
+    return requests.get("http://127.0.0.1:%d/imagefactory%s"
+                        % (stack.api_port, path), headers=headers,
+                        timeout=60)
+
+
+def test_daemon_answers_its_v2_api_with_keystone_tokens(stack, tokens):
+    for token in (None, "not-a-token"):
+        answer = _api(stack, "", token)
+        assert answer.status_code == 401, answer.text
+        assert answer.headers["WWW-Authenticate"] == "Keystone uri=\"%s\"" % (
+            stack.env["CONTRACT_KEYSTONE_URI"])
+    answer = _api(stack, "", tokens["user"])
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["api_version"] == "2.0"
+    plugins = {p["id"] for p in _api(stack, "/plugins", tokens["user"])
+               .json()["plugins"]}
+    assert {"nova", "openstack"} <= plugins
+    # The CLI's smoke build is in the daemon's store (the same
+    # storage_path); a CLI record belongs to no project, so admin sees it
+    # and the project's user is told it does not exist.
+    smoke = stack.smoke_values
+    answer = _api(stack, "/base_images/" + smoke["image_id"], tokens["admin"])
+    assert answer.status_code == 200, answer.text
+    image = answer.json()["base_image"]
+    assert image["status"] == "COMPLETE"
+    assert image["properties"]["x-image-properties-glance_id"] == \
+        smoke["glance_image"]
+    assert _api(stack, "/base_images/" + smoke["image_id"],
+                tokens["user"]).status_code == 404
+    with open(_daemon_log(stack)) as f:
+        assert "Traceback" not in f.read()
 
 
 def test_unstack_and_clean(stack):
     """Last: unstack stops the daemon, clean removes config and data."""
     stack.run("unstack", stack.env)
-    if HAS_DAEMON:
-        pid_file = os.path.join(stack.dest, "systemd", ".shim",
-                                "devstack@imgfac-api.service.pid")
-        assert not os.path.exists(pid_file)
+    assert not os.path.exists(os.path.join(
+        stack.dest, "systemd", ".shim", "devstack@imgfac-api.service.pid"))
+    assert not os.path.exists(os.path.join(
+        stack.dest, "systemd", ".shim", "devstack@imgfac-api.service.enabled"))
     stack.run("clean", stack.env)
     assert not os.path.exists(stack.conf_dir)
     assert not os.path.exists(stack.data)
