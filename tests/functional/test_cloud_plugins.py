@@ -324,6 +324,7 @@ def _icicle_packages(image):
         image["icicle"].encode()).iter("package")}
 
 
+@pytest.mark.slow  # a whole customization boot of the base under TCG (~5 min)
 def test_target_content_goes_into_the_target_only(workspace, env, base):
     config, _ = _content_config(workspace, TARGET_CONTENT)
     started = time.monotonic()
@@ -338,7 +339,7 @@ def test_target_content_goes_into_the_target_only(workspace, env, base):
     files = ("/etc/imgfac-target", "/var/lib/imgfac-target.txt",
              "/etc/apt/sources.list.d/test-cloud-local.list")
     target, before = _cat(image["data"], *files), _cat(base["data"], *files)
-    assert target[files[0]] == "qcow2 target"
+    assert target[files[0]] == "qcow2 target\n"
     assert target[files[1]] == "/usr/bin/figlet\n"  # after the packages
     assert target[files[2]] is None  # not persisted: removed again
     assert before == dict.fromkeys(files)

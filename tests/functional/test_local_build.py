@@ -79,6 +79,7 @@ def test_hung_installer_is_reported_with_console_tail(params, local_env, setup):
     _assert_nothing_left(store)
 
 
+@pytest.mark.slow  # its own user is its own JEOS: a whole install, then 120 s
 def test_ssh_auth_failure_is_one_line(local_env, setup):
     config, store, tmp = setup
     result = builds.imgfac(config, "base_image", "--parameter", "default_user",

@@ -150,7 +150,7 @@ def test_glance_upload_error_creates_nothing(params, cloud_env, setup, conn):
                            env=cloud_env)
     assert result.returncode == 1
     error = builds.record(result)["status_detail"]["error"]
-    assert error.startswith("uploading the iso to Glance: ")
-    assert error.endswith("(HTTP 415)")
+    assert error.startswith("uploading the image data to Glance: HTTP 415 ")
+    assert "disk_format iso does not match" in error
     assert {i.id for i in conn.image.images()} == images
     _assert_cloud_clean(conn, builds.record(result)["identifier"])

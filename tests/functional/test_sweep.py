@@ -70,8 +70,10 @@ def test_nova_build_killed_during_ssh_wait_one_sweep(cloud_env, setup, conn,
                                                      admin_conn):
     from novaimagebuilder import nova
     config, store, tmp = setup
+    # Without the JEOS cache the JEOS is a temporary image the sweep removes.
     record = _kill_during_ssh_wait(config, store, tmp, (
-        "--parameters", EXAMPLE_PARAMETERS, EXAMPLE), cloud_env)
+        "--parameters", EXAMPLE_PARAMETERS, *builds.FRESH_INSTALL, EXAMPLE),
+        cloud_env)
     build_id = record["identifier"]
     seen = [found for found in nova.leftovers(conn) if found.build == build_id]
     assert {"server", "port", "security group", "keypair", "image"} <= {
