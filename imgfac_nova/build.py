@@ -492,10 +492,11 @@ class Builder:
                 caches.append((name, cache))
         return caches
 
-    def remove_jeos(self, values, ids=None):
-        """Remove the JEOS cache entries with these ids (every entry when
-        None); returns ``[(plugin name, Entry)]`` removed. An id no cache
-        holds is a BuildError, raised before anything is removed."""
+    def remove_jeos(self, values, ids=None, dry_run=False):
+        """Remove the JEOS cache entries with these ids or keys (every entry
+        when None; none with ``dry_run``); returns ``[(plugin name, Entry)]``
+        removed (or to remove). An id no cache holds is a BuildError, raised
+        before anything is removed."""
         chosen = [(name, cache, entry)
                   for name, cache in self.jeos_caches(values)
                   for entry in cache.entries()
@@ -505,7 +506,7 @@ class Builder:
         if unknown:
             raise errors.BuildError("no JEOS cache entry %s"
                                     % ", ".join(sorted(unknown)))
-        for name, cache, entry in chosen:
+        for name, cache, entry in [] if dry_run else chosen:
             cache.remove(entry)
             LOG.info("Removed the JEOS cache entry %s (%s)", entry.id,
                      entry.name)

@@ -439,14 +439,10 @@ def _sweep(args):
     try:
         found = builder.sweep(values, dry_run=args.dry_run)
         if args.jeos:
-            entries = [(name, cache, entry)
-                       for name, cache in builder.jeos_caches(values)
-                       for entry in cache.entries()]
-            if not args.dry_run:
-                builder.remove_jeos(values, [e.id for _, _, e in entries])
             found += [(name, sweep.Outcome(sweep.Leftover(
                 entry.build or "-", "JEOS cache entry", entry.id, entry.name,
-                role=sweep.JEOS_CACHE))) for name, _, entry in entries]
+                role=sweep.JEOS_CACHE))) for name, entry in builder.remove_jeos(
+                    values, dry_run=args.dry_run)]
     except errors.BuildError as exc:
         raise UsageError(str(exc)) from None
     verb = "Would remove" if args.dry_run else "Removed"
