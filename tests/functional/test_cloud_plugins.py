@@ -224,21 +224,38 @@ def test_pushed_image_boots_with_the_customization(pushed, conn):
 
 # -- format targets ---------------------------------------------------------------
 
-def test_vmdk_and_ova_targets(workspace, env, base):
-    vmdk = _complete(_run(workspace, env, "target_image", "--id",
-                          base["identifier"], "vmdk"))
+@pytest.fixture(params=["local", "nova"])
+def any_base(request, workspace, env, base):
+    """A base image of each backend: ``(config, env, record, virtual size)``;
+    the Nova base's bytes are in Glance (its disk is the flavor's)."""
+    if request.param == "local":
+        return workspace[0], env, base, 2 * 1024 ** 3
+    nova = request.getfixturevalue("nova_base_image")
+    conn = request.getfixturevalue("conn")
+    flavor = conn.compute.get_flavor(builds.NOVA_PARAMS[1])
+    return (nova.config, request.getfixturevalue("cloud_env"), nova.record,
+            flavor.disk * 1024 ** 3)
+
+
+def test_vmdk_and_ova_targets(any_base):
+    config, env, base, size = any_base
+
+    def target(*args):
+        started = time.monotonic()
+        image = _complete(builds.imgfac(config, "target_image", "--id",
+                                        base["identifier"], *args, env=env))
+        print("%s target: %.1f s" % (args[-1], time.monotonic() - started))
+        return image
+
+    vmdk = target("vmdk")
     info = json.loads(subprocess.run(
         ["qemu-img", "info", "--output", "json", vmdk["data"]],
         capture_output=True, text=True, check=True).stdout)
     assert info["format"] == "vmdk"
     assert info["format-specific"]["data"]["create-type"] == "streamOptimized"
-    assert info["virtual-size"] == 2 * 1024 ** 3
+    assert info["virtual-size"] == size
 
-    started = time.monotonic()
-    ova = _complete(_run(workspace, env, "target_image", "--id",
-                         base["identifier"], "--parameter", "memory", "2048",
-                         "ova"))
-    print("ova target: %.1f s" % (time.monotonic() - started))
+    ova = target("--parameter", "memory", "2048", "ova")
     assert ova["properties"]["container_format"] == "ova"
     with tarfile.open(ova["data"]) as tar:
         names = tar.getnames()
@@ -259,7 +276,7 @@ def test_vmdk_and_ova_targets(workspace, env, base):
           "rasd": "http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/"
                   "CIM_ResourceAllocationSettingData"}
     disk_element = root.find("ovf:DiskSection/ovf:Disk", ns)
-    assert disk_element.get("{%s}capacity" % ns["ovf"]) == str(2 * 1024 ** 3)
+    assert disk_element.get("{%s}capacity" % ns["ovf"]) == str(size)
     memory = [i for i in root.iterfind(".//ovf:Item", ns)
               if i.findtext("rasd:ResourceType", namespaces=ns) == "4"]
     assert memory[0].findtext("rasd:VirtualQuantity", namespaces=ns) == "2048"

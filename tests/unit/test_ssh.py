@@ -87,15 +87,15 @@ def test_output_lines_are_logged_as_they_arrive(guest, caplog):
     handler = Recorder()
     logging.getLogger("test.build").addHandler(handler)
     try:
-        started = time.monotonic()
-        guest.run("echo first; sleep 1.5; echo second", name="slow",
+        guest.run("echo first; sleep 4; echo second", name="slow",
                   privileged=False)
     finally:
         logging.getLogger("test.build").removeHandler(handler)
     first = next(t for t, m in seen if m == "[slow] first")
     second = next(t for t, m in seen if m == "[slow] second")
-    assert first - started < 1.0      # logged before the command finished
-    assert second - first >= 1.0
+    # logged as it came, 4 s before the command finished (not at its end;
+    # no bound on the start, which a loaded machine can delay)
+    assert second - first >= 3.0
 
 
 def test_failing_command_message_is_one_line(guest):
