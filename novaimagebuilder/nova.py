@@ -905,20 +905,22 @@ class JeosCache(jeos.Cache):
         return None
 
     def add(self, captured, key, name, build):
-        call("making image %s a JEOS cache entry" % captured,
-             self.conn.image.update_image, captured,
-             name="%sjeos-%s" % (NAME_PREFIX, key[:12]),
-             **{ROLE: sweep.JEOS_CACHE, JEOS_KEY: key, JEOS_NAME: name,
-                JEOS_STORED: "%d" % time.time()})
-        # No process owns an entry: a sweep must not judge it by one.
-        call("making image %s a JEOS cache entry" % captured,
-             self.conn.image.patch, "/images/%s" % captured,
-             json=[{"op": "remove", "path": "/" + OWNER_TAG}],
-             headers={"Content-Type":
-                      "application/openstack-images-v2.1-json-patch"})
-        image = call("reading image %s" % captured, self.conn.image.get_image,
-                     captured)
-        return self._entry(image, image.properties or {})
+        stored = int(time.time())
+        props = {ROLE: sweep.JEOS_CACHE, JEOS_KEY: key, JEOS_NAME: name,
+                 JEOS_STORED: "%d" % stored}
+        # One JSON patch: the entry's name and properties, and no owner tag
+        # (no process owns an entry: a sweep must not judge it by one).
+        ops = [{"op": "replace", "path": "/name",
+                "value": "%sjeos-%s" % (NAME_PREFIX, key[:12])}] + [
+            {"op": "add", "path": "/" + k, "value": v}
+            for k, v in props.items()] + [
+            {"op": "remove", "path": "/" + OWNER_TAG}]
+        image = call("making image %s a JEOS cache entry" % captured,
+                     self.conn.image.patch, "/images/%s" % captured, json=ops,
+                     headers={"Content-Type": "application/"
+                              "openstack-images-v2.1-json-patch"}).json()
+        return jeos.Entry(key, captured, name, float(stored),
+                          image.get(BUILD_TAG), image.get("size"))
 
     def remove(self, entry):
         call("deleting the JEOS cache entry %s" % entry.id,
