@@ -195,6 +195,7 @@ def test_repo_index_matches_packages(built):
         assert hashlib.sha256(data).hexdigest() == s["SHA256"]
 
 
+@pytest.mark.slow  # every product build's customization covers it
 def test_guest_boots_to_ssh_installs_from_repo_and_powers_off(
         built, web, tmp_path, machines):
     key = paramiko.ECDSAKey.generate()
@@ -308,9 +309,12 @@ def test_installer_installs_from_config_drive_then_boots(
 @pytest.mark.parametrize("script, expected", [
     ("disk /dev/vda\nfrobnicate now\n",
      "INSTALLATION FAILED: install script line 2: unknown command 'frobnicate'"),
-    ("rootpw --plaintext\n",
-     "INSTALLATION FAILED: install script line 1: usage: rootpw --plaintext"),
-    ("fail disk on fire\n", "INSTALLATION FAILED: disk on fire"),
+    # two more ways to fail, the same path: slow tier (a boot each)
+    pytest.param("rootpw --plaintext\n", "INSTALLATION FAILED: install "
+                 "script line 1: usage: rootpw --plaintext",
+                 marks=pytest.mark.slow),
+    pytest.param("fail disk on fire\n", "INSTALLATION FAILED: disk on fire",
+                 marks=pytest.mark.slow),
     ("hang\n", "hanging (requested by the install script)"),
 ])
 def test_installer_bad_script_stays_up_with_error_on_console(
@@ -358,6 +362,7 @@ d-i debian-installer/exit/poweroff boolean true
 """
 
 
+@pytest.mark.slow  # a whole install; the Nova sweep test's build covers it
 def test_installer_translates_a_preseed(built, tmp_path, machines):
     drive = config_drive(tmp_path, user_data=PRESEED)
     # The kernel arguments imgfac-nova gives a preseed installer.

@@ -13,6 +13,7 @@ import io
 import os
 import socket
 import time
+import uuid
 
 import paramiko
 import pytest
@@ -155,15 +156,35 @@ def test_debian_guest_full_lifecycle(conn, test_cloud, cleanup, unique_name,
         assert not os.path.exists(directory)
 
 
-def test_guest_reaches_only_the_forwarded_host_services(
-        conn, cleanup, unique_name, keypair, guest_key, guest_image):
+@pytest.fixture(scope="module")
+def running_guest(conn, guest_key):
+    """One booted guest for the tests that each leave it ACTIVE (a boot
+    under TCG is half a minute): ``(server, address)``."""
+    name = "imgfac-ft-" + uuid.uuid4().hex[:8]
+    undo = []
+    try:
+        pair = conn.compute.create_keypair(name=name, public_key="%s %s" % (
+            guest_key.get_name(), guest_key.get_base64()))
+        undo.append(lambda: conn.compute.delete_keypair(pair))
+        server = boot(conn, undo, name, conn.image.find_image(
+            GUEST_IMAGE, ignore_missing=False), key_name=pair.name,
+            config_drive=True)
+        address = fixed_ip(server)
+        ssh_connect(address, guest_key).close()
+        yield server, address
+    finally:
+        for each in reversed(undo):
+            each()
+
+
+def test_guest_reaches_only_the_forwarded_host_services(running_guest,
+                                                        guest_key):
     """10.0.2.2:8090 is the host's web server; nothing else gets out."""
-    server = boot(conn, cleanup, unique_name, guest_image,
-                  key_name=keypair.name, config_drive=True)
+    _, address = running_guest
     probe = ("timeout 10 bash -c 'exec 3<>/dev/tcp/%s/%d && "
              "printf \"GET /repo/Packages HTTP/1.0\\r\\n\\r\\n\" >&3 && "
              "cat <&3'")
-    with ssh_connect(fixed_ip(server), guest_key) as client:
+    with ssh_connect(address, guest_key) as client:
         status, out = run(client, probe % ("10.0.2.2", 8090))
         assert status == 0, out
         assert "200" in out.splitlines()[0]
@@ -173,30 +194,24 @@ def test_guest_reaches_only_the_forwarded_host_services(
         assert status != 0
 
 
-def test_console_output_and_reboot(conn, cleanup, unique_name, keypair,
-                                   guest_key, guest_image):
-    server = boot(conn, cleanup, unique_name, guest_image,
-                  key_name=keypair.name, config_drive=True)
-    with ssh_connect(fixed_ip(server), guest_key) as client:
+def test_console_output_and_reboot(conn, running_guest, guest_key):
+    server, address = running_guest
+    with ssh_connect(address, guest_key) as client:
         status, boot_id = run(client, "cat /proc/sys/kernel/random/boot_id")
     assert status == 0
     assert "Linux version" in console(conn, server)
 
     conn.compute.reboot_server(server, "HARD")
     conn.compute.wait_for_server(server, status="ACTIVE", wait=120)
-    with ssh_connect(fixed_ip(server), guest_key) as client:
+    with ssh_connect(address, guest_key) as client:
         status, new_boot_id = run(client,
                                   "cat /proc/sys/kernel/random/boot_id")
     assert status == 0
     assert new_boot_id != boot_id
 
 
-def test_stop_and_start_through_the_api(conn, cleanup, unique_name, keypair,
-                                        guest_key, guest_image):
-    server = boot(conn, cleanup, unique_name, guest_image,
-                  key_name=keypair.name, config_drive=True)
-    address = fixed_ip(server)
-    ssh_connect(address, guest_key).close()
+def test_stop_and_start_through_the_api(conn, running_guest, guest_key):
+    server, address = running_guest
     conn.compute.stop_server(server)
     wait_shutoff(conn, server, timeout=120)
     assert qemu_pids(server.id) == []

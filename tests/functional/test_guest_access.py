@@ -129,6 +129,7 @@ def test_jump_host_with_another_key_is_refused_at_once(jump, tmp_path):
     guest.close()
 
 
+@pytest.mark.usefixtures("nova_base_image")  # its JEOS: this build reuses it
 def test_build_through_jump_host_on_chosen_network_behind_proxy(
         jump, second_network, conn, admin_conn, cloud_env, setup):
     """One build, several checks: the guest has NICs on imgfac-net and a

@@ -109,6 +109,7 @@ def test_iso_image_is_the_root_cdrom(conn, iso_image, cleanup, unique_name,
                           ).returncode == 0
 
 
+@pytest.mark.slow  # a rescue boot; the slow product ISO install depends on it
 def test_cdrom_rescue_keeps_the_disks_and_boots_the_cd(conn, iso_image,
                                                        cleanup, unique_name,
                                                        tmp_path):

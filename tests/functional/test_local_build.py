@@ -70,6 +70,7 @@ def test_failing_command_fails_build_with_its_name(params, local_env, setup):
     _assert_nothing_left(store)
 
 
+@pytest.mark.slow  # an installer boot; the Nova hung-installer test stays
 def test_hung_installer_is_reported_with_console_tail(params, local_env, setup):
     config, store, tmp = setup
     result = builds.hung_install(config, tmp, params, local_env)

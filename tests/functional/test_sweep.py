@@ -98,11 +98,15 @@ def test_nova_build_killed_during_ssh_wait_one_sweep(cloud_env, setup, conn,
     assert (again.returncode, again.stdout.strip()) == (0, "Nothing to sweep")
 
 
+@pytest.mark.usefixtures("local_base_image")  # its JEOS: this build reuses it
 def test_local_build_killed_during_ssh_wait_one_sweep(local_env, setup):
     config, store, tmp = setup
-    record = _kill_during_ssh_wait(config, store, tmp,
-                                   LOCAL_PARAMS + (EXAMPLE,), local_env)
+    cache = sorted(os.listdir(builds.JEOS_CACHE_DIR))
+    record = _kill_during_ssh_wait(config, store, tmp, builds.with_install_script(
+        LOCAL_PARAMS, tmp) + (builds.write_template(tmp),), local_env)
     build_id = record["identifier"]
+    assert builds.read_record(store, build_id)["properties"].get(
+        "jeos_cache") == "hit"
     left = builds.local_left(store, build_id)
     assert {"QEMU process", "store file", "QMP socket directory"} == {
         kind for kind, _ in left}
@@ -112,6 +116,8 @@ def test_local_build_killed_during_ssh_wait_one_sweep(local_env, setup):
     assert "Removed (local): QEMU process " in swept.stdout
     assert builds.local_left(store, build_id) == []
     _assert_failed_at_ssh_wait(store, build_id)
+    # the JEOS cache entry the build started from is not a leftover
+    assert sorted(os.listdir(builds.JEOS_CACHE_DIR)) == cache
 
 
 def test_a_sweep_from_another_store_leaves_a_running_build_alone(
