@@ -232,7 +232,7 @@ def any_base(request, workspace, env, base):
         return workspace[0], env, base, 2 * 1024 ** 3
     nova = request.getfixturevalue("nova_base_image")
     conn = request.getfixturevalue("conn")
-    flavor = conn.compute.get_flavor(builds.NOVA_PARAMS[1])
+    flavor = conn.compute.get_flavor(builds.NOVA_PARAMS[2])
     return (nova.config, request.getfixturevalue("cloud_env"), nova.record,
             flavor.disk * 1024 ** 3)
 

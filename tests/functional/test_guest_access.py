@@ -299,7 +299,8 @@ def test_bad_access_values_one_line_nothing_created(
     assert error in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert not os.path.isdir(store) or os.listdir(store) in ([], [".lock"])
-    assert {s.id for s in conn.compute.servers()} == servers
+    # (no new server; others' may have gone meanwhile)
+    assert not {s.id for s in conn.compute.servers()} - servers
 
 
 def test_bad_proxy_is_one_line(cloud_env, setup):

@@ -17,21 +17,6 @@ LOCAL_PARAMS = ("--parameter", "default_user", "debian",
                 "--parameter", "disk_size", "2")
 
 
-@pytest.fixture
-def cloud_env(test_cloud):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
-    env.update(test_cloud.exports)
-    env["PYTHONPATH"] = builds.REPO
-    return env
-
-
-@pytest.fixture
-def local_env(test_cloud):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
-    env["PYTHONPATH"] = builds.REPO
-    return env
-
-
 def _waiting_for_ssh(record):
     return record["percent_complete"] == 60 and \
         record["status_detail"]["activity"].startswith("Waiting for SSH")
