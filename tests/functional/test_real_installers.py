@@ -275,3 +275,20 @@ def test_real_d_i_mini_iso_in_the_cloud(mini_iso, mirror, relay, cloud_env,
                                 booted_in_cloud(conn))
     print("real d-i mini.iso, test cloud: %s after %.0f s %s"
           % (outcome, seconds, image.get("timings")))
+
+
+def test_real_d_i_mini_iso_locally(mini_iso, mirror, local_env, setup):
+    """The mini.iso as a local ISO install: the remastered copy boots from
+    the VM's CD-ROM with the preseed in its initrd."""
+    config, store, tmp = setup
+    template, preseed = iso_template(tmp, mirror, mini_iso)
+    started = time.monotonic()
+    result = builds.imgfac(config, "base_image", *builds.LOCAL_PARAMS[:6],
+                           "--parameter", "inactivity_timeout", "600",
+                           "--file-parameter", "install_script", preseed,
+                           template, env=local_env, timeout=3600)
+    outcome = check_outcome(result, store, [mirror],
+                            lambda image: guestcheck.booted(image["data"]))
+    print("real d-i mini.iso, local: %s after %.0f s"
+          % (outcome, time.monotonic() - started))
+    assert builds.qemu_processes_under(store) == []
