@@ -36,12 +36,38 @@ _ANACONDA_PROMPT = re.compile(
     r"'\w+'.*|.*[Pp]assword: *)$")
 
 
+#: What is left of escape sequences in a console read through Nova's API,
+#: which removes control characters (ESC and CR among them): "ESC[15;4H"
+#: arrives as "[15;4H", "ESC(0" as "(0". A run of such remnants holding a
+#: control sequence gets its ESCs back, and so does a "(0" before frame
+#: characters that run into one ("(0tqqqk[6;3H").
+_CSI_LEFT = r"\[(?:\?[0-9;]*[hl]|[0-9;]*[@A-HJKLMPSTXZdfghlmnrsu])"
+_LEFT_RUN = re.compile(r"(?P<frame>\(0)(?=[jklmnqtuvwx]+%s)|(?:%s|\([0B])+"
+                       % (_CSI_LEFT, _CSI_LEFT))
+_LEFT_TOKEN = re.compile(r"%s|\([0B]" % _CSI_LEFT)
+
+
+def with_escapes(console):
+    """``console`` with the escape characters Nova's console API removed
+    put back (a console that has any is left as it is)."""
+    if "\x1b" in console:
+        return console
+
+    def restore(run):
+        if not run.group("frame") and "[" not in run.group():
+            return run.group()
+        return _LEFT_TOKEN.sub(lambda token: "\x1b" + token.group(),
+                               run.group())
+    return _LEFT_RUN.sub(restore, console)
+
+
 def render(console):
     """The screen the console text ends with, as ROWS lines of text."""
     screen = pyte.Screen(COLUMNS, ROWS)
     stream = pyte.Stream(screen)
     # A bare line feed on a serial console also returns the carriage.
-    stream.feed(console.replace("\r\n", "\n").replace("\n", "\r\n"))
+    stream.feed(with_escapes(console).replace("\r\n", "\n").replace(
+        "\n", "\r\n"))
     return [line.rstrip() for line in screen.display]
 
 
@@ -60,7 +86,8 @@ _ESCAPE = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|[()][0-9A-B]|[=>78DEHMc])"
 
 def plain_tail(console, lines):
     """The last ``lines`` non-empty console lines, escape sequences removed."""
-    text = _ESCAPE.sub("", console).replace("\r\n", "\n").replace("\r", "\n")
+    text = _ESCAPE.sub("", with_escapes(console)).replace(
+        "\r\n", "\n").replace("\r", "\n")
     return [line.rstrip() for line in text.splitlines()
             if line.strip()][-lines:]
 

@@ -271,6 +271,9 @@ def preseed(template, parameters=None):
         "d-i netcfg/choose_interface select auto",
         f"d-i netcfg/get_hostname string {_hostname(template)}",
         "d-i netcfg/get_domain string localdomain",
+        # Asked only when DHCP offers no name server (a network with none,
+        # a mirror given by address): none, rather than a question.
+        "d-i netcfg/get_nameservers string",
         # A name from DHCP would win over get_hostname.
         f"d-i netcfg/hostname string {_hostname(template)}",
         "d-i hw-detect/load_firmware boolean false",

@@ -21,6 +21,7 @@ from novaimagebuilder import initrd
 from novaimagebuilder import jeos
 from novaimagebuilder import pipeline
 from novaimagebuilder import qemu
+from novaimagebuilder import remaster
 
 LOG = logging.getLogger(__name__)
 DEFAULT_DISK_SIZE = 10 * 1024 ** 3
@@ -68,8 +69,14 @@ class LocalBackend(pipeline.Backend):
             self._path("installer-config.iso"), str(uuid.uuid4()), "installer",
             user_data=script)
         if "iso" in media:
-            vm = self._vm("installer", disk, cdroms=[media["iso"], drive],
-                          boot="d")
+            iso = media["iso"]
+            if kind in pipeline.INITRD_SCRIPTS:  # see NovaBackend
+                iso = remaster.with_files(
+                    iso, {pipeline.INITRD_SCRIPTS[kind]: script.encode()},
+                    cmdline, self._path("installer.iso"))
+            vm = self._vm("installer", disk, cdroms=[iso, drive], boot="d")
+            if iso != media["iso"]:
+                vm.files.append(iso)
         else:
             ramdisk = media["ramdisk"]
             if kind in pipeline.INITRD_SCRIPTS:

@@ -20,6 +20,7 @@ from novaimagebuilder import initrd
 from novaimagebuilder import installer_screen
 from novaimagebuilder import jeos
 from novaimagebuilder import pipeline
+from novaimagebuilder import remaster
 from novaimagebuilder import rollback
 from novaimagebuilder import sweep
 from novaimagebuilder import waiter
@@ -342,13 +343,21 @@ class NovaBackend(pipeline.Backend):
         image, then rescue the server with the ISO: Nova's stable device
         rescue keeps the blank root disk and the config drive and boots the
         ISO as an extra CD-ROM (booting the ISO image itself would make the
-        CD-ROM the root device that snapshots capture)."""
+        CD-ROM the root device that snapshots capture). An installer that
+        reads its script from its initrd gets it there: in a private
+        ramdisk image, or in a private remastered copy of the ISO (its boot
+        loader also gets ``cmdline``)."""
         undo = rollback.Rollback(self.log)
         try:
             if "iso" in media:
+                iso = media["iso"]
+                if kind in pipeline.INITRD_SCRIPTS:
+                    iso = self._iso_with_script(
+                        media["files"]["iso"], script,
+                        pipeline.INITRD_SCRIPTS[kind], cmdline, undo)
                 disk = self._installer_disk(disk_size, undo)
                 server = self._boot("installer", disk, undo, user_data=script)
-                self._rescue(server, media["iso"])
+                self._rescue(server, iso)
                 return server
             ramdisk = media["ramdisk"]
             if kind in pipeline.INITRD_SCRIPTS:
@@ -403,6 +412,26 @@ class NovaBackend(pipeline.Backend):
                 disk_format="ari", container_format="ari", visibility="private",
                 allow_duplicates=True, wait=True, timeout=600,
                 **{BUILD_TAG: self.build_id, ROLE: "installer-ramdisk",
+                   OWNER_TAG: self.owner})
+        undo.push("image %s" % image.id, lambda: self.discard(image.id))
+        return image.id
+
+    def _iso_with_script(self, iso, script, name, cmdline, undo):
+        """A private Glance ISO for this build: ``iso`` remastered to boot
+        its installer with ``cmdline`` and the install script in its initrd
+        as ``name`` (see :mod:`remaster`), marked for a CD-ROM rescue."""
+        self.log.info("Putting the install script into a copy of the "
+                      "install ISO")
+        with tempfile.TemporaryDirectory() as tmp:
+            path = remaster.with_files(iso, {name: script.encode()}, cmdline,
+                                       os.path.join(tmp, "installer.iso"))
+            image = call(
+                "uploading the installer ISO", self.conn.image.create_image,
+                self._server_name("installer-iso"), filename=path,
+                disk_format="iso", container_format="bare",
+                visibility="private", allow_duplicates=True, wait=True,
+                timeout=600, **RESCUE_AS_CDROM,
+                **{BUILD_TAG: self.build_id, ROLE: "installer-iso",
                    OWNER_TAG: self.owner})
         undo.push("image %s" % image.id, lambda: self.discard(image.id))
         return image.id

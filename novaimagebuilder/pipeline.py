@@ -32,9 +32,10 @@ SCRIPT_KERNEL_ARGS = {
 #: fails naming it (at most the inactivity timeout).
 INSTALLER_QUESTION_GRACE = 60
 
-#: Script kinds that an installer booted from a kernel and initrd reads from
-#: its initrd, and the file name there. Netboot d-i has no CD-ROM drivers, so
-#: it never sees a config drive; it loads /preseed.cfg by itself.
+#: Script kinds that an installer reads from its initrd, and the file name
+#: there. Netboot d-i has no CD-ROM drivers, so it never sees a config drive;
+#: it loads /preseed.cfg by itself. For an ISO install the script goes into
+#: the initrd of a copy of the ISO (:mod:`remaster`).
 INITRD_SCRIPTS = {"preseed": "preseed.cfg"}
 
 
@@ -51,8 +52,9 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def boot_installer(self, media, script, kind, cmdline, disk_size):
         """Boot the installer with ``script`` (of ``kind``) as its user data
-        (on its config drive) and, for a kernel boot of a kind in
-        INITRD_SCRIPTS, in its initrd; returns a machine."""
+        (on its config drive) and, for a kind in INITRD_SCRIPTS, in its
+        initrd (an ISO install: in the initrd of a copy of the ISO whose
+        boot loader boots with ``cmdline``); returns a machine."""
 
     @abc.abstractmethod
     def wait_powered_off(self, machine, what, timeout, inactivity=None,

@@ -100,3 +100,46 @@ def test_stuck_only_after_the_grace():
 def test_plain_tail_drops_escapes():
     tail = screen.plain_tail("\x1b[1mboot\x1b[0m\r\nok\r\n\r\n", 5)
     assert tail == ["boot", "ok"]
+
+
+def nova_console(console):
+    """The console as Nova's console-output API returns it: control
+    characters removed, ESC and CR among them (its remove_re)."""
+    import re
+    return re.sub("[\x00-\x08\x0b-\x1f]", "", console)
+
+
+def test_console_read_through_nova_is_rendered_the_same():
+    read = nova_console(DI)
+    assert "\x1b" not in read
+    # Nova's API tails by lines: the last 400, as the Nova backend asks.
+    read = "\n".join(read.split("\n")[-screen.CONSOLE_LINES:])
+    assert screen.question(screen.render(read)) == screen.question(
+        screen.render(DI))
+    dialog = [line for line in screen.screen_text(DI).splitlines()
+              if line.startswith("  |") or "[!!]" in line]
+    assert len(dialog) > 10
+    shown = screen.screen_text(read).splitlines()
+    assert [line for line in shown if line in dialog] == dialog
+    assert "(0" not in "".join(shown) and "[30m" not in "".join(shown)
+
+
+def test_a_question_read_through_nova_stops_the_build():
+    now = [0.0]
+    watch = screen.Watch(grace=60, clock=lambda: now[0])
+    watch.update(nova_console(DI))
+    now[0] = 61
+    assert watch.stuck() == (
+        'the installer is waiting at "Download installer components: The '
+        'installer failed to download a file from the mirror"')
+
+
+def test_text_like_escape_remnants_is_left_as_it_is():
+    text = ("[    0.000000] Linux version 6.1\n[  OK  ] Started x\n"
+            "[!!] Configure (0x1f) [a-z] [1*installer] (Bookworm)\n")
+    assert screen.with_escapes(text) == text
+    assert screen.plain_tail(text, 3) == text.splitlines()
+    # Remnants are restored only when the console has no ESC at all.
+    assert screen.with_escapes("\x1b[1m[0m") == "\x1b[1m[0m"
+    assert screen.with_escapes("a[1;2Hb(0lqk[0m(B") == \
+        "a\x1b[1;2Hb\x1b(0lqk\x1b[0m\x1b(B"

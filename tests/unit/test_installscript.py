@@ -142,6 +142,8 @@ def test_preseed_from_tdl():
                  "d-i passwd/make-user boolean false",
                  "d-i partman-auto/disk string /dev/vda",
                  "d-i grub-installer/bootdev string /dev/vda",
+                 # netcfg asks it only when DHCP offers no name server
+                 "d-i netcfg/get_nameservers string",
                  "d-i debian-installer/exit/poweroff boolean true"]:
         assert line in lines
     assert "s3cret" not in text

@@ -186,3 +186,70 @@ def test_iso_installs_need_stable_rescue(cloud, version, shown):
 
 def test_stable_rescue_is_enough(backend):
     nova.check_stable_rescue(backend.conn)
+
+
+def test_preseed_iso_install_rescues_with_a_private_remastered_iso(
+        cloud, backend, tmp_path):
+    """d-i reads its preseed from its initrd: the server is rescued with a
+    copy of the ISO made for this build, private, tagged, marked for a
+    CD-ROM rescue, holding the preseed; a failed rescue removes it too."""
+    from tests.unit import test_remaster
+    iso = test_remaster.make_iso(tmp_path, dict(
+        test_remaster.MINI_ISO,
+        **{"initrd.gz": test_remaster.gz_cpio({"init": b"d-i"}),
+           "gtk/initrd.gz": test_remaster.gz_cpio({"init": b"gtk"})}))
+    uploads = {}
+
+    def upload(request, context):
+        data = request.body
+        uploads[request.path] = data if isinstance(data, bytes) else \
+            data.read()
+        context.status_code = 204
+        return ""
+
+    cloud.post(GLANCE + "v2/images", [
+        {"status_code": 201, "json": {"id": image, "status": "queued",
+                                      "name": image}}
+        for image in ("iso2", "disk1")])
+    for image in ("iso2", "disk1"):
+        cloud.put(GLANCE + "v2/images/%s/file" % image, text=upload)
+        cloud.get(GLANCE + "v2/images/%s" % image,
+                  json={"id": image, "status": "active", "name": image})
+        cloud.delete(GLANCE + "v2/images/%s" % image, status_code=204)
+    cloud.post(NOVA + "servers", status_code=202, json=ACTIVE)
+    cloud.post(NOVA + "servers/srv1/action", status_code=409, json={
+        "conflictingRequest": {"code": 409, "message": "busy"}},
+        headers={"Content-Type": "application/json"})
+    cloud.get(NOVA + "servers/srv1", [{"json": ACTIVE},
+                                      {"status_code": 404, "json": {}}])
+    cloud.delete(NOVA + "servers/srv1", status_code=204)
+    script = "d-i passwd/root-password-crypted password $6$s$secrethash\n"
+
+    with pytest.raises(errors.BuildError):
+        backend.boot_installer({"iso": "iso1", "files": {"iso": iso}}, script,
+                               "preseed", "console=ttyS0 priority=critical",
+                               None)
+
+    made = [json.loads(r.body) for r in cloud.request_history
+            if r.method == "POST" and r.path == "/v2/images"]
+    assert made[0]["disk_format"] == "iso"
+    assert made[0]["visibility"] == "private"
+    assert (made[0]["hw_rescue_device"], made[0]["imgfac_role"],
+            made[0]["imgfac_build_id"]) == ("cdrom", "installer-iso", "b1")
+    assert made[1]["imgfac_role"] == "installer-disk"
+    rescue = [json.loads(r.body) for r in cloud.request_history
+              if r.path == "/v2.1/servers/srv1/action"]
+    assert rescue == [{"rescue": {"rescue_image_ref": "iso2"}}]
+    # The uploaded ISO boots its text installer with the preseed.
+    copy = tmp_path / "uploaded.iso"
+    copy.write_bytes(uploads["/v2/images/iso2/file"])
+    grub = test_remaster.read(str(copy), "/boot/grub/grub.cfg", tmp_path)
+    assert b"linux /linux vga" not in grub and b"priority=critical" in grub
+    data = test_remaster.read(str(copy), "/initrd.gz", tmp_path)
+    assert test_remaster.unpack_appended(
+        data, test_remaster.gz_cpio({"init": b"d-i"}), tmp_path / "root") \
+        == {"preseed.cfg": script.encode()}
+    # Nothing of it is left: server, disk and ISO are deleted.
+    deleted = [r.path for r in cloud.request_history if r.method == "DELETE"]
+    assert deleted == ["/v2.1/servers/srv1", "/v2/images/disk1",
+                       "/v2/images/iso2"]

@@ -48,8 +48,11 @@ class Cloud:
             return Daemon(L, binary, argv, " ".join(argv),
                           configs=(nova_conf,))
 
-        www = [sys.executable, "-m", "http.server", str(names.PORTS["www"]),
-               "--bind", "127.0.0.1", "--directory", L.www]
+        www = [sys.executable, "-m", "testcloud.webserver",
+               str(names.PORTS["www"]), L.www]
+        # What served the files before the mirror relay: replaced on `up`.
+        plain_www = "-m http.server %d --bind 127.0.0.1 --directory %s" % (
+            names.PORTS["www"], L.www)
         fip = [sys.executable, "-m", "testcloud.fipforward", L.root]
         return [
             Daemon(L, "mariadb", database.mariadb_argv(L),
@@ -89,7 +92,8 @@ class Cloud:
             nova("nova-scheduler"),
             nova("nova-compute"),
             Daemon(L, "www", www, " ".join(www[1:]), port=names.PORTS["www"],
-                   http=True),
+                   http=True, env={"PYTHONPATH": TOOLS_DIR},
+                   replaces=(plain_www,)),
             Daemon(L, "fip-forwarder", fip, " ".join(fip[1:]),
                    env={"PYTHONPATH": TOOLS_DIR}),
         ]

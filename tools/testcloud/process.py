@@ -23,7 +23,7 @@ class Daemon:
     """One long-running process of the test cloud."""
 
     def __init__(self, layout, name, argv, marker, env=None, port=None,
-                 socket_path=None, http=False, configs=()):
+                 socket_path=None, http=False, configs=(), replaces=()):
         self.layout = layout
         self.name = name
         self.argv = argv
@@ -33,6 +33,8 @@ class Daemon:
         self.socket_path = socket_path
         self.http = http
         self.configs = tuple(configs)
+        #: Markers of what ran as this daemon before: stopped by start().
+        self.replaces = tuple(replaces)
 
     @property
     def pidfile(self):
@@ -72,13 +74,14 @@ class Daemon:
             os.unlink(self.pidfile)
         return None
 
-    def find_all(self):
+    def find_all(self, marker=None):
         """Live session leaders whose command line holds the marker."""
+        marker = marker or self.marker
         found = []
         for entry in os.listdir("/proc"):
             if entry.isdigit():
                 pid = int(entry)
-                if (self.marker in _cmdline(pid) and _session(pid) == pid
+                if (marker in _cmdline(pid) and _session(pid) == pid
                         and not _is_zombie(pid)):
                     found.append(pid)
         return sorted(found)
@@ -91,6 +94,8 @@ class Daemon:
         """Spawn the daemon unless it runs already; return True if spawned."""
         if self.pid():
             return False
+        for marker in self.replaces:
+            _stop_all(self.find_all(marker))
         env = dict(os.environ)
         env.update(self.env)
         with open(self.logfile, "ab") as log:
@@ -114,16 +119,12 @@ class Daemon:
         """Terminate the daemon (every copy) with its process group; True if
         one ran."""
         pids = set(self.find_all())
+        for marker in self.replaces:
+            pids.update(self.find_all(marker))
         pid = self.pid()
         if pid:
             pids.add(pid)
-        for pid in pids:
-            _signal_group(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and any(map(_alive, pids)):
-            time.sleep(0.2)
-        for pid in pids:
-            _signal_group(pid, signal.SIGKILL)
+        _stop_all(pids, timeout)
         if os.path.exists(self.pidfile):
             os.unlink(self.pidfile)
         return bool(pids)
@@ -162,6 +163,17 @@ class Daemon:
         except OSError:
             return "(no log)"
         return "\n".join(text.splitlines()[-lines:])
+
+
+def _stop_all(pids, timeout=20):
+    """SIGTERM the process groups of ``pids``, SIGKILL what is left."""
+    for pid in pids:
+        _signal_group(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(map(_alive, pids)):
+        time.sleep(0.2)
+    for pid in pids:
+        _signal_group(pid, signal.SIGKILL)
 
 
 def _cmdline(pid):
