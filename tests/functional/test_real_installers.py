@@ -16,6 +16,7 @@ fails the test.
 """
 import contextlib
 import gzip
+import hashlib
 import os
 import re
 import shutil
@@ -28,6 +29,7 @@ import pytest
 
 from imgfac_nova import template as tdl
 from novaimagebuilder import installscript
+from novaimagebuilder import nova
 from tests.functional import builds
 from tests.functional import guestcheck
 from tests.functional.test_cloud_guests import guests
@@ -207,10 +209,12 @@ def test_real_d_i_in_the_cloud(netboot, mirror, relay, cloud_env, setup,
 
 
 @pytest.fixture(scope="module")
-def mini_iso(netboot, tmp_path_factory):
+def mini_iso(netboot, tmp_path_factory, conn):
     """A bootable ISO of the netboot kernel and initrd, laid out as Debian's
     mini.iso: ISOLINUX at the root with the package's boot menu (which waits
-    for a key for ever), the package's GRUB menu beside it."""
+    for a key for ever), the package's GRUB menu beside it. Made anew for
+    each session, so the install media a build keeps in Glance for it is
+    removed afterwards."""
     if not os.path.exists("/usr/lib/ISOLINUX/isolinux.bin"):
         subprocess.run(["apt-get", "install", "-y", "-q",
                         *ISOLINUX_PACKAGES], check=True, capture_output=True,
@@ -232,7 +236,11 @@ def mini_iso(netboot, tmp_path_factory):
          "/usr/lib/ISOLINUX/isohdpfx.bin", "-b", "isolinux.bin", "-c",
          "boot.cat", "-no-emul-boot", "-boot-load-size", "4",
          "-boot-info-table", str(tree)], check=True, capture_output=True)
-    return str(iso)
+    yield str(iso)
+    digest = hashlib.sha256(iso.read_bytes()).hexdigest()
+    for image in list(conn.image.images()):
+        if (image.properties or {}).get(nova.MEDIA_SHA256) == digest:
+            conn.image.delete_image(image.id, ignore_missing=True)
 
 
 def iso_template(directory, mirror, iso):
