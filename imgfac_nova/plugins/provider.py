@@ -420,15 +420,7 @@ def _hand_over(build, parsed, conn, target_image, parameters):
     if image.get("owner") != project or image.get("os_hash_value") != \
             target_image.properties.get("os_hash_value"):
         return False
-    definition = parsed.definition
-    wanted = {"name": parameters.get("image_name") or image.get("name"),
-              "visibility": parsed.visibility,
-              "container_format": definition.get(
-                  "container_format", image.get("container_format")),
-              "min_disk": definition.get("min_disk", image.get("min_disk")),
-              "min_ram": definition.get("min_ram", image.get("min_ram"))}
-    differing = sorted(key for key, value in wanted.items()
-                       if image.get(key) != value)
+    differing = asked_otherwise(image, parsed, parameters)
     if differing:
         LOG.info("Copying Glance image %s although %s holds it: the push "
                  "asks for another %s", glance_id, conn.cloud,
@@ -446,6 +438,20 @@ def _hand_over(build, parsed, conn, target_image, parameters):
     build.set_property("os_hash_algo", image.get("os_hash_algo"))
     build.set_property("os_hash_value", image.get("os_hash_value"))
     return True
+
+
+def asked_otherwise(image, parsed, parameters):
+    """What a push to ``parsed`` with ``parameters`` asks for that the
+    Glance ``image`` (a dict) does not have: sorted attribute names."""
+    definition = parsed.definition
+    wanted = {"name": parameters.get("image_name") or image.get("name"),
+              "visibility": parsed.visibility,
+              "container_format": definition.get(
+                  "container_format", image.get("container_format")),
+              "min_disk": definition.get("min_disk", image.get("min_disk")),
+              "min_ram": definition.get("min_ram", image.get("min_ram"))}
+    return sorted(key for key, value in wanted.items()
+                  if image.get(key) != value)
 
 
 def download(build, target_image, path, auth=None):

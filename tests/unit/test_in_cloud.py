@@ -185,3 +185,26 @@ def test_shared_glance_image_goes_with_the_last_holder(shared, first):
     assert builder.delete(order[1].identifier, {}).status == images.DELETED
     assert not glance_image.exists()
     assert builder.store.list() == []
+
+
+# -- what keeps a same-cloud push from handing the target's image over --------
+
+GLANCE_IMAGE = {"name": "imgfac-nova-t1", "visibility": "private",
+                "container_format": "bare", "min_disk": 4, "min_ram": 0}
+
+
+@pytest.mark.parametrize("where,parameters,expected", [
+    ("@mycloud", {}, []),
+    ("@mycloud", {"image_name": "imgfac-nova-t1"}, []),
+    ("@mycloud", {"image_name": "debian-12"}, ["name"]),
+    ('{"auth_url": "http://k/v3"}', {}, []),
+    ('{"auth_url": "http://k/v3", "min_disk": 4, "container_format": '
+     '"bare", "is_public": false}', {}, []),
+    ('{"auth_url": "http://k/v3", "is_public": true}', {}, ["visibility"]),
+    ('{"auth_url": "http://k/v3", "visibility": "community", "min_ram": 512,'
+     ' "min_disk": 10, "container_format": "ova"}', {},
+     ["container_format", "min_disk", "min_ram", "visibility"]),
+])
+def test_what_a_push_asks_otherwise(where, parameters, expected):
+    assert provider.asked_otherwise(
+        GLANCE_IMAGE, provider.parse_provider(where), parameters) == expected
