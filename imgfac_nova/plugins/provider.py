@@ -273,13 +273,16 @@ class GlanceProvider(base.CloudPlugin):
         path = build.body_path + ".part"
         try:
             download(build, target_image, path, self.cloud_auth)
-            self._upload(build, parsed, conn, target_image, path, parameters)
+            self._upload(build, parsed, conn, target_image, path, parameters,
+                         start=30)
         finally:
             _remove(path)
 
-    def _upload(self, build, parsed, conn, target_image, path, parameters):
+    def _upload(self, build, parsed, conn, target_image, path, parameters,
+                start=1):
         """Upload ``path`` (the target's bytes) to the provider's Glance,
-        with the target's properties; the hash is checked."""
+        with the target's properties; the hash is checked. Progress runs
+        from ``start`` to 95 percent."""
         from novaimagebuilder import glance
         from novaimagebuilder import nova
         from novaimagebuilder import rollback
@@ -297,11 +300,11 @@ class GlanceProvider(base.CloudPlugin):
                                                 build.identifier)
         size = os.path.getsize(path)
         build.set_provider_account_identifier(conn.account)
-        build.progress(1, "Uploading %d MiB to %s as %s" % (
+        build.progress(start, "Uploading %d MiB to %s as %s" % (
             size // 1024 ** 2, conn.cloud, conn.account))
 
         def progress(percent, sent):
-            build.progress(min(95, 1 + percent * 94 // 100),
+            build.progress(min(95, start + percent * (95 - start) // 100),
                            "Uploading to %s: %d of %d MiB" % (
                                conn.cloud, sent // 1024 ** 2,
                                size // 1024 ** 2))
@@ -416,8 +419,7 @@ def _hand_over(build, parsed, conn, target_image, parameters):
     except Exception as error:
         raise errors.BuildError("reading Glance image %s on %s: %s" % (
             glance_id, conn.cloud, glance.explain(error))) from None
-    project = conn.session.get_project_id() if conn.session else None
-    if image.get("owner") != project or image.get("os_hash_value") != \
+    if image.get("owner") != conn.session.get_project_id() or image.get("os_hash_value") != \
             target_image.properties.get("os_hash_value"):
         return False
     differing = asked_otherwise(image, parsed, parameters)
