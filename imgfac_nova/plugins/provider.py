@@ -419,7 +419,8 @@ def _hand_over(build, parsed, conn, target_image, parameters):
     except Exception as error:
         raise errors.BuildError("reading Glance image %s on %s: %s" % (
             glance_id, conn.cloud, glance.explain(error))) from None
-    if image.get("owner") != conn.session.get_project_id() or image.get("os_hash_value") != \
+    if image.get("owner") != conn.session.get_project_id() or \
+            image.get("os_hash_value") != \
             target_image.properties.get("os_hash_value"):
         return False
     differing = asked_otherwise(image, parsed, parameters)
