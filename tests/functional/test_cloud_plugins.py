@@ -648,8 +648,8 @@ def _glance_id(image):
 
 
 def test_in_cloud_target_is_a_private_glance_image_with_nova_properties(
-        in_cloud, nova_base_image, conn):
-    image, _, _ = in_cloud
+        in_cloud, nova_base_image, cloud_env, conn):
+    image, config, _ = in_cloud
     props = image["properties"]
     assert props["in_cloud"] is True
     assert image["data"] is None
@@ -682,6 +682,9 @@ def test_in_cloud_target_is_a_private_glance_image_with_nova_properties(
     assert image["status"] == "COMPLETE"
     assert "figlet" not in _icicle_packages(image)
     assert "hello" in _icicle_packages(image)  # the base's, read again
+    dry = builds.imgfac(config, "sweep", "--dry-run", env=cloud_env)
+    assert dry.returncode == 0, dry.stderr
+    assert _glance_id(image) not in dry.stdout  # a result, not a leftover
 
 
 def test_in_cloud_target_has_no_machine_identity(in_cloud, conn, tmp_path):
