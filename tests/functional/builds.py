@@ -21,7 +21,7 @@ TEMPLATE = """<template>
   <os>
     <name>Debian</name><version>12</version><arch>x86_64</arch>
     <install type='url'><url>{install_url}</url></install>
-    <rootpw>ft-root-secret</rootpw>
+    <rootpw>{rootpw}</rootpw>
   </os>
   <repositories>
     <repository name='ftrepo'>
@@ -39,6 +39,10 @@ TEMPLATE = """<template>
 """
 
 GOOD_COMMAND = "echo customized > /var/lib/imgfac-ft-mark"
+#: The template's root password: this session's own, so the JEOS cache keys
+#: of its builds are its own too (the key covers the <os> section), and
+#: concurrent or earlier sessions on the test cloud neither hit nor lose them.
+ROOT_PASSWORD = "ft-root-secret-" + uuid.uuid4().hex[:12]
 
 
 def write_template(directory, command=GOOD_COMMAND, install_url=INSTALL_URL):
@@ -46,6 +50,7 @@ def write_template(directory, command=GOOD_COMMAND, install_url=INSTALL_URL):
     with open(path, "w") as handle:
         handle.write(TEMPLATE.format(name="ft-" + uuid.uuid4().hex[:6],
                                      install_url=install_url,
+                                     rootpw=ROOT_PASSWORD,
                                      repo_url=GUEST_REPO_URL,
                                      command=command))
     return path
@@ -229,11 +234,19 @@ def _jeos_cache_entry(image):
         and image.status == "active"
 
 
-def remove_jeos_cache(admin_conn):
-    """Delete every JEOS cache entry in the test cloud's Glance."""
+def remove_jeos_cache(admin_conn, directory):
+    """Delete the JEOS cache entries in the test cloud's Glance that builds
+    recorded under ``directory`` (a session's temporary tree) stored."""
+    from novaimagebuilder import nova
     from novaimagebuilder import sweep
+    ours = set()
+    for top, _, names in os.walk(str(directory)):
+        ours.update(name[:-len(".meta")] for name in names
+                    if name.endswith(".meta"))
     for image in list(admin_conn.image.images()):
-        if (image.properties or {}).get("imgfac_role") == sweep.JEOS_CACHE:
+        props = image.properties or {}
+        if props.get("imgfac_role") == sweep.JEOS_CACHE and \
+                props.get(nova.BUILD_TAG) in ours:
             admin_conn.image.delete_image(image.id, ignore_missing=True)
 
 

@@ -89,9 +89,10 @@ def unique_name():
 
 @pytest.fixture(scope="session", autouse=True)
 def jeos_cache(tmp_path_factory):
-    """This session's JEOS caches: a fresh local directory, and no entries
-    in the test cloud's Glance from earlier sessions (removed again at the
-    end), so which build installs and which reuses is this session's doing."""
+    """This session's local JEOS cache: a fresh directory. (Its Glance
+    entries are its own by the template's root password, builds.ROOT_PASSWORD,
+    and removed at the end by cloud_env.) So which build installs and which
+    reuses is this session's doing."""
     from tests.functional import builds
     builds.JEOS_CACHE_DIR = str(tmp_path_factory.mktemp("jeos-cache"))
     yield builds.JEOS_CACHE_DIR
@@ -99,18 +100,18 @@ def jeos_cache(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def cloud_env(test_cloud):
+def cloud_env(test_cloud, tmp_path_factory):
     """Environment of the imgfac-nova command for builds in the test cloud
-    (the Glance JEOS cache emptied before and after the session)."""
+    (the JEOS cache entries this session's builds stored in Glance are
+    removed at its end)."""
     from tests.functional import builds
     env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
     env.update(test_cloud.exports)
     env["PYTHONPATH"] = REPO
+    yield env
     admin = test_cloud.connect("imgfac-test-admin")
     try:
-        builds.remove_jeos_cache(admin)
-        yield env
-        builds.remove_jeos_cache(admin)
+        builds.remove_jeos_cache(admin, tmp_path_factory.getbasetemp())
     finally:
         admin.close()
 

@@ -42,7 +42,7 @@ def _interrupt_at_install(config, store, params, directory, env, *extra,
     template = builds.write_template(directory)
     if rootpw:
         with open(template) as handle:
-            text = handle.read().replace("ft-root-secret", rootpw)
+            text = handle.read().replace(builds.ROOT_PASSWORD, rootpw)
         with open(template, "w") as handle:
             handle.write(text)
     proc = builds.start(config, "base_image",
@@ -105,14 +105,12 @@ def test_nova_changed_os_misses_the_cache(nova_base_image, cloud_env, setup,
 def test_nova_deleted_cached_jeos_is_installed_again(
         nova_base_image, cloud_env, setup, conn):
     config, store, tmp = setup
+    cached = nova_base_image.record["properties"]["jeos_image"]
     listed = builds.record(builds.imgfac(config, "jeos", env=cloud_env))
-    for row in listed:
-        if row["plugin"] != "nova":
-            continue  # the session's local entries are other tests' too
-        removed = builds.imgfac(config, "jeos", "--remove", row["id"],
-                                env=cloud_env)
-        assert removed.returncode == 0, removed.stderr
-        assert conn.image.find_image(row["id"]) is None
+    assert cached in [row["id"] for row in listed if row["plugin"] == "nova"]
+    removed = builds.imgfac(config, "jeos", "--remove", cached, env=cloud_env)
+    assert removed.returncode == 0, removed.stderr
+    assert conn.image.find_image(cached) is None
     record, _ = _build(config, builds.NOVA_PARAMS, tmp, cloud_env)
     assert record["status"] == "COMPLETE"
     assert record["properties"]["jeos_cache"] == "stored"

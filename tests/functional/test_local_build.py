@@ -33,7 +33,7 @@ def test_local_build_customizes_and_yields_a_bootable_qcow2(local_base_image):
         image["properties"]["jeos_cache"]]
     assert set(image["timings"]) == {"media", "customize", "capture"} | \
         installed
-    assert "ft-root-secret" not in open(os.path.join(
+    assert builds.ROOT_PASSWORD not in open(os.path.join(
         store, image["identifier"] + ".meta")).read()
     assert builds.store_leftovers(store) == []
     assert builds.qemu_processes_under(store) == []

@@ -42,7 +42,7 @@ def test_nova_build_end_to_end(nova_base_image, conn):
     assert glance.os_distro == "debian"
     assert glance.properties["imgfac_icicle"] == image["identifier"]
     assert '<package name="hello_' in image["icicle"].replace("'", '"')
-    assert "ft-root-secret" not in open(os.path.join(
+    assert builds.ROOT_PASSWORD not in open(os.path.join(
         nova_base_image.store, image["identifier"] + ".meta")).read()
     # Only the result (and cached install media and JEOS) remain.
     assert sorted(build_resources(conn, image["identifier"])) == sorted(
