@@ -733,6 +733,25 @@ def test_in_cloud_target_has_no_machine_identity(in_cloud, conn, tmp_path):
     assert found["/var/log/imgfac-ft.log"] is None
 
 
+def test_failed_in_cloud_target_leaves_nothing(nova_base_image, cloud_env,
+                                               tmp_path, admin_conn):
+    config, _ = _content_config(
+        (None, nova_base_image.store, tmp_path),
+        IN_CLOUD_CONTENT.replace("ls /etc/ssh/", "ls /no/such/dir/"))
+    result = builds.imgfac(config, "target_image", "--id",
+                           nova_base_image.record["identifier"], "openstack",
+                           env=cloud_env)
+    assert result.returncode == 1
+    image = builds.record(result)
+    assert image["status"] == "FAILED"
+    error = image["status_detail"]["error"]
+    assert error.startswith("command 'identity' exited with status "), error
+    assert "Traceback" not in result.stderr
+    assert builds.cloud_left(admin_conn, image["identifier"]) == []
+    assert not [name for name in os.listdir(nova_base_image.store)
+                if name.startswith(image["identifier"] + ".body")]
+
+
 @pytest.fixture(scope="session")
 def handed_over(in_cloud, cloud_env, conn):
     """The push of the in-cloud target to its own cloud and project."""
