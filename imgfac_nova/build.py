@@ -261,12 +261,17 @@ class Builder:
             raise plugin_manager.PluginError(str(exc)) from None
         os_plugin = self._plugin(base.plugin) if base.plugin in \
             self.plugins.os_plugins else None
+        plugin.in_cloud(base, os_plugin, typed)  # bad input: one line now
         record = self._record(images.TARGET_IMAGE, name, plugin, typed,
                               target=target, base_image_id=base.identifier,
                               template=base.template)
 
         def run(ctx):
             base_now = self.store.get(base.identifier)
+            if plugin.in_cloud(base_now, os_plugin, typed):
+                plugin.create_target_image_in_cloud(ctx, target, base_now,
+                                                    os_plugin, typed)
+                return
             if base_now.data:
                 ctx.progress(0, "Copying base image %s" % base.identifier)
                 shutil.copyfile(base_now.data, ctx.body_path)
@@ -550,9 +555,15 @@ class Builder:
             "activity": "Deleting", "error": None})
         try:
             plugin = self._plugin(record.plugin) if record.plugin else None
-            if record.type == images.PROVIDER_IMAGE and plugin is not None:
+            sharing = self._sharing(record)
+            if sharing:
+                LOG.info("Keeping Glance image %s: image %s uses it too",
+                         *sharing)
+            elif record.type == images.PROVIDER_IMAGE and plugin is not None:
                 plugin.delete_from_provider(record, provider or record.provider,
                                             credentials, values)
+            elif record.type == images.TARGET_IMAGE and plugin is not None:
+                plugin.delete_target_image(record, values)
             elif record.type == images.BASE_IMAGE and plugin is not None:
                 plugin.delete_image(record, values)
         except Exception as exc:
@@ -564,6 +575,23 @@ class Builder:
         record.status = images.DELETED
         record.status_detail = {"activity": "Deleted", "error": None}
         return record
+
+    def _sharing(self, record):
+        """``(Glance id, other image id)`` when another COMPLETE image holds
+        the Glance image of ``record`` too (a target image made in the cloud
+        and its push to that same cloud and project), else None."""
+        mine = _glance_ids(record)
+        for other in self.store.list():
+            if other.identifier != record.identifier and \
+                    other.status == images.COMPLETE and \
+                    mine & _glance_ids(other):
+                return sorted(mine & _glance_ids(other))[0], other.identifier
+        return None
+
+
+def _glance_ids(record):
+    return {record.properties.get(images.GLANCE_ID_PROPERTY),
+            record.identifier_on_provider} - {None}
 
 
 def _specs(plugin, snapshot):

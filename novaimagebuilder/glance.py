@@ -264,6 +264,8 @@ def download(glance, image_id, path, progress=None, cancel=None):
     image = call("reading Glance image %s" % image_id, glance.images.get,
                  image_id)
     size = image.get("size") or 0
+    LOG.info("Downloading Glance image %s (%d bytes) to %s", image_id, size,
+             path)
     expected = _expected_hash(image)
     if expected is None:
         LOG.warning("Glance image %s has no hash: its data is not checked",

@@ -225,16 +225,19 @@ class Pipeline:
         return self._unwinding(options, lambda undo: self._run(
             template, parameters, options, undo))
 
-    def customize_image(self, image, template, parameters):
+    def customize_image(self, image, template, parameters, finish=None):
         """Boot a copy of the finished ``image`` (a backend image handle),
-        apply ``template``'s customization, read the ICICLE and capture the
-        result: a Result with the new image (``image`` itself is left as it
-        was). A target image's target content is applied this way."""
+        apply ``template``'s customization, read the ICICLE, run ``finish``
+        (``(name, shell script, timeout)``, as root, the last thing before
+        the power-off) and capture the result: a Result with the new image
+        (``image`` itself is left as it was). A target image's target
+        content is applied this way."""
         options = Options.from_parameters(parameters)
 
         def body(undo):
             new, manifest, reached = self._customize(
-                image, template, parameters, options, undo, "the base image")
+                image, template, parameters, options, undo, "the base image",
+                finish)
             return Result(new, manifest, self.clock.result(), ssh=reached)
         return self._unwinding(options, body)
 
@@ -290,10 +293,11 @@ class Pipeline:
         return Result(image, manifest, self.clock.result(), jeos_info,
                       reached)
 
-    def _customize(self, disk, template, parameters, options, undo, what):
-        """Boot ``disk``, customize over SSH, read the ICICLE, power off and
-        capture: ``(image, icicle, how the guest was reached)``, the image
-        on ``undo`` as a result."""
+    def _customize(self, disk, template, parameters, options, undo, what,
+                   finish=None):
+        """Boot ``disk``, customize over SSH, read the ICICLE, run
+        ``finish``, power off and capture: ``(image, icicle, how the guest
+        was reached)``, the image on ``undo`` as a result."""
         from novaimagebuilder import customize
         from novaimagebuilder import icicle
         from novaimagebuilder import proxy as proxy_mod
@@ -330,6 +334,10 @@ class Pipeline:
                 packages = icicle.read_packages(
                     session, customize.os_family(template.os.name),
                     template.os.icicle_extra_command)
+                if finish is not None:
+                    name, script, timeout = finish
+                    self.progress(87, "Running %s" % name)
+                    session.run(script, timeout=timeout, name=name)
                 self.progress(88, "Shutting the guest down")
                 session.poweroff()
             finally:

@@ -97,6 +97,15 @@ class OSPlugin(Plugin):
         any. The default makes no change.
         """
 
+    def customize_in_cloud(self, build, target, base_image, finish,
+                           image_name, image_properties):
+        """Make a target image of ``base_image`` where it lives (see
+        :meth:`~imgfac_nova.plugins.nova.NovaOS.customize_in_cloud`).
+        Default: this plugin cannot."""
+        raise NotImplementedError(
+            "the %s plugin cannot make target images in the cloud"
+            % type(self).__name__)
+
     def delete_image(self, image, parameters):
         """Remove what this plugin made for ``image`` outside the store.
 
@@ -114,6 +123,29 @@ class CloudPlugin(Plugin):
         Write the result to ``build.body_path`` or record where it lives with
         ``build.set_property``.
         """
+
+    def in_cloud(self, base_image, os_plugin, parameters):
+        """Whether the target of ``base_image`` is made where the base lives
+        (``os_plugin``, the base's OS plugin, boots it there) instead of from
+        its bytes here; raise with a one-line message when the parameters
+        ask for what cannot be. Called before the target's record exists
+        and again when it is built. Default: never."""
+        return False
+
+    def create_target_image_in_cloud(self, build, target, base_image,
+                                     os_plugin, parameters):
+        """Make the ``target`` form of ``base_image`` where it lives, with
+        ``os_plugin`` (target content included), when :meth:`in_cloud` says
+        so; then neither plugin's create_target_image runs. Record where the
+        result lives with ``build.set_property``."""
+        raise NotImplementedError(
+            "the %s plugin cannot make target images in the cloud"
+            % type(self).__name__)
+
+    def delete_target_image(self, image, parameters):
+        """Remove what this plugin made for the target image ``image``
+        outside the store (the Glance image of one made in the cloud).
+        Default: nothing."""
 
     def check_provider(self, provider, credentials, parameters):
         """Check the provider and credentials (secret) before anything is

@@ -208,6 +208,17 @@ def target_content(plugin, target, base_image):
     return content.as_template(include, template)
 
 
+def bare_template(base_image):
+    """The template of ``base_image`` with nothing to apply: a boot of the
+    base that only reads its ICICLE (and runs what the caller adds)."""
+    import dataclasses
+    from imgfac_nova import template as tdl
+    template = tdl.parse_template(base_image.template, "base image %s"
+                                  % base_image.identifier)
+    return dataclasses.replace(template, repositories=[], packages=[],
+                               files=[], precommands=[], commands=[])
+
+
 def base_parameters(plugin, base_image):
     """``plugin``'s parameters as the build of ``base_image`` resolved them
     (the record keeps them, secrets redacted)."""
@@ -219,11 +230,12 @@ def base_parameters(plugin, base_image):
 
 
 def customize_for_target(build, backend, image, template, parameters,
-                         conf=None, start=5, end=19):
+                         conf=None, start=5, end=19, finish=None):
     """Boot ``image`` on ``backend``, apply ``template`` (the target
-    content), read the ICICLE and capture: the pipeline's Result, its
-    ICICLE now the target image's. Progress runs from ``start`` to ``end``
-    percent, before the cloud plugin's conversion."""
+    content), read the ICICLE, run ``finish`` (see
+    :meth:`~novaimagebuilder.pipeline.Pipeline.customize_image`) and
+    capture: the pipeline's Result, its ICICLE now the target image's.
+    Progress runs from ``start`` to ``end`` percent."""
     from novaimagebuilder import media
     from novaimagebuilder import pipeline
 
@@ -234,7 +246,7 @@ def customize_for_target(build, backend, image, template, parameters,
                                progress=progress, cancel=build.cancel_event,
                                log=LOG)
     result = runner.customize_image(image, template, pipeline_parameters(
-        template, parameters))
+        template, parameters), finish)
     build.set_icicle(result.icicle)
     for step, seconds in result.timings.items():
         build.add_timing("target_" + step, **seconds)

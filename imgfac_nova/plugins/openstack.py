@@ -1,11 +1,19 @@
 """The OpenStack cloud plugin: the ``openstack`` target (Image Factory's
 ``openstack-kvm``) and pushing it to a Glance.
 
-The target image is the base image with its machine identity removed by
-virt-sysprep (see :mod:`novaimagebuilder.sysprep` for why that tool), in
-qcow2 (compressed) or raw, with the Glance properties Nova reads: os_distro,
-os_version, architecture, hw_disk_bus, hw_vif_model, hw_qemu_guest_agent and
-os_require_quiesce (when the guest agent is installed), min_disk, min_ram.
+The target image is the base image with its machine identity removed, with
+the Glance properties Nova reads: os_distro, os_version, architecture,
+hw_disk_bus, hw_vif_model, hw_qemu_guest_agent and os_require_quiesce (when
+the guest agent is installed), min_disk, min_ram. It is made one of two ways:
+
+- from the base image's bytes here (a local base, or a Nova-built one
+  streamed down): virt-sysprep on the disk (see :mod:`novaimagebuilder.sysprep`
+  for why that tool), then qcow2 (compressed) or raw;
+- in the cloud, for a base built in Nova (``in_cloud``, the default there):
+  the base boots in Nova once, gets the target content, removes its identity
+  itself (:func:`novaimagebuilder.sysprep.guest_script`) and powers off; its
+  snapshot is the target image's private Glance image. No bytes come down,
+  and a push to the same cloud and project hands that image over.
 """
 import logging
 import math
@@ -77,11 +85,16 @@ class OpenStack(provider.GlanceProvider):
         maintainer="imgfac-nova developers", version="1.0",
         license="Apache-2.0")
     parameters = format_targets.CLOUD_PARAMETERS + provider.PARAMETERS + (
-        Parameter("image_format", "format of the OpenStack image",
-                  default="qcow2", choices=("qcow2", "raw")),
-        Parameter("sysprep", "remove the machine identity with virt-sysprep",
-                  type="bool", default=True),
-        Parameter("sysprep_timeout", "seconds virt-sysprep may take",
+        Parameter("in_cloud", "make the image in the cloud that holds a "
+                  "base built in Nova (a boot there, its snapshot the "
+                  "image; no download) (default: true for such a base "
+                  "unless image_format is given)", type="bool"),
+        Parameter("image_format", "format of an image made from the bytes "
+                  "here (default: qcow2; in the cloud the image has the "
+                  "format of Nova's snapshot)", choices=("qcow2", "raw")),
+        Parameter("sysprep", "remove the machine identity (virt-sysprep; "
+                  "in the cloud: in the guest)", type="bool", default=True),
+        Parameter("sysprep_timeout", "seconds the identity removal may take",
                   type="int", default=1800, minimum=1),
         Parameter("hw_disk_bus", "hw_disk_bus image property",
                   default="virtio"),
@@ -153,7 +166,7 @@ class OpenStack(provider.GlanceProvider):
                         cancel=build.cancel_event)
             build.add_timing("sysprep",
                              orchestrator=round(time.monotonic() - started, 1))
-        fmt = formats.FORMATS[parameters["image_format"]]
+        fmt = formats.FORMATS[parameters.get("image_format") or "qcow2"]
         found = format_targets.convert_in_place(build, fmt, 60, 99)
         format_targets.record_format(build, fmt.disk_format,
                                      fmt.container_format, found)
@@ -164,6 +177,100 @@ class OpenStack(provider.GlanceProvider):
         build.set_property("min_disk", parameters.get("min_disk") or
                            math.ceil(found["virtual-size"] / 1024 ** 3))
         build.set_property("min_ram", parameters["min_ram"])
+
+    def in_cloud(self, base_image, os_plugin, parameters):
+        """``in_cloud`` when given, else true for a base built in Nova unless
+        image_format asks for a conversion; a one-line ProviderError when
+        ``in_cloud`` is true and cannot be."""
+        from imgfac_nova import images
+        built_in_nova = isinstance(os_plugin, nova_plugin.NovaOS) and \
+            not base_image.data and (
+                base_image.status != images.COMPLETE or
+                images.GLANCE_ID_PROPERTY in base_image.properties)
+        wanted = parameters.get("in_cloud")
+        if wanted is None:
+            return built_in_nova and not parameters.get("image_format")
+        if wanted and not built_in_nova:
+            raise provider.ProviderError(
+                "in_cloud needs a base image built in Nova; base image %s "
+                "was built by the %s plugin" % (base_image.identifier,
+                                                base_image.plugin))
+        if wanted and parameters.get("image_format"):
+            raise provider.ProviderError(
+                "in the cloud the image keeps the format of Nova's "
+                "snapshot: leave image_format out, or set in_cloud false to "
+                "convert a download")
+        return wanted
+
+    def create_target_image_in_cloud(self, build, target, base_image,
+                                     os_plugin, parameters):
+        """The base boots in Nova once (target content, identity removed
+        in the guest, power-off); its snapshot, private and tagged with the
+        target's id, is the target image, with Nova's properties."""
+        from imgfac_nova import images
+        from imgfac_nova import template as tdl
+        from novaimagebuilder import nova
+        from novaimagebuilder import rollback
+        from novaimagebuilder import sysprep
+        LOG.info("Making the target image in the cloud from Glance image %s "
+                 "of base image %s: no download, no upload",
+                 base_image.properties[images.GLANCE_ID_PROPERTY],
+                 base_image.identifier)
+        finish = ("the machine identity removal", sysprep.guest_script(),
+                  parameters["sysprep_timeout"]) if parameters["sysprep"] \
+            else None
+        template = tdl.parse_template(base_image.template, "base image %s"
+                                      % base_image.identifier)
+        glance_id, conn, icicle = os_plugin.customize_in_cloud(
+            build, target, base_image, finish,
+            nova.NAME_PREFIX + build.identifier,
+            {"imgfac_template": template.name,
+             "imgfac_base_image": base_image.identifier})
+        undo = rollback.Rollback(LOG)
+        undo.push("Glance image %s" % glance_id, lambda: nova.call(
+            "deleting Glance image %s" % glance_id, conn.image.delete_image,
+            glance_id, ignore_missing=True), result=True)
+        succeeded = False
+        try:
+            build.progress(96, "Setting Nova's properties of Glance image %s"
+                           % glance_id)
+            image = nova.call("reading Glance image %s" % glance_id,
+                              conn.image.get_image, glance_id)
+            props = glance_properties(template, icicle, parameters)
+            size = image.virtual_size  # None: Glance did not inspect it
+            min_disk = parameters.get("min_disk") or (
+                math.ceil(size / 1024 ** 3) if size else image.min_disk or 0)
+            nova.call("setting the properties of Glance image %s" % glance_id,
+                      conn.image.update_image, glance_id, min_disk=min_disk,
+                      min_ram=parameters["min_ram"], **props)
+            build.set_property(images.GLANCE_ID_PROPERTY, glance_id)
+            build.set_property("in_cloud", True)
+            build.set_property("glance_cloud", {
+                key: base_image.parameters.get(key)
+                for key in ("cloud", "region", "interface")})
+            format_targets.record_format(build, image.disk_format,
+                                         image.container_format, {
+                                             "format": image.disk_format,
+                                             "virtual-size": size})
+            build.set_property("glance_properties", props)
+            build.set_property("min_disk", min_disk)
+            build.set_property("min_ram", parameters["min_ram"])
+            build.set_property("os_hash_algo", image.hash_algo)
+            build.set_property("os_hash_value", image.hash_value)
+            succeeded = True
+        finally:
+            undo.unwind(succeeded)
+
+    def delete_target_image(self, image, parameters):
+        """Delete the Glance image of a target image made in the cloud."""
+        from imgfac_nova import images
+        from novaimagebuilder import nova
+        glance_id = image.properties.get(images.GLANCE_ID_PROPERTY)
+        if not glance_id or not image.properties.get("in_cloud"):
+            return
+        conn = provider.target_cloud(image, self.cloud_auth)
+        nova.call("Glance could not delete image %s" % glance_id,
+                  conn.image.delete_image, glance_id, ignore_missing=True)
 
 
 def visibility_values(parsed):

@@ -252,17 +252,41 @@ class GlanceProvider(base.CloudPlugin):
 
     def push_image_to_provider(self, build, provider, credentials,
                                target_image, parameters):
-        from novaimagebuilder import glance
-        from novaimagebuilder import nova
-        from novaimagebuilder import rollback
+        """Upload the target's data; for a target made in the cloud, hand
+        its Glance image over when the provider is that cloud and project
+        (nothing moves), else copy its bytes (download, then upload)."""
         parsed, conn = getattr(self, "_connection", None) or (None, None)
         if conn is None:
             parsed = parse_provider(provider)
             conn = connect(parsed, credentials)
         props = target_image.properties
-        if not target_image.data or "disk_format" not in props:
+        glance_id = props.get(images.GLANCE_ID_PROPERTY)
+        if "disk_format" not in props or not (target_image.data or
+                                              glance_id):
             raise errors.BuildError("target image %s has no data to push"
                                     % target_image.identifier)
+        if target_image.data:
+            return self._upload(build, parsed, conn, target_image,
+                                target_image.data, parameters)
+        if _hand_over(build, parsed, conn, target_image, parameters):
+            return
+        path = build.body_path + ".part"
+        try:
+            download(build, target_image, path, self.cloud_auth)
+            self._upload(build, parsed, conn, target_image, path, parameters,
+                         start=30)
+        finally:
+            _remove(path)
+
+    def _upload(self, build, parsed, conn, target_image, path, parameters,
+                start=1):
+        """Upload ``path`` (the target's bytes) to the provider's Glance,
+        with the target's properties; the hash is checked. Progress runs
+        from ``start`` to 95 percent."""
+        from novaimagebuilder import glance
+        from novaimagebuilder import nova
+        from novaimagebuilder import rollback
+        props = target_image.properties
         glance_properties = dict(props.get("glance_properties") or {})
         # Tagged with the push and, as every temporary resource, its owner
         # (a sweep leaves a live push alone and removes a killed one's).
@@ -274,13 +298,13 @@ class GlanceProvider(base.CloudPlugin):
         definition = parsed.definition
         name = parameters.get("image_name") or (nova.NAME_PREFIX +
                                                 build.identifier)
-        size = os.path.getsize(target_image.data)
+        size = os.path.getsize(path)
         build.set_provider_account_identifier(conn.account)
-        build.progress(1, "Uploading %d MiB to %s as %s" % (
+        build.progress(start, "Uploading %d MiB to %s as %s" % (
             size // 1024 ** 2, conn.cloud, conn.account))
 
         def progress(percent, sent):
-            build.progress(min(95, 1 + percent * 94 // 100),
+            build.progress(min(95, start + percent * (95 - start) // 100),
                            "Uploading to %s: %d of %d MiB" % (
                                conn.cloud, sent // 1024 ** 2,
                                size // 1024 ** 2))
@@ -289,7 +313,7 @@ class GlanceProvider(base.CloudPlugin):
         succeeded = False
         try:
             image = glance.upload(
-                conn.glance, target_image.data, undo, name,
+                conn.glance, path, undo, name,
                 props["disk_format"],
                 definition.get("container_format") or
                 props.get("container_format", "bare"),
@@ -366,6 +390,96 @@ class GlanceProvider(base.CloudPlugin):
             clients[leftover.id], leftover.id))]
         return sweep.remove(found, kinds, protected, dry_run=dry_run,
                             log=LOG) + unreachable
+
+
+def target_cloud(target_image, auth=None):
+    """An openstacksdk connection to the cloud holding the Glance image of
+    a target image made in the cloud (as ``auth``, an API caller's token;
+    None: openstacksdk's config)."""
+    from novaimagebuilder import nova
+    where = target_image.properties.get("glance_cloud") or {}
+    return nova.connect(where.get("cloud"), where.get("region"),
+                        where.get("interface"), auth=auth)
+
+
+def _hand_over(build, parsed, conn, target_image, parameters):
+    """Make the target's own Glance image the provider image when the
+    provider is the cloud and project that hold it and the push asks for
+    nothing that image does not have (name, visibility, container format,
+    min_disk, min_ram): True when it did. Nothing moves, and the image is
+    left as it is (the target still holds it: ``delete`` of either image
+    keeps it while the other holds it)."""
+    from glanceclient import exc
+    from novaimagebuilder import glance
+    glance_id = target_image.properties[images.GLANCE_ID_PROPERTY]
+    try:
+        image = conn.glance.images.get(glance_id)
+    except exc.HTTPNotFound:
+        return False  # another cloud, or a project it is not visible to
+    except Exception as error:
+        raise errors.BuildError("reading Glance image %s on %s: %s" % (
+            glance_id, conn.cloud, glance.explain(error))) from None
+    if image.get("owner") != conn.session.get_project_id() or \
+            image.get("os_hash_value") != \
+            target_image.properties.get("os_hash_value"):
+        return False
+    differing = asked_otherwise(image, parsed, parameters)
+    if differing:
+        LOG.info("Copying Glance image %s although %s holds it: the push "
+                 "asks for another %s", glance_id, conn.cloud,
+                 ", ".join(differing))
+        return False
+    LOG.info("%s (%s) holds Glance image %s of target image %s: handing it "
+             "over, no bytes move", conn.cloud, conn.account, glance_id,
+             target_image.identifier)
+    build.set_provider_account_identifier(conn.account)
+    build.progress(50, "Handing over Glance image %s of target image %s"
+                   % (glance_id, target_image.identifier))
+    build.set_identifier_on_provider(glance_id)
+    build.set_property(images.GLANCE_ID_PROPERTY, glance_id)
+    build.set_property("handed_over_from", target_image.identifier)
+    build.set_property("os_hash_algo", image.get("os_hash_algo"))
+    build.set_property("os_hash_value", image.get("os_hash_value"))
+    return True
+
+
+def asked_otherwise(image, parsed, parameters):
+    """What a push to ``parsed`` with ``parameters`` asks for that the
+    Glance ``image`` (a dict) does not have: sorted attribute names."""
+    definition = parsed.definition
+    wanted = {"name": parameters.get("image_name") or image.get("name"),
+              "visibility": parsed.visibility,
+              "container_format": definition.get(
+                  "container_format", image.get("container_format")),
+              "min_disk": definition.get("min_disk", image.get("min_disk")),
+              "min_ram": definition.get("min_ram", image.get("min_ram"))}
+    return sorted(key for key, value in wanted.items()
+                  if image.get(key) != value)
+
+
+def download(build, target_image, path, auth=None):
+    """Stream the Glance image of a target made in the cloud to ``path``,
+    checked against its hash."""
+    from novaimagebuilder import glance
+    glance_id = target_image.properties[images.GLANCE_ID_PROPERTY]
+    conn = target_cloud(target_image, auth)
+    build.progress(1, "Downloading Glance image %s of target image %s" % (
+        glance_id, target_image.identifier))
+    glance.download(glance.client(conn.session,
+                                  region=conn.config.region_name,
+                                  interface=conn.config.interface),
+                    glance_id, path, cancel=build.cancel_event,
+                    progress=lambda percent, done: build.progress(
+                        1 + percent * 29 // 100,
+                        "Downloading Glance image %s: %d MiB" % (
+                            glance_id, done // 1024 ** 2)))
+
+
+def _remove(path):
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def _pushed(client, record):

@@ -3,11 +3,14 @@ one shared local base image, pushed to Glance as the non-admin user and to a
 second project through Image Factory's provider JSON and credentials XML.
 
 Real builds are few and shared (session fixtures): the session's local base
-image (conftest), one openstack target (virt-sysprep, ~30 s), one push.
+image (conftest), one openstack target (virt-sysprep, ~30 s), one push; and
+the openstack target of the session's Nova base made in the cloud (one boot
+in Nova), handed over to its own project and copied to a second one.
 """
 import contextlib
 import hashlib
 import json
+import math
 import os
 import signal
 import socket
@@ -614,3 +617,265 @@ def test_download_streams_and_checks_the_hash(pushed, openstack_target,
     assert seen[-1] == 100
     print("download: %.1f s, %.1f MiB/s" % (
         seconds, os.path.getsize(path) / 2 ** 20 / seconds))
+
+
+# -- the openstack target of a Nova-built base, made in the cloud --------------
+
+#: Target content for the openstack target: a file that stays, and a command
+#: that leaves identity behind (a machine-id, a shell history, a log), which
+#: the in-guest clean-up after it must remove; it notes that the guest had
+#: SSH host keys while it ran.
+IN_CLOUD_CONTENT = """<template_includes>
+  <include target="openstack">
+    <files><file name="/etc/imgfac-openstack">in-cloud target</file></files>
+    <commands>
+      <command name="identity">
+        ls /etc/ssh/ssh_host_ed25519_key > /etc/imgfac-had-host-key &amp;&amp;
+        echo 0123456789abcdef0123456789abcdef > /etc/machine-id &amp;&amp;
+        echo sudo-history > /root/.bash_history &amp;&amp;
+        echo ft-log > /var/log/imgfac-ft.log
+      </command>
+    </commands>
+  </include>
+</template_includes>
+"""
+
+
+@pytest.fixture(scope="session")
+def in_cloud(nova_base_image, cloud_env, tmp_path_factory, conn):
+    """The openstack target of the session's Nova base, made in the cloud
+    (the default for such a base), with IN_CLOUD_CONTENT: ``(record,
+    configuration, seconds)``; its Glance image is gone at the end."""
+    config, _ = _content_config(
+        (None, nova_base_image.store, tmp_path_factory.mktemp("in-cloud")),
+        IN_CLOUD_CONTENT)
+    started = time.monotonic()
+    image = _complete(builds.imgfac(config, "target_image", "--id",
+                                    nova_base_image.record["identifier"],
+                                    "openstack", env=cloud_env))
+    seconds = time.monotonic() - started
+    print("openstack target of the Nova base in the cloud: %.1f s (%s)"
+          % (seconds, image["timings"]))
+    yield image, config, seconds
+    conn.image.delete_image(_glance_id(image), ignore_missing=True)
+
+
+def _look_inside(disk, directories, paths):
+    """``(files under directories, {path: content or None})`` of ``disk``,
+    in one guestfish run (read-only; an appliance boot costs under TCG)."""
+    mark = "@@imgfac-ft@@"
+    script = "".join("find %s\necho %s\n" % (d, mark) for d in directories)
+    script += "".join("is-file %s\n-cat %s\necho %s\n" % (p, p, mark)
+                      for p in paths)
+    result = subprocess.run(
+        ["guestfish", "--ro", "-a", disk, "-i"], input=script,
+        capture_output=True, text=True,
+        env=dict(os.environ, LIBGUESTFS_BACKEND="direct",
+                 LIBGUESTFS_BACKEND_SETTINGS="force_tcg"))
+    assert result.returncode == 0, result.stderr
+    parts = result.stdout.split(mark + "\n")
+    files = {directory + name for directory, part in zip(directories, parts)
+             for name in part.splitlines()}
+    found = {}
+    for path, part in zip(paths, parts[len(directories):]):
+        is_file, _, content = part.partition("\n")
+        found[path] = content if is_file == "true" else None
+    return files, found
+
+
+def _glance_id(image):
+    return image["properties"]["x-image-properties-glance_id"]
+
+
+def test_in_cloud_target_is_a_private_glance_image_with_nova_properties(
+        in_cloud, nova_base_image, cloud_env, conn):
+    image, config, _ = in_cloud
+    props = image["properties"]
+    assert props["in_cloud"] is True
+    assert image["data"] is None
+    store = nova_base_image.store
+    assert not [name for name in os.listdir(store)
+                if name.startswith(image["identifier"] + ".body")]
+    with open(image["log"]) as handle:
+        log = handle.read()
+    assert "no download, no upload" in log
+    # every download and upload logs its start (novaimagebuilder.glance)
+    for word in ("Downloading", "Uploading", "Staging"):
+        assert word + " " not in log
+    assert "Running the machine identity removal" in log
+    found = conn.image.get_image(_glance_id(image))
+    assert found.status == "active" and found.visibility == "private"
+    assert found.owner == conn.current_project_id
+    assert found.os_distro == "debian" and found.os_version == "12"
+    assert found.architecture == "x86_64"
+    assert found.hw_disk_bus == "virtio" and found.hw_vif_model == "virtio"
+    assert "hw_qemu_guest_agent" not in found.properties  # not installed
+    # the virtual size of the server's disk (the flavor's), rounded up
+    assert found.min_disk == props["min_disk"] == math.ceil(
+        found.virtual_size / 2 ** 30)
+    assert found.min_ram == props["min_ram"] == 0
+    assert found.properties["imgfac_build_id"] == image["identifier"]
+    assert found.properties["imgfac_role"] == "image"
+    assert found.properties["imgfac_base_image"] == \
+        nova_base_image.record["identifier"]
+    assert found.hash_value == props["os_hash_value"]
+    assert props["disk_format"] == found.disk_format == "qcow2"
+    assert props["glance_properties"]["os_distro"] == "debian"
+    assert image["status"] == "COMPLETE"
+    assert "figlet" not in _icicle_packages(image)
+    assert "hello" in _icicle_packages(image)  # the base's, read again
+    dry = builds.imgfac(config, "sweep", "--dry-run", env=cloud_env)
+    assert dry.returncode == 0, dry.stderr
+    assert _glance_id(image) not in dry.stdout  # a result, not a leftover
+
+
+def test_in_cloud_target_has_no_machine_identity(in_cloud, conn, tmp_path):
+    image, _, _ = in_cloud
+    disk = str(tmp_path / "target.qcow2")
+    with open(disk, "wb") as handle:
+        conn.image.download_image(_glance_id(image), output=handle)
+    files, found = _look_inside(
+        disk, ("/etc/ssh", "/home"), (
+            "/etc/imgfac-openstack", "/etc/imgfac-had-host-key",
+            "/etc/machine-id", "/root/.bash_history",
+            "/var/log/imgfac-ft.log"))
+    assert not [f for f in files if f.startswith("/etc/ssh/ssh_host_")]
+    assert "/home/debian/.ssh/authorized_keys" not in files
+    assert "/etc/ssh/sshd_config" in files
+    assert found["/etc/imgfac-openstack"].strip() == "in-cloud target"
+    assert found["/etc/imgfac-had-host-key"].strip() == \
+        "/etc/ssh/ssh_host_ed25519_key"  # the guest had them while it ran
+    assert found["/etc/machine-id"].strip() == ""
+    assert found["/root/.bash_history"] is None
+    assert found["/var/log/imgfac-ft.log"] is None
+
+
+def test_failed_in_cloud_target_leaves_nothing(nova_base_image, cloud_env,
+                                               tmp_path, admin_conn):
+    config, _ = _content_config(
+        (None, nova_base_image.store, tmp_path),
+        IN_CLOUD_CONTENT.replace("ls /etc/ssh/", "ls /no/such/dir/"))
+    result = builds.imgfac(config, "target_image", "--id",
+                           nova_base_image.record["identifier"], "openstack",
+                           env=cloud_env)
+    assert result.returncode == 1
+    image = builds.record(result)
+    assert image["status"] == "FAILED"
+    error = image["status_detail"]["error"]
+    assert error.startswith("command 'identity' exited with status "), error
+    assert "Traceback" not in result.stderr
+    assert builds.cloud_left(admin_conn, image["identifier"]) == []
+    assert not [name for name in os.listdir(nova_base_image.store)
+                if name.startswith(image["identifier"] + ".body")]
+
+
+@pytest.fixture(scope="session")
+def handed_over(in_cloud, cloud_env, conn):
+    """The push of the in-cloud target to its own cloud and project."""
+    image, config, _ = in_cloud
+    before = sorted(i.id for i in conn.image.images(
+        owner=conn.current_project_id))
+    started = time.monotonic()
+    pushed = _complete(builds.imgfac(config, "provider_image", "openstack",
+                                     "@imgfac-test", "-", "--id",
+                                     image["identifier"], env=cloud_env))
+    seconds = time.monotonic() - started
+    print("same-cloud push of the in-cloud target: %.1f s" % seconds)
+    after = sorted(i.id for i in conn.image.images(
+        owner=conn.current_project_id))
+    return pushed, before, after
+
+
+def test_same_cloud_push_moves_no_bytes(handed_over, in_cloud, conn):
+    pushed, before, after = handed_over
+    image, _, _ = in_cloud
+    assert pushed["identifier_on_provider"] == _glance_id(image)
+    assert after == before  # no new image in that Glance
+    assert pushed["properties"]["handed_over_from"] == image["identifier"]
+    assert pushed["properties"]["os_hash_value"] == \
+        image["properties"]["os_hash_value"]
+    assert pushed["provider_account_identifier"] == "imgfac/imgfac"
+    with open(pushed["log"]) as handle:
+        log = handle.read()
+    assert "handing it over, no bytes move" in log
+    for word in ("Downloading", "Uploading", "Staging"):
+        assert word + " " not in log
+    assert conn.image.get_image(_glance_id(image)).status == "active"
+
+
+def test_handed_over_image_boots(handed_over, conn):
+    pushed, _, _ = handed_over
+    with guestcheck.booted_in_cloud(
+            conn, pushed["identifier_on_provider"]) as guest:
+        assert guest.run("cat /etc/imgfac-openstack")[1].strip() == \
+            "in-cloud target"
+        assert guest.run("cat /etc/imgfac-ft.txt")[1].strip() == \
+            "made by imgfac-nova"  # the base's customization
+        assert guest.run("hello")[1].strip() == "Hello, world!"
+
+
+def test_in_cloud_target_pushed_to_another_project_is_copied(
+        in_cloud, cloud_env, second_project, admin_conn, tmp_path):
+    image, config, _ = in_cloud
+    provider = json.dumps({"auth_url": KEYSTONE, "min_ram": 256})
+    pushed = _complete(builds.imgfac(
+        config, "provider_image", "openstack", provider,
+        _credentials(tmp_path, second_project), "--id", image["identifier"],
+        env=cloud_env))
+    glance_id = pushed["identifier_on_provider"]
+    assert glance_id != _glance_id(image)
+    assert glance_id in _images_of(admin_conn, second_project["project"])
+    found = admin_conn.image.get_image(glance_id)
+    assert found.status == "active" and found.min_ram == 256
+    assert found.hash_value == image["properties"]["os_hash_value"]
+    assert found.os_distro == "debian" and found.hw_disk_bus == "virtio"
+    with open(pushed["log"]) as handle:
+        log = handle.read()
+    assert "Downloading Glance image %s" % _glance_id(image) in log
+    assert "Staging " in log
+    assert not [name for name in os.listdir(os.path.dirname(pushed["log"]))
+                if name.startswith(pushed["identifier"] + ".body")]
+    deleted = builds.imgfac(config, "delete", pushed["identifier"],
+                            "--credentials",
+                            _credentials(tmp_path, second_project),
+                            env=cloud_env)
+    assert deleted.returncode == 0, deleted.stderr
+    assert glance_id not in _images_of(admin_conn, second_project["project"])
+
+
+def test_delete_of_the_target_and_its_push_share_the_glance_image(
+        handed_over, in_cloud, cloud_env, conn):
+    """Last of the in-cloud tests: either image may go first; the Glance
+    image goes with the last one."""
+    pushed, _, _ = handed_over
+    image, config, _ = in_cloud
+    glance_id = _glance_id(image)
+    deleted = builds.imgfac(config, "delete", pushed["identifier"],
+                            env=cloud_env)
+    assert deleted.returncode == 0, deleted.stderr
+    assert conn.image.find_image(glance_id) is not None  # the target's
+    deleted = builds.imgfac(config, "delete", image["identifier"],
+                            env=cloud_env)
+    assert deleted.returncode == 0, deleted.stderr
+    assert conn.image.find_image(glance_id) is None
+
+
+@pytest.mark.slow  # a Nova boot, a download and virt-sysprep under TCG
+def test_download_path_of_the_nova_base_for_comparison(
+        in_cloud, nova_base_image, cloud_env):
+    """The same target the way it was made before in_cloud: the boot's
+    snapshot streamed down, virt-sysprep, conversion (for the figures)."""
+    image, config, seconds = in_cloud
+    started = time.monotonic()
+    local = _complete(builds.imgfac(config, "target_image", "--id",
+                                    nova_base_image.record["identifier"],
+                                    "--parameter", "in_cloud", "false",
+                                    "openstack", env=cloud_env))
+    downloaded = time.monotonic() - started
+    print("openstack target of the Nova base: %.1f s in the cloud, %.1f s "
+          "downloaded (%s)" % (seconds, downloaded, local["timings"]))
+    assert "in_cloud" not in local["properties"]
+    assert os.path.getsize(local["data"]) > 0
+    assert local["properties"]["glance_properties"] == \
+        image["properties"]["glance_properties"]
+    assert "sysprep" in local["timings"]

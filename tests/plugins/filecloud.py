@@ -2,6 +2,7 @@
 import os
 import shutil
 
+from imgfac_nova import images
 from imgfac_nova import parameters
 from imgfac_nova.plugins import base
 
@@ -32,3 +33,7 @@ class FileCloud(base.CloudPlugin):
 
     def delete_from_provider(self, image, provider, credentials, parameters):
         os.unlink(image.identifier_on_provider)
+
+    def delete_target_image(self, image, parameters):
+        """A target whose "Glance image" is a file: that file goes."""
+        os.unlink(image.properties[images.GLANCE_ID_PROPERTY])

@@ -259,3 +259,18 @@ def test_customize_image_failure_removes_what_it_made(fakes, fail,
         _customize(backend, fakes)
     assert backend.calls[backend.calls.index(fail) + 1:] == left_calls
     assert backend.alive == set()
+
+
+def test_customize_image_runs_finish_last_before_the_power_off(
+        fakes, monkeypatch):
+    from novaimagebuilder import icicle
+
+    def read_packages(session, *args):
+        session.commands.append("read the ICICLE")
+        return ["hello"]
+    monkeypatch.setattr(icicle, "read_packages", read_packages)
+    run = pipeline.Pipeline(Recorder(), media.MediaCache(str(fakes)))
+    run.customize_image("base", TEMPLATE, {},
+                        finish=("the clean-up", "rm -f /etc/x", 60))
+    assert FakeSession.instances[0].commands == [
+        "customized", "read the ICICLE", "rm -f /etc/x", "poweroff"]

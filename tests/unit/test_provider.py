@@ -204,6 +204,9 @@ def _store(tmp_path):
 @pytest.mark.parametrize("args,message", [
     (("target_image", "--id", "{base}", "vmdk5"),
      "no cloud plugin makes 'vmdk5' images (known targets: "),
+    (("target_image", "--id", "{base}", "--parameter", "in_cloud", "true",
+      "openstack"),
+     "in_cloud needs a base image built in Nova; base image "),
     (("provider_image", "openstack", "not json", "-", "--id", "{base}"),
      "the provider definition is not JSON (line 1: Expecting value)"),
     (("provider_image", "openstack", '{"auth_url": "http://127.0.0.1:9"}',
