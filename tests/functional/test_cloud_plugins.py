@@ -387,7 +387,7 @@ def test_target_content_of_a_nova_built_base(nova_base_image, cloud_env,
     assert "figlet" not in _icicle_packages(base)
     found = _cat(image["data"], "/etc/imgfac-target",
                  "/var/lib/imgfac-target.txt")
-    assert found == {"/etc/imgfac-target": "qcow2 target",
+    assert found == {"/etc/imgfac-target": "qcow2 target\n",
                      "/var/lib/imgfac-target.txt": "/usr/bin/figlet\n"}
     # the server and the snapshot made for it are gone again
     tag = image["identifier"]
