@@ -175,8 +175,10 @@ def wait_for_record(proc, store, predicate, timeout=1500, interval=0.2):
     """Poll the store until the one record ``proc`` is building satisfies
     ``predicate(record)``; returns that record."""
     def reached():
-        metas = [n for n in os.listdir(store) if n.endswith(".meta")] \
-            if os.path.isdir(store) else []
+        # (not the store's temporary files: a record being written, which a
+        # kill can leave unrenamed)
+        metas = [n for n in os.listdir(store) if n.endswith(".meta") and
+                 not n.startswith(".")] if os.path.isdir(store) else []
         for name in metas:
             try:
                 found = read_record(store, name[:-len(".meta")])

@@ -86,7 +86,8 @@ def _records(store):
         return {}
     return {name[:-len(".meta")]: builds.read_record(store,
                                                      name[:-len(".meta")])
-            for name in os.listdir(store) if name.endswith(".meta")}
+            for name in os.listdir(store)
+            if name.endswith(".meta") and not name.startswith(".")}
 
 
 def _table(row):
