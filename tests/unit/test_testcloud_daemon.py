@@ -4,8 +4,9 @@ stops both, and a running daemon is left alone."""
 import os
 import subprocess
 import sys
-import time
 import uuid
+
+import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(
     os.path.dirname(os.path.abspath(__file__)))), "tools"))
@@ -18,19 +19,30 @@ def sleeper(marker):
 
 
 def gone(proc, timeout=10):
-    deadline = time.monotonic() + timeout
-    while proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return proc.poll() is not None
+    try:
+        proc.wait(timeout)
+        return True
+    except subprocess.TimeoutExpired:
+        return False
 
 
-def test_start_replaces_the_old_process_and_is_idempotent(tmp_path):
+@pytest.fixture
+def old_and_new(tmp_path):
+    """A process standing for the old www, and the daemon that replaces it:
+    ``(old process, daemon, tag)``; the old one is killed afterwards."""
     tag = uuid.uuid4().hex
     old = subprocess.Popen(sleeper("old-www-" + tag), start_new_session=True)
     where = layout.Layout(str(tmp_path))
     where.make_dirs()
     daemon = process.Daemon(where, "www", sleeper("new-www-" + tag),
                             "new-www-" + tag, replaces=("old-www-" + tag,))
+    yield old, daemon, tag
+    old.kill()
+    old.wait()
+
+
+def test_start_replaces_the_old_process_and_is_idempotent(old_and_new):
+    old, daemon, tag = old_and_new
     try:
         assert daemon.start() is True
         assert gone(old)
@@ -39,21 +51,10 @@ def test_start_replaces_the_old_process_and_is_idempotent(tmp_path):
         assert daemon.start() is False and daemon.pid() == pid
     finally:
         daemon.stop(timeout=5)
-        old.kill()
-        old.wait()
     assert daemon.pid() is None
 
 
-def test_stop_stops_an_old_process_too(tmp_path):
-    tag = uuid.uuid4().hex
-    old = subprocess.Popen(sleeper("old-www-" + tag), start_new_session=True)
-    where = layout.Layout(str(tmp_path))
-    where.make_dirs()
-    daemon = process.Daemon(where, "www", sleeper("new-www-" + tag),
-                            "new-www-" + tag, replaces=("old-www-" + tag,))
-    try:
-        assert daemon.stop(timeout=5) is True
-        assert gone(old)
-    finally:
-        old.kill()
-        old.wait()
+def test_stop_stops_an_old_process_too(old_and_new):
+    old, daemon, _ = old_and_new
+    assert daemon.stop(timeout=5) is True
+    assert gone(old)
