@@ -68,15 +68,13 @@ class LocalBackend(pipeline.Backend):
         drive = configdrive.build(
             self._path("installer-config.iso"), str(uuid.uuid4()), "installer",
             user_data=script)
-        if "iso" in media:
-            iso = media["iso"]
-            if kind in pipeline.INITRD_SCRIPTS:  # see NovaBackend
-                iso = remaster.with_files(
-                    iso, {pipeline.INITRD_SCRIPTS[kind]: script.encode()},
-                    cmdline, self._path("installer.iso"))
+        if "iso" in media:  # a copy that boots with cmdline: see NovaBackend
+            files = {pipeline.INITRD_SCRIPTS[kind]: script.encode()} \
+                if kind in pipeline.INITRD_SCRIPTS else {}
+            iso = remaster.with_files(media["iso"], files, cmdline,
+                                      self._path("installer.iso"))
             vm = self._vm("installer", disk, cdroms=[iso, drive], boot="d")
-            if iso != media["iso"]:
-                vm.files.append(iso)
+            vm.files.append(iso)
         else:
             ramdisk = media["ramdisk"]
             if kind in pipeline.INITRD_SCRIPTS:

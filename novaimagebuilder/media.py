@@ -206,6 +206,19 @@ def _verify(path, checksum, iso_url):
                                 % (kind, digest.hexdigest(), expected))
 
 
+#: Where an ISO 9660 image says what it is: the standard identifier of its
+#: first volume descriptor (sector 16 of 2048 bytes, after the type byte).
+_ISO_MAGIC_OFFSET, _ISO_MAGIC = 16 * 2048 + 1, b"CD001"
+
+
+def _check_iso(path, iso_url):
+    with open(path, "rb") as handle:
+        handle.seek(_ISO_MAGIC_OFFSET)
+        if handle.read(len(_ISO_MAGIC)) != _ISO_MAGIC:
+            raise errors.BuildError("the install ISO %s is not an ISO 9660 "
+                                    "image" % iso_url)
+
+
 def fetch(install, cache, kernel_url=None, ramdisk_url=None, cancel=None):
     """Fetch the media of a template's ``<install>`` into ``cache``.
 
@@ -216,6 +229,7 @@ def fetch(install, cache, kernel_url=None, ramdisk_url=None, cancel=None):
         path, digest = cache.fetch(install.iso, cancel)
         if install.checksum:
             _verify(path, install.checksum, install.iso)
+        _check_iso(path, install.iso)
         return Media("iso", {"iso": path}, {"iso": digest}, install.iso)
     if not (kernel_url and ramdisk_url):
         for kernel, ramdisk in KERNEL_CANDIDATES:

@@ -7,6 +7,7 @@ metadata, image properties, Neutron tags), so a sweep can find leftovers.
 """
 import base64
 import dataclasses
+import hashlib
 import logging
 import os
 import socket
@@ -249,16 +250,20 @@ class NovaBackend(pipeline.Backend):
     # -- media -----------------------------------------------------------------
 
     def prepare_media(self, media):
-        """Upload the kernel/ramdisk or ISO to Glance once; reuse by sha256."""
-        formats = {"kernel": ("aki", "aki"), "ramdisk": ("ari", "ari"),
-                   "iso": ("iso", "bare")}
-        handle = {role: self._media_image(role, path, media.sha256[role],
-                                          *formats[role])
-                  for role, path in media.files.items()}
-        handle["files"] = media.files
+        """Upload the kernel and ramdisk to Glance once (reused by sha256).
+        An ISO is not uploaded as it is: the installer boots a remastered
+        copy (see boot_installer)."""
+        formats = {"kernel": ("aki", "aki"), "ramdisk": ("ari", "ari")}
+        handle = {role: self._media_image(role, media.sha256[role],
+                                          lambda p=path: p, *formats[role])
+                  for role, path in media.files.items() if role != "iso"}
+        handle["files"], handle["sha256"] = media.files, media.sha256
         return handle
 
-    def _media_image(self, role, path, digest, disk_format, container_format):
+    def _media_image(self, role, digest, make, disk_format,
+                     container_format):
+        """The shared Glance image of the media ``digest`` names: found, or
+        uploaded from the file ``make()`` writes."""
         properties = RESCUE_AS_CDROM if role == "iso" else {}
         # Glance filters by property, but openstacksdk drops unknown
         # filters: compare here.
@@ -272,6 +277,7 @@ class NovaBackend(pipeline.Backend):
                          % image.id, self.conn.image.update_image, image.id,
                          **properties)
                 return image.id
+        path = make()
         name = "imgfac-nova-media-%s-%s" % (role, digest[:12])
         self.log.info("Uploading the %s to Glance as %s", role, name)
         undo = rollback.Rollback(self.log)
@@ -340,21 +346,17 @@ class NovaBackend(pipeline.Backend):
     def boot_installer(self, media, script, kind, cmdline, disk_size):
         """URL installs boot a blank disk image whose properties make Nova
         boot the installer kernel directly. ISO installs boot a blank disk
-        image, then rescue the server with the ISO: Nova's stable device
+        image, then rescue the server with a copy of the ISO whose boot
+        loader boots the installer with ``cmdline``: Nova's stable device
         rescue keeps the blank root disk and the config drive and boots the
         ISO as an extra CD-ROM (booting the ISO image itself would make the
         CD-ROM the root device that snapshots capture). An installer that
         reads its script from its initrd gets it there: in a private
-        ramdisk image, or in a private remastered copy of the ISO (its boot
-        loader also gets ``cmdline``)."""
+        ramdisk image, or in a private copy of the ISO."""
         undo = rollback.Rollback(self.log)
         try:
-            if "iso" in media:
-                iso = media["iso"]
-                if kind in pipeline.INITRD_SCRIPTS:
-                    iso = self._iso_with_script(
-                        media["files"]["iso"], script,
-                        pipeline.INITRD_SCRIPTS[kind], cmdline, undo)
+            if "iso" in media["files"]:
+                iso = self._installer_iso(media, script, kind, cmdline, undo)
                 disk = self._installer_disk(disk_size, undo)
                 server = self._boot("installer", disk, undo, user_data=script)
                 self._rescue(server, iso)
@@ -416,15 +418,24 @@ class NovaBackend(pipeline.Backend):
         undo.push("image %s" % image.id, lambda: self.discard(image.id))
         return image.id
 
-    def _iso_with_script(self, iso, script, name, cmdline, undo):
-        """A private Glance ISO for this build: ``iso`` remastered to boot
-        its installer with ``cmdline`` and the install script in its initrd
-        as ``name`` (see :mod:`remaster`), marked for a CD-ROM rescue."""
-        self.log.info("Putting the install script into a copy of the "
-                      "install ISO")
+    def _installer_iso(self, media, script, kind, cmdline, undo):
+        """The Glance ISO the installer is rescued with: the install ISO
+        remastered to boot its installer at once with ``cmdline`` (see
+        :mod:`remaster`). With the install script in its initrd the copy is
+        private to the build; without, it is shared media, reused by the
+        ISO's digest and ``cmdline``."""
+        iso = media["files"]["iso"]
         with tempfile.TemporaryDirectory() as tmp:
-            path = remaster.with_files(iso, {name: script.encode()}, cmdline,
-                                       os.path.join(tmp, "installer.iso"))
+            out = os.path.join(tmp, "installer.iso")
+            if kind not in pipeline.INITRD_SCRIPTS:
+                digest = hashlib.sha256(("%s %s" % (
+                    media["sha256"]["iso"], cmdline)).encode()).hexdigest()
+                return self._media_image(
+                    "iso", digest,
+                    lambda: self._remaster(iso, {}, cmdline, out), "iso",
+                    "bare")
+            path = self._remaster(iso, {pipeline.INITRD_SCRIPTS[kind]:
+                                        script.encode()}, cmdline, out)
             image = call(
                 "uploading the installer ISO", self.conn.image.create_image,
                 self._server_name("installer-iso"), filename=path,
@@ -435,6 +446,13 @@ class NovaBackend(pipeline.Backend):
                    OWNER_TAG: self.owner})
         undo.push("image %s" % image.id, lambda: self.discard(image.id))
         return image.id
+
+    def _remaster(self, iso, files, cmdline, out):
+        self.log.info("Remastering the install ISO: its boot loader boots "
+                      "the installer at once with the build's kernel "
+                      "arguments%s", ", its initrd holds the install script"
+                      if files else "")
+        return remaster.with_files(iso, files, cmdline, out)
 
     def _installer_disk(self, disk_size, undo, **boot_properties):
         """A blank disk image for the installer to install onto; the

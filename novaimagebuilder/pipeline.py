@@ -51,10 +51,12 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def boot_installer(self, media, script, kind, cmdline, disk_size):
-        """Boot the installer with ``script`` (of ``kind``) as its user data
-        (on its config drive) and, for a kind in INITRD_SCRIPTS, in its
-        initrd (an ISO install: in the initrd of a copy of the ISO whose
-        boot loader boots with ``cmdline``); returns a machine."""
+        """Boot the installer with ``cmdline`` and ``script`` (of ``kind``)
+        as its user data (on its config drive) and, for a kind in
+        INITRD_SCRIPTS, in its initrd. An ISO install boots a copy of the
+        ISO whose boot loader boots the installer with ``cmdline`` (the
+        ISO's own menu never sees it), the script in that copy's initrd for
+        a kind in INITRD_SCRIPTS. Returns a machine."""
 
     @abc.abstractmethod
     def wait_powered_off(self, machine, what, timeout, inactivity=None,

@@ -1,16 +1,18 @@
-"""Giving an installer ISO its install script: a remastered copy of the ISO.
+"""The installer ISO a build boots: a remastered copy of the install ISO.
 
 An ISO boots through its own boot loader (ISOLINUX/SYSLINUX on BIOS, GRUB
 on EFI and some BIOS ISOs), which never sees the kernel arguments a build
-gives. So, as Image Factory / Oz do, an ISO install whose installer reads
-its script from the initrd (d-i's ``/preseed.cfg``) gets its own copy of
-the ISO: the script is appended to the installer's initrd
-(:func:`initrd.with_files`) and every boot loader configuration is replaced
-by one entry that boots that kernel and initrd at once, with the build's
-kernel arguments. xorriso writes the copy, replaying the ISO's boot records
-(El Torito catalog, hybrid MBR, EFI image) as they were.
+gives: the serial console the build reads, and what points the installer
+at its script (``inst.ks=``, ``autoinstall``). So, as Image Factory / Oz
+do, an ISO install boots a copy of the ISO in which every boot loader
+configuration is replaced by one entry that boots the install kernel and
+initrd at once, with the build's kernel arguments. An installer that reads
+its script from the initrd (d-i's ``/preseed.cfg``) also gets the script
+appended to that initrd (:func:`initrd.with_files`). xorriso writes the
+copy, replaying the ISO's boot records (El Torito catalog, hybrid MBR, EFI
+image) as they were.
 
-The copy holds the script (a root password hash): callers write it to a
+A copy with a script holds a root password hash: callers write it to a
 private directory; nothing here logs it or puts it on a command line.
 """
 import dataclasses
@@ -207,8 +209,8 @@ def grub_config(entry, cmdline):
 def _xorriso(*args):
     tool = shutil.which("xorriso")
     if tool is None:
-        raise errors.BuildError("giving the installer ISO its install script "
-                                "needs xorriso; install it")
+        raise errors.BuildError("an ISO install needs xorriso (to remaster "
+                                "the ISO); install it")
     result = subprocess.run([tool, "-abort_on", "FAILURE", *args],
                             capture_output=True, text=True)
     if result.returncode:
@@ -236,9 +238,9 @@ def extract(iso, path, target):
 
 def with_files(iso, files, cmdline, out):
     """Write ``out``: a copy of the ISO ``iso`` whose boot entries boot its
-    install kernel at once with ``cmdline``, ``files`` ({path: bytes}) added
-    to that kernel's initrd. A BuildError when the ISO has no ISOLINUX,
-    SYSLINUX or GRUB entry with a kernel and an initrd."""
+    install kernel at once with ``cmdline``, ``files`` ({path: bytes}, may
+    be empty) added to that kernel's initrd. A BuildError when the ISO has
+    no ISOLINUX, SYSLINUX or GRUB entry with a kernel and an initrd."""
     paths = set(iso_files(iso))
     with tempfile.TemporaryDirectory(dir=os.path.dirname(os.path.abspath(
             out)), prefix=".remaster-") as scratch:
@@ -274,9 +276,9 @@ def with_files(iso, files, cmdline, out):
                     initrds.add(entry.initrd_path())
         if not configs:
             raise errors.BuildError(
-                "cannot give the installer its install script: the ISO has "
-                "no ISOLINUX, SYSLINUX or GRUB boot entry with a kernel and "
-                "an initrd")
+                "cannot boot the installer with the build's kernel "
+                "arguments: the ISO has no ISOLINUX, SYSLINUX or GRUB boot "
+                "entry with a kernel and an initrd")
         missing = sorted(initrds - set(paths))
         if missing:
             raise errors.BuildError("the ISO's boot entry names the initrd "
@@ -287,7 +289,7 @@ def with_files(iso, files, cmdline, out):
             with open(written, "w") as handle:
                 handle.write(text)
             mapped += ["-map", written, path]
-        for path in sorted(initrds):
+        for path in sorted(initrds) if files else ():
             plain = extract(iso, path, local(path))
             mapped += ["-map", initrd_mod.with_files(plain, files,
                                                      local(path)), path]

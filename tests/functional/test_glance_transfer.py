@@ -27,8 +27,13 @@ def test_install_media_upload_checked_reused_and_kept(conn, tmp_path,
     data = _iso(tmp_path / "media.iso")
     digest = hashlib.sha256(data).hexdigest()
     backend = nova.NovaBackend(conn, "ft-media-" + digest[:8], None)
-    image_id = backend._media_image("iso", str(tmp_path / "media.iso"),
-                                    digest, "iso", "bare")
+    made = []
+
+    def make():
+        made.append(1)
+        return str(tmp_path / "media.iso")
+
+    image_id = backend._media_image("iso", digest, make, "iso", "bare")
     cleanup.append(lambda: conn.image.delete_image(image_id,
                                                    ignore_missing=True))
     image = conn.image.get_image(image_id)
@@ -39,8 +44,9 @@ def test_install_media_upload_checked_reused_and_kept(conn, tmp_path,
     assert props[nova.ROLE] == "media" and props[nova.MEDIA_SHA256] == digest
     assert props["hw_rescue_device"] == "cdrom"
     # The next build reuses it; a sweep leaves the shared media alone.
-    assert backend._media_image("iso", str(tmp_path / "media.iso"), digest,
-                                "iso", "bare") == image_id
+    assert backend._media_image("iso", digest, make, "iso",
+                                "bare") == image_id
+    assert made == [1]
     assert image_id not in {found.id for found in nova.leftovers(conn)}
 
     client = glance.client(conn.session, region=conn.config.region_name,

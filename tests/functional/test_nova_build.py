@@ -134,8 +134,10 @@ def test_ctrl_c_during_customization_cleans_the_cloud(params, cloud_env, setup, 
     _assert_cloud_clean(conn, build_id)
 
 
-def test_glance_upload_error_creates_nothing(params, cloud_env, setup, conn):
-    """Glance refuses install media that is not what it claims to be."""
+def test_install_iso_that_is_not_one_creates_nothing(params, cloud_env,
+                                                     setup, conn):
+    """Install media that is not what the template claims: one line, and
+    nothing is made in the cloud."""
     config, store, tmp = setup
     template = builds.write_template(tmp)
     with open(template) as handle:
@@ -150,7 +152,7 @@ def test_glance_upload_error_creates_nothing(params, cloud_env, setup, conn):
                            env=cloud_env)
     assert result.returncode == 1
     error = builds.record(result)["status_detail"]["error"]
-    assert error.startswith("uploading the image data to Glance: HTTP 415 ")
-    assert "disk_format iso does not match" in error
+    assert error == "the install ISO http://127.0.0.1:8090/repo/Packages " \
+        "is not an ISO 9660 image"
     assert {i.id for i in conn.image.images()} == images
     _assert_cloud_clean(conn, builds.record(result)["identifier"])

@@ -10,14 +10,19 @@ from novaimagebuilder import media
 from tests.unit.httpserver import StaticServer
 
 
+#: The start of an ISO 9660 image: its first volume descriptor in sector 16.
+ISO = b"\0" * 16 * 2048 + b"\1CD001\1" + b"\0" * 2041
+
+
 @pytest.fixture
 def tree(tmp_path):
     root = tmp_path / "www"
     (root / "tree" / "images" / "pxeboot").mkdir(parents=True)
     (root / "tree" / "images" / "pxeboot" / "vmlinuz").write_bytes(b"K" * 1000)
     (root / "tree" / "images" / "pxeboot" / "initrd.img").write_bytes(b"R" * 99)
-    (root / "disc.iso").write_bytes(b"ISO" * 100)
-    digest = hashlib.sha256(b"ISO" * 100).hexdigest()
+    (root / "disc.iso").write_bytes(ISO)
+    (root / "disc.txt").write_bytes(b"not an ISO\n" * 4000)
+    digest = hashlib.sha256(ISO).hexdigest()
     (root / "SHA256SUMS").write_text("%s *disc.iso\n%s  other.iso\n"
                                      % (digest, "0" * 64))
     with StaticServer(root) as server:
@@ -69,7 +74,7 @@ def test_kernel_parameters_override_the_tree(tree, tmp_path):
     found = media.fetch(_install(type="url", url=server.url("nowhere/")),
                         cache, kernel_url=server.url("disc.iso"),
                         ramdisk_url=server.url("SHA256SUMS"))
-    assert found.sha256["kernel"] == hashlib.sha256(b"ISO" * 100).hexdigest()
+    assert found.sha256["kernel"] == hashlib.sha256(ISO).hexdigest()
 
 
 def test_no_kernel_in_tree_is_one_line(tree, tmp_path):
@@ -97,6 +102,15 @@ def test_iso_checksum_mismatch(tree, tmp_path):
     with pytest.raises(errors.BuildError, match="the ISO's md5sum is .* but "
                        "the template says 0000"):
         media.fetch(install, media.MediaCache(str(tmp_path / "c")))
+
+
+def test_an_iso_that_is_not_one_is_refused_in_one_line(tree, tmp_path):
+    server, _, _ = tree
+    install = _install(type="iso", iso=server.url("disc.txt"))
+    with pytest.raises(errors.BuildError) as raised:
+        media.fetch(install, media.MediaCache(str(tmp_path / "c")))
+    assert str(raised.value) == "the install ISO %s is not an ISO 9660 " \
+        "image" % server.url("disc.txt")
 
 
 def test_checksum_file_without_the_iso(tree, tmp_path):

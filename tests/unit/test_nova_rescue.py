@@ -69,8 +69,19 @@ def actions(cloud):
             if r.method == "POST" and r.path.endswith("/servers/srv1/action")]
 
 
+#: The media handle of an ISO install whose copy ("iso1") is in Glance.
+KICKSTART_ISO = {"files": {"iso": "/media/dvd.iso"},
+                 "sha256": {"iso": "d" * 64}}
+
+
+@pytest.fixture
+def shared_copy(backend, monkeypatch):
+    """The shared copy of KICKSTART_ISO is in Glance: "iso1"."""
+    monkeypatch.setattr(backend, "_media_image", lambda *args: "iso1")
+
+
 def test_iso_install_boots_a_blank_disk_and_rescues_it_with_the_iso(
-        cloud, backend):
+        cloud, backend, shared_copy):
     cloud.post(GLANCE + "v2/images", status_code=201,
                json={"id": "disk1", "status": "queued", "name": "d"})
     cloud.put(GLANCE + "v2/images/disk1/file", status_code=204)
@@ -81,9 +92,8 @@ def test_iso_install_boots_a_blank_disk_and_rescues_it_with_the_iso(
                json={"adminPass": "rescue-secret"})
     servers(cloud, ACTIVE, RESCUING, RESCUED)
 
-    machine = backend.boot_installer({"iso": "iso1", "files": {}},
-                                     "poweroff\n", "kickstart", "console=x",
-                                     None)
+    machine = backend.boot_installer(KICKSTART_ISO, "poweroff\n",
+                                     "kickstart", "console=x", None)
 
     assert machine.rescued and machine.id == "srv1"
     disk = next(json.loads(r.body) for r in cloud.request_history
@@ -104,7 +114,8 @@ def test_iso_install_boots_a_blank_disk_and_rescues_it_with_the_iso(
     assert len(gets) == 3
 
 
-def test_failed_rescue_removes_the_server_and_the_disk(cloud, backend):
+def test_failed_rescue_removes_the_server_and_the_disk(cloud, backend,
+                                                       shared_copy):
     cloud.post(GLANCE + "v2/images", status_code=201,
                json={"id": "disk1", "status": "queued", "name": "d"})
     cloud.put(GLANCE + "v2/images/disk1/file", status_code=204)
@@ -121,8 +132,8 @@ def test_failed_rescue_removes_the_server_and_the_disk(cloud, backend):
     cloud.delete(NOVA + "servers/srv1", status_code=204)
 
     with pytest.raises(errors.BuildError) as raised:
-        backend.boot_installer({"iso": "iso1", "files": {}}, "poweroff\n",
-                               "kickstart", "console=x", None)
+        backend.boot_installer(KICKSTART_ISO, "poweroff\n", "kickstart",
+                               "console=x", None)
 
     assert str(raised.value) == (
         "Nova could not rescue server imgfac-nova-b1-installer (srv1) with "
@@ -226,7 +237,8 @@ def test_preseed_iso_install_rescues_with_a_private_remastered_iso(
     script = "d-i passwd/root-password-crypted password $6$s$secrethash\n"
 
     with pytest.raises(errors.BuildError):
-        backend.boot_installer({"iso": "iso1", "files": {"iso": iso}}, script,
+        backend.boot_installer({"files": {"iso": iso},
+                                "sha256": {"iso": "d" * 64}}, script,
                                "preseed", "console=ttyS0 priority=critical",
                                None)
 
@@ -253,3 +265,52 @@ def test_preseed_iso_install_rescues_with_a_private_remastered_iso(
     deleted = [r.path for r in cloud.request_history if r.method == "DELETE"]
     assert deleted == ["/v2.1/servers/srv1", "/v2/images/disk1",
                        "/v2/images/iso2"]
+
+
+def test_kickstart_iso_copy_is_shared_media_booting_with_the_cmdline(
+        backend, tmp_path, monkeypatch):
+    """An installer that reads its script from the config drive still needs
+    the build's kernel arguments (inst.ks=, the serial console), which the
+    ISO's own menu never sees: the copy boots with them, its initrd is the
+    ISO's, and it is shared media keyed by the ISO's digest and the
+    command line (made only when Glance lacks it)."""
+    import hashlib
+    from tests.unit import test_remaster
+    initrd = test_remaster.gz_cpio({"init": b"anaconda"})
+    iso = test_remaster.make_iso(tmp_path, {
+        "isolinux/isolinux.cfg": "default vesamenu.c32\ntimeout 600\n"
+        "label linux\n  menu label ^Install Fedora 40\n  kernel vmlinuz\n"
+        "  append initrd=initrd.img inst.stage2=hd:LABEL=Fedora-S-40 quiet\n",
+        "isolinux/vmlinuz": "kernel", "isolinux/initrd.img": initrd})
+    asked = []
+
+    def media_image(role, digest, make, disk_format, container_format):
+        asked.append((role, digest, disk_format, container_format))
+        path = make()
+        asked.append(test_remaster.read(path, "/isolinux/isolinux.cfg",
+                                        tmp_path))
+        asked.append(test_remaster.read(path, "/isolinux/initrd.img",
+                                        tmp_path))
+        return "iso9"
+
+    monkeypatch.setattr(backend, "_media_image", media_image)
+    monkeypatch.setattr(backend, "_installer_disk", lambda *a, **k: "disk1")
+    monkeypatch.setattr(backend, "_boot", lambda *a, **k: "server")
+    rescued = []
+    monkeypatch.setattr(backend, "_rescue",
+                        lambda server, image: rescued.append(image))
+    cmdline = "console=ttyS0 inst.ks=hd:LABEL=config-2:/openstack/latest/" \
+        "user_data"
+
+    assert backend.boot_installer(
+        {"files": {"iso": iso}, "sha256": {"iso": "d" * 64}},
+        "rootpw --iscrypted $6$s$h\n", "kickstart", cmdline,
+        None) == "server"
+
+    key = hashlib.sha256(("d" * 64 + " " + cmdline).encode()).hexdigest()
+    assert asked[0] == ("iso", key, "iso", "bare")
+    assert ("append initrd=initrd.img inst.stage2=hd:LABEL=Fedora-S-40 quiet "
+            + cmdline + "\n").encode() in asked[1]
+    assert b"rootpw" not in asked[1]
+    assert asked[2] == initrd
+    assert rescued == ["iso9"]

@@ -223,7 +223,8 @@ def test_an_iso_without_a_boot_entry_is_refused(tmp_path):
     with pytest.raises(errors.BuildError) as raised:
         remaster.with_files(iso, {"preseed.cfg": PRESEED}, CMDLINE, str(out))
     assert str(raised.value) == (
-        "cannot give the installer its install script: the ISO has no "
+        "cannot boot the installer with the build's kernel arguments: the ISO "
+        "has no "
         "ISOLINUX, SYSLINUX or GRUB boot entry with a kernel and an initrd")
     assert not out.exists()
     assert sorted(os.listdir(tmp_path)) == ["TEST-ISO.iso", "tree-TEST-ISO"]
