@@ -101,11 +101,32 @@ FRESH_INSTALL = ("--parameter", "jeos_cache", "false")
 
 
 def imgfac(config, *args, env=None, timeout=1800):
-    """Run the imgfac-nova command; returns the CompletedProcess."""
-    return subprocess.run(
-        [sys.executable, "-m", "imgfac_nova.cli", "--config-file", config,
-         "--output", "json", *args], capture_output=True, text=True,
-        env=env, timeout=timeout, cwd=REPO)
+    """Run the imgfac-nova command; returns the CompletedProcess, with the
+    ``pid`` it ran as (see made_by)."""
+    argv = [sys.executable, "-m", "imgfac_nova.cli", "--config-file", config,
+            "--output", "json", *args]
+    with subprocess.Popen(argv, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, env=env,
+                          cwd=REPO) as proc:
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+    result = subprocess.CompletedProcess(argv, proc.returncode, out, err)
+    result.pid = proc.pid
+    return result
+
+
+def made_by(conn, result):
+    """The cloud resources (nova.leftovers) whose owner is the process of
+    ``result`` (an imgfac() run): what it made and left, whatever other
+    sessions do in the cloud meanwhile."""
+    import socket
+    from novaimagebuilder import nova
+    owner = "%s:%d" % (socket.gethostname(), result.pid)
+    return [(found.kind, found.name) for found in nova.leftovers(conn)
+            if found.owner == owner]
 
 
 def hung_install(config, directory, params, env):

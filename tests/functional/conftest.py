@@ -35,6 +35,34 @@ class TestCloud:
             config=config.get_one(cloud=cloud))
 
 
+#: Modules that change or run the test cloud's own virtualenv (one
+#: reinstalls a package of it): never beside each other.
+_VENV_MODULES = ("test_cloud_tool", "test_cloud_services")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items):
+    """Worker groups for ``pytest -n 2 --dist loadgroup`` (tox): builds in
+    the test cloud share the session's Nova base image and JEOS cache
+    entries, local builds the local ones, so each kind runs on one worker
+    (a session fixture is made once per worker); the other tests of a
+    module stay together for its module fixtures (one guest, one ISO)."""
+    for item in items:
+        if not item.nodeid.startswith("tests/functional/"):
+            continue
+        names = set(item.fixturenames)
+        module = item.module.__name__.rpartition(".")[2]
+        if names & {"nova_base_image", "cloud_env"}:
+            group = "nova-builds"
+        elif names & {"local_base_image", "local_env"}:
+            group = "local-builds"
+        elif module in _VENV_MODULES:
+            group = "test-cloud-venv"
+        else:
+            group = module
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
 def run_tool(*args, timeout=3600):
     return subprocess.run([TOOL] + list(args), capture_output=True, text=True,
                           timeout=timeout)

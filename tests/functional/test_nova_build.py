@@ -69,14 +69,13 @@ def test_nova_build_end_to_end(nova_base_image, conn):
 def test_bad_cloud_input_creates_nothing(params, cloud_env, setup, conn, extra,
                                          error):
     config, store, tmp = setup
-    servers = {s.id for s in conn.compute.servers()}
     result = builds.imgfac(config, "base_image", *params, *extra,
                            builds.write_template(tmp), env=cloud_env)
     assert result.returncode == 2
     assert error in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert not os.path.isdir(store) or os.listdir(store) in ([], [".lock"])
-    assert {s.id for s in conn.compute.servers()} == servers
+    assert builds.made_by(conn, result) == []
 
 
 def test_bad_credentials_one_line(params, cloud_env, setup, tmp_path):
@@ -147,12 +146,11 @@ def test_install_iso_that_is_not_one_creates_nothing(params, cloud_env,
             "</iso></install>")
     with open(template, "w") as handle:
         handle.write(text)
-    images = {i.id for i in conn.image.images()}
     result = builds.imgfac(config, "base_image", *params, template,
                            env=cloud_env)
     assert result.returncode == 1
     error = builds.record(result)["status_detail"]["error"]
     assert error == "the install ISO http://127.0.0.1:8090/repo/Packages " \
         "is not an ISO 9660 image"
-    assert {i.id for i in conn.image.images()} == images
+    assert builds.made_by(conn, result) == []
     _assert_cloud_clean(conn, builds.record(result)["identifier"])
