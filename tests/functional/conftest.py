@@ -45,16 +45,20 @@ def pytest_collection_modifyitems(items):
     """Worker groups for ``pytest -n 2 --dist loadgroup`` (tox): builds in
     the test cloud share the session's Nova base image and JEOS cache
     entries, local builds the local ones, so each kind runs on one worker
-    (a session fixture is made once per worker); the other tests of a
+    (a session fixture is made once per worker; a test parametrized by
+    ``backend`` goes with that backend's builds); the other tests of a
     module stay together for its module fixtures (one guest, one ISO)."""
     for item in items:
         if not item.nodeid.startswith("tests/functional/"):
             continue
         names = set(item.fixturenames)
         module = item.module.__name__.rpartition(".")[2]
-        if names & {"nova_base_image", "cloud_env"}:
+        backend = getattr(item, "callspec", None) and \
+            item.callspec.params.get("backend")
+        if names & {"nova_base_image", "cloud_env"} or backend == "nova":
             group = "nova-builds"
-        elif names & {"local_base_image", "local_env"}:
+        elif names & {"local_base_image", "local_env"} or \
+                backend == "local":
             group = "local-builds"
         elif module in _VENV_MODULES:
             group = "test-cloud-venv"
