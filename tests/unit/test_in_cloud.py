@@ -142,7 +142,7 @@ def test_in_cloud_selection(base, os_plugin, parameters, expected):
     (NOVA_BASE, NOVA, {"in_cloud": True, "image_format": "qcow2"},
      "in the cloud the image keeps the format of Nova's snapshot: leave "
      "image_format out, or set in_cloud false to convert a download"),
-])
+], ids=["local-base", "nova-base-with-format"])  # (the same in every process)
 def test_in_cloud_that_cannot_be(base, os_plugin, parameters, message):
     with pytest.raises(provider.ProviderError) as raised:
         openstack.OpenStack().in_cloud(base, os_plugin, parameters)
