@@ -475,13 +475,19 @@ class Builder:
                 sweep.Kind("partial record", _unlink),
                 sweep.Kind("partial download", _unlink)],
             keep, dry_run=dry_run, explain=one_line, log=LOG)]
+        seen = set()
         for name, cls in sorted(self.plugins.os_plugins.items()) + sorted(
                 self.plugins.cloud_plugins.items()):
             plugin = cls(self.conf)
             typed = params.resolve(plugin.parameters, values, name,
                                    COMMON_PARAMETERS)
-            found += [(name, outcome) for outcome in plugin.sweep(
-                keep, typed, dry_run)]
+            for outcome in plugin.sweep(keep, typed, dry_run):
+                # A push to the build's own cloud is the Nova plugin's
+                # tagged image and the provider plugin's: listed once.
+                if outcome.leftover.id in seen:
+                    continue
+                seen.add(outcome.leftover.id)
+                found.append((name, outcome))
         return found
 
     def jeos_caches(self, values):

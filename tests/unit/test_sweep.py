@@ -226,6 +226,33 @@ def test_a_dry_run_changes_nothing_and_lists_what_the_sweep_removes(
     assert not os.path.exists(body)
 
 
+def test_a_resource_two_plugins_find_is_listed_once(image_store):
+    """A killed push to the build's own cloud: its Glance image is the Nova
+    plugin's tagged image and the provider plugin's pushed one."""
+    from novaimagebuilder import sweep
+
+    def plugin(kind):
+        class Plugin:
+            parameters = []
+
+            def __init__(self, conf):
+                pass
+
+            def sweep(self, protected, parameters, dry_run=False):
+                return [sweep.Outcome(sweep.Leftover("b1", kind, "img-1",
+                                                     "pushed"))]
+        return Plugin
+
+    builder = build.Builder(types.SimpleNamespace(
+        storage_path=image_store.path, media_cache_path=image_store.path),
+        image_store)
+    builder.plugins = types.SimpleNamespace(
+        os_plugins={"nova": plugin("image")},
+        cloud_plugins={"openstack": plugin("provider image")})
+    assert [(where, o.leftover.kind) for where, o in builder.sweep(
+        {}, dry_run=True)] == [("nova", "image")]
+
+
 def test_a_dry_run_guard_counts_dead_builds_failed_without_marking(
         image_store):
     dead = _add(image_store, images.BUILDING, _dead_pid())
