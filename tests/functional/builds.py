@@ -57,7 +57,10 @@ def write_template(directory, command=GOOD_COMMAND, install_url=INSTALL_URL):
 
 
 #: Parameters of the test builds, in the test cloud and locally.
+#: (The network is named: tests beside the builds make networks of their
+#: own in the project, and a build refuses to guess between several.)
 NOVA_PARAMS = ("--parameter", "flavor", "2",
+               "--parameter", "network", "imgfac-net",
                "--parameter", "default_user", "debian",
                "--parameter", "command_prefix", "sudo")
 LOCAL_PARAMS = ("--parameter", "default_user", "debian",

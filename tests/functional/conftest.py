@@ -47,9 +47,11 @@ def pytest_collection_modifyitems(items):
     entries, local builds the local ones, so each kind runs on one worker
     (a session fixture is made once per worker; a test parametrized by
     ``backend`` goes with that backend's builds); the other tests of a
-    module stay together for its module fixtures (one guest, one ISO)."""
+    module stay together for its module fixtures (one guest, one ISO). A
+    test that asks for a base at run time marks its group itself."""
     for item in items:
-        if not item.nodeid.startswith("tests/functional/"):
+        if not item.nodeid.startswith("tests/functional/") or \
+                item.get_closest_marker("xdist_group"):
             continue
         names = set(item.fixturenames)
         module = item.module.__name__.rpartition(".")[2]

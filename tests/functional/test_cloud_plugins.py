@@ -227,12 +227,16 @@ def test_pushed_image_boots_with_the_customization(pushed, conn):
 
 # -- format targets ---------------------------------------------------------------
 
-@pytest.fixture(params=["local", "nova"])
-def any_base(request, workspace, env, base):
+@pytest.fixture(params=["local", pytest.param(
+    "nova", marks=pytest.mark.xdist_group("nova-builds"))])
+def any_base(request, env):
     """A base image of each backend: ``(config, env, record, virtual size)``;
-    the Nova base's bytes are in Glance (its disk is the flavor's)."""
+    the Nova base's bytes are in Glance (its disk is the flavor's). Each
+    asks only for its own session base (the Nova one runs with the other
+    builds in the test cloud: see conftest)."""
     if request.param == "local":
-        return workspace[0], env, base, 2 * 1024 ** 3
+        local = request.getfixturevalue("local_base_image")
+        return local.config, env, local.record, 2 * 1024 ** 3
     nova = request.getfixturevalue("nova_base_image")
     conn = request.getfixturevalue("conn")
     flavor = conn.compute.get_flavor(builds.NOVA_PARAMS[2])
