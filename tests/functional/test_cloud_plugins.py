@@ -227,13 +227,14 @@ def test_pushed_image_boots_with_the_customization(pushed, conn):
 
 # -- format targets ---------------------------------------------------------------
 
-@pytest.fixture(params=["local", pytest.param(
-    "nova", marks=pytest.mark.xdist_group("nova-builds"))])
+@pytest.fixture(params=[
+    pytest.param("local", marks=pytest.mark.xdist_group("local-builds")),
+    pytest.param("nova", marks=pytest.mark.xdist_group("nova-builds"))])
 def any_base(request, env):
     """A base image of each backend: ``(config, env, record, virtual size)``;
     the Nova base's bytes are in Glance (its disk is the flavor's). Each
-    asks only for its own session base (the Nova one runs with the other
-    builds in the test cloud: see conftest)."""
+    asks only for its own session base, and runs with the other builds of
+    its backend (see conftest)."""
     if request.param == "local":
         local = request.getfixturevalue("local_base_image")
         return local.config, env, local.record, 2 * 1024 ** 3
