@@ -290,7 +290,6 @@ def test_ip_version_without_address_fails_when_active(cloud_env, setup,
 def test_bad_access_values_one_line_nothing_created(
         cloud_env, setup, conn, extra, error):
     config, store, tmp = setup
-    servers = {s.id for s in conn.compute.servers()}
     result = builds.imgfac(
         config, "base_image",
         *builds.with_install_script(builds.NOVA_PARAMS, tmp), *extra,
@@ -299,8 +298,7 @@ def test_bad_access_values_one_line_nothing_created(
     assert error in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert not os.path.isdir(store) or os.listdir(store) in ([], [".lock"])
-    # (no new server; others' may have gone meanwhile)
-    assert not {s.id for s in conn.compute.servers()} - servers
+    assert builds.made_by(conn, result) == []
 
 
 def test_bad_proxy_is_one_line(cloud_env, setup):
