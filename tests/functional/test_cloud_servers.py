@@ -78,12 +78,25 @@ def boot(conn, cleanup, name, image, **kwargs):
         flavor_id=conn.compute.find_flavor(FLAVOR, ignore_missing=False).id,
         networks=[{"uuid": network.id}], **kwargs)
     cleanup.append(lambda: conn.compute.delete_server(server))
-    return conn.compute.wait_for_server(server, status="ACTIVE", wait=120)
+    return wait_status(conn, server, "ACTIVE", 120)
+
+
+def wait_status(conn, server, status, timeout):
+    """The server once it has ``status``, waited for from a fresh GET.
+
+    openstacksdk's waiter returns at once when the object it is given has
+    the status already, so a stale ACTIVE after a reboot request would
+    pass while the old guest still runs; Nova's API sets the task state
+    (status HARD_REBOOT, powering-off, ...) before it answers, so a GET
+    made after the request shows the transition.
+    """
+    return conn.compute.wait_for_server(conn.compute.get_server(server.id),
+                                        status=status, wait=timeout,
+                                        interval=1)
 
 
 def wait_shutoff(conn, server, timeout=SHUTOFF_TIMEOUT):
-    return conn.compute.wait_for_server(server, status="SHUTOFF",
-                                        wait=timeout, interval=1)
+    return wait_status(conn, server, "SHUTOFF", timeout)
 
 
 @pytest.fixture(scope="module")
@@ -202,7 +215,8 @@ def test_console_output_and_reboot(conn, running_guest, guest_key):
     assert "Linux version" in console(conn, server)
 
     conn.compute.reboot_server(server, "HARD")
-    conn.compute.wait_for_server(server, status="ACTIVE", wait=120)
+    assert conn.compute.get_server(server.id).status == "HARD_REBOOT"
+    wait_status(conn, server, "ACTIVE", 120)
     with ssh_connect(address, guest_key) as client:
         status, new_boot_id = run(client,
                                   "cat /proc/sys/kernel/random/boot_id")
@@ -219,7 +233,7 @@ def test_stop_and_start_through_the_api(conn, running_guest, guest_key):
         socket.create_connection((address, 22), timeout=5).close()
 
     conn.compute.start_server(server)
-    conn.compute.wait_for_server(server, status="ACTIVE", wait=120)
+    wait_status(conn, server, "ACTIVE", 120)
     with ssh_connect(address, guest_key) as client:
         status, out = run(client, "echo back")
     assert (status, out.strip()) == (0, "back")
