@@ -10,7 +10,10 @@ import pytest
 from tests.functional import builds
 
 
-def _build(config, params, directory, env, *extra, command=None):
+def _build(config, params, directory, env, *extra, command=None,
+           cleanup=None):
+    """Build; a ``cleanup`` stack gets the deletion of the image built
+    (in the cloud, its Glance image)."""
     template = builds.write_template(
         directory, **({"command": command} if command else {}))
     started = time.monotonic()
@@ -18,7 +21,15 @@ def _build(config, params, directory, env, *extra, command=None):
                            *builds.with_install_script(params, directory),
                            *extra, template, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
-    return builds.record(result), time.monotonic() - started
+    record = builds.record(result)
+    if cleanup is not None:
+        cleanup.append(lambda: _delete(config, record, env))
+    return record, time.monotonic() - started
+
+
+def _delete(config, record, env):
+    deleted = builds.imgfac(config, "delete", record["identifier"], env=env)
+    assert deleted.returncode == 0, deleted.stderr
 
 
 def _log(store, identifier):
@@ -61,7 +72,7 @@ def _interrupt_at_install(config, store, params, directory, env, *extra,
 # -- in the test cloud -----------------------------------------------------------
 
 def test_nova_repeat_build_reuses_the_jeos_and_boots_no_installer(
-        nova_base_image, cloud_env, setup, conn, admin_conn):
+        nova_base_image, cloud_env, setup, conn, admin_conn, cleanup):
     config, store, tmp = setup
     first = nova_base_image.record
     cached = first["properties"]["jeos_image"]
@@ -71,7 +82,8 @@ def test_nova_repeat_build_reuses_the_jeos_and_boots_no_installer(
     assert entry.properties["imgfac_role"] == "jeos-cache"
     assert "imgfac_owner" not in entry.properties  # no process owns it
 
-    record, seconds = _build(config, builds.NOVA_PARAMS, tmp, cloud_env)
+    record, seconds = _build(config, builds.NOVA_PARAMS, tmp, cloud_env,
+                             cleanup=cleanup)
     assert record["status"] == "COMPLETE"
     assert record["properties"]["jeos_cache"] == "hit"
     assert record["properties"]["jeos_image"] == cached
@@ -103,7 +115,7 @@ def test_nova_changed_os_misses_the_cache(nova_base_image, cloud_env, setup,
 
 @pytest.mark.slow  # a whole install again, and again for the next builds
 def test_nova_deleted_cached_jeos_is_installed_again(
-        nova_base_image, cloud_env, setup, conn):
+        nova_base_image, cloud_env, setup, conn, cleanup):
     config, store, tmp = setup
     cached = nova_base_image.record["properties"]["jeos_image"]
     listed = builds.record(builds.imgfac(config, "jeos", env=cloud_env))
@@ -111,7 +123,8 @@ def test_nova_deleted_cached_jeos_is_installed_again(
     removed = builds.imgfac(config, "jeos", "--remove", cached, env=cloud_env)
     assert removed.returncode == 0, removed.stderr
     assert conn.image.find_image(cached) is None
-    record, _ = _build(config, builds.NOVA_PARAMS, tmp, cloud_env)
+    record, _ = _build(config, builds.NOVA_PARAMS, tmp, cloud_env,
+                       cleanup=cleanup)
     assert record["status"] == "COMPLETE"
     assert record["properties"]["jeos_cache"] == "stored"
     assert "install" in record["timings"]
