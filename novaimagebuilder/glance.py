@@ -74,6 +74,15 @@ def client(session, endpoint=None, region=None, interface=None):
     return glance_client.Client("2", **kwargs)
 
 
+def of(conn):
+    """The Glance client of an openstacksdk connection: its session, region
+    and interface, and its image endpoint when the cloud's configuration
+    names one (``image_endpoint_override`` in clouds.yaml)."""
+    return client(conn.session, endpoint=conn.config.get_endpoint("image"),
+                  region=conn.config.region_name,
+                  interface=conn.config.interface)
+
+
 def import_methods(glance):
     """The import methods the cloud offers (empty when it has no import)."""
     try:

@@ -211,6 +211,16 @@ class Server:
         return "server %s (%s)" % (self.name, self.id)
 
 
+def open_ssh(conn, group):
+    """Let SSH in to a security group: TCP 22 from anywhere, IPv4 and IPv6."""
+    for ethertype, prefix in (("IPv4", "0.0.0.0/0"), ("IPv6", "::/0")):
+        call("opening SSH in the security group",
+             conn.network.create_security_group_rule,
+             security_group_id=group.id, direction="ingress",
+             protocol="tcp", port_range_min=22, port_range_max=22,
+             remote_ip_prefix=prefix, ethertype=ethertype)
+
+
 class NovaBackend(pipeline.Backend):
     name = "nova"
 
@@ -280,15 +290,32 @@ class NovaBackend(pipeline.Backend):
         path = make()
         name = "imgfac-nova-media-%s-%s" % (role, digest[:12])
         self.log.info("Uploading the %s to Glance as %s", role, name)
+        return self._upload(path, name, disk_format, container_format,
+                            "media", dict(properties, **{MEDIA_SHA256: digest}))
+
+    def _build_image(self, role, path, disk_format, container_format, undo,
+                     **properties):
+        """Upload ``path`` as an image of this build alone (the installer's
+        disk, ramdisk or ISO); ``undo`` deletes it with the build's other
+        temporaries."""
+        image = self._upload(path, self._server_name(role), disk_format,
+                             container_format, role, properties)
+        undo.push("image %s" % image, lambda: self.discard(image))
+        return image
+
+    def _upload(self, path, name, disk_format, container_format, role,
+                properties):
+        """The id of the Glance image ``name`` uploaded from ``path``
+        (streamed and hashed by :func:`glance.upload`); a failed upload
+        leaves no image."""
         undo = rollback.Rollback(self.log)
         succeeded = False
         try:
             image = glance.upload(
                 self._glance(), path, undo, name, disk_format,
                 container_format, method="upload", cancel=self.cancel,
-                role="media", properties=dict(properties, **{
-                    MEDIA_SHA256: digest, BUILD_TAG: self.build_id,
-                    OWNER_TAG: self.owner}))
+                role=role, properties=dict(properties, **{
+                    BUILD_TAG: self.build_id, OWNER_TAG: self.owner}))
             succeeded = True
         finally:
             undo.unwind(succeeded)
@@ -297,9 +324,7 @@ class NovaBackend(pipeline.Backend):
     def _glance(self):
         """A glanceclient on this connection's session: image data is
         streamed (and hashed while it is read) by :mod:`glance`."""
-        return glance.client(self.conn.session,
-                             region=self.conn.config.region_name,
-                             interface=self.conn.config.interface)
+        return glance.of(self.conn)
 
     # -- servers ---------------------------------------------------------------
 
@@ -408,15 +433,8 @@ class NovaBackend(pipeline.Backend):
         with tempfile.TemporaryDirectory() as tmp:
             path = initrd.with_files(ramdisk, {name: script.encode()},
                                      os.path.join(tmp, "initrd"))
-            image = call(
-                "uploading the installer ramdisk", self.conn.image.create_image,
-                self._server_name("installer-ramdisk"), filename=path,
-                disk_format="ari", container_format="ari", visibility="private",
-                allow_duplicates=True, wait=True, timeout=600,
-                **{BUILD_TAG: self.build_id, ROLE: "installer-ramdisk",
-                   OWNER_TAG: self.owner})
-        undo.push("image %s" % image.id, lambda: self.discard(image.id))
-        return image.id
+            return self._build_image("installer-ramdisk", path, "ari", "ari",
+                                     undo)
 
     def _installer_iso(self, media, script, kind, cmdline, undo):
         """The Glance ISO the installer is rescued with: the install ISO
@@ -436,16 +454,8 @@ class NovaBackend(pipeline.Backend):
                     "bare")
             path = self._remaster(iso, {pipeline.INITRD_SCRIPTS[kind]:
                                         script.encode()}, cmdline, out)
-            image = call(
-                "uploading the installer ISO", self.conn.image.create_image,
-                self._server_name("installer-iso"), filename=path,
-                disk_format="iso", container_format="bare",
-                visibility="private", allow_duplicates=True, wait=True,
-                timeout=600, **RESCUE_AS_CDROM,
-                **{BUILD_TAG: self.build_id, ROLE: "installer-iso",
-                   OWNER_TAG: self.owner})
-        undo.push("image %s" % image.id, lambda: self.discard(image.id))
-        return image.id
+            return self._build_image("installer-iso", path, "iso", "bare",
+                                     undo, **RESCUE_AS_CDROM)
 
     def _remaster(self, iso, files, cmdline, out):
         self.log.info("Remastering the install ISO: its boot loader boots "
@@ -463,16 +473,8 @@ class NovaBackend(pipeline.Backend):
             size = disk_size or self.flavor.disk * 1024 ** 3 or 10 * 1024 ** 3
             subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", path,
                             str(size)], check=True)
-            image = call(
-                "uploading the installer disk", self.conn.image.create_image,
-                self._server_name("installer-disk"), filename=path,
-                disk_format="qcow2", container_format="bare",
-                allow_duplicates=True, wait=True, timeout=600,
-                **boot_properties,
-                **{BUILD_TAG: self.build_id, ROLE: "installer-disk",
-                   OWNER_TAG: self.owner})
-        undo.push("image %s" % image.id, lambda: self.discard(image.id))
-        return image.id
+            return self._build_image("installer-disk", path, "qcow2", "bare",
+                                     undo, **boot_properties)
 
     def wait_powered_off(self, machine, what, timeout, inactivity=None,
                          screen=None):
@@ -612,12 +614,7 @@ class NovaBackend(pipeline.Backend):
                   delete_security_group(group.id, ignore_missing=True))
         call("tagging the security group", self.conn.network.set_tags,
              group, self._tags())
-        for ethertype, prefix in (("IPv4", "0.0.0.0/0"), ("IPv6", "::/0")):
-            call("opening SSH in the security group",
-                 self.conn.network.create_security_group_rule,
-                 security_group_id=group.id, direction="ingress",
-                 protocol="tcp", port_range_min=22, port_range_max=22,
-                 remote_ip_prefix=prefix, ethertype=ethertype)
+        open_ssh(self.conn, group)
         return name
 
     def _floating_ip(self, server, undo):

@@ -31,8 +31,7 @@ def _connect_base_cloud(base_image, parameters, auth=None):
     stored.update({k: v for k, v in parameters.items() if v is not None})
     conn = nova.connect(stored.get("cloud"), stored.get("region"),
                         stored.get("interface"), auth=auth)
-    return glance.client(conn.session, region=conn.config.region_name,
-                         interface=conn.config.interface)
+    return glance.of(conn)
 
 
 def fetch_base(build, base_image, parameters, percent=20, auth=None):

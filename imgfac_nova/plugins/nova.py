@@ -150,10 +150,7 @@ class NovaOS(base.OSPlugin):
         glance_id = result.image
         try:
             build.progress(19, "Downloading the customized image")
-            glance.download(glance.client(conn.session,
-                                          region=conn.config.region_name,
-                                          interface=conn.config.interface),
-                            glance_id, build.body_path,
+            glance.download(glance.of(conn), glance_id, build.body_path,
                             cancel=build.cancel_event)
         finally:
             backend.discard(glance_id)

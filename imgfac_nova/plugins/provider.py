@@ -465,10 +465,7 @@ def download(build, target_image, path, auth=None):
     conn = target_cloud(target_image, auth)
     build.progress(1, "Downloading Glance image %s of target image %s" % (
         glance_id, target_image.identifier))
-    glance.download(glance.client(conn.session,
-                                  region=conn.config.region_name,
-                                  interface=conn.config.interface),
-                    glance_id, path, cancel=build.cancel_event,
+    glance.download(glance.of(conn), glance_id, path, cancel=build.cancel_event,
                     progress=lambda percent, done: build.progress(
                         1 + percent * 29 // 100,
                         "Downloading Glance image %s: %d MiB" % (

@@ -1,6 +1,7 @@
 """The Nova backend's ISO install path (blank disk, rescue with the ISO,
 power-off in rescue, unrescue before the capture), as REST conversations of
 the real openstacksdk with a cloud declared by requests-mock."""
+import hashlib
 import json
 
 import openstack.connection
@@ -8,6 +9,7 @@ import pytest
 import requests_mock
 
 from novaimagebuilder import errors
+from novaimagebuilder import glance
 from novaimagebuilder import nova
 
 NOVA = "http://nova.test/v2.1/"
@@ -69,6 +71,53 @@ def actions(cloud):
             if r.method == "POST" and r.path.endswith("/servers/srv1/action")]
 
 
+def glance_images(cloud, *ids):
+    """Glance as glanceclient talks to it (the image schema, create, upload,
+    get, update, delete) for the images ``ids``, created in turn; returns
+    the bytes uploaded, by image id. A GET answers the sha512 of those
+    bytes, as Glance does, so the upload's hash check passes."""
+    from tests.unit import test_glance_transfer
+    schema = dict(test_glance_transfer.SCHEMA, properties=dict(
+        test_glance_transfer.SCHEMA["properties"], **{
+            key: {"type": "integer"} for key in ("min_disk", "min_ram")}))
+    uploads = {}
+
+    def upload(image):
+        def answer(request, context):
+            body = request.body
+            uploads[image] = body if isinstance(body, bytes) else \
+                body.read() if hasattr(body, "read") else b"".join(body)
+            context.status_code = 204
+            return ""
+        return answer
+
+    def get(image):
+        return lambda request, context: {
+            "id": image, "status": "active", "name": image,
+            "os_hash_algo": "sha512",
+            "os_hash_value": hashlib.sha512(uploads[image]).hexdigest()}
+
+    cloud.get(GLANCE + "v2/schemas/image", json=schema)
+    cloud.post(GLANCE + "v2/images", [
+        {"status_code": 201, "json": {"id": image, "status": "queued",
+                                      "name": image}} for image in ids])
+    for image in ids:
+        cloud.put(GLANCE + "v2/images/%s/file" % image, text=upload(image))
+        cloud.get(GLANCE + "v2/images/%s" % image, json=get(image))
+        cloud.patch(GLANCE + "v2/images/%s" % image, json=get(image))
+        cloud.delete(GLANCE + "v2/images/%s" % image, status_code=204)
+    return uploads
+
+
+def roles(cloud):
+    """The ``imgfac_role`` each image got once its bytes were checked (while
+    they move, it is glance.UPLOADING)."""
+    return {r.path.rsplit("/", 1)[1]: op["value"]
+            for r in cloud.request_history
+            if r.method == "PATCH" and r.path.startswith("/v2/images/")
+            for op in json.loads(r.body) if op["path"] == "/imgfac_role"}
+
+
 #: The media handle of an ISO install whose copy ("iso1") is in Glance.
 KICKSTART_ISO = {"files": {"iso": "/media/dvd.iso"},
                  "sha256": {"iso": "d" * 64}}
@@ -82,11 +131,7 @@ def shared_copy(backend, monkeypatch):
 
 def test_iso_install_boots_a_blank_disk_and_rescues_it_with_the_iso(
         cloud, backend, shared_copy):
-    cloud.post(GLANCE + "v2/images", status_code=201,
-               json={"id": "disk1", "status": "queued", "name": "d"})
-    cloud.put(GLANCE + "v2/images/disk1/file", status_code=204)
-    cloud.get(GLANCE + "v2/images/disk1",
-              json={"id": "disk1", "status": "active", "name": "d"})
+    glance_images(cloud, "disk1")
     cloud.post(NOVA + "servers", status_code=202, json=ACTIVE)
     cloud.post(NOVA + "servers/srv1/action", status_code=200,
                json={"adminPass": "rescue-secret"})
@@ -98,7 +143,8 @@ def test_iso_install_boots_a_blank_disk_and_rescues_it_with_the_iso(
     assert machine.rescued and machine.id == "srv1"
     disk = next(json.loads(r.body) for r in cloud.request_history
                 if r.method == "POST" and r.path == "/v2/images")
-    assert disk["imgfac_role"] == "installer-disk"
+    assert disk["imgfac_role"] == glance.UPLOADING
+    assert roles(cloud) == {"disk1": "installer-disk"}
     assert not set(nova.DIRECT_BOOT_PROPERTIES) & set(disk)
     boot = next(json.loads(r.body)["server"] for r in cloud.request_history
                 if r.method == "POST" and r.path == "/v2.1/servers")
@@ -116,12 +162,7 @@ def test_iso_install_boots_a_blank_disk_and_rescues_it_with_the_iso(
 
 def test_failed_rescue_removes_the_server_and_the_disk(cloud, backend,
                                                        shared_copy):
-    cloud.post(GLANCE + "v2/images", status_code=201,
-               json={"id": "disk1", "status": "queued", "name": "d"})
-    cloud.put(GLANCE + "v2/images/disk1/file", status_code=204)
-    cloud.get(GLANCE + "v2/images/disk1",
-              json={"id": "disk1", "status": "active", "name": "d"})
-    cloud.delete(GLANCE + "v2/images/disk1", status_code=204)
+    glance_images(cloud, "disk1")
     cloud.post(NOVA + "servers", status_code=202, json=ACTIVE)
     cloud.post(NOVA + "servers/srv1/action", status_code=400, json={
         "badRequest": {"code": 400, "message": "Requested rescue device "
@@ -209,24 +250,7 @@ def test_preseed_iso_install_rescues_with_a_private_remastered_iso(
         test_remaster.MINI_ISO,
         **{"initrd.gz": test_remaster.gz_cpio({"init": b"d-i"}),
            "gtk/initrd.gz": test_remaster.gz_cpio({"init": b"gtk"})}))
-    uploads = {}
-
-    def upload(request, context):
-        data = request.body
-        uploads[request.path] = data if isinstance(data, bytes) else \
-            data.read()
-        context.status_code = 204
-        return ""
-
-    cloud.post(GLANCE + "v2/images", [
-        {"status_code": 201, "json": {"id": image, "status": "queued",
-                                      "name": image}}
-        for image in ("iso2", "disk1")])
-    for image in ("iso2", "disk1"):
-        cloud.put(GLANCE + "v2/images/%s/file" % image, text=upload)
-        cloud.get(GLANCE + "v2/images/%s" % image,
-                  json={"id": image, "status": "active", "name": image})
-        cloud.delete(GLANCE + "v2/images/%s" % image, status_code=204)
+    uploads = glance_images(cloud, "iso2", "disk1")
     cloud.post(NOVA + "servers", status_code=202, json=ACTIVE)
     cloud.post(NOVA + "servers/srv1/action", status_code=409, json={
         "conflictingRequest": {"code": 409, "message": "busy"}},
@@ -246,15 +270,15 @@ def test_preseed_iso_install_rescues_with_a_private_remastered_iso(
             if r.method == "POST" and r.path == "/v2/images"]
     assert made[0]["disk_format"] == "iso"
     assert made[0]["visibility"] == "private"
-    assert (made[0]["hw_rescue_device"], made[0]["imgfac_role"],
-            made[0]["imgfac_build_id"]) == ("cdrom", "installer-iso", "b1")
-    assert made[1]["imgfac_role"] == "installer-disk"
+    assert (made[0]["hw_rescue_device"], made[0]["imgfac_build_id"]) == (
+        "cdrom", "b1")
+    assert roles(cloud) == {"iso2": "installer-iso", "disk1": "installer-disk"}
     rescue = [json.loads(r.body) for r in cloud.request_history
               if r.path == "/v2.1/servers/srv1/action"]
     assert rescue == [{"rescue": {"rescue_image_ref": "iso2"}}]
     # The uploaded ISO boots its text installer with the preseed.
     copy = tmp_path / "uploaded.iso"
-    copy.write_bytes(uploads["/v2/images/iso2/file"])
+    copy.write_bytes(uploads["iso2"])
     grub = test_remaster.read(str(copy), "/boot/grub/grub.cfg", tmp_path)
     assert b"linux /linux vga" not in grub and b"priority=critical" in grub
     data = test_remaster.read(str(copy), "/initrd.gz", tmp_path)
