@@ -201,6 +201,11 @@ def nova_base_image(tmp_path_factory, cloud_env, test_cloud):
     conn = test_cloud.connect(test_cloud.cloud)
     try:
         assert conn.image.find_image(glance_id) is None
+        # The JEOS it stored goes too: with its record deleted, cloud_env's
+        # end no longer finds it among this session's builds.
+        if image.record["properties"].get("jeos_cache") == "stored":
+            conn.image.delete_image(image.record["properties"]["jeos_image"],
+                                    ignore_missing=True)
     finally:
         conn.close()
 
