@@ -222,3 +222,8 @@ def test_product_iso_install_completes_and_a_repeat_reuses_it(cloud_env, setup,
         for image in made:
             builds.imgfac(config, "delete", image["identifier"],
                           env=cloud_env)
+            # With its record gone, cloud_env's end no longer finds the
+            # JEOS this ISO's build stored among the session's builds.
+            if image["properties"].get("jeos_cache") == "stored":
+                conn.image.delete_image(image["properties"]["jeos_image"],
+                                        ignore_missing=True)
