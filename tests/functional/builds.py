@@ -121,6 +121,17 @@ def imgfac(config, *args, env=None, timeout=1800):
     return result
 
 
+def delete(config, image, env, conn):
+    """Delete the Nova-built ``image`` (a record) and the JEOS cache entry
+    its build stored: once the record is gone, remove_jeos_cache no longer
+    counts that entry among the session's."""
+    deleted = imgfac(config, "delete", image["identifier"], env=env)
+    assert deleted.returncode == 0, deleted.stderr
+    if image["properties"].get("jeos_cache") == "stored":
+        conn.image.delete_image(image["properties"]["jeos_image"],
+                                ignore_missing=True)
+
+
 def made_by(conn, result):
     """The cloud resources (nova.leftovers) whose owner is the process of
     ``result`` (an imgfac() run): what it made and left, whatever other

@@ -195,17 +195,10 @@ def nova_base_image(tmp_path_factory, cloud_env, test_cloud):
     # Deleting a complete Nova image removes its Glance image (checked here,
     # at the end, since the image is shared).
     glance_id = image.record["properties"]["x-image-properties-glance_id"]
-    deleted = builds.imgfac(image.config, "delete", image.record["identifier"],
-                            env=cloud_env)
-    assert deleted.returncode == 0, deleted.stderr
     conn = test_cloud.connect(test_cloud.cloud)
     try:
+        builds.delete(image.config, image.record, cloud_env, conn)
         assert conn.image.find_image(glance_id) is None
-        # The JEOS it stored goes too: with its record deleted, cloud_env's
-        # end no longer finds it among this session's builds.
-        if image.record["properties"].get("jeos_cache") == "stored":
-            conn.image.delete_image(image.record["properties"]["jeos_image"],
-                                    ignore_missing=True)
     finally:
         conn.close()
 

@@ -220,10 +220,4 @@ def test_product_iso_install_completes_and_a_repeat_reuses_it(cloud_env, setup,
                                 repeat["timings"], seconds[0] / seconds[1]))
     finally:
         for image in made:
-            builds.imgfac(config, "delete", image["identifier"],
-                          env=cloud_env)
-            # With its record gone, cloud_env's end no longer finds the
-            # JEOS this ISO's build stored among the session's builds.
-            if image["properties"].get("jeos_cache") == "stored":
-                conn.image.delete_image(image["properties"]["jeos_image"],
-                                        ignore_missing=True)
+            builds.delete(config, image, cloud_env, conn)

@@ -11,9 +11,9 @@ from tests.functional import builds
 
 
 def _build(config, params, directory, env, *extra, command=None,
-           cleanup=None):
-    """Build; a ``cleanup`` stack gets the deletion of the image built
-    (in the cloud, its Glance image)."""
+           cleanup=None, conn=None):
+    """Build; a ``cleanup`` stack gets the deletion of the image built in
+    the cloud of ``conn`` (see builds.delete)."""
     template = builds.write_template(
         directory, **({"command": command} if command else {}))
     started = time.monotonic()
@@ -23,13 +23,8 @@ def _build(config, params, directory, env, *extra, command=None,
     assert result.returncode == 0, result.stderr[-3000:]
     record = builds.record(result)
     if cleanup is not None:
-        cleanup.append(lambda: _delete(config, record, env))
+        cleanup.append(lambda: builds.delete(config, record, env, conn))
     return record, time.monotonic() - started
-
-
-def _delete(config, record, env):
-    deleted = builds.imgfac(config, "delete", record["identifier"], env=env)
-    assert deleted.returncode == 0, deleted.stderr
 
 
 def _log(store, identifier):
@@ -83,7 +78,7 @@ def test_nova_repeat_build_reuses_the_jeos_and_boots_no_installer(
     assert "imgfac_owner" not in entry.properties  # no process owns it
 
     record, seconds = _build(config, builds.NOVA_PARAMS, tmp, cloud_env,
-                             cleanup=cleanup)
+                             cleanup=cleanup, conn=conn)
     assert record["status"] == "COMPLETE"
     assert record["properties"]["jeos_cache"] == "hit"
     assert record["properties"]["jeos_image"] == cached
@@ -124,7 +119,7 @@ def test_nova_deleted_cached_jeos_is_installed_again(
     assert removed.returncode == 0, removed.stderr
     assert conn.image.find_image(cached) is None
     record, _ = _build(config, builds.NOVA_PARAMS, tmp, cloud_env,
-                       cleanup=cleanup)
+                       cleanup=cleanup, conn=conn)
     assert record["status"] == "COMPLETE"
     assert record["properties"]["jeos_cache"] == "stored"
     assert "install" in record["timings"]
