@@ -4,6 +4,7 @@ stops both, and a running daemon is left alone."""
 import os
 import subprocess
 import sys
+import time
 import uuid
 
 import pytest
@@ -36,6 +37,14 @@ def old_and_new(tmp_path):
     where.make_dirs()
     daemon = process.Daemon(where, "www", sleeper("new-www-" + tag),
                             "new-www-" + tag, replaces=("old-www-" + tag,))
+    # The old process must be what the daemon looks for (a live session
+    # leader naming the marker) before a test starts: one CI run under load
+    # saw stop() find nothing, once.
+    deadline = time.monotonic() + 10
+    while daemon.find_all("old-www-" + tag) != [old.pid]:
+        assert time.monotonic() < deadline, (
+            old.poll(), process._cmdline(old.pid), process._session(old.pid))
+        time.sleep(0.1)
     yield old, daemon, tag
     old.kill()
     old.wait()
