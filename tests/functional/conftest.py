@@ -5,6 +5,7 @@ The session fixture brings the cloud up with ``tools/test-cloud up``
 with the tool's own error when the cloud cannot come up.
 """
 import dataclasses
+import fcntl
 import os
 import subprocess
 import time
@@ -33,6 +34,25 @@ class TestCloud:
             config_files=[self.clouds_yaml], load_envvars=False)
         return openstack.connection.Connection(
             config=config.get_one(cloud=cloud))
+
+
+#: Held shared by every functional test and exclusively by one marked
+#: ``exclusive``, so that one runs while no other does on this machine
+#: (other workers, other runs). The turnstile is taken first by both, and
+#: kept by an exclusive test while it waits, so it is not starved.
+MACHINE_LOCK = "/run/lock/imgfac-nova-tests"
+
+
+@pytest.fixture(autouse=True)
+def machine_turn(request):
+    exclusive = request.node.get_closest_marker("exclusive") is not None
+    with open(MACHINE_LOCK + ".turnstile", "a") as turnstile, \
+            open(MACHINE_LOCK, "a") as lock:
+        fcntl.flock(turnstile, fcntl.LOCK_EX)
+        fcntl.flock(lock, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        if not exclusive:
+            fcntl.flock(turnstile, fcntl.LOCK_UN)
+        yield
 
 
 #: Modules that change or run the test cloud's own virtualenv (one

@@ -21,6 +21,7 @@ def _clone_checkout(destination):
 
 
 @pytest.mark.slow
+@pytest.mark.exclusive
 def test_quickstart_installs_what_it_needs_and_builds(tmp_path):
     checkout = tmp_path / "imgfac-nova"
     _clone_checkout(checkout)
