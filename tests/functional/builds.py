@@ -5,7 +5,7 @@ import subprocess
 import sys
 import uuid
 
-from tests.functional import poll
+from tests import poll
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))

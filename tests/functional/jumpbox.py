@@ -12,12 +12,12 @@ Nothing leaves the machine: the veth pair ends in the namespace.
 import os
 import random
 import shutil
-import socket
 import subprocess
-import time
 import uuid
 
 import paramiko
+
+from tests import poll
 
 SSHD = "/usr/sbin/sshd"
 
@@ -80,8 +80,8 @@ class JumpBox:
                     os.path.join(self.directory, "jump-sshd.pid")))
         os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
         log = open(self.log_path, "wb")
-        self._spawn(self.ns(SSHD, "-D", "-e", "-f", config), log)
-        self._wait_for_banner()
+        sshd = self._spawn(self.ns(SSHD, "-D", "-e", "-f", config), log)
+        poll.ssh_banner(self.jump_ip, 22, 15, sshd, self.log_path)
         return self
 
     def _spawn(self, argv, output=subprocess.DEVNULL):
@@ -89,18 +89,6 @@ class JumpBox:
                                    stdout=output, stderr=subprocess.STDOUT)
         self.processes.append(process)
         return process
-
-    def _wait_for_banner(self, timeout=15):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection((self.jump_ip, 22), 1) as sock:
-                    if sock.recv(64).startswith(b"SSH-"):
-                        return
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError("the jump sshd did not start: "
-                           + open(self.log_path).read())
 
     def expose(self, address, target):
         """``address``:22 inside the namespace relays to ``target`` (host,

@@ -14,8 +14,8 @@ from keystoneauth1 import session as ks_session
 from keystoneauth1.identity import v3
 
 from tests import plugins
+from tests import poll
 from tests.functional import builds
-from tests.functional import poll
 from tests.functional.test_nova_build import build_resources
 from tests.unit import httpserver
 

@@ -23,9 +23,9 @@ import uuid
 import pytest
 from lxml import etree
 
+from tests import poll
 from tests.functional import builds
 from tests.functional import guestcheck
-from tests.functional import poll
 
 KEYSTONE = "http://127.0.0.1:5000/v3"
 GLANCE_PORT = 9292

@@ -4,8 +4,8 @@ import glob
 import os
 import signal
 import subprocess
-import time
 
+from tests import poll
 from tests.functional.conftest import TOOL, run_tool
 
 #: A distribution of the test cloud's venv that no running service imports,
@@ -22,12 +22,10 @@ def _kill_up_inside_the_install(venv):
     script = os.path.join(venv, "bin", SCRIPT)
     up = subprocess.Popen([TOOL, "up", "--no-guests"], start_new_session=True,
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 600
-    while up.poll() is None and time.monotonic() < deadline:
-        if os.path.isdir(package):
-            os.killpg(up.pid, signal.SIGKILL)
-            break
-        time.sleep(0.001)
+    if poll.wait_for(lambda: os.path.isdir(package) or up.poll() is not None,
+                     600, "the package's directory", interval=0.001) \
+            and up.poll() is None:
+        os.killpg(up.pid, signal.SIGKILL)
     up.wait()
     up.stderr.close()
     return os.path.isdir(package) and not os.path.exists(script)

@@ -17,6 +17,7 @@ import time
 
 import pytest
 
+from tests import poll
 from tests.functional import builds
 from tests.functional import test_sweep
 
@@ -73,11 +74,11 @@ def _base_args(backend, step):
 
 
 def _wait_for_mark(proc, mark, timeout=1800):
-    deadline = time.monotonic() + timeout
-    while not os.path.exists(mark):
+    def reached():
         assert proc.poll() is None, "the build ended before its fault"
-        assert time.monotonic() < deadline, "the build never reached its step"
-        time.sleep(0.2)
+        return os.path.exists(mark)
+    poll.wait_for(reached, timeout, "the build to reach its step",
+                  interval=0.2)
 
 
 def _records(store):

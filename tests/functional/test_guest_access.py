@@ -16,11 +16,11 @@ import subprocess
 
 import pytest
 
+from tests import poll
 from tests.functional import builds
 from tests.functional import guestcheck
 from tests.functional import httpproxy
 from tests.functional import jumpbox
-from tests.functional import poll
 
 from novaimagebuilder import ssh
 

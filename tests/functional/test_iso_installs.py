@@ -13,8 +13,8 @@ import subprocess
 import pytest
 
 from novaimagebuilder import waiter
+from tests import poll
 from tests.functional import builds
-from tests.functional import poll
 
 ISO_URL = "http://127.0.0.1:8090/installer/installer.iso"
 

@@ -10,10 +10,11 @@ import os
 import shutil
 import socket
 import subprocess
-import time
 
 import paramiko
 import pytest
+
+from tests import poll
 
 SSHD = "/usr/sbin/sshd"
 
@@ -75,23 +76,13 @@ class SSHServer:
             self.process = subprocess.Popen(
                 [SSHD, "-D", "-e", "-f", config], stdin=subprocess.DEVNULL,
                 stdout=log, stderr=subprocess.STDOUT)
-        self._wait_for_banner()
+        try:
+            poll.ssh_banner("127.0.0.1", self.port, 10, self.process,
+                            self.log_path)
+        except BaseException:
+            self.stop()
+            raise
         return self
-
-    def _wait_for_banner(self, timeout=10.0):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                break
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), 1) as s:
-                    if s.recv(64).startswith(b"SSH-"):
-                        return
-            except OSError:
-                time.sleep(0.05)
-        self.stop()
-        with open(self.log_path) as stream:
-            raise RuntimeError("sshd did not start: " + stream.read())
 
     def stop(self):
         if self.process is not None and self.process.poll() is None:

@@ -18,6 +18,7 @@ from imgfac_nova.api import deploy
 from imgfac_nova.api import handlers
 from imgfac_nova.api import policy
 from imgfac_nova.api import router
+from tests import poll
 from tests.unit import httpserver
 
 TEMPLATE = """<template>
@@ -58,16 +59,14 @@ class Client:
         return self.request("POST", path, **kwargs)
 
     def wait(self, path, status=images.COMPLETE, timeout=30):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            body = self.get(path).json
-            image = next(iter(body.values()))
+        def reached():
+            image = next(iter(self.get(path).json.values()))
             if image["status"] == status:
                 return image
             assert image["status"] not in (images.FAILED, images.COMPLETE), \
                 image
-            time.sleep(0.02)
-        raise AssertionError("%s never became %s" % (path, status))
+        return poll.wait_for(reached, timeout, "%s to become %s"
+                             % (path, status), interval=0.02)
 
     def base(self, **parameters):
         answer = self.post("/imagefactory/base_images", body={"base_image": {
@@ -140,13 +139,12 @@ def test_base_image_post_answers_202_and_builds_live(client):
     assert image["icicle"] is None and image["parameters"]["size"] == 100
     assert image["target_images"] == []
     seen = set()
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+
+    def complete():
         now = client.get(_path(image)).json["base_image"]
         seen.add((now["status"], now["percent_complete"]))
-        if now["status"] == "COMPLETE":
-            break
-        time.sleep(0.02)
+        return now if now["status"] == "COMPLETE" else None
+    now = poll.wait_for(complete, 30, "the build", interval=0.02)
     assert ("BUILDING", 40) in seen and ("COMPLETE", 100) in seen
     assert "tiny" in now["icicle"]
     listed = client.get("/imagefactory/base_images").json
@@ -422,17 +420,19 @@ def test_delete_a_base_image_and_a_running_build(client, complete_base):
 def _first_seen(client, ids, status, timeout=30):
     """When each image was first seen with ``status``, polling the API;
     also the most images seen BUILDING at once."""
-    seen, most = {}, 0
-    deadline = time.monotonic() + timeout
-    while len(seen) < len(ids) and time.monotonic() < deadline:
+    seen, most = {}, [0]
+
+    def all_seen():
         now = {i: client.get("/imagefactory/base_images/" + i).json[
             "base_image"]["status"] for i in ids}
-        most = max(most, sum(s == "BUILDING" for s in now.values()))
+        most[0] = max(most[0], sum(s == "BUILDING" for s in now.values()))
         for i, s in now.items():
             if s == status:
                 seen.setdefault(i, time.monotonic())
-        time.sleep(0.02)
-    return seen, most
+        return len(seen) == len(ids)
+    poll.wait_for(all_seen, timeout, lambda: "every build %s (seen: %s)"
+                  % (status, sorted(seen)), interval=0.02)
+    return seen, most[0]
 
 
 def test_at_most_max_concurrent_builds_run_and_the_rest_wait_in_order(
@@ -464,10 +464,9 @@ def test_callbacks_get_every_status_in_order_retried_with_basic_auth(
         image = answer.json["base_image"]
         assert "s3cr" not in answer.text
         client.wait(_path(image))
-        deadline = time.monotonic() + 30
-        while receiver.statuses()[-1:] != [(image["id"], "COMPLETE")] and \
-                time.monotonic() < deadline:
-            time.sleep(0.05)
+        poll.wait_for(lambda: receiver.statuses()[-1:] == [
+            (image["id"], "COMPLETE")], 30, "the COMPLETE callback",
+            interval=0.05)
         received = receiver.received
     assert [r["code"] for r in received[:3]] == [500, 503, 200]
     assert receiver.statuses() == [(image["id"], s) for s in

@@ -8,6 +8,8 @@ import time
 
 import pytest
 
+from tests import poll
+
 GOOD = """<template>
   <name>clitest</name>
   <os>
@@ -247,10 +249,9 @@ def test_signal_cancels_build_and_marks_failed(cli_env, config_file, good,
          "base_image", "--parameter", "steps", "100", "--parameter",
          "step_seconds", "1", good], env=cli_env, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not any(
-            n.endswith(".meta") for n in _store_files(tmp_path)):
-        time.sleep(0.1)
+    poll.wait_for(lambda: any(n.endswith(".meta")
+                              for n in _store_files(tmp_path)),
+                  30, "the build's record", interval=0.1)
     time.sleep(0.5)
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=30)

@@ -4,7 +4,6 @@ package managers."""
 
 import logging
 import subprocess
-import time
 import types
 
 import paramiko
@@ -20,6 +19,7 @@ from novaimagebuilder import kickstart as ks
 from novaimagebuilder import nova
 from novaimagebuilder import proxy as proxy_mod
 from novaimagebuilder import ssh
+from tests import poll
 from tests.unit import sshd
 from tests.unit.test_customize import FakeGuest
 
@@ -426,11 +426,10 @@ def test_jump_host_with_the_agents_keys(sshd_server, client_key, tmp_path,
         key_path = str(tmp_path / "id")
         client_key.write_private_key_file(key_path)
         monkeypatch.setenv("SSH_AUTH_SOCK", socket_path)
-        for _ in range(50):
-            if subprocess.run(["ssh-add", "-q", key_path],
-                              stderr=subprocess.DEVNULL).returncode == 0:
-                break
-            time.sleep(0.1)
+        poll.wait_for(lambda: subprocess.run(
+            ["ssh-add", "-q", key_path],
+            stderr=subprocess.DEVNULL).returncode == 0, 5,
+            "ssh-agent to take the key", interval=0.1)
         jump = ssh.jump_host("root@127.0.0.1:%d" % sshd_server.port,
                              agent=True)
         assert jump.pkey is None

@@ -4,10 +4,11 @@ stops both, and a running daemon is left alone."""
 import os
 import subprocess
 import sys
-import time
 import uuid
 
 import pytest
+
+from tests import poll
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(
     os.path.dirname(os.path.abspath(__file__)))), "tools"))
@@ -40,11 +41,11 @@ def old_and_new(tmp_path):
     # The old process must be what the daemon looks for (a live session
     # leader naming the marker) before a test starts: one CI run under load
     # saw stop() find nothing, once.
-    deadline = time.monotonic() + 10
-    while daemon.find_all("old-www-" + tag) != [old.pid]:
-        assert time.monotonic() < deadline, (
-            old.poll(), process._cmdline(old.pid), process._session(old.pid))
-        time.sleep(0.1)
+    poll.wait_for(
+        lambda: daemon.find_all("old-www-" + tag) == [old.pid], 10,
+        lambda: "the old process (exit, command line, session: %r)" % ((
+            old.poll(), process._cmdline(old.pid), process._session(old.pid)),),
+        interval=0.1)
     yield old, daemon, tag
     old.kill()
     old.wait()
