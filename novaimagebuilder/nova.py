@@ -312,7 +312,7 @@ class NovaBackend(pipeline.Backend):
         succeeded = False
         try:
             image = glance.upload(
-                self._glance(), path, undo, name, disk_format,
+                glance.of(self.conn), path, undo, name, disk_format,
                 container_format, method="upload", cancel=self.cancel,
                 role=role, properties=dict(properties, **{
                     BUILD_TAG: self.build_id, OWNER_TAG: self.owner}))
@@ -320,11 +320,6 @@ class NovaBackend(pipeline.Backend):
         finally:
             undo.unwind(succeeded)
         return image.id
-
-    def _glance(self):
-        """A glanceclient on this connection's session: image data is
-        streamed (and hashed while it is read) by :mod:`glance`."""
-        return glance.of(self.conn)
 
     # -- servers ---------------------------------------------------------------
 
