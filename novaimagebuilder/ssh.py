@@ -47,6 +47,9 @@ RETRYABLE = (OSError, EOFError, paramiko.SSHException)
 #: The longest pause between two SSH attempts while a guest boots (seconds):
 #: its SSH server is noticed this soon after it starts.
 SSH_RETRY_WITHIN = 2.0
+#: How long a reconnected guest connection tries to bind a forward's port
+#: again while the lost connection's sshd still holds it (seconds).
+FORWARD_AGAIN_WITHIN = 30.0
 
 
 class SSHError(errors.BuildError):
@@ -546,6 +549,7 @@ class SSHGuest:
         self.jump = jump
         self.host_key = None
         self._client = None
+        self._forwards = {}  # guest port -> (host, port) it relays to
 
     def __repr__(self):
         return f"<SSHGuest {self.username}@{self.address}>"
@@ -655,7 +659,12 @@ class SSHGuest:
                             f"{self.address} failed")
 
     def close(self):
-        """Close the connection, and the jump host's with it."""
+        """Close the connection (its forwards end with it), and the jump
+        host's with it."""
+        self._forwards = {}
+        self._disconnect()
+
+    def _disconnect(self):
         if self._client is not None:
             self._client.close()
             self._client = None
@@ -675,10 +684,33 @@ class SSHGuest:
         if transport is None or not transport.is_active():
             self.logger.info("SSH connection to %s was lost; reconnecting",
                              self.address)
-            self.close()
+            self._disconnect()
             self.connect()
             transport = self._client.get_transport()
+            for bound, (host, port) in self._forwards.items():
+                self._forward_again(transport, bound, host, port)
         return transport
+
+    def _forward_again(self, transport, bound, host, port):
+        """Bind guest port ``bound`` again on a new connection: the guest
+        was told that port. The lost connection's sshd may hold it a while."""
+        try:
+            for _ in waiter.iterate(FORWARD_AGAIN_WITHIN, "", interval=0.5,
+                                    max_interval=2.0):
+                try:
+                    transport.request_port_forward(
+                        "127.0.0.1", bound, self._relay_to(host, port))
+                    self.logger.info("Guest port 127.0.0.1:%d forwards to %s "
+                                     "again", bound, host_port(host, port))
+                    return
+                except paramiko.SSHException:
+                    pass
+        except errors.WaitTimeout:
+            raise errors.BuildError(
+                f"SSH connection to {self.address} was lost and guest port "
+                f"127.0.0.1:{bound} (forwarding to {host_port(host, port)}) "
+                f"is still held after {FORWARD_AGAIN_WITHIN:g} s, so the "
+                "guest cannot reach it") from None
 
     # -- tunnels
 
@@ -686,17 +718,23 @@ class SSHGuest:
         """Make ``host:port``, as this machine reaches it, reachable inside
         the guest at 127.0.0.1:N (an SSH remote forward, ``ssh -R``); returns
         N. Each connection the guest makes there is relayed through the SSH
-        connection; the forward ends with it."""
-        transport = self._transport()
+        connection; a lost connection's forwards are bound again, on the
+        same ports, when it is opened anew."""
+        bound = self._transport().request_port_forward(
+            "127.0.0.1", 0, self._relay_to(host, port))
+        self._forwards[bound] = (host, port)
+        self.logger.info("Guest port 127.0.0.1:%d forwards to %s through SSH",
+                         bound, host_port(host, port))
+        return bound
 
+    def _relay_to(self, host, port):
+        """The handler of a forward's connections: each is relayed to
+        host:port in a thread of its own."""
         def accepted(channel, origin, server):
             threading.Thread(target=_relay, args=(channel, host, port,
                                                   self.logger),
                              daemon=True).start()
-        bound = transport.request_port_forward("127.0.0.1", 0, accepted)
-        self.logger.info("Guest port 127.0.0.1:%d forwards to %s through SSH",
-                         bound, host_port(host, port))
-        return bound
+        return accepted
 
     # -- commands
 

@@ -288,27 +288,77 @@ def test_tunnelled_proxy_points_at_the_forwards():
                                          "http://127.0.0.1:41001/")
 
 
-def test_remote_forward_reaches_a_service_here(sshd_server, client_key):
+def _echo_server():
+    """A listener here that answers each connection's 5 bytes with pong."""
     import socket
     import threading
     listener = socket.create_server(("127.0.0.1", 0))
-    got = []
 
     def serve():
-        conn, _ = listener.accept()
-        got.append(conn.recv(5))
-        conn.sendall(b"pong")
-        conn.close()
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            conn.recv(5)
+            conn.sendall(b"pong")
+            conn.close()
     threading.Thread(target=serve, daemon=True).start()
+    return listener
+
+
+PING = ("python3 -c 'import socket; s=socket.create_connection((\"127.0.0.1\""
+        ", %d)); s.sendall(b\"ping!\"); print(s.recv(4).decode())'")
+
+
+def _lose_connection(guest, port):
+    """End the guest's SSH connection from this side and wait until its
+    sshd lets go of the forward's port."""
+    import socket
+    guest._client.get_transport().close()
+
+    def released():
+        try:
+            with socket.create_server(("127.0.0.1", port)):
+                return True
+        except OSError:
+            return False
+    poll.wait_for(released, 10, "sshd to release port %d" % port,
+                  interval=0.1)
+
+
+def test_remote_forward_is_bound_again_after_a_lost_connection(
+        sshd_server, client_key):
+    listener = _echo_server()
     with ssh.SSHGuest("127.0.0.1", sshd_server.port, "root", client_key,
                       host_key_policy="any") as guest:
         guest.wait_until_reachable(10)
         port = guest.forward_remote("127.0.0.1", listener.getsockname()[1])
-        out = guest.run("python3 -c 'import socket; s=socket.create_"
-                        "connection((\"127.0.0.1\", %d)); s.sendall(b\"ping!\")"
-                        "; print(s.recv(4).decode())'" % port)[1]
+        assert guest.run(PING % port)[1] == "pong\n"
+        _lose_connection(guest, port)
+        assert guest.run(PING % port)[1] == "pong\n"
     listener.close()
-    assert (got, out) == ([b"ping!"], "pong\n")
+
+
+def test_remote_forward_whose_port_is_taken_meanwhile_is_one_error(
+        sshd_server, client_key, monkeypatch):
+    import socket
+    monkeypatch.setattr(ssh, "FORWARD_AGAIN_WITHIN", 2.0)
+    listener = _echo_server()
+    service = listener.getsockname()[1]
+    with ssh.SSHGuest("127.0.0.1", sshd_server.port, "root", client_key,
+                      host_key_policy="any") as guest:
+        guest.wait_until_reachable(10)
+        port = guest.forward_remote("127.0.0.1", service)
+        _lose_connection(guest, port)
+        with socket.create_server(("127.0.0.1", port)):
+            with pytest.raises(errors.BuildError) as caught:
+                guest.run("true")
+    listener.close()
+    assert str(caught.value) == (
+        "SSH connection to 127.0.0.1:%d was lost and guest port 127.0.0.1:%d"
+        " (forwarding to %s) is still held after 2 s, so the guest cannot "
+        "reach it" % (sshd_server.port, port, "127.0.0.1:%d" % service))
 
 
 def _template(os_name, version, url):
