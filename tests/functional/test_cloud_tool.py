@@ -66,6 +66,38 @@ def test_down_of_a_state_directory_never_brought_up(tmp_path):
     assert "Traceback" not in down.stderr
 
 
+def test_down_after_an_up_killed_in_its_venv_step(tmp_path):
+    state = tmp_path / "state"
+    env = dict(os.environ, IMGFAC_TEST_CLOUD_DIR=str(state))
+    up = subprocess.Popen([TOOL, "up"], env=env, start_new_session=True,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    python = state / "venv" / "bin" / "python"
+    try:
+        poll.wait_for(lambda: python.exists() or up.poll() is not None, 600,
+                      "the venv's python", interval=0.01)
+        assert up.poll() is None, "up ended before its venv step"
+    finally:
+        os.killpg(up.pid, signal.SIGKILL)
+        up.wait()
+    down = subprocess.run([TOOL, "down"], env=env, capture_output=True,
+                          text=True)
+    assert down.returncode == 0, down.stderr
+    assert "Traceback" not in down.stderr
+    again = subprocess.run([TOOL, "status"], env=env, capture_output=True,
+                           text=True)
+    assert "Traceback" not in again.stderr
+    assert not [pid for pid in os.listdir("/proc") if pid.isdigit()
+                and str(state) in _cmdline(pid)]
+
+
+def _cmdline(pid):
+    try:
+        with open("/proc/%s/cmdline" % pid, "rb") as f:
+            return f.read().decode(errors="replace")
+    except OSError:
+        return ""
+
+
 def test_a_failing_step_is_one_line(tmp_path):
     (tmp_path / "file").write_text("")
     env = dict(os.environ, IMGFAC_TEST_CLOUD_DIR=str(tmp_path / "file"))
