@@ -401,13 +401,16 @@ class Builder:
                 ctx.check_cancelled()
             except BaseException as exc:  # a build must never die silently
                 reason = one_line(exc)
-                if isinstance(exc, (errors.Cancelled, KeyboardInterrupt)):
+                interrupted = isinstance(exc, (errors.Cancelled,
+                                               KeyboardInterrupt))
+                if interrupted:
                     current = self.store.get(record.identifier)
                     reason = "interrupted at %d %%: %s" % (
                         current.percent_complete, current.activity)
                 LOG.error("Building %s %s failed: %s", record.type,
                           record.identifier, reason)
-                LOG.info("Details of the failure:", exc_info=True)
+                if not interrupted:  # where it stopped says it all
+                    LOG.info("Details of the failure:", exc_info=True)
                 _remove_partial(ctx.body_path)
                 self._fail(record, reason)
                 return "%s %s failed: %s" % (record.type, record.identifier,

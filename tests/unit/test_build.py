@@ -87,13 +87,18 @@ def test_plugin_exception_becomes_one_line_failure(builder, caplog):
     assert not os.path.exists(builder.store.body_path(record.identifier))
 
 
-def test_cancel_stops_build(builder):
+def test_cancel_stops_build_and_its_log_says_where(builder, caplog):
+    caplog.set_level(logging.INFO)
     job = builder.base_image(_template(), {"steps": "50", "step_seconds": "1"})
     job.cancel()
     _finish(job)
     record = builder.store.get(job.image.identifier)
     assert record.status == images.FAILED
     assert record.error.startswith("interrupted at 0 %: ")
+    with open(record.log) as handle:
+        log = handle.read()
+    assert "failed: interrupted at 0 %: " in log
+    assert "Traceback" not in log  # a cancel is no failure to debug
 
 
 @pytest.mark.parametrize("values,error", [
