@@ -47,6 +47,7 @@ class BuildContext:
         self._cancel = cancel_event
         self._on_change = on_change or (lambda record: None)
         self.body_path = store.body_path(identifier)
+        self._shown = None
 
     @property
     def cancelled(self):
@@ -69,9 +70,13 @@ class BuildContext:
         self._on_change(record)
 
     def progress(self, percent, activity):
-        """Record that the build is ``percent`` done and doing ``activity``."""
-        self._update(status=images.BUILDING,
-                     percent_complete=max(0, min(100, int(percent))),
+        """Record that the build is ``percent`` done and doing ``activity``;
+        the build log gets each change, with the record's percentage."""
+        percent = max(0, min(100, int(percent)))
+        if (percent, activity) != self._shown:
+            self._shown = (percent, activity)
+            LOG.info("%d%% %s", percent, activity)
+        self._update(status=images.BUILDING, percent_complete=percent,
                      status_detail={"activity": activity, "error": None})
 
     def set_property(self, name, value):

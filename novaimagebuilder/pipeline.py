@@ -218,7 +218,6 @@ class Pipeline:
     def progress(self, percent, activity):
         if self.cancel is not None and self.cancel.is_set():
             raise errors.Cancelled()
-        self.log.info("%d%% %s", percent, activity)
         self._progress(percent, activity)
 
     def run(self, template, parameters):

@@ -12,6 +12,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -374,7 +375,15 @@ def test_target_content_goes_into_the_target_only(workspace, env, base):
         capture_output=True, text=True, check=True).stdout)
     assert info["format"] == "qcow2"
     with open(image["log"]) as handle:
-        assert "Booting the base image to customize it" in handle.read()
+        log = handle.read()
+    assert "Booting the base image to customize it" in log
+    # The log's percentages are the record's: the customization's own
+    # progress is mapped into 5..19 % of the target build.
+    shown = [(int(m.group(1)), m.group(2)) for m in re.finditer(
+        r" INFO imgfac_nova\.build (\d+)% (.*)", log)]
+    assert [p for p, _ in shown] == sorted(p for p, _ in shown)
+    assert 5 <= dict((a, p) for p, a in shown)[
+        "Booting the base image to customize it"] <= 19
 
 
 @pytest.mark.slow  # a customization boot in Nova; the local one covers it

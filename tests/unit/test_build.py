@@ -63,6 +63,20 @@ def test_base_image_completes_with_data_icicle_and_progress(builder):
         ("Step 2", 50), ("Step 3", 75), ("Build complete", 100)]
 
 
+def test_the_build_log_shows_each_progress_change_as_recorded(builder,
+                                                              caplog):
+    caplog.set_level(logging.INFO)
+    job = builder.base_image(_template(), {"steps": "4"})
+    _finish(job)
+    record = builder.store.get(job.image.identifier)
+    with open(record.log) as handle:
+        shown = [line.split(" INFO imgfac_nova.build ", 1)[1]
+                 for line in handle.read().splitlines()
+                 if " INFO imgfac_nova.build " in line and "%" in line]
+    assert shown == ["0% Starting BaseImage", "0% Step 0", "25% Step 1",
+                     "50% Step 2", "75% Step 3"]
+
+
 def test_secrets_are_redacted_in_stored_metadata(builder):
     job = builder.base_image(_template(), {"token": "tok-123"})
     _finish(job)
