@@ -269,7 +269,9 @@ def _expected_hash(image):
 
 def download(glance, image_id, path, progress=None, cancel=None):
     """Stream the data of Glance image ``image_id`` to ``path``; checked
-    against the image's hash. Nothing is left at ``path`` on failure."""
+    against the image's hash. ``progress(percent, bytes_received)`` is
+    called when the percentage changes. Nothing is left at ``path`` on
+    failure."""
     image = call("reading Glance image %s" % image_id, glance.images.get,
                  image_id)
     size = image.get("size") or 0
@@ -279,7 +281,7 @@ def download(glance, image_id, path, progress=None, cancel=None):
     if expected is None:
         LOG.warning("Glance image %s has no hash: its data is not checked",
                     image_id)
-    done = 0
+    done, reported = 0, None
     digest = StreamHash(expected[0]) if expected else None
     try:
         data = call("downloading Glance image %s" % image_id,
@@ -292,8 +294,10 @@ def download(glance, image_id, path, progress=None, cancel=None):
                     digest.update(chunk)
                 handle.write(chunk)
                 done += len(chunk)
-                if progress is not None and size:
-                    progress(100 * done // size, done)
+                if progress is not None and size and \
+                        100 * done // size != reported:
+                    reported = 100 * done // size
+                    progress(reported, done)
         if digest is not None and digest.hexdigest() != expected[1]:
             raise errors.BuildError(
                 "Glance image %s arrived damaged: its %s is %s, the data's "

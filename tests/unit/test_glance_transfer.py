@@ -58,6 +58,17 @@ def test_download_checks_the_hash(tmp_path):
     assert seen[-1] == 100
 
 
+def test_download_progress_is_reported_once_a_percent(tmp_path):
+    data = bytes(120 * glance.CHUNK + 3)  # more chunks than percents
+    seen = []
+    with requests_mock.Mocker() as mocker:
+        _mock(mocker, data, hashlib.sha512(data).hexdigest())
+        glance.download(_client(), IMAGE, str(tmp_path / "image"),
+                        progress=lambda p, n: seen.append(p))
+    assert seen == sorted(set(seen)) and seen[-1] == 100
+    assert len(seen) <= 101
+
+
 def test_damaged_download_is_an_error_and_leaves_no_file(tmp_path):
     data = os.urandom(glance.CHUNK + 5)
     path = tmp_path / "image"
