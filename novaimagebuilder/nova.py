@@ -859,8 +859,11 @@ CONFLICT_TIMEOUT = 30
 
 
 def _wait_server_gone(conn, server_id, timeout=300):
-    """Wait until Nova no longer lists the server (its ports are released by
-    then); a deletion that fails puts it in ERROR with no task."""
+    """Wait until Nova no longer has the server (its ports are released by
+    then). Status DELETED is not gone yet: nova-compute shows it before it
+    gives back the server's placement allocation and removes it (seconds,
+    in which it still counts). A deletion that fails puts it in ERROR with
+    no task."""
     from openstack import exceptions as sdk
 
     def poll():
@@ -871,7 +874,7 @@ def _wait_server_gone(conn, server_id, timeout=300):
 
     waiter.wait_for(
         "waiting for server %s to be deleted" % server_id, poll,
-        lambda server: server is None or server.status == "DELETED",
+        lambda server: server is None,
         timeout=timeout,
         failed=lambda server: _fault(server)
         if server.status == "ERROR" and not server.task_state else None)

@@ -338,3 +338,16 @@ def test_kickstart_iso_copy_is_shared_media_booting_with_the_cmdline(
     assert b"rootpw" not in asked[1]
     assert asked[2] == initrd
     assert rescued == ["iso9"]
+
+
+def test_a_deleted_server_is_gone_only_when_nova_no_longer_has_it(cloud):
+    # nova-compute shows vm_state DELETED, then gives back the placement
+    # allocation, then removes the instance: the server counts until the 404.
+    deleted = server("DELETED", "deleted", 0)
+    cloud.get(NOVA + "servers/srv1", [
+        {"json": server("ACTIVE", "active", 1, "deleting")}, {"json": deleted},
+        {"json": deleted}, {"status_code": 404, "json": {}}])
+    nova._wait_server_gone(connect(), "srv1", timeout=30)
+    gets = [r for r in cloud.request_history if r.method == "GET"
+            and r.path.endswith("/servers/srv1")]
+    assert len(gets) == 4
