@@ -112,10 +112,23 @@ def _where(request, backend, step, tmp):
         "--id", base.record["identifier"])
 
 
+def _cases():
+    """(backend, step, activity) of every case. The chain steps push the
+    session's base image, so they run with that backend's builds (one
+    worker); the base-image steps need nothing shared, so each backend's
+    run on a worker of their own and the two workers share the matrix."""
+    for backend in ("nova", "local"):
+        for step, activity in STEPS:
+            group = backend + ("-builds" if step in dict(CHAIN_STEPS)
+                               else "-faults")
+            yield pytest.param(backend, step, activity,
+                               id="%s-%s" % (backend, step),
+                               marks=pytest.mark.xdist_group(group))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("fault", FAULTS)
-@pytest.mark.parametrize("step,activity", STEPS, ids=[s for s, _ in STEPS])
-@pytest.mark.parametrize("backend", ("nova", "local"))
+@pytest.mark.parametrize("backend,step,activity", _cases())
 def test_fault_leaves_nothing(backend, step, activity, fault, envs, request,
                               tmp_path, conn, admin_conn):
     from novaimagebuilder import nova
