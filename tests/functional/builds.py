@@ -121,11 +121,12 @@ def imgfac(config, *args, env=None, timeout=1800):
     return result
 
 
-def delete(config, image, env, conn):
-    """Delete the Nova-built ``image`` (a record) and the JEOS cache entry
-    its build stored: once the record is gone, remove_jeos_cache no longer
-    counts that entry among the session's."""
-    deleted = imgfac(config, "delete", image["identifier"], env=env)
+def delete(config, image, env, conn, *args):
+    """Delete the Nova-built ``image`` (a record; ``args`` go to the delete
+    verb) and the JEOS cache entry its build stored: once the record is
+    gone, remove_jeos_cache no longer counts that entry among the
+    session's."""
+    deleted = imgfac(config, "delete", image["identifier"], *args, env=env)
     assert deleted.returncode == 0, deleted.stderr
     if image["properties"].get("jeos_cache") == "stored":
         conn.image.delete_image(image["properties"]["jeos_image"],

@@ -92,9 +92,8 @@ def test_snapshot_build_is_the_provider_image(setup, env, credentials, conn):
         for name in os.listdir(store):
             with open(os.path.join(store, name), errors="replace") as f:
                 assert credentials[1] not in f.read(), name
-        deleted = builds.imgfac(config, "delete", image["identifier"],
-                                "--credentials", credentials[0], env=env)
-        assert deleted.returncode == 0, deleted.stderr
+        builds.delete(config, image, env, conn, "--credentials",
+                      credentials[0])
         assert conn.image.find_image(glance.id) is None
         assert _made_for(conn, name) == []
     finally:
