@@ -20,7 +20,7 @@ import urllib.request
 import paramiko
 import pytest
 
-from tests.functional.poll import ssh_login, wait_for
+from tests.poll import ssh_login, wait_for
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 SPEC = importlib.util.spec_from_file_location(

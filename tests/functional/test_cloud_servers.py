@@ -18,7 +18,7 @@ import uuid
 import paramiko
 import pytest
 
-from tests.functional.poll import ssh_login
+from tests.poll import ssh_login
 
 GUEST_IMAGE = "debian-guest"
 GUEST_USER = "debian"

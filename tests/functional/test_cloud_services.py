@@ -13,7 +13,7 @@ import threading
 import openstack
 import pytest
 
-from tests.functional.poll import wait_for
+from tests.poll import wait_for
 
 from tests.functional.conftest import run_tool
 
