@@ -117,13 +117,11 @@ def _cases():
     session's base image, so they run with that backend's builds (one
     worker); the base-image steps need nothing shared, so each backend's
     run on a worker of their own and the two workers share the matrix."""
-    for backend in ("nova", "local"):
-        for step, activity in STEPS:
-            group = backend + ("-builds" if step in dict(CHAIN_STEPS)
-                               else "-faults")
-            yield pytest.param(backend, step, activity,
-                               id="%s-%s" % (backend, step),
-                               marks=pytest.mark.xdist_group(group))
+    return [pytest.param(backend, step, activity, id="%s-%s" % (backend, step),
+                         marks=pytest.mark.xdist_group(backend + (
+                             "-builds" if step in dict(CHAIN_STEPS)
+                             else "-faults")))
+            for backend in ("nova", "local") for step, activity in STEPS]
 
 
 @pytest.mark.slow
