@@ -8,6 +8,7 @@ import dataclasses
 import fcntl
 import os
 import subprocess
+import tempfile
 import time
 import uuid
 
@@ -40,7 +41,7 @@ class TestCloud:
 #: ``exclusive``, so that one runs while no other does on this machine
 #: (other workers, other runs). The turnstile is taken first by both, and
 #: kept by an exclusive test while it waits, so it is not starved.
-MACHINE_LOCK = "/run/lock/imgfac-nova-tests"
+MACHINE_LOCK = os.path.join(tempfile.gettempdir(), "imgfac-nova-tests.lock")
 
 
 @pytest.fixture(autouse=True)
