@@ -807,7 +807,10 @@ def sweep_cloud(conn, protected, dry_run=False, log=None):
     """Remove the :func:`leftovers` that ``protected`` does not keep, in one
     pass: servers (waiting until each is gone), then floating IPs, ports,
     security groups, keypairs, volumes and images. Returns the Outcomes; after
-    removing, anything still listed is an Outcome with an error too."""
+    removing, anything it removed that is still listed is an Outcome with an
+    error too. What is new in that listing (a build that ended or was killed
+    meanwhile, which another sweep may be removing) is left to the next
+    sweep."""
     from openstack import exceptions as sdk
     log = log or LOG
 
@@ -845,10 +848,11 @@ def sweep_cloud(conn, protected, dry_run=False, log=None):
                             explain=explain, log=log)
     if dry_run:
         return outcomes
-    refused = {outcome.leftover for outcome in outcomes if outcome.error}
+    removed = {(outcome.leftover.kind, outcome.leftover.id)
+               for outcome in outcomes if not outcome.error}
     for leftover in call("listing the cloud's tagged resources", leftovers,
                          conn):
-        if leftover not in refused and not protected(leftover):
+        if (leftover.kind, leftover.id) in removed:
             outcomes.append(sweep.Outcome(leftover,
                                           "still there after the sweep"))
     return outcomes
