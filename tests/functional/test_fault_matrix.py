@@ -55,13 +55,15 @@ PROVIDER = "@imgfac-test"
 
 
 @pytest.fixture
-def envs(test_cloud):
+def envs(test_cloud, cloud_env):
+    """The builds' environments; cloud_env also removes, at the end of the
+    worker's session, the JEOS cache entries its Nova builds stored."""
     base = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
     base["PYTHONPATH"] = builds.REPO
     # A local build has no cloud; its push names the provider's clouds.yaml
     # entry, found through OS_CLIENT_CONFIG_FILE alone.
     local = dict(base, OS_CLIENT_CONFIG_FILE=test_cloud.clouds_yaml)
-    return {"local": local, "nova": dict(base, **test_cloud.exports)}
+    return {"local": local, "nova": cloud_env}
 
 
 def _base_args(backend, step):
