@@ -21,6 +21,7 @@ import urllib.parse
 import urllib.request
 
 from novaimagebuilder import errors
+from novaimagebuilder import netguard
 
 LOG = logging.getLogger(__name__)
 
@@ -57,8 +58,11 @@ class Media:
 class MediaCache:
     """Files by sha256 under ``path``, with what each URL last served."""
 
-    def __init__(self, path):
+    def __init__(self, path, url_check=None):
+        """``url_check(url, what)`` (e.g. a netguard.AddressPolicy's check)
+        vets every URL opened and every redirect; None trusts them all."""
         self.path = path
+        self.url_check = url_check
         os.makedirs(path, exist_ok=True)
         self._index_path = os.path.join(path, "urls.json")
 
@@ -111,7 +115,7 @@ class MediaCache:
             if known.get("last_modified"):
                 request.add_header("If-Modified-Since", known["last_modified"])
         try:
-            response = urllib.request.urlopen(request, timeout=60)
+            response = netguard.urlopen(request, 60, self.url_check)
         except urllib.error.HTTPError as exc:
             if exc.code == 304 and known:
                 return self.file(known["sha256"]), known["sha256"]
@@ -153,10 +157,10 @@ class MediaCache:
             raise
 
 
-def _exists(url):
+def _exists(url, check):
     request = urllib.request.Request(url, method="HEAD")
     try:
-        with urllib.request.urlopen(request, timeout=30):
+        with netguard.urlopen(request, 30, check):
             return True
     except (urllib.error.URLError, OSError):
         return False
@@ -169,7 +173,7 @@ def _join(base, relative):
 _DIGEST_LENGTHS = {"md5sum": 32, "sha1sum": 40, "sha256sum": 64}
 
 
-def _expected_digest(checksum, iso_url):
+def _expected_digest(checksum, iso_url, check):
     """The digest a template's checksum element stands for: the digest itself,
     or (as Oz does) the URL of a checksum file listing the ISO's name."""
     kind, value = checksum
@@ -178,7 +182,7 @@ def _expected_digest(checksum, iso_url):
             c in "0123456789abcdefABCDEF" for c in value):
         return value.lower()
     try:
-        with urllib.request.urlopen(value, timeout=60) as response:
+        with netguard.urlopen(value, 60, check) as response:
             listing = response.read(1024 * 1024).decode("utf-8", "replace")
     except (urllib.error.URLError, OSError) as exc:
         raise errors.BuildError("cannot download the checksum file %s: %s"
@@ -194,9 +198,9 @@ def _expected_digest(checksum, iso_url):
                             % (value, name))
 
 
-def _verify(path, checksum, iso_url):
+def _verify(path, checksum, iso_url, check):
     kind = checksum.type
-    expected = _expected_digest(checksum, iso_url)
+    expected = _expected_digest(checksum, iso_url, check)
     digest = hashlib.new(kind[:-3])
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(_CHUNK), b""):
@@ -228,12 +232,12 @@ def fetch(install, cache, kernel_url=None, ramdisk_url=None, cancel=None):
     if install.type == "iso":
         path, digest = cache.fetch(install.iso, cancel)
         if install.checksum:
-            _verify(path, install.checksum, install.iso)
+            _verify(path, install.checksum, install.iso, cache.url_check)
         _check_iso(path, install.iso)
         return Media("iso", {"iso": path}, {"iso": digest}, install.iso)
     if not (kernel_url and ramdisk_url):
         for kernel, ramdisk in KERNEL_CANDIDATES:
-            if _exists(_join(install.url, kernel)):
+            if _exists(_join(install.url, kernel), cache.url_check):
                 kernel_url = kernel_url or _join(install.url, kernel)
                 ramdisk_url = ramdisk_url or _join(install.url, ramdisk)
                 break
