@@ -25,8 +25,11 @@ in values is ignored, base64 may be wrapped over lines, the children of
 Stricter: names, OS name and version, URLs (also of url-type files) and
 ISO locations must not be empty, a disk size of zero is refused, any
 loopback address (also with a port, or inside an apt source line) counts
-as localhost for repositories, and XInclude is not supported.  Oz fetches
-url-type files and commands while parsing; here they are only recorded.
+as localhost for repositories, XInclude is not supported, ISO
+``<extras>`` (files of the build host copied into the install ISO) are
+refused, and so is a ``<rootpw>`` that is an MD5-crypt (``$1$``) hash.  Oz
+fetches url-type files and commands while parsing; here they are only
+recorded.
 """
 
 import base64
@@ -42,6 +45,8 @@ import urllib.parse
 from typing import NamedTuple
 
 from lxml import etree
+
+from novaimagebuilder import scrub
 
 
 class Limits(NamedTuple):
@@ -98,21 +103,12 @@ class Checksum(NamedTuple):
 
 
 @dataclasses.dataclass(frozen=True)
-class IsoExtra:
-    """A file or directory copied into the install ISO."""
-    kind: str
-    source: str
-    destination: str
-
-
-@dataclasses.dataclass(frozen=True)
 class Install:
     """How the OS is installed: from an install tree URL or from an ISO."""
     type: str
     url: str | None = None
     iso: str | None = None
     checksum: Checksum | None = None
-    extras: tuple = ()
 
     @property
     def location(self):
@@ -211,7 +207,7 @@ class Template:
     def summary(self):
         """Short human-readable lines saying what would be built."""
         install = self.os.install
-        location = _hide_url_passwords(install.location)
+        location = scrub.scrub(install.location)
         lines = [f"Template: {self.name}"]
         if self.description:
             lines.append("Description: "
@@ -249,9 +245,9 @@ class Template:
                     element.text = REDACTED
         for element in root.iter():
             if element.text:
-                element.text = _hide_url_passwords(element.text)
+                element.text = scrub.scrub(element.text)
             for attribute, value in element.attrib.items():
-                element.set(attribute, _hide_url_passwords(value))
+                element.set(attribute, scrub.scrub(value))
         return etree.tostring(root, encoding="unicode")
 
 
@@ -631,7 +627,7 @@ class _Reader:
             version=version,
             arch=arch,
             install=self.install(element.find("install")),
-            rootpw=_child_text(element, "rootpw"),
+            rootpw=self.rootpw(element.find("rootpw")),
             key=_child_text(element, "key"),
             kernelparam=_child_text(element, "kernelparam"),
             icicle_extra_command=_child_text(element,
@@ -653,6 +649,11 @@ class _Reader:
             if child.tag not in allowed:
                 raise self.error(child, f"<{child.tag}> is not allowed in "
                                  f"<install type='{kind}'>")
+            if child.tag == "extras":
+                raise self.error(child, "<extras> is not supported: files "
+                                 "of the build host are not copied into the "
+                                 "install ISO; put what the image needs in "
+                                 "<files> or the install script")
         if element.find(kind) is None:
             raise self.error(element, f"<install type='{kind}'> is missing "
                              f"<{kind}>")
@@ -660,8 +661,20 @@ class _Reader:
         if kind == "url":
             return Install(type="url", url=location)
         return Install(type="iso", iso=location,
-                       checksum=self.checksum(element),
-                       extras=self.iso_extras(element.find("extras")))
+                       checksum=self.checksum(element))
+
+    def rootpw(self, element):
+        """The root password (or its crypt hash); an MD5-crypt hash and its
+        relatives are refused as too weak."""
+        from novaimagebuilder import installscript
+        value = _text(element)
+        weak = value and installscript.weak_hash(value)
+        if weak:
+            raise self.error(element, f"<rootpw> is an {weak} hash, too weak "
+                             "to protect the root password; give a SHA-512 "
+                             "($6$) or yescrypt ($y$) hash, or the password "
+                             "(the install script gets its SHA-512 hash)")
+        return value
 
     def checksum(self, install):
         sums = [child for child in install if child.tag in CHECKSUM_TYPES]
@@ -671,17 +684,6 @@ class _Reader:
         if not sums or _text(sums[0]) is None:
             return None
         return Checksum(sums[0].tag, _text(sums[0]))
-
-    def iso_extras(self, element):
-        if element is None:
-            return ()
-        if len(element) == 0:
-            raise self.error(element, "<extras> must list at least one "
-                             "<file> or <directory>")
-        return tuple(IsoExtra(child.tag,
-                              self.required_attribute(child, "source"),
-                              self.required_attribute(child, "destination"))
-                     for child in element)
 
     def package(self, element):
         return Package(name=self.required_attribute(element, "name"),
@@ -719,7 +721,7 @@ class _Reader:
             return urllib.parse.urlsplit(
                 embedded.group() if embedded else url).hostname
         except ValueError:
-            raise self.error(element, f"{_quote(_hide_url_passwords(url))} is "
+            raise self.error(element, f"{_quote(scrub.scrub(url))} is "
                              "not a valid URL") from None
 
     def file(self, element):
@@ -869,15 +871,6 @@ def _is_local_host(host):
     except ValueError:
         return False
     return address.is_loopback or address.is_unspecified
-
-
-_URL_PASSWORD = re.compile(
-    r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^\s/@:]*:)[^\s/@]+@")
-
-
-def _hide_url_passwords(text):
-    """Replace the password in any "scheme://user:password@" in ``text``."""
-    return _URL_PASSWORD.sub(r"\g<1>" + REDACTED + "@", text)
 
 
 def _quote(value):

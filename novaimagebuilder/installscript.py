@@ -29,19 +29,25 @@ password (plain or hashed) is never logged.
 """
 
 import base64
-import hashlib
 import logging
 import re
-import secrets
 import shlex
 import urllib.parse
 
+from passlib.hash import sha512_crypt
+
 from novaimagebuilder import errors
+from novaimagebuilder import scrub
 
 LOG = logging.getLogger(__name__)
 
 DEFAULT_DISK = "vda"
-HASH_PREFIXES = ("$1$", "$5$", "$6$", "$y$", "$2b$", "$2y$")
+MASK = "***"
+#: Crypt hashes taken as they are: SHA-256/512 crypt, yescrypt, bcrypt.
+HASH_PREFIXES = ("$5$", "$6$", "$y$", "$2b$", "$2y$")
+#: Crypt hashes refused as too weak to protect a password.
+WEAK_HASH_PREFIXES = {"$1$": "MD5-crypt ($1$)", "$md5": "Sun MD5-crypt ($md5)",
+                      "$3$": "NT hash ($3$)"}
 
 
 class InstallScriptError(errors.BuildError, ValueError):
@@ -50,70 +56,19 @@ class InstallScriptError(errors.BuildError, ValueError):
 
 # ---------------------------------------------------------------- passwords
 
-_CRYPT64 = "./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-
-
-def _triples():
-    """(a, b, c) byte triples of the SHA-512 crypt output encoding."""
-    triples = []
-    first, second, third = 0, 21, 42
-    for _ in range(21):
-        triples.append((first, second, third))
-        first, second, third = second + 1, third + 1, first + 1
-    return triples
-
-
-def sha512_crypt(password, salt=None, rounds=5000):
-    """The "$6$" crypt(3) hash of ``password`` (SHA-512, Drepper's scheme).
-
-    ``salt`` (up to 16 characters of ./0-9A-Za-z) is random when None.
-    """
-    if salt is None:
-        salt = "".join(secrets.choice(_CRYPT64) for _ in range(16))
-    key, salt_bytes = password.encode("utf-8"), salt[:16].encode("ascii")
-    rounds = max(1000, min(999999999, rounds))
-
-    def sha(*parts):
-        digest = hashlib.sha512()
-        for part in parts:
-            digest.update(part)
-        return digest.digest()
-
-    def stretch(digest, length):
-        return (digest * (length // 64 + 1))[:length]
-
-    alternate = sha(key, salt_bytes, key)
-    state = hashlib.sha512(key + salt_bytes)
-    state.update(stretch(alternate, len(key)))
-    length = len(key)
-    while length:
-        state.update(alternate if length & 1 else key)
-        length >>= 1
-    digest = state.digest()
-    p_bytes = stretch(sha(key * len(key)), len(key))
-    s_bytes = stretch(sha(salt_bytes * (16 + digest[0])), len(salt_bytes))
-    for i in range(rounds):
-        parts = [p_bytes if i & 1 else digest]
-        if i % 3:
-            parts.append(s_bytes)
-        if i % 7:
-            parts.append(p_bytes)
-        parts.append(digest if i & 1 else p_bytes)
-        digest = sha(*parts)
-    encoded = []
-    for a, b, c in _triples():
-        value = (digest[a] << 16) | (digest[b] << 8) | digest[c]
-        encoded += [_CRYPT64[(value >> (6 * n)) & 63] for n in range(4)]
-    encoded += [_CRYPT64[(digest[63] >> (6 * n)) & 63] for n in range(2)]
-    prefix = "$6$" if rounds == 5000 else f"$6$rounds={rounds}$"
-    return f"{prefix}{salt[:16]}${''.join(encoded)}"
-
-
 def password_hash(password):
-    """A crypt hash for ``password``; a value that already is one is kept."""
+    """A crypt hash for ``password`` (SHA-512, 100,000 rounds, random
+    salt); a value that already is one is kept."""
     if password.startswith(HASH_PREFIXES):
         return password
-    return sha512_crypt(password, rounds=100000)
+    return sha512_crypt.using(rounds=100000).hash(password)
+
+
+def weak_hash(password):
+    """The name of the weak crypt scheme ``password`` is a hash of
+    (MD5-crypt and its relatives), or None."""
+    return next((name for prefix, name in WEAK_HASH_PREFIXES.items()
+                 if password.startswith(prefix)), None)
 
 
 # ---------------------------------------------------------------- helpers
@@ -503,6 +458,7 @@ def from_parameter(text, template=None):
     elif kind == "autoinstall":
         from novaimagebuilder import autoinstall
         autoinstall.validate(text)
+    _refuse_weak_hashes(text)
     if kind == "kickstart" and template is not None and \
             generator_for(template) is kickstart:
         from novaimagebuilder import kickstart as ks
@@ -512,6 +468,25 @@ def from_parameter(text, template=None):
     return text, kind
 
 
+#: Lines of a kickstart, preseed or autoinstall that may hold a password.
+_PASSWORD_LINE = re.compile(
+    r"^\s*(?:(?P<command>rootpw|user|sshpw)|\S+\s+passwd/\S*password\S*"
+    r"\s+\S+|password:)\s+(?P<rest>.*)$")
+
+
+def _refuse_weak_hashes(text):
+    """InstallScriptError naming the line of a weak password hash."""
+    for number, line in enumerate(text.split("\n"), start=1):
+        if not _PASSWORD_LINE.match(line):
+            continue
+        for word in re.split(r"[\s='\"]+", line):
+            name = weak_hash(word)
+            if name:
+                raise InstallScriptError(
+                    f"install_script:{number}: an {name} password hash is "
+                    "too weak; give a SHA-512 ($6$) or yescrypt ($y$) hash")
+
+
 # ---------------------------------------------------------------- showing
 
 _PRESEED_PASSWORD = re.compile(
@@ -519,23 +494,27 @@ _PRESEED_PASSWORD = re.compile(
     r"\s+\S+\s+(?P<value>.*?)\s*$")
 
 
-def _shown_kickstart_line(line):
-    """A kickstart line with a plain-text password replaced by its hash."""
+def _shown_kickstart_line(line, hide=None):
+    """A kickstart line with a plain-text password replaced by its hash;
+    with ``hide``, any password (hashed too) by ``hide(password)``."""
     try:
         words = shlex.split(line, comments=True)
     except ValueError:
         return line
     if not words or words[0] not in ("rootpw", "sshpw", "user") or \
-            "--iscrypted" in words:
+            ("--iscrypted" in words and hide is None):
         return line
-    shown, changed, value_next = [words[0], "--iscrypted"], False, False
+    shown, changed, value_next = [words[0]], False, False
+    if hide is None:  # shown as a hash
+        hide = password_hash
+        shown.append("--iscrypted")
     for word in words[1:]:
-        if word == "--plaintext":
+        if word == "--plaintext" and shown[1:2] == ["--iscrypted"]:
             continue
         if value_next or (words[0] != "user" and not word.startswith("-")):
-            word, changed, value_next = password_hash(word), True, False
+            word, changed, value_next = hide(word), True, False
         elif word.startswith("--password="):
-            word, changed = "--password=" + password_hash(word[11:]), True
+            word, changed = "--password=" + hide(word[11:]), True
         elif word == "--password":
             value_next = True
         shown.append(word)
@@ -562,3 +541,25 @@ def for_display(text, kind, template=None):
     if rootpw and not rootpw.startswith(HASH_PREFIXES):
         shown = shown.replace(rootpw, "***")
     return shown
+
+
+#: A crypt hash in a script: its scheme, then salt and digest.
+_CRYPT_HASH = re.compile(
+    r"\$(?:1|2[abxy]|3|5|6|7|y|gy|md5|sha1)[$,][^\s'\"]*")
+
+
+def masked(text):
+    """An operator's install script as a record may keep it: every
+    password, plain or hashed, and the credentials in every URL replaced
+    by ``***`` (kickstart ``rootpw``, ``sshpw``, ``user --password``,
+    preseed ``passwd/*password*``, autoinstall ``password:``; a crypt hash
+    anywhere)."""
+    lines = []
+    for line in text.split("\n"):
+        match = _PASSWORD_LINE.match(line)
+        if match and match["command"]:
+            line = _shown_kickstart_line(line, lambda word: MASK)
+        elif match:
+            line = line[:match.start("rest")] + MASK
+        lines.append(line)
+    return scrub.scrub(_CRYPT_HASH.sub(MASK, "\n".join(lines)))

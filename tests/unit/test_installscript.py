@@ -56,18 +56,12 @@ def salt_of(crypted):
 
 # ---------------------------------------------------------------- passwords
 
-@pytest.mark.parametrize("password, salt", [
-    ("pw", "abcdefgh"), ("a", "saltsalt"), ("x" * 200, "0123456789abcdef"),
-    ("pässwörd €", "./Zz09"), ("p" * 64, "rounds=10000$short"),
-])
-def test_sha512_crypt_matches_openssl(password, salt):
-    rounds = 5000
-    if salt.startswith("rounds="):
-        rounds, salt = int(salt[7:].split("$")[0]), salt.split("$")[1]
-        expected = openssl_hash(password, f"rounds={rounds}${salt}")
-    else:
-        expected = openssl_hash(password, salt)
-    assert isc.sha512_crypt(password, salt, rounds) == expected
+@pytest.mark.parametrize("password", ["pw", "x" * 200, "pässwörd €"])
+def test_password_hash_is_the_sha512_crypt_openssl_makes(password):
+    hashed = isc.password_hash(password)
+    assert hashed.startswith("$6$rounds=100000$")
+    salt = hashed.split("$")[3]
+    assert openssl_hash(password, f"rounds=100000${salt}") == hashed
 
 
 def test_random_salt_and_existing_hash():
@@ -336,3 +330,59 @@ def test_templates_plain_root_password_never_shown():
     text = "#!/bin/sh\necho s3cret pw | chpasswd\n"
     assert isc.for_display(text, None, fedora("s3cret pw")) == (
         "#!/bin/sh\necho *** | chpasswd\n")
+
+
+# ---------------------------------------------------------------- weak hashes
+
+@pytest.mark.parametrize("text, line", [
+    ("text\nrootpw --iscrypted $1$salt$abcdefghijklmnopqrstuv\npoweroff\n", 2),
+    ("poweroff\nuser --name=a --iscrypted --password=$1$s$h\n", 2),
+    ("d-i passwd/root-password-crypted password $1$s$h\n"
+     "d-i debian-installer/exit/poweroff boolean true\n", 1),
+])
+def test_given_scripts_with_md5_crypt_hashes_refused(text, line):
+    with pytest.raises(isc.InstallScriptError) as exc:
+        isc.from_parameter(text)
+    assert str(exc.value) == (
+        f"install_script:{line}: an MD5-crypt ($1$) password hash is too "
+        "weak; give a SHA-512 ($6$) or yescrypt ($y$) hash")
+
+
+def test_given_scripts_with_strong_hashes_accepted():
+    for hashed in ("$6$salt$abc", "$y$j9T$salt$abc"):
+        text = f"rootpw --iscrypted {hashed}\npoweroff\n"
+        assert isc.from_parameter(text) == (text, "kickstart")
+
+
+# ---------------------------------------------------------------- masking
+
+def test_masked_script_keeps_no_password_hash_or_url_credentials():
+    text = "\n".join([
+        "url --url=http://mirror:pw1@mirror.example/os "
+        "--proxy=https://tok2@proxy.example:3128/",
+        "rootpw --plaintext secret3",
+        "rootpw --iscrypted abJnggxhB/yWI",
+        "user --name=a --iscrypted --password=$6$s$hash4",
+        "user --name=b --password plain5",
+        "sshpw --username=root plain6",
+        "d-i passwd/user-password password plain7",
+        "d-i passwd/root-password-crypted password $y$j9T$s$hash8",
+        "    password: plain9",
+        "%post",
+        "echo 'root:$6$s$hash10' | chpasswd -e",
+        "%end",
+        "poweroff", ""])
+    shown = isc.masked(text)
+    for secret in ("pw1", "tok2", "secret3", "abJnggxhB", "hash4", "plain5",
+                   "plain6", "plain7", "hash8", "plain9", "hash10"):
+        assert secret not in shown
+    assert shown.splitlines()[0] == (
+        "url --url=http://***@mirror.example/os "
+        "--proxy=https://***@proxy.example:3128/")
+    assert shown.splitlines()[3] == "user --name=a --iscrypted '--password=***'"
+    assert shown.splitlines()[-2:] == ["%end", "poweroff"]
+
+
+def test_masked_leaves_other_lines_alone():
+    text = "text\nautopart --type=plain\npoweroff\n"
+    assert isc.masked(text) == text
