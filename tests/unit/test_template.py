@@ -808,5 +808,6 @@ def test_long_values_are_shortened_in_messages():
     "$6$rounds=100000$salt$" + "a" * 86, "$y$j9T$salt$" + "b" * 43,
     "plain pass"])
 def test_strong_root_password_hashes_and_plain_passwords_accepted(rootpw):
-    text = MINIMAL.replace("  </os>", f"    <rootpw>{rootpw}</rootpw>\n  </os>")
+    text = minimal().replace("  </os>",
+                             f"    <rootpw>{rootpw}</rootpw>\n  </os>")
     assert parse_template(text).os.rootpw == rootpw
