@@ -79,6 +79,10 @@ class BuildContext:
         self._update(status=images.BUILDING, percent_complete=percent,
                      status_detail={"activity": activity, "error": None})
 
+    def get_property(self, name):
+        """The image's property ``name`` (None when it has none)."""
+        return self._store.get(self.identifier).properties.get(name)
+
     def set_property(self, name, value):
         self._changed(self._store.modify(
             self.identifier, lambda record: record.properties.update(

@@ -7,6 +7,11 @@ output into callbacks; :func:`verify` checks the result with ``qemu-img
 info`` (and ``qemu-img check`` where the format has consistency checks)
 before an image counts as complete. OVA archives are made by
 :mod:`novaimagebuilder.ova`.
+
+qemu-img is always told the format of an image (never left to probe bytes a
+guest wrote), and :func:`inspect` checks an image with oslo.utils' format
+inspector before qemu-img, QEMU or Glance gets it: no backing file, no data
+file, no extent naming another file, and the format it claims.
 """
 import dataclasses
 import json
@@ -15,6 +20,8 @@ import re
 import select
 import subprocess
 import tempfile
+
+from oslo_utils.imageutils import format_inspector
 
 from novaimagebuilder import errors
 
@@ -67,6 +74,90 @@ FORMATS = {f.name: f for f in (
 )}
 
 
+#: Glance disk formats that are not disk images (kernels and ramdisks):
+#: qemu-img never opens them and they have no header to inspect.
+NOT_DISKS = ("aki", "ari", "ami")
+#: The inspector's names of formats qemu-img spells otherwise.
+_INSPECTOR_NAMES = {"vpc": "vhd"}
+#: What else the inspector may find in an image of a format: a whole disk
+#: with a partition table ("gpt", as Nova allows for raw images), and a
+#: fixed VHD, whose only header is its footer (read by ``qemu-img -f vpc``).
+_ALSO_FOUND = {"raw": ("gpt",), "vhd": ("raw", "gpt")}
+#: How a failed safety check of the inspector reads in an error.
+_PROBLEMS = {"backing_file": "a backing file",
+             "data_file": "an external data file",
+             "unknown_features": "qcow2 features qemu-img may not know"}
+
+
+def qemu_format(disk_format):
+    """qemu-img's name of the Glance ``disk_format``."""
+    return {"vhd": "vpc"}.get(disk_format, disk_format)
+
+
+def inspect(path, claimed, what, container_format="bare"):
+    """Refuse the image ``path`` unless it is safe to hand to qemu-img, QEMU
+    or Glance as ``claimed`` (a qemu-img or Glance format name): the format
+    inspector must find that format and no backing file, data file or
+    extent naming another file. A refusal is a one-line BuildError naming
+    ``what``. Images in a container (OVA: its VMDK was checked when it was
+    packed) and kernels and ramdisks (:data:`NOT_DISKS`) are not disk images
+    and pass."""
+    if container_format != "bare" or claimed in NOT_DISKS:
+        return
+    name = _INSPECTOR_NAMES.get(claimed, claimed)
+    if format_inspector.get_inspector(name) is None:
+        raise errors.BuildError("%s claims the format %s, which cannot be "
+                                "inspected" % (what, claimed))
+    try:
+        found = _detect(path)
+    except OSError as exc:
+        raise errors.BuildError("%s cannot be read: %s" % (
+            what, exc.strerror or exc)) from None
+    except format_inspector.ImageFormatError as exc:
+        raise errors.BuildError("%s claims %s but cannot be inspected: %s" % (
+            what, claimed, exc)) from None
+    problems = _problems(found)
+    detected = str(found)
+    if detected != name and detected not in _ALSO_FOUND.get(name, ()):
+        if detected == "raw":
+            raise errors.BuildError("%s claims %s but holds no %s header" % (
+                what, claimed, claimed))
+        raise errors.BuildError("%s claims %s but holds a %s header%s" % (
+            what, claimed, detected,
+            " with " + " and ".join(problems) if problems else ""))
+    if problems:
+        raise errors.BuildError("%s (%s) is refused: it has %s" % (
+            what, claimed, " and ".join(problems)))
+
+
+def _detect(path):
+    """The inspector of the one format ``path`` holds (raw: none)."""
+    with open(path, "rb") as handle:
+        wrapper = format_inspector.InspectWrapper(handle)
+        try:
+            while wrapper.formats is None and wrapper.read(64 * 1024):
+                pass
+        finally:
+            wrapper.close()
+    found = {str(inspector): inspector for inspector in wrapper.formats}
+    if set(found) == {"iso", "gpt"}:  # a bootable ISO's partition table
+        return found["iso"]
+    return wrapper.format  # several formats: ImageFormatError
+
+
+def _problems(found):
+    """What the inspector's safety checks find wrong with ``found``."""
+    try:
+        found.safety_check()
+    except format_inspector.SafetyCheckFailed as exc:
+        return [_PROBLEMS.get(name, "a failed %s check (%s)" % (
+            name.replace("_", " "), failure))
+            for name, failure in sorted(exc.failures.items())]
+    except format_inspector.ImageFormatError as exc:
+        return ["a header that cannot be read (%s)" % exc]
+    return []
+
+
 def qemu_img(*args):
     """Run qemu-img; its stdout. A failure is a one-line BuildError."""
     result = _qemu_img(*args)
@@ -91,11 +182,10 @@ def _failed(what, result):
         what, lines[-1] if lines else "exit %d" % result.returncode))
 
 
-def info(path, image_format=None):
-    """``qemu-img info`` of ``path`` as a dict (format, virtual-size, ...);
-    the format is probed unless ``image_format`` is given."""
-    forced = ("-f", image_format) if image_format else ()
-    result = _qemu_img("info", "--output", "json", *forced, path)
+def info(path, image_format):
+    """``qemu-img info`` of ``path``, an image in ``image_format``, as a dict
+    (format, virtual-size, ...)."""
+    result = _qemu_img("info", "--output", "json", "-f", image_format, path)
     if result.returncode:
         raise _failed("info", result)
     return json.loads(result.stdout)
@@ -106,13 +196,18 @@ def round_up_mib(size):
     return -(-size // MiB) * MiB
 
 
-def convert(source, destination, fmt, progress=None, cancel=None):
-    """Convert the image ``source`` to ``fmt`` (a :class:`Format`) at
-    ``destination``; ``progress(percent)`` is called as qemu-img reports it.
+def convert(source, source_format, destination, fmt, progress=None,
+            cancel=None, what=None):
+    """Convert the image ``source``, in ``source_format``, to ``fmt`` (a
+    :class:`Format`) at ``destination``; ``progress(percent)`` is called as
+    qemu-img reports it. ``source`` is inspected first (:func:`inspect`;
+    ``what`` names it in a refusal).
 
     On failure or cancellation nothing is left at ``destination``.
     """
-    source_info = info(source)
+    source_format = qemu_format(source_format)
+    inspect(source, source_format, what or source)
+    source_info = info(source, source_format)
     existing = False
     try:
         if fmt.whole_mib:
@@ -123,7 +218,7 @@ def convert(source, destination, fmt, progress=None, cancel=None):
                 raise _failed("create", created)
             existing = True
         _run_with_progress(fmt.convert_arguments(
-            source, source_info["format"], destination, existing),
+            source, source_format, destination, existing),
             progress, cancel)
     except BaseException:
         _remove(destination)
@@ -171,16 +266,12 @@ def _run_with_progress(args, progress, cancel):
 def verify(path, fmt):
     """Check that ``path`` is a sound image in ``fmt``; returns its info.
 
-    ``qemu-img info`` must report the format (for VMDKs the subformat too,
-    for VHDs a whole MiB of virtual size)
-    and ``qemu-img check`` must find no errors where the format has checks.
+    It must pass :func:`inspect` as ``fmt``, ``qemu-img info`` must read it
+    (for VMDKs with the subformat, for VHDs a whole MiB of virtual size) and
+    ``qemu-img check`` must find no errors where the format has checks.
     """
-    # A fixed VHD has its only header at the end, where probing does not
-    # look: open it as a VHD, which checks that footer.
-    found = info(path, "vpc" if fmt.qemu_format == "vpc" else None)
-    if found["format"] != fmt.qemu_format:
-        raise errors.BuildError("%s is a %s image, not %s" % (
-            path, found["format"], fmt.qemu_format))
+    inspect(path, fmt.qemu_format, path)
+    found = info(path, fmt.qemu_format)
     wanted = dict(o.split("=", 1) for o in fmt.options)
     subformat = (found.get("format-specific") or {}).get("data", {}).get(
         "create-type")

@@ -8,7 +8,8 @@ image is pushed on the caller's rollback stack the moment it exists, so a
 failure at any point leaves no image behind. Downloads stream to a file and
 are checked against the same hash. Hashing runs in a thread beside the
 transfer (:class:`StreamHash`), so it costs no time while the link is the
-slower part.
+slower part. The bytes going up and coming down are inspected as their
+``disk_format`` first (:func:`formats.inspect`).
 """
 import hashlib
 import logging
@@ -18,6 +19,7 @@ import socket
 import threading
 
 from novaimagebuilder import errors
+from novaimagebuilder import formats
 from novaimagebuilder import nova
 from novaimagebuilder import waiter
 
@@ -174,8 +176,11 @@ def upload(glance, path, undo, name, disk_format, container_format,
     ``progress(percent, bytes_sent)`` follows the bytes. Once the bytes are
     checked, the image's ``imgfac_role`` becomes ``role``. While the bytes
     move, the image carries this process as its owner, so a sweep from any
-    image store leaves the upload alone.
+    image store leaves the upload alone. Bytes that are not a safe image in
+    ``disk_format`` are refused before anything is created.
     """
+    formats.inspect(path, disk_format, "the upload of %s" % name,
+                    container_format)
     props = dict(properties or {})
     props[nova.ROLE] = UPLOADING
     owned_here = nova.OWNER_TAG not in props
@@ -269,9 +274,9 @@ def _expected_hash(image):
 
 def download(glance, image_id, path, progress=None, cancel=None):
     """Stream the data of Glance image ``image_id`` to ``path``; checked
-    against the image's hash. ``progress(percent, bytes_received)`` is
-    called when the percentage changes. Nothing is left at ``path`` on
-    failure."""
+    against the image's hash and inspected as its ``disk_format``. Returns
+    the image. ``progress(percent, bytes_received)`` is called when the
+    percentage changes. Nothing is left at ``path`` on failure."""
     image = call("reading Glance image %s" % image_id, glance.images.get,
                  image_id)
     size = image.get("size") or 0
@@ -303,6 +308,8 @@ def download(glance, image_id, path, progress=None, cancel=None):
                 "Glance image %s arrived damaged: its %s is %s, the data's "
                 "is %s" % (image_id, expected[0], expected[1],
                            digest.hexdigest()))
+        formats.inspect(path, image.get("disk_format"), "Glance image %s"
+                        % image_id, image.get("container_format") or "bare")
     except errors.BuildError:
         _remove(path)
         raise

@@ -4,7 +4,9 @@ The installer writes a blank qcow2 disk; that disk becomes the JEOS and the
 backing file of the customization VM's copy-on-write overlay; the overlay is
 flattened into the final image. Everything lives in one work directory
 (the VMs' QMP sockets aside, see :mod:`qemu`); VMs are tagged with the build
-id.
+id. qemu-img is told every disk's format: the disks made here are qcow2, and
+what the guest boots from (the JEOS, or the image a target customizes) is
+inspected as ``guest_format`` first.
 """
 import json
 import logging
@@ -31,13 +33,18 @@ class LocalBackend(pipeline.Backend):
     name = "local"
 
     def __init__(self, workdir, accel, memory_mb=1024, cpus=1,
-                 image_format="qcow2", cancel=None, build_id=None):
+                 image_format="qcow2", cancel=None, build_id=None,
+                 guest_format="qcow2"):
         self.workdir = workdir
         self.build_id = build_id
         self.accel = accel
         self.memory_mb = memory_mb
         self.cpus = cpus
+        #: The format of the image :meth:`capture` makes.
         self.image_format = image_format
+        #: The format of the disk :meth:`boot_guest` boots: a JEOS is
+        #: qcow2, a base image a target customizes has its own.
+        self.guest_format = guest_format
         self.cancel = cancel
         self._count = 0
 
@@ -115,7 +122,8 @@ class LocalBackend(pipeline.Backend):
             machine.files.remove(machine.disk)
             return jeos
         image = self._path("image." + self.image_format)
-        formats.qemu_img("convert", "-O", self.image_format, machine.disk, image)
+        formats.qemu_img("convert", "-f", "qcow2", "-O", self.image_format,
+                         machine.disk, image)
         return image
 
     def discard(self, captured):
@@ -123,14 +131,15 @@ class LocalBackend(pipeline.Backend):
             os.unlink(captured)
 
     def boot_guest(self, jeos, user, public_key):
+        formats.inspect(jeos, self.guest_format, "the disk to boot (%s)"
+                        % jeos)
         if os.path.dirname(os.path.abspath(jeos)) != os.path.abspath(
                 self.workdir):  # a JEOS cache entry: the build's own link
             _link_or_copy(jeos, self._path("jeos.qcow2"))
             jeos = self._path("jeos.qcow2")
         overlay = self._path("guest.qcow2")
-        # The JEOS is qcow2; a finished image (a target's base) may be raw.
         formats.qemu_img("create", "-q", "-f", "qcow2", "-b", jeos, "-F",
-                         formats.info(jeos)["format"], overlay)
+                         self.guest_format, overlay)
         drive = configdrive.build(self._path("guest-config.iso"),
                                   str(uuid.uuid4()), "imgfac-guest",
                                   public_keys={"imgfac-nova": public_key})
@@ -179,7 +188,7 @@ class JeosCache(jeos.Cache):
     def find(self, key):
         try:
             entry = self._read(key)
-            formats.qemu_img("check", "-q", entry.id)
+            formats.qemu_img("check", "-q", "-f", "qcow2", entry.id)
         except (OSError, ValueError, KeyError, errors.BuildError) as exc:
             if any(os.path.exists(path) for path in self._files(key)):
                 LOG.warning("Ignoring the broken JEOS cache entry %s: %s; "

@@ -83,8 +83,10 @@ class OSPlugin(Plugin):
         """Build a base image from ``template``.
 
         Report progress with ``build.progress(percent, activity)``; write local
-        image data to ``build.body_path`` and/or record where the image lives
-        with ``build.set_property(name, value)``; store the package manifest with
+        image data to ``build.body_path`` and record its qemu-img format with
+        ``build.set_property("format", ...)`` (it is never guessed from the
+        bytes), and/or record where the image lives with
+        ``build.set_property(name, value)``; store the package manifest with
         ``build.set_icicle(xml)``. Return when the image is complete; raise an
         exception with a one-line message when it cannot be. Stop promptly and
         clean up when ``build.cancelled`` is set.
@@ -94,7 +96,8 @@ class OSPlugin(Plugin):
         """OS-side changes a target needs before the cloud plugin converts it.
 
         ``build.body_path`` starts as a copy of the base image's data when it has
-        any. The default makes no change.
+        any. A plugin that writes ``build.body_path`` records its format with
+        ``build.set_property("format", ...)``. The default makes no change.
         """
 
     def customize_in_cloud(self, build, target, base_image, finish,

@@ -219,6 +219,20 @@ def bare_template(base_image):
                                files=[], precommands=[], commands=[])
 
 
+def data_format(base_image):
+    """The qemu-img format recorded for ``base_image``'s data (its
+    ``format`` property): never guessed from the bytes. A one-line
+    BuildError when its plugin recorded none."""
+    from novaimagebuilder import errors
+    fmt = base_image.properties.get("format")
+    if not fmt:
+        raise errors.BuildError(
+            "base image %s has no recorded format (its plugin %s did not "
+            "record one): build it again" % (base_image.identifier,
+                                             base_image.plugin))
+    return fmt
+
+
 def base_parameters(plugin, base_image):
     """``plugin``'s parameters as the build of ``base_image`` resolved them
     (the record keeps them, secrets redacted)."""

@@ -2,9 +2,11 @@
 
 The base image's bytes are the local ``.body`` (copied to the target's
 ``build.body_path`` by the builder) or, for a base built in Nova, its Glance
-image, streamed down. qemu-img converts them; the result is checked with
-``qemu-img info``/``check`` before the image is complete. Target images can
-be pushed to a Glance (see :mod:`imgfac_nova.plugins.provider`).
+image, streamed down. They are inspected as the format recorded for them
+(see :func:`novaimagebuilder.formats.inspect`), qemu-img converts them and
+the result is checked with ``qemu-img info``/``check`` before the image is
+complete. Target images can be pushed to a Glance (see
+:mod:`imgfac_nova.plugins.provider`).
 """
 import logging
 import os
@@ -12,6 +14,7 @@ import os
 from imgfac_nova import images
 from imgfac_nova.parameters import Parameter
 from imgfac_nova.plugins import base
+from imgfac_nova.plugins import common
 from imgfac_nova.plugins import provider
 
 LOG = logging.getLogger(__name__)
@@ -35,12 +38,32 @@ def _connect_base_cloud(base_image, parameters, auth=None):
 
 
 def fetch_base(build, base_image, parameters, percent=20, auth=None):
-    """Make sure ``build.body_path`` holds the base image's bytes; returns
-    the path. A Nova-built base is streamed from its Glance image, as the
-    caller ``auth`` (an API caller's token; None: openstacksdk's config)."""
-    from novaimagebuilder import glance
+    """Make sure ``build.body_path`` holds the base image's bytes, inspected
+    as the format recorded for them; returns the path and that (qemu-img)
+    format, which the target's ``format`` property then holds.
+
+    The bytes are the base image's data (its ``format`` property), what an
+    OS plugin made of them (the target's ``format`` property), or for a
+    Nova-built base its Glance image (Glance's ``disk_format``), streamed
+    down as the caller ``auth`` (an API caller's token; None:
+    openstacksdk's config)."""
+    from novaimagebuilder import formats
+    what = "base image %s" % base_image.identifier
     if os.path.exists(build.body_path):
-        return build.body_path
+        fmt = build.get_property("format") or \
+            common.data_format(base_image)
+    else:
+        fmt = _download_base(build, base_image, parameters, percent, auth)
+    formats.inspect(build.body_path, fmt, what)
+    build.set_property("format", fmt)
+    return build.body_path, fmt
+
+
+def _download_base(build, base_image, parameters, percent, auth):
+    """Stream a Nova-built base's Glance image to ``build.body_path``;
+    returns its format."""
+    from novaimagebuilder import formats
+    from novaimagebuilder import glance
     glance_id = base_image.properties.get(images.GLANCE_ID_PROPERTY)
     if not glance_id:
         raise provider.ProviderError("base image %s has neither local data "
@@ -48,27 +71,30 @@ def fetch_base(build, base_image, parameters, percent=20, auth=None):
                                      % base_image.identifier)
     client = _connect_base_cloud(base_image, parameters, auth)
     build.progress(1, "Downloading Glance image %s" % glance_id)
-    glance.download(client, glance_id, build.body_path,
-                    progress=lambda p, done: build.progress(
-                        1 + p * (percent - 1) // 100,
-                        "Downloading Glance image %s: %d MiB" % (
-                            glance_id, done // 1024 ** 2)),
-                    cancel=build.cancel_event)
-    return build.body_path
+    image = glance.download(client, glance_id, build.body_path,
+                            progress=lambda p, done: build.progress(
+                                1 + p * (percent - 1) // 100,
+                                "Downloading Glance image %s: %d MiB" % (
+                                    glance_id, done // 1024 ** 2)),
+                            cancel=build.cancel_event)
+    return formats.qemu_format(image["disk_format"])
 
 
-def convert_in_place(build, fmt, start, end, what=None):
-    """Convert ``build.body_path`` to ``fmt`` and check it; progress runs
-    from ``start`` to ``end`` percent. Returns the qemu-img info."""
+def convert_in_place(build, base_image, source_format, fmt, start, end,
+                     what=None):
+    """Convert ``build.body_path`` (``base_image``'s bytes, in
+    ``source_format``) to ``fmt`` and check it; progress runs from ``start``
+    to ``end`` percent. Returns the qemu-img info."""
     from novaimagebuilder import formats
     what = what or fmt.name
     partial = build.body_path + ".part"
     build.progress(start, "Converting to %s" % what)
-    formats.convert(build.body_path, partial, fmt,
+    formats.convert(build.body_path, source_format, partial, fmt,
                     progress=lambda p: build.progress(
                         start + p * (end - start) / 100,
                         "Converting to %s" % what),
-                    cancel=build.cancel_event)
+                    cancel=build.cancel_event,
+                    what="base image %s" % base_image.identifier)
     try:
         found = formats.verify(partial, fmt)
         os.replace(partial, build.body_path)
@@ -113,13 +139,16 @@ class DiskFormats(provider.GlanceProvider):
     def create_target_image(self, build, target, base_image, parameters):
         from novaimagebuilder import formats
         target = target.lower()
-        fetch_base(build, base_image, parameters, auth=self.cloud_auth)
+        _, source_format = fetch_base(build, base_image, parameters,
+                                      auth=self.cloud_auth)
         if target != "ova":
             fmt = formats.FORMATS[target]
-            found = convert_in_place(build, fmt, 20, 99)
+            found = convert_in_place(build, base_image, source_format, fmt,
+                                     20, 99)
             record_format(build, fmt.disk_format, fmt.container_format, found)
             return
-        found = convert_in_place(build, formats.FORMATS["vmdk"], 20, 90,
+        found = convert_in_place(build, base_image, source_format,
+                                 formats.FORMATS["vmdk"], 20, 90,
                                  "a streamOptimized VMDK for the OVA")
         self._pack_ova(build, base_image, parameters, found)
 

@@ -49,7 +49,8 @@ class LocalOS(base.OSPlugin):
         common.check_guest_access(parameters)
 
     @contextlib.contextmanager
-    def _backend(self, build, parameters, image_format, what):
+    def _backend(self, build, parameters, image_format, what,
+                 guest_format="qcow2"):
         """A LocalBackend in a work directory of its own beside the store
         (so the finished image is moved, not copied), removed afterwards
         (kept on failure with keep_on_failure)."""
@@ -69,7 +70,8 @@ class LocalOS(base.OSPlugin):
             yield local.LocalBackend(
                 workdir, accel, memory_mb=parameters["memory"],
                 cpus=parameters["cpus"], image_format=image_format,
-                cancel=build.cancel_event, build_id=build.identifier)
+                cancel=build.cancel_event, build_id=build.identifier,
+                guest_format=guest_format)
             succeeded = True
         finally:
             if succeeded or not parameters["keep_on_failure"]:
@@ -93,18 +95,22 @@ class LocalOS(base.OSPlugin):
 
     def create_target_image(self, build, target, base_image, parameters):
         """Apply the target content for ``target`` (if any) in a QEMU boot
-        of the base image's data, which ``build.body_path`` holds."""
+        of the base image's data, which ``build.body_path`` holds (in the
+        format the base image records, which the result keeps)."""
         from novaimagebuilder import formats
         content = common.target_content(self, target, base_image)
         if content is None:
             return
         stored = common.base_parameters(self, base_image)
-        fmt = formats.info(build.body_path)["format"]
-        with self._backend(build, stored, fmt,
-                           "Adding the target content") as backend:
+        fmt = common.data_format(base_image)
+        formats.inspect(build.body_path, fmt,
+                        "base image %s" % base_image.identifier)
+        with self._backend(build, stored, fmt, "Adding the target content",
+                           guest_format=fmt) as backend:
             result = common.customize_for_target(
                 build, backend, build.body_path, content, stored, self.conf)
             os.replace(result.image, build.body_path)
+            build.set_property("format", fmt)
 
     def sweep(self, protected, parameters, dry_run=False):
         """Kill the QEMU processes, then remove the work directories and QMP

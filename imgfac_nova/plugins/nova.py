@@ -140,7 +140,9 @@ class NovaOS(base.OSPlugin):
     def create_target_image(self, build, target, base_image, parameters):
         """Apply the target content for ``target`` (if any) in a Nova server
         booted from the base image's Glance image; the snapshot of it is
-        streamed to ``build.body_path`` for the cloud plugin and deleted."""
+        streamed to ``build.body_path`` (its format, Glance's
+        ``disk_format``, recorded) for the cloud plugin and deleted."""
+        from novaimagebuilder import formats
         from novaimagebuilder import glance
         content = common.target_content(self, target, base_image)
         if content is None:
@@ -150,8 +152,10 @@ class NovaOS(base.OSPlugin):
         glance_id = result.image
         try:
             build.progress(19, "Downloading the customized image")
-            glance.download(glance.of(conn), glance_id, build.body_path,
-                            cancel=build.cancel_event)
+            image = glance.download(glance.of(conn), glance_id,
+                                    build.body_path, cancel=build.cancel_event)
+            build.set_property("format",
+                               formats.qemu_format(image["disk_format"]))
         finally:
             backend.discard(glance_id)
 

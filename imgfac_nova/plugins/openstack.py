@@ -156,18 +156,19 @@ class OpenStack(provider.GlanceProvider):
         from imgfac_nova import template as tdl
         from novaimagebuilder import formats
         from novaimagebuilder import sysprep
-        path = format_targets.fetch_base(build, base_image, parameters,
-                                         auth=self.cloud_auth)
+        path, source_format = format_targets.fetch_base(
+            build, base_image, parameters, auth=self.cloud_auth)
         if parameters["sysprep"]:
             build.progress(25, "Removing the machine identity (virt-sysprep)")
             started = time.monotonic()
-            sysprep.run(path, formats.info(path)["format"],
+            sysprep.run(path, source_format,
                         timeout=parameters["sysprep_timeout"],
                         cancel=build.cancel_event)
             build.add_timing("sysprep",
                              orchestrator=round(time.monotonic() - started, 1))
         fmt = formats.FORMATS[parameters.get("image_format") or "qcow2"]
-        found = format_targets.convert_in_place(build, fmt, 60, 99)
+        found = format_targets.convert_in_place(build, base_image,
+                                                source_format, fmt, 60, 99)
         format_targets.record_format(build, fmt.disk_format,
                                      fmt.container_format, found)
         template = tdl.parse_template(base_image.template, "base image %s"

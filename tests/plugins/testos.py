@@ -45,6 +45,7 @@ class TestOS(base.OSPlugin):
                 time.sleep(0.01)
         with open(build.body_path, "wb") as handle:
             handle.write(b"\0" * parameters["size"])
+        build.set_property("format", "raw")
         build.set_icicle("<icicle><packages><package name='%s'/></packages>"
                          "</icicle>" % template.name)
         build.set_property("os", template.os.name)

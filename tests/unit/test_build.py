@@ -52,7 +52,7 @@ def test_base_image_completes_with_data_icicle_and_progress(builder):
     assert os.path.getsize(record.data) == 100
     assert record.data == builder.store.body_path(record.identifier)
     assert "tiny" in record.icicle
-    assert record.properties == {"os": "TestOS"}
+    assert record.properties == {"os": "TestOS", "format": "raw"}
     assert record.plugin == "testos"
     steps = {}
     for seen in builder.seen:

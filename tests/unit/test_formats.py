@@ -56,7 +56,7 @@ def test_convert_and_verify(source, tmp_path, name):
     fmt = formats.FORMATS[name]
     out = str(tmp_path / ("out." + name))
     seen = []
-    formats.convert(source, out, fmt, progress=seen.append)
+    formats.convert(source, "raw", out, fmt, progress=seen.append)
     found = formats.verify(out, fmt)
     assert found["format"] == fmt.qemu_format
     assert seen and seen[-1] == 100.0 and seen == sorted(seen)
@@ -78,15 +78,16 @@ def test_convert_and_verify(source, tmp_path, name):
 
 def test_verify_rejects_the_wrong_format(source, tmp_path):
     out = str(tmp_path / "out.vmdk")
-    formats.convert(source, out, formats.FORMATS["qcow2"])
-    with pytest.raises(errors.BuildError, match="is a qcow2 image, not vmdk"):
+    formats.convert(source, "raw", out, formats.FORMATS["qcow2"])
+    with pytest.raises(errors.BuildError, match="claims vmdk but holds a "
+                       "qcow2 header$"):
         formats.verify(out, formats.FORMATS["vmdk"])
 
 
 def test_verify_finds_a_corrupt_image(source, tmp_path):
     out = str(tmp_path / "out.qcow2")
-    formats.convert(source, out, formats.FORMATS["qcow2"])
-    info = formats.info(out)
+    formats.convert(source, "raw", out, formats.FORMATS["qcow2"])
+    info = formats.info(out, "qcow2")
     with open(out, "r+b") as handle:  # break the first L2 table's pointer
         handle.seek(0x30)
         table = int.from_bytes(handle.read(8), "big")
@@ -98,15 +99,28 @@ def test_verify_finds_a_corrupt_image(source, tmp_path):
         formats.verify(out, formats.FORMATS["qcow2"])
 
 
-def test_failed_conversion_leaves_nothing(tmp_path):
-    bad = str(tmp_path / "bad.qcow2")  # its backing file does not exist
-    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-u", "-b",
-                    str(tmp_path / "gone.raw"), "-F", "raw", bad, "1M"],
+def corrupt_qcow2(path):
+    """A qcow2 image at ``path`` whose header passes inspection but whose
+    first L2 table pointer is unaligned, so that reading its data fails."""
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", path, "4M"],
                    check=True)
+    subprocess.run(["qemu-io", "-f", "qcow2", "-c", "write 0 1M", path],
+                   check=True, capture_output=True)
+    with open(path, "r+b") as handle:
+        handle.seek(0x28)  # the L1 table's offset
+        handle.seek(int.from_bytes(handle.read(8), "big"))
+        entry = int.from_bytes(handle.read(8), "big")
+        handle.seek(-8, os.SEEK_CUR)
+        handle.write((entry + 512).to_bytes(8, "big"))
+    return path
+
+
+def test_failed_conversion_leaves_nothing(tmp_path):
+    bad = corrupt_qcow2(str(tmp_path / "bad.qcow2"))
     out = str(tmp_path / "out.raw")
     with pytest.raises(errors.BuildError, match="qemu-img convert failed: "
-                       ".*gone.raw"):
-        formats.convert(bad, out, formats.FORMATS["raw"])
+                       ".*Input/output error"):
+        formats.convert(bad, "qcow2", out, formats.FORMATS["raw"])
     assert not os.path.exists(out)
 
 
@@ -115,7 +129,8 @@ def test_cancelled_conversion_leaves_nothing(source, tmp_path):
     cancel.set()
     out = str(tmp_path / "out.vhdx")
     with pytest.raises(errors.Cancelled):
-        formats.convert(source, out, formats.FORMATS["vhdx"], cancel=cancel)
+        formats.convert(source, "raw", out, formats.FORMATS["vhdx"],
+                        cancel=cancel)
     assert not os.path.exists(out)
 
 
@@ -188,7 +203,7 @@ def test_os_types(name, version, expected):
 
 def test_ova_is_descriptor_disk_and_manifest_in_order(source, tmp_path):
     vmdk = str(tmp_path / "disk.vmdk")
-    formats.convert(source, vmdk, formats.FORMATS["vmdk"])
+    formats.convert(source, "raw", vmdk, formats.FORMATS["vmdk"])
     path = str(tmp_path / "out.ova")
     descriptor = ova.write(path, ova.Machine("ft", "Debian", "12"), vmdk,
                            20 * MiB + 4096)
@@ -241,7 +256,8 @@ def test_target_image_from_a_local_base(builder):
     assert target.properties["disk_format"] == "vhd"
     assert formats.verify(target.data, formats.FORMATS["vhd"])[
         "virtual-size"] == 4 * MiB
-    assert formats.info(base.data)["format"] == "raw"  # base untouched
+    with open(base.data, "rb") as handle:  # base untouched
+        assert handle.read() == bytes(4 * MiB)
     assert sorted(os.listdir(builder.store.path)) == sorted(
         ["%s.%s" % (i, s) for i in (base.identifier, target.identifier)
          for s in ("body", "log", "meta")] + [".lock"])
@@ -250,11 +266,11 @@ def test_target_image_from_a_local_base(builder):
 def test_failed_conversion_leaves_no_target_data(builder, tmp_path):
     from imgfac_nova import images
     base = _base(builder, 4096)
-    # Make the base's data a qcow2 whose backing file is gone.
+    # Make the base's data a qcow2 that qemu-img cannot read.
     os.unlink(base.data)
-    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-u", "-b",
-                    str(tmp_path / "gone.raw"), "-F", "raw", base.data,
-                    "1M"], check=True)
+    corrupt_qcow2(base.data)
+    builder.store.modify(base.identifier, lambda record:
+                         record.properties.update(format="qcow2"))
     job = builder.target_image("vmdk", {}, base_id=base.identifier)
     assert job.wait(60)
     target = builder.store.get(job.image.identifier)

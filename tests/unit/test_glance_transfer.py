@@ -1,7 +1,9 @@
-"""Image data to and from Glance: hashing beside the transfer, and a
-damaged download caught, with the real glanceclient over requests-mock."""
+"""Image data to and from Glance: hashing beside the transfer, a damaged
+download caught and a download that is not the disk_format Glance says
+refused, with the real glanceclient over requests-mock."""
 import hashlib
 import os
+import subprocess
 
 import pytest
 import requests_mock
@@ -23,14 +25,17 @@ SCHEMA = {"name": "image", "links": [], "additionalProperties":
           {"type": "string"}, "properties": {
               "id": {"type": "string"}, "status": {"type": "string"},
               "size": {"type": ["null", "integer"]},
+              "disk_format": {"type": ["null", "string"]},
+              "container_format": {"type": ["null", "string"]},
               "os_hash_algo": {"type": ["null", "string"]},
               "os_hash_value": {"type": ["null", "string"]}}}
 
 
-def _mock(mocker, data, digest):
+def _mock(mocker, data, digest, disk_format="raw"):
     mocker.get(URL + "/v2/schemas/image", json=SCHEMA)
     mocker.get(URL + "/v2/images/" + IMAGE, json={
         "id": IMAGE, "status": "active", "size": len(data),
+        "disk_format": disk_format, "container_format": "bare",
         "os_hash_algo": "sha512", "os_hash_value": digest})
     mocker.get(URL + "/v2/images/%s/file" % IMAGE, content=data,
                headers={"Content-Type": "application/octet-stream",
@@ -46,8 +51,14 @@ def test_stream_hash_matches_hashlib_whatever_the_chunks():
     assert digest.hexdigest() == hashlib.sha512(data).hexdigest()
 
 
+def _random(size):
+    """``size`` random bytes after a zeroed first sector (so that no format
+    inspector takes them for a disk header)."""
+    return bytes(512) + os.urandom(size - 512)
+
+
 def test_download_checks_the_hash(tmp_path):
-    data = os.urandom(3 * glance.CHUNK + 5)
+    data = _random(3 * glance.CHUNK + 5)
     path = tmp_path / "image"
     seen = []
     with requests_mock.Mocker() as mocker:
@@ -70,7 +81,7 @@ def test_download_progress_is_reported_once_a_percent(tmp_path):
 
 
 def test_damaged_download_is_an_error_and_leaves_no_file(tmp_path):
-    data = os.urandom(glance.CHUNK + 5)
+    data = _random(glance.CHUNK + 5)
     path = tmp_path / "image"
     with requests_mock.Mocker() as mocker:
         _mock(mocker, data, hashlib.sha512(b"other bytes").hexdigest())
@@ -79,3 +90,33 @@ def test_damaged_download_is_an_error_and_leaves_no_file(tmp_path):
                            "sha512 is " % IMAGE):
             glance.download(_client(), IMAGE, str(path))
     assert not path.exists()
+
+
+def test_download_that_is_not_its_disk_format_is_refused(tmp_path):
+    """A "raw" Glance image whose bytes are a qcow2 header naming a backing
+    file on this host: refused in one line, no file left."""
+    evil = tmp_path / "evil.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b",
+                    "/etc/hostname", "-F", "raw", str(evil), "1M"],
+                   check=True)
+    data = evil.read_bytes()
+    path = tmp_path / "image"
+    with requests_mock.Mocker() as mocker:
+        _mock(mocker, data, hashlib.sha512(data).hexdigest())
+        with pytest.raises(errors.BuildError) as raised:
+            glance.download(_client(), IMAGE, str(path))
+    assert str(raised.value) == ("Glance image %s claims raw but holds a "
+                                 "qcow2 header with a backing file" % IMAGE)
+    assert not path.exists()
+
+
+def test_download_in_its_disk_format_is_accepted(tmp_path):
+    good = tmp_path / "good.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(good),
+                    "1M"], check=True)
+    data = good.read_bytes()
+    path = tmp_path / "image"
+    with requests_mock.Mocker() as mocker:
+        _mock(mocker, data, hashlib.sha512(data).hexdigest(), "qcow2")
+        glance.download(_client(), IMAGE, str(path))
+    assert path.read_bytes() == data
