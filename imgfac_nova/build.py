@@ -41,9 +41,12 @@ def one_line(exc):
 class BuildContext:
     """What a plugin gets to report progress and results for one image."""
 
-    def __init__(self, store, identifier, cancel_event, on_change=None):
+    def __init__(self, store, identifier, cancel_event, on_change=None,
+                 url_check=None):
         self._store = store
         self.identifier = identifier
+        #: Vets the URLs the build opens (an API caller's), or None.
+        self.url_check = url_check
         self._cancel = cancel_event
         self._on_change = on_change or (lambda record: None)
         self.body_path = store.body_path(identifier)
@@ -185,7 +188,7 @@ class Builder:
     """Creates image records and runs plugins to fill them."""
 
     def __init__(self, conf, store, plugins=None, on_change=None, slots=None,
-                 project_id=None, cloud_auth=None):
+                 project_id=None, cloud_auth=None, url_check=None):
         """``slots`` (a BuildSlots) bounds concurrent builds; ``project_id`` is
         recorded on new images; ``cloud_auth`` (a keystoneauth1 auth plugin)
         is how plugins reach the cloud for this caller."""
@@ -196,6 +199,7 @@ class Builder:
         self.slots = slots
         self.project_id = project_id
         self.cloud_auth = cloud_auth
+        self.url_check = url_check
 
     def _plugin(self, name):
         plugin = self.plugins.get(name)
@@ -398,7 +402,7 @@ class Builder:
     def _run_step(self, job, record, run):
         """Run one plugin step; returns None or a one-line reason it failed."""
         ctx = BuildContext(self.store, record.identifier, job.cancel_event,
-                           self.on_change)
+                           self.on_change, self.url_check)
         started = time.monotonic()
         with _build_log(self.store.log_path(record.identifier)):
             self.store.update(record.identifier,

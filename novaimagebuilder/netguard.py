@@ -42,12 +42,15 @@ def shown(url):
 class AddressPolicy:
     """Checks URLs against denied networks, with operator-allowed hosts."""
 
-    def __init__(self, denied=PRIVATE, allowed_hosts=(), resolve=None):
+    def __init__(self, denied=PRIVATE, allowed_hosts=(), resolve=None,
+                 internal=False):
         """``denied``: CIDRs refused besides :data:`ALWAYS_DENIED`;
         ``allowed_hosts``: ``host`` or ``host:port`` entries reachable
-        whatever their address (the operator's own mirror)."""
-        self.denied = [ipaddress.ip_network(n, strict=False)
-                       for n in (*ALWAYS_DENIED, *denied)]
+        whatever their address (the operator's own mirror); ``internal``:
+        no address is refused, only schemes."""
+        self.denied = [] if internal else [
+            ipaddress.ip_network(n, strict=False)
+            for n in (*ALWAYS_DENIED, *denied)]
         self.allowed_hosts = {h.strip().lower() for h in allowed_hosts
                               if h.strip()}
         self._resolve = resolve or _resolve
@@ -81,9 +84,10 @@ class AddressPolicy:
             for network in self.denied:
                 if address.version == network.version and \
                         address in network:
-                    return ("%s %s: %s is %s, in %s, which builds may not "
-                            "reach" % (what, shown(url), host, address,
-                                       network))
+                    named = host if host == str(address) else \
+                        "%s is %s, which is" % (host, address)
+                    return ("%s %s: %s in %s, where builds may not reach"
+                            % (what, shown(url), named, network))
         return None
 
     def check(self, url, what="URL"):

@@ -1,6 +1,8 @@
 """The daemon's ``[api]`` options."""
 from oslo_config import cfg
 
+from novaimagebuilder import netguard
+
 GROUP = "api"
 
 _opts = [
@@ -24,6 +26,18 @@ _opts = [
                help="TLS certificate (PEM) of the embedded server; with "
                     "key_file, the server speaks HTTPS."),
     cfg.StrOpt("key_file", help="TLS private key (PEM) for cert_file."),
+    cfg.ListOpt("url_denied_networks", default=list(netguard.PRIVATE),
+                help="Networks (CIDR) that URLs named by API callers may not "
+                     "reach (install media, checksum files, a provider's "
+                     "endpoints, callbacks), besides loopback, link-local, "
+                     "multicast and unspecified addresses, which are always "
+                     "refused. Policy imgfac:build:internal_urls (and "
+                     "imgfac:build:internal_callbacks) lifts this list for "
+                     "a caller."),
+    cfg.ListOpt("url_allowed_hosts", default=[],
+                help="Hosts (host or host:port) that API callers' URLs may "
+                     "reach whatever their address: the operator's own "
+                     "mirror or media server, say."),
     cfg.IntOpt("callback_retry_seconds", default=300, min=0,
                help="How long a status callback that fails (no answer or a "
                     "5xx) is retried, with backoff, before it is given up."),

@@ -1,9 +1,12 @@
-"""Assembling the WSGI application: request ids, then authentication, then
-the router."""
+"""Assembling the WSGI application: request ids, a body size limit, then
+authentication, then the router."""
+import ipaddress
 import logging
 
 from keystonemiddleware import auth_token
+from oslo_config import cfg
 from oslo_middleware import request_id
+from oslo_middleware import sizelimit
 
 from imgfac_nova import config
 from imgfac_nova import store
@@ -16,17 +19,40 @@ LOG = logging.getLogger(__name__)
 
 
 class NoAuth:
-    """``auth_strategy = noauth``: every caller is the one operator, with
-    the admin role (the project is the X-Project-Id header, if any)."""
+    """``auth_strategy = noauth``: every caller is the one operator (the
+    project is the X-Project-Id header, else ``operator``)."""
 
     def __init__(self, application):
         self.application = application
 
     def __call__(self, environ, start_response):
-        environ["HTTP_X_ROLES"] = "admin"
+        environ["HTTP_X_ROLES"] = "admin,member,reader"
         environ.setdefault("HTTP_X_USER_ID", "operator")
+        environ.setdefault("HTTP_X_PROJECT_ID", "operator")
         environ["HTTP_X_IDENTITY_STATUS"] = "Confirmed"
         return self.application(environ, start_response)
+
+
+class OneOperator:
+    """noauth's policy: the one operator may do everything, as with the
+    CLI."""
+
+    def enforce(self, rule, target, credentials, do_raise=False, exc=None,
+                *args, **kwargs):
+        return True
+
+
+class UnsafeNoAuth(cfg.Error):
+    """``noauth`` on an address other hosts reach."""
+
+
+def _loopback(host):
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def service(conf):
@@ -38,14 +64,60 @@ def service(conf):
 def deploy(conf, service):
     """The WSGI application for ``conf`` over ``service``: a request-id
     middleware around the auth middleware around the router."""
-    api = handlers.Api(service, policy.enforcer(conf))
+    noauth = conf.api.auth_strategy == "noauth"
+    if noauth and not _loopback(conf.api.bind_host):
+        raise UnsafeNoAuth(
+            "auth_strategy = noauth lets every caller act as the operator; "
+            "it is refused unless bind_host is a loopback address (it is %s)"
+            % conf.api.bind_host)
+    api = handlers.Api(service, OneOperator() if noauth else
+                       policy.enforcer(conf), trusted=noauth)
     application = router.Router(api.routes())
-    if conf.api.auth_strategy == "noauth":
+    if noauth:
         LOG.warning("auth_strategy = noauth: requests are not authenticated "
-                    "and every caller sees every image; use it only for one "
-                    "operator on loopback")
+                    "and every caller is the operator; loopback only")
         application = NoAuth(application)
     else:
         application = auth_token.AuthProtocol(
             application, {"oslo_config_config": conf})
-    return request_id.RequestId(application)
+    return request_id.RequestId(sizelimit.RequestBodySizeLimiter(
+        application, conf))
+
+
+class NotAService(cfg.Error):
+    """The daemon's own Keystone user cannot act as a service."""
+
+
+def check_service_user(conf):
+    """With Keystone, the daemon's own user ([keystone_authtoken]) must log
+    in and hold a service role: its token goes with every caller's to Nova,
+    which refuses a service token without one. Raises NotAService (one
+    line) otherwise."""
+    if conf.api.auth_strategy != "keystone":
+        return
+    from keystoneauth1 import exceptions
+    from keystoneauth1 import loading
+    from keystoneauth1 import session as ks_session
+    group = "keystone_authtoken"
+    section = conf[group]
+    try:
+        loading.register_auth_conf_options(conf, group)
+        auth = loading.load_auth_from_conf_options(conf, group)
+        session = ks_session.Session(
+            auth=auth, verify=False if section.insecure else
+            (section.cafile or True), timeout=section.http_connect_timeout
+            or 30)
+        access = auth.get_access(session)
+    except (exceptions.ClientException, cfg.Error) as exc:
+        raise NotAService("the daemon's Keystone user ([%s]) cannot log in: "
+                          "%s" % (group, " ".join(str(exc).split()))) from None
+    wanted = set(conf.keystone_authtoken.service_token_roles)
+    if not wanted & set(access.role_names):
+        raise NotAService(
+            "the daemon's Keystone user %s holds %s in project %s but none "
+            "of the service roles %s ([%s] service_token_roles): Nova would "
+            "refuse its service token; grant one (openstack role add --user "
+            "%s --project %s service)" % (
+                access.username, ", ".join(sorted(access.role_names)) or
+                "no role", access.project_name, ", ".join(sorted(wanted)),
+                group, access.username, access.project_name))

@@ -16,6 +16,7 @@ from imgfac_nova import images
 from imgfac_nova import parameters
 from imgfac_nova import store
 from imgfac_nova import template as tdl
+from imgfac_nova.api import inputs
 from imgfac_nova.api import policy
 from imgfac_nova.api import router
 from imgfac_nova.api import service as build_service
@@ -44,10 +45,14 @@ def _base_url(request):
 class Api:
     """The handlers; :meth:`routes` is the (method, path) table."""
 
-    def __init__(self, service, enforcer):
+    def __init__(self, service, enforcer, trusted=False):
+        """``trusted``: every caller is the operator (noauth), whose input
+        is not vetted, as with the CLI."""
         self.service = service
         self.store = service.store
         self.enforcer = enforcer
+        self.inputs = None if trusted else inputs.InputPolicy(
+            service.conf, service.plugins)
 
     def routes(self):
         base = "/imagefactory/base_images/{base_image_id}"
@@ -187,20 +192,17 @@ class Api:
     raw_image.media_type = "application/octet-stream"
 
     def create_image(self, request, kind, **parent_ids):
-        self.enforcer.enforce(policy.IMAGE_CREATE, {}, _credentials(request),
-                              do_raise=True, exc=router.ApiError, code=403,
-                              message="policy does not allow creating images")
+        caller = inputs.Caller(self.enforcer, _credentials(request))
+        if not caller.project_id:
+            raise router.ApiError(403, "creating images needs a "
+                                  "project-scoped token")
+        caller.require(policy.IMAGE_CREATE, "creating images in project %s"
+                       % caller.project_id)
         self._parents(request, kind, **parent_ids)
         fields = _fields(request, views.NAMES[kind][1])
         values = dict(_json_object(fields.get("parameters") or {},
                                    "parameters"))
-        urls = values.pop("callbacks", None) or []
-        if isinstance(urls, str):
-            urls = [urls]
-        if not (isinstance(urls, list) and all(isinstance(u, str)
-                                               for u in urls)):
-            raise router.ApiError(400, "parameters.callbacks must be a list "
-                                  "of URLs")
+        urls = inputs.callbacks(values)
         try:
             snapshot = parameters.Parameter("snapshot", "", type="bool").cast(
                 values.pop("snapshot", False), "imagefactory")
@@ -213,20 +215,29 @@ class Api:
                "target_image_id": parent_ids.get("target_image_id") or
                fields.get("target_image_id")}
         start = _verb(kind, fields, values, template, ids, snapshot)
+        parents = {}
         for field, parent_kind in (("base_image_id", images.BASE_IMAGE),
                                    ("target_image_id", images.TARGET_IMAGE)):
-            if ids[field] and field not in parent_ids:
-                self._visible(request, ids[field], parent_kind)
+            if ids[field]:
+                parents[field] = self._visible(
+                    request, ids[field], parent_kind,
+                    404 if field in parent_ids else 400)
+        url_check = None
+        if self.inputs is not None:
+            url_check = self.inputs.vet(
+                caller, values, template, provider=fields.get("provider")
+                if kind == images.PROVIDER_IMAGE else None,
+                credentials=fields.get("credentials"), callbacks=urls,
+                os_plugin=self._os_plugin(template, values, parents))
         base_url = _base_url(request)
-        credentials = _credentials(request)
         try:
             on_change = self.service.notifier.sender(
                 urls, lambda record: views.member(base_url, record)) \
                 if urls else None
             job = self.service.start(
-                start, project_id=credentials.get("project_id"),
+                start, project_id=caller.project_id,
                 cloud_auth=request.environ.get("keystone.token_auth"),
-                on_change=on_change)
+                on_change=on_change, url_check=url_check)
         except build_service.Stopping as exc:
             raise router.ApiError(503, str(exc)) from None
         except _BAD_INPUT as exc:
@@ -235,6 +246,26 @@ class Api:
         LOG.info("%s %s started for project %s", record.type,
                  record.identifier, record.project_id)
         return router.json_response(views.member(base_url, record), 202)
+
+    def _os_plugin(self, template, values, parents):
+        """The OS plugin the build would run: the template's, else the
+        base image's (its target content runs there)."""
+        if template is not None:
+            try:
+                return self.service.plugins.choose_os_plugin(
+                    template.os.name, template.os.version, template.os.arch,
+                    requested=values.get("os_plugin"),
+                    preferred=getattr(self.service.conf, "os_plugin", None))
+            except manager.PluginError as exc:
+                raise router.ApiError(400, str(exc)) from None
+        for record in parents.values():
+            if record.plugin in self.service.plugins.os_plugins:
+                return record.plugin
+            base = record.base_image_id and self.store.get(
+                record.base_image_id)
+            if base:
+                return base.plugin
+        return None
 
     def delete_image(self, request, kind, image_id, **parent_ids):
         record = self._image(request, kind, image_id, **parent_ids)
@@ -263,13 +294,19 @@ class Api:
                                   % (image_id, done.error))
         return webob.Response(status=204)
 
+    def _plugins_allowed(self, request):
+        inputs.Caller(self.enforcer, _credentials(request)).require(
+            policy.PLUGIN_GET, "listing plugins")
+
     def list_plugins(self, request):
+        self._plugins_allowed(request)
         base_url = _base_url(request)
         return router.json_response({"plugins": [
             views.plugin(base_url, name, cls) for name, cls in
             sorted(self.service.plugins.all().items())]})
 
     def get_plugin(self, request, plugin_id):
+        self._plugins_allowed(request)
         cls = self.service.plugins.all().get(plugin_id)
         if cls is None:
             raise router.ApiError(404, "no plugin %s" % plugin_id)

@@ -26,6 +26,8 @@ def setup(config_files=(), debug=False):
     conf = config.load(config_files, debug=debug, verbose=True)
     api_conf.register(conf)
     service = deploy.service(conf)
+    application = deploy.deploy(conf, service)
+    deploy.check_service_user(conf)
     try:
         service.recover()
     except Exception as exc:
@@ -33,7 +35,7 @@ def setup(config_files=(), debug=False):
         LOG.error("Sweeping after earlier builds failed: %s",
                   build.one_line(exc))
         LOG.debug("Details:", exc_info=True)
-    return conf, service, deploy.deploy(conf, service)
+    return conf, service, application
 
 
 def main(argv=None):

@@ -31,21 +31,32 @@ class BuildService:
         self._lock = threading.Lock()
         self._accepting = True
 
-    def builder(self, project_id=None, cloud_auth=None, on_change=None):
+    def builder(self, project_id=None, cloud_auth=None, on_change=None,
+                url_check=None):
         return build.Builder(self.conf, self.store, self.plugins,
                              on_change=on_change, slots=self.slots,
-                             project_id=project_id, cloud_auth=cloud_auth)
+                             project_id=project_id, cloud_auth=cloud_auth,
+                             url_check=url_check)
 
-    def start(self, start, project_id=None, cloud_auth=None, on_change=None):
-        """Run ``start(builder)`` (a Builder verb) and track the Job."""
+    def start(self, start, project_id=None, cloud_auth=None, on_change=None,
+              url_check=None):
+        """Run ``start(builder)`` (a Builder verb) and track the Job.
+
+        The verb's checks talk to Keystone, Nova and providers, so no lock
+        is held while it runs; a build accepted while the daemon began to
+        stop is cancelled at once."""
+        if not self._accepting:
+            raise Stopping("the daemon is stopping; it takes no new builds")
+        job = start(self.builder(project_id, cloud_auth, on_change,
+                                 url_check))
         with self._lock:
-            if not self._accepting:
-                raise Stopping("the daemon is stopping; it takes no new "
-                               "builds")
             self._jobs = {i: j for i, j in self._jobs.items() if not j.wait(0)}
-            job = start(self.builder(project_id, cloud_auth, on_change))
             for record in job.records:
                 self._jobs[record.identifier] = job
+            accepting = self._accepting
+        if not accepting:
+            job.cancel()
+            job.wait()
         return job
 
     def job(self, identifier):

@@ -61,6 +61,10 @@ class Plugin(abc.ABC):
 class OSPlugin(Plugin):
     """Builds base images of operating systems."""
 
+    #: Runs its machines on the host the build runs on (the REST daemon's,
+    #: so API callers need policy imgfac:build:local_os_plugin).
+    runs_on_host = False
+
     @classmethod
     def preferred(cls, conf):
         """True when this plugin should win a tie with other plugins that

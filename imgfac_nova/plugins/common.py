@@ -151,14 +151,20 @@ def _record_jeos(build, info):
         build.set_property("jeos_image", info["jeos"])
 
 
+def _media_cache(conf, build):
+    """The media cache, opening only URLs the build's caller may reach."""
+    from novaimagebuilder import media
+    return media.MediaCache(media_cache_dir(conf),
+                            getattr(build, "url_check", None))
+
+
 def run_pipeline(build, backend, template, parameters, conf=None,
                  jeos_cache=None):
     """Run the shared pipeline for ``build`` (with ``jeos_cache``, a
     jeos.Cache, when the plugin keeps one); returns its Result."""
-    from novaimagebuilder import media
     from novaimagebuilder import pipeline
 
-    runner = pipeline.Pipeline(backend, media.MediaCache(media_cache_dir(conf)),
+    runner = pipeline.Pipeline(backend, _media_cache(conf, build),
                                progress=build.progress,
                                cancel=build.cancel_event, log=LOG,
                                jeos_cache=jeos_cache,
@@ -250,13 +256,12 @@ def customize_for_target(build, backend, image, template, parameters,
     :meth:`~novaimagebuilder.pipeline.Pipeline.customize_image`) and
     capture: the pipeline's Result, its ICICLE now the target image's.
     Progress runs from ``start`` to ``end`` percent."""
-    from novaimagebuilder import media
     from novaimagebuilder import pipeline
 
     def progress(percent, activity):
         build.progress(start + (end - start) * percent // 100, activity)
 
-    runner = pipeline.Pipeline(backend, media.MediaCache(media_cache_dir(conf)),
+    runner = pipeline.Pipeline(backend, _media_cache(conf, build),
                                progress=progress, cancel=build.cancel_event,
                                log=LOG)
     result = runner.customize_image(image, template, pipeline_parameters(

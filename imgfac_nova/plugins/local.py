@@ -21,6 +21,7 @@ OWNER_FILE = "owner.pid"
 class LocalOS(base.OSPlugin):
     """Installs and customizes the OS in local QEMU virtual machines."""
 
+    runs_on_host = True
     info = base.PluginInfo(
         type="os", targets=((None, None, None),),
         description="builds base images locally with QEMU (KVM or TCG)",

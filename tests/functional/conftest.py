@@ -16,6 +16,13 @@ import openstack
 import openstack.config
 import pytest
 
+from tests.functional.apidaemon import clouds  # noqa: F401 (fixtures)
+from tests.functional.apidaemon import daemon_env  # noqa: F401
+from tests.functional.apidaemon import make_daemon  # noqa: F401
+from tests.functional.apidaemon import plugin_path  # noqa: F401
+from tests.functional.apidaemon import service_user  # noqa: F401
+from tests.functional.apidaemon import tokens  # noqa: F401
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
 TOOL = os.path.join(REPO, "tools", "test-cloud")

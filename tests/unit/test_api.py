@@ -15,9 +15,6 @@ from imgfac_nova import config
 from imgfac_nova import images
 from imgfac_nova.api import conf as api_conf
 from imgfac_nova.api import deploy
-from imgfac_nova.api import handlers
-from imgfac_nova.api import policy
-from imgfac_nova.api import router
 from tests import poll
 from tests.unit import httpserver
 
@@ -517,46 +514,3 @@ def test_recover_fails_the_builds_of_a_killed_daemon(client):
     assert failed["base_image"]["status"] == "FAILED"
     assert failed["base_image"]["status_detail"]["error"] == \
         "the build process ended unexpectedly at 0 %: Created"
-
-
-# -- per-project images, with the headers auth_token sets after it has
-#    validated a token (the functional tests use real Keystone tokens)
-
-@pytest.fixture
-def projects(plugin_site, config_file):
-    conf = _conf(config_file)
-    service = deploy.service(conf)
-    app = router.Router(handlers.Api(service, policy.enforcer(conf)).routes())
-    yield Client(app, service)
-    service.shutdown()
-
-
-def _as(project, roles="member"):
-    return {"X-Project-Id": project, "X-Roles": roles, "X-User-Id": "u",
-            "X-Identity-Status": "Confirmed"}
-
-
-def test_images_belong_to_their_project_and_admins_see_all(projects):
-    made = projects.post("/imagefactory/base_images", body={"base_image": {
-        "template": TEMPLATE}}, headers=_as("p1"))
-    assert made.status_int == 202
-    path = _path(made.json["base_image"])
-    assert projects.store.get(made.json["base_image"]["id"]).project_id == "p1"
-    assert projects.get(path, headers=_as("p1")).status_int == 200
-    assert projects.get(path, headers=_as("p2")).status_int == 404
-    assert projects.get(path + "/raw_image", headers=_as("p2")).status_int \
-        == 404
-    assert projects.request("DELETE", path, headers=_as("p2")).status_int \
-        == 404
-    assert projects.get("/imagefactory/base_images", headers=_as("p2")).json \
-        == {"base_images": []}
-    assert len(projects.get("/imagefactory/base_images", headers=_as(
-        "p1")).json["base_images"]) == 1
-    assert projects.get(path, headers=_as("p2", "member,admin")) \
-        .status_int == 200
-    other = projects.post("/imagefactory/target_images", body={
-        "target_image": {"target": "filecopy",
-                         "base_image_id": made.json["base_image"]["id"]}},
-        headers=_as("p2"))
-    assert other.status_int == 400
-    assert "no base_image with id" in other.json["error"]["message"]
