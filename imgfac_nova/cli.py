@@ -163,7 +163,9 @@ def _interrupt(signum, frame):
 
 
 def _error(message, code):
-    print("imgfac-nova: error: %s" % message, file=sys.stderr)
+    from novaimagebuilder import scrub
+    print("imgfac-nova: error: %s" % scrub.scrub(str(message)),
+          file=sys.stderr)
     return code
 
 

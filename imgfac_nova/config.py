@@ -6,6 +6,7 @@ from oslo_config import cfg
 
 from imgfac_nova import store
 from imgfac_nova import template
+from novaimagebuilder import scrub
 
 DEFAULT_CONFIG_FILE = "/etc/imgfac-nova/imgfac-nova.conf"
 
@@ -80,6 +81,8 @@ def load(config_files=(), debug=False, verbose=False):
         conf.set_override("debug", True)
     conf.set_override("use_stderr", True)
     log.setup(conf, "imgfac-nova")
+    for handler in logging.getLogger().handlers:
+        scrub.install(handler)  # no credentials of URLs in any log line
     if not (debug or verbose):
         # Keep the terminal to warnings; build logs still get the details.
         for handler in logging.getLogger().handlers:

@@ -4,11 +4,14 @@ Sources, applied in command-line order so later ones override earlier ones:
 ``--parameter KEY VALUE``, ``--file-parameter KEY FILE`` (the file's content) and
 ``--parameters FILE.json`` (a JSON object). Plugins declare the parameters they
 accept with :class:`Parameter`; values are cast to the declared type, unknown keys
-are warned about, and secret values are redacted wherever they are stored or logged.
+are warned about (refused in strict mode), and secret values are redacted wherever
+they are stored or logged; credentials in URLs are scrubbed from every value kept.
 """
 import dataclasses
 import json
 import logging
+
+from novaimagebuilder import scrub
 
 LOG = logging.getLogger(__name__)
 
@@ -32,6 +35,8 @@ class Parameter:
     secret: bool = False
     choices: tuple = ()
     minimum: float | None = None  # for int and float parameters
+    #: How a record keeps a secret value: ``masked(value)`` (default ***).
+    masked: object = None
 
     def cast(self, value, plugin):
         """``value`` converted to this parameter's type, or ParameterError."""
@@ -118,30 +123,43 @@ def _read_json(path):
     return data
 
 
-def resolve(specs, values, plugin, common=()):
+def resolve(specs, values, plugin, common=(), strict=False):
     """Typed values for one plugin: declared defaults overlaid with ``values``.
 
     Keys that neither the plugin (``specs``) nor the front end (``common``) knows
-    are kept as strings and warned about.
+    are kept as strings and warned about; ``strict``: refused (ParameterError).
     """
     declared = {p.name: p for p in specs}
     result = {p.name: p.default for p in specs if p.default is not None}
     for key, value in values.items():
         if key in declared:
             result[key] = declared[key].cast(value, plugin)
-        else:
-            if key not in common:
-                LOG.warning("Plugin %s does not know the parameter %r "
-                            "(known: %s)", plugin, key,
-                            ", ".join(sorted(declared)) or "none")
-            result[key] = value
+            continue
+        if key not in common:
+            known = ", ".join(sorted(declared)) or "none"
+            if strict:
+                raise ParameterError("unknown parameter %r of plugin %s "
+                                     "(known: %s)" % (key, plugin, known))
+            LOG.warning("Plugin %s does not know the parameter %r "
+                        "(known: %s)", plugin, key, known)
+        result[key] = value
     return result
 
 
 def redact(specs, values):
-    """A copy of ``values`` with the secret ones replaced by ``***``."""
-    secret = {p.name for p in specs if p.secret}
-    return {k: (REDACTED if k in secret else v) for k, v in values.items()}
+    """A copy of ``values`` as a record keeps it: secret values replaced by
+    ``***`` (or masked as their parameter says), credentials scrubbed from
+    the URLs in the others."""
+    secret = {p.name: p for p in specs if p.secret}
+
+    def kept(key, value):
+        param = secret.get(key)
+        if param is None:
+            return scrub.scrub(value)
+        if param.masked is not None and value is not None:
+            return param.masked(value)
+        return REDACTED
+    return {k: kept(k, v) for k, v in values.items()}
 
 
 def warn_exposed_secrets(specs, sources, plugin):

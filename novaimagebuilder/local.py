@@ -22,6 +22,7 @@ from novaimagebuilder import formats
 from novaimagebuilder import initrd
 from novaimagebuilder import jeos
 from novaimagebuilder import pipeline
+from novaimagebuilder import private
 from novaimagebuilder import qemu
 from novaimagebuilder import remaster
 
@@ -159,6 +160,8 @@ class JeosCache(jeos.Cache):
     def __init__(self, path):
         self.path = path
         self.where = path
+        if os.path.isdir(path):
+            private.directory(path)  # made before caches were private
 
     def _files(self, key):
         base = os.path.join(self.path, key)
@@ -198,9 +201,10 @@ class JeosCache(jeos.Cache):
         return entry
 
     def add(self, captured, key, name, build):
-        os.makedirs(self.path, exist_ok=True)
+        private.directory(self.path)
         disk, meta = self._files(key)
         _link_or_copy(captured, disk)
+        private.file(disk)
         fd, tmp = tempfile.mkstemp(dir=self.path, prefix=".entry-")
         with os.fdopen(fd, "w") as handle:
             json.dump({"name": name, "created": time.time(), "build": build},

@@ -4,6 +4,10 @@ Downloads are cached by content (sha256) under a cache directory; a URL seen
 before is revalidated with a conditional GET, so unchanged media is never
 downloaded twice. An ISO checksum given by the template is verified.
 
+The cache is private (see :mod:`private`) and its URL index keeps URLs
+without their credentials (:mod:`scrub`): a URL differing only in them is
+the same entry, revalidated all the same.
+
 A download (and the URL index) is written to a partial file named for the
 process writing it, ``.download-<host>:<pid>-*``, and renamed into place when
 complete; :meth:`MediaCache.partial` lists those a killed process left, for
@@ -22,6 +26,8 @@ import urllib.request
 
 from novaimagebuilder import errors
 from novaimagebuilder import netguard
+from novaimagebuilder import private
+from novaimagebuilder import scrub
 
 LOG = logging.getLogger(__name__)
 
@@ -63,8 +69,11 @@ class MediaCache:
         vets every URL opened and every redirect; None trusts them all."""
         self.path = path
         self.url_check = url_check
-        os.makedirs(path, exist_ok=True)
+        private.directory(path)
         self._index_path = os.path.join(path, "urls.json")
+        index = self._index()
+        if any(scrub.scrub(url) != url for url in index):
+            self._write(index)  # an index from before URLs were scrubbed
 
     def _index(self):
         try:
@@ -76,6 +85,10 @@ class MediaCache:
     def _remember(self, url, entry):
         index = self._index()
         index[url] = entry
+        self._write(index)
+
+    def _write(self, index):
+        index = {scrub.scrub(url): entry for url, entry in index.items()}
         fd, tmp = tempfile.mkstemp(dir=self.path, prefix=_partial(".index-"))
         with os.fdopen(fd, "w") as handle:
             json.dump(index, handle, indent=1)
@@ -107,7 +120,7 @@ class MediaCache:
 
     def fetch(self, url, cancel=None):
         """The cached path and sha256 of what ``url`` serves now."""
-        known = self._index().get(url)
+        known = self._index().get(scrub.scrub(url))
         request = urllib.request.Request(url)
         if known and os.path.exists(self.file(known["sha256"])):
             if known.get("etag"):

@@ -72,11 +72,17 @@ class NovaOS(base.OSPlugin):
                             parameters.get("interface"), auth=self.cloud_auth)
 
     def check(self, template, parameters):
-        """The install script, jump host, proxies, ssh_host, credentials,
-        flavor and networks (and, for ISO installs, stable device rescue),
-        before anything is created."""
+        """The install script (and the config drive it needs), jump host,
+        proxies, ssh_host, credentials, flavor and networks (and, for ISO
+        installs, stable device rescue), before anything is created."""
         from novaimagebuilder import errors
-        common.install_script(template, parameters)
+        from novaimagebuilder import pipeline
+        _, kind = common.install_script(template, parameters)
+        if not parameters["config_drive"] and kind in set(
+                pipeline.SCRIPT_KERNEL_ARGS) - set(pipeline.INITRD_SCRIPTS):
+            raise errors.BuildError(
+                "config_drive is false, but the installer reads its %s from "
+                "the config drive: leave config_drive true" % kind)
         common.check_guest_access(parameters)
         _ssh_host(parameters)
         if template.os.install.type == "url" and not parameters["direct_boot"]:

@@ -3,6 +3,7 @@ import time
 
 from imgfac_nova import parameters
 from imgfac_nova.plugins import base
+from imgfac_nova.plugins import common
 from novaimagebuilder import errors
 
 
@@ -26,7 +27,11 @@ class TestOS(base.OSPlugin):
                              default=False),
         parameters.Parameter("token", "a secret", secret=True),
         parameters.Parameter("refuse", "check() refuses the build"),
-    )
+        parameters.Parameter("fail_message", "what the failure at fail_at "
+                             "says"),
+        parameters.Parameter("activity", "what each step's progress says"),
+    ) + tuple(p for p in common.PIPELINE_PARAMETERS
+              if p.name == "install_script")
 
     def check(self, template, parameters):
         if parameters.get("refuse"):
@@ -37,8 +42,10 @@ class TestOS(base.OSPlugin):
         for step in range(parameters["steps"]):
             build.check_cancelled()
             if parameters.get("fail_at") == step:
-                raise RuntimeError("step %d exploded\nsecond line" % step)
-            build.progress(100 * step // parameters["steps"], "Step %d" % step)
+                raise RuntimeError(parameters.get("fail_message") or
+                                   "step %d exploded\nsecond line" % step)
+            build.progress(100 * step // parameters["steps"],
+                           parameters.get("activity") or "Step %d" % step)
             deadline = time.monotonic() + parameters["step_seconds"]
             while time.monotonic() < deadline:
                 build.check_cancelled()
