@@ -183,8 +183,7 @@ def _conf(args):
 
 def _store(conf):
     from imgfac_nova import config
-    from imgfac_nova import store
-    return store.ImageStore(config.storage_path(conf))
+    return config.image_store(conf)
 
 
 def _template(path, conf):

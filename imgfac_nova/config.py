@@ -13,8 +13,10 @@ DEFAULT_CONFIG_FILE = "/etc/imgfac-nova/imgfac-nova.conf"
 _opts = [
     cfg.StrOpt("storage_path",
                sample_default="/var/lib/imgfac-nova/storage",
-               help="Directory holding image records (<uuid>.meta) and image "
-                    "data (<uuid>.body). Default: /var/lib/imgfac-nova/storage "
+               help="Directory holding image data (<uuid>.body), build logs "
+                    "(<uuid>.log) and, unless [database] connection says "
+                    "otherwise, the image records' SQLite database ("
+                    "imgfac-nova.sqlite). Default: /var/lib/imgfac-nova/storage "
                     "for root, ~/.local/share/imgfac-nova/storage otherwise."),
     cfg.StrOpt("media_cache_path",
                sample_default="/var/cache/imgfac-nova/media",
@@ -58,6 +60,20 @@ def list_opts():
     return [("DEFAULT", _opts)]
 
 
+def set_sample_defaults():
+    """oslo-config-generator's hook: the sample shows our defaults of
+    oslo.db's ``[database]`` options."""
+    from oslo_db import options
+    cfg.set_defaults(options.database_opts, **_database_defaults(
+        "/var/lib/imgfac-nova/storage"))
+
+
+def _database_defaults(path):
+    # The CLI says a database it cannot reach in one line at once (oslo.db
+    # would retry for 100 s); a daemon's operator may raise max_retries.
+    return {"connection": store.default_connection(path), "max_retries": 0}
+
+
 def load(config_files=(), debug=False, verbose=False):
     """A ConfigOpts loaded from ``config_files`` (or the default file), with
     logging set up on stderr."""
@@ -70,13 +86,15 @@ def load(config_files=(), debug=False, verbose=False):
     if not files and os.path.exists(DEFAULT_CONFIG_FILE):
         files = [DEFAULT_CONFIG_FILE]
     conf([], project="imgfac-nova", default_config_files=files)
+    _register_database(conf)
     # paramiko logs every refused attempt while a guest boots as an ERROR
     # with a traceback; those retries are expected: show them only to --debug.
     # keystoneauth warns before every failed version discovery; the error
     # that follows says it in one line.
     conf.set_default("default_log_levels", conf.default_log_levels + [
         "paramiko.transport=%s" % ("DEBUG" if debug else "CRITICAL"),
-        "keystoneauth=%s" % ("DEBUG" if debug else "ERROR")])
+        "keystoneauth=%s" % ("DEBUG" if debug else "ERROR"),
+        "alembic.runtime.plugins=WARNING"])
     if debug:
         conf.set_override("debug", True)
     conf.set_override("use_stderr", True)
@@ -98,3 +116,18 @@ def template_limits(conf):
 
 def storage_path(conf):
     return conf.storage_path or store.default_path()
+
+
+def _register_database(conf):
+    """oslo.db's ``[database]`` options, the connection defaulting to an
+    SQLite file in the storage path."""
+    from oslo_db import options
+    defaults = _database_defaults(storage_path(conf))
+    options.set_defaults(conf, connection=defaults.pop("connection"))
+    for name, value in defaults.items():
+        conf.set_default(name, value, group="database")
+
+
+def image_store(conf):
+    """The configured image store."""
+    return store.ImageStore(storage_path(conf), dict(conf.database.items()))

@@ -1,22 +1,24 @@
-"""The image store: ``<uuid>.meta``, ``<uuid>.body`` and ``<uuid>.log`` files
-in one directory.
+"""The image store: image records in a database (``[database] connection``;
+by default the SQLite file :data:`SQLITE_NAME` in the store's directory),
+each image's local data (``<uuid>.body``) and build log (``<uuid>.log``)
+as files in that directory.
 
-Writes are atomic (a temporary file renamed over the old one), so a reader never
-sees a half-written record. Read-modify-write updates hold the store's lock
-(``fcntl.flock`` on ``.lock``; updates are short), so two processes sharing a store
-do not lose each other's changes.
+A record changes in one transaction that locks its row (see
+:mod:`imgfac_nova.db.api`), so two threads or processes changing one
+record never lose each other's changes, and a reader never sees half of a
+change.
 """
 import contextlib
-import fcntl
-import json
 import os
 import re
-import tempfile
+import threading
 
 from imgfac_nova import images
 
 _UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-"
                       r"[0-9a-f]{12}$")
+#: The default database: an SQLite file in the store's directory.
+SQLITE_NAME = "imgfac-nova.sqlite"
 
 
 class StoreError(Exception):
@@ -36,11 +38,94 @@ def default_path():
     return os.path.join(data_home, "imgfac-nova", "storage")
 
 
-class ImageStore:
-    """Image records and their data under one directory."""
+def default_connection(path):
+    """The database URL of the store in directory ``path`` by default."""
+    return "sqlite:///" + os.path.join(os.path.abspath(path), SQLITE_NAME)
 
-    def __init__(self, path):
+
+class ImageStore:
+    """Image records in a database, their data and logs under one
+    directory. ``database`` holds oslo.db's ``[database]`` options
+    (``connection`` and the rest); without a connection the records are
+    in the SQLite file :data:`SQLITE_NAME` under ``path``."""
+
+    def __init__(self, path, database=None):
         self.path = os.path.abspath(path)
+        self._options = dict(database or {})
+        self.connection = self._options.pop("connection", None) or \
+            default_connection(self.path)
+        self._database = None
+        self._open_lock = threading.Lock()
+
+    def open(self):
+        """Connect to the database, upgrade an SQLite schema, import the
+        records of an older release's ``.meta`` files (once); the first
+        use of a store does it too. Returns the store."""
+        self._db()
+        return self
+
+    def sync(self):
+        """Create or upgrade the database schema (whatever the backend),
+        then open the store; returns the revisions ``(before, after)``."""
+        from imgfac_nova.db import api
+        from imgfac_nova.db import migration
+        try:
+            revisions = migration.upgrade(self._connect())
+        except api.DatabaseError as exc:
+            raise StoreError(str(exc)) from exc
+        self.open()
+        return revisions
+
+    def schema_version(self):
+        """The database schema's revision; None when it has none yet."""
+        from imgfac_nova.db import api
+        from imgfac_nova.db import migration
+        try:
+            return migration.current(self._connect())
+        except api.DatabaseError as exc:
+            raise StoreError(str(exc)) from exc
+
+    def redacted_connection(self):
+        """The database URL without its password."""
+        from imgfac_nova.db import api
+        return api.redact(self.connection)
+
+    def _connect(self):
+        # imgfac_nova.db is imported on first use: CLI verbs that need no
+        # record start without SQLAlchemy.
+        from imgfac_nova.db import api
+        self._ensure_dir()
+        return api.database(self.connection, **self._options)
+
+    def _db(self):
+        from imgfac_nova.db import api
+        from imgfac_nova.db import meta_files
+        from imgfac_nova.db import migration
+        with self._open_lock:
+            if self._database is None:
+                database = self._connect()
+                try:
+                    migration.ensure(database)
+                    meta_files.import_all(self.path, database)
+                except api.DatabaseError as exc:
+                    raise StoreError(str(exc)) from exc
+                except OSError as exc:
+                    raise StoreError("cannot import the image records in "
+                                     "%s: %s" % (self.path, exc)) from exc
+                self._database = database
+        return self._database
+
+    @contextlib.contextmanager
+    def _session(self, write=False):
+        from imgfac_nova.db import api
+        database = self._db()
+        try:
+            with database.writer() if write else database.reader() as session:
+                yield session
+        except api.DuplicateEntry as exc:
+            raise StoreError("image already exists: %s" % exc) from exc
+        except api.DatabaseError as exc:
+            raise StoreError(str(exc)) from exc
 
     def _ensure_dir(self):
         try:
@@ -50,8 +135,7 @@ class ImageStore:
                              % (self.path, exc.strerror)) from exc
 
     def _file(self, identifier, suffix):
-        if not _UUID_RE.match(identifier or ""):
-            raise NotFound("no image with id %r (an id is a UUID)" % identifier)
+        _check_id(identifier)
         return os.path.join(self.path, identifier + suffix)
 
     def body_path(self, identifier):
@@ -62,70 +146,50 @@ class ImageStore:
         """Where the build log of an image goes."""
         return self._file(identifier, ".log")
 
-    @contextlib.contextmanager
-    def _locked(self):
-        self._ensure_dir()
-        fd = os.open(os.path.join(self.path, ".lock"), os.O_CREAT | os.O_RDWR,
-                     0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
-
-    def _write(self, record):
-        record.updated = images.utcnow()
-        fd, tmp = tempfile.mkstemp(dir=self.path, prefix=".tmp-",
-                                   suffix=".meta")
-        try:
-            with os.fdopen(fd, "w") as handle:
-                json.dump(record.to_dict(), handle, indent=2, sort_keys=True)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self._file(record.identifier, ".meta"))
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-
     def stale_temporaries(self):
-        """Temporary files a killed writer left: every write holds the
-        store's lock while its temporary file exists, so any found with the
-        lock held are stale."""
+        """Temporary record files that a writer of the file store (before
+        the database) left when it was killed."""
         if not os.path.isdir(self.path):
             return []
-        with self._locked():
-            return [os.path.join(self.path, name)
-                    for name in sorted(os.listdir(self.path))
-                    if name.startswith(".tmp-")]
+        return [os.path.join(self.path, name)
+                for name in sorted(os.listdir(self.path))
+                if name.startswith(".tmp-")]
 
     def add(self, record):
         """Save a new record; its id must not be in use."""
-        with self._locked():
-            if os.path.exists(self._file(record.identifier, ".meta")):
+        from imgfac_nova.db import records
+        _check_id(record.identifier)
+        record.updated = images.utcnow()
+        with self._session(write=True) as session:
+            if records.get(session, record.identifier) is not None:
                 raise StoreError("image %s already exists" % record.identifier)
-            self._write(record)
+            records.insert(session, record.to_dict())
         return record
 
     def get(self, identifier):
-        path = self._file(identifier, ".meta")
-        try:
-            with open(path) as handle:
-                return images.ImageRecord.from_dict(json.load(handle))
-        except FileNotFoundError:
-            raise NotFound("no image with id %s in %s"
-                           % (identifier, self.path)) from None
-        except (ValueError, TypeError) as exc:
-            raise StoreError("corrupt image record %s: %s" % (path, exc)) from exc
+        from imgfac_nova.db import records
+        _check_id(identifier)
+        with self._session() as session:
+            row = records.get(session, identifier)
+            if row is None:
+                raise NotFound("no image with id %s" % identifier)
+            return _record(row)
 
     def modify(self, identifier, change):
-        """Call ``change(record)`` on the stored record and save it, all under
-        the store lock, so concurrent changes are never lost."""
-        with self._locked():
-            record = self.get(identifier)
+        """Call ``change(record)`` on the stored record and save it, in one
+        transaction holding the record's row, so concurrent changes are
+        never lost."""
+        from imgfac_nova.db import records
+        _check_id(identifier)
+        with self._session(write=True) as session:
+            row = records.get(session, identifier, lock=True)
+            if row is None:
+                raise NotFound("no image with id %s" % identifier)
+            record = _record(row)
             change(record)
-            self._write(record)
-            return record
+            record.updated = images.utcnow()
+            records.update(session, record)
+        return record
 
     def update(self, identifier, **changes):
         """Set fields of a stored record; returns the new record."""
@@ -136,26 +200,37 @@ class ImageStore:
             changes))
 
     def list(self, query=None):
-        """Records matching ``query`` (field -> value), oldest first."""
-        try:
-            names = os.listdir(self.path)
-        except FileNotFoundError:
-            return []
-        found = []
-        for name in names:
-            if not name.endswith(".meta") or name.startswith("."):
-                continue
+        """Records matching ``query`` (field -> value; another key is a
+        property), oldest first."""
+        from imgfac_nova.db import records
+        query = query or {}
+        with self._session() as session:
             try:
-                record = self.get(name[:-len(".meta")])
-            except NotFound:
-                continue  # deleted while we were listing
-            if record.matches(query or {}):
-                found.append(record)
-        return sorted(found, key=lambda r: (r.created, r.identifier))
+                found = records.query(session, query)
+            except (TypeError, ValueError) as exc:
+                raise StoreError("corrupt image record in %s: %s" % (
+                    self.redacted_connection(), exc)) from exc
+        return [record for record in found if record.matches(query)]
 
     def remove(self, identifier):
         """Delete the record, its data and its build log."""
-        with self._locked():
-            for suffix in (".body", ".log", ".meta"):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(self._file(identifier, suffix))
+        from imgfac_nova.db import records
+        for suffix in (".body", ".log"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._file(identifier, suffix))
+        with self._session(write=True) as session:
+            records.delete(session, identifier)
+
+
+def _check_id(identifier):
+    if not _UUID_RE.match(identifier or ""):
+        raise NotFound("no image with id %r (an id is a UUID)" % identifier)
+
+
+def _record(row):
+    from imgfac_nova.db import records
+    try:
+        return records.record(row)
+    except (TypeError, ValueError) as exc:
+        raise StoreError("corrupt image record %s: %s"
+                         % (row.identifier, exc)) from exc

@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from imgfac_nova import store
 from tests import poll
 
 GOOD = """<template>
@@ -39,9 +40,14 @@ def good(tmp_path):
 
 
 def _store_files(tmp_path):
+    """The store's files (the database's among them)."""
     store = tmp_path / "store"
     return sorted(p for p in os.listdir(store) if not p.startswith(".")) \
         if store.exists() else []
+
+
+def _records(tmp_path):
+    return store.ImageStore(str(tmp_path / "store")).list()
 
 
 def test_help_lists_verbs(run):
@@ -120,7 +126,9 @@ def test_bad_input_exit_2_one_line_nothing_created(run, good, tmp_path, args,
     assert len(errors) == 1 and message in errors[0], result.stderr
     assert "Traceback" not in result.stderr
     assert result.stdout == ""
-    assert _store_files(tmp_path) == []
+    assert not [n for n in _store_files(tmp_path)
+                if not n.startswith(store.SQLITE_NAME)]
+    assert _records(tmp_path) == []
 
 
 def test_usage_errors_exit_2(run):
@@ -249,9 +257,8 @@ def test_signal_cancels_build_and_marks_failed(cli_env, config_file, good,
          "base_image", "--parameter", "steps", "100", "--parameter",
          "step_seconds", "1", good], env=cli_env, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True)
-    poll.wait_for(lambda: any(n.endswith(".meta")
-                              for n in _store_files(tmp_path)),
-                  30, "the build's record", interval=0.1)
+    poll.wait_for(lambda: _records(tmp_path), 30, "the build's record",
+                  interval=0.1)
     time.sleep(0.5)
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=30)

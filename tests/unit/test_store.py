@@ -1,6 +1,10 @@
+import contextlib
 import json
 import multiprocessing
 import os
+import sqlite3
+import threading
+import uuid
 
 import pytest
 
@@ -32,14 +36,112 @@ def test_add_get_update_list_remove(tmp_path):
         s.get(first.identifier)
 
 
-def test_meta_file_is_json_named_by_uuid(tmp_path):
+def _every_field(**fields):
+    """A record with a value of its own in every field."""
+    values = dict(
+        identifier=str(uuid.uuid4()), status=images.COMPLETE,
+        percent_complete=100,
+        status_detail={"activity": "Build complete", "error": None},
+        created="2026-01-02T03:04:05+00:00", worker="host:42",
+        project_id="p" * 32, plugin="nova", template="<template/>",
+        parameters={"flavor": "2", "admin_password": "***"},
+        icicle="<icicle/>", base_image_id=str(uuid.uuid4()),
+        target_image_id=str(uuid.uuid4()), target="openstack",
+        provider="cloud", identifier_on_provider="glance-id",
+        provider_account_identifier="account", data="/x.body",
+        log="/x.log", properties={"k": [1, {"n": None}]},
+        timings={"install": {"cloud": 120.5, "orchestrator": 2.0}})
+    values.update(fields)
+    return images.ImageRecord(type=images.PROVIDER_IMAGE, **values)
+
+
+def test_every_field_round_trips(tmp_path):
     s = store.ImageStore(str(tmp_path))
+    record = s.add(_every_field())
+    assert set(images.FIELDS) - {"updated"} <= {
+        k for k, v in record.to_dict().items()
+        if v != getattr(images.ImageRecord(type=images.BASE_IMAGE), k)}
+    assert s.get(record.identifier).to_dict() == record.to_dict()
+    assert [r.to_dict() for r in s.list()] == [record.to_dict()]
+
+
+def test_records_are_in_the_sqlite_file_of_the_store(tmp_path):
+    s = store.ImageStore(str(tmp_path / "store"))
     record = s.add(_record(properties={"a": 1}))
-    with open(tmp_path / (record.identifier + ".meta")) as handle:
-        data = json.load(handle)
-    assert data["identifier"] == record.identifier
-    assert data["properties"] == {"a": 1}
-    assert not [n for n in os.listdir(tmp_path) if n.startswith(".tmp")]
+    path = tmp_path / "store" / store.SQLITE_NAME
+    with contextlib.closing(sqlite3.connect(str(path))) as db:
+        rows = db.execute("SELECT identifier, properties FROM images")
+        assert [(i, json.loads(p)) for i, p in rows] == [
+            (record.identifier, {"a": 1})]
+    assert s.connection == "sqlite:///" + str(path)
+    assert os.stat(tmp_path / "store").st_mode & 0o777 == 0o700
+
+
+def test_list_filters_in_sql_and_on_the_rest_oldest_first(tmp_path):
+    s = store.ImageStore(str(tmp_path))
+    base = s.add(_record(status=images.COMPLETE,
+                         created="2026-01-01T00:00:02+00:00",
+                         properties={"colour": "red"}))
+    older = s.add(_record(status=images.COMPLETE,
+                          created="2026-01-01T00:00:01+00:00"))
+    target = s.add(images.ImageRecord(
+        type=images.TARGET_IMAGE, base_image_id=base.identifier,
+        project_id="p1", created="2026-01-01T00:00:00+00:00"))
+    assert [r.identifier for r in s.list()] == [
+        target.identifier, older.identifier, base.identifier]
+    assert [r.identifier for r in s.list({"status": images.COMPLETE})] == [
+        older.identifier, base.identifier]
+    assert [r.identifier for r in s.list({
+        "type": images.TARGET_IMAGE, "base_image_id": base.identifier,
+        "project_id": "p1"})] == [target.identifier]
+    assert [r.identifier for r in s.list({"project_id": None})] == [
+        older.identifier, base.identifier]
+    assert [r.identifier for r in s.list({"colour": "red"})] == [
+        base.identifier]
+    assert [r.identifier for r in s.list({
+        "status_detail": {"activity": "Created", "error": None},
+        "percent_complete": 0})] == [target.identifier, older.identifier,
+                                     base.identifier]
+    # values of another type than the field's match nothing (not an error)
+    assert s.list({"type": 5}) == [] and s.list({"percent_complete": "0"}) == []
+
+
+def test_threads_modifying_one_record_lose_nothing(tmp_path):
+    s = store.ImageStore(str(tmp_path))
+    record = s.add(_record())
+
+    def bump(key):
+        def increment(r):
+            r.properties[key] = r.properties.get(key, 0) + 1
+        for _ in range(25):
+            s.modify(record.identifier, increment)
+    threads = [threading.Thread(target=bump, args=(k,)) for k in "aab"]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert s.get(record.identifier).properties == {"a": 50, "b": 25}
+
+
+def test_modify_that_raises_changes_nothing(tmp_path):
+    s = store.ImageStore(str(tmp_path))
+    record = s.add(_record())
+
+    def half(r):
+        r.status = images.FAILED
+        raise RuntimeError("no")
+    with pytest.raises(RuntimeError):
+        s.modify(record.identifier, half)
+    assert s.get(record.identifier).status == images.NEW
+
+
+def test_missing_records(tmp_path):
+    s = store.ImageStore(str(tmp_path))
+    missing = str(uuid.uuid4())
+    for call in (s.get, lambda i: s.update(i, status=images.FAILED)):
+        with pytest.raises(store.NotFound, match="no image with id " + missing):
+            call(missing)
+    s.remove(missing)  # nothing to remove is no error
 
 
 def test_add_refuses_existing_id(tmp_path):
@@ -58,10 +160,14 @@ def test_ids_must_be_uuids(tmp_path, bad):
 def test_corrupt_record_is_one_line_error(tmp_path):
     s = store.ImageStore(str(tmp_path))
     record = s.add(_record())
-    (tmp_path / (record.identifier + ".meta")).write_text("{not json")
-    with pytest.raises(store.StoreError, match="corrupt image record") as exc:
-        s.get(record.identifier)
-    assert "\n" not in str(exc.value)
+    with contextlib.closing(sqlite3.connect(
+            str(tmp_path / store.SQLITE_NAME))) as db, db:
+        db.execute("UPDATE images SET status = 'SHINY'")
+    for call in (lambda: s.get(record.identifier), s.list):
+        with pytest.raises(store.StoreError,
+                           match="corrupt image record") as exc:
+            call()
+        assert "\n" not in str(exc.value)
 
 
 def test_update_unknown_field(tmp_path):

@@ -1,0 +1,157 @@
+"""One database: oslo.db's enginefacade on a connection URL, with the
+transactions the image store needs and errors as one line without the
+URL's password.
+
+Writers serialize on the rows they change: ``SELECT ... FOR UPDATE`` on
+MySQL/MariaDB and PostgreSQL; SQLite has no row locks, so its write
+transactions start with ``BEGIN IMMEDIATE`` (the database's write lock,
+taken before the first read) and wait up to :data:`SQLITE_BUSY_TIMEOUT`
+for another writer; WAL journaling lets readers go on meanwhile.
+"""
+import contextlib
+import re
+import threading
+
+import sqlalchemy as sa
+from oslo_db import exception as db_exception
+from oslo_db.sqlalchemy import enginefacade
+
+#: Seconds an SQLite writer waits for another writer's transaction.
+SQLITE_BUSY_TIMEOUT = 60
+#: Execution option marking a connection whose transaction writes.
+_IMMEDIATE = "imgfac_nova_sqlite_immediate"
+
+
+class DatabaseError(Exception):
+    """The database cannot be used; str() is one line, without secrets."""
+
+
+class DuplicateEntry(DatabaseError):
+    pass
+
+
+def redact(url):
+    """``url`` with its password replaced by ``***``."""
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except (sa.exc.ArgumentError, ValueError):
+        return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", url)
+
+
+def _reason(exc):
+    """One line saying why ``exc`` (an oslo.db, SQLAlchemy or driver
+    error) happened: the driver's own words where there are some."""
+    while isinstance(exc, db_exception.DBError) and exc.inner_exception:
+        exc = exc.inner_exception
+    exc = getattr(exc, "orig", None) or exc
+    lines = str(exc).strip().splitlines() or [type(exc).__name__]
+    return lines[0].strip()
+
+
+class _Context:
+    """What enginefacade keeps its per-thread transaction state on."""
+
+
+class Database:
+    """The database at ``url``; ``options`` are further ``[database]``
+    options of oslo.db (``max_retries``, ``max_pool_size``, ...)."""
+
+    def __init__(self, url, **options):
+        self.url = url
+        self.redacted_url = redact(url)
+        self._facade = enginefacade.transaction_context()
+        self._facade.configure(connection=url, **options)
+        self._facade.append_on_engine_create(_prepare_engine)
+        self._connected = False
+
+    @property
+    def is_sqlite(self):
+        return self.url.startswith("sqlite")
+
+    @contextlib.contextmanager
+    def writer(self):
+        """A session in a write transaction, committed at the end."""
+        with self._errors(), self._facade.writer.using(_Context()) as session:
+            if self.is_sqlite:
+                session.connection(execution_options={_IMMEDIATE: True})
+            yield session
+
+    @contextlib.contextmanager
+    def reader(self):
+        """A session in a read-only transaction."""
+        with self._errors(), self._facade.reader.using(_Context()) as session:
+            yield session
+
+    @contextlib.contextmanager
+    def connection(self):
+        """A connection in a write transaction, committed at the end (for
+        migrations: on SQLite it holds the write lock throughout)."""
+        with self._errors():
+            engine = self._facade.writer.get_engine()
+            with engine.connect() as conn:
+                if self.is_sqlite:
+                    conn = conn.execution_options(**{_IMMEDIATE: True})
+                with conn.begin():
+                    yield conn
+
+    @contextlib.contextmanager
+    def _errors(self):
+        """Errors as :class:`DatabaseError`: until a transaction has
+        worked, any error is one of connecting."""
+        try:
+            yield
+        except db_exception.DBDuplicateEntry as exc:
+            raise DuplicateEntry(_reason(exc)) from exc
+        except (db_exception.DBError, sa.exc.SQLAlchemyError,
+                ImportError) as exc:
+            if isinstance(exc, ImportError):
+                reason = "its driver is missing (%s)" % exc
+            else:
+                reason = _reason(exc)
+            if self._connected and not isinstance(
+                    exc, db_exception.DBConnectionError):
+                raise DatabaseError("database %s: %s" % (
+                    self.redacted_url, reason)) from exc
+            raise DatabaseError("cannot connect to the database %s: %s" % (
+                self.redacted_url, reason)) from exc
+        self._connected = True
+
+
+def _prepare_engine(engine):
+    if engine.dialect.name != "sqlite":
+        return
+    sa.event.listen(engine, "connect", _sqlite_connect)
+    # oslo.db's own "begin" listener on the engine emits a plain BEGIN
+    # unless the transaction has begun ("in_transaction"); a listener on
+    # the Engine class runs before it (SQLAlchemy ignores insert=True
+    # for engine events).
+    if not sa.event.contains(sa.engine.Engine, "begin", _sqlite_begin):
+        sa.event.listen(sa.engine.Engine, "begin", _sqlite_begin)
+
+
+def _sqlite_connect(dbapi_connection, connection_record):
+    dbapi_connection.execute("PRAGMA busy_timeout = %d"
+                             % (SQLITE_BUSY_TIMEOUT * 1000))
+    dbapi_connection.execute("PRAGMA journal_mode = WAL")
+
+
+def _sqlite_begin(conn):
+    if conn.dialect.name == "sqlite" and \
+            conn.get_execution_options().get(_IMMEDIATE) and \
+            "in_transaction" not in conn.info:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        conn.info["in_transaction"] = True
+
+
+_databases = {}
+_databases_lock = threading.Lock()
+
+
+def database(url, **options):
+    """The process's one :class:`Database` for ``url`` (an engine and its
+    connection pool per database, however many stores use it)."""
+    key = (url, tuple(sorted(options.items())))
+    with _databases_lock:
+        if key not in _databases:
+            _databases[key] = Database(url, **options)
+        return _databases[key]

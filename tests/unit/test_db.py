@@ -1,0 +1,138 @@
+"""The database under the image store: migrations, the schema check, the
+connection errors, imgfac-nova-manage (SQLite; MariaDB and PostgreSQL in
+tests/functional/test_database.py)."""
+import contextlib
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+from alembic import autogenerate
+from alembic import script
+from alembic.runtime import migration as alembic_migration
+
+from imgfac_nova import images
+from imgfac_nova import manage
+from imgfac_nova import store
+from imgfac_nova.db import api
+from imgfac_nova.db import migration
+from imgfac_nova.db import models
+
+
+def _database(tmp_path):
+    return api.Database(store.default_connection(str(tmp_path)))
+
+
+def test_head_is_alembics_head():
+    scripts = script.ScriptDirectory.from_config(migration._config())
+    assert scripts.get_heads() == [migration.HEAD]
+
+
+def test_migrations_up_from_empty_match_the_models(tmp_path):
+    database = _database(tmp_path)
+    assert migration.current(database) is None
+    assert migration.upgrade(database) == (None, migration.HEAD)
+    assert migration.upgrade(database) == (migration.HEAD, migration.HEAD)
+    with database.connection() as conn:
+        context = alembic_migration.MigrationContext.configure(conn)
+        assert autogenerate.compare_metadata(context, models.metadata) == []
+    # every record field has its column, and the build's own
+    assert set(images.FIELDS) | {"cancel_requested", "extra"} == set(
+        models.images.columns.keys())
+
+
+def test_store_upgrades_an_empty_sqlite_database_by_itself(tmp_path):
+    sqlite3.connect(str(tmp_path / store.SQLITE_NAME)).close()
+    store.ImageStore(str(tmp_path)).open()
+    assert migration.current(_database(tmp_path)) == migration.HEAD
+
+
+def test_schema_newer_than_this_release_is_one_line(tmp_path):
+    store.ImageStore(str(tmp_path)).open()
+    with contextlib.closing(sqlite3.connect(
+            str(tmp_path / store.SQLITE_NAME))) as db, db:
+        db.execute("UPDATE alembic_version SET version_num = 'f00d'")
+    with pytest.raises(store.StoreError, match=(
+            "has schema f00d, newer than this imgfac-nova knows")):
+        store.ImageStore(str(tmp_path)).list()
+
+
+def test_server_schema_behind_says_run_db_sync(tmp_path, monkeypatch):
+    # A server database is never upgraded by the CLI or the daemon; the
+    # SQLite file stands in for one here (the functional tests use real
+    # servers).
+    monkeypatch.setattr(api.Database, "is_sqlite", False)
+    database = _database(tmp_path)
+    with pytest.raises(api.DatabaseError) as exc:
+        migration.ensure(database)
+    assert str(exc.value) == (
+        "the database %s has no schema, this imgfac-nova needs schema %s: "
+        "run 'imgfac-nova-manage db sync'" % (database.url, migration.HEAD))
+    assert migration.current(database) is None
+
+
+@pytest.mark.parametrize("url, shown", [
+    ("mysql+pymysql://imgfac:s3cr%40t@127.0.0.1:1/imgfac",
+     "mysql+pymysql://imgfac:***@127.0.0.1:1/imgfac"),
+    ("postgresql+psycopg2://imgfac:s3cr%40t@127.0.0.1:1/imgfac",
+     "postgresql+psycopg2://imgfac:***@127.0.0.1:1/imgfac"),
+])
+def test_unreachable_database_is_one_line_without_password(url, shown):
+    with pytest.raises(store.StoreError) as exc:
+        store.ImageStore("/nonexistent-imgfac", {"connection": url,
+                                                 "max_retries": 0}).list()
+    message = str(exc.value)
+    assert message.startswith("cannot connect to the database %s: " % shown)
+    assert "s3cr" not in message and "\n" not in message
+
+
+def test_redact():
+    assert api.redact("mysql+pymysql://u:pw@h/db?charset=utf8") == \
+        "mysql+pymysql://u:***@h/db?charset=utf8"
+    assert api.redact("sqlite:////var/lib/x.sqlite") == \
+        "sqlite:////var/lib/x.sqlite"
+
+
+def _conf(tmp_path, connection=None):
+    path = tmp_path / "imgfac-nova.conf"
+    text = "[DEFAULT]\nstorage_path = %s\n" % (tmp_path / "store")
+    if connection:
+        text += "[database]\nconnection = %s\n" % connection
+    path.write_text(text)
+    return str(path)
+
+
+def test_manage_db_version_and_sync(tmp_path, capsys):
+    conf = _conf(tmp_path)
+    assert manage.main(["--config-file", conf, "db", "version"]) == 0
+    assert capsys.readouterr().out == "none\n"
+    assert manage.main(["--config-file", conf, "db", "sync"]) == 0
+    assert capsys.readouterr().out == "Database sqlite:///%s: schema %s " \
+        "(was none)\n" % (tmp_path / "store" / store.SQLITE_NAME,
+                          migration.HEAD)
+    assert manage.main(["--config-file", conf, "db", "sync"]) == 0
+    assert capsys.readouterr().out.endswith(": schema %s\n" % migration.HEAD)
+    assert manage.main(["--config-file", conf, "db", "version"]) == 0
+    assert capsys.readouterr().out == migration.HEAD + "\n"
+
+
+BAD = "mysql+pymysql://imgfac:sekrit@127.0.0.1:1/imgfac"
+
+
+@pytest.mark.parametrize("module, verb", [
+    ("imgfac_nova.cli", ["images"]),
+    ("imgfac_nova.manage", ["db", "sync"]),
+    ("imgfac_nova.api.server", []),
+])
+def test_commands_say_an_unreachable_database_in_one_line(tmp_path, module,
+                                                          verb):
+    result = subprocess.run(
+        [sys.executable, "-m", module, "--config-file", _conf(tmp_path, BAD)]
+        + verb, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert ": error: cannot connect to the database mysql+pymysql://" in \
+        lines[0]
+    assert "127.0.0.1:1/imgfac: " in lines[0]
+    assert "sekrit" not in result.stderr and "Traceback" not in result.stderr
