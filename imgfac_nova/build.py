@@ -3,6 +3,7 @@
 The builder checks everything it can before it creates a store record (plugin
 choice, parameter types), so bad input changes nothing. A plugin exception marks
 the image FAILED with a one-line error; the traceback goes to the log only.
+Credentials in URLs never reach a record or a build log (:mod:`scrub`).
 """
 import contextlib
 import logging
@@ -20,6 +21,8 @@ from imgfac_nova import template
 from imgfac_nova.plugins import base as plugin_base
 from imgfac_nova.plugins import manager as plugin_manager
 from novaimagebuilder import errors
+from novaimagebuilder import private
+from novaimagebuilder import scrub
 from novaimagebuilder import sweep
 
 LOG = logging.getLogger(__name__)
@@ -33,9 +36,9 @@ class BuildCancelled(errors.Cancelled):
 
 
 def one_line(exc):
-    """A one-line human description of an exception."""
+    """A one-line human description of an exception, URLs scrubbed."""
     text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+    return scrub.scrub(text[0]) if text else type(exc).__name__
 
 
 class BuildContext:
@@ -76,6 +79,7 @@ class BuildContext:
         """Record that the build is ``percent`` done and doing ``activity``;
         the build log gets each change, with the record's percentage."""
         percent = max(0, min(100, int(percent)))
+        activity = scrub.scrub(activity)
         if (percent, activity) != self._shown:
             self._shown = (percent, activity)
             LOG.info("%d%% %s", percent, activity)
@@ -87,6 +91,7 @@ class BuildContext:
         return self._store.get(self.identifier).properties.get(name)
 
     def set_property(self, name, value):
+        value = scrub.scrub(value)
         self._changed(self._store.modify(
             self.identifier, lambda record: record.properties.update(
                 {name: value})))
@@ -188,11 +193,16 @@ class Builder:
     """Creates image records and runs plugins to fill them."""
 
     def __init__(self, conf, store, plugins=None, on_change=None, slots=None,
-                 project_id=None, cloud_auth=None, url_check=None):
+                 project_id=None, cloud_auth=None, url_check=None, *,
+                 strict_parameters=False):
         """``slots`` (a BuildSlots) bounds concurrent builds; ``project_id`` is
         recorded on new images; ``cloud_auth`` (a keystoneauth1 auth plugin)
-        is how plugins reach the cloud for this caller."""
+        is how plugins reach the cloud for this caller; ``url_check`` vets
+        the URLs its builds open (netguard), None for the trusted CLI. A
+        parameter no plugin of a build knows is refused with
+        ``strict_parameters`` (ParameterError), else warned about."""
         self.conf = conf
+        self.strict_parameters = strict_parameters
         self.store = store
         self.plugins = plugins or plugin_manager.PluginManager(conf)
         self.on_change = on_change
@@ -208,26 +218,39 @@ class Builder:
 
     # -- preparing: everything that can fail on bad input, before any record ---
 
-    def os_plugin_for(self, template, values):
-        """``(plugin name, plugin, typed parameters)`` a base-image build of
-        ``template`` with ``values`` uses; nothing is created."""
-        plugin_name = self.plugins.choose_os_plugin(
+    def _os_name(self, template, values):
+        return self.plugins.choose_os_plugin(
             template.os.name, template.os.version, template.os.arch,
             requested=values.get("os_plugin"),
             preferred=getattr(self.conf, "os_plugin", None))
+
+    def _cloud_name(self, target, values):
+        return self.plugins.choose_cloud_plugin(
+            target, requested=values.get("cloud_plugin"))
+
+    def _resolve(self, specs, values, plugin_name, others=()):
+        """Typed values for one plugin of a build; ``others``: the
+        parameters of the build's other plugins (known, not this one's)."""
+        return params.resolve(
+            specs, values, plugin_name,
+            COMMON_PARAMETERS + tuple(p.name for p in others),
+            strict=self.strict_parameters)
+
+    def os_plugin_for(self, template, values, others=()):
+        """``(plugin name, plugin, typed parameters)`` a base-image build of
+        ``template`` with ``values`` uses; nothing is created."""
+        plugin_name = self._os_name(template, values)
         plugin = self._plugin(plugin_name)
-        typed = params.resolve(plugin.parameters, values, plugin_name,
-                               COMMON_PARAMETERS)
+        typed = self._resolve(plugin.parameters, values, plugin_name, others)
         return plugin_name, plugin, typed
 
-    def _cloud_step(self, target, values, snapshot=False):
+    def _cloud_step(self, target, values, snapshot=False, others=()):
         """``(plugin name, plugin, typed parameters)`` of the cloud plugin
         for ``target``; a snapshot build takes its snapshot_parameters too."""
-        plugin_name = self.plugins.choose_cloud_plugin(
-            target, requested=values.get("cloud_plugin"))
+        plugin_name = self._cloud_name(target, values)
         plugin = self._plugin(plugin_name)
-        typed = params.resolve(_specs(plugin, snapshot), values, plugin_name,
-                               COMMON_PARAMETERS)
+        typed = self._resolve(_specs(plugin, snapshot), values, plugin_name,
+                              others)
         return plugin_name, plugin, typed
 
     def _record(self, kind, plugin_name, plugin, typed, snapshot=False,
@@ -239,21 +262,27 @@ class Builder:
 
     # -- public verbs -----------------------------------------------------------
 
-    def _base_step(self, template, values):
-        name, plugin, typed = self.os_plugin_for(template, values)
+    def _base_step(self, template, values, others=()):
+        name, plugin, typed = self.os_plugin_for(template, values, others)
         plugin.check(template, typed)
         record = self._record(images.BASE_IMAGE, name, plugin, typed,
                               template=template.redacted_xml())
         return record, lambda ctx: plugin.create_base_image(ctx, template, typed)
 
-    def _target_chain(self, target, values, base_id, template):
-        """Steps that make a target image, from a stored base or a template."""
+    def _target_chain(self, target, values, base_id, template, others=()):
+        """Steps that make a target image, from a stored base or a template;
+        ``others``: the parameters of a plugin that follows them."""
         if base_id:
             base, steps = self._complete(base_id, images.BASE_IMAGE), []
+            os_specs = ()
         else:
-            steps = [self._base_step(template, values)]
+            cloud = self.plugins.all()[self._cloud_name(target, values)]
+            steps = [self._base_step(template, values,
+                                     cloud.parameters + tuple(others))]
             base = steps[0][0]
-        steps.append(self._target_step(target, values, base))
+            os_specs = self.plugins.all()[base.plugin].parameters
+        steps.append(self._target_step(target, values, base,
+                                       os_specs + tuple(others)))
         return steps
 
     def base_image(self, template, values):
@@ -264,8 +293,8 @@ class Builder:
         """Start building a target image from a base image or a template."""
         return self._start(self._target_chain(target, values, base_id, template))
 
-    def _target_step(self, target, values, base):
-        name, plugin, typed = self._cloud_step(target, values)
+    def _target_step(self, target, values, base, others=()):
+        name, plugin, typed = self._cloud_step(target, values, others=others)
         try:
             # The OS plugin reads it again when it applies it; a bad file
             # is bad input now, before any record exists.
@@ -302,7 +331,13 @@ class Builder:
         image from. ``credentials`` is secret: it is handed to the plugin and
         never stored.
         """
-        name, plugin, typed = self._cloud_step(target, values, snapshot)
+        chain = ()  # the other plugin a push from a template runs
+        if template is not None and not (snapshot or image_id):
+            chain = self.plugins.all()[self._os_name(template,
+                                                     values)].parameters
+        name, plugin, typed = self._cloud_step(target, values, snapshot,
+                                               chain)
+        own = _specs(plugin, snapshot)
         steps = []
         if snapshot:
             if template is None:
@@ -331,14 +366,15 @@ class Builder:
                         % (image_id, source.target, target))
                 target_record = source
             elif source.type == images.BASE_IMAGE:
-                steps.append(self._target_step(target, values, source))
+                steps.append(self._target_step(target, values, source, own))
                 target_record = steps[-1][0]
             else:
                 raise plugin_manager.PluginError(
                     "image %s is a provider image; give a base or target image"
                     % image_id)
         else:
-            steps.extend(self._target_chain(target, values, None, template))
+            steps.extend(self._target_chain(target, values, None, template,
+                                            own))
             target_record = steps[-1][0]
         # Last of the checks, as it talks to the provider: nothing exists yet.
         fields = dict(target=target, provider=plugin.check_provider(
@@ -440,6 +476,7 @@ class Builder:
         return None
 
     def _fail(self, record, reason):
+        reason = scrub.scrub(reason)
         current = self.store.get(record.identifier)
         failed = self.store.update(
             record.identifier, status=images.FAILED, data=None,
@@ -495,8 +532,8 @@ class Builder:
         for name, cls in sorted(self.plugins.os_plugins.items()) + sorted(
                 self.plugins.cloud_plugins.items()):
             plugin = cls(self.conf)
-            typed = params.resolve(plugin.parameters, values, name,
-                                   COMMON_PARAMETERS)
+            typed = self._resolve(plugin.parameters, values, name,
+                                  self._all_parameters())
             for outcome in plugin.sweep(keep, typed, dry_run):
                 # A push to the build's own cloud is the Nova plugin's
                 # tagged image and the provider plugin's: listed once.
@@ -506,14 +543,20 @@ class Builder:
                 found.append((name, outcome))
         return found
 
+    def _all_parameters(self):
+        """The parameters of every plugin (a sweep or the JEOS cache
+        verbs take any plugin's)."""
+        return tuple(p for cls in self.plugins.all().values()
+                     for p in cls.parameters)
+
     def jeos_caches(self, values):
         """``[(plugin name, jeos.Cache)]`` of the OS plugins that keep a JEOS
         cache for these parameters (the Nova plugin only with a cloud)."""
         caches = []
         for name in sorted(self.plugins.os_plugins):
             plugin = self._plugin(name)
-            typed = params.resolve(plugin.parameters, values, name,
-                                   COMMON_PARAMETERS)
+            typed = self._resolve(plugin.parameters, values, name,
+                                  self._all_parameters())
             cache = plugin.jeos_cache(typed)
             if cache is not None:
                 caches.append((name, cache))
@@ -623,11 +666,13 @@ def _specs(plugin, snapshot):
 
 @contextlib.contextmanager
 def _build_log(path):
-    """Copy what this thread logs (INFO and up, with tracebacks) to ``path``."""
-    handler = logging.FileHandler(path)
+    """Copy what this thread logs (INFO and up, with tracebacks, URLs
+    scrubbed) to ``path``, readable by its owner only."""
+    handler = logging.FileHandler(private.file(path))
     handler.setLevel(logging.INFO)
     handler.setFormatter(logging.Formatter(
         "%(asctime)s %(levelname)s %(name)s %(message)s"))
+    scrub.install(handler)
     thread = threading.get_ident()
     handler.addFilter(lambda record: record.thread == thread)
     root = logging.getLogger()

@@ -1,11 +1,21 @@
 """What the local and Nova OS plugins share: the pipeline's parameters and
 running the pipeline for a build."""
+import hashlib
 import logging
 import os
 
 from imgfac_nova.parameters import Parameter
 
 LOG = logging.getLogger(__name__)
+
+
+def masked_install_script(text):
+    """How a record keeps a given install script: its sha256 and its text
+    with passwords and URL credentials masked."""
+    from novaimagebuilder import installscript
+    return {"sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
+            "masked": installscript.masked(text)}
+
 
 PIPELINE_PARAMETERS = (
     Parameter("default_user", "user the orchestrator logs in as over SSH",
@@ -14,7 +24,9 @@ PIPELINE_PARAMETERS = (
               "e.g. sudo"),
     Parameter("install_script", "install script (kickstart, preseed, ...) to "
               "use instead of the generated one; give it with "
-              "--file-parameter"),
+              "--file-parameter (secret: the record keeps its sha256 and "
+              "its text with passwords masked)", secret=True,
+              masked=masked_install_script),
     Parameter("kernel_args", "extra kernel command line for the installer"),
     Parameter("install_kernel", "URL of the installer kernel, when it is not "
               "where the install tree usually keeps it"),
@@ -241,11 +253,11 @@ def data_format(base_image):
 
 def base_parameters(plugin, base_image):
     """``plugin``'s parameters as the build of ``base_image`` resolved them
-    (the record keeps them, secrets redacted)."""
+    (the record keeps them; secrets redacted, so left out)."""
     from imgfac_nova import parameters as params
-    known = {p.name for p in plugin.parameters}
+    known = {p.name for p in plugin.parameters if not p.secret}
     values = {k: v for k, v in base_image.parameters.items() if k in known
-              and v is not None and v != params.REDACTED}
+              and v is not None}
     return params.resolve(plugin.parameters, values, base_image.plugin)
 
 
