@@ -55,10 +55,18 @@ def _loopback(host):
         return False
 
 
+class DatabaseUnusable(cfg.Error):
+    """The image store's database cannot be used (one line, no password)."""
+
+
 def service(conf):
-    """The BuildService on the configured image store."""
-    return build_service.BuildService(
-        conf, store.ImageStore(config.storage_path(conf)))
+    """The BuildService on the configured image store, opened: connected,
+    an SQLite schema upgraded, an older release's records imported."""
+    try:
+        images = config.image_store(conf).open()
+    except store.StoreError as exc:
+        raise DatabaseUnusable(str(exc)) from None
+    return build_service.BuildService(conf, images)
 
 
 def deploy(conf, service):
