@@ -17,11 +17,13 @@ from tests.poll import wait_for
 
 from tests.functional.conftest import run_tool
 
-SERVICES = ("mariadb", "rabbitmq", "keystone", "glance", "placement",
-            "nova-api", "neutron", "nova-conductor", "nova-scheduler",
-            "nova-compute", "www", "fip-forwarder")
+SERVICES = ("mariadb", "rabbitmq", "ceph-mon", "ceph-mgr", "ceph-osd",
+            "keystone", "glance", "placement", "nova-api", "cinder-api",
+            "neutron", "nova-conductor", "nova-scheduler", "cinder-scheduler",
+            "cinder-volume", "nova-compute", "www", "fip-forwarder")
 HTTP_PORTS = {"keystone": 5000, "glance": 9292, "placement": 8778,
-              "nova-api": 8774, "neutron": 9696, "www": 8090}
+              "nova-api": 8774, "cinder-api": 8776, "neutron": 9696,
+              "www": 8090}
 TENANT_CIDR = ipaddress.ip_network("127.42.0.0/16")
 PUBLIC_CIDR = ipaddress.ip_network("127.43.0.0/24")
 
@@ -88,9 +90,12 @@ def listening_sockets():
 
 
 def test_services_listen_on_loopback_only(test_cloud):
-    ports = set(HTTP_PORTS.values()) | {5682, 25682}
+    ports = set(HTTP_PORTS.values()) | {5682, 25682, 3300, 6789}
     sockets = [(a, p) for a, p in listening_sockets() if p in ports]
     assert {p for _, p in sockets} == ports
+    # and Ceph's manager and OSD, on ports of its 6800-7300 range
+    sockets += [(a, p) for a, p in listening_sockets() if 6800 <= p <= 7300]
+    assert len(sockets) > len(ports)
     for address, port in sockets:
         assert address.is_loopback, "%s listens on %s" % (port, address)
 

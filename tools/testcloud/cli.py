@@ -37,7 +37,7 @@ def main(argv=None):
         return 0
     if args.command == "status":
         rows = cloud.status()
-        line = "%-15s %-8s %-8s %-32s %s"
+        line = "%-17s %-8s %-8s %-32s %s"
         print(line % ("SERVICE", "STATE", "PID", "ADDRESS", "RSS(MiB)"))
         for row in rows:
             print(line % row)

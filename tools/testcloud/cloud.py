@@ -8,6 +8,7 @@ import sys
 import time
 import traceback
 
+from testcloud import ceph
 from testcloud import configs
 from testcloud import credentials
 from testcloud import database
@@ -33,6 +34,7 @@ class Cloud:
         """Every daemon, in start order."""
         L = self.layout
         nova_conf = L.etc_file("nova", "nova.conf")
+        cinder_conf = L.etc_file("cinder", "cinder.conf")
         rabbit_home = L.path("rabbitmq")
         rabbit_marker = "-imgfac_test_cloud %s" % L.root
 
@@ -43,10 +45,9 @@ class Cloud:
                           port=names.PORTS[name], http=True,
                           configs=(ini,) + configs_)
 
-        def nova(binary):
-            argv = [L.venv_bin(binary), "--config-file", nova_conf]
-            return Daemon(L, binary, argv, " ".join(argv),
-                          configs=(nova_conf,))
+        def service(binary, conf):
+            argv = [L.venv_bin(binary), "--config-file", conf]
+            return Daemon(L, binary, argv, " ".join(argv), configs=(conf,))
 
         www = [sys.executable, "-m", "testcloud.webserver",
                str(names.PORTS["www"]), L.www]
@@ -82,15 +83,20 @@ class Cloud:
                            "-kernel inet_dist_use_interface {127,0,0,1} "
                            + rabbit_marker,
                    }),
+            *ceph.daemons(L),
             uwsgi("keystone", (L.etc_file("keystone", "keystone.conf"),)),
             uwsgi("glance", (L.etc_file("glance", "glance-api.conf"),)),
             uwsgi("placement", (L.etc_file("placement", "placement.conf"),)),
             uwsgi("nova-api", (nova_conf,)),
+            uwsgi("cinder-api", (cinder_conf, L.etc_file(
+                "cinder", "api-paste.ini"))),
             uwsgi("neutron", (L.etc_file("neutron", "neutron.conf"),
                               L.etc_file("neutron", "ml2_conf.ini"))),
-            nova("nova-conductor"),
-            nova("nova-scheduler"),
-            nova("nova-compute"),
+            service("nova-conductor", nova_conf),
+            service("nova-scheduler", nova_conf),
+            service("cinder-scheduler", cinder_conf),
+            service("cinder-volume", cinder_conf),
+            service("nova-compute", nova_conf),
             Daemon(L, "www", www, " ".join(www[1:]), port=names.PORTS["www"],
                    http=True, env={"PYTHONPATH": TOOLS_DIR},
                    replaces=(plain_www,)),
@@ -123,7 +129,7 @@ class Cloud:
         with self.step("state directory"):
             L.make_dirs()
             for sub in ("keystone", "glance", "nova/instances", "neutron",
-                        "rabbitmq", "placement"):
+                        "rabbitmq", "placement", "cinder", "ceph"):
                 os.makedirs(L.path(sub), exist_ok=True)
         with self.step("Debian packages"):
             install.ensure_packages(self.setup_log, self.say)
@@ -134,6 +140,9 @@ class Cloud:
                     self.daemon("neutron").stop():
                 self.say("ML2 driver changed: restarting neutron")
             driver_changed = install.ensure_nova_driver(L)
+            if install.ensure_ceph_bindings(L) and \
+                    self.daemon("cinder-volume").stop():
+                self.say("Ceph bindings linked: restarting cinder-volume")
             secrets = credentials.load(L)
             driver, extra = install.compute_driver()
             changed = configs.Renderer(L, secrets, driver, extra).write_all()
@@ -146,16 +155,25 @@ class Cloud:
             self.start(["mariadb", "rabbitmq"])
             database.create_databases(L, secrets["database"])
             database.sync_schemas(L, self.setup_log, self.say)
+        with self.step("ceph"):
+            ceph.make_monitor(L, self.setup_log)
+            self.start(["ceph-mon", "ceph-mgr"])
+            if ceph.make_osd(L, self.setup_log):
+                self.say("made the Ceph OSD")
+            self.start(["ceph-osd"])
+            ceph.wait_osd_up(L, self.daemon("ceph-osd"))
+            ceph.ensure_pools(L, self.say)
         with self.step("keystone"):
             self.keystone_setup(secrets)
             self.start(["keystone"])
             self.provision_identity()
         with self.step("services"):
-            self.start(["glance", "placement", "nova-api", "neutron",
-                        "nova-conductor", "nova-scheduler", "nova-compute",
+            self.start(["glance", "placement", "nova-api", "cinder-api",
+                        "neutron", "nova-conductor", "nova-scheduler",
+                        "cinder-scheduler", "cinder-volume", "nova-compute",
                         "www", "fip-forwarder"])
             self.wait_compute()
-        steps = ["resources", "compute"]
+        steps = ["resources", "compute", "volumes"]
         with self.step("test guests"):
             if guests and self.build_guests():
                 steps.append("images")
@@ -212,11 +230,14 @@ class Cloud:
         open(stamp, "w").close()
 
     def provision_identity(self):
-        """Accounts and catalog: once per database (they live in it)."""
+        """Accounts and catalog: once per database (they live in it) and
+        again when the catalog gains a service."""
         stamp = os.path.join(self.layout.stamps, "db-provision-identity")
-        if not os.path.exists(stamp):
+        catalog = " ".join(sorted(names.CATALOG)) + "\n"
+        if install.read(stamp) != catalog:
             self.provision("identity")
-            open(stamp, "w").close()
+            with open(stamp, "w") as f:
+                f.write(catalog)
 
     def provision(self, *steps):
         """Run provisioning steps with the venv's python (openstacksdk)."""

@@ -4,7 +4,7 @@ import os
 import secrets
 
 NAMES = ("admin", "user", "database", "rabbitmq",
-         "glance", "placement", "nova", "neutron")
+         "glance", "placement", "nova", "neutron", "cinder")
 
 
 def load(layout):

@@ -12,7 +12,7 @@ import subprocess
 from testcloud.install import run
 
 DATABASES = ("keystone", "glance", "placement", "nova_api", "nova",
-             "nova_cell0", "neutron")
+             "nova_cell0", "neutron", "cinder")
 
 
 def mariadb_argv(layout):
@@ -105,6 +105,10 @@ def schema_steps(layout):
         ]),
         ("neutron", "neutron", [
             [bin_("neutron-db-manage")] + neutron + ["upgrade", "heads"],
+        ]),
+        ("cinder", "cinder", [
+            [bin_("cinder-manage"), "--config-file",
+             etc("cinder", "cinder.conf"), "db", "sync"],
         ]),
     ]
 

@@ -19,12 +19,16 @@ DEBIAN_PACKAGES = (
     "debootstrap", "xorriso",
     # guests reach the web server on 8090 through it (qemutest driver)
     "socat",
+    # Cinder's backend (ceph.py); QEMU's rbd block driver; the bindings
+    # that Cinder's RBD driver imports (ensure_ceph_bindings)
+    "ceph-mon", "ceph-mgr", "ceph-osd", "ceph-common", "qemu-block-extra",
+    "python3-rados", "python3-rbd",
 )
 
 # One OpenStack release (2026.2) for every service.
 VENV_REQUIREMENTS = (
     "keystone==30.*", "glance==33.*", "openstack-placement==16.*",
-    "nova==34.*", "neutron==29.*", "uwsgi", "PyMySQL",
+    "nova==34.*", "neutron==29.*", "cinder==29.*", "uwsgi", "PyMySQL",
     "python-openstackclient", "openstacksdk", "setuptools", "wheel",
 )
 
@@ -78,7 +82,8 @@ def _stamp(layout, name):
     return os.path.join(layout.stamps, name)
 
 
-def _read(path):
+def read(path):
+    """The text of a file, or None if it cannot be read."""
     try:
         with open(path) as f:
             return f.read()
@@ -138,7 +143,7 @@ def ensure_venv(layout, log, say):
     stamp = _stamp(layout, "venv")
     wanted = "\n".join(VENV_REQUIREMENTS) + "\n"
     problems = venv_problems(layout)
-    if problems == ([], []) and _read(stamp) == wanted:
+    if problems == ([], []) and read(stamp) == wanted:
         return False
     pip = [layout.venv_bin("python"), "-m", "pip", "install", "-q"]
     if problems is None:
@@ -168,6 +173,38 @@ def ensure_venv(layout, log, say):
     return True
 
 
+#: Debian's python3-rados/python3-rbd: C extensions that PyPI does not have.
+CEPH_BINDINGS = ("rados", "rbd")
+DIST_PACKAGES = "/usr/lib/python3/dist-packages"
+
+
+def ensure_ceph_bindings(layout):
+    """Link Debian's rados and rbd modules into the venv (only those: the
+    rest of dist-packages would shadow the venv's libraries). They are
+    built for the system python, which made the venv: their ABI tag must
+    be the venv's. True if a link was made."""
+    result = subprocess.run(
+        [layout.venv_bin("python"), "-I", "-c",
+         "import sysconfig; print(sysconfig.get_config_var('EXT_SUFFIX'))"],
+        capture_output=True, text=True, check=True)
+    suffix = result.stdout.strip()
+    changed = False
+    for module in CEPH_BINDINGS:
+        source = os.path.join(DIST_PACKAGES, module + suffix)
+        if not os.path.exists(source):
+            raise InstallError("%s is missing: the venv's python (%s) is not "
+                               "the one python3-%s is built for"
+                               % (source, suffix, module))
+        link = os.path.join(layout.site_packages(), module + suffix)
+        if os.path.islink(link) and os.readlink(link) == source:
+            continue
+        if os.path.lexists(link):
+            os.unlink(link)
+        os.symlink(source, link)
+        changed = True
+    return changed
+
+
 def tree_digest(path):
     """A digest of the files under path (ignoring byte-code caches)."""
     digest = hashlib.sha256()
@@ -187,7 +224,7 @@ def ensure_ml2_driver(layout, log):
     """Install our agent-less ML2 mechanism driver; True if (re)installed."""
     stamp = _stamp(layout, "ml2-bindall")
     digest = tree_digest(ML2_PACKAGE)
-    if _read(stamp) == digest:
+    if read(stamp) == digest:
         return False
     with tempfile.TemporaryDirectory() as tmp:
         src = os.path.join(tmp, "bindall")
@@ -204,7 +241,7 @@ def ensure_ml2_driver(layout, log):
 def compute_driver():
     """(compute_driver option, extra nova.conf text) for nova-compute."""
     if os.path.exists(os.path.join(NOVA_DRIVER, "__init__.py")):
-        extra = _read(NOVA_DRIVER_CONF) or ""
+        extra = read(NOVA_DRIVER_CONF) or ""
         return "qemutest.QemuTestDriver", extra
     return "fake.FakeDriverWithoutFakeNodes", ""
 

@@ -5,6 +5,7 @@ DEFAULT_DIR = "/var/lib/imgfac-nova/test-cloud"
 HOST = "127.0.0.1"
 REGION = "RegionOne"
 COMPUTE_HOST = "imgfac-test-compute"
+VOLUME_HOST = "imgfac-test-volume"
 
 PORTS = {
     "keystone": 5000,
@@ -12,9 +13,22 @@ PORTS = {
     "placement": 8778,
     "nova-api": 8774,
     "neutron": 9696,
+    "cinder-api": 8776,
+    "ceph-mon": 6789,       # msgr v1: what Cinder hands to Nova
+    "ceph-mon-v2": 3300,
     "www": 8090,
     "rabbitmq": 5682,
     "rabbitmq-dist": 25682,
+}
+
+#: The Keystone catalog: service name -> (type, port, path); each service
+#: also has a service user of that name.
+CATALOG = {
+    "glance": ("image", PORTS["glance"], ""),
+    "placement": ("placement", PORTS["placement"], ""),
+    "nova": ("compute", PORTS["nova-api"], "/v2.1"),
+    "neutron": ("network", PORTS["neutron"], ""),
+    "cinder": ("block-storage", PORTS["cinder-api"], "/v3"),
 }
 
 PROJECT = "imgfac"

@@ -1,12 +1,15 @@
 """Create the test cloud's API objects; runs with the venv's python.
 
-    python -m testcloud.provision STEP...   (identity resources compute images)
+    python -m testcloud.provision STEP...
+        (identity resources compute volumes images)
 
 Every step looks before it creates, so running it again changes nothing.
 identity:  service accounts, catalog, project `imgfac` and its users.
-resources: flavors, the shared external network `public`, the tenant
-           network `imgfac-net` and the router between them.
+resources: flavors (`bfv`: disk 0, servers must boot from volumes), the
+           shared external network `public`, the tenant network
+           `imgfac-net` and the router between them.
 compute:   wait until Nova and Placement know the compute node.
+volumes:   wait for cinder-volume; the volume quota of project `imgfac`.
 images:    upload the test guest disk to Glance as public `debian-guest`.
 """
 import hashlib
@@ -21,20 +24,16 @@ from testcloud import credentials
 from testcloud import layout as names
 from testcloud.configs import KEYSTONE_URL
 
-SERVICES = {
-    # name: (type, port, path)
-    "glance": ("image", names.PORTS["glance"], ""),
-    "placement": ("placement", names.PORTS["placement"], ""),
-    "nova": ("compute", names.PORTS["nova-api"], "/v2.1"),
-    "neutron": ("network", names.PORTS["neutron"], ""),
-}
-
 FLAVORS = (
     # name (also the id), RAM MiB, vCPUs, disk GiB
     ("1", 512, 1, 2),
     ("2", 1024, 1, 4),
     ("m1.tiny", 512, 1, 2),
+    ("bfv", 512, 1, 0),
 )
+
+#: Block storage quota of project imgfac (Cinder's defaults are 10/1000/10).
+VOLUME_QUOTA = {"volumes": 20, "snapshots": 20, "gigabytes": 200}
 
 GUEST_IMAGE = "debian-guest"
 
@@ -97,13 +96,13 @@ def ensure_endpoints(conn, name, service_type, url):
 
 def identity(conn, secrets):
     service_project = ensure_project(conn, "service", "OpenStack services")
-    for user in SERVICES:
+    for user in names.CATALOG:
         ensure_user(conn, user, secrets[user], service_project,
                     ("admin", "service"))
     project = ensure_project(conn, names.PROJECT, "imgfac-nova tests")
     ensure_user(conn, names.USER, secrets["user"], project,
                 ("member", "reader"))
-    for name, (service_type, port, path) in SERVICES.items():
+    for name, (service_type, port, path) in names.CATALOG.items():
         ensure_endpoints(conn, name, service_type,
                          "http://127.0.0.1:%d%s" % (port, path))
 
@@ -176,6 +175,22 @@ def compute(conn, timeout=120):
         time.sleep(1)
 
 
+def volumes(conn, timeout=120):
+    deadline = time.monotonic() + timeout
+    while not any(s.binary == "cinder-volume" and s.state == "up"
+                  and s.status == "enabled"
+                  for s in conn.block_storage.services()):
+        if time.monotonic() > deadline:
+            raise SystemExit("cinder-volume is not up after %d s" % timeout)
+        time.sleep(1)
+    project = conn.identity.find_project(names.PROJECT, domain_id="default")
+    quota = conn.block_storage.get_quota_set(project)
+    if any(getattr(quota, k) != v for k, v in VOLUME_QUOTA.items()):
+        conn.block_storage.update_quota_set(project, **VOLUME_QUOTA)
+        say("set the volume quota of %s: %s" % (names.PROJECT, ", ".join(
+            "%s %d" % kv for kv in sorted(VOLUME_QUOTA.items()))))
+
+
 def sha512(path):
     digest = hashlib.sha512()
     with open(path, "rb") as f:
@@ -208,6 +223,7 @@ def main(argv):
         "identity": lambda: identity(conn, secrets),
         "resources": lambda: resources(conn),
         "compute": lambda: compute(conn),
+        "volumes": lambda: volumes(conn),
         "images": lambda: images(conn, layout),
     }
     unknown = [s for s in argv[1:] if s not in steps]

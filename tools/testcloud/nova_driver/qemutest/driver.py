@@ -20,6 +20,7 @@ from nova.compute import task_states
 from nova import exception
 from nova.image import glance
 from nova.objects import fields as obj_fields
+from nova.virt import block_device as virt_block_device
 from nova.virt import configdrive
 from nova.virt import driver
 from nova.virt import event as virtevent
@@ -31,6 +32,7 @@ from . import addresses
 from . import conf
 from . import machine
 from . import storage
+from . import volumes
 
 CONF = conf.CONF
 LOG = logging.getLogger(__name__)
@@ -59,6 +61,9 @@ class QemuTestDriver(driver.ComputeDriver):
         supports_image_type_aki=True,
         supports_image_type_ari=True,
         supports_image_type_ami=True,
+        # Stable device rescue keeps a root volume attached (reported as
+        # the COMPUTE_RESCUE_BFV trait), as the libvirt driver.
+        supports_bfv_rescue=True,
     )
 
     def __init__(self, virtapi, read_only=False):
@@ -231,9 +236,35 @@ class QemuTestDriver(driver.ComputeDriver):
     def _create_disks(self, context, instance, image_meta, block_device_info,
                       m):
         """The disks in the libvirt driver's order (blockinfo
-        _get_disk_mapping): the root 'disk' (a CD-ROM when the image is an
-        ISO, as in get_root_info), the flavor's ephemeral disk 'disk.local'
-        unless ephemeral BDMs ('disk.ephN') replace it, then swap."""
+        _get_disk_mapping): the root device (the volume with boot index 0
+        of a volume-backed server, else 'disk'), the flavor's ephemeral disk
+        'disk.local' unless ephemeral BDMs ('disk.ephN') replace it, swap,
+        then the other volumes."""
+        root_volume = volumes.root_volume(block_device_info)
+        if root_volume:
+            disk = dict(self._volume_disk(root_volume), root=True,
+                        bootindex=1)
+        else:
+            disk = self._root_disk(context, instance, image_meta, m)
+        disks = [disk]
+        ephemerals = driver.block_device_info_get_ephemerals(block_device_info)
+        if instance.flavor.ephemeral_gb and not ephemerals:
+            disks.append(self._blank(m, 'disk.local',
+                                     instance.flavor.ephemeral_gb * GiB))
+        for index, eph in enumerate(ephemerals):
+            disks.append(self._blank(m, 'disk.eph%d' % index,
+                                     eph['size'] * GiB))
+        swap = driver.block_device_info_get_swap(block_device_info)
+        swap_mb = swap.get('swap_size') or instance.flavor.swap
+        if swap_mb:
+            disks.append(self._blank(m, 'disk.swap', swap_mb * 1024 ** 2))
+        disks.extend(map(self._volume_disk,
+                         volumes.other_volumes(block_device_info)))
+        return disks
+
+    def _root_disk(self, context, instance, image_meta, m):
+        """The local root 'disk': an overlay on the image (a CD-ROM when
+        the image is an ISO, as in get_root_info), or blank."""
         root = m.path('disk')
         disk_format = (image_meta.disk_format
                        if image_meta.obj_attr_is_set('disk_format') else None)
@@ -251,22 +282,12 @@ class QemuTestDriver(driver.ComputeDriver):
                 image_meta.properties.get('hw_cdrom_bus'), 'cdrom'))
         elif base:
             storage.create_overlay(base, root, instance.flavor.root_gb * GiB)
-        disks = [disk]
-        ephemerals = driver.block_device_info_get_ephemerals(block_device_info)
-        if instance.flavor.ephemeral_gb and not ephemerals:
-            disks.append(self._blank(m, 'disk.local',
-                                     instance.flavor.ephemeral_gb * GiB))
-        for index, eph in enumerate(ephemerals):
-            disks.append(self._blank(m, 'disk.eph%d' % index,
-                                     eph['size'] * GiB))
-        swap = driver.block_device_info_get_swap(block_device_info)
-        swap_mb = swap.get('swap_size') or instance.flavor.swap
-        if swap_mb:
-            disks.append(self._blank(m, 'disk.swap', swap_mb * 1024 ** 2))
-        if driver.block_device_info_get_mapping(block_device_info):
-            LOG.warning('Volumes are not supported; not attaching them',
-                        instance=instance)
-        return disks
+        return disk
+
+    @staticmethod
+    def _volume_disk(bdm):
+        return _volume_disk(bdm['connection_info'], bdm.get('disk_bus'),
+                            bdm.get('device_type'))
 
     @staticmethod
     def _blank(m, name, size_bytes):
@@ -375,6 +396,60 @@ class QemuTestDriver(driver.ComputeDriver):
 
     def unplug_vifs(self, instance, network_info):
         """Nothing to unplug: slirp NICs exist only inside QEMU."""
+
+    # -- volumes -------------------------------------------------------
+
+    def get_volume_connector(self, instance):
+        return volumes.connector(CONF.host, CONF.my_block_storage_ip)
+
+    def attach_volume(self, context, connection_info, instance, mountpoint,
+                      disk_bus=None, device_type=None, encryption=None):
+        """Add the volume to the guest's disks (libvirt: the persistent
+        domain) and, when it runs, hot-plug it (libvirt: live)."""
+        m = self._existing_machine(instance)
+        volume_id = virt_block_device.get_volume_id(connection_info)
+        if encryption:
+            raise exception.VolumeEncryptionNotSupported(
+                volume_type=connection_info.get('driver_volume_type'),
+                volume_id=volume_id)
+        disk = _volume_disk(connection_info, disk_bus, device_type)
+        with self._operating(instance.uuid):
+            spec = m.load_spec()
+            if any(d.get('volume_id') == volume_id for d in spec['disks']):
+                LOG.info('Volume %s is attached already', volume_id,
+                         instance=instance)
+                return
+            if m.is_running():
+                volumes.hotplug(m, spec, disk)
+            spec['disks'].append(disk)
+            m.save_spec(spec)
+        LOG.info('Volume %s attached at %s', volume_id, mountpoint,
+                 instance=instance)
+
+    def detach_volume(self, context, connection_info, instance, mountpoint,
+                      encryption=None):
+        """Unplug the volume (waiting for the guest to release it) and
+        drop it from the guest's disks; a guest or volume already gone is
+        only logged, as by the libvirt driver."""
+        m = self._machine(instance.uuid)
+        volume_id = virt_block_device.get_volume_id(connection_info)
+        if not m.exists():
+            LOG.warning('During detach_volume, instance disappeared.',
+                        instance=instance)
+            return
+        with self._operating(instance.uuid):
+            spec = m.load_spec()
+            disk = next((d for d in spec['disks']
+                         if d.get('volume_id') == volume_id), None)
+            if disk is None:
+                LOG.info('Volume %s not found in instance.', volume_id,
+                         instance=instance)
+                return
+            if m.is_running():
+                volumes.unplug(m, disk)
+            spec['disks'].remove(disk)
+            m.save_spec(spec)
+        LOG.info('Volume %s detached', volume_id, instance=instance)
 
     # -- rescue --------------------------------------------------------
 
@@ -538,6 +613,11 @@ def _bus(bus, device_type, unsupported=None):
         raise unsupported or exception.UnsupportedHardware(model=bus,
                                                            virt='qemu')
     return bus
+
+
+def _volume_disk(connection_info, disk_bus, device_type):
+    return volumes.volume_disk(connection_info, _bus(disk_bus, device_type),
+                               device_type)
 
 
 def _no_boot(disk):

@@ -75,27 +75,53 @@ CONTROLLERS = {'sata': 'ich9-ahci,id=sata0', 'scsi': 'virtio-scsi-pci,id=scsi0'}
 BUSES = sorted({bus for bus, _ in DEVICES})
 
 
-def _disk_args(index, disk, on_bus):
-    """-drive/-device of one disk; its bus is disk['bus'] (default: ide for
-    a CD-ROM, virtio otherwise); on_bus counts the devices per bus so far."""
-    drive = 'file=%s,if=none,id=drive%d,format=%s' % (
-        disk['path'], index, disk['format'])
+def drive_id(index, disk):
+    """The QEMU id of a disk's drive: a volume's follows its device id
+    (it may be hot-plugged), the others' their place."""
+    return 'drive-' + disk['id'] if disk.get('id') else 'drive%d' % index
+
+
+def drive_option(index, disk):
+    """The -drive value of a disk: disk['path'] is a file or, for a
+    volume, QEMU's rbd:POOL/IMAGE[:OPTIONS] (volumes.py)."""
+    drive = 'file=%s,if=none,id=%s,format=%s' % (
+        disk['path'].replace(',', ',,'), drive_id(index, disk),
+        disk['format'])
     if disk.get('readonly'):
         drive += ',readonly=on'
     else:
         drive += ',cache=writeback,discard=unmap'
+    return drive
+
+
+def device_option(index, disk, on_bus):
+    """(controller -device values needed first, the disk's -device value);
+    its bus is disk['bus'] (default: ide for a CD-ROM, virtio otherwise);
+    on_bus counts the devices per bus so far (updated)."""
     cdrom = bool(disk.get('cdrom'))
     bus = disk.get('bus') or ('ide' if cdrom else 'virtio')
-    argv = []
+    controllers = []
     if bus in CONTROLLERS and bus not in on_bus:
-        argv += ['-device', CONTROLLERS[bus]]
-    device = '%s,drive=drive%d' % (DEVICES[bus, cdrom], index)
+        controllers.append(CONTROLLERS[bus])
+    device = '%s,drive=%s' % (DEVICES[bus, cdrom], drive_id(index, disk))
     if bus == 'sata':  # one device per AHCI port
         device += ',bus=sata0.%d' % on_bus.get(bus, 0)
     on_bus[bus] = on_bus.get(bus, 0) + 1
+    if disk.get('id'):
+        device += ',id=%s' % disk['id']
+    if disk.get('serial'):
+        device += ',serial=%s' % disk['serial']
     if disk.get('bootindex') is not None:
         device += ',bootindex=%d' % disk['bootindex']
-    return argv + ['-drive', drive, '-device', device]
+    return controllers, device
+
+
+def _disk_args(index, disk, on_bus):
+    controllers, device = device_option(index, disk, on_bus)
+    argv = []
+    for controller in controllers:
+        argv += ['-device', controller]
+    return argv + ['-drive', drive_option(index, disk), '-device', device]
 
 
 def _nic_args(index, nic, host_ports):
