@@ -52,6 +52,11 @@ _opts = [
     cfg.IntOpt("max_template_elements",
                default=template.DEFAULT_LIMITS.max_elements, min=100,
                help="Most XML elements a template may have."),
+    cfg.IntOpt("cloud_request_timeout", default=300, min=0,
+               help="Seconds one HTTP request to a cloud (Keystone, Nova, "
+                    "Glance, Neutron, a provider) may take before the build "
+                    "step fails; 0: no limit. Long transfers are not "
+                    "bounded by it, only silences of this length."),
 ]
 
 

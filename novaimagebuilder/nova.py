@@ -82,21 +82,25 @@ def explain(exc):
     return text[0] if text else type(exc).__name__
 
 
-def connect(cloud=None, region=None, interface=None, auth=None):
+def connect(cloud=None, region=None, interface=None, auth=None, timeout=None):
     """An authenticated openstacksdk Connection, from ``clouds.yaml`` / ``OS_*``
     through openstacksdk's config loader, or from ``auth`` (a keystoneauth1
-    auth plugin, e.g. an API caller's token); failures are one-line
+    auth plugin, e.g. an API caller's token); ``timeout``: seconds any one
+    HTTP request may take (None: no limit). Failures are one-line
     BuildErrors."""
     import openstack
     try:
         if auth is not None:
             from keystoneauth1 import session
             conn = openstack.connection.Connection(
-                session=session.Session(auth=auth), region_name=region,
+                session=session.Session(auth=auth, timeout=timeout),
+                region_name=region,
                 interface=interface)
         else:
+            options = {"api_timeout": timeout} if timeout else {}
             conn = openstack.connect(cloud=cloud, region_name=region,
-                                     interface=interface, load_envvars=True)
+                                     interface=interface, load_envvars=True,
+                                     **options)
         conn.authorize()
     except Exception as exc:
         raise errors.BuildError(explain(exc)) from None

@@ -47,6 +47,12 @@ class Plugin(abc.ABC):
     def __init__(self, conf=None):
         self.conf = conf
 
+    @property
+    def cloud_timeout(self):
+        """Seconds one request to a cloud may take (cloud_request_timeout),
+        None for no limit."""
+        return getattr(self.conf, "cloud_request_timeout", None) or None
+
     def sweep(self, protected, parameters, dry_run=False):
         """Remove what crashed builds left behind: the resources tagged with a
         build id (servers, work files, a provider's half-uploaded images),

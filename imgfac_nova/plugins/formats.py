@@ -27,17 +27,18 @@ CLOUD_PARAMETERS = (
 )
 
 
-def _connect_base_cloud(base_image, parameters, auth=None):
+def _connect_base_cloud(base_image, parameters, auth=None, timeout=None):
     from novaimagebuilder import glance
     from novaimagebuilder import nova
     stored = dict(base_image.parameters)
     stored.update({k: v for k, v in parameters.items() if v is not None})
     conn = nova.connect(stored.get("cloud"), stored.get("region"),
-                        stored.get("interface"), auth=auth)
+                        stored.get("interface"), auth=auth, timeout=timeout)
     return glance.of(conn)
 
 
-def fetch_base(build, base_image, parameters, percent=20, auth=None):
+def fetch_base(build, base_image, parameters, percent=20, auth=None,
+               timeout=None):
     """Make sure ``build.body_path`` holds the base image's bytes, inspected
     as the format recorded for them; returns the path and that (qemu-img)
     format, which the target's ``format`` property then holds.
@@ -46,20 +47,21 @@ def fetch_base(build, base_image, parameters, percent=20, auth=None):
     OS plugin made of them (the target's ``format`` property), or for a
     Nova-built base its Glance image (Glance's ``disk_format``), streamed
     down as the caller ``auth`` (an API caller's token; None:
-    openstacksdk's config)."""
+    openstacksdk's config), each request within ``timeout`` seconds."""
     from novaimagebuilder import formats
     what = "base image %s" % base_image.identifier
     if os.path.exists(build.body_path):
         fmt = build.get_property("format") or \
             common.data_format(base_image)
     else:
-        fmt = _download_base(build, base_image, parameters, percent, auth)
+        fmt = _download_base(build, base_image, parameters, percent, auth,
+                             timeout)
     formats.inspect(build.body_path, fmt, what)
     build.set_property("format", fmt)
     return build.body_path, fmt
 
 
-def _download_base(build, base_image, parameters, percent, auth):
+def _download_base(build, base_image, parameters, percent, auth, timeout):
     """Stream a Nova-built base's Glance image to ``build.body_path``;
     returns its format."""
     from novaimagebuilder import formats
@@ -69,7 +71,7 @@ def _download_base(build, base_image, parameters, percent, auth):
         raise provider.ProviderError("base image %s has neither local data "
                                      "nor a Glance image"
                                      % base_image.identifier)
-    client = _connect_base_cloud(base_image, parameters, auth)
+    client = _connect_base_cloud(base_image, parameters, auth, timeout)
     build.progress(1, "Downloading Glance image %s" % glance_id)
     image = glance.download(client, glance_id, build.body_path,
                             progress=lambda p, done: build.progress(
@@ -140,7 +142,8 @@ class DiskFormats(provider.GlanceProvider):
         from novaimagebuilder import formats
         target = target.lower()
         _, source_format = fetch_base(build, base_image, parameters,
-                                      auth=self.cloud_auth)
+                                      auth=self.cloud_auth,
+                                      timeout=self.cloud_timeout)
         if target != "ova":
             fmt = formats.FORMATS[target]
             found = convert_in_place(build, base_image, source_format, fmt,

@@ -69,7 +69,8 @@ class NovaOS(base.OSPlugin):
     def _connect(self, parameters):
         from novaimagebuilder import nova
         return nova.connect(parameters.get("cloud"), parameters.get("region"),
-                            parameters.get("interface"), auth=self.cloud_auth)
+                            parameters.get("interface"), auth=self.cloud_auth,
+                            timeout=self.cloud_timeout)
 
     def check(self, template, parameters):
         """The install script (and the config drive it needs), jump host,

@@ -117,7 +117,7 @@ class OpenStack(provider.GlanceProvider):
         parsed, conn = getattr(self, "_connection", None) or (None, None)
         if conn is None:
             parsed = provider.parse_provider(provider_text)
-            conn = provider.connect(parsed, credentials)
+            conn = provider.connect(parsed, credentials, self.cloud_timeout)
         os_plugin = nova_plugin.NovaOS(self.conf)
         names = {p.name for p in nova_plugin.NovaOS.parameters}
         values = {k: v for k, v in parameters.items()
@@ -157,7 +157,8 @@ class OpenStack(provider.GlanceProvider):
         from novaimagebuilder import formats
         from novaimagebuilder import sysprep
         path, source_format = format_targets.fetch_base(
-            build, base_image, parameters, auth=self.cloud_auth)
+            build, base_image, parameters, auth=self.cloud_auth,
+            timeout=self.cloud_timeout)
         if parameters["sysprep"]:
             build.progress(25, "Removing the machine identity (virt-sysprep)")
             started = time.monotonic()
@@ -269,7 +270,8 @@ class OpenStack(provider.GlanceProvider):
         glance_id = image.properties.get(images.GLANCE_ID_PROPERTY)
         if not glance_id or not image.properties.get("in_cloud"):
             return
-        conn = provider.target_cloud(image, self.cloud_auth)
+        conn = provider.target_cloud(image, self.cloud_auth,
+                                     self.cloud_timeout)
         nova.call("Glance could not delete image %s" % glance_id,
                   conn.image.delete_image, glance_id, ignore_missing=True)
 

@@ -180,9 +180,10 @@ class Connection:
     session: object = None  # keystoneauth session, logged in
 
 
-def connect(provider, credentials):
+def connect(provider, credentials, timeout=None):
     """Authenticate to ``provider``; a :class:`Connection` or a one-line
-    ProviderError (refused credentials, unreachable provider...)."""
+    ProviderError (refused credentials, unreachable provider...).
+    ``timeout``: seconds one request may take (None: no limit)."""
     from novaimagebuilder import glance
     region = provider.definition.get("region")
     interface = None
@@ -193,8 +194,9 @@ def connect(provider, credentials):
                                 % provider.cloud)
         import openstack.config
         try:
+            options = {"api_timeout": timeout} if timeout else {}
             cloud = openstack.config.OpenStackConfig().get_one(
-                cloud=provider.cloud)
+                cloud=provider.cloud, **options)
             session = cloud.get_session()
         except Exception as exc:
             raise ProviderError("cannot use the cloud %s: %s" % (
@@ -222,7 +224,7 @@ def connect(provider, credentials):
         from keystoneauth1 import session as ksa_session
         auth = loading.get_plugin_loader("password").load_from_options(
             **options)
-        session = ksa_session.Session(auth=auth)
+        session = ksa_session.Session(auth=auth, timeout=timeout)
         where = options["auth_url"]
     try:
         access = session.auth.get_access(session)
@@ -247,7 +249,8 @@ class GlanceProvider(base.CloudPlugin):
         """Parse the provider and credentials and log in, before anything is
         created."""
         parsed = parse_provider(provider)
-        self._connection = (parsed, connect(parsed, credentials))
+        self._connection = (parsed, connect(parsed, credentials,
+                                            self.cloud_timeout))
         return parsed.redacted()
 
     def push_image_to_provider(self, build, provider, credentials,
@@ -258,7 +261,7 @@ class GlanceProvider(base.CloudPlugin):
         parsed, conn = getattr(self, "_connection", None) or (None, None)
         if conn is None:
             parsed = parse_provider(provider)
-            conn = connect(parsed, credentials)
+            conn = connect(parsed, credentials, self.cloud_timeout)
         props = target_image.properties
         glance_id = props.get(images.GLANCE_ID_PROPERTY)
         if "disk_format" not in props or not (target_image.data or
@@ -272,7 +275,8 @@ class GlanceProvider(base.CloudPlugin):
             return
         path = build.body_path + ".part"
         try:
-            download(build, target_image, path, self.cloud_auth)
+            download(build, target_image, path, self.cloud_auth,
+                     self.cloud_timeout)
             self._upload(build, parsed, conn, target_image, path, parameters,
                          start=30)
         finally:
@@ -342,7 +346,8 @@ class GlanceProvider(base.CloudPlugin):
         if not image.identifier_on_provider and \
                 image.status != images.FAILED:
             return
-        client = connect(parse_provider(provider), credentials).glance
+        client = connect(parse_provider(provider), credentials,
+                         self.cloud_timeout).glance
         found = {image.identifier_on_provider} - {None}
         if image.status == images.FAILED:
             found |= {leftover.id for leftover in _pushed(client, image)}
@@ -378,7 +383,7 @@ class GlanceProvider(base.CloudPlugin):
                         % record.identifier))
                 continue
             try:
-                client = connect(parsed, None).glance
+                client = connect(parsed, None, self.cloud_timeout).glance
                 pushed = _pushed(client, record)
             except errors.BuildError as exc:
                 if not protected(where):
@@ -392,14 +397,14 @@ class GlanceProvider(base.CloudPlugin):
                             log=LOG) + unreachable
 
 
-def target_cloud(target_image, auth=None):
+def target_cloud(target_image, auth=None, timeout=None):
     """An openstacksdk connection to the cloud holding the Glance image of
     a target image made in the cloud (as ``auth``, an API caller's token;
     None: openstacksdk's config)."""
     from novaimagebuilder import nova
     where = target_image.properties.get("glance_cloud") or {}
     return nova.connect(where.get("cloud"), where.get("region"),
-                        where.get("interface"), auth=auth)
+                        where.get("interface"), auth=auth, timeout=timeout)
 
 
 def _hand_over(build, parsed, conn, target_image, parameters):
@@ -457,12 +462,12 @@ def asked_otherwise(image, parsed, parameters):
                   if image.get(key) != value)
 
 
-def download(build, target_image, path, auth=None):
+def download(build, target_image, path, auth=None, timeout=None):
     """Stream the Glance image of a target made in the cloud to ``path``,
     checked against its hash."""
     from novaimagebuilder import glance
     glance_id = target_image.properties[images.GLANCE_ID_PROPERTY]
-    conn = target_cloud(target_image, auth)
+    conn = target_cloud(target_image, auth, timeout)
     build.progress(1, "Downloading Glance image %s of target image %s" % (
         glance_id, target_image.identifier))
     glance.download(glance.of(conn), glance_id, path, cancel=build.cancel_event,
