@@ -36,7 +36,7 @@ class BuildService:
         return build.Builder(self.conf, self.store, self.plugins,
                              on_change=on_change, slots=self.slots,
                              project_id=project_id, cloud_auth=cloud_auth,
-                             url_check=url_check)
+                             url_check=url_check, strict_parameters=True)
 
     def start(self, start, project_id=None, cloud_auth=None, on_change=None,
               url_check=None):

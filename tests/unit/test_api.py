@@ -197,6 +197,8 @@ def test_bad_template_is_400_with_line_and_column_and_creates_nothing(
     ({"base_image": "x"}, "the body must be"),
     ({"base_image": {"template": TEMPLATE, "parameters": {"callbacks": [1]}}},
      "parameters.callbacks must be a list of URLs"),
+    ({"base_image": {"template": TEMPLATE, "parameters": {"sise": "1"}}},
+     "unknown parameter 'sise' of plugin testos (known: "),
 ])
 def test_bad_input_is_400_and_creates_nothing(client, body, message):
     answer = client.post("/imagefactory/base_images", body=body)
@@ -514,3 +516,16 @@ def test_recover_fails_the_builds_of_a_killed_daemon(client):
     assert failed["base_image"]["status"] == "FAILED"
     assert failed["base_image"]["status_detail"]["error"] == \
         "the build process ended unexpectedly at 0 %: Created"
+
+
+def test_an_install_script_is_answered_masked_never_in_clear(client):
+    script = "url --url=http://u:mirrorpw@m.example/\nrootpw --plaintext " \
+             "hunter2\npoweroff\n"
+    image = client.base(install_script=script, size=10)
+    done = client.wait(_path(image))
+    kept = done["parameters"]["install_script"]
+    assert kept["masked"] == ("url --url=http://***@m.example/\n"
+                              "rootpw --plaintext '***'\npoweroff\n")
+    listed = client.get("/imagefactory/base_images").text
+    for secret in ("hunter2", "mirrorpw"):
+        assert secret not in json.dumps(done) and secret not in listed
