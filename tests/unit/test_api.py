@@ -518,14 +518,23 @@ def test_recover_fails_the_builds_of_a_killed_daemon(client):
         "the build process ended unexpectedly at 0 %: Created"
 
 
-def test_an_install_script_is_answered_masked_never_in_clear(client):
+def test_an_install_script_is_answered_masked_never_in_clear(client, caplog):
+    caplog.set_level(logging.DEBUG)
     script = "url --url=http://u:mirrorpw@m.example/\nrootpw --plaintext " \
              "hunter2\npoweroff\n"
-    image = client.base(install_script=script, size=10)
-    done = client.wait(_path(image))
+    with httpserver.CallbackReceiver() as receiver:
+        image = client.base(install_script=script, size=10,
+                            callbacks=[receiver.url("hook")])
+        done = client.wait(_path(image))
+        poll.wait_for(lambda: receiver.statuses()[-1:] == [
+            (image["id"], "COMPLETE")], 30, "the COMPLETE callback",
+            interval=0.05)
+        received = json.dumps(receiver.received)
     kept = done["parameters"]["install_script"]
     assert kept["masked"] == ("url --url=http://***@m.example/\n"
                               "rootpw --plaintext '***'\npoweroff\n")
+    assert "rootpw --plaintext '***'" in received
     listed = client.get("/imagefactory/base_images").text
     for secret in ("hunter2", "mirrorpw"):
-        assert secret not in json.dumps(done) and secret not in listed
+        for text in (json.dumps(done), listed, received, caplog.text):
+            assert secret not in text
