@@ -5,6 +5,7 @@ import logging
 
 from keystonemiddleware import auth_token
 from oslo_config import cfg
+from oslo_middleware import opts as middleware_opts
 from oslo_middleware import request_id
 from oslo_middleware import sizelimit
 
@@ -78,6 +79,7 @@ def deploy(conf, service):
             "auth_strategy = noauth lets every caller act as the operator; "
             "it is refused unless bind_host is a loopback address (it is %s)"
             % conf.api.bind_host)
+    body_limit_default(conf)
     api = handlers.Api(service, OneOperator() if noauth else
                        policy.enforcer(conf), trusted=noauth)
     application = router.Router(api.routes())
@@ -90,6 +92,16 @@ def deploy(conf, service):
             application, {"oslo_config_config": conf})
     return request_id.RequestId(sizelimit.RequestBodySizeLimiter(
         application, conf))
+
+
+def body_limit_default(conf):
+    """oslo.middleware's body size limit, by default room for the largest
+    template accepted (max_template_bytes) and its parameters."""
+    for group, opts in middleware_opts.list_opts_sizelimit():
+        conf.register_opts(opts, group)
+    conf.set_default("max_request_body_size",
+                     conf.max_template_bytes + 1024 * 1024,
+                     group="oslo_middleware")
 
 
 class NotAService(cfg.Error):

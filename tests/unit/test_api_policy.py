@@ -181,3 +181,18 @@ def test_noauth_is_refused_off_loopback(config_file):
     with pytest.raises(deploy.UnsafeNoAuth) as raised:
         deploy.deploy(conf, deploy.service(conf))
     assert "loopback" in str(raised.value)
+
+
+def test_a_body_over_the_limit_is_413(config_file):
+    conf = _conf(config_file)
+    service = deploy.service(conf)
+    client = Client(deploy.deploy(conf, service), service)
+    try:
+        assert conf.oslo_middleware.max_request_body_size == \
+            conf.max_template_bytes + 1024 * 1024
+        conf.set_override("max_request_body_size", 4096, "oslo_middleware")
+        answer = _post(client, PUBLIC + " " * 5000)
+        assert answer.status_int == 413
+        _nothing_made(client)
+    finally:
+        service.shutdown()
