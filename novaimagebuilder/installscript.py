@@ -474,17 +474,35 @@ _PASSWORD_LINE = re.compile(
     r"\s+\S+|password:)\s+(?P<rest>.*)$")
 
 
+#: A traditional DES crypt hash: 13 characters of the crypt alphabet.
+_DES_HASH = re.compile(r"[./0-9A-Za-z]{13}")
+
+
 def _refuse_weak_hashes(text):
-    """InstallScriptError naming the line of a weak password hash."""
+    """InstallScriptError naming the line of a weak password hash: MD5-crypt
+    and its relatives anywhere on a password line, DES crypt where the line
+    says its password is a hash."""
     for number, line in enumerate(text.split("\n"), start=1):
-        if not _PASSWORD_LINE.match(line):
+        match = _PASSWORD_LINE.match(line)
+        if not match:
             continue
-        for word in re.split(r"[\s='\"]+", line):
-            name = weak_hash(word)
+        hashed = "crypted" in line or line.strip().startswith("password:")
+
+        def check(password):
+            password = password.strip().strip("'\"")
+            name = weak_hash(password) or (
+                "DES crypt" if hashed and _DES_HASH.fullmatch(password)
+                else None)
             if name:
                 raise InstallScriptError(
-                    f"install_script:{number}: an {name} password hash is "
-                    "too weak; give a SHA-512 ($6$) or yescrypt ($y$) hash")
+                    f"install_script:{number}: the password hash is "
+                    f"{name}, too weak; give a SHA-512 ($6$) or yescrypt "
+                    "($y$) hash")
+            return password
+        if match["command"]:
+            _shown_kickstart_line(line, check)
+        else:
+            check(match["rest"])
 
 
 # ---------------------------------------------------------------- showing

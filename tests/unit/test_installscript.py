@@ -344,8 +344,31 @@ def test_given_scripts_with_md5_crypt_hashes_refused(text, line):
     with pytest.raises(isc.InstallScriptError) as exc:
         isc.from_parameter(text)
     assert str(exc.value) == (
-        f"install_script:{line}: an MD5-crypt ($1$) password hash is too "
+        f"install_script:{line}: the password hash is MD5-crypt ($1$), too "
         "weak; give a SHA-512 ($6$) or yescrypt ($y$) hash")
+
+
+@pytest.mark.parametrize("text, line", [
+    ("poweroff\nrootpw --iscrypted abJnggxhB/yWI\n", 2),
+    ("poweroff\nuser --name=administrator --iscrypted "
+     "--password=abJnggxhB/yWI\n", 2),
+    ("d-i passwd/user-password-crypted password abJnggxhB/yWI\n"
+     "d-i debian-installer/exit/poweroff boolean true\n", 1),
+])
+def test_given_scripts_with_des_crypt_hashes_refused(text, line):
+    with pytest.raises(isc.InstallScriptError, match=(
+            rf"^install_script:{line}: the password hash is DES crypt, too "
+            "weak")):
+        isc.from_parameter(text)
+
+
+@pytest.mark.parametrize("text", [
+    "poweroff\nrootpw --plaintext abJnggxhB/yWI\n",
+    "poweroff\nuser --name=administrator --iscrypted "
+    "--password=$6$salt$hash\n",
+])
+def test_thirteen_character_plain_passwords_and_user_names_accepted(text):
+    assert isc.from_parameter(text) == (text, "kickstart")
 
 
 def test_given_scripts_with_strong_hashes_accepted():
