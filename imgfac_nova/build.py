@@ -546,8 +546,9 @@ class Builder:
     def _all_parameters(self):
         """The parameters of every plugin (a sweep or the JEOS cache
         verbs take any plugin's)."""
-        return tuple(p for cls in self.plugins.all().values()
-                     for p in cls.parameters)
+        return tuple(p for plugins in (self.plugins.os_plugins,
+                                       self.plugins.cloud_plugins)
+                     for cls in plugins.values() for p in cls.parameters)
 
     def jeos_caches(self, values):
         """``[(plugin name, jeos.Cache)]`` of the OS plugins that keep a JEOS
