@@ -131,7 +131,7 @@ class LocalBackend(pipeline.Backend):
         if os.path.exists(captured):
             os.unlink(captured)
 
-    def boot_guest(self, jeos, user, public_key):
+    def boot_guest(self, jeos, user, public_key, user_data=None):
         formats.inspect(jeos, self.guest_format, "the disk to boot (%s)"
                         % jeos)
         if os.path.dirname(os.path.abspath(jeos)) != os.path.abspath(
@@ -143,7 +143,8 @@ class LocalBackend(pipeline.Backend):
                          self.guest_format, overlay)
         drive = configdrive.build(self._path("guest-config.iso"),
                                   str(uuid.uuid4()), "imgfac-guest",
-                                  public_keys={"imgfac-nova": public_key})
+                                  public_keys={"imgfac-nova": public_key},
+                                  user_data=user_data)
         vm = self._vm("guest", overlay, cdroms=[drive], ssh=True)
         vm.files.append(drive)
         return vm.start()

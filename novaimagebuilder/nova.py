@@ -23,6 +23,7 @@ from novaimagebuilder import jeos
 from novaimagebuilder import pipeline
 from novaimagebuilder import remaster
 from novaimagebuilder import rollback
+from novaimagebuilder import ssh_source
 from novaimagebuilder import sweep
 from novaimagebuilder import waiter
 
@@ -215,14 +216,16 @@ class Server:
         return "server %s (%s)" % (self.name, self.id)
 
 
-def open_ssh(conn, group):
-    """Let SSH in to a security group: TCP 22 from anywhere, IPv4 and IPv6."""
-    for ethertype, prefix in (("IPv4", "0.0.0.0/0"), ("IPv6", "::/0")):
+def open_ssh(conn, group, sources):
+    """Let SSH in to a security group: TCP 22 from each of ``sources``
+    (ipaddress networks)."""
+    for source in sources:
         call("opening SSH in the security group",
              conn.network.create_security_group_rule,
              security_group_id=group.id, direction="ingress",
              protocol="tcp", port_range_min=22, port_range_max=22,
-             remote_ip_prefix=prefix, ethertype=ethertype)
+             remote_ip_prefix=str(source),
+             ethertype="IPv%d" % source.version)
 
 
 class NovaBackend(pipeline.Backend):
@@ -234,7 +237,7 @@ class NovaBackend(pipeline.Backend):
                  image_visibility="private", image_name=None,
                  image_properties=None, admin_password=None, cancel=None,
                  log=None, ssh_host=None, ssh_network=None,
-                 ssh_ip_version=None):
+                 ssh_ip_version=None, ssh_sources=(), ssh_via=None):
         self.conn = conn
         self.build_id = build_id
         self.flavor = flavor
@@ -244,6 +247,12 @@ class NovaBackend(pipeline.Backend):
         self.ssh_network = ssh_network
         self.ssh_ip_version = ssh_ip_version
         self.security_groups = list(security_groups or ())
+        #: Where the build's own group lets SSH in from (ipaddress networks;
+        #: none: ssh_source.default_sources), and the jump host SSH goes
+        #: through.
+        self.ssh_sources = list(ssh_sources or ())
+        self.ssh_via = ssh_via
+        self._ssh_from = ""  # what the group's SSH rule admits, for messages
         self.floating_ip = floating_ip
         self.floating_ip_network = floating_ip_network
         self.config_drive = config_drive
@@ -574,7 +583,7 @@ class NovaBackend(pipeline.Backend):
 
     # -- the customization guest -----------------------------------------------
 
-    def boot_guest(self, jeos, user, public_key):
+    def boot_guest(self, jeos, user, public_key, user_data=None):
         undo = rollback.Rollback(self.log)
         try:
             name = self._server_name("key")
@@ -582,9 +591,10 @@ class NovaBackend(pipeline.Backend):
                  name=name, public_key=public_key)
             undo.push("keypair %s" % name, lambda: self.conn.compute.
                       delete_keypair(name, ignore_missing=True))
-            groups = self.security_groups or [self._ssh_group(undo)]
+            group = None if self.security_groups else self._ssh_group(undo)
             server = self._boot("guest", jeos, undo, key_name=name,
-                                security_groups=groups)
+                                security_groups=self.security_groups or
+                                [group.name], user_data=user_data)
             wanted = dict(network=self.ssh_network and self.ssh_network.name,
                           ip_version=self.ssh_ip_version)
             floating = None
@@ -597,6 +607,8 @@ class NovaBackend(pipeline.Backend):
             server.address = choose_address(
                 server.found, ssh_host=self.ssh_host, floating=floating,
                 **wanted)
+            if group is not None:
+                self._open_ssh(group, server)
             self.log.info("Reaching %s by SSH at %s", server, server.address)
             return server
         except BaseException:
@@ -613,8 +625,28 @@ class NovaBackend(pipeline.Backend):
                   delete_security_group(group.id, ignore_missing=True))
         call("tagging the security group", self.conn.network.set_tags,
              group, self._tags())
-        open_ssh(self.conn, group)
-        return name
+        return group
+
+    def _open_ssh(self, group, server):
+        """Open SSH in the build's group from where the build connects
+        (the rule follows the address, so the server exists by now)."""
+        sources = self.ssh_sources or call(
+            "looking up the floating IPs of the address SSH comes from",
+            ssh_source.default_sources, self.conn, server.address,
+            self.ssh_via)
+        self._ssh_from = ", ".join(str(s) for s in sources)
+        self.log.info("Security group %s lets SSH in from %s%s", group.name,
+                      self._ssh_from, "" if self.ssh_sources else
+                      " (where this build connects from; ssh_source_cidr "
+                      "sets it)")
+        open_ssh(self.conn, group, sources)
+
+    def ssh_limits(self, machine):
+        if not self._ssh_from:
+            return ""
+        return ("the build's security group lets SSH in from %s only; when "
+                "the cloud sees this host at another address (a NAT), give "
+                "ssh_source_cidr" % self._ssh_from)
 
     def _floating_ip(self, server, undo):
         network = self._external_network()

@@ -91,14 +91,21 @@ class Backend(abc.ABC):
         """Remove a captured disk."""
 
     @abc.abstractmethod
-    def boot_guest(self, jeos, user, public_key):
+    def boot_guest(self, jeos, user, public_key, user_data=None):
         """Boot a machine from the JEOS, with ``public_key`` authorized for
-        ``user``; returns the machine."""
+        ``user`` and ``user_data`` (text, e.g. cloud-init's, secret: never
+        logged) as its user data; returns the machine."""
 
     @abc.abstractmethod
     def ssh_address(self, machine):
         """``(host, port)`` where the machine's SSH server can be reached
         (from the jump host, when the build has one)."""
+
+    def ssh_limits(self, machine):
+        """What, besides the guest itself, may keep SSH from reaching it
+        (e.g. a security group open to one address only), for a timeout's
+        message; "" when nothing."""
+        return ""
 
     def jeos_scope(self):
         """What about this backend shapes an installed system (machine size,
@@ -129,6 +136,8 @@ class Options:
     inactivity_timeout: int = 900
     ssh_timeout: int = 900
     ssh_host_key_policy: str = "console"
+    ssh_host_keys: str = "auto"
+    ssh_host_key_wait: int = 60
     kernel_args: str | None = None
     disk_size: int | None = None  # bytes
     keep_on_failure: bool = False
@@ -308,7 +317,13 @@ class Pipeline:
         self.clock.step("customize")
         self.progress(55, "Booting %s to customize it" % what)
         key, public_key = _throwaway_key()
-        guest = backend.boot_guest(disk, options.default_user, public_key)
+        host_key = user_data = None
+        if options.ssh_host_keys != "console":
+            from novaimagebuilder import hostkeys
+            host_key = hostkeys.generate()
+            user_data = hostkeys.user_data([host_key])
+        guest = backend.boot_guest(disk, options.default_user, public_key,
+                                   user_data=user_data)
         guest_entry = undo.push(str(guest), lambda: self.backend.delete(guest))
         host, port = backend.ssh_address(guest)
         jump = self._jump_host(parameters)
@@ -318,7 +333,8 @@ class Pipeline:
             " via jump host %s" % jump.address if jump else ""))
         # Time in the guest (SSH, commands) counts as waiting on machines.
         with self.clock.waiting():
-            session = self._connect(guest, host, port, key, options, jump)
+            session = self._connect(guest, host, port, key, options, jump,
+                                    host_key)
             reached = dict(session.host_key or {},
                            address=ssh.host_port(host, port))
             if jump is not None:
@@ -466,9 +482,12 @@ class Pipeline:
                         parameters.get("ssh_jump_agent"),
                         parameters.get("ssh_jump_known_hosts"), log=self.log)
 
-    def _connect(self, machine, host, port, key, options, jump=None):
-        """An SSHGuest logged in to the guest (through ``jump``); on
-        failure everything it opened, the jump connection too, is closed."""
+    def _connect(self, machine, host, port, key, options, jump=None,
+                 host_key=None):
+        """An SSHGuest logged in to the guest (through ``jump``), checking
+        its host key against ``host_key`` (a hostkeys.HostKey the build gave
+        it) and, unless ssh_host_keys is "build", the console's; on failure
+        everything it opened, the jump connection too, is closed."""
         from novaimagebuilder import ssh
         session = ssh.SSHGuest(
             host, port, options.default_user, key,
@@ -476,9 +495,18 @@ class Pipeline:
             host_keys=lambda: ssh.host_keys_from_console(
                 self.backend.console(machine, 400)),
             log=self.log, cancelled=self._cancelled,
-            host_key_policy=options.ssh_host_key_policy, jump=jump)
+            host_key_policy=options.ssh_host_key_policy, jump=jump,
+            build_keys=[host_key.public] if host_key else (),
+            build_only=options.ssh_host_keys == "build",
+            key_grace=options.ssh_host_key_wait)
         try:
             session.wait_until_reachable(options.ssh_timeout)
+        except ssh.SSHTimeout as exc:
+            session.close()
+            limits = self.backend.ssh_limits(machine)
+            if not limits:
+                raise
+            raise ssh.SSHTimeout(f"{exc} ({limits})") from None
         except BaseException:
             session.close()
             raise

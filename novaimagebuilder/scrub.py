@@ -4,7 +4,8 @@ A URL may carry a user and password (``https://user:secret@mirror/``) or a
 token (``https://TOKEN@host/``). :func:`scrub` replaces that userinfo with
 ``***``; the front end applies it to progress lines, errors and stored
 fields, and :func:`install` to log handlers, so a log line (traceback
-included) never shows it.
+included) never shows it. Request bodies logged at DEBUG lose their
+``user_data`` and ``adminPass`` values the same way.
 """
 import logging
 import re
@@ -17,9 +18,20 @@ _USERINFO = re.compile(
     r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)[^/?#\s\"'<>@]*(?:@[^/?#\s\"'<>@]*)*@")
 
 
+#: JSON fields holding secrets in the request and response bodies that
+#: keystoneauth logs at DEBUG: Nova's user data (it carries a build's SSH
+#: host key) and admin password.
+_SECRET_FIELDS = re.compile(r'("(?:user_data|adminPass)"\s*:\s*")[^"]*"')
+
+
 def scrub(text):
-    """``text`` with the userinfo of every URL in it replaced by ``***``."""
-    if not isinstance(text, str) or "@" not in text:
+    """``text`` with the userinfo of every URL in it, and the values of the
+    secret JSON fields, replaced by ``***``."""
+    if not isinstance(text, str):
+        return text
+    if '"' in text:
+        text = _SECRET_FIELDS.sub(r"\g<1>" + MASK + '"', text)
+    if "@" not in text:
         return text
     return _USERINFO.sub(r"\g<scheme>" + MASK + "@", text)
 

@@ -5,19 +5,23 @@ disk, logs or command lines), puts ``command_prefix`` (e.g. ``sudo``) in
 front of privileged commands, streams command output line by line to a
 logger and turns failures into one-line exceptions.
 
-Host keys (``host_key_policy``): with "console" (the default) a server
-offering a key other than those the guest printed on its console
-(``host_keys_from_console``) is refused, and when the console shows none
-the first key is accepted with a warning; with "strict" a console without
-keys fails the connection (``HostKeyUnverified``); with "any" nothing is
-checked (warned). ``SSHGuest.host_key`` says what was accepted and how.
+Host keys: a key the build gave the guest (``build_keys``, see
+:mod:`hostkeys`) is accepted at once; with ``build_only`` any other key
+fails the connection at once (``HostKeyMismatch`` naming both
+fingerprints). Otherwise ``host_key_policy`` applies to the keys the guest
+printed on its console (``host_keys_from_console``): with "console" (the
+default) a server offering another key is refused, and when the console
+shows none for ``key_grace`` seconds the first key is accepted with a
+warning; with "strict" a console without keys fails the connection then
+(``HostKeyUnverified``); with "any" nothing is checked (warned). Once a key
+is accepted, a reconnection must offer the same. ``SSHGuest.host_key`` says
+what was accepted and how.
 
 Jump host: with ``jump`` (a :class:`JumpHost`) the connection to the guest
 is a direct-tcpip channel through the jump host's SSH server, for the wait,
 every command and every upload; ``SSHGuest.close()`` closes it too.
 """
 
-import base64
 import codecs
 import dataclasses
 import hashlib
@@ -34,6 +38,7 @@ import time
 import paramiko
 
 from novaimagebuilder import errors
+from novaimagebuilder import hostkeys
 from novaimagebuilder import waiter
 
 LOG = logging.getLogger(__name__)
@@ -71,6 +76,11 @@ class HostKeyMismatch(SSHError):
 class HostKeyUnverified(SSHError):
     """Policy "strict": the guest's console shows no host keys to check
     its key against."""
+
+
+class _KeysNotShownYet(HostKeyUnverified):
+    """Policy "console": no keys on the console yet; retried until the
+    grace period ends, then the first key is accepted."""
 
 
 class JumpHostError(SSHError):
@@ -146,24 +156,29 @@ def host_keys_from_console(text):
     for raw in text.splitlines():
         line = raw.replace("\r", "")
         marker = _CONSOLE_MARKER.search(line)
+        if current is not None:
+            # A key file without a final newline leaves the END marker on
+            # its last line.
+            _console_entry(current, line[:marker.start()] if marker else line)
         if marker:
             edge, kind = marker.groups()
             current = (kind, []) if edge == "BEGIN" else None
             if edge == "BEGIN":
                 blocks[kind] = current[1]
-            continue
-        if current is None:
-            continue
-        kind, entries = current
-        if kind == "KEYS":
-            match = _KEY_LINE.search(line)
-            if match:
-                entries.append(f"{match.group(1)} {match.group(2)}")
-        else:
-            match = _FINGERPRINT.search(line)
-            if match:
-                entries.append(_normal_fingerprint(match.group(1)))
     return blocks.get("KEYS", []) + blocks.get("FINGERPRINTS", [])
+
+
+def _console_entry(block, line):
+    """Add the key or fingerprint on ``line`` (if any) to ``block``."""
+    kind, entries = block
+    if kind == "KEYS":
+        match = _KEY_LINE.search(line)
+        if match:
+            entries.append(f"{match.group(1)} {match.group(2)}")
+    else:
+        match = _FINGERPRINT.search(line)
+        if match:
+            entries.append(_normal_fingerprint(match.group(1)))
 
 
 def _normal_fingerprint(text):
@@ -174,8 +189,7 @@ def _normal_fingerprint(text):
 
 def fingerprint(key):
     """OpenSSH's SHA256 fingerprint of a paramiko key: "SHA256:...". """
-    digest = hashlib.sha256(key.asbytes()).digest()
-    return "SHA256:" + base64.b64encode(digest).decode("ascii").rstrip("=")
+    return hostkeys.blob_fingerprint(key.asbytes())
 
 
 def _identities(key):
@@ -199,20 +213,41 @@ def _expected_identity(entry):
 
 
 class _HostKeyPolicy(paramiko.MissingHostKeyPolicy):
-    """Checks the guest's key as ``policy`` says (see the module text) and
-    records what it accepted in ``accepted``."""
+    """Checks the guest's key as the module text says: ``build_keys`` (key
+    lines) first, then, unless ``build_only``, ``expected`` (the console's)
+    as ``policy`` says; ``fallback``: policy "console" may accept an
+    unverified key now. Records what it accepted in ``accepted``."""
 
-    def __init__(self, address, expected, logger, policy="console"):
+    def __init__(self, address, expected, logger, policy="console",
+                 build_keys=frozenset(), build_only=False, fallback=True,
+                 waited=0):
         self.address = address
         self.expected = expected
         self.logger = logger
         self.policy = policy
+        self.build_keys = build_keys
+        self.build_only = build_only
+        self.fallback = fallback
+        self.waited = waited
+        #: Where ``build_keys`` come from, for the mismatch message.
+        self.origin = "the build gave the guest"
         self.accepted = None
 
     def missing_host_key(self, client, hostname, key):
         shown = f"{key.get_name()} {fingerprint(key)}"
         found = {"policy": self.policy, "fingerprint": fingerprint(key),
                  "key_type": key.get_name()}
+        if self.build_keys and _identities(key) & self.build_keys:
+            self.logger.info("SSH host key of %s is the one the build gave "
+                             "it: %s", self.address, shown)
+            self.accepted = dict(found, checked=True, source="build")
+            return
+        if self.build_only:
+            raise HostKeyMismatch(
+                f"SSH host key of {self.address} is not the one "
+                f"{self.origin}: the server offered {shown}, expected "
+                + ", ".join(sorted(hostkeys.line_fingerprint(k)
+                                   for k in self.build_keys)))
         if self.policy == "any":
             self.logger.warning("Not checking the SSH host key of %s: %s "
                                 "(ssh_host_key_policy any)", self.address,
@@ -227,8 +262,12 @@ class _HostKeyPolicy(paramiko.MissingHostKeyPolicy):
                     f"ssh_host_key_policy is strict and the guest's console "
                     f"shows no SSH host keys: refusing the unverified key of "
                     f"{self.address} ({shown})")
-            warning = ("the console showed no SSH host keys; accepted the "
-                       "first key offered")
+            if not self.fallback:
+                raise _KeysNotShownYet(
+                    f"the guest's console shows no SSH host keys yet to check "
+                    f"the key of {self.address} ({shown}) against")
+            warning = (f"the console showed no SSH host keys within "
+                       f"{self.waited:g} s; accepted the first key offered")
             self.logger.warning("Accepting SSH host key of %s: %s (%s)",
                                 self.address, shown, warning)
             self.accepted = dict(found, checked=False, warning=warning)
@@ -236,7 +275,7 @@ class _HostKeyPolicy(paramiko.MissingHostKeyPolicy):
         if _identities(key) & self.expected:
             self.logger.info("SSH host key of %s matches the expected key: %s",
                              self.address, shown)
-            self.accepted = dict(found, checked=True)
+            self.accepted = dict(found, checked=True, source="console")
             return
         raise HostKeyMismatch(
             f"SSH host key of {self.address} does not match the expected "
@@ -521,8 +560,13 @@ class SSHGuest:
     from ``host_keys_from_console``, or a callable returning them, called at
     each connection attempt (the guest may print its keys on the console
     only shortly before its SSH server starts). ``host_key_policy`` is one
-    of HOST_KEY_POLICIES (module text); after connecting, ``host_key`` holds
-    what was accepted (policy, fingerprint, checked, warning). ``jump`` is
+    of HOST_KEY_POLICIES (module text). ``build_keys`` are the host keys the
+    build gave the guest (key lines, e.g. ``hostkeys.HostKey.public``);
+    with ``build_only`` no other key is accepted. ``key_grace``: seconds
+    the console may take to show keys after the SSH server first answers
+    (policies console and strict). After connecting,
+    ``host_key`` holds what was accepted (policy, fingerprint, checked,
+    source "build" or "console", warning). ``jump`` is
     a :class:`JumpHost` to tunnel through (closed with the guest).
     ``log`` (a logger) receives progress and command output.
     ``cancelled`` is an optional callable: when it returns true (or
@@ -531,9 +575,12 @@ class SSHGuest:
 
     def __init__(self, host, port, username, pkey, command_prefix="",
                  host_keys=(), log=None, cancelled=None,
-                 connect_timeout=10.0, host_key_policy="console", jump=None):
+                 connect_timeout=10.0, host_key_policy="console", jump=None,
+                 build_keys=(), build_only=False, key_grace=60.0):
         if host_key_policy not in HOST_KEY_POLICIES:
             raise ValueError(f"unknown host key policy {host_key_policy!r}")
+        if build_only and not build_keys:
+            raise ValueError("build_only needs build_keys")
         self.host = host
         self.port = int(port)
         self.username = username
@@ -546,6 +593,14 @@ class SSHGuest:
         self._cancelled = cancelled
         self.connect_timeout = connect_timeout
         self.host_key_policy = host_key_policy
+        self._build_keys = frozenset(_expected_identity(e) for e in build_keys)
+        self._build_only = build_only
+        #: Seconds the console may take to show keys once sshd answers.
+        self.key_grace = key_grace
+        #: Policy "console" may accept an unverified key (grace period over).
+        self._fallback = key_grace <= 0
+        #: The key accepted first: a reconnection must offer it again.
+        self._pinned = None
         self.jump = jump
         self.host_key = None
         self._client = None
@@ -575,15 +630,23 @@ class SSHGuest:
         else:
             sock = socket.create_connection((self.host, self.port),
                                             timeout=self.connect_timeout)
-        try:
-            expected = ({_expected_identity(e) for e in self._host_keys()}
-                        if callable(self._host_keys) else self._host_keys)
-        except BaseException:
-            sock.close()
-            raise
+        if self._pinned is not None:
+            policy = _HostKeyPolicy(self.address, set(), self.logger,
+                                    self.host_key_policy, {self._pinned}, True)
+            policy.origin = "it offered when the build first connected"
+        else:
+            try:
+                expected = set() if self._build_only else (
+                    {_expected_identity(e) for e in self._host_keys()}
+                    if callable(self._host_keys) else self._host_keys)
+            except BaseException:
+                sock.close()
+                raise
+            policy = _HostKeyPolicy(
+                self.address, expected, self.logger, self.host_key_policy,
+                self._build_keys, self._build_only, self._fallback,
+                self.key_grace)
         client = paramiko.SSHClient()
-        policy = _HostKeyPolicy(self.address, expected, self.logger,
-                                self.host_key_policy)
         client.set_missing_host_key_policy(policy)
         try:
             client.connect(self.host, self.port, username=self.username,
@@ -596,11 +659,14 @@ class SSHGuest:
             sock.close()
             raise
         client.get_transport().set_keepalive(30)
-        self.host_key = policy.accepted
+        if self._pinned is None:
+            self.host_key = policy.accepted
+        if self._pinned is None and self.host_key_policy != "any":
+            remote = client.get_transport().get_remote_server_key()
+            self._pinned = f"{remote.get_name()} {remote.get_base64()}"
         self._client = client
 
-    def wait_until_reachable(self, timeout, cancelled=None, auth_grace=120.0,
-                             key_grace=60.0):
+    def wait_until_reachable(self, timeout, cancelled=None, auth_grace=120.0):
         """Connect, retrying while the guest's SSH server is not ready.
 
         Refused or timed-out connections, missing banners and rejected
@@ -610,8 +676,9 @@ class SSHGuest:
         when the key is still refused ``auth_grace`` seconds after the first
         refusal, HostKeyMismatch and JumpHostError at once,
         HostKeyUnverified (policy strict) when the console still shows no
-        keys ``key_grace`` seconds after the server first answered (the
-        guest may print them just after its SSH server starts),
+        keys ``self.key_grace`` seconds after the server first answered (the
+        guest may print them just after its SSH server starts; policy
+        console then accepts the first key, with a warning),
         errors.Cancelled when ``cancelled()`` returns true.
         """
         cancelled = cancelled or self._cancelled
@@ -634,10 +701,13 @@ class SSHGuest:
                 except HostKeyUnverified as exc:
                     last_error = str(exc)
                     first_unverified = first_unverified or time.monotonic()
-                    if time.monotonic() - first_unverified >= key_grace:
+                    if time.monotonic() - first_unverified >= self.key_grace:
+                        if isinstance(exc, _KeysNotShownYet):
+                            self._fallback = True
+                            continue
                         raise HostKeyUnverified(
-                            f"{exc} (waited {key_grace:g} s for the console "
-                            "to show them)") from None
+                            f"{exc} (waited {self.key_grace:g} s for the "
+                            "console to show them)") from None
                 except paramiko.AuthenticationException as exc:
                     last_error = _describe(exc)
                     first_refusal = first_refusal or time.monotonic()

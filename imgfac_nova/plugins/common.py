@@ -42,11 +42,22 @@ PIPELINE_PARAMETERS = (
               "disk size, else 10)", type="int", minimum=1),
     Parameter("keep_on_failure", "keep the failed machine for debugging",
               type="bool", default=False),
-    Parameter("ssh_host_key_policy", "how the guest's SSH host key is "
-              "checked: console (against the keys its console shows; none "
-              "shown: the first key, with a warning), strict (no keys on "
-              "the console: the build fails) or any (not checked, warned)",
+    Parameter("ssh_host_keys", "which SSH host keys the guest must "
+              "offer: auto (the build makes an Ed25519 host key and gives it "
+              "in the user data as cloud-init's ssh_keys; a guest offering "
+              "another key is checked against its console), build (only "
+              "that key: another one fails the build) or console (no key in "
+              "the user data; the console's keys)", default="auto",
+              choices=("auto", "build", "console")),
+    Parameter("ssh_host_key_policy", "how a key the build did not make is "
+              "checked against the keys the guest's console shows: console "
+              "(none shown within ssh_host_key_wait: the first key, with a "
+              "warning), strict (none shown: the build fails) or any (not "
+              "checked, warned)",
               default="console", choices=("console", "strict", "any")),
+    Parameter("ssh_host_key_wait", "seconds the guest's console may take to "
+              "show its SSH host keys after its SSH server answers",
+              type="int", default=60, minimum=0),
     Parameter("ssh_jump_host", "reach the guest through this SSH server "
               "([user@]host[:port]; the tunnel is a direct-tcpip channel)"),
     Parameter("ssh_jump_key", "private key for the jump host; give it with "
@@ -86,6 +97,10 @@ def check_guest_access(parameters):
                       parameters.get("ssh_jump_key"),
                       parameters.get("ssh_jump_agent"),
                       parameters.get("ssh_jump_known_hosts"))
+        if parameters.get("ssh_host_keys") == "build" and \
+                parameters.get("ssh_host_key_policy") == "any":
+            raise ValueError("ssh_host_keys build checks the guest's key; "
+                             "it cannot go with ssh_host_key_policy any")
         proxies = proxy.Proxy.from_parameters(parameters)
         if parameters.get("proxy_tunnel") and not proxies:
             raise ValueError("proxy_tunnel needs http_proxy or https_proxy")
@@ -196,6 +211,7 @@ SSH_PROPERTIES = {"address": "ssh_address", "jump_host": "ssh_jump_host",
                   "policy": "ssh_host_key_policy",
                   "fingerprint": "ssh_host_key_fingerprint",
                   "checked": "ssh_host_key_checked",
+                  "source": "ssh_host_key_source",
                   "warning": "ssh_host_key_warning"}
 
 

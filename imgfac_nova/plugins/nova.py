@@ -43,6 +43,10 @@ class NovaOS(base.OSPlugin):
         Parameter("security_groups", "comma-separated security groups for the "
                   "customization server (default: a throw-away group opening "
                   "SSH)"),
+        Parameter("ssh_source_cidr", "comma-separated networks the build's "
+                  "throw-away group lets SSH in from (default: the address "
+                  "the build connects from as the cloud sees it: this host's, "
+                  "or the jump host's, with its floating/fixed pair)"),
         Parameter("request_floating_ip", "reach the customization server "
                   "through a floating IP", type="bool", default=False),
         Parameter("floating_ip_network", "external network for the floating "
@@ -86,6 +90,7 @@ class NovaOS(base.OSPlugin):
                 "the config drive: leave config_drive true" % kind)
         common.check_guest_access(parameters)
         _ssh_host(parameters)
+        _ssh_sources(parameters)
         if template.os.install.type == "url" and not parameters["direct_boot"]:
             raise errors.BuildError("URL installs boot the installer kernel "
                                     "directly: leave direct_boot true or "
@@ -115,6 +120,7 @@ class NovaOS(base.OSPlugin):
             ssh_network=resolved["ssh_network"],
             ssh_ip_version=parameters.get("ssh_ip_version"),
             ssh_host=_ssh_host(parameters), security_groups=groups,
+            ssh_sources=_ssh_sources(parameters), ssh_via=_ssh_via(parameters),
             floating_ip=parameters["request_floating_ip"],
             floating_ip_network=parameters.get("floating_ip_network"),
             config_drive=parameters["config_drive"],
@@ -236,3 +242,27 @@ def _ssh_host(parameters):
         return ssh.check_host(parameters["ssh_host"])
     except ValueError as exc:
         raise errors.BuildError(str(exc)) from None
+
+
+def _ssh_sources(parameters):
+    """The networks of ssh_source_cidr (refused with security_groups, whose
+    rules are the operator's), or [] for the default."""
+    from novaimagebuilder import errors
+    from novaimagebuilder import ssh_source
+    try:
+        sources = ssh_source.parse(parameters.get("ssh_source_cidr"))
+    except ValueError as exc:
+        raise errors.BuildError(str(exc)) from None
+    if sources and (parameters.get("security_groups") or "").strip():
+        raise errors.BuildError(
+            "ssh_source_cidr is for the build's own security group; with "
+            "security_groups the groups' own rules apply: give one or the "
+            "other")
+    return sources
+
+
+def _ssh_via(parameters):
+    """The jump host's host, where SSH to the guest comes from; None."""
+    from novaimagebuilder import ssh
+    spec = parameters.get("ssh_jump_host")
+    return ssh.parse_jump_host(spec)[1] if spec else None

@@ -29,8 +29,11 @@ def free_port():
 class SSHServer:
     """sshd on 127.0.0.1:``port``, configured entirely under ``directory``."""
 
-    def __init__(self, directory):
+    def __init__(self, directory, host_key=None):
+        """``host_key``: the server's private host key (OpenSSH text);
+        default: a new Ed25519 key made by ssh-keygen."""
         self.directory = str(directory)
+        self._given_host_key = host_key
         self.port = free_port()
         self.host_key_path = os.path.join(self.directory, "host_ed25519")
         self.authorized_keys = os.path.join(self.directory, "authorized_keys")
@@ -54,9 +57,14 @@ class SSHServer:
                            env=dict(os.environ,
                                     DEBIAN_FRONTEND="noninteractive"))
         os.makedirs("/run/sshd", mode=0o755, exist_ok=True)   # privsep dir
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "",
-                        "-C", "test-host", "-f", self.host_key_path],
-                       check=True, stdin=subprocess.DEVNULL)
+        if self._given_host_key is None:
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "",
+                            "-C", "test-host", "-f", self.host_key_path],
+                           check=True, stdin=subprocess.DEVNULL)
+        else:
+            with open(os.open(self.host_key_path, os.O_WRONLY | os.O_CREAT,
+                              0o600), "w") as stream:
+                stream.write(self._given_host_key)
         open(self.authorized_keys, "a").close()
         config = os.path.join(self.directory, "sshd_config")
         with open(config, "w") as stream:

@@ -347,7 +347,7 @@ def real_guest(sshd_server, client_key, tmp_path):
     (bin_dir / "apt-get").chmod(0o755)
     session = ssh.SSHGuest("127.0.0.1", sshd_server.port, "root", client_key,
                            command_prefix=f"env PATH={bin_dir}:/usr/sbin:"
-                           "/usr/bin:/sbin:/bin", log=LOG)
+                           "/usr/bin:/sbin:/bin", log=LOG, key_grace=0)
     with session.wait_until_reachable(10):
         yield session
 

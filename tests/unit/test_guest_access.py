@@ -4,6 +4,7 @@ package managers."""
 
 import logging
 import subprocess
+import time
 import types
 
 import paramiko
@@ -14,6 +15,7 @@ from imgfac_nova.template import parse_template
 from novaimagebuilder import autoinstall
 from novaimagebuilder import customize as cz
 from novaimagebuilder import errors
+from novaimagebuilder import hostkeys
 from novaimagebuilder import installscript as isc
 from novaimagebuilder import kickstart as ks
 from novaimagebuilder import nova
@@ -146,33 +148,139 @@ def test_jump_parameters_are_checked(tmp_path):
         ssh.known_hosts("jump ssh-ed25519\n")
 
 
+def test_build_host_keys_cannot_go_with_policy_any():
+    from imgfac_nova.plugins import common
+    with pytest.raises(errors.BuildError) as caught:
+        common.check_guest_access({"ssh_host_keys": "build",
+                                   "ssh_host_key_policy": "any"})
+    assert str(caught.value) == ("ssh_host_keys build checks the guest's "
+                                 "key; it cannot go with ssh_host_key_policy "
+                                 "any")
+    common.check_guest_access({"ssh_host_keys": "auto",
+                               "ssh_host_key_policy": "any"})
+
+
 # ---------------------------------------------------------------- host keys
 
-def _guest(server, key, policy, jump=None, host="127.0.0.1", port=None):
+def _guest(server, key, policy, jump=None, host="127.0.0.1", port=None,
+           key_grace=0, host_keys=lambda: [], **kwargs):
     return ssh.SSHGuest(host, port or server.port, "root", key,
-                        host_keys=lambda: [], host_key_policy=policy,
-                        log=LOG, jump=jump)
+                        host_keys=host_keys, host_key_policy=policy,
+                        log=LOG, jump=jump, key_grace=key_grace, **kwargs)
 
 
-def test_console_policy_accepts_the_first_key_with_a_warning(
+def test_console_policy_waits_for_keys_then_accepts_the_first_with_a_warning(
         sshd_server, client_key, caplog):
-    with _guest(sshd_server, client_key, "console") as guest:
-        guest.wait_until_reachable(10)
+    started = time.monotonic()
+    with _guest(sshd_server, client_key, "console", key_grace=2) as guest:
+        guest.wait_until_reachable(30)
+        assert time.monotonic() - started >= 2
         assert guest.host_key == {
             "policy": "console", "checked": False,
             "fingerprint": ssh.fingerprint(sshd_server.host_key),
             "key_type": "ssh-ed25519",
-            "warning": "the console showed no SSH host keys; accepted the "
-                       "first key offered"}
+            "warning": "the console showed no SSH host keys within 2 s; "
+                       "accepted the first key offered"}
     assert any(r.levelno == logging.WARNING and "console showed no SSH host "
-               "keys" in r.getMessage() for r in caplog.records)
+               "keys within 2 s" in r.getMessage() for r in caplog.records)
+
+
+def test_console_policy_checks_keys_that_appear_within_the_grace_period(
+        sshd_server, client_key):
+    """The console shows keys a moment after sshd answers (cloud-init):
+    they are checked, not the first key taken; a key other than those
+    shown is refused."""
+    right = [ssh.fingerprint(sshd_server.host_key)]
+    wrong = ["SHA256:" + "B" * 43]
+    for keys, fails in ((right, False), (wrong, True)):
+        shown_after = time.monotonic() + 1.5
+        guest = _guest(sshd_server, client_key, "console", key_grace=60,
+                       host_keys=lambda keys=keys: keys
+                       if time.monotonic() > shown_after else [])
+        with guest:
+            if fails:
+                with pytest.raises(ssh.HostKeyMismatch, match="does not "
+                                   "match the expected keys"):
+                    guest.wait_until_reachable(30)
+                continue
+            guest.wait_until_reachable(30)
+            assert time.monotonic() - shown_after < 10
+            assert guest.host_key["checked"] is True
+            assert guest.host_key["source"] == "console"
+
+
+@pytest.fixture(scope="module")
+def keyed_sshd(tmp_path_factory):
+    """A real sshd whose host key the build made (hostkeys.generate)."""
+    key = hostkeys.generate()
+    server = sshd.SSHServer(tmp_path_factory.mktemp("keyed"),
+                            host_key=key.private).start()
+    login = paramiko.ECDSAKey.generate()
+    server.authorize(login)
+    yield server, key, login
+    server.stop()
+
+
+def test_the_builds_key_is_accepted_at_once_without_the_console(keyed_sshd):
+    """OpenSSH serves the key hostkeys made; the check needs no console
+    keys and no grace period, whatever the policy."""
+    server, key, login = keyed_sshd
+    assert ssh.fingerprint(server.host_key) == key.fingerprint
+    for policy in ("console", "strict"):
+        started = time.monotonic()
+        with _guest(server, login, policy, key_grace=60,
+                    build_keys=[key.public]) as guest:
+            guest.wait_until_reachable(30)
+            assert time.monotonic() - started < 10
+            assert guest.host_key == {
+                "policy": policy, "checked": True, "source": "build",
+                "fingerprint": key.fingerprint, "key_type": "ssh-ed25519"}
+
+
+def test_another_key_than_the_builds_fails_at_once_in_one_line(keyed_sshd):
+    server, key, login = keyed_sshd
+    other = hostkeys.generate()
+    guest = _guest(server, login, "console", key_grace=60,
+                   host_keys=[key.fingerprint], build_keys=[other.public],
+                   build_only=True)
+    started = time.monotonic()
+    with pytest.raises(ssh.HostKeyMismatch) as caught:
+        guest.wait_until_reachable(30)
+    assert time.monotonic() - started < 5
+    assert str(caught.value) == (
+        "SSH host key of 127.0.0.1:%d is not the one the build gave the "
+        "guest: the server offered ssh-ed25519 %s, expected %s"
+        % (server.port, key.fingerprint, other.fingerprint))
+
+
+def test_auto_checks_another_key_against_the_console(keyed_sshd):
+    """ssh_host_keys auto: a guest without cloud-init keeps its own key,
+    which the console's keys then vouch for."""
+    server, key, login = keyed_sshd
+    with _guest(server, login, "strict", host_keys=[key.public],
+                build_keys=[hostkeys.generate().public]) as guest:
+        guest.wait_until_reachable(30)
+        assert guest.host_key["source"] == "console"
+        assert guest.host_key["checked"] is True
+
+
+def test_a_reconnection_must_offer_the_key_accepted_first(keyed_sshd):
+    server, key, login = keyed_sshd
+    guest = _guest(server, login, "console", build_keys=[key.public])
+    with guest:
+        guest.wait_until_reachable(30)
+        guest._pinned = "ssh-ed25519 " + hostkeys.generate().public.split()[1]
+        guest._disconnect()
+        with pytest.raises(ssh.HostKeyMismatch, match="is not the one it "
+                           "offered when the build first connected"):
+            guest.run("true")
 
 
 def test_strict_policy_without_console_keys_fails_in_one_line(
         sshd_server, client_key):
-    guest = _guest(sshd_server, client_key, "strict")
+    guest = _guest(sshd_server, client_key, "strict", key_grace=1)
     with pytest.raises(ssh.HostKeyUnverified) as caught:
-        guest.wait_until_reachable(30, key_grace=1)
+        guest.wait_until_reachable(30)
     assert str(caught.value) == (
         "ssh_host_key_policy is strict and the guest's console shows no SSH "
         "host keys: refusing the unverified key of 127.0.0.1:%d (ssh-ed25519 "
@@ -249,7 +357,8 @@ def test_pipeline_closes_the_jump_when_the_guest_is_unreachable(
     from novaimagebuilder import pipeline
     jump = ssh.JumpHost("127.0.0.1", sshd_server.port, "root", client_key)
     runner = pipeline.Pipeline(types.SimpleNamespace(
-        console=lambda machine, lines: ""), None)
+        console=lambda machine, lines: "",
+        ssh_limits=lambda machine: ""), None)
     options = pipeline.Options(ssh_timeout=2)
     with pytest.raises(ssh.SSHTimeout, match="cannot reach 127.0.0.1:1"):
         runner._connect("guest", "127.0.0.1", 1, client_key, options, jump)
@@ -503,12 +612,19 @@ def test_the_record_says_how_the_guest_was_reached():
         "address": "[2001:db8::5]:22", "jump_host": "ops@bastion:22",
         "policy": "console", "fingerprint": "SHA256:abc", "checked": False,
         "key_type": "ssh-ed25519",
-        "warning": "the console showed no SSH host keys; accepted the first "
-                   "key offered"})
+        "warning": "the console showed no SSH host keys within 60 s; "
+                   "accepted the first key offered"})
     assert recorded == {
         "ssh_address": "[2001:db8::5]:22", "ssh_jump_host": "ops@bastion:22",
         "ssh_host_key_policy": "console",
         "ssh_host_key_fingerprint": "SHA256:abc",
         "ssh_host_key_checked": False,
-        "ssh_host_key_warning": "the console showed no SSH host keys; "
-                                "accepted the first key offered"}
+        "ssh_host_key_warning": "the console showed no SSH host keys within "
+                                "60 s; accepted the first key offered"}
+    recorded.clear()
+    common.record_ssh(build, {"policy": "console", "checked": True,
+                              "source": "build", "fingerprint": "SHA256:k"})
+    assert recorded == {"ssh_host_key_policy": "console",
+                        "ssh_host_key_checked": True,
+                        "ssh_host_key_source": "build",
+                        "ssh_host_key_fingerprint": "SHA256:k"}

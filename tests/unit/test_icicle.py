@@ -117,7 +117,7 @@ def test_unknown_family_is_an_error():
 
 def test_real_dpkg_over_ssh(sshd_server, client_key):
     with ssh.SSHGuest("127.0.0.1", sshd_server.port, "root",
-                      client_key) as guest:
+                      client_key, key_grace=0) as guest:
         guest.wait_until_reachable(10)
         packages = icicle.read_packages(
             guest, "debian", "dpkg-query -W -f '${Package}\\n'")

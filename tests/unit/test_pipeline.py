@@ -63,8 +63,9 @@ class Recorder(pipeline.Backend):
         self._do("discard_" + captured)
         self.alive.discard(captured)
 
-    def boot_guest(self, jeos, user, public_key):
+    def boot_guest(self, jeos, user, public_key, user_data=None):
         self.user, self.public_key = user, public_key
+        self.user_data = user_data
         self._do("boot_guest")
         self.alive.add("guest")
         return "guest"
@@ -83,8 +84,12 @@ class FakeSession:
         FakeSession.instances.append(self)
 
     def wait_until_reachable(self, timeout):
+        from novaimagebuilder import ssh
         if self.kwargs.get("command_prefix") == "refuse":
             raise errors.BuildError("SSH authentication failed")
+        if self.kwargs.get("command_prefix") == "unreachable":
+            raise ssh.SSHTimeout("SSH on 127.0.0.9:22 not reachable: "
+                                 "connection timed out (after 5 s)")
 
     def run(self, command, **kwargs):
         self.commands.append(command)
@@ -274,3 +279,63 @@ def test_customize_image_runs_finish_last_before_the_power_off(
                         finish=("the clean-up", "rm -f /etc/x", 60))
     assert FakeSession.instances[0].commands == [
         "customized", "read the ICICLE", "rm -f /etc/x", "poweroff"]
+
+
+# ---------------------------------------------------------------- host keys
+
+def _host_keys_run(fakes, caplog, **parameters):
+    import logging
+    import yaml
+    caplog.set_level(logging.DEBUG)
+    backend, seen = Recorder(), []
+    result = _run(backend, fakes, progress=lambda p, a: seen.append(a),
+                  **parameters)
+    session = FakeSession.instances[-1].kwargs
+    config = yaml.safe_load(backend.user_data) if backend.user_data else None
+    return result, seen, session, config
+
+
+@pytest.mark.parametrize("choice", [None, "auto", "build"])
+def test_the_guest_gets_the_builds_host_key_and_ssh_expects_it(
+        fakes, caplog, choice):
+    """auto (the default) and build: the customization server's user data
+    is cloud-init's ssh_keys with a new Ed25519 key, the SSH check expects
+    that key (build: that key only) and waits ssh_host_key_wait for the
+    console; the private key appears nowhere else."""
+    from novaimagebuilder import hostkeys
+    parameters = {"ssh_host_keys": choice} if choice else {}
+    result, seen, session, config = _host_keys_run(
+        fakes, caplog, ssh_host_key_wait=7, **parameters)
+    keys = config["ssh_keys"]
+    assert sorted(keys) == ["ed25519_private", "ed25519_public"]
+    assert keys["ed25519_private"].startswith(
+        "-----BEGIN OPENSSH PRIVATE KEY-----")
+    assert keys["ed25519_public"].startswith("ssh-ed25519 ")
+    assert session["build_keys"] == [keys["ed25519_public"].strip()]
+    assert session["build_only"] is (choice == "build")
+    assert session["key_grace"] == 7
+    secret = keys["ed25519_private"].splitlines()[1]
+    assert secret not in caplog.text
+    assert secret not in repr(seen) + repr(result)
+    assert hostkeys.line_fingerprint(keys["ed25519_public"]).startswith(
+        "SHA256:")
+
+
+def test_console_host_keys_give_no_user_data(fakes, caplog):
+    _, _, session, config = _host_keys_run(fakes, caplog,
+                                           ssh_host_keys="console")
+    assert config is None
+    assert session["build_keys"] == ()
+    assert session["build_only"] is False
+    assert session["key_grace"] == 60
+
+
+def test_ssh_timeout_names_what_the_backend_limits(fakes):
+    class Limited(Recorder):
+        def ssh_limits(self, machine):
+            return "the security group lets SSH in from 192.0.2.7/32 only"
+    with pytest.raises(errors.BuildError) as caught:
+        _run(Limited(), fakes, command_prefix="unreachable")
+    assert str(caught.value).endswith(
+        "not reachable: connection timed out (after 5 s) (the security "
+        "group lets SSH in from 192.0.2.7/32 only)")

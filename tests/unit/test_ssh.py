@@ -26,7 +26,7 @@ PREFIX = "env IMGFAC_PRIVILEGED=yes"
 def guest(sshd_server, client_key, caplog):
     caplog.set_level(logging.INFO)
     session = ssh.SSHGuest("127.0.0.1", sshd_server.port, "root", client_key,
-                           command_prefix=PREFIX,
+                           command_prefix=PREFIX, key_grace=0,
                            log=logging.getLogger("test.build"))
     session.wait_until_reachable(10)
     yield session
@@ -129,7 +129,7 @@ def test_command_timeout(guest):
 def test_cancelled_command_stops(sshd_server, client_key):
     stop = threading.Event()
     session = ssh.SSHGuest("127.0.0.1", sshd_server.port, "root", client_key,
-                           cancelled=stop.is_set)
+                           cancelled=stop.is_set, key_grace=0)
     threading.Timer(0.5, stop.set).start()
     with session, pytest.raises(errors.Cancelled):
         session.run("sleep 30")
@@ -212,7 +212,8 @@ def test_wait_until_reachable_waits_for_a_late_server(tmp_path, client_key):
     server.authorize(client_key)
     threading.Timer(1.0, server.start).start()
     try:
-        session = ssh.SSHGuest("127.0.0.1", server.port, "root", client_key)
+        session = ssh.SSHGuest("127.0.0.1", server.port, "root", client_key,
+                               key_grace=0)
         with session.wait_until_reachable(20):
             assert session.run("echo up")[1] == "up\n"
     finally:
@@ -222,7 +223,8 @@ def test_wait_until_reachable_waits_for_a_late_server(tmp_path, client_key):
 
 def test_rejected_key_is_an_authentication_error(sshd_server):
     stranger = paramiko.ECDSAKey.generate()
-    session = ssh.SSHGuest("127.0.0.1", sshd_server.port, "debian", stranger)
+    session = ssh.SSHGuest("127.0.0.1", sshd_server.port, "debian", stranger,
+                           key_grace=0)
     started = time.monotonic()
     with pytest.raises(ssh.SSHAuthError) as failure:
         session.wait_until_reachable(30, auth_grace=1)
@@ -233,7 +235,8 @@ def test_rejected_key_is_an_authentication_error(sshd_server):
 
 def test_rejected_key_until_timeout_is_an_authentication_error(sshd_server):
     stranger = paramiko.ECDSAKey.generate()
-    session = ssh.SSHGuest("127.0.0.1", sshd_server.port, "root", stranger)
+    session = ssh.SSHGuest("127.0.0.1", sshd_server.port, "root", stranger,
+                           key_grace=0)
     with pytest.raises(ssh.SSHAuthError, match="as 'root' on"):
         session.wait_until_reachable(1.5)
 
@@ -311,6 +314,18 @@ not a key line
         "SHA256:newnewnewnewnewnewnewnewnewnewnewnewnewnewn"]
 
 
+def test_console_key_glued_to_the_end_marker():
+    """Debian's cloud-init 22.4 as the test guest's console shows it: a key
+    file without a final newline puts the END marker on the key's line."""
+    key = ("AAAAC3NzaC1lZDI1NTE5AAAAIK7Yw3eeu2TppF36yCIWGgLH3rsO4KSwdB0wAzy"
+           "Fi1wk")
+    console = ("logger: socket /dev/log: No such file or directory\r\n"
+               "-----BEGIN SSH HOST KEY KEYS-----\r\n"
+               f"ssh-ed25519 {key}-----END SSH HOST KEY KEYS-----\r\n"
+               "Cloud-init v. 22.4.2 finished at Mon, 07 Dec 2026\r\n")
+    assert ssh.host_keys_from_console(console) == [f"ssh-ed25519 {key}"]
+
+
 def test_console_without_markers_has_no_keys():
     assert ssh.host_keys_from_console(
         "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5 root@x\nlogin: ") == []
@@ -341,7 +356,8 @@ def dropping_guest(sshd_server, client_key, tmp_path):
     (tmp_path / "poweroff").write_text(FAKE_POWEROFF)
     (tmp_path / "poweroff").chmod(0o755)
     session = ssh.SSHGuest("127.0.0.1", sshd_server.port, "root", client_key,
-                           command_prefix=f"env PATH={tmp_path}:/usr/bin:/bin")
+                           command_prefix=f"env PATH={tmp_path}:/usr/bin:/bin",
+                           key_grace=0)
     session.wait_until_reachable(10)
     yield session
     session.close()

@@ -1,0 +1,165 @@
+"""The Nova backend's customization server: its user data carries the
+build's host key, and its throw-away security group lets SSH in from where
+the build connects only; REST conversations of the real openstacksdk with a
+cloud declared by requests-mock."""
+import base64
+import json
+import logging
+
+import openstack.connection
+import pytest
+import requests_mock
+import yaml
+
+from imgfac_nova.plugins import nova as nova_plugin
+from novaimagebuilder import errors
+from novaimagebuilder import hostkeys
+from novaimagebuilder import nova
+from novaimagebuilder import scrub
+from novaimagebuilder import ssh_source
+
+NOVA = "http://nova.test/v2.1/"
+NEUTRON = "http://neutron.test/"
+GUEST = {"server": {"id": "srv1", "name": "imgfac-nova-b1-guest",
+                    "status": "ACTIVE", "accessIPv4": "",
+                    "addresses": {"net": [{"addr": "127.0.0.5", "version": 4,
+                                           "OS-EXT-IPS:type": "fixed"}]}}}
+
+
+@pytest.fixture
+def cloud():
+    with requests_mock.Mocker() as mock:
+        mock.get(NOVA, json={"version": {
+            "id": "v2.1", "status": "CURRENT", "version": "2.96",
+            "min_version": "2.1", "links": [{"rel": "self", "href": NOVA}]}})
+        mock.get(NEUTRON, json={"versions": [{
+            "id": "v2.0", "status": "CURRENT",
+            "links": [{"rel": "self", "href": NEUTRON + "v2.0/"}]}]})
+        mock.post(NOVA + "os-keypairs", json={"keypair": {"name": "k"}})
+        mock.post(NEUTRON + "v2.0/security-groups", json={"security_group": {
+            "id": "sg1", "name": "imgfac-nova-b1-ssh"}})
+        mock.put(NEUTRON + "v2.0/security-groups/sg1/tags", json={"tags": []})
+        mock.post(NEUTRON + "v2.0/security-group-rules", status_code=201,
+                  json={"security_group_rule": {"id": "r"}})
+        mock.get(NEUTRON + "v2.0/floatingips", json={"floatingips": []})
+        mock.post(NOVA + "servers", status_code=202, json=GUEST)
+        mock.get(NOVA + "servers/srv1", json=GUEST)
+        yield mock
+
+
+def backend(**kwargs):
+    conn = openstack.connection.Connection(
+        auth_type="none", auth={"endpoint": NOVA},
+        compute_endpoint_override=NOVA, network_endpoint_override=NEUTRON)
+    flavor = conn.compute._get_resource(
+        openstack.compute.v2.flavor.Flavor, None, id="1", name="1", disk=2)
+    return nova.NovaBackend(conn, "b1", flavor, **kwargs)
+
+
+def _bodies(cloud, method, path):
+    return [json.loads(r.body) for r in cloud.request_history
+            if r.method == method and r.path == path]
+
+
+def _rules(cloud):
+    return [(r["security_group_rule"]["remote_ip_prefix"],
+             r["security_group_rule"]["ethertype"])
+            for r in _bodies(cloud, "POST", "/v2.0/security-group-rules")]
+
+
+def test_user_data_carries_the_host_key_and_ssh_opens_to_this_host(
+        cloud, caplog):
+    """The guest at 127.0.0.5: this host's route leaves from 127.0.0.1, so
+    the group lets SSH in from 127.0.0.1/32 alone; the server's user data
+    is the build's cloud-config; the private key is in no log line, even
+    keystoneauth's DEBUG request bodies (as the CLI's handlers scrub)."""
+    caplog.set_level(logging.DEBUG)
+    scrub.install(caplog.handler)
+    key = hostkeys.generate()
+    machine = backend().boot_guest("jeos1", "debian", "ssh-ed25519 AAAA k",
+                                   user_data=hostkeys.user_data([key]))
+    assert machine.address == "127.0.0.5"
+    boot = _bodies(cloud, "POST", "/v2.1/servers")[0]["server"]
+    assert boot["security_groups"] == [{"name": "imgfac-nova-b1-ssh"}]
+    config = yaml.safe_load(base64.b64decode(boot["user_data"]))
+    assert config["ssh_keys"]["ed25519_private"] == key.private
+    assert _rules(cloud) == [("127.0.0.1/32", "IPv4")]
+    rule = _bodies(cloud, "POST", "/v2.0/security-group-rules")[0]
+    assert rule["security_group_rule"]["port_range_min"] == 22
+    assert rule["security_group_rule"]["port_range_max"] == 22
+    assert key.private.splitlines()[1] not in caplog.text
+    assert boot["user_data"][:40] not in caplog.text
+    assert '"user_data": "***"' in caplog.text  # the body was logged
+    assert "lets SSH in from 127.0.0.1/32 (where this build connects from" \
+        in caplog.text
+
+
+def test_no_user_data_without_host_keys(cloud):
+    backend().boot_guest("jeos1", "debian", "ssh-ed25519 AAAA k")
+    assert "user_data" not in _bodies(cloud, "POST",
+                                      "/v2.1/servers")[0]["server"]
+
+
+def test_ssh_source_cidr_is_the_rule(cloud):
+    sources = ssh_source.parse("203.0.113.7, 2001:db8::/64")
+    guest = backend(ssh_sources=sources)
+    guest.boot_guest("jeos1", "debian", "ssh-ed25519 AAAA k")
+    assert _rules(cloud) == [("203.0.113.7/32", "IPv4"),
+                             ("2001:db8::/64", "IPv6")]
+    # Named, no Neutron look-up is needed.
+    assert not [r for r in cloud.request_history
+                if r.path == "/v2.0/floatingips"]
+    assert guest.ssh_limits(None) == (
+        "the build's security group lets SSH in from 203.0.113.7/32, "
+        "2001:db8::/64 only; when the cloud sees this host at another "
+        "address (a NAT), give ssh_source_cidr")
+
+
+def test_jump_host_with_a_floating_ip_opens_both_its_addresses(cloud):
+    """A jump host that is a server of the project, reached at its floating
+    IP: the guest beside it sees its fixed address."""
+    cloud.get(NEUTRON + "v2.0/floatingips?floating_ip_address=127.0.0.77",
+              json={"floatingips": [{"id": "f", "fixed_ip_address":
+                                     "10.0.0.7", "floating_ip_address":
+                                     "127.0.0.77"}]})
+    backend(ssh_via="127.0.0.77").boot_guest("jeos1", "debian",
+                                             "ssh-ed25519 AAAA k")
+    assert _rules(cloud) == [("10.0.0.7/32", "IPv4"),
+                             ("127.0.0.77/32", "IPv4")]
+
+
+def test_existing_groups_get_no_rule(cloud):
+    guest = backend(security_groups=["ops-ssh"])
+    guest.boot_guest("jeos1", "debian", "ssh-ed25519 AAAA k")
+    assert _rules(cloud) == []
+    assert _bodies(cloud, "POST", "/v2.1/servers")[0]["server"][
+        "security_groups"] == [{"name": "ops-ssh"}]
+    assert guest.ssh_limits(None) == ""
+
+
+@pytest.mark.parametrize("text,message", [
+    ("203.0.113.300/32", "ssh_source_cidr '203.0.113.300/32' is not an IP "
+                         "network (such as 203.0.113.7/32)"),
+    (" , ", "ssh_source_cidr ' , ' names no network"),
+])
+def test_bad_ssh_source_cidr_is_one_line(text, message):
+    with pytest.raises(ValueError) as caught:
+        ssh_source.parse(text)
+    assert str(caught.value) == message
+
+
+def test_ssh_source_cidr_with_security_groups_is_refused():
+    with pytest.raises(errors.BuildError, match="ssh_source_cidr is for the "
+                       "build's own security group"):
+        nova_plugin._ssh_sources({"ssh_source_cidr": "203.0.113.7/32",
+                                  "security_groups": "ops-ssh"})
+    assert nova_plugin._ssh_sources({"security_groups": "ops-ssh"}) == []
+
+
+def test_unresolvable_jump_host_names_the_parameter(cloud):
+    with pytest.raises(errors.BuildError) as caught:
+        backend(ssh_via="no-such-host.invalid").boot_guest(
+            "jeos1", "debian", "ssh-ed25519 AAAA k")
+    assert str(caught.value).startswith(
+        "cannot tell which address SSH to 127.0.0.5 comes from")
+    assert str(caught.value).endswith(": give ssh_source_cidr")
