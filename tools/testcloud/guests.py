@@ -11,7 +11,12 @@ makes, under the state directory DIR (default $IMGFAC_TEST_CLOUD_DIR or
     jq, acpid (power button), DHCP on eth0 (ifupdown + udhcpc), no apt
     sources.  Made for QEMU TCG: its own small initramfs and sysvinit with
     one init script (guest-files/rootfs/usr/local/sbin/imgfac-sysinit)
-    instead of rcS and udev; boots to SSH in ~20 s.  ``imgfac-firstboot``
+    instead of rcS and udev; boots to SSH in ~20 s.  Debian's cloud-init is
+    installed but off: ``/usr/local/sbin/imgfac-cloud-init enable`` (e.g. in
+    an install script's ``%post``) makes it set up each new instance from
+    the config drive instead of ``imgfac-firstboot``, as on a real cloud
+    image (host keys from the user data's ``ssh_keys``, printed on the
+    console only after sshd starts).  ``imgfac-firstboot``
     reads the config drive (label ``config-2``) at the first boot of each
     instance: new SSH host keys (Ed25519, ECDSA), hostname, user ``debian``
     with passwordless sudo and the ``public_keys``, ``user_data`` run once
@@ -92,11 +97,14 @@ import time
 
 # Part of the cache key with the lists below and guest-files/: raise it
 # whenever a change here changes what the build makes.
-SCRIPT_VERSION = "3"
+SCRIPT_VERSION = "4"
 SUITE = "bookworm"
 GUEST_PACKAGES = (
     "linux-image-cloud-amd64", "sysvinit-core", "openssh-server", "sudo",
     "ifupdown", "udhcpc", "extlinux", "fdisk", "jq", "acpid",
+    # Off unless an install script enables it (imgfac-cloud-init enable):
+    # under TCG it adds about a minute to a boot.
+    "cloud-init",
 )
 # Fetched for the installer and its ISO, not installed in the guest.
 INSTALLER_DEBS = ("busybox-static", "isolinux", "syslinux-common")
@@ -247,6 +255,8 @@ def make_rootfs(rootfs, cache, downloads):
             shutil.move(str(deb), downloads / deb.name)
         (rootfs / inner.relative_to("/")).rmdir()
         chroot(rootfs, "update-rc.d", "imgfac-firstboot", "defaults",
+               quiet=True)
+        chroot(rootfs, "/usr/local/sbin/imgfac-cloud-init", "disable",
                quiet=True)
     for deb in archives.glob("*.deb"):
         shutil.move(str(deb), debs / deb.name)
