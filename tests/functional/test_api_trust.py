@@ -1,6 +1,7 @@
 """Trust boundaries of the real imgfac-nova-api daemon with real Keystone
 tokens: a tenant gets nothing of the daemon's reach, readers only read, and
 the daemon's own user must be a service user."""
+import os
 import subprocess
 import sys
 import uuid
@@ -143,3 +144,36 @@ def test_a_daemon_user_without_the_service_role_refuses_to_start(
                            "user %s holds member, reader" % auth["username"])
     assert "service" in last and "Traceback" not in done.stderr
     assert auth["password"] not in done.stderr
+
+
+def test_a_plaintext_root_password_reaches_no_record_answer_or_log(
+        make_daemon, tokens):
+    """A kickstart with ``rootpw --plaintext`` and a URL with a password in
+    what the build reports: neither password is in the API's answers, the
+    callbacks, the daemon's log, the build log or the database."""
+    import hashlib
+    from tests.unit import httpserver
+    script = "rootpw --plaintext Kick-Pw-4711\npoweroff\n"
+    activity = "Fetching http://mirror:Url-Pw-0815@192.0.2.1/tree/"
+    daemon = make_daemon()
+    with httpserver.CallbackReceiver() as receiver:
+        image = _post_base(daemon, tokens["admin"], steps=2,
+                           install_script=script, activity=activity,
+                           callbacks=[receiver.url("ci")])
+        done = _wait(daemon, tokens["admin"], image["id"], ("COMPLETE",))
+        received = list(receiver.received)
+    shown = _call("GET", daemon.url + "/base_images/" + image["id"],
+                  tokens["admin"]).text
+    assert hashlib.sha256(script.encode()).hexdigest() in shown
+    assert done["status"] == "COMPLETE"
+    places = {"answer": shown, "callbacks": repr(received),
+              "daemon log": daemon.read_log()}
+    for root, _, names in os.walk(daemon.store):
+        for name in names:
+            with open(os.path.join(root, name), "rb") as handle:
+                places[name] = handle.read().decode("latin-1")
+    logs = [text for name, text in places.items() if name.endswith(".log")]
+    assert logs and "192.0.2.1/tree/" in logs[0]  # the activity was shown
+    for where, text in places.items():
+        for secret in ("Kick-Pw-4711", "Url-Pw-0815"):
+            assert secret not in text, "%s shows %s" % (where, secret)
