@@ -189,11 +189,24 @@ def record(result):
 
 
 def store_leftovers(store):
-    """Anything in the store that is not an image record, data or log."""
+    """Anything in the store that is not its database, an image's data or
+    build log (or the imported records of an older release)."""
+    from imgfac_nova import store as store_mod
+    from imgfac_nova.db import meta_files
     if not os.path.isdir(store):
         return []
     return [n for n in os.listdir(store)
-            if not n.endswith((".meta", ".body", ".log")) and n != ".lock"]
+            if not n.endswith((".body", ".log")) and n != ".lock"
+            and not n.startswith(store_mod.SQLITE_NAME)
+            and n != meta_files.IMPORTED]
+
+
+def store_is_empty(store):
+    """True when the store has no record and no file but its database."""
+    from imgfac_nova import store as store_mod
+    return not os.path.isdir(store) or records(store) == {} and not [
+        n for n in os.listdir(store)
+        if n != ".lock" and not n.startswith(store_mod.SQLITE_NAME)]
 
 
 def qemu_processes_under(path):
@@ -201,25 +214,32 @@ def qemu_processes_under(path):
     return qemu.processes_using(path)
 
 
+def records(store):
+    """``{id: record as a dict}`` of the store in directory ``store``."""
+    from imgfac_nova import store as store_mod
+    if not os.path.isdir(store):
+        return {}
+    return {r.identifier: r.to_dict()
+            for r in store_mod.ImageStore(store).list()}
+
+
 def read_record(store, identifier):
     """The stored record of ``identifier`` as a dict."""
-    with open(os.path.join(store, identifier + ".meta")) as handle:
-        return json.load(handle)
+    from imgfac_nova import store as store_mod
+    return store_mod.ImageStore(store).get(identifier).to_dict()
+
+
+def record_text(store, identifier):
+    """The stored record of ``identifier`` as JSON text (to look for
+    secrets in)."""
+    return json.dumps(read_record(store, identifier))
 
 
 def wait_for_record(proc, store, predicate, timeout=1500, interval=0.2):
     """Poll the store until the one record ``proc`` is building satisfies
     ``predicate(record)``; returns that record."""
     def reached():
-        # (not the store's temporary files: a record being written, which a
-        # kill can leave unrenamed)
-        metas = [n for n in os.listdir(store) if n.endswith(".meta") and
-                 not n.startswith(".")] if os.path.isdir(store) else []
-        for name in metas:
-            try:
-                found = read_record(store, name[:-len(".meta")])
-            except (OSError, ValueError):
-                continue  # replaced while we read it
+        for found in records(store).values():
             if predicate(found):
                 return found
         assert proc.poll() is None, proc.communicate()
@@ -277,10 +297,11 @@ def remove_jeos_cache(admin_conn, directory):
     recorded under ``directory`` (a session's temporary tree) stored."""
     from novaimagebuilder import nova
     from novaimagebuilder import sweep
+    from imgfac_nova import store as store_mod
     ours = set()
     for top, _, names in os.walk(str(directory)):
-        ours.update(name[:-len(".meta")] for name in names
-                    if name.endswith(".meta"))
+        if store_mod.SQLITE_NAME in names:
+            ours.update(records(top))
     for image in list(admin_conn.image.images()):
         props = image.properties or {}
         if props.get("imgfac_role") == sweep.JEOS_CACHE and \

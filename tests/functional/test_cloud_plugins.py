@@ -150,9 +150,11 @@ def _images_of(admin_conn, project):
 
 
 def _store_text(store):
-    text = ""
+    """The store's records (as JSON) and build logs."""
+    text = "".join(builds.record_text(store, identifier)
+                   for identifier in builds.records(store))
     for name in os.listdir(store):
-        if name.endswith((".meta", ".log")):
+        if name.endswith(".log"):
             with open(os.path.join(store, name)) as handle:
                 text += handle.read()
     return text

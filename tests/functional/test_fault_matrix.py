@@ -85,12 +85,7 @@ def _wait_for_mark(proc, mark, timeout=1800):
 
 def _records(store):
     """``{id: record}`` of the store."""
-    if not os.path.isdir(store):
-        return {}
-    return {name[:-len(".meta")]: builds.read_record(store,
-                                                     name[:-len(".meta")])
-            for name in os.listdir(store)
-            if name.endswith(".meta") and not name.startswith(".")}
+    return builds.records(store)
 
 
 def _table(row):

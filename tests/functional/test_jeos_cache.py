@@ -60,8 +60,8 @@ def _interrupt_at_install(config, store, params, directory, env, *extra,
     finally:
         proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=600)
-    [meta] = [n for n in os.listdir(store) if n.endswith(".meta")]
-    return builds.read_record(store, meta[:-len(".meta")])
+    [record] = builds.records(store).values()
+    return record
 
 
 # -- in the test cloud -----------------------------------------------------------

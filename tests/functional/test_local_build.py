@@ -2,7 +2,6 @@
 every failure path. The test installer and package repository are the test
 cloud's (served on 127.0.0.1:8090)."""
 import json
-import os
 import signal
 import subprocess
 
@@ -33,8 +32,8 @@ def test_local_build_customizes_and_yields_a_bootable_qcow2(local_base_image):
         image["properties"]["jeos_cache"]]
     assert set(image["timings"]) == {"media", "customize", "capture"} | \
         installed
-    assert builds.ROOT_PASSWORD not in open(os.path.join(
-        store, image["identifier"] + ".meta")).read()
+    assert builds.ROOT_PASSWORD not in builds.record_text(
+        store, image["identifier"])
     assert builds.store_leftovers(store) == []
     assert builds.qemu_processes_under(store) == []
     print("local build took %.0f s (%s)" % (local_base_image.seconds,

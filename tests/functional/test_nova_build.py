@@ -1,7 +1,6 @@
 """Base-image builds inside the test cloud: the Nova plugin end to end, and
 its clean-up on every failure path, checked by listing the cloud."""
 import json
-import os
 import signal
 
 import pytest
@@ -42,8 +41,8 @@ def test_nova_build_end_to_end(nova_base_image, conn):
     assert glance.os_distro == "debian"
     assert glance.properties["imgfac_icicle"] == image["identifier"]
     assert '<package name="hello_' in image["icicle"].replace("'", '"')
-    assert builds.ROOT_PASSWORD not in open(os.path.join(
-        nova_base_image.store, image["identifier"] + ".meta")).read()
+    assert builds.ROOT_PASSWORD not in builds.record_text(
+        nova_base_image.store, image["identifier"])
     # Only the result (and cached install media and JEOS) remain.
     assert sorted(build_resources(conn, image["identifier"])) == sorted(
         [("result image", glance.name)] + (
@@ -74,7 +73,7 @@ def test_bad_cloud_input_creates_nothing(params, cloud_env, setup, conn, extra,
     assert result.returncode == 2
     assert error in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
-    assert not os.path.isdir(store) or os.listdir(store) in ([], [".lock"])
+    assert builds.store_is_empty(store)
     assert builds.made_by(conn, result) == []
 
 

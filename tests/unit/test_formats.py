@@ -279,5 +279,5 @@ def test_failed_conversion_leaves_no_target_data(builder, tmp_path):
     assert target.data is None
     leftovers = [n for n in os.listdir(builder.store.path)
                  if n.startswith(target.identifier) and
-                 not n.endswith((".meta", ".log"))]
+                 not n.endswith(".log")]
     assert leftovers == []
