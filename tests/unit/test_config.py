@@ -29,7 +29,8 @@ def test_list_opts_for_the_sample_generator():
                                       "max_template_bytes",
                                       "max_template_elements",
                                       "jeos_cache_path", "jeos_cache_max_age",
-                                      "jeos_cache_max_entries"}
+                                      "jeos_cache_max_entries",
+                                      "cloud_request_timeout"}
 
 
 def test_media_cache_path_option(tmp_path):
