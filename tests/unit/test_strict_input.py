@@ -85,7 +85,8 @@ def test_a_chain_knows_the_parameters_of_each_of_its_plugins(stored, tmp_path,
     assert job.wait(60)
     here = threading.get_ident()  # where the parameters are resolved
     assert [r.getMessage() for r in caplog.records
-            if r.thread == here and "does not know" in r.getMessage()] == []
+            if r.thread == here and "does not know the parameter" in
+            r.getMessage()] == []
     assert [stored.get(r.identifier).status for r in job.records] == [
         "COMPLETE"] * 3
 
