@@ -1,6 +1,9 @@
 """Accepted-and-ignored input is refused: unknown parameters (strict mode),
 config_drive false with a script the installer reads from the drive."""
+import json
 import logging
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -144,3 +147,24 @@ def test_a_given_kickstart_needs_the_config_drive_too(caplog):
         _nova_check(_template("Fedora", "40", FEDORA_URL),
                     config_drive="false",
                     install_script="text\nrootpw --lock\npoweroff\n")
+
+
+def test_the_cli_says_config_drive_false_in_one_line_creating_nothing(
+        cli_env, config_file, tmp_path):
+    path = tmp_path / "f40.tdl"
+    path.write_text(TEMPLATE.format(os="Fedora", version="40", url=FEDORA_URL))
+
+    def cli(*args):
+        return subprocess.run(
+            [sys.executable, "-m", "imgfac_nova.cli", "--config-file",
+             config_file, *args], env=cli_env, cwd=str(tmp_path),
+            capture_output=True, text=True, timeout=60)
+    result = cli("base_image", "--parameter", "os_plugin", "nova",
+                 "--parameter", "config_drive", "false", str(path))
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines()[-1] == (
+        "imgfac-nova: error: config_drive is false, but the installer reads "
+        "its kickstart from the config drive: leave config_drive true")
+    assert "Traceback" not in result.stderr
+    listed = cli("--output", "json", "images")
+    assert listed.returncode == 0 and json.loads(listed.stdout) == []
