@@ -35,7 +35,7 @@ class LocalBackend(pipeline.Backend):
 
     def __init__(self, workdir, accel, memory_mb=1024, cpus=1,
                  image_format="qcow2", cancel=None, build_id=None,
-                 guest_format="qcow2"):
+                 guest_format="qcow2", machine=None):
         self.workdir = workdir
         self.build_id = build_id
         self.accel = accel
@@ -47,21 +47,37 @@ class LocalBackend(pipeline.Backend):
         #: qcow2, a base image a target customizes has its own.
         self.guest_format = guest_format
         self.cancel = cancel
+        #: The VMs' CPU model and firmware (a machine_model.Machine; None:
+        #: QEMU's defaults and SeaBIOS).
+        self.machine = machine
         self._count = 0
 
     def jeos_scope(self):
         """The VM's memory shapes the install (swap), its CPUs may."""
-        return {"backend": self.name, "memory_mb": self.memory_mb,
-                "cpus": self.cpus}
+        scope = {"backend": self.name, "memory_mb": self.memory_mb,
+                 "cpus": self.cpus}
+        scope.update(self.machine.scope() if self.machine else {})
+        return scope
 
     def _path(self, name):
         return os.path.join(self.workdir, name)
+
+    def _nvram(self):
+        """The build's copy of the UEFI variables (made at its first VM and
+        kept by the next, as a host keeps its NVRAM), or None."""
+        if not (self.machine and self.machine.firmware):
+            return None
+        path = self._path("uefi-vars.fd")
+        if not os.path.exists(path):
+            shutil.copyfile(self.machine.firmware.vars_template, path)
+        return path
 
     def _vm(self, role, disk, **kwargs):
         self._count += 1
         vm = qemu.VM(self.workdir, "%s-%d" % (role, self._count), disk,
                      self.accel, memory_mb=self.memory_mb, cpus=self.cpus,
-                     build_id=self.build_id, **kwargs)
+                     build_id=self.build_id, machine=self.machine,
+                     nvram=self._nvram(), **kwargs)
         vm.disk = disk
         vm.files = [disk]
         return vm

@@ -55,6 +55,26 @@ def _kvm_usable():
     return True, "KVM works"
 
 
+def machine_options(machine=None, nvram=None):
+    """QEMU options for a machine_model.Machine (None: QEMU's default CPU,
+    SeaBIOS, ``pc``); ``nvram`` is the VM's copy of its UEFI variables."""
+    if machine is None:
+        return ["-machine", "pc"]
+    firmware = machine.firmware
+    options = ["-machine", machine.machine_type
+               + (",smm=on" if firmware and firmware.smm else "")]
+    if machine.cpu:
+        options += ["-cpu", machine.cpu]
+    if firmware:
+        if firmware.smm:  # Secure Boot's variables only SMM may write
+            options += ["-global", "driver=cfi.pflash01,property=secure,"
+                        "value=on"]
+        options += ["-drive", "if=pflash,format=raw,unit=0,readonly=on,"
+                    "file=" + firmware.code,
+                    "-drive", "if=pflash,format=raw,unit=1,file=" + nvram]
+    return options
+
+
 def free_port():
     """A TCP port on 127.0.0.1 that is free right now."""
     with socket.socket() as sock:
@@ -67,7 +87,8 @@ class VM:
 
     def __init__(self, workdir, name, disk, accel, memory_mb=1024, cpus=1,
                  disk_format="qcow2", cdroms=(), kernel=None, ramdisk=None,
-                 cmdline=None, ssh=False, boot="c", build_id=None):
+                 cmdline=None, ssh=False, boot="c", build_id=None,
+                 machine=None, nvram=None):
         self.workdir = workdir
         self.name = name
         self.console_path = os.path.join(workdir, name + ".console.log")
@@ -80,14 +101,15 @@ class VM:
         self.process = None
         self._argv = [shutil.which(QEMU) or QEMU, "-name",
                       NAME_PREFIX + tag + name,
-                      "-machine", "pc", "-accel", accel,
+                      "-accel", accel,
                       "-m", str(memory_mb), "-smp", str(cpus),
                       "-display", "none", "-monitor", "none",
                       "-serial", "file:" + self.console_path,
                       "-qmp", "unix:%s,server=on,wait=off" % self.qmp_path,
-                      "-no-reboot",
-                      "-drive", "file=%s,if=virtio,format=%s,cache=unsafe"
-                      % (disk, disk_format)]
+                      "-no-reboot"]
+        self._argv += machine_options(machine, nvram)
+        self._argv += ["-drive", "file=%s,if=virtio,format=%s,cache=unsafe"
+                       % (disk, disk_format)]
         for cdrom in cdroms:
             self._argv += ["-drive", "file=%s,media=cdrom,readonly=on" % cdrom]
         if kernel:

@@ -36,6 +36,13 @@ class LocalOS(base.OSPlugin):
                   default=1, minimum=1),
         Parameter("image_format", "format of the image data",
                   default="qcow2", choices=("qcow2", "raw")),
+        Parameter("firmware", "firmware of the build VMs, which the "
+                  "installed system boots with: bios (SeaBIOS) or uefi "
+                  "(OVMF, q35 machine)", default="bios",
+                  choices=("bios", "uefi")),
+        Parameter("secure_boot", "UEFI Secure Boot on, with Microsoft's "
+                  "keys enrolled (needs firmware uefi)", type="bool",
+                  default=False),
     )
 
     @classmethod
@@ -48,19 +55,27 @@ class LocalOS(base.OSPlugin):
         created."""
         common.install_script(template, parameters)
         common.check_guest_access(parameters)
+        _machine(template, parameters, self._accel(parameters)[0])
+
+    @staticmethod
+    def _accel(parameters):
+        from novaimagebuilder import qemu
+        return qemu.choose_accelerator(parameters["accel"])
 
     @contextlib.contextmanager
-    def _backend(self, build, parameters, image_format, what,
+    def _backend(self, build, template, parameters, image_format, what,
                  guest_format="qcow2"):
-        """A LocalBackend in a work directory of its own beside the store
-        (so the finished image is moved, not copied), removed afterwards
-        (kept on failure with keep_on_failure)."""
+        """A LocalBackend for ``template``'s OS in a work directory of its
+        own beside the store (so the finished image is moved, not copied),
+        removed afterwards (kept on failure with keep_on_failure)."""
         from novaimagebuilder import local
-        from novaimagebuilder import qemu
 
-        accel, why = qemu.choose_accelerator(parameters["accel"])
+        accel, why = self._accel(parameters)
+        machine = _machine(template, parameters, accel)
         build.progress(1, "%s locally with QEMU (%s)" % (what, why))
         build.set_property("accelerator", accel)
+        if machine.cpu:
+            build.set_property("cpu_model", machine.cpu)
         workdir = tempfile.mkdtemp(prefix="%s%s-" % (WORKDIR_PREFIX,
                                                      build.identifier),
                                    dir=os.path.dirname(build.body_path))
@@ -72,7 +87,7 @@ class LocalOS(base.OSPlugin):
                 workdir, accel, memory_mb=parameters["memory"],
                 cpus=parameters["cpus"], image_format=image_format,
                 cancel=build.cancel_event, build_id=build.identifier,
-                guest_format=guest_format)
+                guest_format=guest_format, machine=machine)
             succeeded = True
         finally:
             if succeeded or not parameters["keep_on_failure"]:
@@ -86,8 +101,8 @@ class LocalOS(base.OSPlugin):
         return local.JeosCache(common.jeos_cache_dir(self.conf))
 
     def create_base_image(self, build, template, parameters):
-        with self._backend(build, parameters, parameters["image_format"],
-                           "Building") as backend:
+        with self._backend(build, template, parameters,
+                           parameters["image_format"], "Building") as backend:
             result = common.run_pipeline(build, backend, template,
                                          parameters, self.conf,
                                          self.jeos_cache(parameters))
@@ -106,7 +121,8 @@ class LocalOS(base.OSPlugin):
         fmt = common.data_format(base_image)
         formats.inspect(build.body_path, fmt,
                         "base image %s" % base_image.identifier)
-        with self._backend(build, stored, fmt, "Adding the target content",
+        with self._backend(build, common.bare_template(base_image), stored,
+                           fmt, "Adding the target content",
                            guest_format=fmt) as backend:
             result = common.customize_for_target(
                 build, backend, build.body_path, content, stored, self.conf)
@@ -159,6 +175,16 @@ class LocalOS(base.OSPlugin):
                  sweep.Kind("QMP socket directory",
                             lambda leftover: shutil.rmtree(leftover.id))]
         return sweep.remove(found, kinds, protected, dry_run=dry_run, log=LOG)
+
+
+def _machine(template, parameters, accel):
+    """The build VMs' machine_model.Machine for ``template``'s OS: a CPU
+    model that meets its x86-64 level, the firmware asked for. A one-line
+    BuildError when this host cannot give one."""
+    from novaimagebuilder import machine_model
+    return machine_model.for_os(template.os.name, template.os.version, accel,
+                                parameters.get("firmware") or "bios",
+                                bool(parameters.get("secure_boot")))
 
 
 def _workdirs(store):
