@@ -254,10 +254,14 @@ class Builder:
         return plugin_name, plugin, typed
 
     def _record(self, kind, plugin_name, plugin, typed, snapshot=False,
-                **fields):
+                source=None, **fields):
+        """A new record of a build with ``typed`` parameters; the root
+        password of ``source`` (the Template it builds) is masked in them
+        too."""
+        hidden = (source.os.rootpw,) if source is not None else ()
         return images.ImageRecord(
             type=kind, plugin=plugin_name, project_id=self.project_id,
-            parameters=params.redact(_specs(plugin, snapshot), typed),
+            parameters=params.redact(_specs(plugin, snapshot), typed, hidden),
             **fields)
 
     # -- public verbs -----------------------------------------------------------
@@ -266,6 +270,7 @@ class Builder:
         name, plugin, typed = self.os_plugin_for(template, values, others)
         plugin.check(template, typed)
         record = self._record(images.BASE_IMAGE, name, plugin, typed,
+                              source=template,
                               template=template.redacted_xml())
         return record, lambda ctx: plugin.create_base_image(ctx, template, typed)
 
@@ -352,8 +357,8 @@ class Builder:
             plugin.check_snapshot(provider, credentials, template, typed)
             record = self._record(
                 images.PROVIDER_IMAGE, name, plugin, typed, snapshot=True,
-                template=template.redacted_xml(), target=target,
-                provider=redacted)
+                source=template, template=template.redacted_xml(),
+                target=target, provider=redacted)
             steps.append((record, lambda ctx: plugin.snapshot_image_on_provider(
                 ctx, provider, credentials, template, typed)))
             return self._start(steps)

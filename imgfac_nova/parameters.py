@@ -35,7 +35,8 @@ class Parameter:
     secret: bool = False
     choices: tuple = ()
     minimum: float | None = None  # for int and float parameters
-    #: How a record keeps a secret value: ``masked(value)`` (default ***).
+    #: How a record keeps a secret value: ``masked(value, hidden)``, with
+    #: ``hidden`` the words the record must not show either (default ***).
     masked: object = None
 
     def cast(self, value, plugin):
@@ -146,10 +147,11 @@ def resolve(specs, values, plugin, common=(), strict=False):
     return result
 
 
-def redact(specs, values):
+def redact(specs, values, hidden=()):
     """A copy of ``values`` as a record keeps it: secret values replaced by
-    ``***`` (or masked as their parameter says), credentials scrubbed from
-    the URLs in the others."""
+    ``***`` (or masked as their parameter says, ``hidden`` the words, such
+    as the template's root password, a masked value must not show either),
+    credentials scrubbed from the URLs in the others."""
     secret = {p.name: p for p in specs if p.secret}
 
     def kept(key, value):
@@ -157,7 +159,7 @@ def redact(specs, values):
         if param is None:
             return scrub.scrub(value)
         if param.masked is not None and value is not None:
-            return param.masked(value)
+            return param.masked(value, hidden)
         return REDACTED
     return {k: kept(k, v) for k, v in values.items()}
 

@@ -9,12 +9,12 @@ from imgfac_nova.parameters import Parameter
 LOG = logging.getLogger(__name__)
 
 
-def masked_install_script(text):
+def masked_install_script(text, hidden=()):
     """How a record keeps a given install script: its sha256 and its text
-    with passwords and URL credentials masked."""
+    with passwords, URL credentials and the words in ``hidden`` masked."""
     from novaimagebuilder import installscript
     return {"sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
-            "masked": installscript.masked(text)}
+            "masked": installscript.masked(text, hidden)}
 
 
 PIPELINE_PARAMETERS = (

@@ -409,3 +409,16 @@ def test_masked_script_keeps_no_password_hash_or_url_credentials():
 def test_masked_leaves_other_lines_alone():
     text = "text\nautopart --type=plain\npoweroff\n"
     assert isc.masked(text) == text
+
+
+def test_pykickstart_warnings_are_logged_without_passwords(monkeypatch,
+                                                           caplog):
+    from novaimagebuilder import kickstart as ks
+    monkeypatch.setattr(ks, "parse", lambda text, *args: [
+        "line 2 'rootpw --plaintext hunter2' is deprecated"])
+    text = "text\nrootpw --plaintext hunter2\npoweroff\n"
+    with caplog.at_level(logging.WARNING):
+        assert isc.from_parameter(text, fedora()) == (text, "kickstart")
+    assert "install_script: line 2 'rootpw --plaintext ***' is deprecated" \
+        in caplog.text
+    assert "hunter2" not in caplog.text

@@ -178,6 +178,14 @@ def test_record_keeps_the_install_scripts_digest_and_masked_text(builder):
     assert _mode(record.log) == 0o600
 
 
+def test_the_templates_root_password_is_masked_in_a_given_script(builder):
+    script = ("rootpw --lock\n%post\necho 'root:rootsecret' | chpasswd\n"
+              "echo rootsecrets stays\n%end\npoweroff\n")
+    record = _run(builder, {"install_script": script, "size": "8"})
+    assert record.parameters["install_script"]["masked"] == script.replace(
+        "root:rootsecret'", "root:***'")
+
+
 def test_the_plugin_gets_the_install_script_itself(builder):
     template = tdl.parse_template(TEMPLATE, "s.tdl")
     _, _, typed = builder.os_plugin_for(template,
