@@ -399,6 +399,16 @@ class QemuTestDriver(driver.ComputeDriver):
 
     # -- volumes -------------------------------------------------------
 
+    def default_root_device_name(self, instance, image_meta, root_bdm):
+        """As libvirt's blockinfo.get_root_info: /dev/vda, or an ISO
+        image's CD-ROM on its bus (hda on IDE, sda on SATA or SCSI)."""
+        if (root_bdm.source_type != 'image'
+                or not image_meta.obj_attr_is_set('disk_format')
+                or image_meta.disk_format != 'iso'):
+            return '/dev/vda'
+        bus = _bus(image_meta.properties.get('hw_cdrom_bus'), 'cdrom')
+        return '/dev/hda' if bus == 'ide' else '/dev/sda'
+
     def get_volume_connector(self, instance):
         return volumes.connector(CONF.host, CONF.my_block_storage_ip)
 
