@@ -16,6 +16,7 @@ import urllib.parse
 import urllib.request
 
 from novaimagebuilder import errors
+from novaimagebuilder import scrub
 
 #: Networks no caller's URL may reach, whatever the configuration says.
 ALWAYS_DENIED = ("127.0.0.0/8", "::1/128", "169.254.0.0/16", "fe80::/10",
@@ -28,15 +29,6 @@ PRIVATE = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10",
 
 class RefusedAddress(errors.BuildError):
     """A URL the policy does not let a caller reach; str() is one line."""
-
-
-def shown(url):
-    """``url`` without any ``user:password@``, as it may be quoted."""
-    parts = urllib.parse.urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    return urllib.parse.urlunsplit(
-        parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 class AddressPolicy:
@@ -66,20 +58,20 @@ class AddressPolicy:
             parts = urllib.parse.urlsplit(url)
             port = parts.port or (443 if parts.scheme == "https" else 80)
         except ValueError as exc:
-            return "%s %s is not a valid URL: %s" % (what, shown(url), exc)
+            return "%s %s is not a valid URL: %s" % (what, scrub.scrub(url), exc)
         if parts.scheme not in ("http", "https"):
             return "%s %s: only http and https URLs are allowed" % (
-                what, shown(url))
+                what, scrub.scrub(url))
         host = (parts.hostname or "").lower()
         if not host:
-            return "%s %s names no host" % (what, shown(url))
+            return "%s %s names no host" % (what, scrub.scrub(url))
         if self._allowed(host, port):
             return None
         try:
             addresses = self._resolve(host, port)
         except OSError as exc:
             return "%s %s: cannot resolve %s: %s" % (
-                what, shown(url), host, getattr(exc, "strerror", None) or exc)
+                what, scrub.scrub(url), host, getattr(exc, "strerror", None) or exc)
         for address in addresses:
             for network in self.denied:
                 if address.version == network.version and \
@@ -87,7 +79,7 @@ class AddressPolicy:
                     named = host if host == str(address) else \
                         "%s is %s, which is" % (host, address)
                     return ("%s %s: %s in %s, where builds may not reach"
-                            % (what, shown(url), named, network))
+                            % (what, scrub.scrub(url), named, network))
         return None
 
     def check(self, url, what="URL"):

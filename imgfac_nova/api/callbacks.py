@@ -15,6 +15,7 @@ import requests
 
 from imgfac_nova import build
 from novaimagebuilder import errors
+from novaimagebuilder import scrub
 from novaimagebuilder import waiter
 
 LOG = logging.getLogger(__name__)
@@ -28,7 +29,7 @@ def split_credentials(url):
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("callback %r is not an http(s) URL"
-                         % shown(url))
+                         % scrub.scrub(url))
     netloc = parts.hostname if ":" not in parts.hostname else \
         "[%s]" % parts.hostname
     if parts.port:
@@ -38,13 +39,6 @@ def split_credentials(url):
         auth = (urllib.parse.unquote(parts.username),
                 urllib.parse.unquote(parts.password or ""))
     return urllib.parse.urlunsplit(parts._replace(netloc=netloc)), auth
-
-
-def shown(url):
-    """``url`` as it may be logged: without its user and password."""
-    parts = urllib.parse.urlsplit(url)
-    netloc = parts.netloc.rpartition("@")[2]
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
 class Notifier:
