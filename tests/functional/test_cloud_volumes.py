@@ -10,6 +10,7 @@ any Nova: an image-backed boot is refused (403), `createImage` makes a
 """
 import json
 import os
+import socket
 import subprocess
 import uuid
 
@@ -214,6 +215,49 @@ def delete_snapshot(conn, snapshot_id):
     conn.block_storage.delete_snapshot(snapshot_id, ignore_missing=True)
     poll.wait_for(lambda: conn.block_storage.find_snapshot(snapshot_id)
                   is None, 120, "volume snapshot %s deleted" % snapshot_id)
+
+
+def test_attach_and_detach_while_the_server_is_stopped(
+        conn, cleanup, unique_name, volume_backed_server):
+    """A stopped server gets the volume at its next start, and loses it."""
+    server, _ = volume_backed_server
+    data = create_volume(conn, cleanup, unique_name, 1)
+
+    def restart_with(change):
+        # A guest still booting ignores ACPI: stop would wait 60 s for it.
+        wait_booted(conn, server)
+        conn.compute.stop_server(server)
+        wait_status(conn, server, "SHUTOFF", 120)
+        change()
+        conn.compute.start_server(server)
+        wait_status(conn, server, "ACTIVE", 120)
+        return [f for _, f in qemu_devices(server.id)]
+
+    files = restart_with(lambda: (
+        conn.compute.create_volume_attachment(server, data),
+        conn.block_storage.wait_for_status(data, "in-use", failures=["error"],
+                                           wait=120, interval=1)))
+    assert files[-1].startswith("rbd:%s/volume-%s:" % (POOL, data.id))
+    files = restart_with(lambda: (
+        conn.compute.delete_volume_attachment(server, data),
+        conn.block_storage.wait_for_status(data, "available",
+                                           failures=["error"], wait=120,
+                                           interval=1)))
+    assert all(data.id not in f for f in files)
+
+
+def wait_booted(conn, server):
+    """Wait until the guest's sshd answers (its boot is done)."""
+    address = fixed_ip(conn.compute.get_server(server.id))
+
+    def banner():
+        try:
+            with socket.create_connection((address, 22), 2) as sock:
+                sock.settimeout(5)
+                return sock.recv(4) == b"SSH-"
+        except OSError:
+            return False
+    poll.wait_for(banner, 300, "the SSH banner of %s" % address, interval=2)
 
 
 def rescue(conn, server, image_id):
