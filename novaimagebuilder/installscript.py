@@ -302,7 +302,8 @@ def preseed(template, parameters=None):
         # with the empty NVRAM a cloud gives it.
         lines.append("d-i grub-installer/force-efi-extra-removable boolean "
                      "true")
-    lines += [        # The installed system talks on the serial console: the build reads
+    lines += [
+        # The installed system talks on the serial console: the build reads
         # the guest's SSH host keys from it.
         "d-i debian-installer/add-kernel-opts string console=tty0 "
         "console=ttyS0,115200n8",

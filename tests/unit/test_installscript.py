@@ -148,6 +148,14 @@ def test_preseed_from_tdl():
     assert {"openssh-server", "sudo", "cloud-init"} <= set(include.split()[3:])
 
 
+def test_preseed_for_uefi_puts_grub_on_the_removable_path_too():
+    removable = "d-i grub-installer/force-efi-extra-removable boolean true"
+    text, _ = isc.generate(debian(), {"firmware": "uefi"})
+    assert removable in text.splitlines()
+    text, _ = isc.generate(debian(), {"firmware": "bios"})
+    assert "force-efi-extra-removable" not in text
+
+
 def test_preseed_without_root_password_makes_a_user():
     text, _ = isc.generate(debian(rootpw=None), {"ssh_public_key": PUBLIC_KEY})
     lines = text.splitlines()

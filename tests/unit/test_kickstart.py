@@ -27,6 +27,7 @@ VARIANTS = {
                       "install_disk": "/dev/sda"}),
     "iso, root password, key for root": ("iso", "pw", {
         "ssh_public_key": PUBLIC_KEY}),
+    "url, UEFI": ("url", "pw", {"firmware": "uefi"}),
 }
 
 
@@ -75,6 +76,13 @@ def test_generated_kickstart_passes_pykickstart(word, major, handler, variant):
         assert parsed.url.url == "http://mirror.example.org/os/"
     else:
         assert parsed.cdrom.seen
+    uefi_packages = {"shim-x64", "grub2-efi-x64"}
+    if parameters.get("firmware") == "uefi":
+        assert uefi_packages <= set(parsed.packages.packageList)
+        assert "--location=mbr" not in text
+    else:
+        assert not uefi_packages & set(parsed.packages.packageList)
+        assert parsed.bootloader.location == "mbr"
     if "default_user" in parameters:
         assert [u.name for u in parsed.user.userList] == ["cloud"]
         assert [(k.username, k.key) for k in parsed.sshkey.sshUserList] == [

@@ -184,3 +184,94 @@ def test_default_machine_keeps_pc_and_qemu64():
     assert qemu.machine_options() == ["-machine", "pc"]
     assert qemu.machine_options(machine_model.Machine()) == ["-machine", "pc"]
     assert json.dumps(machine_model.Machine().scope()) == "{}"
+
+
+def _descriptor(directory, name, code, template, features=(),
+                machines=("pc-i440fx-*", "pc-q35-*")):
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / name).write_text(json.dumps({
+        "interface-types": ["uefi"],
+        "mapping": {"device": "flash",
+                    "executable": {"filename": str(code), "format": "raw"},
+                    "nvram-template": {"filename": str(template),
+                                       "format": "raw"}},
+        "targets": [{"architecture": "x86_64", "machines": list(machines)}],
+        "features": list(features)}))
+
+
+def test_uefi_firmware_is_chosen_from_qemus_descriptors(tmp_path):
+    for name in ("code", "vars", "sb-code", "sb-vars", "etc-code"):
+        (tmp_path / name).write_text(name)
+    etc, share = tmp_path / "etc", tmp_path / "share"
+    _descriptor(share, "30-missing.json", tmp_path / "gone", tmp_path / "vars")
+    _descriptor(share, "40-enrolled.json", tmp_path / "sb-code",
+                tmp_path / "sb-vars", ("secure-boot", "enrolled-keys",
+                                       "requires-smm"), ("pc-q35-*",))
+    _descriptor(share, "45-setup-mode.json", tmp_path / "code",
+                tmp_path / "vars", ("secure-boot", "requires-smm"))
+    _descriptor(share, "50-i440fx-only.json", tmp_path / "code",
+                tmp_path / "vars", machines=("pc-i440fx-*",))
+    _descriptor(share, "60-plain.json", tmp_path / "code", tmp_path / "vars")
+    dirs = (str(etc), str(share))
+    plain = machine_model.uefi_firmware(False, dirs)
+    assert (plain.code, plain.vars_template, plain.secure_boot, plain.smm) \
+        == (str(tmp_path / "code"), str(tmp_path / "vars"), False, False)
+    secure = machine_model.uefi_firmware(True, dirs)
+    assert (secure.code, secure.secure_boot, secure.smm) == (
+        str(tmp_path / "sb-code"), True, True)
+    # A file of the same name in an earlier directory hides the later one.
+    _descriptor(etc, "60-plain.json", tmp_path / "etc-code", tmp_path / "vars")
+    assert machine_model.uefi_firmware(False, dirs).code == str(
+        tmp_path / "etc-code")
+
+
+def test_no_uefi_firmware_is_one_line(tmp_path):
+    with pytest.raises(errors.BuildError) as exc:
+        machine_model.uefi_firmware(True, (str(tmp_path),))
+    assert str(exc.value) == (
+        "no UEFI firmware with Secure Boot and enrolled keys for x86_64 q35 "
+        "machines in %s (Debian: apt-get install ovmf)" % tmp_path)
+
+
+@pytest.mark.parametrize("secure_boot", [False, True])
+def test_this_host_has_ovmf(secure_boot):
+    """tools/install-deps installs Debian's ovmf."""
+    firmware = machine_model.uefi_firmware(secure_boot)
+    assert os.path.getsize(firmware.code) > 1024 ** 2
+    assert firmware.smm == secure_boot
+
+
+def test_uefi_machine_on_the_qemu_command_line(tmp_path):
+    code, template = tmp_path / "code.fd", tmp_path / "vars.fd"
+    code.write_text("code")
+    template.write_text("empty variables")
+    machine = machine_model.Machine("Nehalem-v1", machine_model.Firmware(
+        str(code), str(template), secure_boot=True, smm=True))
+    backend = local.LocalBackend(str(tmp_path / "work"), "tcg",
+                                 machine=machine)
+    (tmp_path / "work").mkdir()
+    installer = backend._vm("installer", str(tmp_path / "disk.qcow2"))
+    guest = backend._vm("guest", str(tmp_path / "guest.qcow2"))
+    try:
+        nvram = str(tmp_path / "work" / "uefi-vars.fd")
+        for vm in (installer, guest):
+            line = " ".join(vm._argv)
+            assert "-machine q35,smm=on -cpu Nehalem-v1 -global driver=" \
+                "cfi.pflash01,property=secure,value=on" in line
+            assert "-drive if=pflash,format=raw,unit=0,readonly=on,file=" \
+                + str(code) in line
+            # Both VMs of a build share its one copy of the variables.
+            assert "-drive if=pflash,format=raw,unit=1,file=" + nvram in line
+        assert open(nvram).read() == "empty variables"
+        assert backend.jeos_scope()["firmware"] == "uefi-secure-boot"
+    finally:
+        installer.kill()
+        guest.kill()
+
+
+def test_secure_boot_needs_uefi():
+    with pytest.raises(errors.BuildError, match="^secure_boot needs firmware "
+                       "uefi$"):
+        local_plugin._machine(_template("Debian", "12"),
+                              {"firmware": "bios", "secure_boot": True},
+                              "tcg")
