@@ -9,6 +9,7 @@ taken before the first read) and wait up to :data:`SQLITE_BUSY_TIMEOUT`
 for another writer; WAL journaling lets readers go on meanwhile.
 """
 import contextlib
+import os
 import re
 import threading
 
@@ -60,9 +61,18 @@ class Database:
         self.url = url
         self.redacted_url = redact(url)
         self._facade = enginefacade.transaction_context()
-        self._facade.configure(connection=url, **options)
-        self._facade.append_on_engine_create(_prepare_engine)
+        # (thread_checkin yields to eventlet after each transaction; no
+        # eventlet here, and the sleep(0) hands the GIL away for nothing)
+        self._facade.configure(connection=url, thread_checkin=False,
+                               **options)
+        self._facade.append_on_engine_create(self._prepare_engine)
         self._connected = False
+        # SQLite: this process's writers queue here rather than in SQLite's
+        # busy handler, whose sleeps grow to 100 ms. (Reentrant: a writer
+        # nested in a writer of the same thread then fails on SQLite's
+        # busy timeout instead of hanging.)
+        self._write_lock = threading.RLock() if self.is_sqlite else \
+            contextlib.nullcontext()
 
     @property
     def is_sqlite(self):
@@ -71,7 +81,8 @@ class Database:
     @contextlib.contextmanager
     def writer(self):
         """A session in a write transaction, committed at the end."""
-        with self._errors(), self._facade.writer.using(_Context()) as session:
+        with self._write_lock, self._errors(), \
+                self._facade.writer.using(_Context()) as session:
             if self.is_sqlite:
                 session.connection(execution_options={_IMMEDIATE: True})
             yield session
@@ -86,13 +97,25 @@ class Database:
     def connection(self):
         """A connection in a write transaction, committed at the end (for
         migrations: on SQLite it holds the write lock throughout)."""
-        with self._errors():
+        with self._write_lock, self._errors():
             engine = self._facade.writer.get_engine()
             with engine.connect() as conn:
                 if self.is_sqlite:
                     conn = conn.execution_options(**{_IMMEDIATE: True})
                 with conn.begin():
                     yield conn
+
+    def _prepare_engine(self, engine):
+        if engine.dialect.name != "sqlite":
+            return
+        sa.event.listen(engine, "first_connect", _sqlite_wal)
+        sa.event.listen(engine, "connect", _sqlite_connect)
+        # oslo.db's own "begin" listener on the engine emits a plain BEGIN
+        # unless the transaction has begun ("in_transaction"); a listener
+        # on the Engine class runs before it (SQLAlchemy ignores
+        # insert=True for engine events).
+        if not sa.event.contains(sa.engine.Engine, "begin", _sqlite_begin):
+            sa.event.listen(sa.engine.Engine, "begin", _sqlite_begin)
 
     @contextlib.contextmanager
     def _errors(self):
@@ -117,22 +140,14 @@ class Database:
         self._connected = True
 
 
-def _prepare_engine(engine):
-    if engine.dialect.name != "sqlite":
-        return
-    sa.event.listen(engine, "connect", _sqlite_connect)
-    # oslo.db's own "begin" listener on the engine emits a plain BEGIN
-    # unless the transaction has begun ("in_transaction"); a listener on
-    # the Engine class runs before it (SQLAlchemy ignores insert=True
-    # for engine events).
-    if not sa.event.contains(sa.engine.Engine, "begin", _sqlite_begin):
-        sa.event.listen(sa.engine.Engine, "begin", _sqlite_begin)
+def _sqlite_wal(dbapi_connection, connection_record):
+    # (kept in the file: once per process is enough)
+    dbapi_connection.execute("PRAGMA journal_mode = WAL")
 
 
 def _sqlite_connect(dbapi_connection, connection_record):
     dbapi_connection.execute("PRAGMA busy_timeout = %d"
                              % (SQLITE_BUSY_TIMEOUT * 1000))
-    dbapi_connection.execute("PRAGMA journal_mode = WAL")
 
 
 def _sqlite_begin(conn):
@@ -145,6 +160,17 @@ def _sqlite_begin(conn):
 
 _databases = {}
 _databases_lock = threading.Lock()
+
+
+def _forget_connections():
+    """In a forked child: leave the parent's pooled connections to the
+    parent (SQLAlchemy's advice), and open the child's own."""
+    for database in _databases.values():
+        if database._facade.is_started:
+            database._facade.writer.get_engine().dispose(close=False)
+
+
+os.register_at_fork(after_in_child=_forget_connections)
 
 
 def database(url, **options):

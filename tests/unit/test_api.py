@@ -417,14 +417,13 @@ def test_delete_a_base_image_and_a_running_build(client, complete_base):
 
 
 def _first_seen(client, ids, status, timeout=30):
-    """When each image was first seen with ``status``; also the most images
-    seen BUILDING at once, in one read of the store (a snapshot: one GET per
-    image can see a build start before it reads the end of another)."""
+    """When each image was first seen with ``status``, polling the API;
+    also the most images seen BUILDING at once."""
     seen, most = {}, [0]
 
     def all_seen():
-        now = {r.identifier: r.status for r in client.store.list()
-               if r.identifier in ids}
+        now = {i: client.get("/imagefactory/base_images/" + i).json[
+            "base_image"]["status"] for i in ids}
         most[0] = max(most[0], sum(s == "BUILDING" for s in now.values()))
         for i, s in now.items():
             if s == status:
@@ -489,7 +488,9 @@ def test_a_bad_callback_url_is_400(client):
 
 def test_shutdown_cancels_builds_and_refuses_new_ones(make_client):
     client = make_client(max_concurrent_builds=1)
-    running = client.base(steps=200, step_seconds=0.1)
+    # (a step as long as the shutdown may take: the two POSTs and the
+    # polling before it must not see the build reach step 1 on a busy host)
+    running = client.base(steps=200, step_seconds=10)
     waiting = [client.base(steps=200, step_seconds=0.1) for _ in range(2)]
     client.wait(_path(running), "BUILDING")
     started = time.monotonic()
