@@ -417,13 +417,14 @@ def test_delete_a_base_image_and_a_running_build(client, complete_base):
 
 
 def _first_seen(client, ids, status, timeout=30):
-    """When each image was first seen with ``status``, polling the API;
-    also the most images seen BUILDING at once."""
+    """When each image was first seen with ``status``; also the most images
+    seen BUILDING at once, in one read of the store (a snapshot: one GET per
+    image can see a build start before it reads the end of another)."""
     seen, most = {}, [0]
 
     def all_seen():
-        now = {i: client.get("/imagefactory/base_images/" + i).json[
-            "base_image"]["status"] for i in ids}
+        now = {r.identifier: r.status for r in client.store.list()
+               if r.identifier in ids}
         most[0] = max(most[0], sum(s == "BUILDING" for s in now.values()))
         for i, s in now.items():
             if s == status:
