@@ -16,6 +16,7 @@ import tempfile
 import time
 
 from novaimagebuilder import errors
+from novaimagebuilder import faults
 from novaimagebuilder import glance
 from novaimagebuilder import initrd
 from novaimagebuilder import installer_screen
@@ -368,7 +369,8 @@ class NovaBackend(pipeline.Backend):
             "waiting for %s to become ACTIVE" % server,
             lambda: self.conn.compute.get_server(server.id),
             lambda s: s.status == "ACTIVE", timeout=600, cancel=self.cancel,
-            failed=lambda s: _fault(s) if s.status == "ERROR" else None)
+            failed=lambda s: faults.server_error(s, self.conn)
+            if s.status == "ERROR" else None)
         server.found = found
         return server
 
@@ -433,7 +435,8 @@ class NovaBackend(pipeline.Backend):
             lambda: self.conn.compute.get_server(server.id),
             lambda s: s.vm_state == vm_state and s.task_state is None,
             timeout=600, cancel=self.cancel,
-            failed=lambda s: _fault(s) if s.status == "ERROR" else None)
+            failed=lambda s: faults.server_error(s, self.conn)
+            if s.status == "ERROR" else None)
 
     def _ramdisk_with_script(self, ramdisk, script, name, undo):
         """A private Glance ramdisk for this build: the installer's initrd
@@ -498,7 +501,7 @@ class NovaBackend(pipeline.Backend):
 
         def failed(state):
             if state[0].status == "ERROR":
-                return _fault(state[0])
+                return faults.server_error(state[0], self.conn)
             return screen and screen.stuck()
 
         waiter.wait_for(
@@ -700,12 +703,6 @@ def _powered_off(server):
         return True
     return (server.vm_state == "rescued" and server.task_state is None
             and server.power_state == SHUTDOWN)
-
-
-def _fault(server):
-    fault = server.fault or {}
-    message = (fault.get("message") or "no fault message").strip()
-    return "Nova put the server in ERROR: %s" % message.splitlines()[0]
 
 
 def choose_address(server, ssh_host=None, network=None, ip_version=None,
@@ -916,7 +913,7 @@ def _wait_server_gone(conn, server_id, timeout=300):
         "waiting for server %s to be deleted" % server_id, poll,
         lambda server: server is None,
         timeout=timeout,
-        failed=lambda server: _fault(server)
+        failed=lambda server: faults.server_error(server, conn)
         if server.status == "ERROR" and not server.task_state else None)
 
 

@@ -101,25 +101,30 @@ class NovaOS(base.OSPlugin):
             nova.check_stable_rescue(self._backend_args["conn"])
 
     def _resolve(self, parameters):
+        """The connection, flavor and networks of a build, with the
+        project's quotas checked for what it will hold."""
         from novaimagebuilder import nova
+        from novaimagebuilder import quotas
         conn = self._connect(parameters)
         networks = nova.find_networks(conn, parameters.get("network"))
-        return dict(conn=conn,
-                    flavor=nova.find_flavor(conn, parameters.get("flavor")),
-                    networks=networks,
+        flavor = nova.find_flavor(conn, parameters.get("flavor"))
+        quotas.check(conn, quotas.for_build(
+            flavor, ports=len(networks) or 1,
+            security_group=not _security_groups(parameters),
+            floating_ip=bool(parameters.get("request_floating_ip"))), log=LOG)
+        return dict(conn=conn, flavor=flavor, networks=networks,
                     ssh_network=nova.find_ssh_network(
                         conn, parameters.get("ssh_network"), networks))
 
     def _backend(self, build, parameters, resolved, **kwargs):
         from novaimagebuilder import nova
-        groups = [g.strip() for g in (parameters.get("security_groups") or
-                                      "").split(",") if g.strip()]
         return nova.NovaBackend(
             resolved["conn"], build.identifier, resolved["flavor"],
             networks=resolved["networks"],
             ssh_network=resolved["ssh_network"],
             ssh_ip_version=parameters.get("ssh_ip_version"),
-            ssh_host=_ssh_host(parameters), security_groups=groups,
+            ssh_host=_ssh_host(parameters),
+            security_groups=_security_groups(parameters),
             ssh_sources=_ssh_sources(parameters), ssh_via=_ssh_via(parameters),
             floating_ip=parameters["request_floating_ip"],
             floating_ip_network=parameters.get("floating_ip_network"),
@@ -230,6 +235,12 @@ class NovaOS(base.OSPlugin):
             return []
         return nova.sweep_cloud(self._connect(parameters), protected,
                                 dry_run=dry_run, log=LOG)
+
+
+def _security_groups(parameters):
+    """The security_groups parameter as a list of names."""
+    return [g.strip() for g in (parameters.get("security_groups") or
+                                "").split(",") if g.strip()]
 
 
 def _ssh_host(parameters):
