@@ -59,6 +59,7 @@ def import_all(directory, database):
         os.makedirs(done, mode=0o700, exist_ok=True)
         with database.reader() as session:
             present = records.identifiers(session)
+        found = []
         for name in pending(directory):
             path = os.path.join(directory, name)
             try:
@@ -72,6 +73,10 @@ def import_all(directory, database):
                 LOG.warning("Not importing the image record %s: %s", path,
                             exc)
                 continue
+            found.append((str(data.get("created")), name, path, data))
+        # in the order the file store listed them (created, then id), which
+        # the rows' ids keep
+        for _, name, path, data in sorted(found):
             if data["identifier"] not in present:
                 # One transaction per record: a record that fails leaves
                 # the others in and its own file in place.

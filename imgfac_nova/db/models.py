@@ -17,13 +17,15 @@ def _json_dict():
 
 
 #: One image record a row: a column per field of ``images.ImageRecord``,
-#: indexed where ``ImageStore.list`` filters; ``cancel_requested`` is set
+#: indexed where ``ImageStore.list`` filters; ``id`` orders the records
+#: created in one second (``created`` has seconds); ``cancel_requested`` is set
 #: when someone asks the build to stop, whichever process runs it;
 #: ``extra`` keeps the fields a record had that this release does not
 #: know (an imported ``.meta`` file's, a newer release's).
 images = sa.Table(
     "images", metadata,
-    sa.Column("identifier", sa.String(36), primary_key=True),
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("identifier", sa.String(36), nullable=False),
     sa.Column("type", sa.String(32), nullable=False, index=True),
     sa.Column("status", sa.String(16), nullable=False, index=True),
     sa.Column("percent_complete", sa.Integer, nullable=False),
@@ -52,4 +54,5 @@ images = sa.Table(
     sa.Column("properties", _json_dict(), nullable=False),
     sa.Column("timings", _json_dict(), nullable=False),
     sa.Column("extra", _json_dict(), nullable=False),
+    sa.UniqueConstraint("identifier", name="uniq_images0identifier"),
     mysql_engine="InnoDB", mysql_charset="utf8mb4")

@@ -70,7 +70,7 @@ def query(session, wanted):
             statement = statement.where(_TABLE.c[key] == value)
     found = []
     for row in session.execute(statement.order_by(_TABLE.c.created,
-                                                  _TABLE.c.identifier)):
+                                                  _TABLE.c.id)):
         fields = row._asdict()
         for key in _JSON:
             fields[key] = json.loads(fields[key])

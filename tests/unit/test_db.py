@@ -37,7 +37,7 @@ def test_migrations_up_from_empty_match_the_models(tmp_path):
         context = alembic_migration.MigrationContext.configure(conn)
         assert autogenerate.compare_metadata(context, models.metadata) == []
     # every record field has its column, and the build's own
-    assert set(images.FIELDS) | {"cancel_requested", "extra"} == set(
+    assert set(images.FIELDS) | {"id", "cancel_requested", "extra"} == set(
         models.images.columns.keys())
 
 

@@ -106,6 +106,13 @@ def test_list_filters_in_sql_and_on_the_rest_oldest_first(tmp_path):
     assert s.list({"type": 5}) == [] and s.list({"percent_complete": "0"}) == []
 
 
+def test_records_of_one_second_list_in_the_order_they_were_added(tmp_path):
+    s = store.ImageStore(str(tmp_path))
+    added = [s.add(_record(created="2026-01-01T00:00:00+00:00")).identifier
+             for _ in range(8)]
+    assert [r.identifier for r in s.list()] == added
+
+
 def test_threads_modifying_one_record_lose_nothing(tmp_path):
     s = store.ImageStore(str(tmp_path))
     record = s.add(_record())

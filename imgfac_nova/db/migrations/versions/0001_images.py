@@ -1,5 +1,6 @@
 """The images table: every field of an image record, the build's worker
-and cancel request, and the fields this release does not know (extra).
+and cancel request, the fields this release does not know (extra), and an
+id in the order records were added.
 
 Revision ID: 0001
 Revises:
@@ -26,7 +27,8 @@ def long_text():
 def upgrade():
     op.create_table(
         "images",
-        sa.Column("identifier", sa.String(36), primary_key=True),
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("identifier", sa.String(36), nullable=False),
         sa.Column("type", sa.String(32), nullable=False),
         sa.Column("status", sa.String(16), nullable=False),
         sa.Column("percent_complete", sa.Integer, nullable=False),
@@ -52,6 +54,7 @@ def upgrade():
         sa.Column("properties", json_dict(), nullable=False),
         sa.Column("timings", json_dict(), nullable=False),
         sa.Column("extra", json_dict(), nullable=False),
+        sa.UniqueConstraint("identifier", name="uniq_images0identifier"),
         mysql_engine="InnoDB", mysql_charset="utf8mb4")
     for column in ("type", "status", "created", "worker", "project_id",
                    "base_image_id", "target_image_id"):
