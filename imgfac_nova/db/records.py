@@ -18,9 +18,18 @@ _FILTERABLE = {column.name: column.type.python_type
 _JSON = [column.name for column in _TABLE.columns
          if column.name in images.FIELDS
          and isinstance(column.type, types.JsonEncodedDict)]
-_LISTED = [sa.type_coerce(column, sa.Text).label(column.name)
-           if column.name in _JSON else column
-           for column in _TABLE.columns if column.name in images.FIELDS]
+_PLAIN = [column for column in _TABLE.columns
+          if column.name in images.FIELDS and column.name not in _JSON]
+
+
+def _json_array():
+    """The JSON columns' text joined into one JSON array in SQL (they are
+    never NULL), so a listed row takes one json.loads, not one a column."""
+    first, *rest = [sa.type_coerce(_TABLE.c[name], sa.Text) for name in _JSON]
+    text = sa.literal("[") + first
+    for part in rest:
+        text = text + sa.literal(",") + part
+    return (text + sa.literal("]")).label("json_fields")
 
 
 def values(data):
@@ -62,26 +71,23 @@ def query(session, wanted):
     (see :data:`_FILTERABLE`), oldest first.
 
     Listing thousands of records is the CLI's and the API's common case:
-    the JSON columns are read as text and decoded here, and the rows are
-    sorted here, not by the database (which, filtering on an index, would
-    copy every whole row into a temporary sort)."""
-    statement = sa.select(*_LISTED, _TABLE.c.id)
+    the JSON columns come as one array a row (:func:`_json_array`), and
+    the rows are sorted here, not by the database (which, filtering on an
+    index, would copy every whole row into a temporary sort)."""
+    statement = sa.select(*_PLAIN, _TABLE.c.id, _json_array())
     for key, value in wanted.items():
         kind = _FILTERABLE.get(key)
         if value is None and kind is not None:
             statement = statement.where(_TABLE.c[key].is_(None))
         elif kind is not None and type(value) is kind:
             statement = statement.where(_TABLE.c[key] == value)
-    result = session.execute(statement)
-    keys = list(result.keys())[:-1]
-    json_at = [keys.index(key) for key in _JSON]
+    keys = [column.name for column in _PLAIN]
     oldest_first = operator.itemgetter(keys.index("created"), len(keys))
     found = []
-    for row in sorted(result, key=oldest_first):
-        fields = list(row[:-1])
-        for at in json_at:
-            fields[at] = json.loads(fields[at])
-        found.append(images.ImageRecord(**dict(zip(keys, fields))))
+    for row in sorted(session.execute(statement), key=oldest_first):
+        fields = dict(zip(keys, row))
+        fields.update(zip(_JSON, json.loads(row[-1])))
+        found.append(images.ImageRecord(**fields))
     return found
 
 
