@@ -308,7 +308,8 @@ class Builder:
             raise plugin_manager.PluginError(str(exc)) from None
         os_plugin = self._plugin(base.plugin) if base.plugin in \
             self.plugins.os_plugins else None
-        plugin.in_cloud(base, os_plugin, typed)  # bad input: one line now
+        plugin.check_target(target, base, typed)  # bad input: one line now
+        plugin.in_cloud(base, os_plugin, typed)
         record = self._record(images.TARGET_IMAGE, name, plugin, typed,
                               target=target, base_image_id=base.identifier,
                               template=base.template)

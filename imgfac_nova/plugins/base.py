@@ -137,6 +137,11 @@ class CloudPlugin(Plugin):
         ``build.set_property``.
         """
 
+    def check_target(self, target, base_image, parameters):
+        """Refuse, with a one-line BuildError, parameters that contradict
+        ``base_image`` (whose ICICLE may not exist yet); called before the
+        target's record exists. Default: nothing to check."""
+
     def in_cloud(self, base_image, os_plugin, parameters):
         """Whether the target of ``base_image`` is made where the base lives
         (``os_plugin``, the base's OS plugin, boots it there) instead of from

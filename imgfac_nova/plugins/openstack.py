@@ -2,9 +2,10 @@
 ``openstack-kvm``) and pushing it to a Glance.
 
 The target image is the base image with its machine identity removed, with
-the Glance properties Nova reads: os_distro, os_version, architecture,
-hw_disk_bus, hw_vif_model, hw_qemu_guest_agent and os_require_quiesce (when
-the guest agent is installed), min_disk, min_ram. It is made one of two ways:
+the Glance properties Nova reads and the provenance SCS-0102 asks for (see
+:mod:`novaimagebuilder.image_properties`), the operator's
+``image_properties`` over them, and min_disk, min_ram. It is made one of
+two ways:
 
 - from the base image's bytes here (a local base, or a Nova-built one
   streamed down): virt-sysprep on the disk (see :mod:`novaimagebuilder.sysprep`
@@ -31,10 +32,8 @@ LOG = logging.getLogger(__name__)
 
 #: Package names of the QEMU guest agent, as the ICICLE lists them.
 GUEST_AGENT_PACKAGES = ("qemu-guest-agent",)
-#: os_distro values (libosinfo short ids) for template OS names.
-OS_DISTRO = {"rhel": "rhel", "redhat": "rhel", "centos": "centos",
-             "fedora": "fedora", "debian": "debian", "ubuntu": "ubuntu",
-             "sles": "sles", "opensuse": "opensuse", "windows": "windows"}
+#: min_ram (MiB) of a target whose base build says no memory.
+DEFAULT_MIN_RAM = 512
 
 
 def agent_installed(icicle):
@@ -52,21 +51,34 @@ def agent_installed(icicle):
     return False
 
 
-def glance_properties(template, icicle, parameters):
-    """The image properties Nova uses for an image of ``template``."""
-    props = {
-        "os_distro": OS_DISTRO.get(template.os.name.lower(),
-                                   template.os.name.lower()),
-        "os_version": template.os.version,
-        "architecture": template.os.arch,
-        "hw_disk_bus": parameters["hw_disk_bus"],
-        "hw_vif_model": parameters["hw_vif_model"],
-        "imgfac_template": template.name,
-    }
-    if agent_installed(icicle):
-        props["hw_qemu_guest_agent"] = "yes"
-        props["os_require_quiesce"] = "yes"
+def glance_properties(template, icicle, parameters, base_parameters=None,
+                      built=None):
+    """The image properties for an image of ``template`` whose base build
+    had ``base_parameters`` (firmware, default_user), with the operator's
+    ``image_properties`` over them; a one-line BuildError when those
+    contradict the build."""
+    from novaimagebuilder import image_properties
+    base_parameters = base_parameters or {}
+    props = image_properties.derived(
+        template.os.name, template.os.version, template.os.arch,
+        default_user=base_parameters.get("default_user"),
+        firmware=base_parameters.get("firmware") or "bios",
+        secure_boot=bool(base_parameters.get("secure_boot")),
+        guest_agent=agent_installed(icicle),
+        hw_disk_bus=parameters["hw_disk_bus"],
+        hw_vif_model=parameters["hw_vif_model"],
+        description=getattr(template, "description", None), built=built)
+    props = image_properties.merged(props, parameters.get("image_properties"))
+    props["imgfac_template"] = template.name
     return props
+
+
+def min_ram(parameters, base_image):
+    """``min_ram`` given, else the memory the base was built with (its
+    installer and guest ran in it), else DEFAULT_MIN_RAM."""
+    if parameters.get("min_ram") is not None:
+        return parameters["min_ram"]
+    return base_image.parameters.get("memory") or DEFAULT_MIN_RAM
 
 
 def _not_in(specs, own):
@@ -96,12 +108,19 @@ class OpenStack(provider.GlanceProvider):
                   "in the cloud: in the guest)", type="bool", default=True),
         Parameter("sysprep_timeout", "seconds the identity removal may take",
                   type="int", default=1800, minimum=1),
-        Parameter("hw_disk_bus", "hw_disk_bus image property",
-                  default="virtio"),
+        Parameter("hw_disk_bus", "hw_disk_bus image property (scsi adds "
+                  "hw_scsi_model virtio-scsi)", default="virtio"),
         Parameter("hw_vif_model", "hw_vif_model image property",
                   default="virtio"),
-        Parameter("min_ram", "min_ram (MiB) of the image", type="int",
-                  default=0, minimum=0),
+        Parameter("min_ram", "min_ram (MiB) of the image (default: the "
+                  "memory the base was built with, else %d)"
+                  % DEFAULT_MIN_RAM, type="int", minimum=0),
+        Parameter("image_properties", "Glance properties to add or "
+                  "override, a JSON object (e.g. {\"os_purpose\": "
+                  "\"generic\", \"image_source\": \"https://...\"}); one "
+                  "that contradicts the build (hw_firmware_type bios of a "
+                  "UEFI build, another architecture) is refused before "
+                  "anything is made"),
         Parameter("min_disk", "min_disk (GiB) of the image (default: the "
                   "virtual size, rounded up)", type="int", minimum=0),
     )
@@ -152,6 +171,14 @@ class OpenStack(provider.GlanceProvider):
         build.set_identifier_on_provider(
             os_plugin.create_base_image(build, template, typed))
 
+    def check_target(self, target, base_image, parameters):
+        """The operator's image_properties against the base's template and
+        firmware, before the target's record exists."""
+        from imgfac_nova import template as tdl
+        template = tdl.parse_template(base_image.template, "base image %s"
+                                      % base_image.identifier)
+        glance_properties(template, None, parameters, base_image.parameters)
+
     def create_target_image(self, build, target, base_image, parameters):
         from imgfac_nova import template as tdl
         from novaimagebuilder import formats
@@ -175,10 +202,10 @@ class OpenStack(provider.GlanceProvider):
         template = tdl.parse_template(base_image.template, "base image %s"
                                       % base_image.identifier)
         build.set_property("glance_properties", glance_properties(
-            template, base_image.icicle, parameters))
+            template, base_image.icicle, parameters, base_image.parameters))
         build.set_property("min_disk", parameters.get("min_disk") or
                            math.ceil(found["virtual-size"] / 1024 ** 3))
-        build.set_property("min_ram", parameters["min_ram"])
+        build.set_property("min_ram", min_ram(parameters, base_image))
 
     def in_cloud(self, base_image, os_plugin, parameters):
         """``in_cloud`` when given, else true for a base built in Nova unless
@@ -238,13 +265,14 @@ class OpenStack(provider.GlanceProvider):
                            % glance_id)
             image = nova.call("reading Glance image %s" % glance_id,
                               conn.image.get_image, glance_id)
-            props = glance_properties(template, icicle, parameters)
+            props = glance_properties(template, icicle, parameters,
+                                      base_image.parameters)
             size = image.virtual_size  # None: Glance did not inspect it
             min_disk = parameters.get("min_disk") or (
                 math.ceil(size / 1024 ** 3) if size else image.min_disk or 0)
             nova.call("setting the properties of Glance image %s" % glance_id,
                       conn.image.update_image, glance_id, min_disk=min_disk,
-                      min_ram=parameters["min_ram"], **props)
+                      min_ram=min_ram(parameters, base_image), **props)
             build.set_property(images.GLANCE_ID_PROPERTY, glance_id)
             build.set_property("in_cloud", True)
             build.set_property("glance_cloud", {
@@ -256,7 +284,7 @@ class OpenStack(provider.GlanceProvider):
                                              "virtual-size": size})
             build.set_property("glance_properties", props)
             build.set_property("min_disk", min_disk)
-            build.set_property("min_ram", parameters["min_ram"])
+            build.set_property("min_ram", min_ram(parameters, base_image))
             build.set_property("os_hash_algo", image.hash_algo)
             build.set_property("os_hash_value", image.hash_value)
             succeeded = True

@@ -148,9 +148,14 @@ def test_glance_properties_for_nova():
     parameters = {"hw_disk_bus": "virtio", "hw_vif_model": "e1000"}
     without = openstack.glance_properties(
         _Template, ICICLE.format(agent=""), parameters)
+    assert without.pop("image_build_date")
     assert without == {"os_distro": "debian", "os_version": "12",
-                       "architecture": "x86_64", "hw_disk_bus": "virtio",
-                       "hw_vif_model": "e1000", "imgfac_template": "tiny"}
+                       "os_type": "linux", "architecture": "x86_64",
+                       "hw_disk_bus": "virtio", "hw_vif_model": "e1000",
+                       "image_original_user": "none",
+                       "image_source": "private",
+                       "image_description": "Debian 12",
+                       "imgfac_template": "tiny"}
     with_agent = openstack.glance_properties(_Template, ICICLE.format(
         agent='<package name="qemu-guest-agent_7.2_amd64"/>'), parameters)
     assert with_agent["hw_qemu_guest_agent"] == "yes"

@@ -1,0 +1,154 @@
+"""Glance properties that let Nova boot an image well and say where it came
+from, derived from what the build knows; an operator's own on top.
+
+Nova's (Glance's "useful image properties"): ``os_distro``, ``os_version``,
+``os_type``, ``architecture``, ``hw_disk_bus`` (with ``hw_scsi_model`` for
+SCSI), ``hw_vif_model``, ``hw_firmware_type``/``hw_machine_type``/
+``os_secure_boot`` for UEFI builds, ``hw_qemu_guest_agent`` and
+``os_require_quiesce`` when the guest agent is installed. Provenance as the
+Sovereign Cloud Stack's image metadata standard (SCS-0102) asks:
+``image_build_date`` (UTC, ``YYYY-MM-DD hh:mm``), ``image_original_user``
+(the build's login user), ``image_source`` (a URL, or ``private``) and
+``image_description``. ``min_disk`` and ``min_ram``, which SCS-0102 also
+requires, are image fields, not properties: the plugins set them.
+
+:func:`merged` puts an operator's properties over the derived ones and
+refuses, in one line, those that contradict what the build made.
+"""
+import datetime
+import json
+import re
+
+from novaimagebuilder import errors
+
+#: os_distro values (Glance's list, libosinfo's short ids) for the leading
+#: word of a lower-cased template OS name.
+OS_DISTRO = {"rhel": "rhel", "redhat": "rhel", "centos": "centos",
+             "fedora": "fedora", "debian": "debian", "ubuntu": "ubuntu",
+             "sles": "sles", "opensuse": "opensuse", "windows": "windows",
+             "rocky": "rocky", "rockylinux": "rocky", "alma": "almalinux",
+             "almalinux": "almalinux", "ol": "ol", "oraclelinux": "ol"}
+#: Glance's architecture values for TDL arch names.
+ARCHITECTURES = {"x86_64": "x86_64", "amd64": "x86_64", "i386": "i686",
+                 "i686": "i686", "aarch64": "aarch64", "arm64": "aarch64",
+                 "ppc64le": "ppc64le", "s390x": "s390x"}
+SCSI_MODEL = "virtio-scsi"
+PRIVATE_SOURCE = "private"
+#: Properties the build owns (its tags), which no operator sets.
+RESERVED = ("imgfac_build_id", "imgfac_role", "imgfac_template",
+            "imgfac_base_image")
+#: Image fields with parameters of their own, not properties.
+FIELDS = ("min_disk", "min_ram", "name", "visibility", "disk_format",
+          "container_format")
+
+
+def _word(os_name):
+    return re.match(r"[a-z]*", os_name.strip().lower()).group()
+
+
+def derived(os_name, os_version, arch, *, default_user=None, firmware="bios",
+            secure_boot=False, guest_agent=False, hw_disk_bus="virtio",
+            hw_vif_model="virtio", description=None, built=None,
+            source=PRIVATE_SOURCE):
+    """The properties of an image of ``os_name`` ``os_version`` (``arch``)
+    built as the arguments say (``built``: an aware datetime, default
+    now)."""
+    word = _word(os_name)
+    built = (built or datetime.datetime.now(datetime.timezone.utc))
+    props = {
+        "os_distro": OS_DISTRO.get(word, word or os_name.lower()),
+        "os_version": os_version,
+        "os_type": "windows" if word == "windows" else "linux",
+        "architecture": ARCHITECTURES.get(arch.lower(), arch.lower()),
+        "hw_disk_bus": hw_disk_bus,
+        "hw_vif_model": hw_vif_model,
+        "image_build_date": built.astimezone(
+            datetime.timezone.utc).strftime("%Y-%m-%d %H:%M"),
+        "image_original_user": default_user or "none",
+        "image_source": source,
+        "image_description": description or "%s %s" % (os_name, os_version),
+    }
+    if hw_disk_bus == "scsi":
+        props["hw_scsi_model"] = SCSI_MODEL
+    if firmware == "uefi":
+        props["hw_firmware_type"] = "uefi"
+        props["hw_machine_type"] = "q35"
+        if secure_boot:
+            props["os_secure_boot"] = "required"
+    if guest_agent:
+        props["hw_qemu_guest_agent"] = "yes"
+        props["os_require_quiesce"] = "yes"
+    return props
+
+
+def parse(text, what="image_properties"):
+    """An operator's properties: a JSON object of names to strings (numbers
+    and booleans are written as Glance keeps them). One-line BuildError."""
+    if isinstance(text, dict):
+        given = text
+    else:
+        try:
+            given = json.loads(text or "{}")
+        except ValueError as exc:
+            raise errors.BuildError("%s is not JSON: %s" % (what, exc)) \
+                from None
+    if not isinstance(given, dict):
+        raise errors.BuildError("%s must be a JSON object of property names "
+                                "and values" % what)
+    props = {}
+    for key, value in given.items():
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        if not isinstance(value, (str, int, float)) or not key.strip():
+            raise errors.BuildError("%s: %r must be a text or number"
+                                    % (what, key))
+        props[key.strip()] = str(value)
+    return props
+
+
+def _contradiction(key, value, props):
+    """Why ``key=value`` contradicts the derived ``props``, or None."""
+    uefi = props.get("hw_firmware_type") == "uefi"
+    secure = props.get("os_secure_boot") == "required"
+    if key in RESERVED:
+        return "is the build's own tag"
+    if key in FIELDS:
+        return "is an image field: give the %s parameter" % key
+    if key == "architecture" and value != props["architecture"]:
+        return "contradicts the template's arch %s" % props["architecture"]
+    if key == "hw_firmware_type" and value != props.get("hw_firmware_type",
+                                                        "bios"):
+        return ("contradicts the build's firmware %s (the firmware "
+                "parameter)" % ("uefi" if uefi else "bios"))
+    if key == "os_secure_boot" and value == "required" and not secure:
+        return "needs a build with secure_boot true"
+    if key == "hw_machine_type" and secure and "q35" not in value:
+        return "contradicts Secure Boot, which needs a q35 machine"
+    if key == "image_source" and value != PRIVATE_SOURCE and not re.match(
+            r"(https?|ftps?)://", value):
+        return "must be a URL or 'private' (SCS-0102)"
+    if key == "image_build_date" and not _date(value):
+        return "must be YYYY-MM-DD or YYYY-MM-DD hh:mm[:ss] in UTC (SCS-0102)"
+    return None
+
+
+def _date(value):
+    for fmt in ("%Y-%m-%d", "%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S",
+                "%Y-%m-%dT%H:%M:%SZ"):
+        try:
+            return datetime.datetime.strptime(value, fmt)
+        except ValueError:
+            continue
+    return None
+
+
+def merged(props, given, what="image_properties"):
+    """``props`` with the operator's ``given`` over them; a one-line
+    BuildError naming the first property that contradicts the build."""
+    result = dict(props)
+    for key, value in parse(given, what).items():
+        why = _contradiction(key, value, props)
+        if why:
+            raise errors.BuildError("%s: %s=%s %s" % (what, key, value, why))
+        result[key] = value
+    return result
