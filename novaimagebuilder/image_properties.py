@@ -5,7 +5,9 @@ Nova's (Glance's "useful image properties"): ``os_distro``, ``os_version``,
 ``os_type``, ``architecture``, ``hw_disk_bus`` (with ``hw_scsi_model`` for
 SCSI), ``hw_vif_model``, ``hw_firmware_type``/``hw_machine_type``/
 ``os_secure_boot`` for UEFI builds, ``hw_qemu_guest_agent`` and
-``os_require_quiesce`` when the guest agent is installed. Provenance as the
+``os_require_quiesce`` when the guest agent is installed, and
+``trait:HW_CPU_X86_...=required`` for the CPU features of the x86-64 level
+the OS needs, so the scheduler picks a host that has them. Provenance as the
 Sovereign Cloud Stack's image metadata standard (SCS-0102) asks:
 ``image_build_date`` (UTC, ``YYYY-MM-DD hh:mm``), ``image_original_user``
 (the build's login user), ``image_source`` (a URL, or ``private``) and
@@ -49,10 +51,11 @@ def _word(os_name):
 def derived(os_name, os_version, arch, *, default_user=None, firmware="bios",
             secure_boot=False, guest_agent=False, hw_disk_bus="virtio",
             hw_vif_model="virtio", description=None, built=None,
-            source=PRIVATE_SOURCE):
+            source=PRIVATE_SOURCE, cpu_traits=()):
     """The properties of an image of ``os_name`` ``os_version`` (``arch``)
     built as the arguments say (``built``: an aware datetime, default
-    now)."""
+    now; ``cpu_traits``: the Placement traits of the CPU level the OS
+    needs, required of the host)."""
     word = _word(os_name)
     built = (built or datetime.datetime.now(datetime.timezone.utc))
     props = {
@@ -75,6 +78,7 @@ def derived(os_name, os_version, arch, *, default_user=None, firmware="bios",
         props["hw_machine_type"] = "q35"
         if secure_boot:
             props["os_secure_boot"] = "required"
+    props.update({"trait:" + trait: "required" for trait in cpu_traits})
     if guest_agent:
         props["hw_qemu_guest_agent"] = "yes"
         props["os_require_quiesce"] = "yes"
@@ -124,6 +128,9 @@ def _contradiction(key, value, props):
         return "needs a build with secure_boot true"
     if key == "hw_machine_type" and secure and "q35" not in value:
         return "contradicts Secure Boot, which needs a q35 machine"
+    if key.startswith("trait:") and value == "forbidden" and \
+            props.get(key) == "required":
+        return "but the OS needs that CPU feature"
     if key == "image_source" and value != PRIVATE_SOURCE and not re.match(
             r"(https?|ftps?)://", value):
         return "must be a URL or 'private' (SCS-0102)"

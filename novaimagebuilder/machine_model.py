@@ -24,14 +24,19 @@ from novaimagebuilder import errors
 DEFAULT_LEVEL = 1
 
 #: Features of each x86-64 level above v1, as (Linux /proc/cpuinfo flag,
-#: QEMU CPU property); a level has those of the levels below it too.
+#: QEMU CPU property, Placement trait or None where os-traits has none); a
+#: level has those of the levels below it too.
 LEVEL_FEATURES = {
-    2: (("cx16", "cx16"), ("lahf_lm", "lahf-lm"), ("popcnt", "popcnt"),
-        ("pni", "sse3"), ("sse4_1", "sse4.1"), ("sse4_2", "sse4.2"),
-        ("ssse3", "ssse3")),
-    3: (("avx", "avx"), ("avx2", "avx2"), ("bmi1", "bmi1"), ("bmi2", "bmi2"),
-        ("f16c", "f16c"), ("fma", "fma"), ("abm", "abm"), ("movbe", "movbe"),
-        ("xsave", "xsave")),
+    2: (("cx16", "cx16", None), ("lahf_lm", "lahf-lm", None),
+        ("popcnt", "popcnt", None), ("pni", "sse3", "HW_CPU_X86_SSE3"),
+        ("sse4_1", "sse4.1", "HW_CPU_X86_SSE41"),
+        ("sse4_2", "sse4.2", "HW_CPU_X86_SSE42"),
+        ("ssse3", "ssse3", "HW_CPU_X86_SSSE3")),
+    3: (("avx", "avx", "HW_CPU_X86_AVX"), ("avx2", "avx2", "HW_CPU_X86_AVX2"),
+        ("bmi1", "bmi1", "HW_CPU_X86_BMI"), ("bmi2", "bmi2", "HW_CPU_X86_BMI2"),
+        ("f16c", "f16c", "HW_CPU_X86_F16C"), ("fma", "fma", "HW_CPU_X86_FMA3"),
+        ("abm", "abm", "HW_CPU_X86_ABM"), ("movbe", "movbe", None),
+        ("xsave", "xsave", None)),
 }
 
 _EL = {(): 1, (9,): 2, (10,): 3}
@@ -76,9 +81,11 @@ def level(os_name, version):
 
 def features(wanted, names=1):
     """The features of x86-64 level ``wanted`` (``names`` 0: Linux's flag
-    names, 1: QEMU's property names)."""
-    return [pair[names] for number, pairs in sorted(LEVEL_FEATURES.items())
-            if number <= wanted for pair in pairs]
+    names, 1: QEMU's property names, 2: Placement's trait names, where
+    there is one)."""
+    return [names_[names] for number, all_names in sorted(
+        LEVEL_FEATURES.items()) if number <= wanted for names_ in all_names
+        if names_[names]]
 
 
 def _host_flags():

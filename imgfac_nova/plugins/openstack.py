@@ -58,7 +58,9 @@ def glance_properties(template, icicle, parameters, base_parameters=None,
     ``image_properties`` over them; a one-line BuildError when those
     contradict the build."""
     from novaimagebuilder import image_properties
+    from novaimagebuilder import machine_model
     base_parameters = base_parameters or {}
+    level = machine_model.level(template.os.name, template.os.version)
     props = image_properties.derived(
         template.os.name, template.os.version, template.os.arch,
         default_user=base_parameters.get("default_user"),
@@ -67,7 +69,8 @@ def glance_properties(template, icicle, parameters, base_parameters=None,
         guest_agent=agent_installed(icicle),
         hw_disk_bus=parameters["hw_disk_bus"],
         hw_vif_model=parameters["hw_vif_model"],
-        description=getattr(template, "description", None), built=built)
+        description=getattr(template, "description", None), built=built,
+        cpu_traits=machine_model.features(level, 2))
     props = image_properties.merged(props, parameters.get("image_properties"))
     props["imgfac_template"] = template.name
     return props

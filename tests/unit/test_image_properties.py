@@ -13,6 +13,7 @@ from imgfac_nova import template as tdl
 from imgfac_nova.plugins import openstack
 from novaimagebuilder import errors
 from novaimagebuilder import image_properties as ip
+from novaimagebuilder import machine_model
 from tests import scs_0102
 
 TEMPLATE = """<template><name>rocky-uefi</name>
@@ -49,6 +50,11 @@ def test_uefi_secure_boot_build_has_boot_and_scs_0102_properties():
         "image_build_date": "2026-11-30 05:30",
         "image_original_user": "rocky", "image_source": "private",
         "image_description": "Rocky 9 for the research cloud",
+        # x86-64-v2, as Placement's traits of the host CPU
+        "trait:HW_CPU_X86_SSE3": "required",
+        "trait:HW_CPU_X86_SSSE3": "required",
+        "trait:HW_CPU_X86_SSE41": "required",
+        "trait:HW_CPU_X86_SSE42": "required",
         "imgfac_template": "rocky-uefi"}
     min_ram = openstack.min_ram({"min_ram": None}, _base(**UEFI_SB))
     assert min_ram == 2048
@@ -65,6 +71,15 @@ def test_bios_build_has_no_firmware_properties_and_scsi_gets_its_model():
     assert props["architecture"] == "x86_64"
     assert props["image_original_user"] == "none"  # no default user given
     assert openstack.min_ram({}, _base()) == openstack.DEFAULT_MIN_RAM
+
+
+def test_cpu_traits_are_placements_and_only_above_v1():
+    import os_traits
+    v3 = machine_model.features(3, 2)
+    assert set(v3) <= set(os_traits.get_traits("HW_CPU_X86_"))
+    assert {"HW_CPU_X86_AVX2", "HW_CPU_X86_FMA3"} <= set(v3)
+    debian = ip.derived("Debian", "12", "x86_64")
+    assert not [key for key in debian if key.startswith("trait:")]
 
 
 def test_operator_adds_and_overrides_properties():
@@ -104,6 +119,9 @@ def test_operator_adds_and_overrides_properties():
     ('{"image_build_date": "last week"}', {},
      "image_properties: image_build_date=last week must be YYYY-MM-DD or "
      "YYYY-MM-DD hh:mm[:ss] in UTC (SCS-0102)"),
+    ('{"trait:HW_CPU_X86_SSE42": "forbidden"}', {},
+     "image_properties: trait:HW_CPU_X86_SSE42=forbidden but the OS needs "
+     "that CPU feature"),
     ('{"min_ram": 64}', {},
      "image_properties: min_ram=64 is an image field: give the min_ram "
      "parameter"),
