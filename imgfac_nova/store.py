@@ -67,23 +67,17 @@ class ImageStore:
     def sync(self):
         """Create or upgrade the database schema (whatever the backend),
         then open the store; returns the revisions ``(before, after)``."""
-        from imgfac_nova.db import api
         from imgfac_nova.db import migration
-        try:
+        with _database_errors():
             revisions = migration.upgrade(self._connect())
-        except api.DatabaseError as exc:
-            raise StoreError(str(exc)) from exc
         self.open()
         return revisions
 
     def schema_version(self):
         """The database schema's revision; None when it has none yet."""
-        from imgfac_nova.db import api
         from imgfac_nova.db import migration
-        try:
+        with _database_errors():
             return migration.current(self._connect())
-        except api.DatabaseError as exc:
-            raise StoreError(str(exc)) from exc
 
     def redacted_connection(self):
         """The database URL without its password."""
@@ -98,17 +92,17 @@ class ImageStore:
         return api.database(self.connection, **self._options)
 
     def _db(self):
-        from imgfac_nova.db import api
         from imgfac_nova.db import meta_files
         from imgfac_nova.db import migration
+        if self._database is not None:
+            return self._database
         with self._open_lock:
             if self._database is None:
                 database = self._connect()
                 try:
-                    migration.ensure(database)
-                    meta_files.import_all(self.path, database)
-                except api.DatabaseError as exc:
-                    raise StoreError(str(exc)) from exc
+                    with _database_errors():
+                        migration.ensure(database)
+                        meta_files.import_all(self.path, database)
                 except OSError as exc:
                     raise StoreError("cannot import the image records in "
                                      "%s: %s" % (self.path, exc)) from exc
@@ -117,15 +111,10 @@ class ImageStore:
 
     @contextlib.contextmanager
     def _session(self, write=False):
-        from imgfac_nova.db import api
         database = self._db()
-        try:
-            with database.writer() if write else database.reader() as session:
-                yield session
-        except api.DuplicateEntry as exc:
-            raise StoreError("image already exists: %s" % exc) from exc
-        except api.DatabaseError as exc:
-            raise StoreError(str(exc)) from exc
+        with _database_errors(), \
+                database.writer() if write else database.reader() as session:
+            yield session
 
     def _ensure_dir(self):
         try:
@@ -220,6 +209,17 @@ class ImageStore:
                 os.unlink(self._file(identifier, suffix))
         with self._session(write=True) as session:
             records.delete(session, identifier)
+
+
+@contextlib.contextmanager
+def _database_errors():
+    from imgfac_nova.db import api
+    try:
+        yield
+    except api.DuplicateEntry as exc:
+        raise StoreError("image already exists: %s" % exc) from exc
+    except api.DatabaseError as exc:
+        raise StoreError(str(exc)) from exc
 
 
 def _check_id(identifier):
