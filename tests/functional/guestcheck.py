@@ -2,6 +2,7 @@
 over SSH."""
 import contextlib
 import os
+import shutil
 import tempfile
 import uuid
 
@@ -31,8 +32,9 @@ def _logged_in(host, port, user, key):
 
 
 @contextlib.contextmanager
-def booted(image, user="debian"):
-    """Yield an SSHGuest logged in to a local copy-on-write boot of ``image``."""
+def booted(image, user="debian", machine=None):
+    """Yield an SSHGuest logged in to a local copy-on-write boot of ``image``
+    (on a machine_model.Machine when given)."""
     key, public = _key()
     with tempfile.TemporaryDirectory(prefix="imgfac-check-") as workdir:
         overlay = os.path.join(workdir, "check.qcow2")
@@ -43,8 +45,12 @@ def booted(image, user="debian"):
                                   str(uuid.uuid4()), "check",
                                   public_keys={"check": public})
         accel, _ = qemu.choose_accelerator()
+        nvram = None
+        if machine is not None and machine.firmware:
+            nvram = os.path.join(workdir, "vars.fd")
+            shutil.copyfile(machine.firmware.vars_template, nvram)
         vm = qemu.VM(workdir, "check", overlay, accel, cdroms=[drive],
-                     ssh=True).start()
+                     ssh=True, machine=machine, nvram=nvram).start()
         try:
             with _logged_in("127.0.0.1", vm.ssh_port, user, key) as guest:
                 yield guest

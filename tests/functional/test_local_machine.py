@@ -1,0 +1,79 @@
+"""The machine local builds give an OS: the test guest booted on the CPU
+model an Enterprise Linux 9 (x86-64-v2) or 10 (x86-64-v3) build gets sees
+that level's features in /proc/cpuinfo; a UEFI build's VMs boot OVMF (with
+Secure Boot enforced when asked) on the build's own NVRAM copy."""
+import re
+
+import pytest
+
+from novaimagebuilder import formats
+from novaimagebuilder import local
+from novaimagebuilder import machine_model
+from novaimagebuilder import qemu
+from tests import poll
+from tests.functional import guestcheck
+
+
+@pytest.mark.parametrize("os_name,version,level", [
+    ("RHEL", "9.4", 2), ("CentOS-Stream", "10", 3)])
+def test_guest_sees_the_x86_64_level_of_its_os(local_base_image, os_name,
+                                               version, level):
+    accel, _ = qemu.choose_accelerator()
+    machine = machine_model.for_os(os_name, version, accel)
+    assert machine.cpu, "an x86-64-v%d OS gets a CPU model" % level
+    with guestcheck.booted(local_base_image.record["data"],
+                           machine=machine) as guest:
+        cpuinfo = guest.run("cat /proc/cpuinfo")[1]
+    flags = set(next(line for line in cpuinfo.splitlines()
+                     if line.startswith("flags")).partition(":")[2].split())
+    missing = [f for f in machine_model.features(level, 0) if f not in flags]
+    assert missing == [], "%s (%s) lacks %s" % (machine.cpu, accel, missing)
+    print("%s %s: -cpu %s gives x86-64-v%d" % (os_name, version, machine.cpu,
+                                               level))
+
+
+def _uefi_vm(tmp_path, secure_boot):
+    """A build's VM on the UEFI machine, with a blank disk; and its
+    Machine."""
+    accel, _ = qemu.choose_accelerator()
+    machine = machine_model.for_os("Debian", "12", accel, "uefi", secure_boot)
+    backend = local.LocalBackend(str(tmp_path), accel, machine=machine)
+    disk = str(tmp_path / "blank.qcow2")
+    formats.qemu_img("create", "-q", "-f", "qcow2", disk, "1G")
+    return backend._vm("firmware", disk).start(), machine
+
+
+def _read(path):
+    with open(path, "rb") as handle:
+        return handle.read()
+
+
+@pytest.mark.parametrize("secure_boot", [False, True])
+def test_uefi_build_machine_boots_ovmf_with_its_own_nvram(tmp_path,
+                                                          secure_boot):
+    vm, machine = _uefi_vm(tmp_path, secure_boot)
+    nvram = str(tmp_path / "uefi-vars.fd")
+    template = _read(machine.firmware.vars_template)
+    try:
+        # OVMF's boot manager, not SeaBIOS, reaches its boot options...
+        poll.wait_for(lambda: "BdsDxe:" in vm.console(), 300,
+                      "OVMF's boot manager", interval=2)
+        # ... and keeps them in the build's copy of the variables.
+        poll.wait_for(lambda: _read(nvram) != template, 120,
+                      "OVMF to write its variables", interval=2)
+    finally:
+        vm.kill()
+    assert _read(machine.firmware.vars_template) == template
+
+
+@pytest.mark.slow  # OVMF tries network boot for minutes before its shell
+def test_secure_boot_machine_refuses_unsigned_code(tmp_path):
+    vm, _ = _uefi_vm(tmp_path, True)
+    refused = re.compile(r'failed to start Boot[0-9A-F]{4} "EFI Internal '
+                         r'Shell".*Security Violation')
+    try:
+        # The firmware's own shell is not signed by the enrolled keys.
+        poll.wait_for(lambda: refused.search(vm.console()), 900,
+                      "Secure Boot to refuse the EFI shell", interval=5)
+    finally:
+        vm.kill()
