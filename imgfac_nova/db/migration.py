@@ -39,10 +39,11 @@ def _config(conn=None):
 
 def _known(revision):
     from alembic import script
+    from alembic import util
     try:
         return script.ScriptDirectory.from_config(_config()).get_revision(
             revision) is not None
-    except Exception:  # alembic's errors for an unknown revision vary
+    except util.CommandError:  # "Can't locate revision ..."
         return False
 
 
