@@ -417,24 +417,15 @@ class QemuTestDriver(driver.ComputeDriver):
         """Add the volume to the guest's disks (libvirt: the persistent
         domain) and, when it runs, hot-plug it (libvirt: live)."""
         m = self._existing_machine(instance)
-        volume_id = virt_block_device.get_volume_id(connection_info)
         if encryption:
             raise exception.VolumeEncryptionNotSupported(
                 volume_type=connection_info.get('driver_volume_type'),
-                volume_id=volume_id)
+                volume_id=virt_block_device.get_volume_id(connection_info))
         disk = _volume_disk(connection_info, disk_bus, device_type)
         with self._operating(instance.uuid):
-            spec = m.load_spec()
-            if any(d.get('volume_id') == volume_id for d in spec['disks']):
-                LOG.info('Volume %s is attached already', volume_id,
-                         instance=instance)
-                return
-            if m.is_running():
-                volumes.hotplug(m, spec, disk)
-            spec['disks'].append(disk)
-            m.save_spec(spec)
-        LOG.info('Volume %s attached at %s', volume_id, mountpoint,
-                 instance=instance)
+            added = volumes.add(m, disk)
+        LOG.info('Volume %s %s at %s', disk['volume_id'], 'attached' if added
+                 else 'was attached already', mountpoint, instance=instance)
 
     def detach_volume(self, context, connection_info, instance, mountpoint,
                       encryption=None):
@@ -448,18 +439,9 @@ class QemuTestDriver(driver.ComputeDriver):
                         instance=instance)
             return
         with self._operating(instance.uuid):
-            spec = m.load_spec()
-            disk = next((d for d in spec['disks']
-                         if d.get('volume_id') == volume_id), None)
-            if disk is None:
-                LOG.info('Volume %s not found in instance.', volume_id,
-                         instance=instance)
-                return
-            if m.is_running():
-                volumes.unplug(m, disk)
-            spec['disks'].remove(disk)
-            m.save_spec(spec)
-        LOG.info('Volume %s detached', volume_id, instance=instance)
+            removed = volumes.remove(m, volume_id)
+        LOG.info('Volume %s %s', volume_id, 'detached' if removed
+                 else 'not found in instance', instance=instance)
 
     # -- rescue --------------------------------------------------------
 

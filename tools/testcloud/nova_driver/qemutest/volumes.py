@@ -80,6 +80,34 @@ def other_volumes(block_device_info):
                                        b.get('boot_index') or 0))
 
 
+def add(m, disk):
+    """Add a volume's disk to a guest's spec, hot-plugged when the guest
+    runs; False if the volume is there already."""
+    spec = m.load_spec()
+    if any(d.get('volume_id') == disk['volume_id'] for d in spec['disks']):
+        return False
+    if m.is_running():
+        _hotplug(m, spec, disk)
+    spec['disks'].append(disk)
+    m.save_spec(spec)
+    return True
+
+
+def remove(m, volume_id):
+    """Take a volume's disk out of a guest's spec, unplugged first when the
+    guest runs; False if it is not there."""
+    spec = m.load_spec()
+    disk = next((d for d in spec['disks'] if d.get('volume_id') == volume_id),
+                None)
+    if disk is None:
+        return False
+    if m.is_running():
+        _unplug(m, disk)
+    spec['disks'].remove(disk)
+    m.save_spec(spec)
+    return True
+
+
 def _hmp(m, command_line):
     """A monitor command whose output must be empty or "OK"."""
     out = m.qmp('human-monitor-command', {'command-line': command_line})
@@ -87,7 +115,7 @@ def _hmp(m, command_line):
         raise qmp.QMPError(out.strip())
 
 
-def hotplug(m, spec, disk):
+def _hotplug(m, spec, disk):
     """Add a volume's drive and device to a running guest (as libvirt's
     live attach); spec is the guest's spec without the new disk."""
     on_bus = {}
@@ -105,7 +133,7 @@ def hotplug(m, spec, disk):
                                            reason=str(exc))
 
 
-def unplug(m, disk, timeout=DETACH_TIMEOUT):
+def _unplug(m, disk, timeout=DETACH_TIMEOUT):
     """Unplug a volume's device from a running guest and wait until the
     guest has let it go (its drive goes with it)."""
     try:
