@@ -6,7 +6,8 @@ Writers serialize on the rows they change: ``SELECT ... FOR UPDATE`` on
 MySQL/MariaDB and PostgreSQL; SQLite has no row locks, so its write
 transactions start with ``BEGIN IMMEDIATE`` (the database's write lock,
 taken before the first read) and wait up to :data:`SQLITE_BUSY_TIMEOUT`
-for another writer; WAL journaling lets readers go on meanwhile.
+for another process's writer (one process's writers queue on a lock
+first); WAL journaling lets readers go on meanwhile.
 """
 import contextlib
 import os
@@ -65,7 +66,7 @@ class Database:
         # eventlet here, and the sleep(0) hands the GIL away for nothing)
         self._facade.configure(connection=url, thread_checkin=False,
                                **options)
-        self._facade.append_on_engine_create(self._prepare_engine)
+        self._facade.append_on_engine_create(_prepare_engine)
         self._connected = False
         # SQLite: this process's writers queue here rather than in SQLite's
         # busy handler, whose sleeps grow to 100 ms. (Reentrant: a writer
@@ -105,18 +106,6 @@ class Database:
                 with conn.begin():
                     yield conn
 
-    def _prepare_engine(self, engine):
-        if engine.dialect.name != "sqlite":
-            return
-        sa.event.listen(engine, "first_connect", _sqlite_wal)
-        sa.event.listen(engine, "connect", _sqlite_connect)
-        # oslo.db's own "begin" listener on the engine emits a plain BEGIN
-        # unless the transaction has begun ("in_transaction"); a listener
-        # on the Engine class runs before it (SQLAlchemy ignores
-        # insert=True for engine events).
-        if not sa.event.contains(sa.engine.Engine, "begin", _sqlite_begin):
-            sa.event.listen(sa.engine.Engine, "begin", _sqlite_begin)
-
     @contextlib.contextmanager
     def _errors(self):
         """Errors as :class:`DatabaseError`: until a transaction has
@@ -138,6 +127,19 @@ class Database:
             raise DatabaseError("cannot connect to the database %s: %s" % (
                 self.redacted_url, reason)) from exc
         self._connected = True
+
+
+def _prepare_engine(engine):
+    if engine.dialect.name != "sqlite":
+        return
+    sa.event.listen(engine, "first_connect", _sqlite_wal)
+    sa.event.listen(engine, "connect", _sqlite_connect)
+    # oslo.db's own "begin" listener on the engine emits a plain BEGIN
+    # unless the transaction has begun ("in_transaction"); a listener
+    # on the Engine class runs before it (SQLAlchemy ignores
+    # insert=True for engine events).
+    if not sa.event.contains(sa.engine.Engine, "begin", _sqlite_begin):
+        sa.event.listen(sa.engine.Engine, "begin", _sqlite_begin)
 
 
 def _sqlite_wal(dbapi_connection, connection_record):
