@@ -21,6 +21,7 @@ import threading
 from novaimagebuilder import errors
 from novaimagebuilder import formats
 from novaimagebuilder import nova
+from novaimagebuilder import retries
 from novaimagebuilder import waiter
 
 LOG = logging.getLogger(__name__)
@@ -186,10 +187,13 @@ def upload(glance, path, undo, name, disk_format, container_format,
     owned_here = nova.OWNER_TAG not in props
     props.setdefault(nova.OWNER_TAG, "%s:%d" % (socket.gethostname(),
                                                 os.getpid()))
-    image = call("Glance could not create the image %s" % name,
-                 glance.images.create, name=name, disk_format=disk_format,
-                 container_format=container_format, visibility=visibility,
-                 min_disk=int(min_disk), min_ram=int(min_ram), **props)
+    image = retries.send_once(
+        "Glance could not create the image %s" % name,
+        lambda: glance.images.create(
+            name=name, disk_format=disk_format,
+            container_format=container_format, visibility=visibility,
+            min_disk=int(min_disk), min_ram=int(min_ram), **props),
+        lambda: _found(glance, name, props), cancel=cancel, explain=explain)
     undo.push("Glance image %s (%s)" % (name, image.id),
               lambda: _delete(glance, image.id), result=True)
     methods = import_methods(glance) if method != "upload" else []
@@ -198,45 +202,89 @@ def upload(glance, path, undo, name, disk_format, container_format,
                                 "image import (it offers: %s)"
                                 % (", ".join(methods) or "no import"))
     size = os.path.getsize(path)
-    with open(path, "rb") as handle:
-        reader = HashingReader(handle, size, progress=progress, cancel=cancel)
-        try:
-            if "glance-direct" in methods:
-                LOG.info("Staging %d bytes in Glance image %s", size,
-                         image.id)
-                call("staging the image data in Glance", glance.images.stage,
-                     image.id, reader, size)
-                call("importing the staged data", glance.images.image_import,
-                     image.id, method="glance-direct")
-            else:
-                LOG.info("Uploading %d bytes to Glance image %s", size,
-                         image.id)
-                call("uploading the image data to Glance",
-                     glance.images.upload, image.id, reader, size)
-        finally:
-            reader.digest.close()
-    if reader.done != size:
-        raise errors.BuildError("%s changed while it was uploaded" % path)
+    sent = retries.send_once(
+        "sending the image data to Glance",
+        lambda: _send(glance, image.id, path, size, methods, progress,
+                      cancel),
+        lambda: _received(glance, image.id, methods), cancel=cancel,
+        explain=explain)
     active = waiter.wait_for(
         "waiting for Glance image %s to become active" % image.id,
         lambda: call("reading Glance image %s" % image.id, glance.images.get,
                      image.id),
         lambda i: i.status == "active", timeout=timeout, cancel=cancel,
         failed=_failed_import)
-    ours = reader.digest.hexdigest()
+    ours = sent
     algorithm = active.get("os_hash_algo")
-    if algorithm and algorithm != DEFAULT_HASH:
-        LOG.info("Glance hashes with %s; hashing %s again", algorithm, path)
+    if algorithm and (algorithm != DEFAULT_HASH or not ours):
+        LOG.info("Hashing %s with %s, as Glance did", path, algorithm)
         ours = file_hash(path, algorithm)
     if not algorithm or active.get("os_hash_value") != ours:
         raise errors.BuildError(
             "Glance image %s does not hold the bytes sent: its %s is %s, "
             "ours is %s" % (image.id, algorithm or "hash", active.get(
                 "os_hash_value") or "missing", ours))
-    call("marking Glance image %s finished" % image.id, glance.images.update,
-         image.id, remove_props=[nova.OWNER_TAG] if owned_here else None,
-         **{nova.ROLE: role})
+    retries.send_once(
+        "marking Glance image %s finished" % image.id,
+        lambda: glance.images.update(
+            image.id, remove_props=[nova.OWNER_TAG] if owned_here else None,
+            **{nova.ROLE: role}),
+        lambda: _found(glance, name, {nova.ROLE: role}, image.id),
+        cancel=cancel, explain=explain)
     return glance.images.get(image.id)
+
+
+def _found(glance, name, properties, image_id=None):
+    """The image ``name`` (or ``image_id``) with ``properties`` (None:
+    there is none): what a create or update whose answer was lost did."""
+    images = [glance.images.get(image_id)] if image_id else \
+        glance.images.list(filters={"name": name})
+    for image in images:
+        if all(str(image.get(k)) == str(v) for k, v in properties.items()):
+            return image
+    return None
+
+
+def _send(glance, image_id, path, size, methods, progress, cancel):
+    """Stream ``path`` to the image (staged and imported with
+    glance-direct, else uploaded); returns the bytes' hex digest."""
+    with open(path, "rb") as handle:
+        reader = HashingReader(handle, size, progress=progress, cancel=cancel)
+        try:
+            if "glance-direct" in methods:
+                LOG.info("Staging %d bytes in Glance image %s", size,
+                         image_id)
+                glance.images.stage(image_id, reader, size)
+            else:
+                LOG.info("Uploading %d bytes to Glance image %s", size,
+                         image_id)
+                glance.images.upload(image_id, reader, size)
+        finally:
+            reader.digest.close()
+    if reader.done != size:
+        raise errors.BuildError("%s changed while it was uploaded" % path)
+    if "glance-direct" in methods:
+        _import(glance, image_id)
+    return reader.digest.hexdigest()
+
+
+def _import(glance, image_id):
+    retries.send_once(
+        "importing the staged data",
+        lambda: glance.images.image_import(image_id, method="glance-direct"),
+        lambda: True if glance.images.get(image_id).status in (
+            "importing", "active") else None, explain=explain)
+
+
+def _received(glance, image_id, methods):
+    """After a transfer whose answer was lost: "" (hash the file again)
+    when Glance has the bytes, None when it has none and they must be sent
+    again (an interrupted upload leaves the image queued)."""
+    status = glance.images.get(image_id).status
+    if status == "uploading" and "glance-direct" in methods:
+        _import(glance, image_id)
+        return ""
+    return None if status == "queued" else ""
 
 
 def _failed_import(image):

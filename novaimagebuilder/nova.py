@@ -10,6 +10,7 @@ import dataclasses
 import hashlib
 import logging
 import os
+import re
 import socket
 import subprocess
 import tempfile
@@ -23,6 +24,7 @@ from novaimagebuilder import installer_screen
 from novaimagebuilder import jeos
 from novaimagebuilder import pipeline
 from novaimagebuilder import remaster
+from novaimagebuilder import retries
 from novaimagebuilder import rollback
 from novaimagebuilder import ssh_source
 from novaimagebuilder import sweep
@@ -88,21 +90,23 @@ def connect(cloud=None, region=None, interface=None, auth=None, timeout=None):
     """An authenticated openstacksdk Connection, from ``clouds.yaml`` / ``OS_*``
     through openstacksdk's config loader, or from ``auth`` (a keystoneauth1
     auth plugin, e.g. an API caller's token); ``timeout``: seconds any one
-    HTTP request may take (None: no limit). Failures are one-line
-    BuildErrors."""
+    HTTP request may take (None: no limit). Its requests that may be
+    repeated are retried on transient failures (:mod:`retries`). Failures
+    are one-line BuildErrors."""
     import openstack
     try:
         if auth is not None:
-            from keystoneauth1 import session
             conn = openstack.connection.Connection(
-                session=session.Session(auth=auth, timeout=timeout),
+                session=retries.Session(auth=auth, timeout=timeout),
                 region_name=region,
                 interface=interface)
         else:
             options = {"api_timeout": timeout} if timeout else {}
-            conn = openstack.connect(cloud=cloud, region_name=region,
-                                     interface=interface, load_envvars=True,
-                                     **options)
+            config = openstack.config.OpenStackConfig(
+                load_envvars=True, session_constructor=retries.Session)
+            conn = openstack.connection.Connection(config=config.get_one(
+                cloud=cloud, region_name=region, interface=interface,
+                **options))
         conn.authorize()
     except Exception as exc:
         raise errors.BuildError(explain(exc)) from None
@@ -361,8 +365,11 @@ class NovaBackend(pipeline.Backend):
             attrs["security_groups"] = [{"name": g} for g in security_groups]
         if self.admin_password:
             attrs["admin_password"] = self.admin_password
-        created = call("Nova refused to boot the %s" % role,
-                       self.conn.compute.create_server, **attrs)
+        created = retries.send_once(
+            "Nova refused to boot the %s" % role,
+            lambda: self.conn.compute.create_server(**attrs),
+            lambda: self._server_named(attrs["name"]), cancel=self.cancel,
+            log=self.log)
         server = Server(created.id, created.name, undo)
         undo.push(str(server), lambda: self._delete_server(server.id))
         found = waiter.wait_for(
@@ -373,6 +380,22 @@ class NovaBackend(pipeline.Backend):
             if s.status == "ERROR" else None)
         server.found = found
         return server
+
+    def _server_named(self, name):
+        """This build's server ``name`` (None: there is none)."""
+        for found in self.conn.compute.servers(name="^%s$" % re.escape(name)):
+            if (found.metadata or {}).get(BUILD_TAG) == self.build_id:
+                return found
+        return None
+
+    def _act(self, what, server, send, task_state, vm_state):
+        """Send a server action once (see retries.send_once): it was done
+        when the server is in ``task_state`` or ``vm_state``."""
+        def made():
+            found = self.conn.compute.get_server(server.id)
+            return True if found.task_state == task_state or \
+                found.vm_state == vm_state else None
+        retries.send_once(what, send, made, cancel=self.cancel, log=self.log)
 
     def _delete_server(self, server_id):
         self.conn.compute.delete_server(server_id, ignore_missing=True)
@@ -414,8 +437,9 @@ class NovaBackend(pipeline.Backend):
         """Boot ``server`` from the ISO ``image_id`` (a stable device
         rescue) and wait until Nova says it is rescued."""
         self.log.info("Rescuing %s with the install ISO %s", server, image_id)
-        call("Nova could not rescue %s with the install ISO" % server,
-             self.conn.compute.rescue_server, server.id, image=image_id)
+        self._act("Nova could not rescue %s with the install ISO" % server,
+                  server, lambda: self.conn.compute.rescue_server(
+                      server.id, image=image_id), "rescuing", "rescued")
         server.rescued = True
         self._wait_state(server, "rescued", "RESCUE")
 
@@ -423,8 +447,9 @@ class NovaBackend(pipeline.Backend):
         """Leave rescue: Nova boots the server from its root disk, so it is
         stopped again before it is captured."""
         self.log.info("Unrescuing %s", server)
-        call("Nova could not unrescue %s" % server,
-             self.conn.compute.unrescue_server, server.id)
+        self._act("Nova could not unrescue %s" % server, server,
+                  lambda: self.conn.compute.unrescue_server(server.id),
+                  "unrescuing", "active")
         self._wait_state(server, "active", "ACTIVE")
         server.rescued = False
         self.power_off(server)
@@ -511,8 +536,9 @@ class NovaBackend(pipeline.Backend):
             timeout=timeout, cancel=self.cancel)
 
     def power_off(self, machine):
-        call("stopping %s" % machine, self.conn.compute.stop_server,
-             machine.id)
+        self._act("stopping %s" % machine, machine,
+                  lambda: self.conn.compute.stop_server(machine.id),
+                  "powering-off", "stopped")
         self.wait_powered_off(machine, "waiting for %s to stop" % machine, 300)
 
     def console(self, machine, lines=30):
@@ -538,9 +564,12 @@ class NovaBackend(pipeline.Backend):
         metadata = {BUILD_TAG: self.build_id, ROLE: role}
         if role == "jeos":
             metadata[OWNER_TAG] = self.owner
-        image = call("Nova could not snapshot %s" % machine,
-                     self.conn.compute.create_server_image, machine.id,
-                     name, metadata=metadata)
+        image = retries.send_once(
+            "Nova could not snapshot %s" % machine,
+            lambda: self.conn.compute.create_server_image(
+                machine.id, name, metadata=metadata),
+            lambda: self._image_with(name, metadata), cancel=self.cancel,
+            log=self.log)
         try:
             waiter.wait_for(
                 "waiting for the %s snapshot %s to become active"
@@ -552,14 +581,29 @@ class NovaBackend(pipeline.Backend):
                 if i.status in ("killed", "deleted") else None)
             self._drop_boot_properties(image.id)
             if role == "image":
-                call("setting the image properties",
-                     self.conn.image.update_image, image.id,
-                     visibility=self.image_visibility,
-                     **self.image_properties)
+                wanted = dict(self.image_properties,
+                              visibility=self.image_visibility)
+                retries.send_once(
+                    "setting the image properties",
+                    lambda: self.conn.image.update_image(image.id, **wanted),
+                    lambda: self._image_with(name, wanted, image.id),
+                    cancel=self.cancel, log=self.log)
         except BaseException:
             self.discard(image.id)
             raise
         return image.id
+
+    def _image_with(self, name, properties, image_id=None):
+        """The image ``name`` (or ``image_id``) whose properties include
+        ``properties`` (None: there is none)."""
+        images = [self.conn.image.get_image(image_id)] if image_id else \
+            self.conn.image.images(name=name)
+        for image in images:
+            found = dict(image.to_dict(), **(image.properties or {}))
+            if all(str(found.get(k)) == str(v)
+                   for k, v in properties.items()):
+                return image
+        return None
 
     def _drop_boot_properties(self, image_id):
         """Nova copies the installer disk's kernel_id, ramdisk_id and
@@ -571,10 +615,22 @@ class NovaBackend(pipeline.Backend):
                  if name in (image.properties or {})
                  or getattr(image, name, None)]
         if patch:
-            call("removing the installer's boot properties from image %s"
-                 % image_id, self.conn.image.patch, "/images/%s" % image_id,
-                 json=patch, headers={"Content-Type": "application/"
-                                      "openstack-images-v2.1-json-patch"})
+            retries.send_once(
+                "removing the installer's boot properties from image %s"
+                % image_id, lambda: self._patch(image_id, patch),
+                lambda: self._drop_boot_properties(image_id),
+                cancel=self.cancel, log=self.log)
+        return True
+
+    def _patch(self, image_id, patch):
+        """Apply a JSON patch to a Glance image."""
+        from openstack import exceptions as sdk
+        answer = self.conn.image.patch(
+            "/images/%s" % image_id, json=patch,
+            headers={"Content-Type": "application/"
+                     "openstack-images-v2.1-json-patch"})
+        sdk.raise_from_response(answer)
+        return answer
 
     def discard(self, captured):
         from openstack import exceptions as sdk
@@ -590,8 +646,7 @@ class NovaBackend(pipeline.Backend):
         undo = rollback.Rollback(self.log)
         try:
             name = self._server_name("key")
-            call("creating the keypair", self.conn.compute.create_keypair,
-                 name=name, public_key=public_key)
+            self._create_keypair(name, public_key)
             undo.push("keypair %s" % name, lambda: self.conn.compute.
                       delete_keypair(name, ignore_missing=True))
             group = None if self.security_groups else self._ssh_group(undo)
@@ -617,6 +672,20 @@ class NovaBackend(pipeline.Backend):
         except BaseException:
             undo.unwind(succeeded=False)
             raise
+
+    def _create_keypair(self, name, public_key):
+        """The build's keypair (sent once: see retries.send_once)."""
+        from openstack import exceptions as sdk
+
+        def made():
+            try:
+                return self.conn.compute.get_keypair(name)
+            except sdk.NotFoundException:
+                return None
+        return retries.send_once(
+            "creating the keypair", lambda: self.conn.compute.create_keypair(
+                name=name, public_key=public_key), made, cancel=self.cancel,
+            log=self.log)
 
     def _ssh_group(self, undo):
         name = self._server_name("ssh")

@@ -185,6 +185,7 @@ def connect(provider, credentials, timeout=None):
     ProviderError (refused credentials, unreachable provider...).
     ``timeout``: seconds one request may take (None: no limit)."""
     from novaimagebuilder import glance
+    from novaimagebuilder import retries
     region = provider.definition.get("region")
     interface = None
     if provider.cloud:
@@ -195,7 +196,8 @@ def connect(provider, credentials, timeout=None):
         import openstack.config
         try:
             options = {"api_timeout": timeout} if timeout else {}
-            cloud = openstack.config.OpenStackConfig().get_one(
+            cloud = openstack.config.OpenStackConfig(
+                session_constructor=retries.Session).get_one(
                 cloud=provider.cloud, **options)
             session = cloud.get_session()
         except Exception as exc:
@@ -221,10 +223,9 @@ def connect(provider, credentials, timeout=None):
                 options.get("project_domain_id")):
             options["project_domain_id"] = "default"
         from keystoneauth1 import loading
-        from keystoneauth1 import session as ksa_session
         auth = loading.get_plugin_loader("password").load_from_options(
             **options)
-        session = ksa_session.Session(auth=auth, timeout=timeout)
+        session = retries.Session(auth=auth, timeout=timeout)
         where = options["auth_url"]
     try:
         access = session.auth.get_access(session)

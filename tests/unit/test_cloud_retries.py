@@ -1,0 +1,142 @@
+"""Transient cloud failures: requests that may be repeated are retried by
+keystoneauth (one log line each), creates are sent once and a lost answer
+is resolved by looking for what the create made; the real openstacksdk and
+keystoneauth against a cloud declared by requests-mock."""
+import openstack.connection
+import pytest
+import requests
+import requests_mock
+from keystoneauth1 import exceptions as ksa
+from keystoneauth1 import noauth
+
+from novaimagebuilder import errors
+from novaimagebuilder import retries
+
+NOVA = "http://nova.test/v2.1/"
+SERVER = {"server": {"id": "srv1", "name": "imgfac-nova-b1-guest",
+                     "status": "ACTIVE"}}
+RESET = {"exc": requests.exceptions.ConnectionError(
+    "('Connection aborted.', ConnectionResetError(104, 'reset'))")}
+
+
+@pytest.fixture
+def cloud():
+    with requests_mock.Mocker() as mock:
+        mock.get(NOVA, json={"version": {
+            "id": "v2.1", "status": "CURRENT", "version": "2.96",
+            "min_version": "2.1", "links": [{"rel": "self", "href": NOVA}]}})
+        yield mock
+
+
+def connect(**config):
+    return openstack.connection.Connection(
+        session=retries.Session(auth=noauth.NoAuth()),
+        compute_endpoint_override=NOVA, **config)
+
+
+def calls(cloud, method, path):
+    return [r for r in cloud.request_history
+            if r.method == method and r.path == path]
+
+
+def test_a_get_rides_out_a_reset_and_a_503(cloud, caplog):
+    caplog.set_level("INFO")
+    cloud.get(NOVA + "servers/srv1", [RESET, {"status_code": 503},
+                                      {"status_code": 502},
+                                      {"json": SERVER}])
+    found = connect().compute.get_server("srv1")
+    assert found.status == "ACTIVE"
+    assert len(calls(cloud, "GET", "/v2.1/servers/srv1")) == 4
+    lines = [r.getMessage() for r in caplog.records
+             if r.name == retries.LOG.name]
+    assert len(lines) == 3
+    assert lines[0].startswith("compute GET servers/srv1: Failure: Unable "
+                               "to establish connection")
+    assert lines[0].endswith("Retrying in 0.5s. 4 retries left")
+    assert lines[1] == ("compute GET servers/srv1: Retriable status code "
+                        "503. Retrying in 0.5s. 4 retries left")
+    assert all("\n" not in line for line in lines)
+
+
+def test_retries_end_with_the_failure(cloud, monkeypatch):
+    monkeypatch.setattr(retries, "RETRIES", 2)
+    cloud.delete(NOVA + "servers/srv1", status_code=503)
+    with pytest.raises(openstack.exceptions.HttpException) as raised:
+        connect().compute.delete_server("srv1")
+    assert raised.value.status_code == 503
+    assert len(calls(cloud, "DELETE", "/v2.1/servers/srv1")) == 3
+
+
+def test_clouds_yaml_settings_win(cloud):
+    cloud.get(NOVA + "servers/srv1", [{"status_code": 503},
+                                      {"json": SERVER}])
+    with pytest.raises(openstack.exceptions.HttpException):
+        connect(compute_status_code_retries=0).compute.get_server("srv1")
+    assert len(calls(cloud, "GET", "/v2.1/servers/srv1")) == 1
+
+
+def test_a_create_is_sent_once(cloud):
+    cloud.post(NOVA + "servers", [RESET, {"status_code": 202,
+                                          "json": SERVER}])
+    with pytest.raises(ksa.ConnectFailure):
+        connect().compute.create_server(name="x", image_id="i",
+                                        flavor_id="f")
+    assert len(calls(cloud, "POST", "/v2.1/servers")) == 1
+
+
+def test_a_streamed_put_is_sent_once(cloud):
+    cloud.put(NOVA + "upload", [{"status_code": 503}, {"status_code": 204}])
+    answer = connect().compute.put("/upload", data=iter([b"bytes"]))
+    assert answer.status_code == 503
+    assert retries.repeatable("PUT", b"whole") and \
+        not retries.repeatable("PATCH", b"whole")
+
+
+def test_a_create_whose_answer_was_lost_is_adopted(cloud, caplog):
+    caplog.set_level("INFO")
+    conn = connect()
+    cloud.post(NOVA + "servers", [RESET, {"status_code": 202,
+                                          "json": SERVER}])
+    found = retries.send_once(
+        "creating the guest",
+        lambda: conn.compute.create_server(name="x", image_id="i",
+                                           flavor_id="f"),
+        lambda: "the server it made")
+    assert found == "the server it made"
+    assert len(calls(cloud, "POST", "/v2.1/servers")) == 1
+    assert "creating the guest: the answer was lost (cannot reach the " \
+        "cloud: Unable to establish connection" in caplog.text
+
+
+def test_a_create_that_made_nothing_is_sent_again(cloud, caplog):
+    caplog.set_level("INFO")
+    conn = connect()
+    cloud.post(NOVA + "servers", [{"status_code": 503},
+                                  {"status_code": 202, "json": SERVER}])
+    found = retries.send_once(
+        "creating the guest",
+        lambda: conn.compute.create_server(name="x", image_id="i",
+                                           flavor_id="f"),
+        lambda: None)
+    assert found.id == "srv1"
+    assert len(calls(cloud, "POST", "/v2.1/servers")) == 2
+    assert "it was not done; sending it again" in caplog.text
+
+
+def test_a_refused_create_is_one_line(cloud):
+    conn = connect()
+    message = ("Quota exceeded for instances: Requested 1, but already "
+               "used 10 of 10 instances")
+    cloud.post(NOVA + "servers", status_code=403,
+               headers={"Content-Type": "application/json"},
+               json={"forbidden": {"code": 403, "message": message}})
+    looked = []
+    with pytest.raises(errors.BuildError) as raised:
+        retries.send_once("Nova refused to boot the guest",
+                       lambda: conn.compute.create_server(
+                           name="x", image_id="i", flavor_id="f"),
+                       lambda: looked.append(1))
+    assert str(raised.value) == (
+        "Nova refused to boot the guest: quota exceeded: Quota exceeded for "
+        "instances: Requested 1, but already used 10 of 10 instances")
+    assert looked == []
