@@ -133,10 +133,30 @@ def test_a_refused_create_is_one_line(cloud):
     looked = []
     with pytest.raises(errors.BuildError) as raised:
         retries.send_once("Nova refused to boot the guest",
-                       lambda: conn.compute.create_server(
-                           name="x", image_id="i", flavor_id="f"),
-                       lambda: looked.append(1))
+                          lambda: conn.compute.create_server(
+                              name="x", image_id="i", flavor_id="f"),
+                          lambda: looked.append(1))
     assert str(raised.value) == (
         "Nova refused to boot the guest: quota exceeded: Quota exceeded for "
         "instances: Requested 1, but already used 10 of 10 instances")
     assert looked == []
+
+
+def test_a_server_create_whose_answer_was_lost_is_adopted(cloud):
+    """The backend's boot: the POST is reset after Nova made the server;
+    the build finds its tagged server by name and boots nothing twice."""
+    from novaimagebuilder import nova
+    from novaimagebuilder import rollback
+    conn = connect()
+    flavor = openstack.compute.v2.flavor.Flavor(id="1", name="1", disk=2)
+    backend = nova.NovaBackend(conn, "b1", flavor, config_drive=False)
+    made = dict(SERVER["server"], metadata={nova.BUILD_TAG: "b1"})
+    other = dict(made, id="srv0", metadata={nova.BUILD_TAG: "b0"})
+    cloud.post(NOVA + "servers", [RESET])
+    cloud.get(NOVA + "servers/detail", json={"servers": [other, made]})
+    cloud.get(NOVA + "servers/srv1", json={"server": made})
+    server = backend._boot("guest", "img", rollback.Rollback())
+    assert server.id == "srv1"
+    assert len(calls(cloud, "POST", "/v2.1/servers")) == 1
+    listed = calls(cloud, "GET", "/v2.1/servers/detail")
+    assert listed[0].qs["name"] == [r"^imgfac\-nova\-b1\-guest$"]
