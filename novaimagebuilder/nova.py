@@ -514,15 +514,27 @@ class NovaBackend(pipeline.Backend):
 
     def wait_powered_off(self, machine, what, timeout, inactivity=None,
                          screen=None):
+        """Poll the server's status (cheap: the API's database) every
+        poll, its console (an RPC to nova-compute) every CONSOLE_EVERY
+        seconds: its tail is the activity, or what ``screen`` reads."""
+        console = {"read": None, "activity": None}
+
         def poll():
             server = self.conn.compute.get_server(machine.id)
             if _powered_off(server):
                 return server, None  # done: no console read to delay it
-            if screen is None:
-                return server, len(self.console(machine, None))
-            screen.update(self.console(machine,
-                                       installer_screen.CONSOLE_LINES))
-            return server, screen.activity
+            now = time.monotonic()
+            if console["read"] is None or \
+                    now - console["read"] >= CONSOLE_EVERY:
+                console["read"] = now
+                if screen is None:
+                    console["activity"] = self.console(machine,
+                                                       CONSOLE_TAIL)
+                else:
+                    screen.update(self.console(
+                        machine, installer_screen.CONSOLE_LINES))
+                    console["activity"] = screen.activity
+            return server, console["activity"]
 
         def failed(state):
             if state[0].status == "ERROR":
@@ -960,6 +972,11 @@ def sweep_cloud(conn, protected, dry_run=False, log=None):
     return outcomes
 
 
+#: Seconds between two console reads while waiting for a guest to power
+#: off (its status is polled more often), and the lines read when no
+#: installer screen is watched (their change is the activity).
+CONSOLE_EVERY = 10
+CONSOLE_TAIL = 40
 #: Seconds a deletion refused as "in use" (HTTP 409) is retried.
 CONFLICT_TIMEOUT = 30
 
