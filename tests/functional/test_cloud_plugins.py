@@ -25,6 +25,7 @@ import pytest
 from lxml import etree
 
 from tests import poll
+from tests import scs_0102
 from tests.functional import builds
 from tests.functional import guestcheck
 
@@ -78,6 +79,15 @@ def openstack_target(workspace, env, base):
     print("openstack target: %.1f s (%d MiB, sysprep %s)" % (
         result.seconds, size // 2 ** 20, image["timings"].get("sysprep")))
     return image
+
+
+def _scs_0102_offences(image):
+    """What SCS-0102 finds wrong with a Glance image (openstacksdk's)."""
+    props = dict(image.properties or {})
+    props.update({key: getattr(image, key) for key in (
+        "architecture", "os_distro", "os_version", "hw_disk_bus")})
+    return scs_0102.offences(props, image.min_disk, image.min_ram,
+                             image.size, scs_0102.seconds(image.created_at))
 
 
 def _sha512(path):
@@ -180,11 +190,17 @@ def test_openstack_target_has_nova_properties_and_no_identity(
         openstack_target, base):
     props = openstack_target["properties"]
     assert props["disk_format"] == "qcow2"
-    assert props["glance_properties"] == {
-        "os_distro": "debian", "os_version": "12", "architecture": "x86_64",
-        "hw_disk_bus": "virtio", "hw_vif_model": "virtio",
-        "imgfac_template": props["glance_properties"]["imgfac_template"]}
+    glance = props["glance_properties"]
+    assert {key: glance[key] for key in (
+        "os_distro", "os_version", "os_type", "architecture", "hw_disk_bus",
+        "hw_vif_model", "image_original_user", "image_source")} == {
+        "os_distro": "debian", "os_version": "12", "os_type": "linux",
+        "architecture": "x86_64", "hw_disk_bus": "virtio",
+        "hw_vif_model": "virtio", "image_original_user": "debian",
+        "image_source": "private"}
+    assert "hw_firmware_type" not in glance  # a BIOS build
     assert props["min_disk"] == 2
+    assert props["min_ram"] == base["parameters"]["memory"]
     assert openstack_target["base_image_id"] == base["identifier"]
     info = json.loads(subprocess.run(
         ["qemu-img", "info", "--output", "json", openstack_target["data"]],
@@ -213,6 +229,7 @@ def test_push_to_test_cloud_is_active_with_our_hash(pushed, openstack_target,
     assert image.properties["imgfac_build_id"] == pushed["identifier"]
     assert image.properties["imgfac_role"] == "image"
     assert image.min_disk == 2
+    assert _scs_0102_offences(image) == []
     assert pushed["provider"] == "@imgfac-test"
     assert pushed["provider_account_identifier"] == "imgfac/imgfac"
     assert pushed["target_image_id"] == openstack_target["identifier"]
@@ -730,7 +747,8 @@ def test_in_cloud_target_is_a_private_glance_image_with_nova_properties(
     # the virtual size of the server's disk (the flavor's), rounded up
     assert found.min_disk == props["min_disk"] == math.ceil(
         found.virtual_size / 2 ** 30)
-    assert found.min_ram == props["min_ram"] == 0
+    assert found.min_ram == props["min_ram"] == 512  # a Nova base's default
+    assert _scs_0102_offences(found) == []
     assert found.properties["imgfac_build_id"] == image["identifier"]
     assert found.properties["imgfac_role"] == "image"
     assert found.properties["imgfac_base_image"] == \
