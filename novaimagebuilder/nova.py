@@ -283,28 +283,37 @@ class NovaBackend(pipeline.Backend):
         copy (see boot_installer)."""
         formats = {"kernel": ("aki", "aki"), "ramdisk": ("ari", "ari")}
         handle = {role: self._media_image(role, media.sha256[role],
-                                          lambda p=path: p, *formats[role])
+                                          lambda p=path: p, *formats[role],
+                                          path=path)
                   for role, path in media.files.items() if role != "iso"}
         handle["files"], handle["sha256"] = media.files, media.sha256
         return handle
 
     def _media_image(self, role, digest, make, disk_format,
-                     container_format):
-        """The shared Glance image of the media ``digest`` names: found, or
-        uploaded from the file ``make()`` writes."""
+                     container_format, path=None):
+        """The shared Glance image of the media ``digest`` names: an active
+        one of this project (asked of Glance by property, owner and status)
+        whose bytes hash as ``path`` does (when given), or one uploaded from
+        the file ``make()`` writes."""
         properties = RESCUE_AS_CDROM if role == "iso" else {}
-        # Glance filters by property, but openstacksdk drops unknown
-        # filters: compare here.
-        for image in call("listing images", self.conn.image.images):
-            found = image.properties or {}
-            if image.status == "active" and found.get(MEDIA_SHA256) == digest:
-                self.log.info("Reusing Glance image %s for the %s", image.id,
-                              role)
-                if any(found.get(k) != v for k, v in properties.items()):
-                    call("setting the rescue properties of image %s"
-                         % image.id, self.conn.image.update_image, image.id,
-                         **properties)
-                return image.id
+        client = glance.of(self.conn)
+        found = glance.call("looking up the %s in Glance" % role, lambda: list(
+            client.images.list(filters={
+                MEDIA_SHA256: digest, "status": "active",
+                "owner": self.conn.current_project_id})))
+        for image in found:
+            if path and not _holds(image, path):
+                self.log.warning("Not reusing Glance image %s for the %s: "
+                                 "its %s is not the file's", image["id"],
+                                 role, image.get("os_hash_algo") or "hash")
+                continue
+            self.log.info("Reusing Glance image %s for the %s", image["id"],
+                          role)
+            if any(image.get(k) != v for k, v in properties.items()):
+                call("setting the rescue properties of image %s"
+                     % image["id"], self.conn.image.update_image,
+                     image["id"], **properties)
+            return image["id"]
         path = make()
         name = "imgfac-nova-media-%s-%s" % (role, digest[:12])
         self.log.info("Uploading the %s to Glance as %s", role, name)
@@ -776,6 +785,14 @@ class NovaBackend(pipeline.Backend):
         return machine.address, 22
 
 
+def _holds(image, path):
+    """True when a Glance image's hash (os_hash_algo/os_hash_value) is
+    that of the file ``path``."""
+    algorithm = image.get("os_hash_algo")
+    return bool(algorithm and image.get("os_hash_value") ==
+                glance.file_hash(path, algorithm))
+
+
 def _powered_off(server):
     """Stopped, or rescued with the guest powered off (Nova leaves a rescued
     server in RESCUE when its guest powers off; only its power_state says
@@ -1035,38 +1052,39 @@ class JeosCache(jeos.Cache):
         self.conn = conn
         self.log = log or LOG
 
-    def _images(self):
-        project = self.conn.current_project_id
-        for image in call("listing images", self.conn.image.images):
-            props = image.properties or {}
-            if props.get(ROLE) == sweep.JEOS_CACHE and image.owner == project:
-                yield image, props
+    def _images(self, **filters):
+        """The project's entries (with ``filters``), asked of Glance by
+        role and owner: each as the image's JSON."""
+        client = glance.of(self.conn)
+        filters.update({ROLE: sweep.JEOS_CACHE,
+                        "owner": self.conn.current_project_id})
+        return glance.call("listing the JEOS cache", lambda: [
+            dict(image) for image in client.images.list(filters=filters)])
 
     @staticmethod
-    def _entry(image, props):
+    def _entry(image):
         try:
-            stored = float(props.get(JEOS_STORED))
+            stored = float(image.get(JEOS_STORED))
         except (TypeError, ValueError):
             stored = 0.0
-        return jeos.Entry(props.get(JEOS_KEY), image.id,
-                          props.get(JEOS_NAME) or image.name, stored,
-                          props.get(BUILD_TAG), image.size)
+        return jeos.Entry(image.get(JEOS_KEY), image["id"],
+                          image.get(JEOS_NAME) or image.get("name"), stored,
+                          image.get(BUILD_TAG), image.get("size"))
 
     def entries(self):
-        return [self._entry(image, props) for image, props in self._images()]
+        return [self._entry(image) for image in self._images()]
 
     def find(self, key):
-        found = sorted(((image, props) for image, props in self._images()
-                        if props.get(JEOS_KEY) == key),
-                       key=lambda pair: self._entry(*pair).created,
+        found = sorted(self._images(**{JEOS_KEY: key}),
+                       key=lambda image: self._entry(image).created,
                        reverse=True)
-        for image, props in found:
-            if image.status == "active" and image.size:
-                return self._entry(image, props)
+        for image in found:
+            if image.get("status") == "active" and image.get("size"):
+                return self._entry(image)
             self.log.warning("Ignoring the broken JEOS cache entry %s (Glance "
-                             "says it is %s); removing it", image.id,
-                             image.status)
-            self.remove(self._entry(image, props))
+                             "says it is %s); removing it", image["id"],
+                             image.get("status"))
+            self.remove(self._entry(image))
         return None
 
     def add(self, captured, key, name, build):
