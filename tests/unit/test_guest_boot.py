@@ -74,6 +74,7 @@ def test_user_data_carries_the_host_key_and_ssh_opens_to_this_host(
     is the build's cloud-config; the private key is in no log line, even
     keystoneauth's DEBUG request bodies (as the CLI's handlers scrub)."""
     caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="keystoneauth")  # as --debug
     scrub.install(caplog.handler)
     key = hostkeys.generate()
     machine = backend().boot_guest("jeos1", "debian", "ssh-ed25519 AAAA k",
