@@ -50,6 +50,8 @@ class BuildContext:
         self.identifier = identifier
         #: Vets the URLs the build opens (an API caller's), or None.
         self.url_check = url_check
+        #: Where the build's flow keeps its tasks' results (TaskFlow).
+        self.flow_persistence = store.flow_persistence()
         self._cancel = cancel_event
         self._on_change = on_change or (lambda record: None)
         self.body_path = store.body_path(identifier)

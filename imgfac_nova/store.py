@@ -55,6 +55,7 @@ class ImageStore:
         self.connection = self._options.pop("connection", None) or \
             default_connection(self.path)
         self._database = None
+        self._flows = None
         self._open_lock = threading.Lock()
 
     def open(self):
@@ -66,12 +67,34 @@ class ImageStore:
 
     def sync(self):
         """Create or upgrade the database schema (whatever the backend),
-        then open the store; returns the revisions ``(before, after)``."""
+        TaskFlow's tables for build flows too, then open the store; returns
+        the revisions ``(before, after)``."""
         from imgfac_nova.db import migration
         with _database_errors():
             revisions = migration.upgrade(self._connect())
         self.open()
+        self.flow_persistence()
         return revisions
+
+    def flow_persistence(self):
+        """TaskFlow's persistence backend for build flows, in the records'
+        database (its tables made or upgraded once per process)."""
+        from taskflow import exceptions
+        from taskflow.persistence.backends import impl_sqlalchemy
+        database = self._db()
+        with self._open_lock:
+            if self._flows is None:
+                backend = impl_sqlalchemy.SQLAlchemyBackend(
+                    {}, engine=database.flow_engine())
+                try:
+                    with contextlib.closing(backend.get_connection()) as conn:
+                        conn.upgrade()
+                except exceptions.StorageFailure as exc:
+                    raise StoreError("database %s: cannot keep build "
+                                     "flows: %s" % (database.redacted_url,
+                                                    exc)) from exc
+                self._flows = backend
+        return self._flows
 
     def schema_version(self):
         """The database schema's revision; None when it has none yet."""

@@ -1,9 +1,12 @@
-"""One base-image build, the same for every place machines can run.
+"""What one base-image build is made of, the same for every place machines
+can run: the :class:`Backend` contract (how machines are booted, watched,
+captured and removed: in Nova, or with local QEMU), the build's options,
+its result and timings.
 
 install media -> installer machine -> (power-off) -> JEOS capture -> guest
 machine from the JEOS -> SSH customization -> ICICLE -> power-off -> image
-capture, with every resource on the rollback stack. A :class:`Backend` says how
-machines are booted, watched, captured and removed: in Nova, or with local QEMU.
+capture: the steps are TaskFlow tasks (:mod:`novaimagebuilder.tasks`) in the
+flows of :mod:`novaimagebuilder.flows`, run by :mod:`novaimagebuilder.runner`.
 With a JEOS cache (:mod:`jeos`), a build whose JEOS is cached starts at the
 guest machine, and a build that installs keeps its JEOS there.
 """
@@ -14,7 +17,6 @@ import logging
 import time
 
 from novaimagebuilder import errors
-from novaimagebuilder import rollback as rollback_stack
 
 LOG = logging.getLogger(__name__)
 
@@ -150,7 +152,7 @@ class Options:
                       if k in known and v is not None})
 
 
-class _Clock:
+class Clock:
     """Seconds per step, split into waiting on machines and our own work."""
 
     def __init__(self):
@@ -188,7 +190,7 @@ class _Clock:
         return self.timings
 
 
-class _TimedBackend:
+class TimedBackend:
     """Counts the time spent inside backend calls as waiting on machines."""
 
     def __init__(self, backend, clock):
@@ -205,315 +207,7 @@ class _TimedBackend:
         return timed
 
 
-class Pipeline:
-    """Runs one base-image build on a backend."""
-
-    def __init__(self, backend, media_cache, progress=None, cancel=None,
-                 log=None, jeos_cache=None, jeos_policy=None, build_id=None,
-                 on_jeos=None):
-        from novaimagebuilder import jeos
-        self.clock = _Clock()
-        self.backend = _TimedBackend(backend, self.clock)
-        self.media_cache = media_cache
-        self.jeos_cache = jeos_cache
-        self.jeos_policy = jeos_policy or jeos.Policy()
-        self.build_id = build_id
-        #: Told what the JEOS cache did (Result.jeos) as soon as it is known.
-        self._on_jeos = on_jeos or (lambda info: None)
-        self._progress = progress or (lambda percent, activity: None)
-        self.cancel = cancel
-        self.log = log or LOG
-
-    def progress(self, percent, activity):
-        if self.cancel is not None and self.cancel.is_set():
-            raise errors.Cancelled()
-        self._progress(percent, activity)
-
-    def run(self, template, parameters):
-        """Build; returns a Result. Raises BuildError (one line) on failure."""
-        options = Options.from_parameters(parameters)
-        return self._unwinding(options, lambda undo: self._run(
-            template, parameters, options, undo))
-
-    def customize_image(self, image, template, parameters, finish=None):
-        """Boot a copy of the finished ``image`` (a backend image handle),
-        apply ``template``'s customization, read the ICICLE, run ``finish``
-        (``(name, shell script, timeout)``, as root, the last thing before
-        the power-off) and capture the result: a Result with the new image
-        (``image`` itself is left as it was). A target image's target
-        content is applied this way."""
-        options = Options.from_parameters(parameters)
-
-        def body(undo):
-            new, manifest, reached = self._customize(
-                image, template, parameters, options, undo, "the base image",
-                finish)
-            return Result(new, manifest, self.clock.result(), ssh=reached)
-        return self._unwinding(options, body)
-
-    def _unwinding(self, options, body):
-        """``body(undo)`` with a new rollback stack, unwound afterwards."""
-        undo = rollback_stack.Rollback(self.log)
-        succeeded = False
-        try:
-            result = body(undo)
-            succeeded = True
-            return result
-        finally:
-            left = undo.unwind(succeeded, keep=options.keep_on_failure)
-            if left and options.keep_on_failure and not succeeded:
-                self.log.warning("Kept for debugging: %s. Remove them with "
-                                 "'imgfac-nova sweep' or by hand.",
-                                 "; ".join(left))
-            elif left:
-                self.log.error("Could not clean up: %s", "; ".join(left))
-
-    def _run(self, template, parameters, options, undo):
-        from novaimagebuilder import media as media_mod
-
-        self.clock.step("media")
-        self.progress(2, "Fetching the install media from %s"
-                      % template.os.install.location)
-        media = media_mod.fetch(template.os.install, self.media_cache,
-                                parameters.get("install_kernel"),
-                                parameters.get("install_ramdisk"), self.cancel)
-        script, kind = self._install_script(template, parameters)
-        cache_key, entry = self._find_jeos(template, parameters, media,
-                                           options)
-        if entry is not None:
-            self.progress(50, "Reusing the cached JEOS %s (%s, stored %s)" % (
-                entry.id, entry.name, time.strftime(
-                    "%Y-%m-%d %H:%M", time.gmtime(entry.created))))
-            jeos_handle, jeos_info = entry.id, {"cache": "hit",
-                                                "jeos": entry.id}
-        else:
-            jeos_handle, discard = self._install(template, options, media,
-                                                 script, kind, undo)
-            jeos_info = {"cache": "off"}
-            if cache_key is not None:
-                stored = self._keep_jeos(jeos_handle, discard, cache_key,
-                                         template, undo)
-                jeos_handle = stored.id
-                jeos_info = {"cache": "stored", "jeos": stored.id}
-        self._on_jeos(jeos_info)
-
-        image, manifest, reached = self._customize(
-            jeos_handle, template, parameters, options, undo, "the JEOS")
-        self.progress(98, "Cleaning up")
-        return Result(image, manifest, self.clock.result(), jeos_info,
-                      reached)
-
-    def _customize(self, disk, template, parameters, options, undo, what,
-                   finish=None):
-        """Boot ``disk``, customize over SSH, read the ICICLE, run
-        ``finish``, power off and capture: ``(image, icicle, how the guest
-        was reached)``, the image on ``undo`` as a result."""
-        from novaimagebuilder import customize
-        from novaimagebuilder import icicle
-        from novaimagebuilder import proxy as proxy_mod
-        from novaimagebuilder import ssh
-
-        backend = self.backend
-        self.clock.step("customize")
-        self.progress(55, "Booting %s to customize it" % what)
-        key, public_key = _throwaway_key()
-        host_key = user_data = None
-        if options.ssh_host_keys != "console":
-            from novaimagebuilder import hostkeys
-            host_key = hostkeys.generate()
-            user_data = hostkeys.user_data([host_key])
-        guest = backend.boot_guest(disk, options.default_user, public_key,
-                                   user_data=user_data)
-        guest_entry = undo.push(str(guest), lambda: self.backend.delete(guest))
-        host, port = backend.ssh_address(guest)
-        jump = self._jump_host(parameters)
-        proxy = _checked(proxy_mod.Proxy.from_parameters, parameters)
-        self.progress(60, "Waiting for SSH on %s%s" % (
-            ssh.host_port(host, port),
-            " via jump host %s" % jump.address if jump else ""))
-        # Time in the guest (SSH, commands) counts as waiting on machines.
-        with self.clock.waiting():
-            session = self._connect(guest, host, port, key, options, jump,
-                                    host_key)
-            reached = dict(session.host_key or {},
-                           address=ssh.host_port(host, port))
-            if jump is not None:
-                reached["jump_host"] = jump.address
-            try:
-                if proxy is not None and parameters.get("proxy_tunnel"):
-                    proxy = proxy.tunnelled(session.forward_remote)
-                customize.customize(
-                    session, template, self.log,
-                    progress=lambda text: self.progress(70, text),
-                    cancelled=self._cancelled,
-                    proxy=proxy)
-                self.progress(85, "Reading the installed packages (ICICLE)")
-                packages = icicle.read_packages(
-                    session, customize.os_family(template.os.name),
-                    template.os.icicle_extra_command)
-                if finish is not None:
-                    name, script, timeout = finish
-                    self.progress(87, "Running %s" % name)
-                    session.run(script, timeout=timeout, name=name)
-                self.progress(88, "Shutting the guest down")
-                session.poweroff()
-            finally:
-                session.close()
-        manifest = icicle.icicle_xml(packages, template.description)
-        try:
-            backend.wait_powered_off(
-                guest, "waiting for the customized guest to power off", 300)
-        except errors.WaitTimeout:
-            self.log.warning("%s did not power off by itself; stopping it",
-                             guest)
-            backend.power_off(guest)
-
-        self.clock.step("capture")
-        self.progress(92, "Capturing the image")
-        image = backend.capture(guest, "image")
-        undo.push("image %s" % image, lambda: self.backend.discard(image),
-                  result=True)
-        undo.undo_now(guest_entry)
-        return image, manifest, reached
-
-    def _find_jeos(self, template, parameters, media, options):
-        """``(cache key, usable Entry or None)``; the key is None when the
-        build uses no JEOS cache."""
-        from novaimagebuilder import jeos
-        if self.jeos_cache is None or not options.jeos_cache:
-            return None, None
-        cache_key = jeos.key(template, parameters, media.sha256, dict(
-            self.backend.jeos_scope(), version=_version()))
-        with self.clock.waiting():
-            entry = self.jeos_cache.find(cache_key)
-        if entry is not None and not self.jeos_policy.usable(entry):
-            self.log.info("The cached JEOS %s has expired", entry.id)
-            entry = None
-        return cache_key, entry
-
-    def _install(self, template, options, media, script, kind, undo):
-        """Upload the media, run the installer, capture the JEOS; returns
-        the captured JEOS and its rollback entry."""
-        backend = self.backend
-        self.progress(5, "Preparing the install media")
-        media_handle = backend.prepare_media(media)
-
-        self.clock.step("install")
-        cmdline = " ".join(filter(None, [
-            "console=ttyS0", SCRIPT_KERNEL_ARGS.get(kind),
-            template.os.kernelparam, options.kernel_args]))
-        self.progress(8, "Booting the %s installer" % template.os.name)
-        installer = backend.boot_installer(media_handle, script, kind,
-                                           cmdline, options.disk_size)
-        installer_entry = undo.push(str(installer),
-                                    lambda: self.backend.delete(installer))
-        self.progress(10, "Installing %s %s (waiting for the installer to "
-                      "power off)" % (template.os.name, template.os.version))
-        self._wait_installer(installer, options)
-
-        self.clock.step("jeos")
-        self.progress(50, "Capturing the JEOS disk")
-        captured = backend.capture(installer, "jeos")
-        discard = undo.push("JEOS %s" % captured,
-                            lambda: self.backend.discard(captured))
-        undo.undo_now(installer_entry)
-        return captured, discard
-
-    def _keep_jeos(self, captured, discard, cache_key, template, undo):
-        """Make the captured JEOS a cache entry (it stays on the rollback
-        stack until it is one), then remove the entries that have expired."""
-        from novaimagebuilder import jeos
-        with self.clock.waiting():
-            stored = self.jeos_cache.add(captured, cache_key,
-                                         jeos.describe(template),
-                                         self.build_id)
-        undo.forget(discard)
-        self.log.info("Stored the JEOS in the JEOS cache (%s) as %s",
-                      self.jeos_cache.where, stored.id)
-        try:
-            with self.clock.waiting():
-                self.jeos_cache.prune(self.jeos_policy, keep={stored.id},
-                                      log=self.log)
-        except Exception as exc:  # an old entry left is no reason to fail
-            self.log.warning("Could not remove expired JEOS cache entries: "
-                             "%s", exc)
-        return stored
-
-    def _cancelled(self):
-        return self.cancel is not None and self.cancel.is_set()
-
-    def _install_script(self, template, parameters):
-        from novaimagebuilder import installscript
-        return installscript.for_build(template, parameters)
-
-    def _wait_installer(self, installer, options):
-        """Wait for the installer to power off; on failure, timeout or
-        interruption its last screen and console tail go to the build log,
-        and the error names the question it waits at, if any."""
-        from novaimagebuilder import installer_screen
-        screen = installer_screen.Watch(
-            grace=min(INSTALLER_QUESTION_GRACE, options.inactivity_timeout))
-        try:
-            self.backend.wait_powered_off(
-                installer, "waiting for the installer to finish",
-                options.timeout, options.inactivity_timeout, screen=screen)
-        except BaseException as exc:
-            console = self.backend.console(installer,
-                                           installer_screen.CONSOLE_LINES)
-            self.log.error(
-                "The installer's last screen:\n%s\nEnd of its console:\n%s",
-                installer_screen.screen_text(console),
-                "\n".join(installer_screen.plain_tail(console, 15)))
-            if not isinstance(exc, (errors.WaitTimeout, errors.WaitFailed)):
-                raise
-            asked = installer_screen.question(installer_screen.render(
-                console))
-            if asked:
-                raise errors.BuildError(installer_screen.waiting_at(asked)) \
-                    from None
-            tail = installer_screen.plain_tail(console, 1)
-            raise errors.BuildError("%s; console ends: %s" % (
-                exc, tail[-1] if tail else "(console is empty)")) from None
-
-    def _jump_host(self, parameters):
-        from novaimagebuilder import ssh
-        return _checked(ssh.jump_host, parameters.get("ssh_jump_host"),
-                        parameters.get("ssh_jump_key"),
-                        parameters.get("ssh_jump_agent"),
-                        parameters.get("ssh_jump_known_hosts"), log=self.log)
-
-    def _connect(self, machine, host, port, key, options, jump=None,
-                 host_key=None):
-        """An SSHGuest logged in to the guest (through ``jump``), checking
-        its host key against ``host_key`` (a hostkeys.HostKey the build gave
-        it) and, unless ssh_host_keys is "build", the console's; on failure
-        everything it opened, the jump connection too, is closed."""
-        from novaimagebuilder import ssh
-        session = ssh.SSHGuest(
-            host, port, options.default_user, key,
-            command_prefix=options.command_prefix or "",
-            host_keys=lambda: ssh.host_keys_from_console(
-                self.backend.console(machine, 400)),
-            log=self.log, cancelled=self._cancelled,
-            host_key_policy=options.ssh_host_key_policy, jump=jump,
-            build_keys=[host_key.public] if host_key else (),
-            build_only=options.ssh_host_keys == "build",
-            key_grace=options.ssh_host_key_wait)
-        try:
-            session.wait_until_reachable(options.ssh_timeout)
-        except ssh.SSHTimeout as exc:
-            session.close()
-            limits = self.backend.ssh_limits(machine)
-            if not limits:
-                raise
-            raise ssh.SSHTimeout(f"{exc} ({limits})") from None
-        except BaseException:
-            session.close()
-            raise
-        return session
-
-
-def _checked(function, *args, **kwargs):
+def checked(function, *args, **kwargs):
     """``function(...)``, its ValueError (one line) as a BuildError."""
     try:
         return function(*args, **kwargs)
@@ -521,7 +215,7 @@ def _checked(function, *args, **kwargs):
         raise errors.BuildError(str(exc)) from None
 
 
-def _version():
+def version():
     """The product version: generated install scripts change with it."""
     from importlib import metadata
     try:
@@ -530,7 +224,7 @@ def _version():
         return "unknown"
 
 
-def _throwaway_key():
+def throwaway_key():
     """A new SSH key pair for one build: (paramiko key, OpenSSH public key)."""
     import paramiko
     key = paramiko.ECDSAKey.generate(bits=256)

@@ -94,6 +94,16 @@ class Database:
         with self._errors(), self._facade.reader.using(_Context()) as session:
             yield session
 
+    def flow_engine(self):
+        """The engine for TaskFlow's persistence of build flows, in this
+        database: on SQLite each of its transactions takes the write lock
+        first, as the store's writers do (a read that later writes would
+        fail on a concurrent writer's commit instead of waiting)."""
+        engine = self._facade.writer.get_engine()
+        if self.is_sqlite:
+            return engine.execution_options(**{_IMMEDIATE: True})
+        return engine
+
     @contextlib.contextmanager
     def connection(self):
         """A connection in a write transaction, committed at the end (for

@@ -12,6 +12,9 @@ from imgfac_nova.db import api
 #: The newest revision in migrations/versions (a unit test checks it is
 #: alembic's head): the schema this release reads and writes.
 HEAD = "0001"
+#: alembic's version table: ours, beside the one of TaskFlow's own
+#: migrations (its persistence tables live in the same database).
+VERSION_TABLE = "imgfac_nova_alembic_version"
 _SCRIPTS = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                         "migrations")
 
@@ -23,10 +26,10 @@ def current(database):
 
 
 def _revision(conn):
-    if not sa.inspect(conn).has_table("alembic_version"):
+    if not sa.inspect(conn).has_table(VERSION_TABLE):
         return None
     return conn.execute(sa.text(
-        "SELECT version_num FROM alembic_version")).scalar()
+        "SELECT version_num FROM %s" % VERSION_TABLE)).scalar()
 
 
 def _config(conn=None):

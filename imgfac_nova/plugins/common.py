@@ -189,15 +189,14 @@ def run_pipeline(build, backend, template, parameters, conf=None,
                  jeos_cache=None):
     """Run the shared pipeline for ``build`` (with ``jeos_cache``, a
     jeos.Cache, when the plugin keeps one); returns its Result."""
-    from novaimagebuilder import pipeline
+    from novaimagebuilder import runner as build_runner
 
-    runner = pipeline.Pipeline(backend, _media_cache(conf, build),
-                               progress=build.progress,
-                               cancel=build.cancel_event, log=LOG,
-                               jeos_cache=jeos_cache,
-                               jeos_policy=jeos_policy(conf),
-                               build_id=build.identifier,
-                               on_jeos=lambda info: _record_jeos(build, info))
+    runner = build_runner.Pipeline(
+        backend, _media_cache(conf, build), progress=build.progress,
+        cancel=build.cancel_event, log=LOG, jeos_cache=jeos_cache,
+        jeos_policy=jeos_policy(conf), build_id=build.identifier,
+        on_jeos=lambda info: _record_jeos(build, info),
+        persistence=getattr(build, "flow_persistence", None))
     result = runner.run(template, pipeline_parameters(template, parameters))
     build.set_icicle(result.icicle)
     for step, seconds in result.timings.items():
@@ -281,17 +280,17 @@ def customize_for_target(build, backend, image, template, parameters,
                          conf=None, start=5, end=19, finish=None):
     """Boot ``image`` on ``backend``, apply ``template`` (the target
     content), read the ICICLE, run ``finish`` (see
-    :meth:`~novaimagebuilder.pipeline.Pipeline.customize_image`) and
+    :meth:`~novaimagebuilder.runner.Pipeline.customize_image`) and
     capture: the pipeline's Result, its ICICLE now the target image's.
     Progress runs from ``start`` to ``end`` percent."""
-    from novaimagebuilder import pipeline
+    from novaimagebuilder import runner as build_runner
 
     def progress(percent, activity):
         build.progress(start + (end - start) * percent // 100, activity)
 
-    runner = pipeline.Pipeline(backend, _media_cache(conf, build),
-                               progress=progress, cancel=build.cancel_event,
-                               log=LOG)
+    runner = build_runner.Pipeline(backend, _media_cache(conf, build),
+                                   progress=progress,
+                                   cancel=build.cancel_event, log=LOG)
     result = runner.customize_image(image, template, pipeline_parameters(
         template, parameters), finish)
     build.set_icicle(result.icicle)

@@ -19,6 +19,7 @@ from imgfac_nova import store
 from imgfac_nova.db import api
 from imgfac_nova.db import migration
 from tests import poll
+from tests.unit.test_pipeline import fakes  # noqa: F401 (fixture)
 
 PASSWORD = "db-pw-" + uuid.uuid4().hex[:8]
 
@@ -176,3 +177,33 @@ def test_wrong_password_is_one_line_without_it(server, tmp_path):
     assert message.startswith("cannot connect to the database %s: "
                               % api.redact(url))
     assert PASSWORD not in message and "\n" not in message
+
+
+def test_build_flows_are_kept_in_the_same_database(server, tmp_path,
+                                                   fakes):  # noqa: F811
+    """db sync makes TaskFlow's tables too (its alembic history beside
+    ours), and a build's flow keeps its tasks' results there."""
+    import contextlib
+
+    import sqlalchemy as sa
+
+    from novaimagebuilder import media
+    from novaimagebuilder import runner
+    from tests.unit import test_pipeline
+
+    assert manage.main(["--config-file", _conf(tmp_path, server), "db",
+                        "sync"]) == 0
+    tables = set(sa.inspect(sa.create_engine(server)).get_table_names())
+    assert {"images", migration.VERSION_TABLE, "alembic_version",
+            "logbooks", "flowdetails", "atomdetails"} <= tables
+    s = store.ImageStore(str(tmp_path / "store"), {"connection": server})
+    build_id = "4f5e6d7c-8b9a-4c1d-9e2f-3a4b5c6d7e8f"
+    runner.Pipeline(test_pipeline.Recorder(), media.MediaCache(str(fakes)),
+                    build_id=build_id, persistence=s.flow_persistence()).run(
+        test_pipeline.TEMPLATE, {"install_script": "disk /dev/vda\n"})
+    with contextlib.closing(store.ImageStore(
+            str(tmp_path / "store"), {"connection": server})
+            .flow_persistence().get_connection()) as conn:
+        book = conn.get_logbook(build_id)
+        results = {atom.name: atom.results for flow in book for atom in flow}
+    assert results["capture-image"] == "image"

@@ -34,7 +34,8 @@ def test_migrations_up_from_empty_match_the_models(tmp_path):
     assert migration.upgrade(database) == (None, migration.HEAD)
     assert migration.upgrade(database) == (migration.HEAD, migration.HEAD)
     with database.connection() as conn:
-        context = alembic_migration.MigrationContext.configure(conn)
+        context = alembic_migration.MigrationContext.configure(
+            conn, opts={"version_table": migration.VERSION_TABLE})
         assert autogenerate.compare_metadata(context, models.metadata) == []
     # every record field has its column, and the build's own
     assert set(images.FIELDS) | {"id", "cancel_requested", "extra"} == set(
@@ -51,7 +52,7 @@ def test_schema_newer_than_this_release_is_one_line(tmp_path):
     store.ImageStore(str(tmp_path)).open()
     with contextlib.closing(sqlite3.connect(
             str(tmp_path / store.SQLITE_NAME))) as db, db:
-        db.execute("UPDATE alembic_version SET version_num = 'f00d'")
+        db.execute("UPDATE imgfac_nova_alembic_version SET version_num = 'f00d'")
     with pytest.raises(store.StoreError, match=(
             "has schema f00d, newer than this imgfac-nova knows")):
         store.ImageStore(str(tmp_path)).list()

@@ -354,14 +354,13 @@ def test_jump_host_refusing_the_key_is_one_line(sshd_server, client_key):
 
 def test_pipeline_closes_the_jump_when_the_guest_is_unreachable(
         sshd_server, client_key):
-    from novaimagebuilder import pipeline
+    from novaimagebuilder.tasks import context
     jump = ssh.JumpHost("127.0.0.1", sshd_server.port, "root", client_key)
-    runner = pipeline.Pipeline(types.SimpleNamespace(
+    run = context.BuildRun(types.SimpleNamespace(
         console=lambda machine, lines: "",
-        ssh_limits=lambda machine: ""), None)
-    options = pipeline.Options(ssh_timeout=2)
+        ssh_limits=lambda machine: ""), None, parameters={"ssh_timeout": 2})
     with pytest.raises(ssh.SSHTimeout, match="cannot reach 127.0.0.1:1"):
-        runner._connect("guest", "127.0.0.1", 1, client_key, options, jump)
+        run.connect("guest", "127.0.0.1", 1, client_key, jump)
     assert not jump.connected
 
 

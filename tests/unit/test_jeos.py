@@ -13,7 +13,7 @@ from novaimagebuilder import errors
 from novaimagebuilder import jeos
 from novaimagebuilder import local
 from novaimagebuilder import media
-from novaimagebuilder import pipeline
+from novaimagebuilder import runner
 from tests.unit import test_pipeline
 
 SUMS = {"kernel": "a" * 64, "ramdisk": "b" * 64}
@@ -120,9 +120,9 @@ class MemoryCache(jeos.Cache):
 
 
 def _run(backend, cache_dir, cache, policy=None, **parameters):
-    run = pipeline.Pipeline(backend, media.MediaCache(str(cache_dir)),
-                            jeos_cache=cache, jeos_policy=policy,
-                            build_id="b1")
+    run = runner.Pipeline(backend, media.MediaCache(str(cache_dir)),
+                          jeos_cache=cache, jeos_policy=policy,
+                          build_id="b1")
     return run.run(test_pipeline.TEMPLATE,
                    dict({"install_script": "disk /dev/vda\n"}, **parameters))
 

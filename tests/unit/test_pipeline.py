@@ -7,6 +7,7 @@ from imgfac_nova import template as tdl
 from novaimagebuilder import errors
 from novaimagebuilder import media
 from novaimagebuilder import pipeline
+from novaimagebuilder import runner
 
 TEMPLATE = tdl.parse_template("""<template><name>p</name>
   <os><name>Debian</name><version>12</version><arch>x86_64</arch>
@@ -123,8 +124,8 @@ def fakes(monkeypatch, tmp_path):
 
 
 def _run(backend, cache_dir, progress=None, cancel=None, **parameters):
-    run = pipeline.Pipeline(backend, media.MediaCache(str(cache_dir)),
-                            progress=progress, cancel=cancel)
+    run = runner.Pipeline(backend, media.MediaCache(str(cache_dir)),
+                          progress=progress, cancel=cancel)
     return run.run(TEMPLATE, dict({"install_script": "disk /dev/vda\n"},
                                   **parameters))
 
@@ -236,7 +237,7 @@ def test_result_says_how_the_guest_was_reached(fakes, monkeypatch):
 
 
 def _customize(backend, cache_dir, **parameters):
-    run = pipeline.Pipeline(backend, media.MediaCache(str(cache_dir)))
+    run = runner.Pipeline(backend, media.MediaCache(str(cache_dir)))
     return run.customize_image("base", TEMPLATE, parameters)
 
 
@@ -274,7 +275,7 @@ def test_customize_image_runs_finish_last_before_the_power_off(
         session.commands.append("read the ICICLE")
         return ["hello"]
     monkeypatch.setattr(icicle, "read_packages", read_packages)
-    run = pipeline.Pipeline(Recorder(), media.MediaCache(str(fakes)))
+    run = runner.Pipeline(Recorder(), media.MediaCache(str(fakes)))
     run.customize_image("base", TEMPLATE, {},
                         finish=("the clean-up", "rm -f /etc/x", 60))
     assert FakeSession.instances[0].commands == [

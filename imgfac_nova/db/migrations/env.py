@@ -3,6 +3,7 @@
 they share its transaction and, on SQLite, its write lock)."""
 from alembic import context
 
+from imgfac_nova.db import migration
 from imgfac_nova.db import models
 
 if context.is_offline_mode():
@@ -13,6 +14,7 @@ context.configure(connection=context.config.attributes["connection"],
                   target_metadata=models.metadata,
                   # SQLite alters a table by copying it; the same scripts
                   # then run everywhere.
-                  render_as_batch=True)
+                  render_as_batch=True,
+                  version_table=migration.VERSION_TABLE)
 with context.begin_transaction():
     context.run_migrations()

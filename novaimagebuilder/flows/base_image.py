@@ -1,0 +1,40 @@
+"""The base-image flow, and the customize flow a finished image takes to
+become another (a target's content).
+
+Base image, in order: fetch-media, find-jeos, prepare-media,
+boot-installer, wait-installer, capture-jeos, remove-installer, keep-jeos
+(the install steps pass through when the JEOS cache has the JEOS), then
+customize, capture-image, remove-guest, discard-jeos (when the JEOS cache
+did not take it).
+"""
+from taskflow.patterns import linear_flow
+
+from novaimagebuilder.tasks import guest
+from novaimagebuilder.tasks import install
+from novaimagebuilder.tasks import names
+
+
+def get_flow(run):
+    """The base-image flow of ``run`` (a BuildRun)."""
+    flow = linear_flow.Flow("base-image")
+    flow.add(install.FetchMedia(run), install.FindJeos(run),
+             install.PrepareMedia(run), install.BootInstaller(run),
+             install.WaitInstaller(run), install.CaptureJeos(run),
+             install.RemoveInstaller(run),
+             install.KeepJeos(run, provides=(names.JEOS_INFO, names.DISK)))
+    _customize(flow, run, "the JEOS")
+    flow.add(install.DiscardJeos(run))
+    return flow
+
+
+def get_customize_flow(run, finish=None):
+    """Customize the image the store's ``disk`` names (left as it was):
+    boot it, customize, run ``finish``, capture the copy."""
+    return _customize(linear_flow.Flow("customize-image"), run,
+                      "the base image", finish)
+
+
+def _customize(flow, run, what, finish=None):
+    flow.add(guest.Customize(run, what, finish), guest.CaptureImage(run),
+             guest.RemoveGuest(run))
+    return flow

@@ -1,0 +1,95 @@
+"""The build as a TaskFlow flow: its tasks in order with what they require
+and provide, and what the engine saves of a build (plain ids and values,
+never a secret)."""
+import contextlib
+import json
+
+from taskflow.persistence.backends import impl_memory
+
+from novaimagebuilder import media
+from novaimagebuilder import runner
+from novaimagebuilder.flows import base_image
+from novaimagebuilder.tasks import context
+from novaimagebuilder.tasks import names
+from tests.unit.test_pipeline import TEMPLATE
+from tests.unit.test_pipeline import Recorder
+from tests.unit.test_pipeline import fakes  # noqa: F401 (fixture)
+
+BASE_STEPS = [names.FETCH_MEDIA, names.FIND_JEOS, names.PREPARE_MEDIA,
+              names.BOOT_INSTALLER, names.WAIT_INSTALLER, names.CAPTURE_JEOS,
+              names.REMOVE_INSTALLER, names.KEEP_JEOS, names.CUSTOMIZE,
+              names.CAPTURE_IMAGE, names.REMOVE_GUEST, names.DISCARD_JEOS]
+
+
+def test_the_base_image_flow_in_order_with_its_values():
+    flow = base_image.get_flow(context.BuildRun(Recorder(), None))
+    assert [atom.name for atom in flow] == BASE_STEPS
+    provides = {atom.name: set(atom.provides) for atom in flow}
+    assert provides[names.BOOT_INSTALLER] == {names.INSTALLER}
+    assert provides[names.KEEP_JEOS] == {names.JEOS_INFO, names.DISK}
+    assert provides[names.CUSTOMIZE] == {names.GUEST}
+    assert flow.requires == set()  # all from earlier tasks
+    customize = base_image.get_customize_flow(
+        context.BuildRun(Recorder(), None))
+    assert [atom.name for atom in customize] == [
+        names.CUSTOMIZE, names.CAPTURE_IMAGE, names.REMOVE_GUEST]
+    assert customize.requires == {names.DISK}
+
+
+def _saved(backend, build_id):
+    with contextlib.closing(backend.get_connection()) as conn:
+        book = conn.get_logbook(build_id)
+        return {atom.name: (atom.state, atom.results)
+                for flow in book for atom in flow}
+
+
+def test_the_engine_saves_each_result_as_plain_values(fakes):  # noqa: F811
+    backend = impl_memory.MemoryBackend()
+    build_id = "0b6e7f5a-8f87-4b59-a3c3-b2a3d6e1a2c4"
+    script = "rootpw --plaintext Sup3r-Secret\ndisk /dev/vda\n"
+    result = runner.Pipeline(
+        Recorder(), media.MediaCache(str(fakes)), build_id=build_id,
+        persistence=backend).run(TEMPLATE, {"install_script": script})
+    saved = _saved(backend, build_id)
+    assert list(saved) == BASE_STEPS
+    assert {state for state, _ in saved.values()} == {"SUCCESS"}
+    assert saved[names.BOOT_INSTALLER][1]["machine"] == "installer"
+    assert saved[names.CAPTURE_IMAGE][1] == result.image == "image"
+    assert saved[names.CUSTOMIZE][1]["icicle"] == result.icicle
+    text = json.dumps({k: v for k, (_, v) in saved.items()})
+    assert "Sup3r-Secret" not in text and "PRIVATE KEY" not in text
+
+
+def test_a_failed_build_saves_its_reverts(fakes):  # noqa: F811
+    backend = impl_memory.MemoryBackend()
+    build_id = "6c3a1d0e-2b7f-4e0e-9a55-0c1d2e3f4a5b"
+    recorder = Recorder(fail="capture_image")
+    try:
+        runner.Pipeline(recorder, media.MediaCache(str(fakes)),
+                        build_id=build_id, persistence=backend).run(
+            TEMPLATE, {"install_script": "disk /dev/vda\n"})
+    except Exception as exc:
+        assert str(exc) == "capture_image broke"
+    else:
+        raise AssertionError("the build did not fail")
+    states = {name: state for name, (state, _) in
+              _saved(backend, build_id).items()}
+    assert states[names.CAPTURE_IMAGE] == "REVERTED"
+    assert states[names.BOOT_INSTALLER] == "REVERTED"
+    assert states[names.DISCARD_JEOS] == "PENDING"
+    assert recorder.alive == set()
+
+
+def test_the_records_database_keeps_the_flow(fakes, tmp_path):  # noqa: F811
+    from imgfac_nova import store
+    images = store.ImageStore(str(tmp_path / "store"))
+    build_id = "9d0c1b2a-3e4f-4a5b-8c7d-6e5f4a3b2c1d"
+    runner.Pipeline(Recorder(), media.MediaCache(str(fakes)),
+                    build_id=build_id,
+                    persistence=images.flow_persistence()).run(
+        TEMPLATE, {"install_script": "disk /dev/vda\n"})
+    # A store opened anew on the same database sees it.
+    again = store.ImageStore(str(tmp_path / "store"))
+    saved = _saved(again.flow_persistence(), build_id)
+    assert list(saved) == BASE_STEPS
+    assert saved[names.CAPTURE_IMAGE] == ("SUCCESS", "image")
