@@ -24,8 +24,14 @@ from novaimagebuilder import errors
 from novaimagebuilder import private
 from novaimagebuilder import scrub
 from novaimagebuilder import sweep
+from novaimagebuilder import waiter
 
 LOG = logging.getLogger(__name__)
+
+#: Seconds between a running job's looks for a cancel request.
+CANCEL_POLL = 2.0
+#: Seconds a delete waits for a running build to stop and clean up.
+STOP_TIMEOUT = 900
 
 #: Parameters the front end itself understands, whatever the plugin.
 COMMON_PARAMETERS = ("os_plugin", "cloud_plugin")
@@ -143,6 +149,33 @@ class Job:
 
     def cancel(self):
         self.cancel_event.set()
+
+    def watch(self, store):
+        """Cancel the job when any process asks the store to stop one of
+        its images (polled every :data:`CANCEL_POLL` seconds while it
+        runs)."""
+        ids = [record.identifier for record in self.records]
+
+        def asked():
+            try:
+                return store.cancel_requested(ids)
+            except Exception as exc:  # the next poll tries again
+                LOG.debug("Reading the cancel requests of %s: %s", ids, exc)
+                return set()
+
+        def poll():
+            try:
+                found = waiter.wait_for(
+                    "a cancel request of image %s" % ids[-1], asked, bool,
+                    timeout=float("inf"), cancel=self._done,
+                    interval=CANCEL_POLL, max_interval=CANCEL_POLL)
+            except errors.Cancelled:
+                return  # the job ended
+            LOG.warning("Stopping the build of %s: asked to stop (a delete "
+                        "or a cancel)", ", ".join(sorted(found)))
+            self.cancel()
+        threading.Thread(target=poll, daemon=True,
+                         name="cancel-watch-%s" % ids[-1]).start()
 
     def wait(self, timeout=None):
         """True when the build has finished."""
@@ -422,6 +455,7 @@ class Builder:
         job = Job([r for r, _ in steps], lambda job: self._run(job, steps))
         if self.slots is not None:
             self.slots.enter(job)
+        job.watch(self.store)
         return job.start()
 
     def _run(self, job, steps):
@@ -622,9 +656,34 @@ class Builder:
 
     # -- deleting ---------------------------------------------------------------
 
-    def delete(self, identifier, values, provider=None, credentials=None):
-        """Delete an image: what its plugin made, then its record and data."""
+    def stop(self, identifier, timeout=STOP_TIMEOUT):
+        """Ask the running build of ``identifier`` to stop, whichever
+        process runs it, and wait until it has unwound; returns its record.
+        A build whose process died (on this host) is not waited for."""
         record = self.store.get(identifier)
+        if record.status not in images.ACTIVE_STATUSES:
+            return record
+        pid = guard.owner_pid(record)
+        if pid is not None and not guard.alive(pid):
+            return record
+        LOG.info("Asking the build of %s (%s) to stop", identifier,
+                 record.worker)
+        self.store.request_cancel(identifier)
+        return waiter.wait_for(
+            "waiting for the build of %s to stop" % identifier,
+            lambda: self.store.get(identifier),
+            lambda now: now.status not in images.ACTIVE_STATUSES,
+            timeout=timeout)
+
+    def delete(self, identifier, values, provider=None, credentials=None):
+        """Delete an image (a running build is stopped first): what its
+        plugin made, then its record and data."""
+        try:
+            record = self.stop(identifier)
+        except errors.WaitTimeout as exc:
+            return self.store.update(identifier, status=images.DELETEFAILED,
+                                     status_detail={"activity": "Deleting",
+                                                    "error": one_line(exc)})
         self.store.update(identifier, status=images.DELETING, status_detail={
             "activity": "Deleting", "error": None})
         try:

@@ -211,6 +211,21 @@ class ImageStore:
         return self.modify(identifier, lambda record: record.__dict__.update(
             changes))
 
+    def request_cancel(self, identifier):
+        """Ask the build of ``identifier`` to stop, whichever process runs
+        it (it polls :meth:`cancel_requested`)."""
+        from imgfac_nova.db import records
+        _check_id(identifier)
+        with self._session(write=True) as session:
+            if not records.request_cancel(session, identifier):
+                raise NotFound("no image with id %s" % identifier)
+
+    def cancel_requested(self, identifiers):
+        """The ids among ``identifiers`` whose builds were asked to stop."""
+        from imgfac_nova.db import records
+        with self._session() as session:
+            return records.cancel_requested(session, identifiers)
+
     def list(self, query=None):
         """Records matching ``query`` (field -> value; another key is a
         property), oldest first."""

@@ -273,11 +273,6 @@ class Api:
             raise router.ApiError(403, "policy does not allow deleting %s"
                                   % image_id)
         fields = _fields(request, views.NAMES[kind][1], required=False)
-        job = self.service.job(image_id)
-        if job is not None:
-            LOG.info("Cancelling the build of %s before deleting it", image_id)
-            job.cancel()
-            job.wait()
         builder = self.service.builder(
             cloud_auth=request.environ.get("keystone.token_auth"))
         try:

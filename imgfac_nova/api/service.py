@@ -59,12 +59,6 @@ class BuildService:
             job.wait()
         return job
 
-    def job(self, identifier):
-        """The running Job that builds ``identifier``, or None."""
-        with self._lock:
-            job = self._jobs.get(identifier)
-        return job if job is not None and not job.wait(0) else None
-
     def recover(self):
         """Fail and sweep the builds of a killed daemon (the sweep logs each
         removal and refusal); returns ``sweep``'s ``[(where, Outcome)]``."""

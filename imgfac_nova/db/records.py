@@ -60,6 +60,22 @@ def get(session, identifier, lock=False):
     return session.execute(statement).one_or_none()
 
 
+def request_cancel(session, identifier):
+    """Mark ``identifier``'s build as asked to stop; False when there is no
+    such record."""
+    done = session.execute(sa.update(_TABLE).where(
+        _TABLE.c.identifier == identifier).values(cancel_requested=True))
+    return done.rowcount > 0
+
+
+def cancel_requested(session, identifiers):
+    """Which of ``identifiers`` were asked to stop."""
+    return {row.identifier for row in session.execute(
+        sa.select(_TABLE.c.identifier).where(
+            _TABLE.c.identifier.in_(list(identifiers)),
+            _TABLE.c.cancel_requested.is_(True)))}
+
+
 def update(session, record):
     """Save ``record``'s fields in its row (``extra`` stays)."""
     session.execute(sa.update(_TABLE).where(

@@ -4,7 +4,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -257,9 +256,9 @@ def test_signal_cancels_build_and_marks_failed(cli_env, config_file, good,
          "base_image", "--parameter", "steps", "100", "--parameter",
          "step_seconds", "1", good], env=cli_env, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True)
-    poll.wait_for(lambda: _records(tmp_path), 30, "the build's record",
-                  interval=0.1)
-    time.sleep(0.5)
+    poll.wait_for(lambda: [r for r in _records(tmp_path)
+                           if r.activity.startswith("Step ")], 60,
+                  "the build's first step", interval=0.1)
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 1
@@ -309,3 +308,29 @@ def test_jeos_lists_and_removes_local_cache_entries(cli_env, tmp_path):
     assert removed.returncode == 0, removed.stderr
     assert not os.path.exists(entry.id)
     assert run("jeos").stdout.strip() == "The JEOS cache is empty"
+
+
+def test_delete_stops_a_build_another_process_runs(cli_env, config_file, good,
+                                                   tmp_path):
+    """The cancel goes through the database: the building process stops
+    and unwinds, then the image is deleted."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "imgfac_nova.cli", "--config-file", config_file,
+         "base_image", "--parameter", "steps", "100", "--parameter",
+         "step_seconds", "1", good], env=cli_env, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+    (record,) = poll.wait_for(lambda: [r for r in _records(tmp_path)
+                                       if r.activity.startswith("Step ")],
+                              60, "the build's first step", interval=0.1)
+    deleted = subprocess.run(
+        [sys.executable, "-m", "imgfac_nova.cli", "--config-file", config_file,
+         "delete", record.identifier], env=cli_env, capture_output=True,
+        text=True, timeout=120)
+    assert deleted.returncode == 0, deleted.stderr
+    assert deleted.stdout == "Deleted BaseImage %s\n" % record.identifier
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 1
+    assert "asked to stop" in err
+    assert out.splitlines()[-1].startswith(
+        "Image build FAILED with error: interrupted at ")
+    assert _records(tmp_path) == []
