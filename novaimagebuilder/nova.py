@@ -751,10 +751,15 @@ class NovaBackend(pipeline.Backend):
         if not ports:
             raise errors.BuildError("%s has no port to attach a floating IP "
                                     "to" % server)
-        ip = call("creating a floating IP on %s" % network.name,
-                  self.conn.network.create_ip,
-                  floating_network_id=network.id, port_id=ports[0].id,
-                  description="imgfac-nova build %s" % self.build_id)
+        description = "imgfac-nova build %s" % self.build_id
+        ip = retries.send_once(
+            "creating a floating IP on %s" % network.name,
+            lambda: self.conn.network.create_ip(
+                floating_network_id=network.id, port_id=ports[0].id,
+                description=description),
+            lambda: next(iter(self.conn.network.ips(
+                port_id=ports[0].id, description=description)), None),
+            cancel=self.cancel, log=self.log)
         undo.push("floating IP %s" % ip.floating_ip_address,
                   lambda: self.conn.network.delete_ip(ip.id,
                                                       ignore_missing=True))

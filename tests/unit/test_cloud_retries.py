@@ -160,3 +160,33 @@ def test_a_server_create_whose_answer_was_lost_is_adopted(cloud):
     assert len(calls(cloud, "POST", "/v2.1/servers")) == 1
     listed = calls(cloud, "GET", "/v2.1/servers/detail")
     assert listed[0].qs["name"] == [r"^imgfac\-nova\-b1\-guest$"]
+
+
+def test_a_floating_ip_whose_answer_was_lost_is_adopted(cloud):
+    from novaimagebuilder import nova
+    from novaimagebuilder import rollback
+    neutron = "http://neutron.test/"
+    conn = openstack.connection.Connection(
+        session=retries.Session(auth=noauth.NoAuth()),
+        compute_endpoint_override=NOVA, network_endpoint_override=neutron)
+    cloud.get(neutron, json={"versions": [{
+        "id": "v2.0", "status": "CURRENT",
+        "links": [{"rel": "self", "href": neutron + "v2.0/"}]}]})
+    cloud.get(neutron + "v2.0/networks", json={"networks": [
+        {"id": "ext", "name": "public", "router:external": True}]})
+    cloud.get(neutron + "v2.0/ports", json={"ports": [
+        {"id": "port1", "network_id": "net1", "device_id": "srv1"}]})
+    cloud.post(neutron + "v2.0/floatingips", [RESET])
+    cloud.get(neutron + "v2.0/floatingips", json={"floatingips": [
+        {"id": "fip1", "floating_ip_address": "203.0.113.7",
+         "port_id": "port1", "description": "imgfac-nova build b1"}]})
+    cloud.put(neutron + "v2.0/floatingips/fip1/tags", json={"tags": []})
+    flavor = openstack.compute.v2.flavor.Flavor(id="1", name="1", disk=2)
+    backend = nova.NovaBackend(conn, "b1", flavor, floating_ip=True)
+    undo = rollback.Rollback()
+    address = backend._floating_ip(nova.Server("srv1", "guest", undo), undo)
+    assert address == "203.0.113.7"
+    assert len(calls(cloud, "POST", "/v2.0/floatingips")) == 1
+    looked = calls(cloud, "GET", "/v2.0/floatingips")
+    assert looked[0].qs == {"port_id": ["port1"],
+                            "description": ["imgfac-nova build b1"]}
