@@ -638,20 +638,10 @@ class NovaBackend(pipeline.Backend):
         if patch:
             retries.send_once(
                 "removing the installer's boot properties from image %s"
-                % image_id, lambda: self._patch(image_id, patch),
+                % image_id, lambda: patch_image(self.conn, image_id, patch),
                 lambda: self._drop_boot_properties(image_id),
                 cancel=self.cancel, log=self.log)
         return True
-
-    def _patch(self, image_id, patch):
-        """Apply a JSON patch to a Glance image."""
-        from openstack import exceptions as sdk
-        answer = self.conn.image.patch(
-            "/images/%s" % image_id, json=patch,
-            headers={"Content-Type": "application/"
-                     "openstack-images-v2.1-json-patch"})
-        sdk.raise_from_response(answer)
-        return answer
 
     def discard(self, captured):
         from openstack import exceptions as sdk
@@ -788,6 +778,18 @@ class NovaBackend(pipeline.Backend):
 
     def ssh_address(self, machine):
         return machine.address, 22
+
+
+def patch_image(conn, image_id, patch):
+    """Apply a JSON patch to a Glance image; its answer (HTTP errors
+    raised)."""
+    from openstack import exceptions as sdk
+    answer = conn.image.patch(
+        "/images/%s" % image_id, json=patch,
+        headers={"Content-Type": "application/"
+                 "openstack-images-v2.1-json-patch"})
+    sdk.raise_from_response(answer)
+    return answer
 
 
 def _holds(image, path):
@@ -1103,10 +1105,14 @@ class JeosCache(jeos.Cache):
             {"op": "add", "path": "/" + k, "value": v}
             for k, v in props.items()] + [
             {"op": "remove", "path": "/" + OWNER_TAG}]
-        image = call("making image %s a JEOS cache entry" % captured,
-                     self.conn.image.patch, "/images/%s" % captured, json=ops,
-                     headers={"Content-Type": "application/"
-                              "openstack-images-v2.1-json-patch"}).json()
+
+        def made():  # the patch whose answer was lost was applied
+            found = self.conn.image.get("/images/%s" % captured).json()
+            return found if found.get(JEOS_KEY) == key else None
+        image = retries.send_once(
+            "making image %s a JEOS cache entry" % captured,
+            lambda: patch_image(self.conn, captured, ops).json(), made,
+            log=self.log)
         return jeos.Entry(key, captured, name, float(stored),
                           image.get(BUILD_TAG), image.get("size"))
 
