@@ -10,6 +10,8 @@ placement (an admin's), which of it no compute host has free.
 import logging
 import math
 
+from novaimagebuilder import errors
+
 LOG = logging.getLogger(__name__)
 
 NO_VALID_HOST = "no valid host"
@@ -78,6 +80,27 @@ def requested_resources(flavor):
     return {name: amount for name, amount in resources.items() if amount}
 
 
+def check_placeable(conn, flavor, log=None):
+    """Before a build creates anything: a one-line BuildError when placement
+    (readable by these credentials: an admin's) shows that no compute host
+    can place ``flavor``; without access to placement, nothing is said."""
+    resources = requested_resources(flavor)
+    traits = sorted(name.split(":", 1)[1]
+                    for name, value in (flavor.extra_specs or {}).items()
+                    if name.startswith("trait:") and value == "required")
+    try:
+        providers = _providers(conn)
+    except Exception as exc:  # not an admin, no placement: Nova will say
+        (log or LOG).info("Not checking placement before the build: %s",
+                          (str(exc).splitlines() or [type(exc).__name__])[0])
+        return
+    short = _short(providers, resources, traits)
+    if short:
+        raise errors.BuildError(
+            "no compute host can place flavor %r (%s): no compute host has %s"
+            % (flavor.name, _amounts(resources), " or ".join(short)))
+
+
 def short_of(conn, resources, traits):
     """What no compute host has of ``resources`` / ``traits``, from
     placement; or why that cannot be said."""
@@ -87,6 +110,15 @@ def short_of(conn, resources, traits):
     except sdk.ForbiddenException:
         return ("these credentials may not read placement, where the "
                 "cloud's administrator can see which resource is short")
+    short = _short(providers, resources, traits)
+    if not short:
+        return ("each resource is free on some host, but no host has all of "
+                "them (or a scheduler filter refused)")
+    return "no compute host has " + " or ".join(short)
+
+
+def _short(providers, resources, traits):
+    """What none of ``providers`` has: phrases, [] when each is somewhere."""
     short = []
     for name, amount in sorted(resources.items()):
         most = max((free.get(name, 0) for free, _ in providers), default=0)
@@ -97,10 +129,7 @@ def short_of(conn, resources, traits):
                if not any(t in have for _, have in providers)]
     if missing:
         short.append("the traits %s" % ", ".join(missing))
-    if not short:
-        return ("each resource is free on some host, but no host has all of "
-                "them (or a scheduler filter refused)")
-    return "no compute host has " + " or ".join(short)
+    return short
 
 
 def _providers(conn):

@@ -102,7 +102,10 @@ class NovaOS(base.OSPlugin):
 
     def _resolve(self, parameters):
         """The connection, flavor and networks of a build, with the
-        project's quotas checked for what it will hold."""
+        project's quotas checked for what it will hold (and, when these
+        credentials may read placement, that some host can place the
+        flavor)."""
+        from novaimagebuilder import faults
         from novaimagebuilder import nova
         from novaimagebuilder import quotas
         conn = self._connect(parameters)
@@ -112,6 +115,7 @@ class NovaOS(base.OSPlugin):
             flavor, ports=len(networks) or 1,
             security_group=not _security_groups(parameters),
             floating_ip=bool(parameters.get("request_floating_ip"))), log=LOG)
+        faults.check_placeable(conn, flavor, log=LOG)
         return dict(conn=conn, flavor=flavor, networks=networks,
                     ssh_network=nova.find_ssh_network(
                         conn, parameters.get("ssh_network"), networks))

@@ -191,3 +191,29 @@ def test_volume_backed_builds_check_cinder(cloud, conn):
         quotas.check(conn, quotas.for_build(flavor(), volume_gb=10))
     assert str(raised.value).endswith(
         "Cinder volume gigabytes: 5 of 20 left, the build needs 10")
+
+
+def test_an_unplaceable_flavor_is_refused_before_the_build(cloud, conn):
+    rp = PLACEMENT + "resource_providers/rp1/"
+    cloud.get(PLACEMENT + "resource_providers", json={
+        "resource_providers": [{"uuid": "rp1", "name": "compute1"}]})
+    cloud.get(rp + "inventories", json={"inventories": {
+        "VCPU": {"total": 8, "reserved": 0, "max_unit": 8,
+                 "allocation_ratio": 4.0},
+        "MEMORY_MB": {"total": 16384, "reserved": 512, "max_unit": 16384,
+                      "allocation_ratio": 1.0},
+        "DISK_GB": {"total": 100, "reserved": 0, "max_unit": 100,
+                    "allocation_ratio": 1.0}}})
+    cloud.get(rp + "usages", json={"usages": {"MEMORY_MB": 0}})
+    cloud.get(rp + "traits", json={"traits": []})
+    faults.check_placeable(conn, flavor(ram=2048))
+    with pytest.raises(errors.BuildError) as raised:
+        faults.check_placeable(conn, flavor(ram=40000))
+    assert str(raised.value) == (
+        "no compute host can place flavor '2' (2 vCPU, 40000 MiB RAM, 4 GiB "
+        "disk): no compute host has 40000 MiB RAM free (the most is 15872)")
+
+
+def test_placement_unreadable_says_nothing_before_the_build(cloud, conn):
+    cloud.get(PLACEMENT + "resource_providers", status_code=403)
+    faults.check_placeable(conn, flavor(ram=40000))
