@@ -75,6 +75,22 @@ def machine_options(machine=None, nvram=None):
     return options
 
 
+def cdrom_options(cdroms, machine=None):
+    """QEMU options for the CD-ROMs: IDE on a ``pc`` machine; on a ``q35``,
+    whose controller is AHCI (which not every guest kernel has, Debian's
+    cloud kernel among them), SCSI CD-ROMs on a virtio-scsi controller, as
+    every installer's kernel has them."""
+    if machine is None or machine.machine_type == "pc":
+        return [arg for cdrom in cdroms for arg in (
+            "-drive", "file=%s,media=cdrom,readonly=on" % cdrom)]
+    options = ["-device", "virtio-scsi-pci,id=scsi0"] if cdroms else []
+    for number, cdrom in enumerate(cdroms):
+        options += ["-drive", "file=%s,if=none,id=cd%d,media=cdrom,"
+                    "readonly=on" % (cdrom, number),
+                    "-device", "scsi-cd,bus=scsi0.0,drive=cd%d" % number]
+    return options
+
+
 def free_port():
     """A TCP port on 127.0.0.1 that is free right now."""
     with socket.socket() as sock:
@@ -110,8 +126,7 @@ class VM:
         self._argv += machine_options(machine, nvram)
         self._argv += ["-drive", "file=%s,if=virtio,format=%s,cache=unsafe"
                        % (disk, disk_format)]
-        for cdrom in cdroms:
-            self._argv += ["-drive", "file=%s,media=cdrom,readonly=on" % cdrom]
+        self._argv += cdrom_options(cdroms, machine)
         if kernel:
             self._argv += ["-kernel", kernel, "-initrd", ramdisk,
                            "-append", cmdline or ""]

@@ -262,6 +262,14 @@ def test_uefi_machine_on_the_qemu_command_line(tmp_path):
                 + str(code) in line
             # Both VMs of a build share its one copy of the variables.
             assert "-drive if=pflash,format=raw,unit=1,file=" + nvram in line
+        # A q35's CD-ROMs are SCSI (virtio-scsi), not AHCI.
+        with_cd = backend._vm("guest", str(tmp_path / "g.qcow2"),
+                              cdroms=["/cd.iso"])
+        with_cd.kill()
+        line = " ".join(with_cd._argv)
+        assert "-device virtio-scsi-pci,id=scsi0 -drive file=/cd.iso,if=none," \
+            "id=cd0,media=cdrom,readonly=on -device scsi-cd,bus=scsi0.0," \
+            "drive=cd0" in line
         assert open(nvram).read() == "empty variables"
         assert backend.jeos_scope()["firmware"] == "uefi-secure-boot"
     finally:
