@@ -324,14 +324,20 @@ class QemuTestDriver(driver.ComputeDriver):
             nics = [{'mac': None, 'ssh_address': address}]
         return nics
 
-    def _start(self, m):
+    def _start(self, m, block_device_info=None):
+        """Start the guest; with Nova's block device info, its volumes are
+        first brought in line with it (libvirt writes the domain anew
+        from it at power on and hard reboot)."""
+        if block_device_info is not None and not m.is_running():
+            volumes.refresh(m, driver.block_device_info_get_mapping(
+                block_device_info), self._volume_disk)
         m.start(CONF.qemutest.qemu_binary, self._accel)
 
     def power_on(self, context, instance, network_info,
                  block_device_info=None, accel_info=None, share_info=None):
         m = self._existing_machine(instance)
         with self._operating(instance.uuid):
-            self._start(m)
+            self._start(m, block_device_info)
 
     def power_off(self, instance, timeout=0, retry_interval=0):
         m = self._existing_machine(instance)
@@ -354,13 +360,13 @@ class QemuTestDriver(driver.ComputeDriver):
                     LOG.info('Guest ignored ACPI power off; rebooting hard',
                              instance=instance)
             m.kill()
-            self._start(m)
+            self._start(m, block_device_info)
 
     def resume_state_on_host_boot(self, context, instance, network_info,
                                   share_info, block_device_info=None):
         m = self._existing_machine(instance)
         with self._operating(instance.uuid):
-            self._start(m)
+            self._start(m, block_device_info)
 
     def destroy(self, context, instance, network_info, block_device_info=None,
                 destroy_disks=True, destroy_secrets=True):

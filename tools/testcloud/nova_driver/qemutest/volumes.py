@@ -108,6 +108,29 @@ def remove(m, volume_id):
     return True
 
 
+def refresh(m, bdms, make_disk):
+    """Rewrite a stopped guest's volumes from Nova's volume mappings: each
+    one's drive from its current connection_info, volumes no longer mapped
+    dropped, mapped ones missing added last (make_disk(bdm): a new disk)."""
+    mapped = {virt_block_device.get_volume_id(b['connection_info']): b
+              for b in bdms if b.get('connection_info')}
+    spec = m.load_spec()
+    disks = []
+    for disk in spec['disks']:
+        volume_id = disk.get('volume_id')
+        if volume_id is None:
+            disks.append(disk)
+        elif volume_id in mapped:
+            disks.append(dict(disk, path=make_disk(
+                mapped.pop(volume_id))['path']))
+    disks.extend(map(make_disk, mapped.values()))
+    if disks != spec['disks']:
+        LOG.info('Volumes of %s now: %s', m.uuid, ', '.join(
+            d['volume_id'] for d in disks if d.get('volume_id')) or 'none')
+        spec['disks'] = disks
+        m.save_spec(spec)
+
+
 def _hmp(m, command_line):
     """A monitor command whose output must be empty or "OK"."""
     out = m.qmp('human-monitor-command', {'command-line': command_line})
