@@ -48,11 +48,28 @@ def test_store_upgrades_an_empty_sqlite_database_by_itself(tmp_path):
     assert migration.current(_database(tmp_path)) == migration.HEAD
 
 
+def test_another_librarys_alembic_version_is_left_alone(tmp_path):
+    # (TaskFlow's persistence keeps its revision in alembic_version)
+    with contextlib.closing(sqlite3.connect(
+            str(tmp_path / store.SQLITE_NAME))) as db, db:
+        db.execute("CREATE TABLE alembic_version (version_num VARCHAR(32))")
+        db.execute("INSERT INTO alembic_version VALUES ('14b227d79a87')")
+    s = store.ImageStore(str(tmp_path))
+    record = s.add(images.ImageRecord(type=images.BASE_IMAGE))
+    assert s.get(record.identifier).identifier == record.identifier
+    assert migration.current(_database(tmp_path)) == migration.HEAD
+    with contextlib.closing(sqlite3.connect(
+            str(tmp_path / store.SQLITE_NAME))) as db:
+        assert db.execute("SELECT version_num FROM alembic_version")\
+            .fetchall() == [("14b227d79a87",)]
+
+
 def test_schema_newer_than_this_release_is_one_line(tmp_path):
     store.ImageStore(str(tmp_path)).open()
     with contextlib.closing(sqlite3.connect(
             str(tmp_path / store.SQLITE_NAME))) as db, db:
-        db.execute("UPDATE imgfac_nova_alembic_version SET version_num = 'f00d'")
+        db.execute("UPDATE %s SET version_num = 'f00d'"
+                   % migration.VERSION_TABLE)
     with pytest.raises(store.StoreError, match=(
             "has schema f00d, newer than this imgfac-nova knows")):
         store.ImageStore(str(tmp_path)).list()
