@@ -74,6 +74,16 @@ def test_unplaceable_flavor_explained_to_an_admin(conn, admin_conn,
         nova._wait_server_gone(conn, server.id)
     assert "no compute host has %d MiB RAM free (the most is " \
         % UNPLACEABLE_RAM in line, line
+    # Before a build, so nothing is made: with placement readable (an
+    # admin's credentials) the flavor is refused; without, Nova will say.
+    from novaimagebuilder import errors
+    with pytest.raises(errors.BuildError) as raised:
+        faults.check_placeable(admin_conn, unplaceable_flavor)
+    assert str(raised.value).startswith(
+        "no compute host can place flavor '%s' (1 vCPU, %d MiB RAM, 4 GiB "
+        "disk): no compute host has %d MiB RAM free (the most is "
+        % ((unplaceable_flavor.name,) + (UNPLACEABLE_RAM,) * 2))
+    faults.check_placeable(conn, unplaceable_flavor)
 
 
 @pytest.fixture
