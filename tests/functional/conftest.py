@@ -132,6 +132,19 @@ def admin_conn(test_cloud):
     connection.close()
 
 
+@pytest.fixture(scope="session")
+def rbd(test_cloud):
+    """The `rbd` command on the test cloud's Ceph: ``rbd("ls", "volumes")``
+    gives its stdout (bytes); Cinder's volumes are the RBD images
+    ``volumes/volume-<id>``."""
+    conf = os.path.join(test_cloud.state_dir, "etc", "ceph", "ceph.conf")
+
+    def run(*args):
+        return subprocess.run(["rbd", "-c", conf] + list(args), check=True,
+                              capture_output=True, timeout=120).stdout
+    return run
+
+
 @pytest.fixture
 def cleanup():
     """A stack of undo callables, run in reverse after the test."""

@@ -9,9 +9,7 @@ any Nova: an image-backed boot is refused (403), `createImage` makes a
 0-byte image over Cinder snapshots, and rescue needs both rescue properties.
 """
 import json
-import os
 import socket
-import subprocess
 import uuid
 
 import openstack
@@ -48,15 +46,8 @@ def guest_image(conn):
     return conn.image.find_image(GUEST_IMAGE, ignore_missing=False)
 
 
-def rbd(test_cloud, *args):
-    """The rbd CLI on the test cloud's Ceph; its stdout."""
-    conf = os.path.join(test_cloud.state_dir, "etc", "ceph", "ceph.conf")
-    return subprocess.run(["rbd", "-c", conf] + list(args), check=True,
-                          capture_output=True, timeout=120).stdout
-
-
-def rbd_images(test_cloud):
-    return set(rbd(test_cloud, "ls", POOL).decode().split())
+def rbd_images(rbd):
+    return set(rbd("ls", POOL).decode().split())
 
 
 def create_volume(conn, cleanup, name, size, **kwargs):
@@ -101,13 +92,12 @@ def guest_device(client, volume):
 
 
 def test_boot_from_volume_attach_detach_and_nothing_left(
-        conn, test_cloud, cleanup, unique_name, keypair, guest_key,
-        guest_image):
+        conn, rbd, cleanup, unique_name, keypair, guest_key, guest_image):
     root = create_volume(conn, cleanup, unique_name, VOLUME_GIB,
                          image_id=guest_image.id)
     assert root.is_bootable
     assert root.volume_image_metadata["image_id"] == guest_image.id
-    assert "volume-" + root.id in rbd_images(test_cloud)
+    assert "volume-" + root.id in rbd_images(rbd)
 
     server = boot_from_volume(conn, cleanup, unique_name, root,
                               key_name=keypair.name, config_drive=True)
@@ -144,7 +134,7 @@ def test_boot_from_volume_attach_detach_and_nothing_left(
         assert guest_device(client, data) == ""
     assert all(data.id not in f for _, f in qemu_devices(server.id))
     # What the guest wrote went to Ceph.
-    assert rbd(test_cloud, "export", "%s/volume-%s" % (POOL, data.id),
+    assert rbd("export", "%s/volume-%s" % (POOL, data.id),
                "-").startswith(marker.encode() + b"\n")
     assert "BEGIN SSH HOST KEY FINGERPRINTS" in \
         conn.compute.get_server_console_output(server)["output"]
@@ -153,7 +143,7 @@ def test_boot_from_volume_attach_detach_and_nothing_left(
     assert conn.block_storage.get_volume(root).status == "available"
     for volume in (root, data):
         delete_volume(conn, volume)
-    left = rbd_images(test_cloud)
+    left = rbd_images(rbd)
     assert "volume-" + root.id not in left
     assert "volume-" + data.id not in left
 
