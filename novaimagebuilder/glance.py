@@ -156,6 +156,14 @@ class HashingReader:
         return data
 
 
+def holds(image, path):
+    """True when a Glance image's hash (os_hash_algo, os_hash_value) is
+    that of the file ``path``."""
+    algorithm = image.get("os_hash_algo")
+    return bool(algorithm and image.get("os_hash_value") ==
+                file_hash(path, algorithm))
+
+
 def file_hash(path, algorithm):
     digest = hashlib.new(algorithm)
     with open(path, "rb") as handle:

@@ -302,7 +302,7 @@ class NovaBackend(pipeline.Backend):
                 MEDIA_SHA256: digest, "status": "active",
                 "owner": self.conn.current_project_id})))
         for image in found:
-            if path and not _holds(image, path):
+            if path and not glance.holds(image, path):
                 self.log.warning("Not reusing Glance image %s for the %s: "
                                  "its %s is not the file's", image["id"],
                                  role, image.get("os_hash_algo") or "hash")
@@ -790,14 +790,6 @@ def patch_image(conn, image_id, patch):
                  "openstack-images-v2.1-json-patch"})
     sdk.raise_from_response(answer)
     return answer
-
-
-def _holds(image, path):
-    """True when a Glance image's hash (os_hash_algo/os_hash_value) is
-    that of the file ``path``."""
-    algorithm = image.get("os_hash_algo")
-    return bool(algorithm and image.get("os_hash_value") ==
-                glance.file_hash(path, algorithm))
 
 
 def _powered_off(server):
