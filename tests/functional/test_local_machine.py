@@ -11,6 +11,7 @@ from novaimagebuilder import local
 from novaimagebuilder import machine_model
 from novaimagebuilder import qemu
 from tests import poll
+from tests.functional import builds
 from tests.functional import guestcheck
 
 
@@ -30,6 +31,10 @@ def test_guest_sees_the_x86_64_level_of_its_os(local_base_image, os_name,
     assert missing == [], "%s (%s) lacks %s" % (machine.cpu, accel, missing)
     print("%s %s: -cpu %s gives x86-64-v%d" % (os_name, version, machine.cpu,
                                                level))
+
+
+#: The GPT partition type of an EFI system partition.
+ESP_TYPE = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
 
 
 def _uefi_vm(tmp_path, secure_boot):
@@ -77,3 +82,24 @@ def test_secure_boot_machine_refuses_unsigned_code(tmp_path):
                       "Secure Boot to refuse the EFI shell", interval=5)
     finally:
         vm.kill()
+
+
+@pytest.mark.slow  # a whole local build under OVMF: minutes of TCG
+def test_uefi_local_build_boots_with_uefi(local_env, setup):
+    config, store, tmp = setup
+    result = builds.imgfac(config, "base_image", *builds.with_install_script(
+        builds.LOCAL_PARAMS, tmp), "--parameter", "firmware", "uefi",
+        builds.write_template(tmp), env=local_env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    image = builds.record(result)
+    assert image["status"] == "COMPLETE"
+    assert builds.store_leftovers(store) == []
+    accel, _ = qemu.choose_accelerator()
+    machine = machine_model.for_os("Debian", "12", accel, "uefi")
+    # A fresh copy of the variables, as a cloud gives: the disk boots from
+    # its removable path.
+    with guestcheck.booted(image["data"], machine=machine) as guest:
+        status, _ = guest.run("test -d /sys/firmware/efi", check=False)
+        esp_type = guest.run("sfdisk --part-type /dev/vda 1")[1]
+    assert status == 0, "the guest did not boot with UEFI"
+    assert esp_type.strip().upper() == ESP_TYPE

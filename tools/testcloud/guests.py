@@ -25,7 +25,10 @@ makes, under the state directory DIR (default $IMGFAC_TEST_CLOUD_DIR or
     ``-----BEGIN SSH HOST KEY KEYS-----`` markers.
 ``www/installer/vmlinuz``, ``www/installer/initrd.img``, ``installer.iso``
     A small test OS installer (URL install tree / bootable ISO) that installs
-    the guest above onto a blank disk, then powers off.  The initrd carries
+    the guest above onto a blank disk, then powers off.  Booted with UEFI
+    firmware it makes a GPT disk with a 64 MiB EFI system partition and
+    installs systemd-boot at the removable path ``EFI/BOOT/BOOTX64.EFI``
+    (the kernel and initramfs beside it) instead of extlinux.  The initrd carries
     the guest root file system, so installing needs no network.
 ``www/repo/``
     A flat apt repository with a few small real packages (REPO_PACKAGES),
@@ -97,7 +100,7 @@ import time
 
 # Part of the cache key with the lists below and guest-files/: raise it
 # whenever a change here changes what the build makes.
-SCRIPT_VERSION = "4"
+SCRIPT_VERSION = "5"
 SUITE = "bookworm"
 GUEST_PACKAGES = (
     "linux-image-cloud-amd64", "sysvinit-core", "openssh-server", "sudo",
@@ -105,6 +108,8 @@ GUEST_PACKAGES = (
     # Off unless an install script enables it (imgfac-cloud-init enable):
     # under TCG it adds about a minute to a boot.
     "cloud-init",
+    # The installer's UEFI boot loader and EFI system partition.
+    "systemd-boot-efi", "dosfstools",
 )
 # Fetched for the installer and its ISO, not installed in the guest.
 INSTALLER_DEBS = ("busybox-static", "isolinux", "syslinux-common")
@@ -118,7 +123,8 @@ INSTALLER_MODULES = (
 GUEST_INITRD_MODULES = ("virtio_pci", "virtio_blk", "virtio_scsi", "sd_mod",
                         "crc32c_generic")
 # Guest binaries the installer needs before the target system exists.
-INSTALLER_TOOLS = ("/sbin/sfdisk", "/sbin/mke2fs", "/sbin/blkid")
+INSTALLER_TOOLS = ("/sbin/sfdisk", "/sbin/mke2fs", "/sbin/blkid",
+                   "/sbin/mkfs.fat")
 GUEST_DISK_SIZE = 2 * 1024 ** 3
 
 HERE = pathlib.Path(__file__).resolve().parent
