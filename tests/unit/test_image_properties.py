@@ -140,7 +140,7 @@ def test_contradiction_is_one_line(given, base, message):
     assert "\n" not in str(exc.value)
 
 
-def test_contradicting_target_is_refused_before_any_record(tmp_path):
+def test_contradicting_target_is_refused_before_any_record(plugin_site, tmp_path):
     image_store = store.ImageStore(str(tmp_path / "store"))
     base = _base(**UEFI_SB)
     base.data = str(tmp_path / "base.qcow2")
