@@ -46,7 +46,7 @@ def _ssh_rules(conn, build_id):
     return None
 
 
-@pytest.mark.slow  # its own install: about 7 minutes of TCG on two cores
+@pytest.mark.slow  # its own install: 4-7 minutes of TCG on two shared cores
 def test_cloud_init_guest_gets_its_host_key_from_the_build(
         cloud_env, setup, conn, admin_conn):
     """ssh_host_keys build, ssh_host_key_policy strict: cloud-init serves
