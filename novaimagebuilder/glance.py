@@ -287,11 +287,16 @@ def _import(glance, image_id):
 def _received(glance, image_id, methods):
     """After a transfer whose answer was lost: "" (hash the file again)
     when Glance has the bytes, None when it has none and they must be sent
-    again (an interrupted upload leaves the image queued)."""
+    again (an interrupted upload leaves the image queued). A stage whose
+    answer was lost cannot be told from one cut half-way (the image is
+    "uploading" either way, and Glance says nothing of the staged size):
+    the push fails (its image is deleted) rather than import part of it."""
     status = glance.images.get(image_id).status
     if status == "uploading" and "glance-direct" in methods:
-        _import(glance, image_id)
-        return ""
+        raise errors.BuildError(
+            "staging the image data in Glance: the connection was lost "
+            "during the transfer, and Glance does not say how much of it "
+            "arrived")
     return None if status == "queued" else ""
 
 

@@ -152,9 +152,11 @@ class CaptureJeos(_Task):
         run.progress(50, "Capturing the JEOS disk")
         return run.backend.capture(run.handle(installer["machine"]), "jeos")
 
-    def revert(self, result, *args, **kwargs):
-        if isinstance(result, str) and result != kwargs.get(
-                "jeos_lookup", {}).get("entry") and \
+    def revert(self, result, installer=None, **kwargs):
+        # (``installer`` named here: TaskFlow hands a revert only the
+        # values its signature names.) A JEOS from the cache was not
+        # captured by this build: it stays the cache's.
+        if installer is not None and isinstance(result, str) and \
                 result not in self.run.kept:
             self.run.remove("JEOS %s" % result, self.run.backend.discard,
                             result)

@@ -2,12 +2,14 @@
 tokens: a tenant gets nothing of the daemon's reach, readers only read, and
 the daemon's own user must be a service user."""
 import os
+import socket
 import subprocess
 import sys
 import uuid
 
 import pytest
 
+from novaimagebuilder import nova
 from tests.functional import builds
 from tests.functional.apidaemon import TESTOS_TEMPLATE
 from tests.functional.apidaemon import Daemon
@@ -63,8 +65,11 @@ def _children(pid):
         return []
 
 
-def _glance_ids(conn):
-    return {image.id for image in conn.image.images()}
+def _glance_ids(conn, owner):
+    """The project's Glance images that process ``owner`` ("host:pid")
+    made (other tests' builds run meanwhile)."""
+    return {image.id for image in conn.image.images()
+            if (image.properties or {}).get(nova.OWNER_TAG) == owner}
 
 
 @pytest.mark.parametrize("template,fields,parameters,code,words", [
@@ -94,7 +99,7 @@ def test_a_member_may_not_reach_the_daemons_host(
         make_daemon, tokens, conn, template, fields, parameters, code,
         words):
     daemon = make_daemon()
-    before = _glance_ids(conn)
+    owner = "%s:%d" % (socket.gethostname(), daemon.proc.pid)
     kind = "provider_image" if fields.get("provider") else "base_image"
     answer = _call("POST", "%s/%ss" % (daemon.url, kind), tokens["imgfac"],
                    json={kind: dict(template=template, parameters=parameters,
@@ -105,7 +110,7 @@ def test_a_member_may_not_reach_the_daemons_host(
     for collection in ("base_images", "target_images", "provider_images"):
         assert _call("GET", "%s/%s" % (daemon.url, collection),
                      tokens["imgfac"]).json() == {collection: []}
-    assert _glance_ids(conn) == before
+    assert _glance_ids(conn, owner) == set()
     assert _children(daemon.proc.pid) == []
 
 

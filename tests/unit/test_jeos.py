@@ -184,6 +184,17 @@ def test_a_failed_customization_keeps_the_cached_jeos(fakes):
     assert backend.alive == {"jeos"} and len(cache.entries()) == 1
 
 
+def test_a_failed_build_from_a_hit_keeps_the_entry(fakes):
+    cache = MemoryCache()
+    _run(test_pipeline.Recorder(), fakes, cache)
+    backend = test_pipeline.Recorder()
+    with pytest.raises(errors.BuildError, match="boom"):
+        _run(backend, fakes, cache, command_prefix="fail-customize")
+    assert "boot_installer" not in backend.calls
+    assert not [c for c in backend.calls if c.startswith("discard_")]
+    assert [e.id for e in cache.entries()] == ["cached-0"]
+
+
 def test_a_cache_that_cannot_store_discards_the_jeos(fakes):
     backend = test_pipeline.Recorder()
     with pytest.raises(errors.BuildError, match="read-only"):
