@@ -11,8 +11,9 @@ import requests_mock
 from novaimagebuilder import errors
 from novaimagebuilder import faults
 from novaimagebuilder import quotas
+from tests.unit.test_nova_rescue import NOVA
+from tests.unit.test_nova_rescue import nova_version
 
-NOVA = "http://nova.test/v2.1/"
 GLANCE = "http://glance.test/"
 NEUTRON = "http://neutron.test/"
 PLACEMENT = "http://placement.test/"
@@ -33,9 +34,7 @@ IMAGE = {"id": "img1", "status": "active", "disk_format": "qcow2",
 @pytest.fixture
 def cloud():
     with requests_mock.Mocker() as mock:
-        mock.get(NOVA, json={"version": {
-            "id": "v2.1", "status": "CURRENT", "version": "2.96",
-            "min_version": "2.1", "links": [{"rel": "self", "href": NOVA}]}})
+        mock.get(NOVA, json=nova_version())
         mock.get(GLANCE, json={"versions": [{
             "id": "v2.16", "status": "CURRENT",
             "links": [{"rel": "self", "href": GLANCE + "v2/"}]}]})

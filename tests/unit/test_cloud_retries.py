@@ -11,8 +11,9 @@ from keystoneauth1 import noauth
 
 from novaimagebuilder import errors
 from novaimagebuilder import retries
+from tests.unit.test_nova_rescue import NOVA
+from tests.unit.test_nova_rescue import nova_version
 
-NOVA = "http://nova.test/v2.1/"
 SERVER = {"server": {"id": "srv1", "name": "imgfac-nova-b1-guest",
                      "status": "ACTIVE"}}
 RESET = {"exc": requests.exceptions.ConnectionError(
@@ -22,9 +23,7 @@ RESET = {"exc": requests.exceptions.ConnectionError(
 @pytest.fixture
 def cloud():
     with requests_mock.Mocker() as mock:
-        mock.get(NOVA, json={"version": {
-            "id": "v2.1", "status": "CURRENT", "version": "2.96",
-            "min_version": "2.1", "links": [{"rel": "self", "href": NOVA}]}})
+        mock.get(NOVA, json=nova_version())
         yield mock
 
 

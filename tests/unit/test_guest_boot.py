@@ -17,8 +17,9 @@ from novaimagebuilder import hostkeys
 from novaimagebuilder import nova
 from novaimagebuilder import scrub
 from novaimagebuilder import ssh_source
+from tests.unit.test_nova_rescue import NOVA
+from tests.unit.test_nova_rescue import nova_version
 
-NOVA = "http://nova.test/v2.1/"
 NEUTRON = "http://neutron.test/"
 GUEST = {"server": {"id": "srv1", "name": "imgfac-nova-b1-guest",
                     "status": "ACTIVE", "accessIPv4": "",
@@ -29,9 +30,7 @@ GUEST = {"server": {"id": "srv1", "name": "imgfac-nova-b1-guest",
 @pytest.fixture
 def cloud():
     with requests_mock.Mocker() as mock:
-        mock.get(NOVA, json={"version": {
-            "id": "v2.1", "status": "CURRENT", "version": "2.96",
-            "min_version": "2.1", "links": [{"rel": "self", "href": NOVA}]}})
+        mock.get(NOVA, json=nova_version())
         mock.get(NEUTRON, json={"versions": [{
             "id": "v2.0", "status": "CURRENT",
             "links": [{"rel": "self", "href": NEUTRON + "v2.0/"}]}]})
