@@ -1,12 +1,14 @@
-"""What the tasks of one build share while it runs: the backend, the caches,
-progress and cancel, the template and parameters, and the machines and
-disks this process holds.
+"""What the tasks of one build share while it runs (:class:`BuildRun`: the
+backend, the caches, progress and cancel, the template and parameters, and
+the machines this process holds), and the base class of those tasks.
 
 None of it is saved: a task's saved result is the plain id of what it made,
 and :attr:`BuildRun.held` maps such ids to the live handles the backend
 gave (a task that fails half-way finds there what it must remove).
 """
 import logging
+
+from taskflow import task
 
 from novaimagebuilder import errors
 from novaimagebuilder import pipeline
@@ -169,3 +171,13 @@ class BuildRun:
             session.close()
             raise
         return session
+
+
+class BuildTask(task.Task):
+    """A task of ``run`` (a BuildRun), named by its class's ``name``."""
+
+    name = None
+
+    def __init__(self, run, **kwargs):
+        super().__init__(name=self.name, **kwargs)
+        self.run = run

@@ -3,11 +3,11 @@ image: boot it, customize it over SSH, read the ICICLE, capture it, remove
 the guest. Names in :mod:`novaimagebuilder.tasks.names`."""
 from novaimagebuilder import errors
 from novaimagebuilder import pipeline
-from novaimagebuilder.tasks import install
+from novaimagebuilder.tasks import context
 from novaimagebuilder.tasks import names
 
 
-class Customize(install._Task):
+class Customize(context.BuildTask):
     """Boot ``disk`` with a throw-away SSH key (and host key, unless the
     console is to show it), apply the template over SSH, read the ICICLE,
     run ``finish`` and power the guest off; provides ``{"machine": the
@@ -94,7 +94,7 @@ class Customize(install._Task):
             self.run.remove(str(guest), self.run.backend.delete, guest)
 
 
-class CaptureImage(install._Task):
+class CaptureImage(context.BuildTask):
     """Capture the powered-off guest's disk; provides the image's id.
     Reversion strategy: discard the image (the build failed after it)."""
 
@@ -113,7 +113,7 @@ class CaptureImage(install._Task):
                             result)
 
 
-class RemoveGuest(install._Task):
+class RemoveGuest(context.BuildTask):
     """Delete the guest once its disk is captured. Reversion strategy:
     none (Customize's revert removes it)."""
 

@@ -7,23 +7,12 @@ JEOS comes from the cache, the install tasks pass through and make nothing.
 import dataclasses
 import time
 
-from taskflow import task
-
 from novaimagebuilder import pipeline
+from novaimagebuilder.tasks import context
 from novaimagebuilder.tasks import names
 
 
-class _Task(task.Task):
-    """A task of ``run`` (a BuildRun), named by its class's ``name``."""
-
-    name = None
-
-    def __init__(self, run, **kwargs):
-        super().__init__(name=self.name, **kwargs)
-        self.run = run
-
-
-class FetchMedia(_Task):
+class FetchMedia(context.BuildTask):
     """Fetch the install media into the media cache; provides the media
     (kind, files, sha256, source). Reversion strategy: none (the cache
     keeps media for later builds)."""
@@ -45,7 +34,7 @@ class FetchMedia(_Task):
         return dataclasses.asdict(media)
 
 
-class FindJeos(_Task):
+class FindJeos(context.BuildTask):
     """Look the JEOS up in the JEOS cache; provides ``{"key": cache key or
     None (no cache), "entry": the usable entry's id or None}``. Reversion
     strategy: none (it only reads)."""
@@ -73,7 +62,7 @@ class FindJeos(_Task):
         return {"key": key, "entry": entry and entry.id}
 
 
-class PrepareMedia(_Task):
+class PrepareMedia(context.BuildTask):
     """Make the media usable by machines (Nova: the kernel and ramdisk in
     Glance, shared by sha256); provides the backend's media handle.
     Reversion strategy: none (shared media stay for later builds)."""
@@ -89,7 +78,7 @@ class PrepareMedia(_Task):
         return self.run.backend.prepare_media(media_mod.Media(**media))
 
 
-class BootInstaller(_Task):
+class BootInstaller(context.BuildTask):
     """Boot the installer with the install script; provides
     ``{"machine": its id, "started": when the install began}``.
     Reversion strategy: delete the installer (and what belongs only to it:
@@ -120,7 +109,7 @@ class BootInstaller(_Task):
             self.run.remove(str(machine), self.run.backend.delete, machine)
 
 
-class WaitInstaller(_Task):
+class WaitInstaller(context.BuildTask):
     """Wait until the installer has powered itself off (its screen watched
     for questions and silence). Reversion strategy: none (the installer is
     removed by BootInstaller's revert)."""
@@ -137,7 +126,7 @@ class WaitInstaller(_Task):
         run.wait_installer(run.handle(installer["machine"]))
 
 
-class CaptureJeos(_Task):
+class CaptureJeos(context.BuildTask):
     """Capture the installed disk; provides the JEOS's id. Reversion
     strategy: discard the captured JEOS (unless the JEOS cache took it)."""
 
@@ -162,7 +151,7 @@ class CaptureJeos(_Task):
                             result)
 
 
-class RemoveInstaller(_Task):
+class RemoveInstaller(context.BuildTask):
     """Delete the installer once its disk is captured. Reversion strategy:
     none."""
 
@@ -175,7 +164,7 @@ class RemoveInstaller(_Task):
             self.run.log.info("Removed %s", machine)
 
 
-class KeepJeos(_Task):
+class KeepJeos(context.BuildTask):
     """Make the captured JEOS a JEOS cache entry and prune expired ones;
     provides what the cache did (``{"cache": "hit"|"stored"|"off",
     "jeos": entry id}``) and the disk to customize. Reversion strategy:
@@ -210,7 +199,7 @@ class KeepJeos(_Task):
         return info, stored.id
 
 
-class DiscardJeos(_Task):
+class DiscardJeos(context.BuildTask):
     """Discard the JEOS once the image is made, unless the JEOS cache keeps
     it (or it came from there). Reversion strategy: none."""
 
