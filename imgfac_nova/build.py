@@ -56,12 +56,17 @@ class BuildContext:
         self.identifier = identifier
         #: Vets the URLs the build opens (an API caller's), or None.
         self.url_check = url_check
-        #: Where the build's flow keeps its tasks' results (TaskFlow).
-        self.flow_persistence = store.flow_persistence()
         self._cancel = cancel_event
         self._on_change = on_change or (lambda record: None)
         self.body_path = store.body_path(identifier)
         self._shown = None
+
+    @property
+    def flow_persistence(self):
+        """Where the build's flow keeps its tasks' results (TaskFlow's
+        backend in the records' database), opened when a build first asks:
+        builds that run no flow never load TaskFlow."""
+        return self._store.flow_persistence()
 
     @property
     def cancelled(self):
@@ -253,7 +258,9 @@ class Builder:
 
     # -- preparing: everything that can fail on bad input, before any record ---
 
-    def _os_name(self, template, values):
+    def os_plugin_name(self, template, values):
+        """The name of the OS plugin a build of ``template`` with
+        ``values`` uses."""
         return self.plugins.choose_os_plugin(
             template.os.name, template.os.version, template.os.arch,
             requested=values.get("os_plugin"),
@@ -274,7 +281,7 @@ class Builder:
     def os_plugin_for(self, template, values, others=()):
         """``(plugin name, plugin, typed parameters)`` a base-image build of
         ``template`` with ``values`` uses; nothing is created."""
-        plugin_name = self._os_name(template, values)
+        plugin_name = self.os_plugin_name(template, values)
         plugin = self._plugin(plugin_name)
         typed = self._resolve(plugin.parameters, values, plugin_name, others)
         return plugin_name, plugin, typed
@@ -374,8 +381,8 @@ class Builder:
         """
         chain = ()  # the other plugin a push from a template runs
         if template is not None and not (snapshot or image_id):
-            chain = self.plugins.all()[self._os_name(template,
-                                                     values)].parameters
+            os_name = self.os_plugin_name(template, values)
+            chain = self.plugins.all()[os_name].parameters
         name, plugin, typed = self._cloud_step(target, values, snapshot,
                                                chain)
         own = _specs(plugin, snapshot)

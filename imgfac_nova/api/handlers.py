@@ -252,10 +252,8 @@ class Api:
         base image's (its target content runs there)."""
         if template is not None:
             try:
-                return self.service.plugins.choose_os_plugin(
-                    template.os.name, template.os.version, template.os.arch,
-                    requested=values.get("os_plugin"),
-                    preferred=getattr(self.service.conf, "os_plugin", None))
+                return self.service.builder().os_plugin_name(template,
+                                                             values)
             except manager.PluginError as exc:
                 raise router.ApiError(400, str(exc)) from None
         for record in parents.values():
