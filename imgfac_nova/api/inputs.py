@@ -15,6 +15,8 @@ The CLI trusts its operator; an API caller is a tenant. So for a caller:
 """
 import json
 
+from oslo_config import cfg
+
 from imgfac_nova import parameters
 from imgfac_nova.api import policy
 from imgfac_nova.api import router
@@ -31,6 +33,10 @@ HOST_SWITCHES = {"proxy_tunnel": policy.PROXY_TUNNEL,
                  "ssh_jump_agent": policy.SSH_JUMP_AGENT}
 #: Parameters holding URLs the daemon opens.
 URL_PARAMETERS = ("install_kernel", "install_ramdisk")
+
+
+class BadNetworks(cfg.Error):
+    """``url_denied_networks`` holds something that is not a network."""
 
 
 class Caller:
@@ -70,17 +76,19 @@ class InputPolicy:
         self.denied = conf.api.url_denied_networks
         self.allowed_hosts = conf.api.url_allowed_hosts
         self.plugins = plugins
+        try:  # a bad network is the daemon's start-up error, not a 500
+            netguard.AddressPolicy(self.denied, self.allowed_hosts)
+        except ValueError as exc:
+            raise BadNetworks("[api] url_denied_networks: %s" % exc) \
+                from None
 
     def addresses(self, caller, rule, internal=False):
         """The AddressPolicy for ``caller``; ``rule`` lifts the denied
         networks (and, when ``internal``, loopback and link-local too)."""
         lifted = caller.may(rule)
-        try:
-            return netguard.AddressPolicy(
-                () if lifted else self.denied, self.allowed_hosts,
-                internal=internal and lifted)
-        except ValueError as exc:
-            raise router.ApiError(500, "[api] url_denied_networks: %s" % exc)
+        return netguard.AddressPolicy(
+            () if lifted else self.denied, self.allowed_hosts,
+            internal=internal and lifted)
 
     def vet(self, caller, values, template=None, provider=None,
             credentials=None, callbacks=(), os_plugin=None):

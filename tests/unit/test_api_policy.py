@@ -196,3 +196,13 @@ def test_a_body_over_the_limit_is_413(config_file):
         _nothing_made(client)
     finally:
         service.shutdown()
+
+
+def test_a_bad_denied_network_stops_the_daemon_in_one_line(config_file):
+    from imgfac_nova.api import inputs
+    conf = _conf(config_file, url_denied_networks=["10.0.0.0/33"])
+    with pytest.raises(inputs.BadNetworks) as raised:
+        inputs.InputPolicy(conf, deploy.service(conf).plugins)
+    assert str(raised.value).startswith("[api] url_denied_networks: ")
+    assert "10.0.0.0/33" in str(raised.value)
+    assert "\n" not in str(raised.value)
