@@ -350,7 +350,9 @@ def _images(args):
     if not isinstance(query, dict):
         raise UsageError("the query must be a JSON object, e.g. "
                          "'{\"type\": \"BaseImage\"}'")
-    records = _store(_conf(args)).list(query)
+    records = _store(_conf(args)).list(query, None if args.output == "json"
+                                       else ("percent_complete",
+                                             "status_detail"))
     if args.output == "json":
         print(json.dumps([r.to_dict() for r in records], indent=2,
                          sort_keys=True))

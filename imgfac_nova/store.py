@@ -226,18 +226,19 @@ class ImageStore:
         with self._session() as session:
             return records.cancel_requested(session, identifiers)
 
-    def list(self, query=None):
+    def list(self, query=None, fields=None):
         """Records matching ``query`` (field -> value; another key is a
-        property), oldest first."""
+        property), oldest first. With ``fields`` (names of record fields),
+        only those are read, with the identifier, type, status and
+        created time: the records' other fields are None."""
         from imgfac_nova.db import records
         query = query or {}
         with self._session() as session:
             try:
-                found = records.query(session, query)
+                return records.query(session, query, fields)
             except (TypeError, ValueError) as exc:
                 raise StoreError("corrupt image record in %s: %s" % (
                     self.redacted_connection(), exc)) from exc
-        return [record for record in found if record.matches(query)]
 
     def remove(self, identifier):
         """Delete the record, its data and its build log."""

@@ -153,8 +153,8 @@ class Api:
         if not child:
             return []
         return [r for r in self.store.list({
-            "type": child, views.PARENT_FIELD[child]: record.identifier})
-            if self._may(request, policy.IMAGE_GET, r)]
+            "type": child, views.PARENT_FIELD[child]: record.identifier},
+            views.LISTED) if self._may(request, policy.IMAGE_GET, r)]
 
     # -- handlers ----------------------------------------------------------
 
@@ -167,7 +167,7 @@ class Api:
     def list_images(self, request, kind, **parent_ids):
         wanted = self._parents(request, kind, **parent_ids)
         wanted["type"] = kind
-        found = [r for r in self.store.list(wanted)
+        found = [r for r in self.store.list(wanted, views.LISTED)
                  if self._may(request, policy.IMAGE_GET, r)]
         return router.json_response(
             views.collection(_base_url(request), kind, found))

@@ -12,6 +12,9 @@ CHILD = {images.BASE_IMAGE: images.TARGET_IMAGE,
 PARENT_FIELD = {images.TARGET_IMAGE: "base_image_id",
                 images.PROVIDER_IMAGE: "target_image_id"}
 
+#: The record fields a collection's entries need (:func:`link`, and the
+#: policy's target).
+LISTED = ("identifier", "type", "project_id")
 _COMMON = ("status", "percent_complete", "status_detail", "template",
            "icicle", "parameters", "properties", "created", "updated")
 _EXTRA = {images.BASE_IMAGE: (),

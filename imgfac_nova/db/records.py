@@ -22,10 +22,15 @@ _PLAIN = [column for column in _TABLE.columns
           if column.name in images.FIELDS and column.name not in _JSON]
 
 
-def _json_array():
-    """The JSON columns' text joined into one JSON array in SQL (they are
+#: Fields every listed record has, whatever fields were asked for (the
+#: order, the record's kind and its validity need them).
+ALWAYS = ("identifier", "type", "status", "created")
+
+
+def _json_array(names):
+    """The JSON columns ``names`` joined into one JSON array in SQL (they are
     never NULL), so a listed row takes one json.loads, not one a column."""
-    first, *rest = [sa.type_coerce(_TABLE.c[name], sa.Text) for name in _JSON]
+    first, *rest = [sa.type_coerce(_TABLE.c[name], sa.Text) for name in names]
     text = sa.literal("[") + first
     for part in rest:
         text = text + sa.literal(",") + part
@@ -82,28 +87,53 @@ def update(session, record):
         _TABLE.c.identifier == record.identifier).values(**record.to_dict()))
 
 
-def query(session, wanted):
-    """Records whose fields equal ``wanted``'s values where SQL can tell
-    (see :data:`_FILTERABLE`), oldest first.
+def query(session, wanted, fields=None):
+    """Records whose fields (or properties) equal ``wanted``'s values,
+    oldest first: filtered in SQL where SQL can tell (see
+    :data:`_FILTERABLE`), the rest here. With ``fields``, only those
+    columns are read (and :data:`ALWAYS`, and what ``wanted`` names): the
+    records' other fields are None.
 
     Listing thousands of records is the CLI's and the API's common case:
-    the JSON columns come as one array a row (:func:`_json_array`), and
-    the rows are sorted here, not by the database (which, filtering on an
-    index, would copy every whole row into a temporary sort)."""
-    statement = sa.select(*_PLAIN, _TABLE.c.id, _json_array())
+    the JSON columns come as one array a row (:func:`_json_array`), decoded
+    together, and the rows are sorted here, not by the database (which,
+    filtering on an index, would copy every whole row into a temporary
+    sort)."""
+    if fields is None:
+        names = images.FIELDS
+    else:
+        names = set(fields).union(ALWAYS, wanted)
+        if not names <= images.FIELDS:
+            names.add("properties")  # a property in ``wanted``
+    plain = [column for column in _PLAIN if column.name in names]
+    json_names = [name for name in _JSON if name in names]
+    statement = sa.select(*plain, _TABLE.c.id, *(
+        [_json_array(json_names)] if json_names else []))
+    in_sql = 0
     for key, value in wanted.items():
         kind = _FILTERABLE.get(key)
         if value is None and kind is not None:
             statement = statement.where(_TABLE.c[key].is_(None))
         elif kind is not None and type(value) is kind:
             statement = statement.where(_TABLE.c[key] == value)
-    keys = [column.name for column in _PLAIN]
-    oldest_first = operator.itemgetter(keys.index("created"), len(keys))
+        else:
+            continue
+        in_sql += 1
+    keys = [column.name for column in plain]
+    unread = dict.fromkeys(images.FIELDS.difference(keys, json_names))
+    rows = sorted(session.execute(statement), key=operator.itemgetter(
+        keys.index("created"), len(keys)))
+    # one JSON document for all the rows: json.loads once, not once a row
+    decoded = json.loads("[%s]" % ",".join(row[-1] for row in rows)) \
+        if json_names else [()] * len(rows)
     found = []
-    for row in sorted(session.execute(statement), key=oldest_first):
-        fields = dict(zip(keys, row))
-        fields.update(zip(_JSON, json.loads(row[-1])))
+    for row, json_values in zip(rows, decoded):
+        fields = dict(unread)
+        fields.update(zip(keys, row))
+        fields.update(zip(json_names, json_values))
         found.append(images.ImageRecord(**fields))
+    if in_sql < len(wanted):
+        return [record for record in found if record.matches(wanted)]
     return found
 
 

@@ -106,6 +106,26 @@ def test_list_filters_in_sql_and_on_the_rest_oldest_first(tmp_path):
     assert s.list({"type": 5}) == [] and s.list({"percent_complete": "0"}) == []
 
 
+def test_list_reads_only_the_fields_asked_for(tmp_path):
+    s = store.ImageStore(str(tmp_path))
+    full = s.add(_record(status=images.COMPLETE, percent_complete=100,
+                         template="<template/>", project_id="p1",
+                         properties={"colour": "red"}, timings={"a": 1}))
+    s.add(_record(properties={"colour": "blue"}))
+    [listed] = s.list({"colour": "red"}, ("percent_complete",))
+    assert (listed.identifier, listed.type, listed.status, listed.created,
+            listed.percent_complete, listed.properties) == (
+        full.identifier, full.type, full.status, full.created, 100,
+        {"colour": "red"})
+    assert (listed.template, listed.project_id, listed.timings,
+            listed.status_detail, listed.updated) == (None,) * 5
+    [listed] = s.list({"project_id": "p1"}, ("status_detail",))
+    assert (listed.project_id, listed.activity, listed.properties) == (
+        "p1", "Created", None)
+    assert [r.to_dict() for r in s.list({"project_id": "p1"})] == [
+        s.get(full.identifier).to_dict()]
+
+
 def test_records_of_one_second_list_in_the_order_they_were_added(tmp_path):
     s = store.ImageStore(str(tmp_path))
     added = [s.add(_record(created="2026-01-01T00:00:00+00:00")).identifier
