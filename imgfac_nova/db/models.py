@@ -39,6 +39,8 @@ images = sa.Table(
     sa.Column("cancel_requested", sa.Boolean, nullable=False,
               server_default=sa.false()),
     sa.Column("project_id", sa.String(64), index=True),
+    # The Keystone trust the build acts through after its caller's token.
+    sa.Column("trust_id", sa.String(64)),
     sa.Column("plugin", sa.String(64)),
     sa.Column("template", LONG_TEXT),
     sa.Column("parameters", _json_dict(), nullable=False),

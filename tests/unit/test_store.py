@@ -43,7 +43,7 @@ def _every_field(**fields):
         percent_complete=100,
         status_detail={"activity": "Build complete", "error": None},
         created="2026-01-02T03:04:05+00:00", worker="host:42",
-        project_id="p" * 32, plugin="nova", template="<template/>",
+        project_id="p" * 32, trust_id="t" * 32, plugin="nova", template="<template/>",
         parameters={"flavor": "2", "admin_password": "***"},
         icicle="<icicle/>", base_image_id=str(uuid.uuid4()),
         target_image_id=str(uuid.uuid4()), target="openstack",
