@@ -234,10 +234,12 @@ class Builder:
 
     def __init__(self, conf, store, plugins=None, on_change=None, slots=None,
                  project_id=None, cloud_auth=None, url_check=None, *,
-                 strict_parameters=False):
+                 strict_parameters=False, trust_id=None):
         """``slots`` (a BuildSlots) bounds concurrent builds; ``project_id`` is
         recorded on new images; ``cloud_auth`` (a keystoneauth1 auth plugin)
-        is how plugins reach the cloud for this caller; ``url_check`` vets
+        is how plugins reach the cloud for this caller (and ``trust_id``,
+        recorded on new images, the Keystone trust that acts for the caller
+        once the token has expired: api/trusts.py); ``url_check`` vets
         the URLs its builds open (netguard), None for the trusted CLI. A
         parameter no plugin of a build knows is refused with
         ``strict_parameters`` (ParameterError), else warned about."""
@@ -249,6 +251,7 @@ class Builder:
         self.slots = slots
         self.project_id = project_id
         self.cloud_auth = cloud_auth
+        self.trust_id = trust_id
         self.url_check = url_check
 
     def _plugin(self, name):
@@ -303,6 +306,7 @@ class Builder:
         hidden = (source.os.rootpw,) if source is not None else ()
         return images.ImageRecord(
             type=kind, plugin=plugin_name, project_id=self.project_id,
+            trust_id=self.trust_id,
             parameters=params.redact(_specs(plugin, snapshot), typed, hidden),
             **fields)
 
@@ -581,6 +585,7 @@ class Builder:
         for name, cls in sorted(self.plugins.os_plugins.items()) + sorted(
                 self.plugins.cloud_plugins.items()):
             plugin = cls(self.conf)
+            plugin.cloud_auth = self.cloud_auth  # a project's, with a trust
             typed = self._resolve(plugin.parameters, values, name,
                                   self._all_parameters())
             for outcome in plugin.sweep(keep, typed, dry_run):
@@ -604,7 +609,8 @@ class Builder:
         cache for these parameters (the Nova plugin only with a cloud)."""
         caches = []
         for name in sorted(self.plugins.os_plugins):
-            plugin = self._plugin(name)
+            plugin = cls(self.conf)
+            plugin.cloud_auth = self.cloud_auth  # a project's, with a trust
             typed = self._resolve(plugin.parameters, values, name,
                                   self._all_parameters())
             cache = plugin.jeos_cache(typed)

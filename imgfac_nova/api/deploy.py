@@ -116,18 +116,12 @@ def check_service_user(conf):
     if conf.api.auth_strategy != "keystone":
         return
     from keystoneauth1 import exceptions
-    from keystoneauth1 import loading
-    from keystoneauth1 import session as ks_session
-    group = "keystone_authtoken"
-    section = conf[group]
+
+    from imgfac_nova.api import trusts
+    group = trusts.GROUP
     try:
-        loading.register_auth_conf_options(conf, group)
-        auth = loading.load_auth_from_conf_options(conf, group)
-        session = ks_session.Session(
-            auth=auth, verify=False if section.insecure else
-            (section.cafile or True), timeout=section.http_connect_timeout
-            or 30)
-        access = auth.get_access(session)
+        auth = trusts.service_auth(conf)
+        access = auth.get_access(trusts.session(conf, auth))
     except (exceptions.ClientException, cfg.Error) as exc:
         raise NotAService("the daemon's Keystone user ([%s]) cannot log in: "
                           "%s" % (group, " ".join(str(exc).split()))) from None

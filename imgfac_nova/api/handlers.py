@@ -20,6 +20,7 @@ from imgfac_nova.api import inputs
 from imgfac_nova.api import policy
 from imgfac_nova.api import router
 from imgfac_nova.api import service as build_service
+from imgfac_nova.api import trusts
 from imgfac_nova.api import views
 from imgfac_nova.plugins import manager
 from novaimagebuilder import errors
@@ -238,7 +239,7 @@ class Api:
                 start, project_id=caller.project_id,
                 cloud_auth=request.environ.get("keystone.token_auth"),
                 on_change=on_change, url_check=url_check)
-        except build_service.Stopping as exc:
+        except (build_service.Stopping, trusts.TrustError) as exc:
             raise router.ApiError(503, str(exc)) from None
         except _BAD_INPUT as exc:
             raise router.ApiError(400, str(exc)) from None
@@ -285,6 +286,7 @@ class Api:
         if done.status != images.DELETED:
             raise router.ApiError(500, "deleting %s failed: %s"
                                   % (image_id, done.error))
+        self.service.release(record.trust_id)
         return webob.Response(status=204)
 
     def _plugins_allowed(self, request):

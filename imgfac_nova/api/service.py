@@ -3,14 +3,17 @@ plugin set and slot pool, so at most ``max_concurrent_builds`` run at once.
 
 On start the daemon marks the builds a killed predecessor had running FAILED
 and sweeps what they left (``Builder.sweep``, as ``imgfac-nova sweep``
-does); on stop it cancels running builds, which unwind their rollback stack
+does), in each caller's project through the trust its builds hold
+(:mod:`trusts`); on stop it cancels running builds, which unwind their rollback stack
 exactly as on Ctrl-C in the CLI, and waits for them.
 """
 import logging
 import threading
 
 from imgfac_nova import build
+from imgfac_nova import images
 from imgfac_nova.api import callbacks
+from imgfac_nova.api import trusts
 from imgfac_nova.plugins import manager
 
 LOG = logging.getLogger(__name__)
@@ -30,25 +33,53 @@ class BuildService:
         self._jobs = {}  # image id -> Job, while it runs
         self._lock = threading.Lock()
         self._accepting = True
+        #: The builds' Keystone trusts (None without Keystone: noauth).
+        self.trusts = trusts.Trusts(conf) \
+            if conf.api.auth_strategy == "keystone" else None
 
     def builder(self, project_id=None, cloud_auth=None, on_change=None,
-                url_check=None):
+                url_check=None, trust_id=None):
+        """A Builder for one caller; with ``trust_id`` (the caller's trust,
+        recorded on its new images) a build that ends, COMPLETE or
+        FAILED, releases it."""
+        def changed(record):
+            if on_change is not None:
+                on_change(record)
+            if record.status not in images.ACTIVE_STATUSES:
+                self.release(trust_id)
         return build.Builder(self.conf, self.store, self.plugins,
-                             on_change=on_change, slots=self.slots,
+                             on_change=changed if trust_id else on_change,
+                             slots=self.slots,
                              project_id=project_id, cloud_auth=cloud_auth,
-                             url_check=url_check, strict_parameters=True)
+                             url_check=url_check, strict_parameters=True,
+                             trust_id=trust_id)
+
+    def release(self, trust_id):
+        """Delete ``trust_id`` unless a build holding it still runs."""
+        if self.trusts is not None:
+            self.trusts.release(self.store, trust_id)
 
     def start(self, start, project_id=None, cloud_auth=None, on_change=None,
               url_check=None):
         """Run ``start(builder)`` (a Builder verb) and track the Job.
 
-        The verb's checks talk to Keystone, Nova and providers, so no lock
-        is held while it runs; a build accepted while the daemon began to
-        stop is cancelled at once."""
+        With Keystone, the caller's trust for the build is made first
+        (TrustError when Keystone fails), and deleted again when the verb
+        refuses. The verb's checks talk to Keystone, Nova and providers, so
+        no lock is held while it runs; a build accepted while the daemon
+        began to stop is cancelled at once."""
         if not self._accepting:
             raise Stopping("the daemon is stopping; it takes no new builds")
-        job = start(self.builder(project_id, cloud_auth, on_change,
-                                 url_check))
+        trust_id = None
+        if self.trusts is not None and cloud_auth is not None and project_id:
+            trust_id = self.trusts.create(cloud_auth, project_id)
+        try:
+            job = start(self.builder(project_id, cloud_auth, on_change,
+                                     url_check, trust_id))
+        except BaseException:
+            if trust_id:
+                self.trusts.delete(trust_id)
+            raise
         with self._lock:
             self._jobs = {i: j for i, j in self._jobs.items() if not j.wait(0)}
             for record in job.records:
@@ -63,10 +94,35 @@ class BuildService:
         """Fail and sweep the builds of a killed daemon (the sweep logs each
         removal and refusal); returns ``sweep``'s ``[(where, Outcome)]``."""
         found = self.builder().sweep({})
+        if self.trusts is not None:
+            found += self._sweep_projects()
         refused = [outcome for _, outcome in found if outcome.error]
         if found:
             LOG.warning("Swept %d leftovers of earlier builds; %d could not "
                         "be removed", len(found), len(refused))
+        return found
+
+    def _sweep_projects(self):
+        """Sweep each project whose builds still hold a trust (unfinished,
+        or failed before their trust was deleted) through one of those
+        trusts, then release the trusts of the builds that ended."""
+        held = {}
+        for record in self.store.list():
+            if record.trust_id:
+                held.setdefault(record.project_id, []).append(record)
+        found = []
+        for project_id, records in sorted(held.items()):
+            for record in records:
+                try:
+                    found += self.builder(project_id, trusts.auth_for(
+                        self.conf, record)).sweep({})
+                    break
+                except Exception as exc:
+                    LOG.warning("Sweeping project %s through the trust of "
+                                "build %s failed: %s", project_id,
+                                record.identifier, build.one_line(exc))
+        for trust_id in {r.trust_id for rs in held.values() for r in rs}:
+            self.release(trust_id)
         return found
 
     def shutdown(self, callback_timeout=10):

@@ -233,9 +233,11 @@ class NovaOS(base.OSPlugin):
 
     def sweep(self, protected, parameters, dry_run=False):
         """Remove the cloud resources tagged by builds that ``protected``
-        does not keep, in dependency order (when a cloud is configured)."""
+        does not keep, in dependency order (when a cloud is configured or
+        the sweep acts for a caller: ``cloud_auth``)."""
         from novaimagebuilder import nova
-        if not (parameters.get("cloud") or common.cloud_configured(self.conf)):
+        if not (parameters.get("cloud") or self.cloud_auth is not None or
+                common.cloud_configured(self.conf)):
             return []
         return nova.sweep_cloud(self._connect(parameters), protected,
                                 dry_run=dry_run, log=LOG)
