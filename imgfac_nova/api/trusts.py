@@ -64,11 +64,11 @@ def auth_for(conf, record):
 
 
 def _through(conf, trust_id):
-    section = conf[GROUP]
     loading.register_auth_conf_options(conf, GROUP)
+    section = conf[GROUP]
     options = {o.dest for o in loading.get_plugin_loader(
         section.auth_type).get_options()} if section.auth_type else set()
-    if "trust_id" not in options:
+    if not {"password", "trust_id"} <= options:
         raise TrustError(
             "the daemon's [%s] auth_type %s cannot act through a Keystone "
             "trust: use password" % (GROUP, section.auth_type))

@@ -1,0 +1,60 @@
+"""trusts.auth_for: the daemon's own user through a build's trust."""
+import pytest
+import requests_mock
+from oslo_config import cfg
+
+from imgfac_nova import images
+from imgfac_nova.api import trusts
+
+
+def _conf(tmp_path, auth_type="password", **extra):
+    path = tmp_path / "api.conf"
+    options = dict(auth_type=auth_type, auth_url="http://keystone:5000/v3",
+                   username="imgfac", password="pw", project_name="service",
+                   user_domain_name="Default",
+                   project_domain_name="Default", **extra)
+    path.write_text("[keystone_authtoken]\n" + "".join(
+        "%s = %s\n" % item for item in options.items()))
+    conf = cfg.ConfigOpts()
+    conf(["--config-file", str(path)], project="imgfac-nova",
+         default_config_files=[])
+    return conf
+
+
+def _record(trust_id):
+    return images.ImageRecord(type=images.BASE_IMAGE, trust_id=trust_id)
+
+
+def test_a_record_without_a_trust_has_no_auth(tmp_path):
+    assert trusts.auth_for(_conf(tmp_path), _record(None)) is None
+
+
+@pytest.mark.parametrize("auth_type", ["password", "v3password"])
+def test_the_service_user_logs_in_scoped_to_the_trust_alone(tmp_path,
+                                                            auth_type):
+    from keystoneauth1 import session
+    auth = trusts.auth_for(_conf(tmp_path, auth_type), _record("t-1"))
+    with requests_mock.Mocker() as mock:
+        mock.get("http://keystone:5000/v3", json={"version": {
+            "id": "v3.14", "status": "stable", "links": [
+                {"rel": "self", "href": "http://keystone:5000/v3/"}]}})
+        mock.post("http://keystone:5000/v3/auth/tokens", status_code=201,
+                  headers={"X-Subject-Token": "tok"}, json={"token": {
+                      "expires_at": "2999-01-01T00:00:00Z",
+                      "user": {"id": "u", "name": "imgfac"}}})
+        assert auth.get_token(session.Session()) == "tok"
+        [login] = [r for r in mock.request_history if r.method == "POST"]
+    body = login.json()["auth"]
+    assert body["scope"] == {"OS-TRUST:trust": {"id": "t-1"}}
+    assert body["identity"]["password"]["user"]["name"] == "imgfac"
+
+
+def test_an_auth_type_without_trusts_is_one_line(tmp_path):
+    conf = _conf(tmp_path, "v3applicationcredential",
+                 application_credential_id="a",
+                 application_credential_secret="s")
+    with pytest.raises(trusts.TrustError, match=r"^the daemon's "
+                       r"\[keystone_authtoken\] auth_type "
+                       r"v3applicationcredential cannot act through a "
+                       r"Keystone trust: use password$"):
+        trusts.auth_for(conf, _record("t-1"))
