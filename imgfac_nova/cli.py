@@ -13,7 +13,8 @@ import sys
 import threading
 import time
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+from imgfac_nova import cmdline
+from imgfac_nova.cmdline import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 
 
 class _ParameterSource(argparse.Action):
@@ -44,20 +45,13 @@ def _add_parameters(parser):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(
-        prog="imgfac-nova",
-        description="Build operating-system images inside an OpenStack cloud "
-                    "(or locally with QEMU), Image Factory style.")
-    parser.add_argument("--config-file", action="append", default=[],
-                        metavar="PATH",
-                        help="configuration file (default: "
-                             "/etc/imgfac-nova/imgfac-nova.conf if present)")
+    parser = cmdline.parser(
+        "imgfac-nova", "Build operating-system images inside an OpenStack "
+        "cloud (or locally with QEMU), Image Factory style.")
     parser.add_argument("--output", choices=("text", "json"), default="text",
                         help="result format on stdout (default: text)")
     parser.add_argument("--verbose", action="store_true",
                         help="log progress details to stderr")
-    parser.add_argument("--debug", action="store_true",
-                        help="log everything, with tracebacks, to stderr")
     verbs = parser.add_subparsers(dest="verb", metavar="VERB")
     verbs.required = True
 
@@ -163,10 +157,7 @@ def _interrupt(signum, frame):
 
 
 def _error(message, code):
-    from novaimagebuilder import scrub
-    print("imgfac-nova: error: %s" % scrub.scrub(str(message)),
-          file=sys.stderr)
-    return code
+    return cmdline.error("imgfac-nova", message, code)
 
 
 # -- set-up shared by the verbs ---------------------------------------------------

@@ -3,23 +3,16 @@
     imgfac-nova-manage [--config-file PATH] db sync      create or upgrade the schema
     imgfac-nova-manage [--config-file PATH] db version   print the schema's revision
 """
-import argparse
 import sys
 
-EXIT_OK, EXIT_USAGE = 0, 2
+from imgfac_nova import cmdline
+
+PROG = "imgfac-nova-manage"
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(
-        prog="imgfac-nova-manage",
-        description="Manage imgfac-nova's image record database "
-                    "([database] connection).")
-    parser.add_argument("--config-file", action="append", default=[],
-                        metavar="PATH",
-                        help="configuration file (default: "
-                             "/etc/imgfac-nova/imgfac-nova.conf if present)")
-    parser.add_argument("--debug", action="store_true",
-                        help="log everything, with tracebacks")
+    parser = cmdline.parser(PROG, "Manage imgfac-nova's image record "
+                                  "database ([database] connection).")
     groups = parser.add_subparsers(dest="group", metavar="GROUP",
                                    required=True)
     db = groups.add_parser("db", help="the database schema").add_subparsers(
@@ -47,16 +40,9 @@ def main(argv=None):
                 "" if before == after else " (was %s)" % (before or "none")))
         else:
             print(image_store.schema_version() or "none")
-    except cfg.Error as exc:
-        return _error(str(exc).strip().splitlines()[0])
-    except store.StoreError as exc:
-        return _error(exc)
-    return EXIT_OK
-
-
-def _error(message):
-    print("imgfac-nova-manage: error: %s" % message, file=sys.stderr)
-    return EXIT_USAGE
+    except (cfg.Error, store.StoreError) as exc:
+        return cmdline.error(PROG, exc)
+    return cmdline.EXIT_OK
 
 
 if __name__ == "__main__":

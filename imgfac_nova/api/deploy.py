@@ -12,6 +12,7 @@ from oslo_middleware import sizelimit
 from imgfac_nova import config
 from imgfac_nova import store
 from imgfac_nova.api import handlers
+from imgfac_nova.api import inputs
 from imgfac_nova.api import policy
 from imgfac_nova.api import router
 from imgfac_nova.api import service as build_service
@@ -56,6 +57,35 @@ def _loopback(host):
         return False
 
 
+class BadTls(cfg.Error):
+    """``cert_file`` and ``key_file`` cannot be loaded."""
+
+
+def check(conf):
+    """The ``[api]`` options that need more than their type (registered
+    and read by :func:`imgfac_nova.api.conf.register`), checked before
+    the daemon opens or creates its database: noauth only on loopback,
+    url_denied_networks networks, the TLS certificate and key loadable.
+    Raises a cfg.Error saying what in one line."""
+    if conf.api.auth_strategy == "noauth" and \
+            not _loopback(conf.api.bind_host):
+        raise UnsafeNoAuth(
+            "auth_strategy = noauth lets every caller act as the operator; "
+            "it is refused unless bind_host is a loopback address (it is %s)"
+            % conf.api.bind_host)
+    inputs.check_networks(conf)
+    if conf.api.cert_file or conf.api.key_file:
+        import ssl
+        try:
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)\
+                .load_cert_chain(conf.api.cert_file or "",
+                                 conf.api.key_file or None)
+        except (OSError, ssl.SSLError) as exc:
+            raise BadTls("[api] cert_file %s, key_file %s: %s" % (
+                conf.api.cert_file, conf.api.key_file,
+                getattr(exc, "strerror", None) or exc)) from None
+
+
 class DatabaseUnusable(cfg.Error):
     """The image store's database cannot be used (one line, no password)."""
 
@@ -71,14 +101,10 @@ def service(conf):
 
 
 def deploy(conf, service):
-    """The WSGI application for ``conf`` over ``service``: a request-id
-    middleware around the auth middleware around the router."""
+    """The WSGI application for ``conf`` (:func:`check` ed) over
+    ``service``: a request-id middleware around the auth middleware around
+    the router."""
     noauth = conf.api.auth_strategy == "noauth"
-    if noauth and not _loopback(conf.api.bind_host):
-        raise UnsafeNoAuth(
-            "auth_strategy = noauth lets every caller act as the operator; "
-            "it is refused unless bind_host is a loopback address (it is %s)"
-            % conf.api.bind_host)
     body_limit_default(conf)
     api = handlers.Api(service, OneOperator() if noauth else
                        policy.enforcer(conf), trusted=noauth)

@@ -39,6 +39,16 @@ class BadNetworks(cfg.Error):
     """``url_denied_networks`` holds something that is not a network."""
 
 
+def check_networks(conf):
+    """Raise BadNetworks unless ``url_denied_networks`` are networks (the
+    daemon's start-up error, not a 500 on every build request)."""
+    try:
+        netguard.AddressPolicy(conf.api.url_denied_networks,
+                               conf.api.url_allowed_hosts)
+    except ValueError as exc:
+        raise BadNetworks("[api] url_denied_networks: %s" % exc) from None
+
+
 class Caller:
     """What one request may do: ``may(rule)`` is decided by the enforcer
     with the caller's project as the target."""
@@ -73,14 +83,10 @@ class InputPolicy:
     keeps for the redirects it follows."""
 
     def __init__(self, conf, plugins):
+        check_networks(conf)
         self.denied = conf.api.url_denied_networks
         self.allowed_hosts = conf.api.url_allowed_hosts
         self.plugins = plugins
-        try:  # a bad network is the daemon's start-up error, not a 500
-            netguard.AddressPolicy(self.denied, self.allowed_hosts)
-        except ValueError as exc:
-            raise BadNetworks("[api] url_denied_networks: %s" % exc) \
-                from None
 
     def addresses(self, caller, rule, internal=False):
         """The AddressPolicy for ``caller``; ``rule`` lifts the denied

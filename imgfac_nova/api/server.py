@@ -6,13 +6,14 @@ the builds, their slots and their cancellation stay in this one process.
 SIGTERM (or Ctrl-C) stops accepting requests, cancels the running builds
 (each unwinds its rollback stack, as on Ctrl-C in the CLI) and exits.
 """
-import argparse
 import logging
 import signal
 import sys
 import threading
 
-EXIT_USAGE = 2
+from imgfac_nova import cmdline
+
+PROG = "imgfac-nova-api"
 LOG = logging.getLogger(__name__)
 
 
@@ -25,6 +26,7 @@ def setup(config_files=(), debug=False):
 
     conf = config.load(config_files, debug=debug, verbose=True)
     api_conf.register(conf)
+    deploy.check(conf)  # before the database is opened (or created)
     service = deploy.service(conf)
     application = deploy.deploy(conf, service)
     deploy.check_service_user(conf)
@@ -39,15 +41,8 @@ def setup(config_files=(), debug=False):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(
-        prog="imgfac-nova-api",
-        description="The Image Factory REST v2 daemon of imgfac-nova.")
-    parser.add_argument("--config-file", action="append", default=[],
-                        metavar="PATH",
-                        help="configuration file (default: "
-                             "/etc/imgfac-nova/imgfac-nova.conf if present)")
-    parser.add_argument("--debug", action="store_true",
-                        help="log everything, with tracebacks")
+    parser = cmdline.parser(PROG, "The Image Factory REST v2 daemon of "
+                                  "imgfac-nova.")
     args = parser.parse_args(argv)
     from cheroot import wsgi
     from oslo_config import cfg
@@ -55,9 +50,7 @@ def main(argv=None):
         conf, service, application = setup(args.config_file, args.debug)
         host, port = conf.api.bind_host, conf.api.bind_port
     except cfg.Error as exc:
-        print("imgfac-nova-api: error: %s" % str(exc).strip().splitlines()[0],
-              file=sys.stderr)
-        return EXIT_USAGE
+        return cmdline.error(PROG, exc)
     server = wsgi.Server((host, port), application,
                          numthreads=conf.api.server_threads,
                          server_name="imgfac-nova-api")
@@ -73,9 +66,8 @@ def main(argv=None):
     try:
         server.prepare()
     except OSError as exc:
-        print("imgfac-nova-api: error: cannot listen on %s:%d: %s"
-              % (host, port, exc.strerror or exc), file=sys.stderr)
-        return EXIT_USAGE
+        return cmdline.error(PROG, "cannot listen on %s:%d: %s" % (
+            host, port, exc.strerror or exc))
     threading.Thread(target=server.serve, name="http", daemon=True).start()
     LOG.info("imgfac-nova-api listening on %s://%s:%d (auth_strategy %s, "
              "max_concurrent_builds %d)", scheme, host, server.bind_addr[1],
@@ -86,7 +78,7 @@ def main(argv=None):
     server.stop()
     service.shutdown()
     LOG.info("Stopped")
-    return 0
+    return cmdline.EXIT_OK
 
 
 if __name__ == "__main__":

@@ -179,7 +179,7 @@ def test_providers_name_no_daemon_files_or_internal_endpoints(
 def test_noauth_is_refused_off_loopback(config_file):
     conf = _conf(config_file, bind_host="0.0.0.0")
     with pytest.raises(deploy.UnsafeNoAuth) as raised:
-        deploy.deploy(conf, deploy.service(conf))
+        deploy.check(conf)
     assert "loopback" in str(raised.value)
 
 
@@ -202,7 +202,7 @@ def test_a_bad_denied_network_stops_the_daemon_in_one_line(config_file):
     from imgfac_nova.api import inputs
     conf = _conf(config_file, url_denied_networks=["10.0.0.0/33"])
     with pytest.raises(inputs.BadNetworks) as raised:
-        inputs.InputPolicy(conf, deploy.service(conf).plugins)
+        deploy.check(conf)
     assert str(raised.value).startswith("[api] url_denied_networks: ")
     assert "10.0.0.0/33" in str(raised.value)
     assert "\n" not in str(raised.value)

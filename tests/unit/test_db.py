@@ -154,3 +154,28 @@ def test_commands_say_an_unreachable_database_in_one_line(tmp_path, module,
         lines[0]
     assert "127.0.0.1:1/imgfac: " in lines[0]
     assert "sekrit" not in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("api, words", [
+    ("auth_strategy = noauth\nbind_host = 0.0.0.0\n",
+     "refused unless bind_host is a loopback address"),
+    ("auth_strategy = noauth\nurl_denied_networks = 10.0.0.0/33\n",
+     "[api] url_denied_networks: "),
+    ("auth_strategy = noauth\ncert_file = /nonexistent/cert.pem\n"
+     "key_file = /nonexistent/key.pem\n",
+     "[api] cert_file /nonexistent/cert.pem, key_file /nonexistent/key.pem: "
+     "No such file or directory"),
+])
+def test_the_daemon_checks_its_options_before_its_database(
+        tmp_path, api, words):
+    conf = _conf(tmp_path)
+    with open(conf, "a") as handle:
+        handle.write("[api]\nbind_port = 0\n" + api)
+    result = subprocess.run(
+        [sys.executable, "-m", "imgfac_nova.api.server", "--config-file",
+         conf], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and words in lines[0], result.stderr
+    assert lines[0].startswith("imgfac-nova-api: error: ")
+    assert not (tmp_path / "store").exists()
