@@ -78,8 +78,9 @@ class NovaOS(base.OSPlugin):
 
     def check(self, template, parameters):
         """The install script (and the config drive it needs), jump host,
-        proxies, ssh_host, credentials, flavor and networks (and, for ISO
-        installs, stable device rescue), before anything is created."""
+        proxies, ssh_host, credentials (a bare token must outlast the
+        install timeout), flavor and networks (and, for ISO installs,
+        stable device rescue), before anything is created."""
         from novaimagebuilder import errors
         from novaimagebuilder import pipeline
         _, kind = common.install_script(template, parameters)
@@ -96,6 +97,10 @@ class NovaOS(base.OSPlugin):
                                     "directly: leave direct_boot true or "
                                     "install from an ISO")
         self._backend_args = self._resolve(parameters)
+        from novaimagebuilder import tokens
+        tokens.check_lasts(self._backend_args["conn"].session,
+                           parameters["timeout"], "the build's install "
+                           "timeout (%d s)" % parameters["timeout"])
         if template.os.install.type == "iso":
             from novaimagebuilder import nova
             nova.check_stable_rescue(self._backend_args["conn"])

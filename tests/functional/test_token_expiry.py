@@ -1,0 +1,119 @@
+"""Builds that outlive their token, against a Keystone of the test cloud
+whose tokens live half a minute (shortkeystone.py; the shared Keystone is left
+as it is): the CLI with a password logs in again as it goes; the CLI given
+only a token that would expire first refuses in one line; the daemon's
+build goes on with its caller's expired token and its own service token
+(Keystone's allow_expired)."""
+import time
+
+import pytest
+import yaml
+
+from imgfac_nova import images
+from tests import poll
+from tests.functional import builds
+from tests.functional.apidaemon import _call
+from tests.functional.apidaemon import _post_base
+from tests.functional.shortkeystone import short_keystone  # noqa: F401
+
+
+def _clouds(test_cloud, keystone, directory, **auth):
+    """A clouds.yaml whose ``short`` entry is the imgfac user's, logging
+    in at the short-token Keystone (``auth`` replaces its credentials)."""
+    with open(test_cloud.clouds_yaml) as handle:
+        clouds = yaml.safe_load(handle)
+    entry = clouds["clouds"]["imgfac-test"]
+    entry["auth"]["auth_url"] = keystone.url + "/v3"
+    if auth:
+        for name in ("username", "password", "user_domain_name"):
+            entry["auth"].pop(name)
+        entry["auth"].update(auth)
+        entry["auth_type"] = "v3token"
+    path = directory / "clouds.yaml"
+    path.write_text(yaml.safe_dump({"clouds": {"short": entry}}))
+    return path
+
+
+def _env(cloud_env, clouds_yaml):
+    return dict(cloud_env, OS_CLIENT_CONFIG_FILE=str(clouds_yaml),
+                OS_CLOUD="short")
+
+
+def _token(test_cloud, keystone):
+    from keystoneauth1 import session
+    from keystoneauth1.identity import v3
+    with open(test_cloud.clouds_yaml) as handle:
+        auth = dict(yaml.safe_load(handle)["clouds"]["imgfac-test"]["auth"])
+    auth["auth_url"] = keystone.url + "/v3"
+    return session.Session(auth=v3.Password(**auth)).get_token()
+
+
+def test_a_token_that_expires_before_the_install_timeout_is_refused(
+        short_keystone, test_cloud, cloud_env, conn, tmp_path):  # noqa: F811
+    clouds = _clouds(test_cloud, short_keystone, tmp_path,
+                     token=_token(test_cloud, short_keystone))
+    config, store = builds.write_config(tmp_path)
+    done = builds.imgfac(config, "base_image", *builds.NOVA_PARAMS,
+                         builds.write_template(tmp_path),
+                         env=_env(cloud_env, clouds), timeout=300)
+    assert done.returncode == 2, done.stderr
+    [line] = done.stderr.strip().splitlines()
+    assert "the token expires in " in line and " s, before the build's " \
+        "install timeout (3600 s) could end" in line, line
+    assert "password or an application credential" in line
+    assert builds.records(store) == {}
+    assert builds.made_by(conn, done) == []
+
+
+@pytest.mark.usefixtures("nova_base_image")  # its JEOS: the builds reuse it
+def test_a_password_build_logs_in_again_as_its_tokens_expire(
+        short_keystone, test_cloud, cloud_env, conn, tmp_path):  # noqa: F811
+    clouds = _clouds(test_cloud, short_keystone, tmp_path)
+    config, store = builds.write_config(tmp_path)
+    logins = short_keystone.logins()
+    started = time.monotonic()
+    done = builds.imgfac(config, "base_image", *builds.with_install_script(
+        builds.NOVA_PARAMS, tmp_path), builds.write_template(tmp_path),
+        env=_env(cloud_env, clouds))
+    took = time.monotonic() - started
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = builds.record(done)
+    assert result["status"] == images.COMPLETE
+    assert took > 2 * short_keystone.lifetime, took
+    # A token lasts half a minute, less than keystoneauth's two minutes' margin:
+    # it logs in again before each call.
+    assert short_keystone.logins() - logins > 2
+    builds.delete(config, result, _env(cloud_env, clouds), conn)
+
+
+@pytest.mark.usefixtures("nova_base_image")  # its JEOS: the builds reuse it
+def test_a_daemon_build_outlives_its_callers_token(
+        short_keystone, test_cloud, make_daemon,  # noqa: F811
+        conn, tmp_path):
+    daemon = make_daemon()
+    token = _token(test_cloud, short_keystone)
+    expires = time.monotonic() + short_keystone.lifetime
+    with open(builds.write_template(tmp_path)) as handle:
+        template = handle.read()
+    parameters = dict(zip(builds.NOVA_PARAMS[1::3], builds.NOVA_PARAMS[2::3]))
+    image = _post_base(daemon, token, template,
+                       install_script=builds.INSTALL_SCRIPT, **parameters)
+    time.sleep(max(0, expires + 5 - time.monotonic()))
+    assert _stored(daemon, image["id"]).status == images.BUILDING, \
+        "the build ended before its caller's token expired"
+    # the caller's token has expired: the daemon refuses it now
+    assert _call("GET", daemon.url + "/base_images",
+                 token).status_code == 401
+    record = poll.wait_for(
+        lambda: (lambda r: r if r.status not in images.ACTIVE_STATUSES
+                 else None)(_stored(daemon, image["id"])),
+        1800, "the build through the API", interval=2)
+    assert record.status == images.COMPLETE, record.status_detail
+    glance_id = record.properties[images.GLANCE_ID_PROPERTY]
+    assert conn.image.get_image(glance_id).status == "active"
+    conn.image.delete_image(glance_id)
+
+
+def _stored(daemon, identifier):
+    from imgfac_nova import store
+    return store.ImageStore(daemon.store).get(identifier)
