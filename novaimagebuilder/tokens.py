@@ -18,7 +18,7 @@ BARE_TOKENS = (generic.Token, v3.Token)
 
 
 def _duration(seconds):
-    seconds = max(0, int(seconds))
+    seconds = max(0, round(seconds))
     if seconds < 120:
         return "%d s" % seconds
     if seconds < 7200:
