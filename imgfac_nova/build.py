@@ -609,8 +609,7 @@ class Builder:
         cache for these parameters (the Nova plugin only with a cloud)."""
         caches = []
         for name in sorted(self.plugins.os_plugins):
-            plugin = cls(self.conf)
-            plugin.cloud_auth = self.cloud_auth  # a project's, with a trust
+            plugin = self._plugin(name)
             typed = self._resolve(plugin.parameters, values, name,
                                   self._all_parameters())
             cache = plugin.jeos_cache(typed)

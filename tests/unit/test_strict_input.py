@@ -5,6 +5,7 @@ import logging
 import subprocess
 import sys
 import threading
+import types
 
 import pytest
 
@@ -112,9 +113,15 @@ DEBIAN_URL = "http://mirror.example.org/debian/dists/bookworm/main/"
 UBUNTU_URL = "http://mirror.example.org/ubuntu/dists/noble/"
 
 
+#: What the Nova plugin resolves, with no cloud here: a connection whose
+#: credentials are no bare token.
+RESOLVED = {"conn": types.SimpleNamespace(
+    session=types.SimpleNamespace(auth=None))}
+
+
 def _nova_check(template, **values):
     plugin = nova.NovaOS(None)
-    plugin._resolve = lambda parameters: {"resolved": True}  # no cloud here
+    plugin._resolve = lambda parameters: RESOLVED
     typed = params.resolve(plugin.parameters, values, "nova")
     plugin.check(template, typed)
     return plugin
@@ -136,9 +143,9 @@ def test_config_drive_false_refused_for_scripts_read_from_it(os_name, version,
 def test_config_drive_false_is_fine_for_a_preseed_and_true_for_all():
     debian = _nova_check(_template("Debian", "12", DEBIAN_URL),
                          config_drive="false")
-    assert debian._backend_args == {"resolved": True}
+    assert debian._backend_args is RESOLVED
     fedora = _nova_check(_template("Fedora", "40", FEDORA_URL))
-    assert fedora._backend_args == {"resolved": True}
+    assert fedora._backend_args is RESOLVED
 
 
 def test_a_given_kickstart_needs_the_config_drive_too(caplog):
