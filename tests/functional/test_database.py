@@ -1,24 +1,33 @@
-"""The image store on real database servers: MariaDB (the test cloud's, a
-database and user of this test's own) and PostgreSQL (Debian's package, a
+"""The image store, its migrations and TaskFlow's flow persistence on each
+database it supports: SQLite (the default file), MariaDB (the test cloud's,
+a database and user of this test's own) and PostgreSQL (Debian's package, a
 private cluster this module starts on a socket of its own)."""
+import contextlib
 import functools
 import glob
+import json
 import os
 import pwd
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 import uuid
 
 import pytest
+import sqlalchemy as sa
 
 from imgfac_nova import images
 from imgfac_nova import manage
 from imgfac_nova import store
 from imgfac_nova.db import api
 from imgfac_nova.db import migration
+from imgfac_nova.db import models
+from imgfac_nova.db import records
 from tests import poll
+from tests.unit import test_meta_import
+from tests.unit.conftest import cli_env, plugin_site  # noqa: F401 (fixtures)
 from tests.unit.test_pipeline import fakes  # noqa: F401 (fixture)
 
 PASSWORD = "db-pw-" + uuid.uuid4().hex[:8]
@@ -94,8 +103,19 @@ def postgresql(postgresql_cluster):
                % (name, name))
 
 
+@pytest.fixture
+def sqlite(tmp_path):
+    """The default database: an SQLite file in the store's directory."""
+    return store.default_connection(str(tmp_path / "store"))
+
+
 @pytest.fixture(params=["mariadb", "postgresql"])
 def server(request):
+    return request.getfixturevalue(request.param)
+
+
+@pytest.fixture(params=["sqlite", "mariadb", "postgresql"])
+def database_url(request):
     return request.getfixturevalue(request.param)
 
 
@@ -106,8 +126,7 @@ def _conf(tmp_path, url):
     return str(path)
 
 
-def test_store_needs_db_sync_then_works(server, tmp_path, capsys):
-    conf = _conf(tmp_path, server)
+def test_a_server_database_needs_db_sync(server, tmp_path):
     unsynced = store.ImageStore(str(tmp_path / "store"), {
         "connection": server})
     with pytest.raises(store.StoreError) as exc:
@@ -116,6 +135,9 @@ def test_store_needs_db_sync_then_works(server, tmp_path, capsys):
     assert "run 'imgfac-nova-manage db sync'" in str(exc.value)
     assert PASSWORD not in str(exc.value)
 
+
+def test_db_sync_then_records_round_trip(database_url, tmp_path, capsys):
+    conf = _conf(tmp_path, database_url)
     assert manage.main(["--config-file", conf, "db", "sync"]) == 0
     out = capsys.readouterr().out
     assert out.endswith(": schema %s (was none)\n" % migration.HEAD)
@@ -123,11 +145,13 @@ def test_store_needs_db_sync_then_works(server, tmp_path, capsys):
     assert manage.main(["--config-file", conf, "db", "version"]) == 0
     assert capsys.readouterr().out == migration.HEAD + "\n"
 
-    s = store.ImageStore(str(tmp_path / "store"), {"connection": server})
+    s = store.ImageStore(str(tmp_path / "store"), {
+        "connection": database_url})
     big = "<template>%s</template>" % ("x" * 200000)  # > TEXT's 64 KiB
     base = s.add(images.ImageRecord(
-        type=images.BASE_IMAGE, template=big, created="2026-01-01T00:00:01+00:00",
-        properties={"k": ["v", 1]}, timings={"install": {"cloud": 1.5}}))
+        type=images.BASE_IMAGE, template=big,
+        created="2026-01-01T00:00:01+00:00", properties={"k": ["v", 1]},
+        timings={"install": {"cloud": 1.5}}, trust_id="t" * 32))
     target = s.add(images.ImageRecord(
         type=images.TARGET_IMAGE, base_image_id=base.identifier,
         created="2026-01-01T00:00:00+00:00", project_id="p1"))
@@ -138,6 +162,12 @@ def test_store_needs_db_sync_then_works(server, tmp_path, capsys):
         "base_image_id": base.identifier, "project_id": "p1"})] == [
             target.identifier]
     assert s.list({"project_id": None}) == [s.get(base.identifier)]
+    [listed] = s.list({"k": ["v", 1]}, ("percent_complete",))
+    assert (listed.identifier, listed.properties, listed.template) == (
+        base.identifier, {"k": ["v", 1]}, None)
+    s.request_cancel(base.identifier)
+    assert s.cancel_requested([base.identifier, target.identifier]) == {
+        base.identifier}
     with pytest.raises(store.StoreError, match="already exists"):
         s.add(images.ImageRecord.from_dict(base.to_dict()))
     s.remove(target.identifier)
@@ -145,8 +175,9 @@ def test_store_needs_db_sync_then_works(server, tmp_path, capsys):
         s.get(target.identifier)
 
 
-def test_concurrent_modify_loses_nothing(server, tmp_path):
-    s = store.ImageStore(str(tmp_path / "store"), {"connection": server})
+def test_concurrent_modify_loses_nothing(database_url, tmp_path):
+    s = store.ImageStore(str(tmp_path / "store"), {
+        "connection": database_url})
     s.sync()
     record = s.add(images.ImageRecord(type=images.BASE_IMAGE))
     errors = []
@@ -179,31 +210,152 @@ def test_wrong_password_is_one_line_without_it(server, tmp_path):
     assert PASSWORD not in message and "\n" not in message
 
 
-def test_build_flows_are_kept_in_the_same_database(server, tmp_path,
+def test_build_flows_are_kept_in_the_same_database(database_url, tmp_path,
                                                    fakes):  # noqa: F811
-    """db sync makes TaskFlow's tables too (its alembic history beside
-    ours), and a build's flow keeps its tasks' results there."""
-    import contextlib
-
-    import sqlalchemy as sa
-
+    """db sync makes TaskFlow's tables too (on a server, its alembic
+    history beside ours), and a build's flow keeps its tasks' results
+    there."""
     from novaimagebuilder import media
     from novaimagebuilder import runner
     from tests.unit import test_pipeline
 
-    assert manage.main(["--config-file", _conf(tmp_path, server), "db",
+    assert manage.main(["--config-file", _conf(tmp_path, database_url), "db",
                         "sync"]) == 0
-    tables = set(sa.inspect(sa.create_engine(server)).get_table_names())
-    assert {"images", migration.VERSION_TABLE, "alembic_version",
-            "logbooks", "flowdetails", "atomdetails"} <= tables
-    s = store.ImageStore(str(tmp_path / "store"), {"connection": server})
+    engine = sa.create_engine(database_url)
+    try:
+        tables = set(sa.inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+    assert {"images", migration.VERSION_TABLE, "logbooks", "flowdetails",
+            "atomdetails"} <= tables
+    # (on SQLite TaskFlow makes its tables without its migrations)
+    assert ("alembic_version" in tables) != database_url.startswith("sqlite")
+    s = store.ImageStore(str(tmp_path / "store"), {
+        "connection": database_url})
     build_id = "4f5e6d7c-8b9a-4c1d-9e2f-3a4b5c6d7e8f"
     runner.Pipeline(test_pipeline.Recorder(), media.MediaCache(str(fakes)),
                     build_id=build_id, persistence=s.flow_persistence()).run(
         test_pipeline.TEMPLATE, {"install_script": "disk /dev/vda\n"})
     with contextlib.closing(store.ImageStore(
-            str(tmp_path / "store"), {"connection": server})
+            str(tmp_path / "store"), {"connection": database_url})
             .flow_persistence().get_connection()) as conn:
         book = conn.get_logbook(build_id)
         results = {atom.name: atom.results for flow in book for atom in flow}
     assert results["capture-image"] == "image"
+
+
+def _previous_revision():
+    from alembic import script
+    scripts = script.ScriptDirectory.from_config(migration._config())
+    return scripts.get_revision(migration.HEAD).down_revision
+
+
+def _insert_as_of_then(database, data):
+    """Insert the record ``data`` into the images table as the database's
+    schema has it now (an older one: without the newer columns)."""
+    with database.connection() as conn:
+        table = sa.Table("images", sa.MetaData(), autoload_with=conn)
+        row = {key: json.dumps(value) if isinstance(value, dict) else value
+               for key, value in records.values(data).items()
+               if key in table.c}
+        conn.execute(sa.insert(table).values(**row))
+        return set(table.c.keys())
+
+
+def test_db_sync_upgrades_from_the_previous_migration(database_url, tmp_path,
+                                                      capsys):
+    """A database at the previous release's schema, with its records, is
+    upgraded by db sync without losing a field; the schema it ends at is
+    the models' (on this backend: its types, defaults and indexes)."""
+    from alembic import autogenerate
+    from alembic import command
+    from alembic.runtime import migration as alembic_migration
+
+    previous = _previous_revision()
+    os.makedirs(tmp_path / "store")  # (where the SQLite file goes)
+    database = api.Database(database_url)
+    with database.connection() as conn:
+        command.upgrade(migration._config(conn), previous)
+    assert migration.current(database) == previous
+    old = dict(test_meta_import.OLD_RECORDS[test_meta_import.TARGET_ID])
+    old_columns = _insert_as_of_then(database, old)
+    assert old_columns < set(models.images.c.keys())
+
+    assert manage.main(["--config-file", _conf(tmp_path, database_url), "db",
+                        "sync"]) == 0
+    assert capsys.readouterr().out.endswith(": schema %s (was %s)\n" % (
+        migration.HEAD, previous))
+    s = store.ImageStore(str(tmp_path / "store"), {
+        "connection": database_url})
+    assert s.get(old["identifier"]).to_dict() == \
+        images.ImageRecord.from_dict(old).to_dict()
+    with database.reader() as session:
+        extra = session.execute(sa.select(models.images.c.extra)).scalar()
+    assert extra == {"colour": {"future": ["field"]}}
+    with database.connection() as conn:
+        context = alembic_migration.MigrationContext.configure(conn, opts={
+            "version_table": migration.VERSION_TABLE,
+            # (TaskFlow's tables, made by db sync too, are not ours)
+            "include_name": lambda name, kind, parents: kind != "table" or
+            name in models.metadata.tables})
+        assert autogenerate.compare_metadata(context, models.metadata) == []
+
+
+def test_db_sync_imports_an_older_releases_meta_files(database_url,
+                                                      tmp_path, capsys):
+    path = str(tmp_path / "store")
+    test_meta_import._old_store(path)
+    assert manage.main(["--config-file", _conf(tmp_path, database_url), "db",
+                        "sync"]) == 0
+    s = store.ImageStore(path, {"connection": database_url})
+    found = s.list()
+    assert [r.identifier for r in found] == [test_meta_import.BASE_ID,
+                                             test_meta_import.TARGET_ID]
+    for record in found:
+        assert record.to_dict() == images.ImageRecord.from_dict(
+            test_meta_import.OLD_RECORDS[record.identifier]).to_dict()
+    with s._db().reader() as session:
+        extras = dict(session.execute(sa.select(
+            models.images.c.identifier, models.images.c.extra)).all())
+    assert extras == {test_meta_import.BASE_ID: {},
+                      test_meta_import.TARGET_ID: {
+                          "colour": {"future": ["field"]}}}
+    assert sorted(os.listdir(os.path.join(path, "imported-meta"))) == sorted(
+        identifier + ".meta" for identifier in test_meta_import.OLD_RECORDS)
+
+
+def test_the_cli_builds_lists_and_deletes_through_the_database(
+        database_url, tmp_path, cli_env):  # noqa: F811
+    """The imgfac-nova command, as a user runs it, with the test plugins:
+    base and target images recorded, listed, queried and deleted."""
+    from tests.unit import test_cli
+    conf = _conf(tmp_path, database_url)
+    assert manage.main(["--config-file", conf, "db", "sync"]) == 0
+    template = tmp_path / "good.tdl"
+    template.write_text(test_cli.GOOD)
+
+    def run(*args):
+        result = subprocess.run(
+            [sys.executable, "-m", "imgfac_nova.cli", "--config-file", conf,
+             *args], env=cli_env, capture_output=True, text=True,
+            timeout=120)
+        assert PASSWORD not in result.stdout + result.stderr
+        return result
+    base = run("--output", "json", "base_image", str(template))
+    assert base.returncode == 0, base.stderr
+    base_id = json.loads(base.stdout)["identifier"]
+    target = run("--output", "json", "target_image", "--id", base_id,
+                 "filecopy")
+    assert target.returncode == 0, target.stderr
+    target_id = json.loads(target.stdout)["identifier"]
+    listed = run("images").stdout.splitlines()
+    assert [line.split()[:3] for line in listed] == [
+        [base_id, "BaseImage", "COMPLETE"],
+        [target_id, "TargetImage", "COMPLETE"]]
+    found = json.loads(run("--output", "json", "images", json.dumps(
+        {"base_image_id": base_id})).stdout)
+    assert [(r["identifier"], r["target"]) for r in found] == [
+        (target_id, "filecopy")]
+    assert run("delete", base_id).returncode == 0
+    assert [line.split()[0] for line in run("images").stdout.splitlines()] \
+        == [target_id]
