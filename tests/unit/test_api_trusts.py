@@ -58,3 +58,52 @@ def test_an_auth_type_without_trusts_is_one_line(tmp_path):
                        r"v3applicationcredential cannot act through a "
                        r"Keystone trust: use password$"):
         trusts.auth_for(conf, _record("t-1"))
+
+
+class _Trusts(trusts.Trusts):
+    """Trusts whose Keystone deletes what ``deletable`` holds."""
+
+    def __init__(self, deletable=True):
+        super().__init__(None)
+        self.deletable = deletable
+        self.deleted = []
+
+    def delete(self, trust_id):
+        if not self.deletable:
+            raise trusts.TrustError("deleting trust %s: Keystone is down"
+                                    % trust_id)
+        self.deleted.append(trust_id)
+
+
+def _held(tmp_path, *statuses):
+    from imgfac_nova import store
+    s = store.ImageStore(str(tmp_path / "store"))
+    ids = [s.add(images.ImageRecord(type=images.BASE_IMAGE, status=status,
+                                    trust_id="t-1")).identifier
+           for status in statuses]
+    return s, ids
+
+
+def test_a_trust_stays_while_a_build_holding_it_runs(tmp_path):
+    store, ids = _held(tmp_path, images.COMPLETE, images.PENDING)
+    keystone = _Trusts()
+    keystone.release(store, "t-1")
+    assert keystone.deleted == []
+    assert [store.get(i).trust_id for i in ids] == ["t-1", "t-1"]
+
+
+def test_a_trust_is_deleted_and_forgotten_when_its_builds_ended(tmp_path):
+    store, ids = _held(tmp_path, images.COMPLETE, images.FAILED)
+    keystone = _Trusts()
+    keystone.release(store, "t-1")
+    assert keystone.deleted == ["t-1"]
+    assert [store.get(i).trust_id for i in ids] == [None, None]
+
+
+def test_a_trust_keystone_cannot_delete_stays_for_the_next_start(
+        tmp_path, caplog):
+    store, ids = _held(tmp_path, images.FAILED)
+    _Trusts(deletable=False).release(store, "t-1")
+    assert store.get(ids[0]).trust_id == "t-1"
+    assert "Keeping trust t-1 for the next start: deleting trust t-1: " \
+        "Keystone is down" in caplog.text
