@@ -39,6 +39,13 @@ _opts = [
                help="OS plugin to use when more than one installed plugin "
                     "builds the template's OS. The os_plugin build parameter "
                     "overrides it."),
+    cfg.StrOpt("libvirt_uri", default="qemu:///system",
+               help="libvirt connection of the libvirt OS plugin's builds."),
+    cfg.StrOpt("libvirt_images_path", default="/var/lib/libvirt/images",
+               help="Directory of the libvirt OS plugin's build work "
+                    "directories (each a storage pool of its own). libvirt's "
+                    "QEMU user must be able to reach it (the image store "
+                    "may be private)."),
     cfg.StrOpt("target_content_file",
                help="Image Factory's target content file: repositories, "
                     "packages, files and commands added to the images of "

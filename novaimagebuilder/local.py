@@ -72,6 +72,18 @@ class LocalBackend(pipeline.Backend):
             shutil.copyfile(self.machine.firmware.vars_template, path)
         return path
 
+    def _new_disk(self, name, size=None, backing=None):
+        """A new qcow2 disk ``name`` in the work directory: blank, of
+        ``size`` bytes, or a copy-on-write overlay of ``backing`` (in
+        ``guest_format``); returns its path."""
+        path = self._path(name)
+        if backing:
+            formats.qemu_img("create", "-q", "-f", "qcow2", "-b", backing,
+                             "-F", self.guest_format, path)
+        else:
+            formats.qemu_img("create", "-q", "-f", "qcow2", path, str(size))
+        return path
+
     def _vm(self, role, disk, **kwargs):
         self._count += 1
         vm = qemu.VM(self.workdir, "%s-%d" % (role, self._count), disk,
@@ -86,9 +98,7 @@ class LocalBackend(pipeline.Backend):
         return media.files
 
     def boot_installer(self, media, script, kind, cmdline, disk_size):
-        disk = self._path("install.qcow2")
-        formats.qemu_img("create", "-q", "-f", "qcow2", disk,
-                         str(disk_size or DEFAULT_DISK_SIZE))
+        disk = self._new_disk("install.qcow2", disk_size or DEFAULT_DISK_SIZE)
         drive = configdrive.build(
             self._path("installer-config.iso"), str(uuid.uuid4()), "installer",
             user_data=script)
@@ -154,9 +164,7 @@ class LocalBackend(pipeline.Backend):
                 self.workdir):  # a JEOS cache entry: the build's own link
             _link_or_copy(jeos, self._path("jeos.qcow2"))
             jeos = self._path("jeos.qcow2")
-        overlay = self._path("guest.qcow2")
-        formats.qemu_img("create", "-q", "-f", "qcow2", "-b", jeos, "-F",
-                         self.guest_format, overlay)
+        overlay = self._new_disk("guest.qcow2", backing=jeos)
         drive = configdrive.build(self._path("guest-config.iso"),
                                   str(uuid.uuid4()), "imgfac-guest",
                                   public_keys={"imgfac-nova": public_key},

@@ -62,32 +62,33 @@ class LocalOS(base.OSPlugin):
         from novaimagebuilder import qemu
         return qemu.choose_accelerator(parameters["accel"])
 
+    #: What runs the build's VMs, for the activity line.
+    runs_with = "QEMU"
+
     @contextlib.contextmanager
     def _backend(self, build, template, parameters, image_format, what,
                  guest_format="qcow2"):
-        """A LocalBackend for ``template``'s OS in a work directory of its
-        own beside the store (so the finished image is moved, not copied),
-        removed afterwards (kept on failure with keep_on_failure)."""
-        from novaimagebuilder import local
-
+        """A backend for ``template``'s OS (see :meth:`_machines`) in a work
+        directory of its own (:meth:`_workdir_parent`), removed afterwards
+        (kept on failure with keep_on_failure)."""
         accel, why = self._accel(parameters)
         machine = _machine(template, parameters, accel)
-        build.progress(1, "%s locally with QEMU (%s)" % (what, why))
+        build.progress(1, "%s locally with %s (%s)" % (what, self.runs_with,
+                                                       why))
         build.set_property("accelerator", accel)
         if machine.cpu:
             build.set_property("cpu_model", machine.cpu)
         workdir = tempfile.mkdtemp(prefix="%s%s-" % (WORKDIR_PREFIX,
                                                      build.identifier),
-                                   dir=os.path.dirname(build.body_path))
+                                   dir=self._workdir_parent(build))
         with open(os.path.join(workdir, OWNER_FILE), "w") as handle:
             handle.write("%s:%d\n" % (socket.gethostname(), os.getpid()))
         succeeded = False
         try:
-            yield local.LocalBackend(
-                workdir, accel, memory_mb=parameters["memory"],
-                cpus=parameters["cpus"], image_format=image_format,
-                cancel=build.cancel_event, build_id=build.identifier,
-                guest_format=guest_format, machine=machine)
+            with self._machines(build, template, workdir, accel, machine,
+                                parameters, image_format=image_format,
+                                guest_format=guest_format) as backend:
+                yield backend
             succeeded = True
         finally:
             if succeeded or not parameters["keep_on_failure"]:
@@ -95,6 +96,21 @@ class LocalOS(base.OSPlugin):
             else:
                 LOG.warning("Kept the work directory %s (keep_on_failure); "
                             "remove it with: rm -rf %s", workdir, workdir)
+
+    def _workdir_parent(self, build):
+        """Where the build's work directory is made: beside the store's
+        image data (so the finished image is moved, not copied)."""
+        return os.path.dirname(build.body_path)
+
+    @contextlib.contextmanager
+    def _machines(self, build, template, workdir, accel, machine, parameters,
+                  **kwargs):
+        """The backend whose VMs run in ``workdir``: a LocalBackend."""
+        from novaimagebuilder import local
+        yield local.LocalBackend(
+            workdir, accel, memory_mb=parameters["memory"],
+            cpus=parameters["cpus"], cancel=build.cancel_event,
+            build_id=build.identifier, machine=machine, **kwargs)
 
     def jeos_cache(self, parameters):
         from novaimagebuilder import local
@@ -106,7 +122,7 @@ class LocalOS(base.OSPlugin):
             result = common.run_pipeline(build, backend, template,
                                          parameters, self.conf,
                                          self.jeos_cache(parameters))
-            os.replace(result.image, build.body_path)
+            shutil.move(result.image, build.body_path)
             build.set_property("format", parameters["image_format"])
 
     def create_target_image(self, build, target, base_image, parameters):
@@ -126,7 +142,7 @@ class LocalOS(base.OSPlugin):
                            guest_format=fmt) as backend:
             result = common.customize_for_target(
                 build, backend, build.body_path, content, stored, self.conf)
-            os.replace(result.image, build.body_path)
+            shutil.move(result.image, build.body_path)
             build.set_property("format", fmt)
 
     def sweep(self, protected, parameters, dry_run=False):

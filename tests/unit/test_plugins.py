@@ -22,7 +22,7 @@ def test_loads_declared_plugins_and_reports_broken(plugins):
 
 def test_most_specific_match_first(plugins):
     assert plugins.os_matches("Fedora", "39", "x86_64") == [
-        (1, "anyfedora"), (0, "local"), (0, "nova")]
+        (1, "anyfedora"), (0, "libvirt"), (0, "local"), (0, "nova")]
     assert plugins.choose_os_plugin("Fedora", "39", "x86_64") == "anyfedora"
     assert plugins.choose_os_plugin("RHEL", "9", "x86_64") == "fedora40"
     assert plugins.os_matches("FEDORA", "40", "x86_64")[:2] == [
@@ -57,13 +57,16 @@ def test_requested_and_preferred(plugins):
 
 def test_generic_plugins_match_anything_least_specifically(plugins,
                                                            monkeypatch):
-    assert plugins.os_matches("Plan9", "4", "mips") == [(0, "local"),
-                                                        (0, "nova")]
+    assert plugins.os_matches("Plan9", "4", "mips") == [
+        (0, "libvirt"), (0, "local"), (0, "nova")]
+    # libvirt, which needs a daemon, is never the default.
     assert plugins.choose_os_plugin("Plan9", "4", "mips") == "local"
     monkeypatch.setenv("OS_CLOUD", "mycloud")
     assert plugins.choose_os_plugin("Plan9", "4", "mips") == "nova"
     assert plugins.choose_os_plugin("Plan9", "4", "mips",
                                     preferred="local") == "local"
+    assert plugins.choose_os_plugin("Plan9", "4", "mips",
+                                    preferred="libvirt") == "libvirt"
 
 
 def test_preferred_plugin_breaks_a_tie(plugins, monkeypatch):
@@ -80,12 +83,14 @@ def test_preferred_plugin_breaks_a_tie(plugins, monkeypatch):
 def test_local_is_default_only_without_cloud(plugins, monkeypatch):
     local, nova = plugins.os_plugins["local"], plugins.os_plugins["nova"]
     assert local.preferred(None) and not nova.preferred(None)
+    assert not plugins.os_plugins["libvirt"].preferred(None)
     monkeypatch.setenv("OS_AUTH_URL", "http://127.0.0.1:5000/v3")
     assert nova.preferred(None) and not local.preferred(None)
 
 
 def test_no_match(plugins):
-    del plugins.os_plugins["local"], plugins.os_plugins["nova"]
+    for name in ("libvirt", "local", "nova"):
+        del plugins.os_plugins[name]
     with pytest.raises(manager.PluginError,
                        match="no OS plugin builds Windows 11 x86_64"):
         plugins.choose_os_plugin("Windows", "11", "x86_64")
