@@ -144,6 +144,15 @@ class LibvirtBackend(local.LocalBackend):
                 files[key] = copy
         return files
 
+    def boot_guest(self, jeos, user, public_key, user_data=None):
+        """The local backend's guest, on a copy of the JEOS: libvirt gives
+        a backing file to its QEMU user and leaves it so, and the JEOS (or
+        the base image a target boots) is also a JEOS cache entry's or the
+        store's file."""
+        base = self._path("guest-base.qcow2")
+        shutil.copyfile(jeos, base)
+        return super().boot_guest(base, user, public_key, user_data)
+
     def _new_disk(self, name, size=None, backing=None):
         """A qcow2 volume of the build's pool."""
         import libvirt
