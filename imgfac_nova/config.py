@@ -9,6 +9,9 @@ from imgfac_nova import template
 from novaimagebuilder import scrub
 
 DEFAULT_CONFIG_FILE = "/etc/imgfac-nova/imgfac-nova.conf"
+LIBVIRT_URI = "qemu:///system"
+#: libvirt's own images directory, which its QEMU user reaches.
+LIBVIRT_IMAGES_PATH = "/var/lib/libvirt/images"
 
 _opts = [
     cfg.StrOpt("storage_path",
@@ -39,9 +42,10 @@ _opts = [
                help="OS plugin to use when more than one installed plugin "
                     "builds the template's OS. The os_plugin build parameter "
                     "overrides it."),
-    cfg.StrOpt("libvirt_uri", default="qemu:///system",
+    cfg.StrOpt("libvirt_uri", default=LIBVIRT_URI,
                help="libvirt connection of the libvirt OS plugin's builds."),
-    cfg.StrOpt("libvirt_images_path", default="/var/lib/libvirt/images",
+    cfg.StrOpt("libvirt_images_path",
+               default=LIBVIRT_IMAGES_PATH,
                help="Directory of the libvirt OS plugin's build work "
                     "directories (each a storage pool of its own). libvirt's "
                     "QEMU user must be able to reach it (the image store "

@@ -36,13 +36,21 @@ class LibvirtOS(local.LocalOS):
         """The local plugin's checks, and libvirt reachable."""
         from novaimagebuilder import libvirt_machines
         super().check(template, parameters)
-        libvirt_machines.connect(self.conf.libvirt_uri).close()
+        libvirt_machines.connect(_uri(self.conf)).close()
+
+    def jeos_cache(self, parameters):
+        """The local plugin's kind of cache, in a directory of its own (so
+        the ``jeos`` verb lists each entry once)."""
+        from imgfac_nova.plugins import common
+        from novaimagebuilder import local as local_backend
+        return local_backend.JeosCache(os.path.join(
+            common.jeos_cache_dir(self.conf), "libvirt"))
 
     def _workdir_parent(self, build):
         """The images directory (libvirt's QEMU user reaches it; the store
         may be private)."""
-        os.makedirs(self.conf.libvirt_images_path, exist_ok=True)
-        return self.conf.libvirt_images_path
+        os.makedirs(_images_path(self.conf), exist_ok=True)
+        return _images_path(self.conf)
 
     @contextlib.contextmanager
     def _machines(self, build, template, workdir, accel, machine, parameters,
@@ -57,7 +65,7 @@ class LibvirtOS(local.LocalOS):
         store = config.storage_path(self.conf)
         with open(os.path.join(workdir, STORE_FILE), "w") as handle:
             handle.write(store + "\n")
-        conn = libvirt_machines.connect(self.conf.libvirt_uri)
+        conn = libvirt_machines.connect(_uri(self.conf))
         try:
             pool = libvirt_machines.create_pool(conn, build.identifier,
                                                 workdir)
@@ -87,14 +95,14 @@ class LibvirtOS(local.LocalOS):
         from novaimagebuilder import sweep
         store = config.storage_path(self.conf)
         workdirs = {path: found for path, found in local._workdirs(
-            self.conf.libvirt_images_path).items()
+            _images_path(self.conf)).items()
             if _store_of(path) in (store, None)}
         ours = {build for build, _ in workdirs.values()}
         owners = {build: owner for build, owner in workdirs.values()}
         found = []
         domains, pools = {}, {}
         try:
-            conn = libvirt_machines.connect(self.conf.libvirt_uri)
+            conn = libvirt_machines.connect(_uri(self.conf))
         except errors.BuildError as exc:
             LOG.debug("No libvirt domains to sweep: %s", exc)
             conn = None
@@ -127,6 +135,17 @@ class LibvirtOS(local.LocalOS):
         finally:
             if conn is not None:
                 conn.close()
+
+
+def _uri(conf):
+    from imgfac_nova import config
+    return getattr(conf, "libvirt_uri", None) or config.LIBVIRT_URI
+
+
+def _images_path(conf):
+    from imgfac_nova import config
+    return getattr(conf, "libvirt_images_path", None) or \
+        config.LIBVIRT_IMAGES_PATH
 
 
 def _store_of(workdir):

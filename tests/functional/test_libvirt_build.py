@@ -76,7 +76,8 @@ def test_libvirt_build_of_the_example_reaches_complete(libvirtd, local_env,
 def test_libvirt_build_killed_by_kill_9_is_swept_to_nothing(libvirtd,
                                                             local_env, setup):
     config, store, tmp = setup
-    cache = sorted(os.listdir(builds.JEOS_CACHE_DIR))
+    cache_dir = os.path.join(builds.JEOS_CACHE_DIR, "libvirt")
+    cache = sorted(os.listdir(cache_dir))
     with open(tmp / "build.log", "w") as log:
         proc = builds.start(config, "base_image", *PARAMS, EXAMPLE,
                             env=local_env, stderr=log)
@@ -101,8 +102,8 @@ def test_libvirt_build_killed_by_kill_9_is_swept_to_nothing(libvirtd,
     assert builds.read_record(store, build_id)["status"] == "FAILED"
     # The JEOS cache entry the build started from is no leftover, and is
     # root's again (libvirt gave it to QEMU's user while the guest ran).
-    assert sorted(os.listdir(builds.JEOS_CACHE_DIR)) == cache
+    assert sorted(os.listdir(cache_dir)) == cache
     for name in cache:
-        assert os.stat(os.path.join(builds.JEOS_CACHE_DIR, name)).st_uid == 0
+        assert os.stat(os.path.join(cache_dir, name)).st_uid == 0
     again = builds.imgfac(config, "sweep", env=local_env)
     assert (again.returncode, again.stdout.strip()) == (0, "Nothing to sweep")
