@@ -57,12 +57,13 @@ class ShortKeystone:
 
         def answers():
             assert self.proc.poll() is None, self.read_log()[-3000:]
-            try:
+            try:  # its first request loads Keystone: seconds, more when busy
                 return requests.get(self.url + "/v3",
-                                    timeout=5).status_code == 200
-            except requests.ConnectionError:
+                                    timeout=60).status_code == 200
+            except (requests.ConnectionError, requests.Timeout):
                 return False
-        poll.wait_for(answers, 60, "the short-token Keystone to answer", 0.2)
+        poll.wait_for(answers, 120, "the short-token Keystone to answer",
+                      0.2)
         return self
 
     def read_log(self):

@@ -4,7 +4,9 @@ as it is): the CLI with a password logs in again as it goes; the CLI given
 only a token that would expire first refuses in one line; the daemon's
 build goes on with its caller's expired token and its own service token
 (Keystone's allow_expired)."""
+import os
 import time
+import uuid
 
 import pytest
 import yaml
@@ -12,6 +14,7 @@ import yaml
 from imgfac_nova import images
 from tests import poll
 from tests.functional import builds
+from tests.functional.apidaemon import KEYSTONE
 from tests.functional.apidaemon import _call
 from tests.functional.apidaemon import _post_base
 from tests.functional.shortkeystone import short_keystone  # noqa: F401
@@ -112,6 +115,49 @@ def test_a_daemon_build_outlives_its_callers_token(
     glance_id = record.properties[images.GLANCE_ID_PROPERTY]
     assert conn.image.get_image(glance_id).status == "active"
     conn.image.delete_image(glance_id)
+
+
+def test_an_expired_callers_token_with_the_service_token_reaches_the_cloud(
+        short_keystone, test_cloud, service_user):  # noqa: F811
+    """What a daemon's build (target and provider steps too) has in hand
+    after its caller's token expired: keystonemiddleware's auth plugin of
+    the request, the caller's token with the daemon's service token. Nova,
+    Neutron, Cinder and Glance (a download and an upload, as target and
+    provider steps make) accept it; the bare expired token they refuse."""
+    from keystoneauth1 import access
+    from keystoneauth1 import session
+    from keystoneauth1.identity import v3
+    from keystonemiddleware.auth_token import _user_plugin
+    from novaimagebuilder import errors
+    from novaimagebuilder import nova
+    token = _token(test_cloud, short_keystone)
+    expires = time.monotonic() + short_keystone.lifetime
+    service = v3.Password(auth_url=KEYSTONE + "/v3",
+                          user_domain_name="Default",
+                          project_domain_name="Default", **service_user)
+    service_session = session.Session(auth=service)
+    validated = service_session.get(KEYSTONE + "/v3/auth/tokens", headers={
+        "X-Subject-Token": token}).json()  # as auth_token does
+    caller = _user_plugin.UserAuthPlugin(
+        access.create(body=validated, auth_token=token),
+        service.get_access(service_session), session=service_session,
+        auth=service)
+    time.sleep(max(0, expires + 2 - time.monotonic()))
+    conn = nova.connect(auth=caller)
+    assert isinstance(list(conn.compute.servers()), list)
+    assert list(conn.network.networks())
+    assert isinstance(list(conn.block_storage.volumes()), list)
+    data = os.urandom(1024 * 1024)
+    image = conn.image.create_image(
+        name="imgfac-ft-expired-" + uuid.uuid4().hex[:6], disk_format="raw",
+        container_format="bare", data=data)
+    try:
+        assert conn.image.download_image(image).content == data
+    finally:
+        conn.image.delete_image(image)
+    with pytest.raises(errors.BuildError, match="HTTP 40[14]"):
+        nova.connect(auth=v3.Token(KEYSTONE + "/v3", token,
+                                   project_id=conn.current_project_id))
 
 
 def _stored(daemon, identifier):
