@@ -247,11 +247,15 @@ class GlanceProvider(base.CloudPlugin):
     ``glance_properties`` a target recorded) to a provider's Glance."""
 
     def check_provider(self, provider, credentials, parameters):
-        """Parse the provider and credentials and log in, before anything is
-        created."""
+        """Parse the provider and credentials and log in (a bare token must
+        outlast the upload timeout), before anything is created."""
+        from novaimagebuilder import tokens
         parsed = parse_provider(provider)
-        self._connection = (parsed, connect(parsed, credentials,
-                                            self.cloud_timeout))
+        conn = connect(parsed, credentials, self.cloud_timeout)
+        tokens.check_lasts(conn.session, parameters["upload_timeout"],
+                           "the push's upload timeout (%d s)"
+                           % parameters["upload_timeout"])
+        self._connection = (parsed, conn)
         return parsed.redacted()
 
     def push_image_to_provider(self, build, provider, credentials,

@@ -68,6 +68,30 @@ def test_a_token_that_expires_before_the_install_timeout_is_refused(
     assert builds.made_by(conn, done) == []
 
 
+@pytest.mark.parametrize("plugin", ["openstack", "formats"])
+def test_a_push_to_a_provider_with_a_token_that_ends_first_is_refused(
+        short_keystone, test_cloud, tmp_path, monkeypatch,  # noqa: F811
+        plugin):
+    from imgfac_nova import config
+    from imgfac_nova import parameters
+    from imgfac_nova.plugins import manager
+    from novaimagebuilder import errors
+    clouds = _clouds(test_cloud, short_keystone, tmp_path,
+                     token=_token(test_cloud, short_keystone))
+    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(clouds))
+    conf = config.load([builds.write_config(tmp_path)[0]])
+    pushing = manager.PluginManager(conf).get(plugin)
+    typed = parameters.resolve(pushing.parameters, {"upload_timeout": "600"},
+                               plugin)
+    with pytest.raises(errors.BuildError) as refused:
+        pushing.check_provider("@short", None, typed)
+    assert str(refused.value).startswith("the token expires in ")
+    assert "before the push's upload timeout (600 s) could end" in \
+        str(refused.value)
+    typed["upload_timeout"] = 5
+    assert pushing.check_provider("@short", None, typed) == "@short"
+
+
 @pytest.mark.usefixtures("nova_base_image")  # its JEOS: the builds reuse it
 def test_a_password_build_logs_in_again_as_its_tokens_expire(
         short_keystone, test_cloud, cloud_env, conn, tmp_path):  # noqa: F811
