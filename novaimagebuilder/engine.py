@@ -8,14 +8,23 @@ the persistence backend given (TaskFlow's SQLAlchemy backend on the
 records' database), else in memory. A failed task makes the engine revert
 the tasks that ran, newest first, from their saved results; the failure is
 then raised as it was raised in the task.
+
+A flow whose process died is resumed by running it again for the same
+build: the engine finds its unfinished flow detail in the build's logbook,
+does not run again the tasks that finished (their saved results feed the
+rest), and runs again from its start a task that was running.
 """
 import contextlib
 
 from oslo_utils import uuidutils
 from taskflow import engines
 from taskflow import exceptions
+from taskflow import states
 from taskflow.persistence import models
 from taskflow.persistence.backends import impl_memory
+
+#: States of a flow detail whose flow ended (no resuming it).
+_ENDED = (states.SUCCESS, states.REVERTED, states.FAILURE)
 
 
 def logbook_name(build_id):
@@ -24,15 +33,18 @@ def logbook_name(build_id):
 
 def run(flow, build_id=None, persistence=None, store=None):
     """Run ``flow`` for the build ``build_id`` (None: a build of its own)
-    with ``store`` (plain values the first tasks require); returns ``{task
-    name: result}`` of its tasks."""
+    with ``store`` (plain values the first tasks require), or resume it
+    where the build's unfinished run of it stopped; returns ``{task name:
+    result}`` of its tasks."""
     backend = persistence or impl_memory.MemoryBackend()
     build_id = build_id or uuidutils.generate_uuid()
     book = _logbook(backend, build_id)
-    detail = models.FlowDetail(flow.name, uuidutils.generate_uuid())
-    book.add(detail)
-    with contextlib.closing(backend.get_connection()) as conn:
-        conn.save_logbook(book)
+    detail = _unfinished(book, flow.name)
+    if detail is None:
+        detail = models.FlowDetail(flow.name, uuidutils.generate_uuid())
+        book.add(detail)
+        with contextlib.closing(backend.get_connection()) as conn:
+            conn.save_logbook(book)
     engine = engines.load(flow, store=store, flow_detail=detail, book=book,
                           backend=backend, engine="serial")
     engine.run()
@@ -46,3 +58,27 @@ def _logbook(backend, build_id):
             return conn.get_logbook(build_id)
         except exceptions.NotFound:
             return models.LogBook(logbook_name(build_id), uuid=build_id)
+
+
+def _unfinished(book, name):
+    """The flow detail of ``book``'s run of the flow ``name`` that did not
+    end (its process died), or None."""
+    for detail in book:
+        if detail.name == name and detail.state not in _ENDED:
+            return detail
+    return None
+
+
+def finished_tasks(persistence, build_id, name):
+    """Names of the tasks of the build's unfinished run of the flow
+    ``name`` that finished (their results saved); empty when it has
+    none."""
+    with contextlib.closing(persistence.get_connection()) as conn:
+        try:
+            book = conn.get_logbook(build_id)
+        except exceptions.NotFound:
+            return set()
+    detail = _unfinished(book, name)
+    if detail is None:
+        return set()
+    return {atom.name for atom in detail if atom.state == states.SUCCESS}

@@ -5,6 +5,10 @@ class BuildError(Exception):
     """A build step failed."""
 
 
+class Gone(BuildError):
+    """Something a build made earlier is not there any more."""
+
+
 class Cancelled(BuildError):
     """The build was asked to stop (Ctrl-C, SIGTERM, a cancel request)."""
 

@@ -71,6 +71,15 @@ class Backend(abc.ABC):
         ``stuck()`` at a question. Without it, console growth counts.
         """
 
+    def adopt(self, identifier):
+        """The machine ``identifier`` (the id a task saved) that an earlier
+        process of this build made, to go on with it when the build
+        resumes. errors.Gone when it is not there any more, BuildError
+        naming what was found when it cannot be used."""
+        raise errors.BuildError("%s: the %s backend cannot go on with a "
+                                "machine an earlier process made"
+                                % (identifier, self.name))
+
     @abc.abstractmethod
     def power_off(self, machine):
         """Ask the machine to power off and wait until it has."""

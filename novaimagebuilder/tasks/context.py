@@ -59,6 +59,29 @@ class BuildRun:
         works with plain ids)."""
         return self.held.get(identifier, identifier)
 
+    def machine(self, identifier):
+        """The machine ``identifier``: the one this process holds, else the
+        one an earlier process of the build made (adopted from the
+        backend; errors.Gone when it is not there)."""
+        if identifier not in self.held:
+            self.held[identifier] = self.backend.adopt(identifier)
+        return self.held[identifier]
+
+    def remove_machine(self, identifier):
+        """On the way back: delete the machine ``identifier`` if it is
+        still there (held here, or left by an earlier process)."""
+        try:
+            machine = self.release(identifier) or \
+                self.backend.adopt(identifier)
+        except errors.Gone:
+            return
+        except errors.BuildError as exc:
+            self.log.warning("Could not find %s to remove it: %s",
+                             identifier, exc)
+            self.left.append(str(identifier))
+            return
+        self.remove(str(machine), self.backend.delete, machine)
+
     def release(self, identifier):
         """Stop holding ``identifier``: its handle, or None when this
         process holds it no more (removed already)."""
@@ -102,18 +125,27 @@ class BuildRun:
         from novaimagebuilder import installscript
         return installscript.for_build(self.template, self.parameters)
 
-    def wait_installer(self, installer):
-        """Wait for the installer to power off; on failure, timeout or
-        interruption its last screen and console tail go to the build log,
-        and the error names the question it waits at, if any."""
+    def wait_installer(self, installer, started):
+        """Wait for the installer (started at ``started``, a time.time())
+        to power off, until the build's install timeout from then; on
+        failure, timeout or interruption its last screen and console tail
+        go to the build log, and the error names the question it waits at,
+        if any."""
+        import time
+
         from novaimagebuilder import installer_screen
         options = self.options
         screen = installer_screen.Watch(grace=min(
             pipeline.INSTALLER_QUESTION_GRACE, options.inactivity_timeout))
+        left = started + options.timeout - time.time()
         try:
+            if left <= 0:
+                raise errors.WaitTimeout(
+                    "timed out waiting for the installer to finish (its %d s "
+                    "had passed when the build resumed)" % options.timeout)
             self.backend.wait_powered_off(
                 installer, "waiting for the installer to finish",
-                options.timeout, options.inactivity_timeout, screen=screen)
+                left, options.inactivity_timeout, screen=screen)
         except BaseException as exc:
             console = self.backend.console(installer,
                                            installer_screen.CONSOLE_LINES)

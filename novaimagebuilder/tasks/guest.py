@@ -12,9 +12,10 @@ class Customize(context.BuildTask):
     console is to show it), apply the template over SSH, read the ICICLE,
     run ``finish`` and power the guest off; provides ``{"machine": the
     guest's id, "icicle": the ICICLE XML, "ssh": how the guest was
-    reached}``. The SSH keys live in this process only, so a rerun boots a
-    new guest. Reversion strategy: delete the guest (the one this run
-    booted, also when the task failed half-way)."""
+    reached}``. The SSH keys live in this process only, so a rerun (the
+    build resumed) boots a new guest, and the backend removes the one an
+    earlier process left. Reversion strategy: delete the guest (also when
+    the task failed half-way, or an earlier process booted it)."""
 
     name = names.CUSTOMIZE
     default_provides = names.GUEST
@@ -89,8 +90,9 @@ class Customize(context.BuildTask):
 
     def revert(self, result, *args, **kwargs):
         guest, self._guest = self._guest, None
-        if guest is not None and self.run.release(
-                self.run.hold(guest)) is not None:
+        if isinstance(result, dict):
+            self.run.remove_machine(result["machine"])
+        elif guest is not None:  # failed half-way
             self.run.remove(str(guest), self.run.backend.delete, guest)
 
 
@@ -105,7 +107,7 @@ class CaptureImage(context.BuildTask):
         run = self.run
         run.clock.step("capture")
         run.progress(92, "Capturing the image")
-        return run.backend.capture(run.handle(guest["machine"]), "image")
+        return run.backend.capture(run.machine(guest["machine"]), "image")
 
     def revert(self, result, *args, **kwargs):
         if isinstance(result, str):
@@ -120,6 +122,7 @@ class RemoveGuest(context.BuildTask):
     name = names.REMOVE_GUEST
 
     def execute(self, guest):
-        machine = self.run.release(guest["machine"])
+        machine = self.run.machine(guest["machine"])
         self.run.backend.delete(machine)
+        self.run.release(guest["machine"])
         self.run.log.info("Removed %s", machine)

@@ -81,8 +81,11 @@ class PrepareMedia(context.BuildTask):
 class BootInstaller(context.BuildTask):
     """Boot the installer with the install script; provides
     ``{"machine": its id, "started": when the install began}``.
+    Run again (its process died before its result was saved), the backend
+    adopts the installer the first run made instead of making a second.
     Reversion strategy: delete the installer (and what belongs only to it:
-    its disk, ramdisk or ISO copy), the one this process holds."""
+    its disk, ramdisk or ISO copy), held here or left by an earlier
+    process."""
 
     name = names.BOOT_INSTALLER
     default_provides = names.INSTALLER
@@ -103,16 +106,16 @@ class BootInstaller(context.BuildTask):
         return {"machine": run.hold(machine), "started": time.time()}
 
     def revert(self, result, *args, **kwargs):
-        machine = self.run.release(result["machine"]) \
-            if isinstance(result, dict) else None
-        if machine is not None:
-            self.run.remove(str(machine), self.run.backend.delete, machine)
+        if isinstance(result, dict):
+            self.run.remove_machine(result["machine"])
 
 
 class WaitInstaller(context.BuildTask):
     """Wait until the installer has powered itself off (its screen watched
-    for questions and silence). Reversion strategy: none (the installer is
-    removed by BootInstaller's revert)."""
+    for questions and silence), within ``timeout`` of the install's start:
+    a resumed build waits for the same installer, as long as it has left.
+    Reversion strategy: none (the installer is removed by BootInstaller's
+    revert)."""
 
     name = names.WAIT_INSTALLER
 
@@ -123,7 +126,8 @@ class WaitInstaller(context.BuildTask):
         os_ = run.template.os
         run.progress(10, "Installing %s %s (waiting for the installer to "
                      "power off)" % (os_.name, os_.version))
-        run.wait_installer(run.handle(installer["machine"]))
+        run.wait_installer(run.machine(installer["machine"]),
+                           installer["started"])
 
 
 class CaptureJeos(context.BuildTask):
@@ -139,7 +143,8 @@ class CaptureJeos(context.BuildTask):
         run = self.run
         run.clock.step("jeos")
         run.progress(50, "Capturing the JEOS disk")
-        return run.backend.capture(run.handle(installer["machine"]), "jeos")
+        return run.backend.capture(run.machine(installer["machine"]),
+                                   "jeos")
 
     def revert(self, result, installer=None, **kwargs):
         # (``installer`` named here: TaskFlow hands a revert only the
@@ -159,8 +164,9 @@ class RemoveInstaller(context.BuildTask):
 
     def execute(self, installer):
         if installer is not None:
-            machine = self.run.release(installer["machine"])
+            machine = self.run.machine(installer["machine"])
             self.run.backend.delete(machine)
+            self.run.release(installer["machine"])
             self.run.log.info("Removed %s", machine)
 
 

@@ -3,9 +3,13 @@ and provide, and what the engine saves of a build (plain ids and values,
 never a secret)."""
 import contextlib
 import json
+import os
 
+import pytest
 from taskflow.persistence.backends import impl_memory
 
+from novaimagebuilder import engine
+from novaimagebuilder import errors
 from novaimagebuilder import media
 from novaimagebuilder import runner
 from novaimagebuilder.flows import base_image
@@ -93,3 +97,74 @@ def test_the_records_database_keeps_the_flow(fakes, tmp_path):  # noqa: F811
     saved = _saved(again.flow_persistence(), build_id)
     assert list(saved) == BASE_STEPS
     assert saved[names.CAPTURE_IMAGE] == ("SUCCESS", "image")
+
+
+class _Crash(Recorder):
+    """Dies like a killed process (no revert, nothing saved) at ``step``."""
+
+    def __init__(self, step):
+        super().__init__()
+        self.crash = step
+
+    def _do(self, step, result=None):
+        if step == self.crash:
+            os._exit(9)
+        return super()._do(step, result)
+
+
+def _crashed_run(fakes, tmp_path, build_id, step):  # noqa: F811
+    """Run a build in a child process that dies at ``step``."""
+    from imgfac_nova import store
+    pid = os.fork()
+    if pid == 0:
+        runner.Pipeline(_Crash(step), media.MediaCache(str(fakes)),
+                        build_id=build_id, persistence=store.ImageStore(
+                            str(tmp_path / "store")).flow_persistence()).run(
+            TEMPLATE, {"install_script": "disk /dev/vda\n"})
+        os._exit(0)
+    assert os.waitpid(pid, 0)[1] >> 8 == 9
+    return store.ImageStore(str(tmp_path / "store")).flow_persistence()
+
+
+@pytest.mark.parametrize("step, done, left", [
+    ("wait_installer", [names.FETCH_MEDIA, names.FIND_JEOS,
+                        names.PREPARE_MEDIA, names.BOOT_INSTALLER],
+     {"installer"}),
+    ("capture_image", BASE_STEPS[:BASE_STEPS.index(names.CUSTOMIZE) + 1],
+     {"jeos", "guest"}),
+])
+def test_a_build_whose_process_died_resumes_after_its_last_finished_step(
+        fakes, tmp_path, step, done, left):  # noqa: F811
+    build_id = "5e4d3c2b-1a09-4f8e-8d7c-6b5a49382716"
+    persistence = _crashed_run(fakes, tmp_path, build_id, step)
+    assert engine.finished_tasks(persistence, build_id, "base-image") == \
+        set(done)
+    again = Recorder()
+    again.alive |= left  # as the dead process left them
+    result = runner.Pipeline(again, media.MediaCache(str(fakes)),
+                             build_id=build_id,
+                             persistence=persistence).run(
+        TEMPLATE, {"install_script": "disk /dev/vda\n"})
+    assert result.image == "image"
+    assert "prepare_media" not in again.calls
+    assert "boot_installer" not in again.calls
+    assert again.calls[0] == step
+    assert again.alive == {"image"}
+    saved = _saved(persistence, build_id)
+    assert {state for state, _ in saved.values()} == {"SUCCESS"}
+    assert engine.finished_tasks(persistence, build_id, "base-image") == set()
+
+
+def test_a_resumed_build_whose_installer_is_gone_fails_and_reverts(
+        fakes, tmp_path):  # noqa: F811
+    build_id = "0f1e2d3c-4b5a-4697-8877-665544332211"
+    persistence = _crashed_run(fakes, tmp_path, build_id, "wait_installer")
+    again = Recorder()  # nothing left in the cloud
+    with pytest.raises(errors.Gone, match="installer is gone"):
+        runner.Pipeline(again, media.MediaCache(str(fakes)),
+                        build_id=build_id, persistence=persistence).run(
+            TEMPLATE, {"install_script": "disk /dev/vda\n"})
+    states = {name: state for name, (state, _) in
+              _saved(persistence, build_id).items()}
+    assert states[names.BOOT_INSTALLER] == "REVERTED"
+    assert again.calls == []

@@ -45,6 +45,11 @@ class Recorder(pipeline.Backend):
         if self.fail == "hang_" + machine:
             raise errors.WaitTimeout("timed out %s (after 5 s)" % what)
 
+    def adopt(self, identifier):
+        if identifier not in self.alive:
+            raise errors.Gone("%s is gone" % identifier)
+        return identifier
+
     def power_off(self, machine):
         self._do("power_off")
 
