@@ -323,12 +323,38 @@ class NovaBackend(pipeline.Backend):
     def _build_image(self, role, path, disk_format, container_format, undo,
                      **properties):
         """Upload ``path`` as an image of this build alone (the installer's
-        disk, ramdisk or ISO); ``undo`` deletes it with the build's other
+        disk, ramdisk or ISO), or adopt the one an earlier run of the build
+        uploaded; ``undo`` deletes it with the build's other
         temporaries."""
-        image = self._upload(path, self._server_name(role), disk_format,
-                             container_format, role, properties)
+        name = self._server_name(role)
+        image = self._adopted_image(name) or self._upload(
+            path, name, disk_format, container_format, role, properties)
         undo.push("image %s" % image, lambda: self.discard(image))
         return image
+
+    def _own_images(self, name=None):
+        """This build's Glance images (named ``name``), as Glance lists
+        them."""
+        filters = {BUILD_TAG: self.build_id}
+        if name:
+            filters["name"] = name
+        client = glance.of(self.conn)
+        return glance.call("looking up this build's images in Glance",
+                           lambda: list(client.images.list(filters=filters)))
+
+    def _adopted_image(self, name):
+        """The id of this build's active image ``name`` that an earlier run
+        of the build uploaded (one half uploaded is deleted), or None."""
+        for found in self._own_images(name):
+            if found["status"] == "active":
+                self.log.info("Adopting image %s (%s), uploaded by an "
+                              "earlier run of this build", name, found["id"])
+                return found["id"]
+            self.log.info("Deleting image %s (%s, %s), left half uploaded by "
+                          "an earlier run of this build", name, found["id"],
+                          found["status"])
+            self.discard(found["id"])
+        return None
 
     def _upload(self, path, name, disk_format, container_format, role,
                 properties):
@@ -374,17 +400,31 @@ class NovaBackend(pipeline.Backend):
             attrs["security_groups"] = [{"name": g} for g in security_groups]
         if self.admin_password:
             attrs["admin_password"] = self.admin_password
-        created = retries.send_once(
-            "Nova refused to boot the %s" % role,
-            lambda: self.conn.compute.create_server(**attrs),
-            lambda: self._server_named(attrs["name"]), cancel=self.cancel,
-            log=self.log)
-        server = Server(created.id, created.name, undo)
+        created = self._server_named(attrs["name"])
+        if created is not None and (role != "installer" or
+                                    created.status == "ERROR"):
+            self.log.info("Deleting server %s (%s), left by an earlier run "
+                          "of this build", created.name, created.id)
+            self._delete_server(created.id)
+            created = None
+        if created is None:
+            created = retries.send_once(
+                "Nova refused to boot the %s" % role,
+                lambda: self.conn.compute.create_server(**attrs),
+                lambda: self._server_named(attrs["name"]),
+                cancel=self.cancel, log=self.log)
+        else:
+            self.log.info("Adopting server %s (%s), booted by an earlier run "
+                          "of this build", created.name, created.id)
+        server = Server(created.id, created.name, undo,
+                        rescued=created.vm_state == "rescued")
         undo.push(str(server), lambda: self._delete_server(server.id))
         found = waiter.wait_for(
             "waiting for %s to become ACTIVE" % server,
             lambda: self.conn.compute.get_server(server.id),
-            lambda s: s.status == "ACTIVE", timeout=600, cancel=self.cancel,
+            lambda s: s.status == "ACTIVE" or (
+                server.rescued and s.status == "RESCUE"),
+            timeout=600, cancel=self.cancel,
             failed=lambda s: faults.server_error(s, self.conn)
             if s.status == "ERROR" else None)
         server.found = found
@@ -445,6 +485,8 @@ class NovaBackend(pipeline.Backend):
     def _rescue(self, server, image_id):
         """Boot ``server`` from the ISO ``image_id`` (a stable device
         rescue) and wait until Nova says it is rescued."""
+        if server.rescued:  # adopted, rescued already
+            return
         self.log.info("Rescuing %s with the install ISO %s", server, image_id)
         self._act("Nova could not rescue %s with the install ISO" % server,
                   server, lambda: self.conn.compute.rescue_server(
@@ -585,12 +627,17 @@ class NovaBackend(pipeline.Backend):
         metadata = {BUILD_TAG: self.build_id, ROLE: role}
         if role == "jeos":
             metadata[OWNER_TAG] = self.owner
-        image = retries.send_once(
-            "Nova could not snapshot %s" % machine,
-            lambda: self.conn.compute.create_server_image(
-                machine.id, name, metadata=metadata),
-            lambda: self._image_with(name, metadata), cancel=self.cancel,
-            log=self.log)
+        image = self._image_with(name, metadata)
+        if image is None or image.status in ("killed", "deleted"):
+            image = retries.send_once(
+                "Nova could not snapshot %s" % machine,
+                lambda: self.conn.compute.create_server_image(
+                    machine.id, name, metadata=metadata),
+                lambda: self._image_with(name, metadata),
+                cancel=self.cancel, log=self.log)
+        else:
+            self.log.info("Adopting the %s snapshot %s, started by an "
+                          "earlier run of this build", role, image.id)
         try:
             waiter.wait_for(
                 "waiting for the %s snapshot %s to become active"
@@ -654,6 +701,7 @@ class NovaBackend(pipeline.Backend):
     # -- the customization guest -----------------------------------------------
 
     def boot_guest(self, jeos, user, public_key, user_data=None):
+        self._clear_guest()
         undo = rollback.Rollback(self.log)
         try:
             name = self._server_name("key")
@@ -683,6 +731,82 @@ class NovaBackend(pipeline.Backend):
         except BaseException:
             undo.unwind(succeeded=False)
             raise
+
+    def _guest_undo(self, undo):
+        """Push on ``undo`` the removal of the guest's keypair, security
+        group and floating IPs (what boot_guest makes besides the
+        server)."""
+        key = self._server_name("key")
+        undo.push("keypair %s" % key, lambda: self.conn.compute.
+                  delete_keypair(key, ignore_missing=True))
+        for group in self._own("security_groups", self._server_name("ssh")):
+            undo.push("security group %s" % group.name, lambda g=group: self.
+                      conn.network.delete_security_group(
+                          g.id, ignore_missing=True))
+        for ip in self.conn.network.ips(description=self._fip_description()):
+            undo.push("floating IP %s" % ip.floating_ip_address,
+                      lambda i=ip: self.conn.network.delete_ip(
+                          i.id, ignore_missing=True))
+
+    def _clear_guest(self):
+        """Remove the guest an earlier run of this build left (its SSH key
+        died with that run's process) and its keypair, security group and
+        floating IPs."""
+        undo = rollback.Rollback(self.log)
+        self._guest_undo(undo)
+        stale = self._server_named(self._server_name("guest"))
+        if stale is not None:
+            self.log.info("Deleting server %s (%s), left by an earlier run "
+                          "of this build", stale.name, stale.id)
+            undo.push(stale.name, lambda: self._delete_server(stale.id))
+        left = undo.unwind(succeeded=False)
+        if left:
+            raise errors.BuildError("could not remove what an earlier run "
+                                    "left: %s" % "; ".join(left))
+
+    def _own(self, kind, name):
+        """This build's Neutron resources of ``kind`` named ``name``."""
+        return [found for found in getattr(self.conn.network, kind)(
+            name=name) if BUILD_TAG + "=" + self.build_id in (
+                found.tags or ())]
+
+    def _fip_description(self):
+        return "imgfac-nova build %s" % self.build_id
+
+    def adopt(self, identifier):
+        """The server ``identifier`` (installer or guest) an earlier process
+        of this build booted, with what belongs only to it (a server in
+        ERROR too: waiting for it fails with Nova's fault)."""
+        from openstack import exceptions as sdk
+        try:
+            found = self.conn.compute.get_server(identifier)
+        except sdk.NotFoundException:
+            raise errors.Gone("server %s is gone" % identifier) from None
+        except sdk.HttpException as exc:
+            raise errors.BuildError("looking up server %s: %s"
+                                    % (identifier, explain(exc))) from None
+        if (found.metadata or {}).get(BUILD_TAG) != self.build_id:
+            raise errors.BuildError("server %s is not this build's"
+                                    % identifier)
+        if found.status in ("DELETED", "SOFT_DELETED") or \
+                found.task_state == "deleting":
+            raise errors.Gone("server %s is being deleted" % identifier)
+        undo = rollback.Rollback(self.log)
+        if found.name == self._server_name("guest"):
+            self._guest_undo(undo)
+        else:
+            private = {self._server_name(role) for role in (
+                "installer-disk", "installer-ramdisk", "installer-iso")}
+            for image in self._own_images():
+                if image["name"] in private:
+                    undo.push("image %s" % image["id"],
+                              lambda i=image["id"]: self.discard(i))
+        server = Server(found.id, found.name, undo, found=found,
+                        rescued=found.vm_state == "rescued")
+        undo.push(str(server), lambda: self._delete_server(server.id))
+        self.log.info("Going on with %s, booted by an earlier run of this "
+                      "build (%s)", server, found.status)
+        return server
 
     def _create_keypair(self, name, public_key):
         """The build's keypair (sent once: see retries.send_once)."""
@@ -741,7 +865,7 @@ class NovaBackend(pipeline.Backend):
         if not ports:
             raise errors.BuildError("%s has no port to attach a floating IP "
                                     "to" % server)
-        description = "imgfac-nova build %s" % self.build_id
+        description = self._fip_description()
         ip = retries.send_once(
             "creating a floating IP on %s" % network.name,
             lambda: self.conn.network.create_ip(

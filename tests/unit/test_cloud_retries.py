@@ -152,13 +152,16 @@ def test_a_server_create_whose_answer_was_lost_is_adopted(cloud):
     made = dict(SERVER["server"], metadata={nova.BUILD_TAG: "b1"})
     other = dict(made, id="srv0", metadata={nova.BUILD_TAG: "b0"})
     cloud.post(NOVA + "servers", [RESET])
-    cloud.get(NOVA + "servers/detail", json={"servers": [other, made]})
+    # Looked for before the create (none: nothing to adopt), then after it.
+    cloud.get(NOVA + "servers/detail", [{"json": {"servers": [other]}},
+                                        {"json": {"servers": [other, made]}}])
     cloud.get(NOVA + "servers/srv1", json={"server": made})
     server = backend._boot("guest", "img", rollback.Rollback())
     assert server.id == "srv1"
     assert len(calls(cloud, "POST", "/v2.1/servers")) == 1
     listed = calls(cloud, "GET", "/v2.1/servers/detail")
-    assert listed[0].qs["name"] == [r"^imgfac\-nova\-b1\-guest$"]
+    assert len(listed) == 2
+    assert listed[1].qs["name"] == [r"^imgfac\-nova\-b1\-guest$"]
 
 
 def test_a_floating_ip_whose_answer_was_lost_is_adopted(cloud):

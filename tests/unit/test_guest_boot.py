@@ -3,6 +3,7 @@ build's host key, and its throw-away security group lets SSH in from where
 the build connects only; REST conversations of the real openstacksdk with a
 cloud declared by requests-mock."""
 import base64
+import ipaddress
 import json
 import logging
 
@@ -41,6 +42,11 @@ def cloud():
         mock.post(NEUTRON + "v2.0/security-group-rules", status_code=201,
                   json={"security_group_rule": {"id": "r"}})
         mock.get(NEUTRON + "v2.0/floatingips", json={"floatingips": []})
+        # Nothing an earlier run of the build left (see test_resume_*).
+        mock.get(NEUTRON + "v2.0/security-groups",
+                 json={"security_groups": []})
+        mock.delete(NOVA + "os-keypairs/imgfac-nova-b1-key", status_code=404)
+        mock.get(NOVA + "servers/detail", json={"servers": []})
         mock.post(NOVA + "servers", status_code=202, json=GUEST)
         mock.get(NOVA + "servers/srv1", json=GUEST)
         yield mock
@@ -106,9 +112,10 @@ def test_ssh_source_cidr_is_the_rule(cloud):
     guest.boot_guest("jeos1", "debian", "ssh-ed25519 AAAA k")
     assert _rules(cloud) == [("203.0.113.7/32", "IPv4"),
                              ("2001:db8::/64", "IPv6")]
-    # Named, no Neutron look-up is needed.
+    # Named, no Neutron look-up is needed (only the build's own floating
+    # IPs are looked for, to remove what an earlier run left).
     assert not [r for r in cloud.request_history
-                if r.path == "/v2.0/floatingips"]
+                if r.path == "/v2.0/floatingips" and "description" not in r.qs]
     assert guest.ssh_limits(None) == (
         "the build's security group lets SSH in from 203.0.113.7/32, "
         "2001:db8::/64 only; when the cloud sees this host at another "
@@ -163,3 +170,32 @@ def test_unresolvable_jump_host_names_the_parameter(cloud):
     assert str(caught.value).startswith(
         "cannot tell which address SSH to 127.0.0.5 comes from")
     assert str(caught.value).endswith(": give ssh_source_cidr")
+
+
+def test_a_resumed_build_removes_the_guest_an_earlier_run_left(cloud):
+    """Customization starts again (the earlier run's SSH key died with its
+    process): its guest, security group and floating IP go first."""
+    stale = dict(GUEST["server"], id="srv0", metadata={nova.BUILD_TAG: "b1"})
+    cloud.get(NOVA + "servers/detail", [{"json": {"servers": [stale]}},
+                                        {"json": {"servers": []}}])
+    cloud.delete(NOVA + "servers/srv0", status_code=204)
+    cloud.get(NOVA + "servers/srv0", status_code=404)
+    cloud.get(NEUTRON + "v2.0/security-groups", json={"security_groups": [
+        {"id": "sg0", "name": "imgfac-nova-b1-ssh",
+         "tags": [nova.BUILD_TAG + "=b1"]},
+        {"id": "sgx", "name": "imgfac-nova-b1-ssh", "tags": []}]})
+    cloud.delete(NEUTRON + "v2.0/security-groups/sg0", status_code=204)
+    cloud.get(NEUTRON + "v2.0/floatingips", json={"floatingips": [
+        {"id": "fip0", "floating_ip_address": "203.0.113.9",
+         "description": "imgfac-nova build b1"}]})
+    cloud.delete(NEUTRON + "v2.0/floatingips/fip0", status_code=204)
+    cloud.delete(NOVA + "os-keypairs/imgfac-nova-b1-key", status_code=202)
+    backend(ssh_sources=[ipaddress.ip_network("192.0.2.0/24")]).boot_guest(
+        "jeos", "fedora", "ssh-ed25519 AAAA k")
+    deleted = [r.path for r in cloud.request_history if r.method == "DELETE"]
+    assert deleted[:4] == ["/v2.1/servers/srv0", "/v2.0/floatingips/fip0",
+                           "/v2.0/security-groups/sg0",
+                           "/v2.1/os-keypairs/imgfac-nova-b1-key"]
+    assert "/v2.0/security-groups/sgx" not in deleted  # not the build's
+    assert len([r for r in cloud.request_history
+                if r.method == "POST" and r.path == "/v2.1/servers"]) == 1

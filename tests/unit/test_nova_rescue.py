@@ -44,6 +44,10 @@ def cloud():
         mock.get(GLANCE, json={"versions": [{
             "id": "v2.16", "status": "CURRENT",
             "links": [{"rel": "self", "href": GLANCE + "v2/"}]}]})
+        # No image or server an earlier run of the build made (nothing to
+        # adopt).
+        mock.get(GLANCE + "v2/images", json={"images": []})
+        mock.get(NOVA + "servers/detail", json={"servers": []})
         yield mock
 
 
@@ -351,3 +355,54 @@ def test_a_deleted_server_is_gone_only_when_nova_no_longer_has_it(cloud):
     gets = [r for r in cloud.request_history if r.method == "GET"
             and r.path.endswith("/servers/srv1")]
     assert len(gets) == 4
+
+
+def _tagged(answer):
+    return {"server": dict(answer["server"], metadata={nova.BUILD_TAG: "b1"})}
+
+
+def test_a_rerun_boot_adopts_the_installer_an_earlier_run_made(
+        cloud, backend, shared_copy):
+    """The boot ran again (its process died before its result was saved):
+    the disk image and the rescued installer are adopted, nothing made
+    twice."""
+    glance_images(cloud)
+    cloud.get(GLANCE + "v2/images", json={"images": [
+        {"id": "disk1", "name": "imgfac-nova-b1-installer-disk",
+         "status": "active", nova.BUILD_TAG: "b1"}]})
+    cloud.get(NOVA + "servers/detail", json={"servers": [
+        _tagged(RESCUED)["server"]]})
+    servers(cloud, _tagged(RESCUED))
+
+    machine = backend.boot_installer(KICKSTART_ISO, "poweroff\n",
+                                     "kickstart", "console=x", None)
+
+    assert machine.id == "srv1" and machine.rescued
+    assert not [r for r in cloud.request_history if r.method == "POST"]
+
+
+def test_adopting_an_installer_finds_what_belongs_to_it(cloud, backend):
+    glance_images(cloud)
+    cloud.get(NOVA + "servers/srv1", json=_tagged(SHUTOFF))
+    cloud.get(GLANCE + "v2/images?imgfac_build_id=b1", json={"images": [
+        {"id": "disk1", "name": "imgfac-nova-b1-installer-disk",
+         "status": "active", nova.BUILD_TAG: "b1"},
+        {"id": "jeos1", "name": "imgfac-nova-b1-jeos",
+         "status": "active", nova.BUILD_TAG: "b1"}]})
+    cloud.delete(NOVA + "servers/srv1", status_code=204)
+    cloud.delete(GLANCE + "v2/images/disk1", status_code=204)
+    machine = backend.adopt("srv1")
+    assert not machine.rescued
+    cloud.get(NOVA + "servers/srv1", status_code=404)
+    backend.delete(machine)
+    assert [r.path for r in cloud.request_history if r.method == "DELETE"] \
+        == ["/v2.1/servers/srv1", "/v2/images/disk1"]
+
+
+def test_adopting_a_server_that_is_gone_or_not_the_builds(cloud, backend):
+    cloud.get(NOVA + "servers/srv1", status_code=404)
+    with pytest.raises(errors.Gone, match="server srv1 is gone"):
+        backend.adopt("srv1")
+    cloud.get(NOVA + "servers/srv1", json=SHUTOFF)  # no build tag
+    with pytest.raises(errors.BuildError, match="not this build's"):
+        backend.adopt("srv1")
