@@ -16,6 +16,7 @@ import time
 from imgfac_nova import guard
 from imgfac_nova import images
 from imgfac_nova import parameters as params
+from imgfac_nova import resume
 from imgfac_nova import target_content
 from imgfac_nova import template
 from imgfac_nova.plugins import base as plugin_base
@@ -440,6 +441,40 @@ class Builder:
                 target_record.identifier), typed)))
         return self._start(steps)
 
+    def resume(self, identifier, values=None, template=None):
+        """Go on with the build ``identifier`` whose process died, after its
+        last finished step, with the secrets it still needs given again
+        (``values``, ``template``: see :mod:`imgfac_nova.resume`); returns
+        the running Job. ResumeError (one line) when it cannot."""
+        record = self.store.get(identifier)
+        resume.check(record, self._still_running)
+        plugin = self._plugin(record.plugin)
+        installed = resume.installed(self.store, record)
+        source = resume.template_for(record, template, installed)
+        typed = self._resolve(plugin.parameters, resume.values_for(
+            record, plugin, values or {}, installed), record.plugin)
+        plugin.check(source, typed)
+        LOG.info("Resuming %s %s (started %s, by %s)", record.type,
+                 identifier, record.created, record.worker)
+        record = self.store.update(identifier, worker=_worker(),
+                                   status_detail={"activity": "Resuming",
+                                                  "error": None})
+        return self._start([(record, lambda ctx: plugin.create_base_image(
+            ctx, source, typed))])
+
+    def abandon(self, identifier):
+        """Give up the build ``identifier`` whose process died: it is
+        FAILED, so a sweep removes what it made."""
+        record = self.store.get(identifier)
+        if record.status not in images.ACTIVE_STATUSES:
+            raise resume.ResumeError("image %s is %s: there is nothing to "
+                                     "abandon" % (identifier, record.status))
+        if self._still_running(record):
+            raise resume.ResumeError("image %s is being built by process %s"
+                                     % (identifier, record.worker))
+        self._fail(record, "abandoned at %d %%: %s" % (
+            record.percent_complete, record.activity))
+
     def _complete(self, identifier, kind=None):
         record = self.store.get(identifier)
         if kind and record.type != kind:
@@ -453,7 +488,7 @@ class Builder:
     # -- running ----------------------------------------------------------------
 
     def _start(self, steps):
-        worker = "%s:%d" % (socket.gethostname(), os.getpid())
+        worker = _worker()
         for record, _ in steps:
             if record.status == images.NEW:
                 record.worker = worker
@@ -566,7 +601,8 @@ class Builder:
         from novaimagebuilder import media
         from novaimagebuilder import qemu
         keep = guard.Guard(self.store, self._still_running,
-                           None if dry_run else self._ended)
+                           None if dry_run else self._ended,
+                           getattr(self.conf, "resume_max_age", None))
         cache_dir = common.media_cache_dir(self.conf)
         downloads = media.MediaCache(cache_dir).partial() \
             if os.path.isdir(cache_dir) else []
@@ -732,6 +768,11 @@ class Builder:
                     mine & _glance_ids(other):
                 return sorted(mine & _glance_ids(other))[0], other.identifier
         return None
+
+
+def _worker():
+    """This process, as records name the one running a build."""
+    return "%s:%d" % (socket.gethostname(), os.getpid())
 
 
 def _glance_ids(record):

@@ -110,6 +110,18 @@ def build_parser():
                      help="remove every JEOS cache entry too")
     _add_parameters(sub)
 
+    sub = verbs.add_parser("resume", help="go on with a base-image build "
+                           "whose process died, after its last finished "
+                           "step, or give it up (--abandon)")
+    sub.add_argument("id", help="image UUID")
+    sub.add_argument("--abandon", action="store_true",
+                     help="do not resume: mark the build FAILED and remove "
+                          "what it made (as sweep does)")
+    sub.add_argument("--template", metavar="FILE",
+                     help="the build's template again, when it holds "
+                          "secrets (never stored) the build still needs")
+    _add_parameters(sub)
+
     sub = verbs.add_parser("jeos", help="list the JEOS cache (installed "
                            "systems builds reuse), or remove entries")
     sub.add_argument("--remove", nargs="+", metavar="ID",
@@ -425,21 +437,44 @@ def _print_plugin(info, detailed):
                 else "", ", secret" if p["secret"] else "", p["help"]))
 
 
+def _resume(args):
+    from imgfac_nova import resume
+    from imgfac_nova import store
+    conf = _conf(args)
+    if not args.abandon:
+        template = _template(args.template, conf) if args.template else None
+        return _start(args, conf, lambda b, v: b.resume(args.id, v,
+                                                        template))
+    builder = _builder(conf)
+    try:
+        builder.abandon(args.id)
+    except (resume.ResumeError, store.NotFound) as exc:
+        raise UsageError(str(exc)) from None
+    print("Abandoned image %s" % args.id)
+    return _swept(builder, args)
+
+
 def _sweep(args):
+    builder = _builder(_conf(args))
+    return _swept(builder, args)
+
+
+def _swept(builder, args):
+    """Sweep (``sweep``'s arguments, or none), print what it removed."""
     from novaimagebuilder import errors
     from novaimagebuilder import sweep
-    builder = _builder(_conf(args))
     values = _values(args)
+    dry_run = getattr(args, "dry_run", False)
     try:
-        found = builder.sweep(values, dry_run=args.dry_run)
-        if args.jeos:
+        found = builder.sweep(values, dry_run=dry_run)
+        if getattr(args, "jeos", False):
             found += [(name, sweep.Outcome(sweep.Leftover(
                 entry.build or "-", "JEOS cache entry", entry.id, entry.name,
                 role=sweep.JEOS_CACHE))) for name, entry in builder.remove_jeos(
-                    values, dry_run=args.dry_run)]
+                    values, dry_run=dry_run)]
     except errors.BuildError as exc:
         raise UsageError(str(exc)) from None
-    verb = "Would remove" if args.dry_run else "Removed"
+    verb = "Would remove" if dry_run else "Removed"
     left = [(where, outcome) for where, outcome in found if outcome.error]
     for where, outcome in found:
         if not outcome.error:
@@ -548,6 +583,7 @@ _VERBS = {
     "delete": _delete,
     "plugins": _plugins,
     "sweep": _sweep,
+    "resume": _resume,
     "jeos": _jeos,
     "validate": _validate,
 }

@@ -63,6 +63,11 @@ _opts = [
     cfg.IntOpt("max_template_elements",
                default=template.DEFAULT_LIMITS.max_elements, min=100,
                help="Most XML elements a template may have."),
+    cfg.IntOpt("resume_max_age", default=24, min=0,
+               help="Hours after its last change that a build whose "
+                    "process died may still be resumed ('imgfac-nova "
+                    "resume', the daemon at start); a sweep leaves its "
+                    "resources alone until then. 0: no limit."),
     cfg.IntOpt("cloud_request_timeout", default=300, min=0,
                help="Seconds one HTTP request to a cloud (Keystone, Nova, "
                     "Glance, Neutron, a provider) may take before the build "

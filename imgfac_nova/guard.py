@@ -7,10 +7,14 @@ whose owning process is still alive (the "host:pid" builds tag their resources
 with, so a sweep from another image store leaves them alone too) stay.
 """
 import dataclasses
+import datetime
 import os
 import socket
 
+from oslo_utils import timeutils
+
 from imgfac_nova import images
+from imgfac_nova import resume
 from imgfac_nova import store as store_mod
 from novaimagebuilder import sweep
 
@@ -63,17 +67,24 @@ def results(record):
 
 class Guard:
     """Keeps what must not be swept. ``running(record)`` says whether an
-    active record's build is still running; ``ended(record)``, when given, is
-    called for one whose process is gone (the builder marks it FAILED; a dry
-    run gives none, so nothing changes). Either way the guard counts such a
-    build as failed."""
+    active record's build is still running. One whose process is gone may
+    still be resumed for ``max_age`` hours after its last change (0: no
+    limit; None: none may; see :mod:`imgfac_nova.resume`): its resources
+    stay, as do those
+    of a build this store does not know whose newest resource is younger
+    (another store's build, which may be resumed there). ``ended(record)``,
+    when given, is called for one that may not be resumed (the builder
+    marks it FAILED; a dry run gives none, so nothing changes). Either way
+    the guard counts such a build as failed."""
 
-    def __init__(self, store, running, ended=None):
+    def __init__(self, store, running, ended=None, max_age=None):
         self._store = store
         self._running = running
+        self._max_age = max_age
         self._ended = ended or (lambda record: None)
         self._records = {}
         self._live = set()
+        self._waiting = set()
         self._results = set()
         for record in store.list():
             self._learn(record)
@@ -82,6 +93,9 @@ class Guard:
         if record.status in images.ACTIVE_STATUSES:
             if self._running(record):
                 self._live.add(record.identifier)
+            elif self._max_age is not None and resume.resumable(
+                    record, self._max_age):
+                self._waiting.add(record.identifier)
             else:
                 self._ended(record)
                 record = dataclasses.replace(
@@ -120,6 +134,15 @@ class Guard:
             return alive(pid)
         return record is None or record.status in images.ACTIVE_STATUSES
 
+    def _recent(self, created):
+        if self._max_age is None:
+            return False
+        if not self._max_age:
+            return True
+        age = timeutils.utcnow(with_timezone=True) - timeutils.parse_isotime(
+            created)
+        return age <= datetime.timedelta(hours=self._max_age)
+
     def __call__(self, leftover):
         return self.protects(leftover)
 
@@ -128,8 +151,15 @@ class Guard:
         record = self._record(leftover.build)
         if leftover.build in self._live:
             return "build %s is running" % leftover.build
+        if leftover.build in self._waiting:
+            return "build %s can be resumed ('imgfac-nova resume %s', or " \
+                "'--abandon' to give it up)" % (leftover.build, leftover.build)
         if leftover.owner and self._owner_runs(leftover.owner, record):
             return "its process %s is alive" % leftover.owner
+        if record is None and leftover.created and self._recent(
+                leftover.created):
+            return "build %s is not in this store and may still be " \
+                "resumed where it is (resume_max_age)" % leftover.build
         if leftover.id in self._results:
             return "it is the result of a finished build"
         if leftover.role == sweep.JEOS_CACHE:

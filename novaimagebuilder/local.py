@@ -123,6 +123,14 @@ class LocalBackend(pipeline.Backend):
         vm.files.append(drive)
         return vm.start()
 
+    def adopt(self, identifier):
+        """A QEMU process is driven by the process that started it (its
+        monitor, its console): a resumed build cannot take it over."""
+        raise errors.BuildError(
+            "%s: a local machine cannot be taken over from the process that "
+            "started it; the build is undone ('imgfac-nova sweep' stops a "
+            "QEMU left running)" % identifier)
+
     def wait_powered_off(self, machine, what, timeout, inactivity=None,
                          screen=None):
         machine.wait_stopped(what, timeout, inactivity, cancel=self.cancel,

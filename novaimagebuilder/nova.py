@@ -985,20 +985,23 @@ def leftovers(conn):
             servers[server.id] = build
             found.append(sweep.Leftover(build, "server", server.id,
                                         server.name,
-                                        owner=metadata.get(OWNER_TAG)))
+                                        owner=metadata.get(OWNER_TAG),
+                                        created=server.created_at))
     for ip in conn.network.ips():
         build = _tag(ip, BUILD_TAG)
         if build:
             found.append(sweep.Leftover(build, "floating IP", ip.id,
                                         ip.floating_ip_address,
-                                        owner=_tag(ip, OWNER_TAG)))
+                                        owner=_tag(ip, OWNER_TAG),
+                                        created=ip.created_at))
     groups = {}
     for group in conn.network.security_groups():
         build = _tag(group, BUILD_TAG)
         if build:
             groups[group.id] = sweep.Leftover(build, "security group",
                                               group.id, group.name,
-                                              owner=_tag(group, OWNER_TAG))
+                                              owner=_tag(group, OWNER_TAG),
+                                              created=group.created_at)
     found += _ports(conn, servers, groups)
     found += groups.values()
     for keypair in conn.compute.keypairs():
@@ -1013,7 +1016,8 @@ def leftovers(conn):
             if build:
                 found.append(sweep.Leftover(build, "volume", volume.id,
                                             volume.name or volume.id,
-                                            owner=metadata.get(OWNER_TAG)))
+                                            owner=metadata.get(OWNER_TAG),
+                                            created=volume.created_at))
     roles = {"image": sweep.RESULT, sweep.JEOS_CACHE: sweep.JEOS_CACHE}
     for image in conn.image.images():
         props = image.properties or {}
@@ -1023,7 +1027,8 @@ def leftovers(conn):
         if build:
             found.append(sweep.Leftover(build, "image", image.id, image.name,
                                         role=roles.get(props.get(ROLE)),
-                                        owner=props.get(OWNER_TAG)))
+                                        owner=props.get(OWNER_TAG),
+                                        created=image.created_at))
     return sweep.with_owners(found)
 
 

@@ -30,6 +30,8 @@ class Leftover:
     role: str | None = None
     #: "host:pid" of the process that made it, when known.
     owner: str | None = None
+    #: When the build's newest resource was made (ISO 8601), when known.
+    created: str | None = None
 
     def __str__(self):
         named = self.name if self.name == self.id else "%s (%s)" % (
@@ -61,11 +63,18 @@ class Kind:
 
 def with_owners(found):
     """``found`` with each build's owner, known from any of its leftovers,
-    given to those that do not carry it."""
+    given to those that do not carry it, and the time its newest resource
+    was made given to all."""
     owners = {leftover.build: leftover.owner for leftover in found
               if leftover.owner}
-    return [leftover if leftover.owner else dataclasses.replace(
-        leftover, owner=owners.get(leftover.build)) for leftover in found]
+    newest = {}
+    for leftover in found:
+        if leftover.created:
+            newest[leftover.build] = max(newest.get(leftover.build, ""),
+                                         leftover.created)
+    return [dataclasses.replace(
+        leftover, owner=leftover.owner or owners.get(leftover.build),
+        created=newest.get(leftover.build)) for leftover in found]
 
 
 def remove(found, kinds, protected, dry_run=False, explain=str, log=None):

@@ -1,6 +1,7 @@
 """The local OS plugin: builds base images on this machine with QEMU (the
 Oz/TinMan path). It is the default when no cloud is configured."""
 import contextlib
+import glob
 import logging
 import os
 import shutil
@@ -78,9 +79,12 @@ class LocalOS(base.OSPlugin):
         build.set_property("accelerator", accel)
         if machine.cpu:
             build.set_property("cpu_model", machine.cpu)
-        workdir = tempfile.mkdtemp(prefix="%s%s-" % (WORKDIR_PREFIX,
-                                                     build.identifier),
-                                   dir=self._workdir_parent(build))
+        # A resumed build goes on in the work directory it had.
+        prefix = "%s%s-" % (WORKDIR_PREFIX, build.identifier)
+        parent = self._workdir_parent(build)
+        earlier = glob.glob(os.path.join(glob.escape(parent), prefix + "*"))
+        workdir = earlier[0] if earlier else tempfile.mkdtemp(
+            prefix=prefix, dir=parent)
         with open(os.path.join(workdir, OWNER_FILE), "w") as handle:
             handle.write("%s:%d\n" % (socket.gethostname(), os.getpid()))
         succeeded = False

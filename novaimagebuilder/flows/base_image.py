@@ -13,10 +13,15 @@ from novaimagebuilder.tasks import guest
 from novaimagebuilder.tasks import install
 from novaimagebuilder.tasks import names
 
+#: The flows' names: a build's saved run of a flow is found by its name
+#: (keep them stable, as the task names).
+NAME = "base-image"
+CUSTOMIZE_NAME = "customize-image"
+
 
 def get_flow(run):
     """The base-image flow of ``run`` (a BuildRun)."""
-    flow = linear_flow.Flow("base-image")
+    flow = linear_flow.Flow(NAME)
     flow.add(install.FetchMedia(run), install.FindJeos(run),
              install.PrepareMedia(run), install.BootInstaller(run),
              install.WaitInstaller(run), install.CaptureJeos(run),
@@ -30,7 +35,7 @@ def get_flow(run):
 def get_customize_flow(run, finish=None):
     """Customize the image the store's ``disk`` names (left as it was):
     boot it, customize, run ``finish``, capture the copy."""
-    return _customize(linear_flow.Flow("customize-image"), run,
+    return _customize(linear_flow.Flow(CUSTOMIZE_NAME), run,
                       "the base image", finish)
 
 

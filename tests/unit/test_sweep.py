@@ -1,4 +1,6 @@
 """The sweep: removal order, carrying on past refusals, and what is kept."""
+import dataclasses
+import datetime
 import os
 import socket
 import subprocess
@@ -408,3 +410,47 @@ def test_cloud_sweep_checks_what_it_removed_not_what_came_meanwhile(
     assert [(o.leftover.id, o.error) for o in outcomes] == [
         ("img-gone", None), ("img-stuck", None),
         ("img-stuck", "still there after the sweep")]
+
+
+def _resuming_guard(image_store, max_age=24):
+    builder = build.Builder(None, image_store)
+    return guard.Guard(image_store, builder._still_running, builder._ended,
+                       max_age=max_age)
+
+
+def test_guard_keeps_a_build_that_may_be_resumed(image_store, monkeypatch):
+    dead = _add(image_store, images.BUILDING, _dead_pid())
+    with monkeypatch.context() as patch:  # last changed long ago
+        patch.setattr(images, "utcnow", lambda: "2026-01-01T00:00:00+00:00")
+        old = _add(image_store, images.BUILDING, _dead_pid())
+    target = _add(image_store, images.BUILDING, _dead_pid(),
+                  type=images.TARGET_IMAGE)
+    keep = _resuming_guard(image_store)
+    reason = keep.protects(sweep.Leftover(dead.identifier, "server", "s",
+                                          "s"))
+    assert reason == ("build %s can be resumed ('imgfac-nova resume %s', or "
+                      "'--abandon' to give it up)" % (dead.identifier,
+                                                      dead.identifier))
+    assert image_store.get(dead.identifier).status == images.BUILDING
+    # Older than resume_max_age, or not a base image: failed and swept.
+    for gone in (old, target):
+        assert keep.protects(sweep.Leftover(gone.identifier, "server", "s",
+                                            "s")) is None
+        assert image_store.get(gone.identifier).status == images.FAILED
+    # No age limit: any age.
+    assert _resuming_guard(image_store, 0).protects(sweep.Leftover(
+        dead.identifier, "server", "s", "s"))
+
+
+def test_guard_keeps_a_recent_build_of_another_store(image_store):
+    now = datetime.datetime.now(datetime.timezone.utc)
+    owner = "%s:%d" % (socket.gethostname(), _dead_pid())
+    young = sweep.Leftover("elsewhere", "server", "s", "s", owner=owner,
+                           created=(now - datetime.timedelta(hours=2))
+                           .strftime("%Y-%m-%dT%H:%M:%SZ"))
+    old = dataclasses.replace(young, created=(
+        now - datetime.timedelta(hours=30)).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    keep = _resuming_guard(image_store)
+    assert "may still be resumed where it is" in keep.protects(young)
+    assert keep.protects(old) is None
+    assert _guard(image_store).protects(young) is None  # no resuming

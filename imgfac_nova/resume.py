@@ -1,0 +1,132 @@
+"""Going on with a build whose process died (``imgfac-nova resume``, and the
+daemon when it starts), or giving it up (``imgfac-nova resume --abandon``).
+
+Base-image builds resume: their steps are a TaskFlow flow whose finished
+tasks are saved in the records' database, and the build goes on after the
+last of them (target and provider builds start again). Secrets are never
+stored, so a resumed build gets again from its caller those it still needs:
+the template while the installer has not booted (its root password) or
+when it holds repository keys or passwords in URLs, and the secret
+parameters it was started with (the install script only while the
+installer has not booted).
+"""
+import datetime
+
+from lxml import etree
+
+from imgfac_nova import images
+from imgfac_nova import template as tdl
+from novaimagebuilder import engine
+from novaimagebuilder import errors
+from novaimagebuilder import scrub
+from novaimagebuilder.flows import base_image
+from novaimagebuilder.tasks import names
+
+#: Secret parameters that only the install needs.
+INSTALL_ONLY = ("install_script",)
+
+#: Hidden template texts that only the install needs, and what they are.
+_INSTALL_SECRETS = {"os/rootpw": "root password", "os/key": "product key"}
+
+#: What a stored URL whose credentials were scrubbed holds.
+_SCRUBBED = "://%s@" % scrub.MASK
+
+
+class ResumeError(errors.BuildError):
+    """A build that cannot be resumed as asked (one line)."""
+
+
+def resumable(record, max_age_hours):
+    """Whether ``record``, whose process died, can still be resumed: a
+    base-image build that has not ended, changed within ``max_age_hours``
+    (0: any age)."""
+    if record.type != images.BASE_IMAGE or \
+            record.status not in images.ACTIVE_STATUSES:
+        return False
+    if not max_age_hours:
+        return True
+    updated = datetime.datetime.fromisoformat(record.updated)
+    return datetime.datetime.now(datetime.timezone.utc) - updated <= \
+        datetime.timedelta(hours=max_age_hours)
+
+
+def check(record, running):
+    """ResumeError unless ``record`` is a build whose process died
+    (``running(record)`` says whether one runs it)."""
+    if record.status not in images.ACTIVE_STATUSES:
+        raise ResumeError("image %s is %s: there is nothing to resume"
+                          % (record.identifier, record.status))
+    if running(record):
+        raise ResumeError("image %s is being built by process %s"
+                          % (record.identifier, record.worker))
+    if record.type != images.BASE_IMAGE:
+        raise ResumeError("image %s is a %s: only base-image builds resume; "
+                          "abandon it (--abandon) and start it again"
+                          % (record.identifier, record.type))
+
+
+def installed(store, record):
+    """Whether the build's installer had booted (its script delivered)."""
+    return names.BOOT_INSTALLER in engine.finished_tasks(
+        store.flow_persistence(), record.identifier, base_image.NAME)
+
+
+def template_for(record, given, installed_):
+    """The Template to resume ``record`` with: ``given`` (a Template; the
+    record's own, or ResumeError), else the record's copy when it lacks
+    nothing the rest of the build needs."""
+    if given is not None:
+        if given.redacted_xml() != record.template:
+            raise ResumeError("the template given is not the one image %s "
+                              "was started with" % record.identifier)
+        return given
+    hidden = _hidden(record.template, installed_)
+    if hidden:
+        raise ResumeError(
+            "image %s's template holds secrets that are never stored (%s) "
+            "and the build still needs them: give the template again with "
+            "--template FILE" % (record.identifier, ", ".join(hidden)))
+    return tdl.parse_template(record.template,
+                              "image %s's template" % record.identifier)
+
+
+def _hidden(xml, installed_):
+    root = etree.fromstring(xml.encode())
+    hidden = [] if installed_ else [
+        what for path, what in _INSTALL_SECRETS.items()
+        if (root.findtext(path) or "").strip() == tdl.REDACTED]
+    if any((key.text or "").strip() == tdl.REDACTED
+           for key in root.iterfind("repositories/repository/clientkey")):
+        hidden.append("repository client keys")
+    if _SCRUBBED in xml:
+        hidden.append("credentials in URLs")
+    return hidden
+
+
+def values_for(record, plugin, given, installed_):
+    """The parameters to resume ``record`` with: those it was started
+    with, and from ``given`` the secret ones (and URLs whose credentials
+    the record scrubbed) it still needs; ResumeError naming the missing
+    ones, or a given one it does not take."""
+    values = dict(record.parameters)
+    secret = {p.name for p in plugin.parameters if p.secret}
+    wanted = {name for name, value in values.items()
+              if name in secret or _SCRUBBED in str(value)}
+    for name in set(given) - wanted:
+        raise ResumeError("a resumed build keeps the parameters it was "
+                          "started with; %r is not one it needs again"
+                          % name)
+    missing = []
+    for name in sorted(wanted):
+        if name in given:
+            values[name] = given[name]
+        elif name in INSTALL_ONLY and installed_:
+            del values[name]  # the installer has it
+        else:
+            missing.append(name)
+    if missing:
+        raise ResumeError(
+            "image %s needs again parameters that are never stored: %s; "
+            "give them with --file-parameter NAME FILE"
+            % (record.identifier, ", ".join(missing)))
+    return values

@@ -1,0 +1,126 @@
+"""Builds that survive their process: a Nova build whose CLI is killed with
+kill -9 during the install wait goes on with ``imgfac-nova resume ID`` on the
+same installer server (the install is not run again), with never more than
+one server of the build at a time, and leaves nothing but its result; until
+then a sweep leaves it alone. Bad requests to resume are one line, exit 2."""
+import json
+import os
+import signal
+import threading
+
+from tests.functional import builds
+
+EXAMPLE = os.path.join(builds.REPO, "examples", "test-cloud.tdl")
+EXAMPLE_PARAMETERS = os.path.join(builds.REPO, "examples",
+                                  "test-cloud.parameters.json")
+
+
+def _servers(conn, build_id):
+    from novaimagebuilder import nova
+    return {s.id: s.name for s in conn.compute.servers()
+            if (s.metadata or {}).get(nova.BUILD_TAG) == build_id}
+
+
+class _Watch(threading.Thread):
+    """Counts the build's servers every second until stopped."""
+
+    def __init__(self, conn, build_id):
+        super().__init__(daemon=True)
+        self.conn, self.build_id = conn, build_id
+        self.most, self.seen = 0, set()
+        self.stop = threading.Event()
+
+    def run(self):
+        while not self.stop.wait(1):
+            found = _servers(self.conn, self.build_id)
+            self.most = max(self.most, len(found))
+            self.seen |= set(found)
+
+
+def _kill_while_installing(config, store, tmp, conn, env):
+    """Start a fresh Nova build, kill -9 it while it waits for the
+    installer; returns (its id, the installer server's id)."""
+    with open(tmp / "build.log", "w") as log:
+        proc = builds.start(config, "base_image", "--parameters",
+                            EXAMPLE_PARAMETERS, *builds.FRESH_INSTALL,
+                            EXAMPLE, env=env, stderr=log)
+        try:
+            record = builds.wait_for_record(
+                proc, store, lambda r: r["status_detail"]["activity"]
+                .startswith("Installing"), interval=0.1)
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(60)
+    installers = _servers(conn, record["identifier"])
+    assert len(installers) == 1, installers
+    return record["identifier"], next(iter(installers))
+
+
+def test_a_nova_build_killed_during_the_install_wait_resumes(
+        cloud_env, setup, conn, admin_conn):
+    config, store, tmp = setup
+    build_id, installer = _kill_while_installing(config, store, tmp, conn,
+                                                 cloud_env)
+    # Resumable: a sweep leaves it, and says why.
+    dry = builds.imgfac(config, "sweep", "--dry-run", env=cloud_env)
+    assert dry.returncode == 0, dry.stderr
+    assert build_id not in dry.stdout
+    assert builds.read_record(store, build_id)["status"] == "BUILDING"
+
+    watch = _Watch(conn, build_id)
+    watch.start()
+    try:
+        resumed = builds.imgfac(config, "resume", build_id, env=cloud_env)
+    finally:
+        watch.stop.set()
+        watch.join()
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    record = json.loads(resumed.stdout)
+    assert record["status"] == "COMPLETE", record["status_detail"]
+    # The same installer went on (no second install), then one guest: one
+    # server at a time.
+    assert watch.most == 1
+    assert installer in watch.seen and len(watch.seen) == 2, watch.seen
+    with open(record["log"]) as handle:
+        log = handle.read()
+    assert "Going on with server imgfac-nova-%s-installer (%s)" % (
+        build_id, installer) in log
+    left = builds.cloud_left(admin_conn, build_id)
+    assert [kind for kind, _ in left] == ["image"]  # the result only
+    builds.delete(config, record, cloud_env, conn)
+
+    again = builds.imgfac(config, "resume", build_id, env=cloud_env)
+    assert again.returncode == 2
+    assert again.stderr.strip() == (
+        "imgfac-nova: error: image %s is COMPLETE: there is nothing to "
+        "resume" % build_id)
+
+
+def test_resume_refuses_in_one_line(cloud_env, setup):
+    config, store, tmp = setup
+    unknown = builds.imgfac(config, "resume",
+                            "6f1c2e9a-0d3b-4c5e-8f7a-1b2c3d4e5f60",
+                            env=cloud_env)
+    assert unknown.returncode == 2
+    assert len(unknown.stderr.strip().splitlines()) == 1
+    assert "6f1c2e9a-0d3b-4c5e-8f7a-1b2c3d4e5f60" in unknown.stderr
+    # A build that runs: not to be resumed (nor abandoned) from elsewhere.
+    with open(tmp / "build.log", "w") as log:
+        proc = builds.start(config, "base_image", "--parameters",
+                            EXAMPLE_PARAMETERS, *builds.FRESH_INSTALL,
+                            EXAMPLE, env=cloud_env, stderr=log)
+        try:
+            record = builds.wait_for_record(
+                proc, store, lambda r: r["status"] == "BUILDING")
+            for verb in (("resume",), ("resume", "--abandon")):
+                busy = builds.imgfac(config, *verb, record["identifier"],
+                                     env=cloud_env)
+                assert busy.returncode == 2
+                assert busy.stderr.strip().startswith(
+                    "imgfac-nova: error: image %s is being built by process "
+                    % record["identifier"])
+        finally:
+            proc.send_signal(signal.SIGINT)
+            proc.communicate(timeout=600)
+    assert builds.read_record(store, record["identifier"])["status"] == \
+        "FAILED"
