@@ -447,7 +447,7 @@ class Builder:
         (``values``, ``template``: see :mod:`imgfac_nova.resume`); returns
         the running Job. ResumeError (one line) when it cannot."""
         record = self.store.get(identifier)
-        resume.check(record, self._still_running)
+        resume.check(record, self.still_running)
         plugin = self._plugin(record.plugin)
         installed = resume.installed(self.store, record)
         source = resume.template_for(record, template, installed)
@@ -462,18 +462,19 @@ class Builder:
         return self._start([(record, lambda ctx: plugin.create_base_image(
             ctx, source, typed))])
 
-    def abandon(self, identifier):
-        """Give up the build ``identifier`` whose process died: it is
-        FAILED, so a sweep removes what it made."""
+    def abandon(self, identifier, why="abandoned"):
+        """Give up the build ``identifier`` whose process died (``why``
+        begins its error): it is FAILED, so a sweep removes what it
+        made."""
         record = self.store.get(identifier)
         if record.status not in images.ACTIVE_STATUSES:
             raise resume.ResumeError("image %s is %s: there is nothing to "
                                      "abandon" % (identifier, record.status))
-        if self._still_running(record):
+        if self.still_running(record):
             raise resume.ResumeError("image %s is being built by process %s"
                                      % (identifier, record.worker))
-        self._fail(record, "abandoned at %d %%: %s" % (
-            record.percent_complete, record.activity))
+        self._fail(record, "%s at %d %%: %s" % (
+            why, record.percent_complete, record.activity))
 
     def _complete(self, identifier, kind=None):
         record = self.store.get(identifier)
@@ -575,7 +576,7 @@ class Builder:
     # -- after crashes -----------------------------------------------------------
 
     @staticmethod
-    def _still_running(record):
+    def still_running(record):
         """True when an active record's build runs here or on another host
         (another host's process is not ours to judge)."""
         pid = guard.owner_pid(record)
@@ -600,7 +601,7 @@ class Builder:
         from imgfac_nova.plugins import common
         from novaimagebuilder import media
         from novaimagebuilder import qemu
-        keep = guard.Guard(self.store, self._still_running,
+        keep = guard.Guard(self.store, self.still_running,
                            None if dry_run else self._ended,
                            getattr(self.conf, "resume_max_age", None))
         cache_dir = common.media_cache_dir(self.conf)

@@ -1,10 +1,11 @@
 """Builds run by the daemon: one Builder per request over a shared store,
 plugin set and slot pool, so at most ``max_concurrent_builds`` run at once.
 
-On start the daemon marks the builds a killed predecessor had running FAILED
-and sweeps what they left (``Builder.sweep``, as ``imgfac-nova sweep``
+On start the daemon resumes the builds a killed predecessor had running
+(see :mod:`imgfac_nova.resume`), marks FAILED those it cannot resume, and
+sweeps what they left (``Builder.sweep``, as ``imgfac-nova sweep``
 does), in each caller's project through the trust its builds hold
-(:mod:`trusts`); on stop it cancels running builds, which unwind their rollback stack
+(:mod:`trusts`); on stop it cancels running builds, which undo their steps
 exactly as on Ctrl-C in the CLI, and waits for them.
 """
 import logging
@@ -12,6 +13,7 @@ import threading
 
 from imgfac_nova import build
 from imgfac_nova import images
+from imgfac_nova import resume
 from imgfac_nova.api import callbacks
 from imgfac_nova.api import trusts
 from imgfac_nova.plugins import manager
@@ -80,6 +82,9 @@ class BuildService:
             if trust_id:
                 self.trusts.delete(trust_id)
             raise
+        return self._track(job)
+
+    def _track(self, job):
         with self._lock:
             self._jobs = {i: j for i, j in self._jobs.items() if not j.wait(0)}
             for record in job.records:
@@ -91,8 +96,10 @@ class BuildService:
         return job
 
     def recover(self):
-        """Fail and sweep the builds of a killed daemon (the sweep logs each
-        removal and refusal); returns ``sweep``'s ``[(where, Outcome)]``."""
+        """Resume the builds a killed daemon ran, fail those that cannot
+        be resumed and sweep what they left (the sweep logs each removal
+        and refusal); returns ``sweep``'s ``[(where, Outcome)]``."""
+        self._resume()
         found = self.builder().sweep({})
         if self.trusts is not None:
             found += self._sweep_projects()
@@ -101,6 +108,33 @@ class BuildService:
             LOG.warning("Swept %d leftovers of earlier builds; %d could not "
                         "be removed", len(found), len(refused))
         return found
+
+    def _resume(self):
+        """Resume each build of a killed daemon that may be resumed (with
+        Keystone, acting through its caller's trust); give up, naming why,
+        those that cannot be (their secrets are not stored, no trust)."""
+        checker = self.builder()
+        for record in self.store.list():
+            if record.status not in images.ACTIVE_STATUSES or \
+                    checker.still_running(record) or not resume.resumable(
+                        record, self.conf.resume_max_age):
+                continue
+            try:
+                auth = None
+                if self.trusts is not None:
+                    auth = trusts.auth_for(self.conf, record)
+                    if auth is None:
+                        raise resume.ResumeError("it holds no trust to act "
+                                                 "for its caller")
+                self._track(self.builder(
+                    record.project_id, auth, trust_id=record.trust_id)
+                    .resume(record.identifier))
+                LOG.info("Resumed build %s", record.identifier)
+            except Exception as exc:
+                why = "not resumed when the daemon started (%s)" % \
+                    build.one_line(exc)
+                LOG.warning("Build %s %s", record.identifier, why)
+                checker.abandon(record.identifier, why)
 
     def _sweep_projects(self):
         """Sweep each project whose builds still hold a trust (unfinished,

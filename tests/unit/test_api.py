@@ -510,15 +510,24 @@ def test_shutdown_cancels_builds_and_refuses_new_ones(make_client):
 
 
 def test_recover_fails_the_builds_of_a_killed_daemon(client):
+    """Those it cannot resume (this one names no plugin), or no build may
+    resume (a target image)."""
+    worker = "%s:999999999" % socket.gethostname()
     record = images.ImageRecord(type=images.BASE_IMAGE,
-                                status=images.BUILDING,
-                                worker="%s:999999999" % socket.gethostname())
+                                status=images.BUILDING, worker=worker)
+    target = images.ImageRecord(type=images.TARGET_IMAGE,
+                                status=images.BUILDING, worker=worker)
     client.store.add(record)
+    client.store.add(target)
     client.service.recover()
     failed = client.get("/imagefactory/base_images/" + record.identifier).json
     assert failed["base_image"]["status"] == "FAILED"
-    assert failed["base_image"]["status_detail"]["error"] == \
-        "the build process ended unexpectedly at 0 %: Created"
+    error = failed["base_image"]["status_detail"]["error"]
+    assert error.startswith("not resumed when the daemon started (")
+    assert error.endswith(") at 0 %: Created") and "\n" not in error
+    target = client.store.get(target.identifier)
+    assert (target.status, target.error) == (
+        images.FAILED, "the build process ended unexpectedly at 0 %: Created")
 
 
 def test_an_install_script_is_answered_masked_never_in_clear(client, caplog):

@@ -112,7 +112,7 @@ def _add(image_store, status, pid, activity="Waiting for SSH on 10.0.0.5:22",
 
 def _guard(image_store, dry_run=False):
     builder = build.Builder(None, image_store)
-    return guard.Guard(image_store, builder._still_running,
+    return guard.Guard(image_store, builder.still_running,
                        None if dry_run else builder._ended)
 
 
@@ -414,7 +414,7 @@ def test_cloud_sweep_checks_what_it_removed_not_what_came_meanwhile(
 
 def _resuming_guard(image_store, max_age=24):
     builder = build.Builder(None, image_store)
-    return guard.Guard(image_store, builder._still_running, builder._ended,
+    return guard.Guard(image_store, builder.still_running, builder._ended,
                        max_age=max_age)
 
 
