@@ -79,8 +79,7 @@ class BuildService:
             job = start(self.builder(project_id, cloud_auth, on_change,
                                      url_check, trust_id))
         except BaseException:
-            if trust_id:
-                self.trusts.delete(trust_id)
+            self.release(trust_id)
             raise
         return self._track(job)
 
