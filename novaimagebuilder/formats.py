@@ -13,6 +13,7 @@ guest wrote), and :func:`inspect` checks an image with oslo.utils' format
 inspector before qemu-img, QEMU or Glance gets it: no backing file, no data
 file, no extent naming another file, and the format it claims.
 """
+import collections
 import dataclasses
 import json
 import os
@@ -102,47 +103,82 @@ def inspect(path, claimed, what, container_format="bare"):
     ``what``. Images in a container (OVA: its VMDK was checked when it was
     packed) and kernels and ramdisks (:data:`NOT_DISKS`) are not disk images
     and pass."""
-    if container_format != "bare" or claimed in NOT_DISKS:
-        return
-    name = _INSPECTOR_NAMES.get(claimed, claimed)
-    if format_inspector.get_inspector(name) is None:
-        raise errors.BuildError("%s claims the format %s, which cannot be "
-                                "inspected" % (what, claimed))
+    check = Inspection(claimed, what, container_format)
     try:
-        found = _detect(path)
+        with open(path, "rb") as handle:
+            while not check.decided and check.feed(handle.read(64 * 1024)):
+                pass
     except OSError as exc:
         raise errors.BuildError("%s cannot be read: %s" % (
             what, exc.strerror or exc)) from None
-    except format_inspector.ImageFormatError as exc:
-        raise errors.BuildError("%s claims %s but cannot be inspected: %s" % (
-            what, claimed, exc)) from None
-    problems = _problems(found)
-    detected = str(found)
-    if detected != name and detected not in _ALSO_FOUND.get(name, ()):
-        if detected == "raw":
-            raise errors.BuildError("%s claims %s but holds no %s header" % (
-                what, claimed, claimed))
-        raise errors.BuildError("%s claims %s but holds a %s header%s" % (
-            what, claimed, detected,
-            " with " + " and ".join(problems) if problems else ""))
-    if problems:
-        raise errors.BuildError("%s (%s) is refused: it has %s" % (
-            what, claimed, " and ".join(problems)))
+    check.verdict()
 
 
-def _detect(path):
-    """The inspector of the one format ``path`` holds (raw: none)."""
-    with open(path, "rb") as handle:
-        wrapper = format_inspector.InspectWrapper(handle)
+class Inspection:
+    """:func:`inspect` of bytes as they stream past: ``feed`` each chunk
+    (until ``decided``; an empty chunk is the end), then ``verdict()``
+    raises the one-line refusal, if any."""
+
+    def __init__(self, claimed, what, container_format="bare"):
+        self.claimed, self.what = claimed, what
+        self.name = _INSPECTOR_NAMES.get(claimed, claimed)
+        self.decided = container_format != "bare" or claimed in NOT_DISKS
+        if not self.decided and \
+                format_inspector.get_inspector(self.name) is None:
+            raise errors.BuildError("%s claims the format %s, which cannot "
+                                    "be inspected" % (what, claimed))
+        self._pending = collections.deque()
+        self._wrapper = format_inspector.InspectWrapper(
+            iter(self._pending.popleft, None))
+        self._found = None
+
+    def feed(self, chunk):
+        """Inspect ``chunk``; False at the end of the bytes."""
+        if self.decided:
+            return bool(chunk)
         try:
-            while wrapper.formats is None and wrapper.read(64 * 1024):
-                pass
-        finally:
-            wrapper.close()
-    found = {str(inspector): inspector for inspector in wrapper.formats}
-    if set(found) == {"iso", "gpt"}:  # a bootable ISO's partition table
-        return found["iso"]
-    return wrapper.format  # several formats: ImageFormatError
+            if chunk:
+                self._pending.append(chunk)
+                next(self._wrapper)
+            else:
+                self._wrapper.close()
+            if self._wrapper.formats is not None:
+                self.decided, self._found = True, self._detected()
+        except format_inspector.ImageFormatError as exc:
+            self.decided, self._found = True, exc
+        return bool(chunk)
+
+    def _detected(self):
+        """The inspector of the one format found (raw: none)."""
+        found = {str(inspector): inspector
+                 for inspector in self._wrapper.formats}
+        if set(found) == {"iso", "gpt"}:  # a bootable ISO's partition table
+            return found["iso"]
+        return self._wrapper.format  # several formats: ImageFormatError
+
+    def verdict(self):
+        """Raise the refusal of the bytes fed (a one-line BuildError)."""
+        if not self.decided:
+            self.feed(b"")
+        found, what, claimed = self._found, self.what, self.claimed
+        if found is None:
+            return
+        if isinstance(found, format_inspector.ImageFormatError):
+            raise errors.BuildError("%s claims %s but cannot be inspected: "
+                                    "%s" % (what, claimed, found))
+        problems = _problems(found)
+        detected = str(found)
+        if detected != self.name and \
+                detected not in _ALSO_FOUND.get(self.name, ()):
+            if detected == "raw":
+                raise errors.BuildError("%s claims %s but holds no %s header"
+                                        % (what, claimed, claimed))
+            raise errors.BuildError("%s claims %s but holds a %s header%s" % (
+                what, claimed, detected,
+                " with " + " and ".join(problems) if problems else ""))
+        if problems:
+            raise errors.BuildError("%s (%s) is refused: it has %s" % (
+                what, claimed, " and ".join(problems)))
 
 
 def _problems(found):

@@ -5,10 +5,10 @@ interoperable image import (``glance-direct``: stage, then import) when the
 cloud offers it, else the plain image upload; the bytes are hashed while they
 are read and Glance's ``os_hash_algo`` / ``os_hash_value`` must match. The
 image is pushed on the caller's rollback stack the moment it exists, so a
-failure at any point leaves no image behind. Downloads stream to a file and
-are checked against the same hash. Hashing runs in a thread beside the
-transfer (:class:`StreamHash`), so it costs no time while the link is the
-slower part. The bytes going up and coming down are inspected as their
+failure at any point leaves no image behind (downloads, and copies from
+another Glance, are :mod:`novaimagebuilder.transfer`'s). Hashing runs in a
+thread beside the transfer (:class:`StreamHash`), so it costs no time while
+the link is the slower part. The bytes going up are inspected as their
 ``disk_format`` first (:func:`formats.inspect`).
 """
 import hashlib
@@ -29,6 +29,11 @@ LOG = logging.getLogger(__name__)
 CHUNK = 1024 ** 2
 #: Glance's default hashing algorithm; what we compute while uploading.
 DEFAULT_HASH = "sha512"
+#: Times the bytes are sent when the connection drops (the upload starts
+#: again from the first byte: Glance keeps no part of it).
+SENDS = 4
+#: Seconds Glance may take to notice that an upload was cut.
+SETTLE = 120
 #: The image property marking an upload in progress (swept after a crash)
 #: and then a finished image.
 UPLOADING, FINISHED = "upload", "image"
@@ -155,6 +160,13 @@ class HashingReader:
             self.progress(percent, self.done)
         return data
 
+    def close(self):
+        self.handle.close()
+        self.digest.close()
+
+    def hexdigest(self):
+        return self.digest.hexdigest()
+
 
 def holds(image, path):
     """True when a Glance image's hash (os_hash_algo, os_hash_value) is
@@ -172,27 +184,84 @@ def file_hash(path, algorithm):
     return digest.hexdigest()
 
 
-def upload(glance, path, undo, name, disk_format, container_format,
+class FileData:
+    """A file's bytes, for :func:`upload`; :mod:`novaimagebuilder.transfer`
+    has another Glance image's (the same four members)."""
+
+    def __init__(self, path):
+        self.path, self.size = path, os.path.getsize(path)
+
+    def check(self, disk_format, container_format, what):
+        """Refuse bytes that are not a safe image in ``disk_format``."""
+        formats.inspect(self.path, disk_format, what, container_format)
+
+    def reader(self, progress, cancel):
+        """A new HashingReader of the bytes from their start."""
+        return HashingReader(open(self.path, "rb"), self.size,
+                             progress=progress, cancel=cancel)
+
+    def digest(self, algorithm):
+        """The bytes' hex digest in ``algorithm``."""
+        LOG.info("Hashing %s with %s, as Glance did", self.path, algorithm)
+        return file_hash(self.path, algorithm)
+
+
+def upload(glance, data, undo, name, disk_format, container_format,
            visibility="private", min_disk=0, min_ram=0, properties=None,
            method="auto", progress=None, cancel=None, timeout=3600,
-           role=FINISHED):
-    """Create the Glance image ``name`` from the file ``path``; returns the
-    active image.
+           role=FINISHED, image_id=None):
+    """Create the Glance image ``name`` from ``data`` (a file's path, or an
+    object like :class:`FileData`); returns the active image.
 
     The image is pushed on ``undo`` (a Rollback) as a result, so unwinding
-    after a failure deletes it. ``method`` is ``auto`` (image import when
-    offered, else upload), ``glance-direct`` or ``upload``.
-    ``progress(percent, bytes_sent)`` follows the bytes. Once the bytes are
-    checked, the image's ``imgfac_role`` becomes ``role``. While the bytes
-    move, the image carries this process as its owner, so a sweep from any
-    image store leaves the upload alone. Bytes that are not a safe image in
-    ``disk_format`` are refused before anything is created.
+    after a failure deletes it. ``method`` is ``auto`` (the plain upload,
+    one pass; image import when Glance refuses the upload), ``glance-direct``
+    or ``upload``. ``progress(percent, bytes_sent)`` follows the bytes. Once
+    the bytes are checked, the image's ``imgfac_role`` becomes ``role``.
+    While the bytes move, the image carries this process as its owner, so a
+    sweep from any image store leaves the upload alone. Bytes that are not
+    a safe image in ``disk_format`` are refused before anything is created
+    (streamed bytes: before their end reaches Glance). ``image_id``: a
+    queued image made by :func:`create` to fill instead.
     """
-    formats.inspect(path, disk_format, "the upload of %s" % name,
-                    container_format)
+    if not hasattr(data, "reader"):
+        data = FileData(data)
+    data.check(disk_format, container_format, "the upload of %s" % name)
     props = dict(properties or {})
-    props[nova.ROLE] = UPLOADING
     owned_here = nova.OWNER_TAG not in props
+    if image_id is None:
+        image_id = create(glance, undo, name, disk_format, container_format,
+                          visibility, min_disk, min_ram, props, cancel)
+    methods = import_methods(glance) if method != "upload" else []
+    if method == "glance-direct" and "glance-direct" not in methods:
+        raise errors.BuildError("this Glance does not offer glance-direct "
+                                "image import (it offers: %s)"
+                                % (", ".join(methods) or "no import"))
+    stage = method == "glance-direct"
+    sent = retries.send_once(
+        "sending the image data to Glance",
+        lambda: _send(glance, image_id, data, stage, methods, progress,
+                      cancel),
+        lambda: _received(glance, image_id), cancel=cancel,
+        explain=explain, timeout=timeout, attempts=SENDS)
+    active = wait_active(glance, image_id, timeout, cancel)
+    algorithm = active.get("os_hash_algo")
+    ours = sent if algorithm == DEFAULT_HASH and sent else None
+    if algorithm and not ours:
+        ours = data.digest(algorithm)
+    if not algorithm or active.get("os_hash_value") != ours:
+        raise errors.BuildError(
+            "Glance image %s does not hold the bytes sent: its %s is %s, "
+            "ours is %s" % (image_id, algorithm or "hash", active.get(
+                "os_hash_value") or "missing", ours))
+    return finish(glance, image_id, name, role, owned_here, cancel)
+
+
+def create(glance, undo, name, disk_format, container_format, visibility,
+           min_disk, min_ram, properties, cancel):
+    """Create the queued Glance image ``name`` (owned by this process while
+    its bytes move; pushed on ``undo``); its id."""
+    props = dict(properties, **{nova.ROLE: UPLOADING})
     props.setdefault(nova.OWNER_TAG, "%s:%d" % (socket.gethostname(),
                                                 os.getpid()))
     image = retries.send_once(
@@ -204,42 +273,31 @@ def upload(glance, path, undo, name, disk_format, container_format,
         lambda: _found(glance, name, props), cancel=cancel, explain=explain)
     undo.push("Glance image %s (%s)" % (name, image.id),
               lambda: _delete(glance, image.id), result=True)
-    methods = import_methods(glance) if method != "upload" else []
-    if method == "glance-direct" and "glance-direct" not in methods:
-        raise errors.BuildError("this Glance does not offer glance-direct "
-                                "image import (it offers: %s)"
-                                % (", ".join(methods) or "no import"))
-    size = os.path.getsize(path)
-    sent = retries.send_once(
-        "sending the image data to Glance",
-        lambda: _send(glance, image.id, path, size, methods, progress,
-                      cancel),
-        lambda: _received(glance, image.id, methods), cancel=cancel,
-        explain=explain)
-    active = waiter.wait_for(
-        "waiting for Glance image %s to become active" % image.id,
-        lambda: call("reading Glance image %s" % image.id, glance.images.get,
-                     image.id),
+    return image.id
+
+
+def wait_active(glance, image_id, timeout, cancel=None):
+    """Wait for the image to become active; the image."""
+    return waiter.wait_for(
+        "waiting for Glance image %s to become active" % image_id,
+        lambda: call("reading Glance image %s" % image_id, glance.images.get,
+                     image_id),
         lambda i: i.status == "active", timeout=timeout, cancel=cancel,
         failed=_failed_import)
-    ours = sent
-    algorithm = active.get("os_hash_algo")
-    if algorithm and (algorithm != DEFAULT_HASH or not ours):
-        LOG.info("Hashing %s with %s, as Glance did", path, algorithm)
-        ours = file_hash(path, algorithm)
-    if not algorithm or active.get("os_hash_value") != ours:
-        raise errors.BuildError(
-            "Glance image %s does not hold the bytes sent: its %s is %s, "
-            "ours is %s" % (image.id, algorithm or "hash", active.get(
-                "os_hash_value") or "missing", ours))
+
+
+def finish(glance, image_id, name, role, owned_here, cancel=None):
+    """Mark the image's bytes checked (its ``imgfac_role`` becomes
+    ``role``; the owner is dropped when :func:`create` set it); the
+    image."""
     retries.send_once(
-        "marking Glance image %s finished" % image.id,
+        "marking Glance image %s finished" % image_id,
         lambda: glance.images.update(
-            image.id, remove_props=[nova.OWNER_TAG] if owned_here else None,
+            image_id, remove_props=[nova.OWNER_TAG] if owned_here else None,
             **{nova.ROLE: role}),
-        lambda: _found(glance, name, {nova.ROLE: role}, image.id),
+        lambda: _found(glance, name, {nova.ROLE: role}, image_id),
         cancel=cancel, explain=explain)
-    return glance.images.get(image.id)
+    return glance.images.get(image_id)
 
 
 def _found(glance, name, properties, image_id=None):
@@ -253,27 +311,36 @@ def _found(glance, name, properties, image_id=None):
     return None
 
 
-def _send(glance, image_id, path, size, methods, progress, cancel):
-    """Stream ``path`` to the image (staged and imported with
-    glance-direct, else uploaded); returns the bytes' hex digest."""
-    with open(path, "rb") as handle:
-        reader = HashingReader(handle, size, progress=progress, cancel=cancel)
-        try:
-            if "glance-direct" in methods:
-                LOG.info("Staging %d bytes in Glance image %s", size,
-                         image_id)
-                glance.images.stage(image_id, reader, size)
-            else:
-                LOG.info("Uploading %d bytes to Glance image %s", size,
-                         image_id)
-                glance.images.upload(image_id, reader, size)
-        finally:
-            reader.digest.close()
-    if reader.done != size:
-        raise errors.BuildError("%s changed while it was uploaded" % path)
-    if "glance-direct" in methods:
+def _send(glance, image_id, data, stage, methods, progress, cancel):
+    """Stream ``data`` to the image (uploaded; staged and imported with
+    glance-direct when ``stage``, or when Glance refuses the upload and
+    offers it); returns the bytes' sha512 hex digest."""
+    from glanceclient import exc
+    reader = data.reader(progress, cancel)
+    try:
+        if stage:
+            LOG.info("Staging %d bytes in Glance image %s", data.size,
+                     image_id)
+            glance.images.stage(image_id, reader, data.size)
+        else:
+            LOG.info("Uploading %d bytes to Glance image %s", data.size,
+                     image_id)
+            glance.images.upload(image_id, reader, data.size)
+    except (exc.HTTPForbidden, exc.HTTPMethodNotAllowed) as refused:
+        if stage or "glance-direct" not in methods:
+            raise
+        LOG.info("Glance refused the upload (%s): its image import, then",
+                 explain(refused))
+        reader.close()
+        return _send(glance, image_id, data, True, methods, progress, cancel)
+    finally:
+        reader.close()
+    if reader.done != data.size:
+        raise errors.BuildError("%s changed while it was uploaded"
+                                % getattr(data, "path", "the data"))
+    if stage:
         _import(glance, image_id)
-    return reader.digest.hexdigest()
+    return reader.hexdigest()
 
 
 def _import(glance, image_id):
@@ -284,15 +351,19 @@ def _import(glance, image_id):
             "importing", "active") else None, explain=explain)
 
 
-def _received(glance, image_id, methods):
-    """After a transfer whose answer was lost: "" (hash the file again)
+def _received(glance, image_id):
+    """After a transfer whose answer was lost: "" (hash the bytes again)
     when Glance has the bytes, None when it has none and they must be sent
     again (an interrupted upload leaves the image queued). A stage whose
     answer was lost cannot be told from one cut half-way (the image is
     "uploading" either way, and Glance says nothing of the staged size):
-    the push fails (its image is deleted) rather than import part of it."""
-    status = glance.images.get(image_id).status
-    if status == "uploading" and "glance-direct" in methods:
+    the push fails (its image is deleted) rather than import part of it.
+    An upload Glance has not yet seen end ("saving") is waited for."""
+    status = waiter.wait_for(
+        "waiting for Glance to end the cut upload of image %s" % image_id,
+        lambda: glance.images.get(image_id), lambda i: i.status != "saving",
+        timeout=SETTLE).status
+    if status == "uploading":
         raise errors.BuildError(
             "staging the image data in Glance: the connection was lost "
             "during the transfer, and Glance does not say how much of it "
@@ -321,73 +392,3 @@ def delete(glance, image_id):
     """Delete a Glance image; one that is already gone is fine."""
     call("Glance could not delete image %s" % image_id, _delete, glance,
          image_id)
-
-
-def _expected_hash(image):
-    """``(algorithm, hex digest)`` Glance holds for the image's data: its
-    multihash, else the MD5 ``checksum`` of older images, else None."""
-    if image.get("os_hash_value") and image.get("os_hash_algo"):
-        return image["os_hash_algo"], image["os_hash_value"]
-    if image.get("checksum"):
-        return "md5", image["checksum"]
-    return None
-
-
-def download(glance, image_id, path, progress=None, cancel=None):
-    """Stream the data of Glance image ``image_id`` to ``path``; checked
-    against the image's hash and inspected as its ``disk_format``. Returns
-    the image. ``progress(percent, bytes_received)`` is called when the
-    percentage changes. Nothing is left at ``path`` on failure."""
-    image = call("reading Glance image %s" % image_id, glance.images.get,
-                 image_id)
-    size = image.get("size") or 0
-    LOG.info("Downloading Glance image %s (%d bytes) to %s", image_id, size,
-             path)
-    expected = _expected_hash(image)
-    if expected is None:
-        LOG.warning("Glance image %s has no hash: its data is not checked",
-                    image_id)
-    done, reported = 0, None
-    digest = StreamHash(expected[0]) if expected else None
-    try:
-        data = call("downloading Glance image %s" % image_id,
-                    glance.images.data, image_id, do_checksum=False)
-        with open(path, "wb") as handle:
-            for chunk in data:
-                if cancel is not None and cancel.is_set():
-                    raise errors.Cancelled()
-                if digest is not None:
-                    digest.update(chunk)
-                handle.write(chunk)
-                done += len(chunk)
-                if progress is not None and size and \
-                        100 * done // size != reported:
-                    reported = 100 * done // size
-                    progress(reported, done)
-        if digest is not None and digest.hexdigest() != expected[1]:
-            raise errors.BuildError(
-                "Glance image %s arrived damaged: its %s is %s, the data's "
-                "is %s" % (image_id, expected[0], expected[1],
-                           digest.hexdigest()))
-        formats.inspect(path, image.get("disk_format"), "Glance image %s"
-                        % image_id, image.get("container_format") or "bare")
-    except errors.BuildError:
-        _remove(path)
-        raise
-    except BaseException as exc:
-        _remove(path)
-        if isinstance(exc, Exception):
-            raise errors.BuildError("downloading Glance image %s: %s"
-                                    % (image_id, explain(exc))) from None
-        raise
-    finally:
-        if digest is not None:
-            digest.close()
-    return image
-
-
-def _remove(path):
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass

@@ -367,6 +367,7 @@ class NovaBackend(pipeline.Backend):
             image = glance.upload(
                 glance.of(self.conn), path, undo, name, disk_format,
                 container_format, method="upload", cancel=self.cancel,
+                timeout=waiter.for_size(os.path.getsize(path), 600),
                 role=role, properties=dict(properties, **{
                     BUILD_TAG: self.build_id, OWNER_TAG: self.owner}))
             succeeded = True

@@ -107,20 +107,23 @@ class _RequestLog(logging.LoggerAdapter):
 
 
 def send_once(what, send, made, timeout=120, cancel=None, log=None,
-              explain=None):
+              explain=None, attempts=None):
     """Send a request that may not be repeated blindly (a create, a server
     action, an image patch): ``send()``; when its answer is lost (the
     connection failed, or a gateway answered 502/503/504: it may or may
     not have been done), ``made()`` says whether it was done -- what it
     returns, when not None, is the result -- and if not, it is sent again,
-    for up to ``timeout`` seconds. Any other error is a one-line
-    BuildError (``explain``: the exception's line; default nova.explain),
-    as is giving up."""
+    for up to ``timeout`` seconds (and at most ``attempts`` times). Any
+    other error is a one-line BuildError (``explain``: the exception's
+    line; default nova.explain), as is giving up."""
     log = log or LOG
     explain = explain or nova.explain
     last = {"error": None}
-    for _ in waiter.iterate(timeout, lambda: "%s: %s" % (
-            what, last["error"]), cancel=cancel):
+    for attempt, _ in enumerate(waiter.iterate(timeout, lambda: "%s: %s" % (
+            what, last["error"]), cancel=cancel)):
+        if attempts is not None and attempt >= attempts:
+            raise errors.BuildError("%s: %s (sent %d times)" % (
+                what, last["error"], attempts))
         try:
             return send()
         except errors.BuildError:

@@ -80,3 +80,22 @@ def wait_for(what, poll, done, timeout, failed=None, activity=None,
             elif now - last["since"] > inactivity:
                 raise errors.WaitTimeout("%s: no activity for %d s"
                                          % (what, inactivity))
+
+
+#: Waits on image bytes (snapshot, upload, conversion) may take ``base``
+#: seconds plus this many per GiB (about 8.5 MiB/s) unless told otherwise.
+SECONDS_PER_GIB = 120
+GiB = 1024 ** 3
+
+
+def for_size(size, base, per_gib=SECONDS_PER_GIB):
+    """Seconds a wait on ``size`` bytes may take: ``base`` plus ``per_gib``
+    for each GiB begun."""
+    return base + per_gib * -(-max(0, size) // GiB)
+
+
+def describe(timeout, size):
+    """The activity line's note on a wait scaled by :func:`for_size`:
+    " (up to 14 min for 20 GiB)"."""
+    return " (up to %d min for %s GiB)" % (-(-timeout // 60),
+                                           "%.3g" % (size / GiB))

@@ -65,7 +65,7 @@ def _download_base(build, base_image, parameters, percent, auth, timeout):
     """Stream a Nova-built base's Glance image to ``build.body_path``;
     returns its format."""
     from novaimagebuilder import formats
-    from novaimagebuilder import glance
+    from novaimagebuilder import transfer
     glance_id = base_image.properties.get(images.GLANCE_ID_PROPERTY)
     if not glance_id:
         raise provider.ProviderError("base image %s has neither local data "
@@ -73,12 +73,12 @@ def _download_base(build, base_image, parameters, percent, auth, timeout):
                                      % base_image.identifier)
     client = _connect_base_cloud(base_image, parameters, auth, timeout)
     build.progress(1, "Downloading Glance image %s" % glance_id)
-    image = glance.download(client, glance_id, build.body_path,
-                            progress=lambda p, done: build.progress(
-                                1 + p * (percent - 1) // 100,
-                                "Downloading Glance image %s: %d MiB" % (
-                                    glance_id, done // 1024 ** 2)),
-                            cancel=build.cancel_event)
+    image = transfer.download(client, glance_id, build.body_path,
+                              progress=lambda p, done: build.progress(
+                                  1 + p * (percent - 1) // 100,
+                                  "Downloading Glance image %s: %d MiB" % (
+                                      glance_id, done // 1024 ** 2)),
+                              cancel=build.cancel_event)
     return formats.qemu_format(image["disk_format"])
 
 

@@ -171,6 +171,7 @@ class NovaOS(base.OSPlugin):
         ``disk_format``, recorded) for the cloud plugin and deleted."""
         from novaimagebuilder import formats
         from novaimagebuilder import glance
+        from novaimagebuilder import transfer
         content = common.target_content(self, target, base_image)
         if content is None:
             return
@@ -179,8 +180,9 @@ class NovaOS(base.OSPlugin):
         glance_id = result.image
         try:
             build.progress(19, "Downloading the customized image")
-            image = glance.download(glance.of(conn), glance_id,
-                                    build.body_path, cancel=build.cancel_event)
+            image = transfer.download(glance.of(conn), glance_id,
+                                      build.body_path,
+                                      cancel=build.cancel_event)
             build.set_property("format",
                                formats.qemu_format(image["disk_format"]))
         finally:

@@ -11,6 +11,7 @@ the Keystone v3 domain fields. Credentials are used, never stored: a
 provider image record keeps the provider with secrets removed.
 """
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -48,8 +49,12 @@ PARAMETERS = (
               "auto (image import when offered, else upload), glance-direct "
               "or upload", default="auto",
               choices=("auto", "glance-direct", "upload")),
-    Parameter("upload_timeout", "seconds Glance may take to make the image "
-              "active after the upload", type="int", default=3600, minimum=1),
+    Parameter("upload_timeout", "seconds the transfer to the provider's "
+              "Glance may take, plus upload_timeout_per_gib for each GiB of "
+              "the image", type="int", default=600, minimum=1),
+    Parameter("upload_timeout_per_gib", "seconds the transfer may take for "
+              "each GiB of the image", type="int",
+              default=120, minimum=0),
 )
 
 
@@ -262,7 +267,11 @@ class GlanceProvider(base.CloudPlugin):
                                target_image, parameters):
         """Upload the target's data; for a target made in the cloud, hand
         its Glance image over when the provider is that cloud and project
-        (nothing moves), else copy its bytes (download, then upload)."""
+        (nothing moves), else copy it (:func:`transfer.copy`: the provider's
+        Glance fetches it itself, or its bytes stream through in one pass).
+        """
+        from novaimagebuilder import glance
+        from novaimagebuilder import transfer
         parsed, conn = getattr(self, "_connection", None) or (None, None)
         if conn is None:
             parsed = parse_provider(provider)
@@ -274,27 +283,31 @@ class GlanceProvider(base.CloudPlugin):
             raise errors.BuildError("target image %s has no data to push"
                                     % target_image.identifier)
         if target_image.data:
-            return self._upload(build, parsed, conn, target_image,
-                                target_image.data, parameters)
+            return self._push(build, parsed, conn, target_image, parameters,
+                              os.path.getsize(target_image.data), "Uploading",
+                              functools.partial(glance.upload, conn.glance,
+                                                target_image.data))
         if _hand_over(build, parsed, conn, target_image, parameters):
             return
-        path = build.body_path + ".part"
-        try:
-            download(build, target_image, path, self.cloud_auth,
-                     self.cloud_timeout)
-            self._upload(build, parsed, conn, target_image, path, parameters,
-                         start=30)
-        finally:
-            _remove(path)
+        source = glance.of(target_cloud(target_image, self.cloud_auth,
+                                        self.cloud_timeout))
+        where = "the cloud of target image %s" % target_image.identifier
+        image = glance.call("reading Glance image %s of target image %s" % (
+            glance_id, target_image.identifier), source.images.get, glance_id)
+        self._push(build, parsed, conn, target_image, parameters,
+                   image.get("size") or 0, "Copying Glance image %s" % glance_id,
+                   functools.partial(transfer.copy, source, image,
+                                     conn.glance, where=where))
 
-    def _upload(self, build, parsed, conn, target_image, path, parameters,
-                start=1):
-        """Upload ``path`` (the target's bytes) to the provider's Glance,
-        with the target's properties; the hash is checked. Progress runs
-        from ``start`` to 95 percent."""
-        from novaimagebuilder import glance
+    def _push(self, build, parsed, conn, target_image, parameters, size,
+              doing, send):
+        """Make the provider's Glance image of the target with ``send(undo,
+        name, disk_format, container_format, **options)`` (glance.upload's
+        arguments after its data), with the target's properties; the hash is
+        checked. ``doing`` starts the activity line."""
         from novaimagebuilder import nova
         from novaimagebuilder import rollback
+        from novaimagebuilder import waiter
         props = target_image.properties
         glance_properties = dict(props.get("glance_properties") or {})
         # Tagged with the push and, as every temporary resource, its owner
@@ -307,23 +320,25 @@ class GlanceProvider(base.CloudPlugin):
         definition = parsed.definition
         name = parameters.get("image_name") or (nova.NAME_PREFIX +
                                                 build.identifier)
-        size = os.path.getsize(path)
+        timeout = waiter.for_size(size, parameters.get("upload_timeout", 600),
+                                  parameters.get("upload_timeout_per_gib",
+                                                 waiter.SECONDS_PER_GIB))
         build.set_provider_account_identifier(conn.account)
-        build.progress(start, "Uploading %d MiB to %s as %s" % (
-            size // 1024 ** 2, conn.cloud, conn.account))
+        build.progress(1, "%s (%d MiB) to %s as %s%s" % (
+            doing, size // 1024 ** 2, conn.cloud, conn.account,
+            waiter.describe(timeout, size)))
 
         def progress(percent, sent):
-            build.progress(min(95, start + percent * (95 - start) // 100),
-                           "Uploading to %s: %d of %d MiB" % (
-                               conn.cloud, sent // 1024 ** 2,
+            build.progress(min(95, 1 + percent * 94 // 100),
+                           "%s to %s: %d of %d MiB" % (
+                               doing, conn.cloud, sent // 1024 ** 2,
                                size // 1024 ** 2))
 
         undo = rollback.Rollback(LOG)
         succeeded = False
         try:
-            image = glance.upload(
-                conn.glance, path, undo, name,
-                props["disk_format"],
+            image = send(
+                undo, name, props["disk_format"],
                 definition.get("container_format") or
                 props.get("container_format", "bare"),
                 visibility=parsed.visibility,
@@ -333,7 +348,7 @@ class GlanceProvider(base.CloudPlugin):
                 properties=glance_properties,
                 method=parameters.get("import_method", "auto"),
                 progress=progress, cancel=build.cancel_event,
-                timeout=parameters.get("upload_timeout", 3600))
+                timeout=timeout)
             build.set_identifier_on_provider(image.id)
             build.set_property(images.GLANCE_ID_PROPERTY, image.id)
             build.set_property("os_hash_algo", image.get("os_hash_algo"))
@@ -465,28 +480,6 @@ def asked_otherwise(image, parsed, parameters):
               "min_ram": definition.get("min_ram", image.get("min_ram"))}
     return sorted(key for key, value in wanted.items()
                   if image.get(key) != value)
-
-
-def download(build, target_image, path, auth=None, timeout=None):
-    """Stream the Glance image of a target made in the cloud to ``path``,
-    checked against its hash."""
-    from novaimagebuilder import glance
-    glance_id = target_image.properties[images.GLANCE_ID_PROPERTY]
-    conn = target_cloud(target_image, auth, timeout)
-    build.progress(1, "Downloading Glance image %s of target image %s" % (
-        glance_id, target_image.identifier))
-    glance.download(glance.of(conn), glance_id, path, cancel=build.cancel_event,
-                    progress=lambda percent, done: build.progress(
-                        1 + percent * 29 // 100,
-                        "Downloading Glance image %s: %d MiB" % (
-                            glance_id, done // 1024 ** 2)))
-
-
-def _remove(path):
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
 
 
 def _pushed(client, record):

@@ -515,12 +515,13 @@ def test_unreachable_glance_creates_nothing(workspace, env, openstack_target,
 
 class CuttingProxy:
     """A TCP proxy to Glance that drops the connection of any image data
-    upload (stage or file) after ``limit`` bytes of it (a Glance failure in
-    the middle of an upload, as the client sees it), or only slows uploads
-    down to ``pace`` seconds per 64 KiB."""
+    upload (stage or file; the first ``times`` ones when given) after
+    ``limit`` bytes of it (a Glance failure in the middle of an upload, as
+    the client sees it), or only slows uploads down to ``pace`` seconds per
+    64 KiB."""
 
-    def __init__(self, limit=4 * 2 ** 20, pace=0.0):
-        self.limit = limit
+    def __init__(self, limit=4 * 2 ** 20, pace=0.0, times=None):
+        self.limit, self.times = limit, times
         self.pace = pace
         self.cut = 0
         self.server = socket.create_server(("127.0.0.1", 0))
@@ -551,7 +552,8 @@ class CuttingProxy:
                     uploading, sent = True, 0
                 if uploading:
                     sent += len(data)
-                    if self.limit and sent > self.limit:
+                    if self.limit and sent > self.limit and (
+                            self.times is None or self.cut < self.times):
                         self.cut += 1
                         break
                     time.sleep(self.pace)
@@ -586,7 +588,8 @@ def test_glance_failure_mid_upload_leaves_no_image(
                                   "glance-host": "127.0.0.1",
                                   "glance-port": proxy.port}),
                       _credentials(directory, second_project), "--id",
-                      openstack_target["identifier"])
+                      openstack_target["identifier"], "--parameter",
+                      "import_method", "glance-direct")
     finally:
         proxy.close()
     assert proxy.cut >= 1
@@ -637,15 +640,15 @@ def test_download_streams_and_checks_the_hash(pushed, openstack_target,
     """How a base image built in Nova reaches a format target: its Glance
     image streamed down (here: the pushed image), checked by its hash."""
     from imgfac_nova.plugins import provider
-    from novaimagebuilder import glance
+    from novaimagebuilder import transfer
     monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", test_cloud.clouds_yaml)
     client = provider.connect(provider.parse_provider("@imgfac-test"),
                               None).glance
     path = str(tmp_path / "down.qcow2")
     seen = []
     started = time.monotonic()
-    glance.download(client, pushed["identifier_on_provider"], path,
-                    progress=lambda percent, done: seen.append(percent))
+    transfer.download(client, pushed["identifier_on_provider"], path,
+                      progress=lambda percent, done: seen.append(percent))
     seconds = time.monotonic() - started
     assert _sha512(path) == _sha512(openstack_target["data"])
     assert seen[-1] == 100
@@ -866,8 +869,8 @@ def test_in_cloud_target_pushed_to_another_project_is_copied(
     assert found.os_distro == "debian" and found.hw_disk_bus == "virtio"
     with open(pushed["log"]) as handle:
         log = handle.read()
-    assert "Downloading Glance image %s" % _glance_id(image) in log
-    assert "Staging " in log
+    assert "Copying Glance image %s" % _glance_id(image) in log
+    assert "Uploading " in log and "Downloading " not in log
     assert not [name for name in os.listdir(os.path.dirname(pushed["log"]))
                 if name.startswith(pushed["identifier"] + ".body")]
     deleted = builds.imgfac(config, "delete", pushed["identifier"],

@@ -9,6 +9,7 @@ import struct
 from novaimagebuilder import glance
 from novaimagebuilder import nova
 from novaimagebuilder import rollback
+from novaimagebuilder import transfer
 
 
 def _iso(path, size=3 * 1024 ** 2):
@@ -51,7 +52,7 @@ def test_install_media_upload_checked_reused_and_kept(conn, tmp_path,
 
     client = glance.client(conn.session, region=conn.config.region_name,
                            interface=conn.config.interface)
-    glance.download(client, image_id, str(tmp_path / "back.iso"))
+    transfer.download(client, image_id, str(tmp_path / "back.iso"))
     assert (tmp_path / "back.iso").read_bytes() == data
 
 

@@ -11,6 +11,7 @@ from keystoneauth1 import session
 
 from novaimagebuilder import errors
 from novaimagebuilder import glance
+from novaimagebuilder import transfer
 
 URL = "http://glance.test"
 IMAGE = "0b3b6a5e-2b43-4d5e-9a1f-7d3c1c0e9a11"
@@ -63,8 +64,8 @@ def test_download_checks_the_hash(tmp_path):
     seen = []
     with requests_mock.Mocker() as mocker:
         _mock(mocker, data, hashlib.sha512(data).hexdigest())
-        glance.download(_client(), IMAGE, str(path),
-                        progress=lambda p, n: seen.append(p))
+        transfer.download(_client(), IMAGE, str(path),
+                          progress=lambda p, n: seen.append(p))
     assert path.read_bytes() == data
     assert seen[-1] == 100
 
@@ -74,8 +75,8 @@ def test_download_progress_is_reported_once_a_percent(tmp_path):
     seen = []
     with requests_mock.Mocker() as mocker:
         _mock(mocker, data, hashlib.sha512(data).hexdigest())
-        glance.download(_client(), IMAGE, str(tmp_path / "image"),
-                        progress=lambda p, n: seen.append(p))
+        transfer.download(_client(), IMAGE, str(tmp_path / "image"),
+                          progress=lambda p, n: seen.append(p))
     assert seen == sorted(set(seen)) and seen[-1] == 100
     assert len(seen) <= 101
 
@@ -88,7 +89,7 @@ def test_damaged_download_is_an_error_and_leaves_no_file(tmp_path):
         with pytest.raises(errors.BuildError,
                            match="Glance image %s arrived damaged: its "
                            "sha512 is " % IMAGE):
-            glance.download(_client(), IMAGE, str(path))
+            transfer.download(_client(), IMAGE, str(path))
     assert not path.exists()
 
 
@@ -104,7 +105,7 @@ def test_download_that_is_not_its_disk_format_is_refused(tmp_path):
     with requests_mock.Mocker() as mocker:
         _mock(mocker, data, hashlib.sha512(data).hexdigest())
         with pytest.raises(errors.BuildError) as raised:
-            glance.download(_client(), IMAGE, str(path))
+            transfer.download(_client(), IMAGE, str(path))
     assert str(raised.value) == ("Glance image %s claims raw but holds a "
                                  "qcow2 header with a backing file" % IMAGE)
     assert not path.exists()
@@ -118,5 +119,5 @@ def test_download_in_its_disk_format_is_accepted(tmp_path):
     path = tmp_path / "image"
     with requests_mock.Mocker() as mocker:
         _mock(mocker, data, hashlib.sha512(data).hexdigest(), "qcow2")
-        glance.download(_client(), IMAGE, str(path))
+        transfer.download(_client(), IMAGE, str(path))
     assert path.read_bytes() == data
