@@ -359,3 +359,31 @@ def test_the_cli_builds_lists_and_deletes_through_the_database(
     assert run("delete", base_id).returncode == 0
     assert [line.split()[0] for line in run("images").stdout.splitlines()] \
         == [target_id]
+
+
+def test_the_rest_daemon_builds_lists_and_deletes_through_the_database(
+        database_url, tmp_path, plugin_site):  # noqa: F811
+    """The REST application (noauth, the test plugins) on the database:
+    a build's progress and result, the list, a cancel and a delete."""
+    from imgfac_nova.api import deploy
+    from tests.unit import test_api
+    conf_path = _conf(tmp_path, database_url)
+    assert manage.main(["--config-file", conf_path, "db", "sync"]) == 0
+    conf = test_api._conf(conf_path)
+    service = deploy.service(conf)
+    client = test_api.Client(deploy.deploy(conf, service), service)
+    try:
+        done = client.wait(test_api._path(client.base(size=100)))
+        assert done["percent_complete"] == 100 and "tiny" in done["icicle"]
+        slow = client.base(steps=50, step_seconds=1)
+        assert client.request("DELETE", test_api._path(slow)).status_int \
+            == 204
+        listed = client.get("/imagefactory/base_images").json["base_images"]
+        assert [entry["base_image"]["id"] for entry in listed] == [
+            done["id"]]
+        assert client.request("DELETE", test_api._path(done)).status_int \
+            == 204
+        assert client.get("/imagefactory/base_images").json == {
+            "base_images": []}
+    finally:
+        service.shutdown(callback_timeout=5)
