@@ -21,6 +21,7 @@ import re
 import select
 import subprocess
 import tempfile
+import time
 
 from oslo_utils.imageutils import format_inspector
 
@@ -233,11 +234,12 @@ def round_up_mib(size):
 
 
 def convert(source, source_format, destination, fmt, progress=None,
-            cancel=None, what=None):
+            cancel=None, what=None, timeout=None):
     """Convert the image ``source``, in ``source_format``, to ``fmt`` (a
     :class:`Format`) at ``destination``; ``progress(percent)`` is called as
     qemu-img reports it. ``source`` is inspected first (:func:`inspect`;
-    ``what`` names it in a refusal).
+    ``what`` names it in a refusal). A conversion still running after
+    ``timeout`` seconds is stopped (WaitTimeout).
 
     On failure or cancellation nothing is left at ``destination``.
     """
@@ -255,14 +257,16 @@ def convert(source, source_format, destination, fmt, progress=None,
             existing = True
         _run_with_progress(fmt.convert_arguments(
             source, source_format, destination, existing),
-            progress, cancel)
+            progress, cancel, timeout)
     except BaseException:
         _remove(destination)
         raise
 
 
-def _run_with_progress(args, progress, cancel):
-    """Run ``qemu-img ARGS`` whose -p output goes to stdout, reporting it."""
+def _run_with_progress(args, progress, cancel, timeout=None):
+    """Run ``qemu-img ARGS`` whose -p output goes to stdout, reporting it,
+    for up to ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout if timeout else None
     with tempfile.TemporaryFile() as stderr:
         try:
             proc = subprocess.Popen(["qemu-img", *args],
@@ -275,6 +279,10 @@ def _run_with_progress(args, progress, cancel):
             while True:
                 if cancel is not None and cancel.is_set():
                     raise errors.Cancelled()
+                if deadline is not None and time.monotonic() > deadline:
+                    raise errors.WaitTimeout(
+                        "qemu-img %s did not end within %d s" % (args[0],
+                                                                 timeout))
                 ready, _, _ = select.select([proc.stdout], [], [], 0.5)
                 if not ready:
                     continue

@@ -242,8 +242,11 @@ class NovaBackend(pipeline.Backend):
                  image_visibility="private", image_name=None,
                  image_properties=None, admin_password=None, cancel=None,
                  log=None, ssh_host=None, ssh_network=None,
-                 ssh_ip_version=None, ssh_sources=(), ssh_via=None):
+                 ssh_ip_version=None, ssh_sources=(), ssh_via=None,
+                 snapshot_timeout=(600, waiter.SECONDS_PER_GIB)):
         self.conn = conn
+        #: A snapshot may take [0] seconds plus [1] per GiB of the disk.
+        self.snapshot_timeout = snapshot_timeout
         self.build_id = build_id
         self.flavor = flavor
         #: A NIC on each, in order; none: Nova chooses.
@@ -644,7 +647,9 @@ class NovaBackend(pipeline.Backend):
                 "waiting for the %s snapshot %s to become active"
                 % (role, image.id),
                 lambda: self.conn.image.get_image(image.id),
-                lambda i: i.status == "active", timeout=3600,
+                lambda i: i.status == "active",
+                timeout=waiter.for_size(self._disk_bytes(),
+                                        *self.snapshot_timeout),
                 cancel=self.cancel,
                 failed=lambda i: "Glance says the image is %s" % i.status
                 if i.status in ("killed", "deleted") else None)
@@ -661,6 +666,16 @@ class NovaBackend(pipeline.Backend):
             self.discard(image.id)
             raise
         return image.id
+
+    def capture_limit(self):
+        size = self._disk_bytes()
+        return waiter.describe(waiter.for_size(size, *self.snapshot_timeout),
+                               size)
+
+    def _disk_bytes(self):
+        """The size of the build servers' root disk (the flavor's; 10 GiB
+        for a flavor without one, as the installer disk)."""
+        return (self.flavor.disk or 10) * 1024 ** 3
 
     def _image_with(self, name, properties, image_id=None):
         """The image ``name`` (or ``image_id``) whose properties include

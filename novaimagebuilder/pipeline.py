@@ -97,6 +97,11 @@ class Backend(abc.ABC):
         """Capture the stopped machine's disk (role "jeos" or "image");
         returns a handle to it."""
 
+    def capture_limit(self):
+        """How long a capture may take, for the activity line (e.g. " (up
+        to 32 min for 10 GiB)"; empty: no limit said)."""
+        return ""
+
     @abc.abstractmethod
     def discard(self, captured):
         """Remove a captured disk."""

@@ -27,6 +27,17 @@ CLOUD_PARAMETERS = (
 )
 
 
+#: How long a conversion may take.
+CONVERT_PARAMETERS = (
+    Parameter("convert_timeout", "seconds the conversion may take, plus "
+              "convert_timeout_per_gib for each GiB of the disk's virtual "
+              "size", type="int", default=600, minimum=1),
+    Parameter("convert_timeout_per_gib", "seconds the conversion may take "
+              "for each GiB of the disk's virtual size", type="int",
+              default=120, minimum=0),
+)
+
+
 def _connect_base_cloud(base_image, parameters, auth=None, timeout=None):
     from novaimagebuilder import glance
     from novaimagebuilder import nova
@@ -83,20 +94,28 @@ def _download_base(build, base_image, parameters, percent, auth, timeout):
 
 
 def convert_in_place(build, base_image, source_format, fmt, start, end,
-                     what=None):
+                     parameters, what=None):
     """Convert ``build.body_path`` (``base_image``'s bytes, in
-    ``source_format``) to ``fmt`` and check it; progress runs from ``start``
-    to ``end`` percent. Returns the qemu-img info."""
+    ``source_format``) to ``fmt`` and check it, within the time
+    ``parameters`` give (:data:`CONVERT_PARAMETERS`); progress runs from
+    ``start`` to ``end`` percent. Returns the qemu-img info."""
     from novaimagebuilder import formats
+    from novaimagebuilder import waiter
     what = what or fmt.name
     partial = build.body_path + ".part"
-    build.progress(start, "Converting to %s" % what)
+    size = formats.info(build.body_path,
+                        formats.qemu_format(source_format))["virtual-size"]
+    timeout = waiter.for_size(size, parameters.get("convert_timeout", 600),
+                              parameters.get("convert_timeout_per_gib",
+                                             waiter.SECONDS_PER_GIB))
+    doing = "Converting to %s%s" % (what, waiter.describe(timeout, size))
+    build.progress(start, doing)
     formats.convert(build.body_path, source_format, partial, fmt,
                     progress=lambda p: build.progress(
-                        start + p * (end - start) / 100,
-                        "Converting to %s" % what),
+                        start + p * (end - start) / 100, doing),
                     cancel=build.cancel_event,
-                    what="base image %s" % base_image.identifier)
+                    what="base image %s" % base_image.identifier,
+                    timeout=timeout)
     try:
         found = formats.verify(partial, fmt)
         os.replace(partial, build.body_path)
@@ -129,7 +148,7 @@ class DiskFormats(provider.GlanceProvider):
                     "vmdk (streamOptimized), vhd (fixed), vhdx, ova",
         maintainer="imgfac-nova developers", version="1.0",
         license="Apache-2.0")
-    parameters = CLOUD_PARAMETERS + provider.PARAMETERS + (
+    parameters = CLOUD_PARAMETERS + CONVERT_PARAMETERS + provider.PARAMETERS + (
         Parameter("cpus", "virtual CPUs in the OVA's descriptor", type="int",
                   default=1, minimum=1),
         Parameter("memory", "memory in MiB in the OVA's descriptor",
@@ -147,11 +166,11 @@ class DiskFormats(provider.GlanceProvider):
         if target != "ova":
             fmt = formats.FORMATS[target]
             found = convert_in_place(build, base_image, source_format, fmt,
-                                     20, 99)
+                                     20, 99, parameters)
             record_format(build, fmt.disk_format, fmt.container_format, found)
             return
         found = convert_in_place(build, base_image, source_format,
-                                 formats.FORMATS["vmdk"], 20, 90,
+                                 formats.FORMATS["vmdk"], 20, 90, parameters,
                                  "a streamOptimized VMDK for the OVA")
         self._pack_ova(build, base_image, parameters, found)
 

@@ -63,6 +63,13 @@ class NovaOS(base.OSPlugin):
         Parameter("image_visibility", "visibility of the Glance image",
                   default="private",
                   choices=("private", "shared", "community", "public")),
+        Parameter("snapshot_timeout", "seconds a snapshot may take to become "
+                  "an active Glance image, plus snapshot_timeout_per_gib for "
+                  "each GiB of the flavor's disk", type="int", default=600,
+                  minimum=1),
+        Parameter("snapshot_timeout_per_gib", "seconds a snapshot may take "
+                  "for each GiB of the flavor's disk", type="int",
+                  default=120, minimum=0),
     )
 
     @classmethod
@@ -139,6 +146,9 @@ class NovaOS(base.OSPlugin):
             floating_ip_network=parameters.get("floating_ip_network"),
             config_drive=parameters["config_drive"],
             admin_password=parameters.get("admin_password"),
+            snapshot_timeout=(parameters.get("snapshot_timeout", 600),
+                              parameters.get("snapshot_timeout_per_gib",
+                                             120)),
             cancel=build.cancel_event, log=LOG, **kwargs)
 
     def create_base_image(self, build, template, parameters):

@@ -99,7 +99,8 @@ class OpenStack(provider.GlanceProvider):
                     "properties) pushed to a Glance",
         maintainer="imgfac-nova developers", version="1.0",
         license="Apache-2.0")
-    parameters = format_targets.CLOUD_PARAMETERS + provider.PARAMETERS + (
+    parameters = (format_targets.CLOUD_PARAMETERS +
+                  format_targets.CONVERT_PARAMETERS + provider.PARAMETERS) + (
         Parameter("in_cloud", "make the image in the cloud that holds a "
                   "base built in Nova (a boot there, its snapshot the "
                   "image; no download) (default: true for such a base "
@@ -199,7 +200,8 @@ class OpenStack(provider.GlanceProvider):
                              orchestrator=round(time.monotonic() - started, 1))
         fmt = formats.FORMATS[parameters.get("image_format") or "qcow2"]
         found = format_targets.convert_in_place(build, base_image,
-                                                source_format, fmt, 60, 99)
+                                                source_format, fmt, 60, 99,
+                                                parameters)
         format_targets.record_format(build, fmt.disk_format,
                                      fmt.container_format, found)
         template = tdl.parse_template(base_image.template, "base image %s"

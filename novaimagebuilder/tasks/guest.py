@@ -106,7 +106,8 @@ class CaptureImage(context.BuildTask):
     def execute(self, guest):
         run = self.run
         run.clock.step("capture")
-        run.progress(92, "Capturing the image")
+        run.progress(92, "Capturing the image" +
+                     run.backend.capture_limit())
         return run.backend.capture(run.machine(guest["machine"]), "image")
 
     def revert(self, result, *args, **kwargs):

@@ -142,7 +142,8 @@ class CaptureJeos(context.BuildTask):
             return jeos_lookup["entry"]
         run = self.run
         run.clock.step("jeos")
-        run.progress(50, "Capturing the JEOS disk")
+        run.progress(50, "Capturing the JEOS disk" +
+                     run.backend.capture_limit())
         return run.backend.capture(run.machine(installer["machine"]),
                                    "jeos")
 

@@ -177,7 +177,8 @@ def test_provider_push_of_a_cloud_image_streams_it(
     records.add(pushed)
     ctx = build.BuildContext(records, pushed.identifier, _threading.Event())
     plugin = formats.DiskFormats()
-    parameters = {"image_name": unique_name}
+    parameters = {"image_name": unique_name, "upload_timeout": 600,
+                  "upload_timeout_per_gib": 120}
     plugin.check_provider("@imgfac-test", None, parameters)
     plugin.push_image_to_provider(ctx, "@imgfac-test", None, target,
                                   parameters)

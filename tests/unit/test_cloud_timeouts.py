@@ -12,6 +12,9 @@ from imgfac_nova.plugins import nova as nova_plugin
 from imgfac_nova.plugins import provider
 from novaimagebuilder import errors
 from novaimagebuilder import nova
+from tests.unit.test_nova_rescue import NOVA
+from tests.unit.test_nova_rescue import backend  # noqa: F401 (fixture)
+from tests.unit.test_nova_rescue import cloud  # noqa: F401 (fixture)
 
 
 @pytest.fixture
@@ -69,3 +72,26 @@ def test_plugins_take_the_configured_timeout(config_file):
     assert nova_plugin.NovaOS(conf).cloud_timeout == 300
     conf.set_override("cloud_request_timeout", 0)
     assert nova_plugin.NovaOS(conf).cloud_timeout is None
+
+
+def test_a_snapshot_may_take_a_time_scaled_by_the_disk(
+        cloud, backend):  # noqa: F811
+    from tests.unit.test_nova_rescue import GLANCE
+    from tests.unit.test_nova_rescue import SHUTOFF
+    from tests.unit.test_nova_rescue import servers
+    # The flavor's disk is 2 GiB: 600 s + 2 x 120 s by default.
+    assert backend.capture_limit() == " (up to 14 min for 2 GiB)"
+    backend.snapshot_timeout = (1, 0)
+    cloud.post(NOVA + "servers/srv1/action", status_code=202,
+               json={"image_id": "img1"})
+    servers(cloud, SHUTOFF)
+    cloud.get(GLANCE + "v2/images/img1",
+              json={"id": "img1", "status": "saving", "name": "i"})
+    deleted = cloud.delete(GLANCE + "v2/images/img1", status_code=204)
+    started = time.monotonic()
+    with pytest.raises(errors.WaitTimeout, match=r"^timed out waiting for "
+                       r"the image snapshot img1 to become active \(after "
+                       r"1 s\)$"):
+        backend.capture(nova.Server("srv1", "guest", None), "image")
+    assert time.monotonic() - started < 10
+    assert deleted.called

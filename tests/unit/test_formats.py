@@ -51,6 +51,16 @@ def source(tmp_path):
     return path
 
 
+def test_a_conversion_past_its_time_is_stopped_and_leaves_nothing(
+        source, tmp_path):
+    out = tmp_path / "out.qcow2"
+    with pytest.raises(errors.WaitTimeout, match=r"^qemu-img convert did not "
+                       r"end within 0 s$"):
+        formats.convert(source, "raw", str(out), formats.FORMATS["qcow2"],
+                        timeout=1e-9)
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("name", sorted(formats.FORMATS))
 def test_convert_and_verify(source, tmp_path, name):
     fmt = formats.FORMATS[name]

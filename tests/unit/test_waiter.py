@@ -108,3 +108,14 @@ def test_pause_never_overshoots_the_deadline():
         waiter.wait_for("x", lambda: 1, lambda s: False, timeout=0.2,
                         interval=5, cancel=cancel)
     assert cancel.pauses and max(cancel.pauses) <= 0.2
+
+
+def test_waits_on_bytes_scale_with_their_size():
+    gib = 1024 ** 3
+    assert waiter.for_size(0, 600) == 600
+    assert waiter.for_size(1, 600) == 600 + waiter.SECONDS_PER_GIB
+    assert waiter.for_size(20 * gib, 240, 30) == 840
+    assert waiter.for_size(20 * gib + 1, 240, 30) == 870  # a GiB begun
+    assert waiter.describe(840, 20 * gib) == " (up to 14 min for 20 GiB)"
+    assert waiter.describe(841, int(1.5 * gib)) == \
+        " (up to 15 min for 1.5 GiB)"
