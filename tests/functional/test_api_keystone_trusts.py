@@ -113,7 +113,9 @@ def test_a_build_acts_through_its_trust_after_the_token_is_revoked(
 
     poll.wait_for(lambda: _record(daemon, image["id"]).status ==
                   images.COMPLETE, 120, "the build to complete", 0.5)
-    assert _record(daemon, image["id"]).trust_id is None
+    # released just after the record says COMPLETE
+    poll.wait_for(lambda: _record(daemon, image["id"]).trust_id is None, 30,
+                  "the trust to be released", 0.2)
     assert _trust(admin_conn, record.trust_id) is None
     with pytest.raises(errors.BuildError, match="HTTP 40[14]"):
         nova.connect(auth=trusts.auth_for(_conf(daemon), record))
