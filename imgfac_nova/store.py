@@ -67,12 +67,13 @@ class ImageStore:
 
     def sync(self):
         """Create or upgrade the database schema (whatever the backend),
-        TaskFlow's tables for build flows too, then open the store; returns
-        the revisions ``(before, after)``."""
+        TaskFlow's tables for build flows too, then open the store and
+        import the ``.meta`` files in its directory (even after the first
+        import); returns the revisions ``(before, after)``."""
         from imgfac_nova.db import migration
         with _database_errors():
             revisions = migration.upgrade(self._connect())
-        self.open()
+        self._import_meta_files(self._db(), again=True)
         self.flow_persistence()
         return revisions
 
@@ -115,22 +116,26 @@ class ImageStore:
         return api.database(self.connection, **self._options)
 
     def _db(self):
-        from imgfac_nova.db import meta_files
         from imgfac_nova.db import migration
         if self._database is not None:
             return self._database
         with self._open_lock:
             if self._database is None:
                 database = self._connect()
-                try:
-                    with _database_errors():
-                        migration.ensure(database)
-                        meta_files.import_all(self.path, database)
-                except OSError as exc:
-                    raise StoreError("cannot import the image records in "
-                                     "%s: %s" % (self.path, exc)) from exc
+                with _database_errors():
+                    migration.ensure(database)
+                self._import_meta_files(database)
                 self._database = database
         return self._database
+
+    def _import_meta_files(self, database, again=False):
+        from imgfac_nova.db import meta_files
+        try:
+            with _database_errors():
+                meta_files.import_all(self.path, database, again)
+        except OSError as exc:
+            raise StoreError("cannot import the image records in %s: %s"
+                             % (self.path, exc)) from exc
 
     @contextlib.contextmanager
     def _session(self, write=False):

@@ -6,7 +6,9 @@ Each record goes into the database whole (keys this release does not know
 go to the row's ``extra``), then its file moves to :data:`IMPORTED`, so it
 is imported once; the image data and build logs stay where they are. The
 store's ``.lock`` (which those releases locked too) keeps two processes
-from importing at once.
+from importing at once. Once no record is left to import, :data:`DONE`
+says so: opening a store then lists no directory of thousands of image
+files (``imgfac-nova-manage db sync`` still looks).
 """
 import contextlib
 import fcntl
@@ -23,6 +25,8 @@ LOG = logging.getLogger(__name__)
 
 #: Where imported ``.meta`` files go, under the store's directory.
 IMPORTED = "imported-meta"
+#: The file, in the store's directory, made once its records are imported.
+DONE = ".meta-imported"
 _META_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-"
                       r"[0-9a-f]{12}\.meta$")
 
@@ -33,7 +37,8 @@ def pending(directory):
         names = os.listdir(directory)
     except FileNotFoundError:
         return []
-    return sorted(name for name in names if _META_RE.match(name))
+    return sorted(name for name in names
+                  if name.endswith(".meta") and _META_RE.match(name))
 
 
 @contextlib.contextmanager
@@ -47,11 +52,25 @@ def _locked(directory):
         os.close(fd)
 
 
-def import_all(directory, database):
+def _mark_done(path):
+    try:
+        with open(path, "a"):
+            pass
+    except OSError as exc:  # (a store this user may only read)
+        LOG.debug("Not marking the .meta import done (%s): %s", path, exc)
+
+
+def import_all(directory, database, again=False):
     """Import the records of ``directory``'s ``.meta`` files into
-    ``database``; returns how many were imported. A file that is not a
-    record stays where it is, with a warning."""
+    ``database`` unless :data:`DONE` says they were (``again``: look all the
+    same); returns how many were imported. A file that is not a record
+    stays where it is, with a warning (and it is looked at again next
+    time)."""
+    done_marker = os.path.join(directory, DONE)
+    if not again and os.path.exists(done_marker):
+        return 0
     if not pending(directory):
+        _mark_done(done_marker)
         return 0
     done = os.path.join(directory, IMPORTED)
     imported = 0
@@ -91,6 +110,8 @@ def import_all(directory, database):
                     continue
             os.replace(path, os.path.join(done, name))
             imported += 1
+        if not pending(directory):
+            _mark_done(done_marker)
     if imported:
         LOG.warning("Imported %d image record(s) from the .meta files in %s "
                     "into the database %s; the files are now in %s",

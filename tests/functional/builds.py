@@ -198,15 +198,17 @@ def store_leftovers(store):
     return [n for n in os.listdir(store)
             if not n.endswith((".body", ".log")) and n != ".lock"
             and not n.startswith(store_mod.SQLITE_NAME)
-            and n != meta_files.IMPORTED]
+            and n not in (meta_files.IMPORTED, meta_files.DONE)]
 
 
 def store_is_empty(store):
     """True when the store has no record and no file but its database."""
     from imgfac_nova import store as store_mod
+    from imgfac_nova.db import meta_files
     return not os.path.isdir(store) or records(store) == {} and not [
         n for n in os.listdir(store)
-        if n != ".lock" and not n.startswith(store_mod.SQLITE_NAME)]
+        if n not in (".lock", meta_files.DONE)
+        and not n.startswith(store_mod.SQLITE_NAME)]
 
 
 def qemu_processes_under(path):

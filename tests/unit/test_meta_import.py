@@ -51,7 +51,7 @@ OLD_RECORDS = {
 
 
 def _old_store(path):
-    os.makedirs(path)
+    os.makedirs(path, exist_ok=True)
     for identifier, record in OLD_RECORDS.items():
         with open(os.path.join(path, identifier + ".meta"), "w") as handle:
             json.dump(record, handle, indent=2, sort_keys=True)
@@ -98,7 +98,8 @@ def test_meta_files_are_imported_once_without_losing_a_field(tmp_path,
     assert sorted(n for n in os.listdir(path) if not n.startswith(
         store.SQLITE_NAME)) == sorted([
             ".lock", ".tmp-k2j3h4g5.meta", BASE_ID + ".log",
-            TARGET_ID + ".body", TARGET_ID + ".log", meta_files.IMPORTED])
+            TARGET_ID + ".body", TARGET_ID + ".log", meta_files.IMPORTED,
+            meta_files.DONE])
     # a second start imports nothing and says nothing
     caplog.clear()
     again = store.ImageStore(path)
@@ -115,6 +116,7 @@ def test_a_record_already_imported_is_not_imported_twice(tmp_path):
     store.ImageStore(path).open()
     os.replace(os.path.join(path, meta_files.IMPORTED, BASE_ID + ".meta"),
                os.path.join(path, BASE_ID + ".meta"))
+    os.unlink(os.path.join(path, meta_files.DONE))
     s = store.ImageStore(path)
     s.update(BASE_ID, percent_complete=99)
     assert [r.percent_complete for r in s.list()] == [99, 40]
@@ -135,3 +137,32 @@ def test_a_file_that_is_no_record_stays_with_a_warning(tmp_path, caplog):
     assert any(wrong_id in w and "no record of that id" in w
                for w in warnings)
     assert meta_files.pending(path) == [bad, wrong_id]
+
+
+def test_once_imported_the_directory_is_not_listed_again_but_by_db_sync(
+        tmp_path, monkeypatch):
+    path = str(tmp_path / "store")
+    store.ImageStore(path).open()  # nothing to import: done
+    assert os.path.exists(os.path.join(path, meta_files.DONE))
+    _old_store(path)  # (files copied in later)
+    listed = []
+    real_listdir = os.listdir
+    monkeypatch.setattr(os, "listdir", lambda p: listed.append(p) or
+                        real_listdir(p))
+    assert store.ImageStore(path).list() == [] and listed == []
+    store.ImageStore(path).sync()
+    assert [r.identifier for r in store.ImageStore(path).list()] == [
+        BASE_ID, TARGET_ID]
+
+
+def test_a_file_left_unimported_is_looked_at_again(tmp_path):
+    path = str(tmp_path / "store")
+    _old_store(path)
+    bad = "0c9d8e7f-6a5b-4c3d-2e1f-0a9b8c7d6e5f.meta"
+    (tmp_path / "store" / bad).write_text("{not json")
+    store.ImageStore(path).open()
+    assert not os.path.exists(os.path.join(path, meta_files.DONE))
+    (tmp_path / "store" / bad).write_text(json.dumps(dict(
+        OLD_RECORDS[BASE_ID], identifier=bad[:-len(".meta")])))
+    assert len(store.ImageStore(path).list()) == 3
+    assert os.path.exists(os.path.join(path, meta_files.DONE))
