@@ -22,6 +22,7 @@ from novaimagebuilder import glance
 from novaimagebuilder import initrd
 from novaimagebuilder import installer_screen
 from novaimagebuilder import jeos
+from novaimagebuilder import nova_volumes
 from novaimagebuilder import pipeline
 from novaimagebuilder import remaster
 from novaimagebuilder import retries
@@ -49,6 +50,10 @@ SHUTDOWN = 4
 #: attaching it as a CD-ROM; Nova picks the CD-ROM bus for the machine type
 #: (ide on pc, sata on q35) as hw_rescue_bus is not set.
 RESCUE_AS_CDROM = {"hw_rescue_device": "cdrom"}
+#: A volume-backed server is rescued only by an image with both rescue
+#: properties: the CD-ROM's bus is then named (the one Nova picks for the
+#: "pc" machine type).
+RESCUE_BUS = {"hw_rescue_bus": "ide"}
 #: The first compute API microversion of the Nova release (Victoria) whose
 #: libvirt driver has stable device rescue.
 STABLE_RESCUE_MICROVERSION = (2, 87)
@@ -216,6 +221,8 @@ class Server:
     rescued: bool = False
     #: The openstacksdk Server as it was when it became ACTIVE.
     found: object = None
+    #: Its root volume, on a volume-backed build.
+    volume: str | None = None
 
     def __str__(self):
         return "server %s (%s)" % (self.name, self.id)
@@ -243,7 +250,8 @@ class NovaBackend(pipeline.Backend):
                  image_properties=None, admin_password=None, cancel=None,
                  log=None, ssh_host=None, ssh_network=None,
                  ssh_ip_version=None, ssh_sources=(), ssh_via=None,
-                 snapshot_timeout=(600, waiter.SECONDS_PER_GIB)):
+                 snapshot_timeout=(600, waiter.SECONDS_PER_GIB),
+                 volume_size=None, volume_type=None):
         self.conn = conn
         #: A snapshot may take [0] seconds plus [1] per GiB of the disk.
         self.snapshot_timeout = snapshot_timeout
@@ -271,12 +279,24 @@ class NovaBackend(pipeline.Backend):
         self.cancel = cancel
         self.log = log or LOG
         self.owner = "%s:%d" % (socket.gethostname(), os.getpid())
+        #: Volume-backed (given a volume size in GiB): the servers boot from
+        #: the build's own Cinder volumes (see nova_volumes).
+        self.volumes = volume_size and nova_volumes.Volumes(
+            self, volume_size, volume_type)
 
     def jeos_scope(self):
         """The flavor shapes the install (memory: swap; disk: partitions)."""
-        return {"backend": self.name, "flavor": {
+        scope = {"backend": self.name, "flavor": {
             "id": self.flavor.id, "ram": self.flavor.ram,
             "disk": self.flavor.disk, "vcpus": self.flavor.vcpus}}
+        if self.volumes:
+            scope["volume_size"] = self.volumes.size
+        return scope
+
+    def _rescue_properties(self):
+        """What makes the ISO image rescue the installer as a CD-ROM."""
+        return dict(RESCUE_AS_CDROM, **RESCUE_BUS) if self.volumes else \
+            RESCUE_AS_CDROM
 
     # -- media -----------------------------------------------------------------
 
@@ -298,7 +318,7 @@ class NovaBackend(pipeline.Backend):
         one of this project (asked of Glance by property, owner and status)
         whose bytes hash as ``path`` does (when given), or one uploaded from
         the file ``make()`` writes."""
-        properties = RESCUE_AS_CDROM if role == "iso" else {}
+        properties = self._rescue_properties() if role == "iso" else {}
         client = glance.of(self.conn)
         found = glance.call("looking up the %s in Glance" % role, lambda: list(
             client.images.list(filters={
@@ -411,17 +431,24 @@ class NovaBackend(pipeline.Backend):
                           "of this build", created.name, created.id)
             self._delete_server(created.id)
             created = None
+        volume = None
+        if self.volumes:
+            attrs["block_device_mapping"], volume = self.volumes.root(
+                role, attrs.pop("image_id"), undo,
+                created.id if created is not None else None)
         if created is None:
             created = retries.send_once(
                 "Nova refused to boot the %s" % role,
                 lambda: self.conn.compute.create_server(**attrs),
                 lambda: self._server_named(attrs["name"]),
                 cancel=self.cancel, log=self.log)
+            if volume:
+                self.volumes.note_server(volume, created.id)
         else:
             self.log.info("Adopting server %s (%s), booted by an earlier run "
                           "of this build", created.name, created.id)
         server = Server(created.id, created.name, undo,
-                        rescued=created.vm_state == "rescued")
+                        rescued=created.vm_state == "rescued", volume=volume)
         undo.push(str(server), lambda: self._delete_server(server.id))
         found = waiter.wait_for(
             "waiting for %s to become ACTIVE" % server,
@@ -537,8 +564,9 @@ class NovaBackend(pipeline.Backend):
         with tempfile.TemporaryDirectory() as tmp:
             out = os.path.join(tmp, "installer.iso")
             if kind not in pipeline.INITRD_SCRIPTS:
-                digest = hashlib.sha256(("%s %s" % (
-                    media["sha256"]["iso"], cmdline)).encode()).hexdigest()
+                digest = hashlib.sha256(("%s %s%s" % (
+                    media["sha256"]["iso"], cmdline, " volume" if
+                    self.volumes else "")).encode()).hexdigest()
                 return self._media_image(
                     "iso", digest,
                     lambda: self._remaster(iso, {}, cmdline, out), "iso",
@@ -546,7 +574,7 @@ class NovaBackend(pipeline.Backend):
             path = self._remaster(iso, {pipeline.INITRD_SCRIPTS[kind]:
                                         script.encode()}, cmdline, out)
             return self._build_image("installer-iso", path, "iso", "bare",
-                                     undo, **RESCUE_AS_CDROM)
+                                     undo, **self._rescue_properties())
 
     def _remaster(self, iso, files, cmdline, out):
         self.log.info("Remastering the install ISO: its boot loader boots "
@@ -561,7 +589,8 @@ class NovaBackend(pipeline.Backend):
         Nova boot the installer kernel directly."""
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, "blank.qcow2")
-            size = disk_size or self.flavor.disk * 1024 ** 3 or 10 * 1024 ** 3
+            size = self.volumes.size * 1024 ** 3 if self.volumes else \
+                disk_size or self.flavor.disk * 1024 ** 3 or 10 * 1024 ** 3
             subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", path,
                             str(size)], check=True)
             return self._build_image("installer-disk", path, "qcow2", "bare",
@@ -632,7 +661,11 @@ class NovaBackend(pipeline.Backend):
         if role == "jeos":
             metadata[OWNER_TAG] = self.owner
         image = self._image_with(name, metadata)
-        if image is None or image.status in ("killed", "deleted"):
+        if machine.volume and (image is None or
+                               image.status in ("killed", "deleted")):
+            image = self.conn.image.get_image(
+                self.volumes.upload(machine, name, metadata))
+        elif image is None or image.status in ("killed", "deleted"):
             image = retries.send_once(
                 "Nova could not snapshot %s" % machine,
                 lambda: self.conn.compute.create_server_image(
@@ -643,6 +676,8 @@ class NovaBackend(pipeline.Backend):
             self.log.info("Adopting the %s snapshot %s, started by an "
                           "earlier run of this build", role, image.id)
         try:
+            if machine.volume:  # Cinder says when its upload is done
+                self.volumes.release(machine)
             waiter.wait_for(
                 "waiting for the %s snapshot %s to become active"
                 % (role, image.id),
@@ -673,9 +708,11 @@ class NovaBackend(pipeline.Backend):
                                size)
 
     def _disk_bytes(self):
-        """The size of the build servers' root disk (the flavor's; 10 GiB
-        for a flavor without one, as the installer disk)."""
-        return (self.flavor.disk or 10) * 1024 ** 3
+        """The size of the build servers' root disk (their volume's; else
+        the flavor's; 10 GiB for a flavor without one, as the installer
+        disk)."""
+        return (self.volumes.size if self.volumes else
+                self.flavor.disk or 10) * 1024 ** 3
 
     def _image_with(self, name, properties, image_id=None):
         """The image ``name`` (or ``image_id``) whose properties include
@@ -755,6 +792,12 @@ class NovaBackend(pipeline.Backend):
         key = self._server_name("key")
         undo.push("keypair %s" % key, lambda: self.conn.compute.
                   delete_keypair(key, ignore_missing=True))
+        if self.volumes:
+            name = self.volumes.name("guest")
+            for volume in self.volumes.own():
+                if volume.name == name:
+                    undo.push("volume %s (%s)" % (name, volume.id),
+                              lambda v=volume.id: self.volumes.remove(v))
         for group in self._own("security_groups", self._server_name("ssh")):
             undo.push("security group %s" % group.name, lambda g=group: self.
                       conn.network.delete_security_group(
@@ -797,15 +840,26 @@ class NovaBackend(pipeline.Backend):
         try:
             found = self.conn.compute.get_server(identifier)
         except sdk.NotFoundException:
-            raise errors.Gone("server %s is gone" % identifier) from None
+            found = None
         except sdk.HttpException as exc:
             raise errors.BuildError("looking up server %s: %s"
                                     % (identifier, explain(exc))) from None
-        if (found.metadata or {}).get(BUILD_TAG) != self.build_id:
+        volume = self.volumes and call(
+            "looking up the volume of server %s" % identifier,
+            self.volumes.of_server, identifier)
+        if found is not None and \
+                (found.metadata or {}).get(BUILD_TAG) != self.build_id:
             raise errors.BuildError("server %s is not this build's"
                                     % identifier)
-        if found.status in ("DELETED", "SOFT_DELETED") or \
-                found.task_state == "deleting":
+        deleting = found is None or found.task_state == "deleting" or \
+            found.status in ("DELETED", "SOFT_DELETED")
+        if deleting and volume:
+            # A capture deletes the server to upload its volume.
+            _wait_server_gone(self.conn, identifier)
+            return self._volume_left(identifier, volume)
+        if found is None:
+            raise errors.Gone("server %s is gone" % identifier)
+        if deleting:
             raise errors.Gone("server %s is being deleted" % identifier)
         undo = rollback.Rollback(self.log)
         if found.name == self._server_name("guest"):
@@ -817,12 +871,25 @@ class NovaBackend(pipeline.Backend):
                 if image["name"] in private:
                     undo.push("image %s" % image["id"],
                               lambda i=image["id"]: self.discard(i))
+        if volume:
+            undo.push("volume %s" % volume,
+                      lambda: self.volumes.remove(volume))
         server = Server(found.id, found.name, undo, found=found,
-                        rescued=found.vm_state == "rescued")
+                        rescued=found.vm_state == "rescued", volume=volume)
         undo.push(str(server), lambda: self._delete_server(server.id))
         self.log.info("Going on with %s, booted by an earlier run of this "
                       "build (%s)", server, found.status)
         return server
+
+    def _volume_left(self, server_id, volume):
+        """The server ``server_id`` that a capture deleted to upload its
+        ``volume``, which is left: its capture goes on with the volume."""
+        undo = rollback.Rollback(self.log)
+        undo.push("volume %s" % volume, lambda: self.volumes.remove(volume))
+        self.log.info("Going on with volume %s, the disk of server %s that "
+                      "an earlier run of this build deleted to upload it",
+                      volume, server_id)
+        return Server(server_id, "(deleted)", undo, volume=volume)
 
     def _create_keypair(self, name, public_key):
         """The build's keypair (sent once: see retries.send_once)."""
@@ -1025,15 +1092,8 @@ def leftovers(conn):
         if name.startswith(NAME_PREFIX) and name.endswith("-key"):
             found.append(sweep.Leftover(name[len(NAME_PREFIX):-len("-key")],
                                         "keypair", name, name))
-    if _has_volumes(conn):
-        for volume in conn.block_storage.volumes():
-            metadata = volume.metadata or {}
-            build = metadata.get(BUILD_TAG)
-            if build:
-                found.append(sweep.Leftover(build, "volume", volume.id,
-                                            volume.name or volume.id,
-                                            owner=metadata.get(OWNER_TAG),
-                                            created=volume.created_at))
+    if has_volumes(conn):
+        found += _volumes(conn)
     roles = {"image": sweep.RESULT, sweep.JEOS_CACHE: sweep.JEOS_CACHE}
     for image in conn.image.images():
         props = image.properties or {}
@@ -1048,7 +1108,33 @@ def leftovers(conn):
     return sweep.with_owners(found)
 
 
-def _has_volumes(conn):
+def _volumes(conn):
+    """Tagged volumes, and their snapshots and tagged ones (a snapshot
+    keeps its volume from being deleted)."""
+    found = []
+    volumes = {}
+    for volume in conn.block_storage.volumes():
+        metadata = volume.metadata or {}
+        build = metadata.get(BUILD_TAG)
+        if build:
+            volumes[volume.id] = build
+            found.append(sweep.Leftover(build, "volume", volume.id,
+                                        volume.name or volume.id,
+                                        owner=metadata.get(OWNER_TAG),
+                                        created=volume.created_at))
+    for snapshot in conn.block_storage.snapshots():
+        metadata = snapshot.metadata or {}
+        build = metadata.get(BUILD_TAG) or volumes.get(snapshot.volume_id)
+        if build:
+            found.append(sweep.Leftover(build, "volume snapshot",
+                                        snapshot.id,
+                                        snapshot.name or snapshot.id,
+                                        owner=metadata.get(OWNER_TAG),
+                                        created=snapshot.created_at))
+    return found
+
+
+def has_volumes(conn):
     """True when the catalog has Cinder (asked without the SDK's warning)."""
     return any(service.get("type") in ("block-storage", "volumev3", "volume")
                for service in conn.service_catalog)
@@ -1113,9 +1199,13 @@ def sweep_cloud(conn, protected, dry_run=False, log=None):
                    delete(conn.network.delete_security_group)),
         sweep.Kind("keypair", delete(conn.compute.delete_keypair)),
         # Not every cloud has Cinder: its proxy only when there are volumes.
+        sweep.Kind("volume snapshot", delete(
+            lambda *args, **kwargs: conn.block_storage.delete_snapshot(
+                *args, **kwargs)),
+            lambda leftover: _wait_snapshot_gone(conn, leftover.id)),
         sweep.Kind("volume", delete(lambda *args, **kwargs: conn.block_storage
                                     .delete_volume(*args, **kwargs)),
-                   lambda leftover: _wait_volume_gone(conn, leftover.id)),
+                   lambda leftover: wait_volume_gone(conn, leftover.id)),
         sweep.Kind("image", delete(conn.image.delete_image)),
     ]
     found = call("listing the cloud's tagged resources", leftovers, conn)
@@ -1164,20 +1254,32 @@ def _wait_server_gone(conn, server_id, timeout=300):
         if server.status == "ERROR" and not server.task_state else None)
 
 
-def _wait_volume_gone(conn, volume_id, timeout=300):
+def wait_volume_gone(conn, volume_id, timeout=300):
+    _wait_cinder_gone("volume %s" % volume_id,
+                      lambda: conn.block_storage.get_volume(volume_id),
+                      timeout)
+
+
+def _wait_snapshot_gone(conn, snapshot_id, timeout=300):
+    _wait_cinder_gone("volume snapshot %s" % snapshot_id,
+                      lambda: conn.block_storage.get_snapshot(snapshot_id),
+                      timeout)
+
+
+def _wait_cinder_gone(what, get, timeout):
     from openstack import exceptions as sdk
 
     def poll():
         try:
-            return conn.block_storage.get_volume(volume_id)
+            return get()
         except sdk.NotFoundException:
             return None
 
     waiter.wait_for(
-        "waiting for volume %s to be deleted" % volume_id, poll,
-        lambda volume: volume is None, timeout=timeout,
-        failed=lambda volume: "Cinder says %s" % volume.status
-        if volume.status == "error_deleting" else None)
+        "waiting for %s to be deleted" % what, poll,
+        lambda found: found is None, timeout=timeout,
+        failed=lambda found: "Cinder says %s" % found.status
+        if found.status == "error_deleting" else None)
 
 
 #: Image properties of a JEOS cache entry (besides ROLE = "jeos-cache").

@@ -56,6 +56,14 @@ class NovaOS(base.OSPlugin):
         Parameter("direct_boot", "boot URL installs from the installer kernel "
                   "and ramdisk (kernel_id/ramdisk_id image properties)",
                   type="bool", default=True),
+        Parameter("boot_from_volume", "boot the build servers from Cinder "
+                  "volumes the build makes (default: when the flavor's root "
+                  "disk is 0)", type="bool"),
+        Parameter("volume_size", "size of those volumes in GiB (default: "
+                  "disk_size, else the flavor's disk, else 10)", type="int",
+                  minimum=1),
+        Parameter("volume_type", "Cinder volume type of those volumes "
+                  "(default: Cinder's default type)"),
         Parameter("admin_password", "admin password of the build servers",
                   secret=True),
         Parameter("image_name", "name of the Glance image (default: "
@@ -103,7 +111,7 @@ class NovaOS(base.OSPlugin):
             raise errors.BuildError("URL installs boot the installer kernel "
                                     "directly: leave direct_boot true or "
                                     "install from an ISO")
-        self._backend_args = self._resolve(parameters)
+        self._backend_args = self._resolve(parameters, template)
         from novaimagebuilder import tokens
         tokens.check_lasts(self._backend_args["conn"].session,
                            parameters["timeout"], "the build's install "
@@ -112,11 +120,12 @@ class NovaOS(base.OSPlugin):
             from novaimagebuilder import nova
             nova.check_stable_rescue(self._backend_args["conn"])
 
-    def _resolve(self, parameters):
+    def _resolve(self, parameters, template=None):
         """The connection, flavor and networks of a build, with the
         project's quotas checked for what it will hold (and, when these
         credentials may read placement, that some host can place the
-        flavor)."""
+        flavor), and its disk: the volume size of a volume-backed build
+        (see _disk), None for an image-backed one."""
         from novaimagebuilder import faults
         from novaimagebuilder import nova
         from novaimagebuilder import quotas
@@ -130,7 +139,8 @@ class NovaOS(base.OSPlugin):
         faults.check_placeable(conn, flavor, log=LOG)
         return dict(conn=conn, flavor=flavor, networks=networks,
                     ssh_network=nova.find_ssh_network(
-                        conn, parameters.get("ssh_network"), networks))
+                        conn, parameters.get("ssh_network"), networks),
+                    volume_size=_disk(conn, flavor, parameters, template))
 
     def _backend(self, build, parameters, resolved, **kwargs):
         from novaimagebuilder import nova
@@ -149,12 +159,14 @@ class NovaOS(base.OSPlugin):
             snapshot_timeout=(parameters.get("snapshot_timeout", 600),
                               parameters.get("snapshot_timeout_per_gib",
                                              120)),
+            volume_size=resolved["volume_size"],
+            volume_type=parameters.get("volume_type"),
             cancel=build.cancel_event, log=LOG, **kwargs)
 
     def create_base_image(self, build, template, parameters):
         from novaimagebuilder import nova
         resolved = getattr(self, "_backend_args", None) or self._resolve(
-            parameters)
+            parameters, template)
         backend = self._backend(
             build, parameters, resolved,
             image_visibility=parameters["image_visibility"],
@@ -258,6 +270,42 @@ class NovaOS(base.OSPlugin):
             return []
         return nova.sweep_cloud(self._connect(parameters), protected,
                                 dry_run=dry_run, log=LOG)
+
+
+def _disk(conn, flavor, parameters, template):
+    """The volume size (GiB) of a volume-backed build (boot_from_volume,
+    by default when the flavor's disk is 0), its block storage and volume
+    type checked; None for an image-backed build, whose disk must fit the
+    flavor's (Nova refuses a larger image: FlavorDiskSmallerThanImage)."""
+    from novaimagebuilder import errors
+    from novaimagebuilder import nova_volumes
+    on_volume = parameters.get("boot_from_volume")
+    if on_volume is None:
+        on_volume = not flavor.disk
+    disk = int(parameters["disk_size"]) * nova_volumes.GIB \
+        if parameters.get("disk_size") else \
+        getattr(template, "disk_size", None)
+    if on_volume:
+        nova_volumes.check(conn, parameters.get("volume_type"))
+        return nova_volumes.size_gib(parameters.get("volume_size"), disk,
+                                     flavor)
+    for name in ("volume_size", "volume_type"):
+        if parameters.get(name):
+            raise errors.BuildError(
+                "%s is for builds on volumes: set boot_from_volume true or "
+                "leave %s out" % (name, name))
+    if disk and flavor.disk and disk > flavor.disk * nova_volumes.GIB:
+        raise errors.BuildError(
+            "disk_size %s GiB does not fit flavor %s, whose root disk is %d "
+            "GiB (Nova refuses a larger image): choose a larger flavor, a "
+            "smaller disk_size, or boot_from_volume" % (
+                _gib(disk), flavor.name, flavor.disk))
+    return None
+
+
+def _gib(size):
+    """Bytes as GiB, without a needless fraction."""
+    return "%g" % round(size / 1024 ** 3, 2)
 
 
 def _security_groups(parameters):

@@ -121,7 +121,7 @@ RESOLVED = {"conn": types.SimpleNamespace(
 
 def _nova_check(template, **values):
     plugin = nova.NovaOS(None)
-    plugin._resolve = lambda parameters: RESOLVED
+    plugin._resolve = lambda parameters, template=None: RESOLVED
     typed = params.resolve(plugin.parameters, values, "nova")
     plugin.check(template, typed)
     return plugin
