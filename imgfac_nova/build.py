@@ -52,9 +52,13 @@ class BuildContext:
     """What a plugin gets to report progress and results for one image."""
 
     def __init__(self, store, identifier, cancel_event, on_change=None,
-                 url_check=None):
+                 url_check=None, checkpoint=None):
         self._store = store
         self.identifier = identifier
+        #: Asked between the build's steps whether it may go on (a jobboard
+        #: worker that lost its claim or stops says no: the build raises
+        #: errors.HandedBack, undoing nothing), or None.
+        self.checkpoint = checkpoint
         #: Vets the URLs the build opens (an API caller's), or None.
         self.url_check = url_check
         self._cancel = cancel_event
@@ -235,7 +239,7 @@ class Builder:
 
     def __init__(self, conf, store, plugins=None, on_change=None, slots=None,
                  project_id=None, cloud_auth=None, url_check=None, *,
-                 strict_parameters=False, trust_id=None):
+                 strict_parameters=False, trust_id=None, checkpoint=None):
         """``slots`` (a BuildSlots) bounds concurrent builds; ``project_id`` is
         recorded on new images; ``cloud_auth`` (a keystoneauth1 auth plugin)
         is how plugins reach the cloud for this caller (and ``trust_id``,
@@ -243,7 +247,8 @@ class Builder:
         once the token has expired: api/trusts.py); ``url_check`` vets
         the URLs its builds open (netguard), None for the trusted CLI. A
         parameter no plugin of a build knows is refused with
-        ``strict_parameters`` (ParameterError), else warned about."""
+        ``strict_parameters`` (ParameterError), else warned about.
+        ``checkpoint``: the BuildContext.checkpoint of its builds."""
         self.conf = conf
         self.strict_parameters = strict_parameters
         self.store = store
@@ -254,6 +259,7 @@ class Builder:
         self.cloud_auth = cloud_auth
         self.trust_id = trust_id
         self.url_check = url_check
+        self.checkpoint = checkpoint
 
     def _plugin(self, name):
         plugin = self.plugins.get(name)
@@ -441,13 +447,41 @@ class Builder:
                 target_record.identifier), typed)))
         return self._start(steps)
 
-    def resume(self, identifier, values=None, template=None):
+    def queue_base_image(self, template, values, post):
+        """Accept a base-image build that a jobboard worker runs from its
+        record alone: checked as :meth:`base_image` checks it, refused
+        (ResumeError) when it needs a secret, which is never stored; the
+        PENDING record is stored, then ``post(record)`` posts its job.
+        Returns the record."""
+        record, _ = self._base_step(template, values)
+        missing = resume.never_stored(record, self._plugin(record.plugin))
+        if missing:
+            raise resume.ResumeError(
+                "a build run by the jobboard's workers cannot hold secrets, "
+                "which are never stored or posted: this one has %s"
+                % ", ".join(missing))
+        record.worker = resume.QUEUED
+        record.status = images.PENDING
+        record.status_detail = {"activity": "Waiting for a worker",
+                                "error": None}
+        self.store.add(record)
+        try:
+            post(record)
+        except BaseException as exc:
+            self._fail(record, "not posted: %s" % one_line(exc))
+            raise
+        return self.store.get(record.identifier)
+
+    def resume(self, identifier, values=None, template=None, owner=None):
         """Go on with the build ``identifier`` whose process died, after its
         last finished step, with the secrets it still needs given again
         (``values``, ``template``: see :mod:`imgfac_nova.resume`); returns
-        the running Job. ResumeError (one line) when it cannot."""
+        the running Job. ResumeError (one line) when it cannot. A jobboard
+        worker gives its ``owner`` name: its claim says no other process
+        runs the build."""
         record = self.store.get(identifier)
-        resume.check(record, self.still_running)
+        resume.check(record, self.still_running if owner is None
+                     else lambda record: False)
         plugin = self._plugin(record.plugin)
         installed = resume.installed(self.store, record)
         source = resume.template_for(record, template, installed)
@@ -456,21 +490,21 @@ class Builder:
         plugin.check(source, typed)
         LOG.info("Resuming %s %s (started %s, by %s)", record.type,
                  identifier, record.created, record.worker)
-        record = self.store.update(identifier, worker=_worker(),
-                                   status_detail={"activity": "Resuming",
-                                                  "error": None})
+        record = self.store.modify(identifier, lambda current: resume.take(
+            current, owner or _worker()))
         return self._start([(record, lambda ctx: plugin.create_base_image(
             ctx, source, typed))])
 
-    def abandon(self, identifier, why="abandoned"):
+    def abandon(self, identifier, why="abandoned", owner=None):
         """Give up the build ``identifier`` whose process died (``why``
         begins its error): it is FAILED, so a sweep removes what it
-        made."""
+        made. A jobboard worker gives its ``owner`` name (see
+        :meth:`resume`)."""
         record = self.store.get(identifier)
         if record.status not in images.ACTIVE_STATUSES:
             raise resume.ResumeError("image %s is %s: there is nothing to "
                                      "abandon" % (identifier, record.status))
-        if self.still_running(record):
+        if owner is None and self.still_running(record):
             raise resume.ResumeError("image %s is being built by process %s"
                                      % (identifier, record.worker))
         self._fail(record, "%s at %d %%: %s" % (
@@ -527,7 +561,7 @@ class Builder:
     def _run_step(self, job, record, run):
         """Run one plugin step; returns None or a one-line reason it failed."""
         ctx = BuildContext(self.store, record.identifier, job.cancel_event,
-                           self.on_change, self.url_check)
+                           self.on_change, self.url_check, self.checkpoint)
         started = time.monotonic()
         with _build_log(self.store.log_path(record.identifier)):
             self.store.update(record.identifier,
@@ -537,6 +571,13 @@ class Builder:
                 ctx.progress(0, "Starting %s" % record.type)
                 run(ctx)
                 ctx.check_cancelled()
+            except errors.HandedBack as exc:
+                current = self.store.update(record.identifier, status_detail={
+                    "activity": "Waiting for a worker (%s)" % exc,
+                    "error": None})
+                LOG.warning("Building %s %s: %s at %d %%", record.type,
+                            record.identifier, exc, current.percent_complete)
+                return "%s %s %s" % (record.type, record.identifier, exc)
             except BaseException as exc:  # a build must never die silently
                 reason = one_line(exc)
                 interrupted = isinstance(exc, (errors.Cancelled,
@@ -578,7 +619,10 @@ class Builder:
     @staticmethod
     def still_running(record):
         """True when an active record's build runs here or on another host
-        (another host's process is not ours to judge)."""
+        (another host's process is not ours to judge), or is the
+        jobboard's (its workers' claims judge it)."""
+        if (record.worker or "").partition(":")[0] == resume.QUEUED:
+            return True
         pid = guard.owner_pid(record)
         if pid is not None and guard.alive(pid):
             return True
@@ -712,6 +756,10 @@ class Builder:
         record = self.store.get(identifier)
         if record.status not in images.ACTIVE_STATUSES:
             return record
+        if record.worker == resume.QUEUED:  # no worker has taken it yet
+            record = self.store.modify(identifier, resume.drop_queued)
+            if record.status not in images.ACTIVE_STATUSES:
+                return record
         pid = guard.owner_pid(record)
         if pid is not None and not guard.alive(pid):
             return record

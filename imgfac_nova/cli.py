@@ -322,9 +322,57 @@ def _show(args, record):
 # -- verbs ------------------------------------------------------------------------
 
 def _base_image(args):
+    from imgfac_nova import jobboard
     conf = _conf(args)
     template = _template(args.template, conf)
+    if jobboard.configured(conf):
+        return _post(args, conf, template)
     return _start(args, conf, lambda b, v: b.base_image(template, v))
+
+
+def _post(args, conf, template):
+    """Post a base-image build to the jobboard, follow its record until a
+    worker has ended it, show it; Ctrl-C or SIGTERM asks it to stop."""
+    from imgfac_nova import images
+    from imgfac_nova import jobboard
+    from imgfac_nova import parameters
+    from imgfac_nova import progress as progress_display
+    from imgfac_nova import resume
+    from imgfac_nova.plugins import manager
+    from novaimagebuilder import errors
+    values = _values(args)
+    display = progress_display.Progress()
+    builder = _builder(conf)
+    try:
+        with jobboard.Board(conf) as board:
+            record = builder.queue_base_image(template, values, board.post)
+    except jobboard.JobboardError as exc:
+        return _error(exc, EXIT_FAILED)
+    except (manager.PluginError, parameters.ParameterError,
+            errors.BuildError) as exc:
+        raise UsageError(str(exc)) from None
+    _warn_exposed_secrets(builder, record, args)
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda signum, frame: stop.set())
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while record.status in images.ACTIVE_STATUSES:
+            if stop.is_set():
+                stop.clear()
+                print("\nimgfac-nova: interrupted; asking the build to stop",
+                      file=sys.stderr)
+                if builder.store.modify(record.identifier, resume.drop_queued
+                                        ).worker != resume.QUEUED:
+                    builder.store.request_cancel(record.identifier)
+            time.sleep(1.0)
+            record = builder.store.get(record.identifier)
+            display(record)
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+    display.finish()
+    _show(args, record)
+    return EXIT_OK if record.status == images.COMPLETE else EXIT_FAILED
 
 
 def _target_image(args):

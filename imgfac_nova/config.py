@@ -115,7 +115,9 @@ def load(config_files=(), debug=False, verbose=False):
     conf.set_default("default_log_levels", conf.default_log_levels + [
         "paramiko.transport=%s" % ("DEBUG" if debug else "CRITICAL"),
         "keystoneauth=%s" % ("DEBUG" if debug else "ERROR"),
-        "alembic.runtime.plugins=WARNING"])
+        "alembic.runtime.plugins=WARNING",
+        "kazoo.client=%s" % ("DEBUG" if debug else "WARNING"),
+        "taskflow.utils.kazoo_utils=%s" % ("DEBUG" if debug else "ERROR")])
     if debug:
         conf.set_override("debug", True)
     conf.set_override("use_stderr", True)

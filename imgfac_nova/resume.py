@@ -28,6 +28,9 @@ INSTALL_ONLY = ("install_script",)
 #: Hidden template texts that only the install needs, and what they are.
 _INSTALL_SECRETS = {"os/rootpw": "root password", "os/key": "product key"}
 
+#: The worker of a build posted to the jobboard that no worker took yet.
+QUEUED = "jobboard"
+
 #: What a stored URL whose credentials were scrubbed holds.
 _SCRUBBED = "://%s@" % scrub.MASK
 
@@ -63,6 +66,36 @@ def check(record, running):
         raise ResumeError("image %s is a %s: only base-image builds resume; "
                           "abandon it (--abandon) and start it again"
                           % (record.identifier, record.type))
+
+
+def take(record, worker):
+    """Make ``worker`` the process of the build (in the record's
+    transaction); ResumeError when it ended meanwhile (cancelled while
+    queued)."""
+    if record.status not in images.ACTIVE_STATUSES:
+        raise ResumeError("image %s is %s: there is nothing to resume"
+                          % (record.identifier, record.status))
+    record.worker = worker
+    record.status_detail = {"activity": "Resuming", "error": None}
+
+
+def drop_queued(record):
+    """FAIL a queued build no worker took yet (in the record's
+    transaction); a taken one is left to its worker."""
+    if record.worker == QUEUED and record.status in images.ACTIVE_STATUSES:
+        record.status = images.FAILED
+        record.status_detail = {"activity": record.activity,
+                                "error": "cancelled before a worker took it"}
+
+
+def never_stored(record, plugin):
+    """What a build of ``record`` (by ``plugin``) holds that is never
+    stored and that it needs from its start: hidden template texts and
+    secret parameters (empty: its record alone lets any process run it)."""
+    secret = {p.name for p in plugin.parameters if p.secret}
+    return _hidden(record.template, False) + sorted(
+        name for name, value in record.parameters.items()
+        if name in secret or _SCRUBBED in str(value))
 
 
 def installed(store, record):

@@ -13,6 +13,11 @@ A flow whose process died is resumed by running it again for the same
 build: the engine finds its unfinished flow detail in the build's logbook,
 does not run again the tasks that finished (their saved results feed the
 rest), and runs again from its start a task that was running.
+
+A ``checkpoint`` (a callable) is asked before each task whether the build
+may go on; when it says no, the engine stops after the task that runs,
+reverts nothing and the run raises HandedBack: the flow detail stays
+unfinished, for another process to resume.
 """
 import contextlib
 
@@ -23,6 +28,8 @@ from taskflow import states
 from taskflow.persistence import models
 from taskflow.persistence.backends import impl_memory
 
+from novaimagebuilder import errors
+
 #: States of a flow detail whose flow ended (no resuming it).
 _ENDED = (states.SUCCESS, states.REVERTED, states.FAILURE)
 
@@ -31,11 +38,11 @@ def logbook_name(build_id):
     return "imgfac-nova-%s" % build_id
 
 
-def run(flow, build_id=None, persistence=None, store=None):
+def run(flow, build_id=None, persistence=None, store=None, checkpoint=None):
     """Run ``flow`` for the build ``build_id`` (None: a build of its own)
     with ``store`` (plain values the first tasks require), or resume it
     where the build's unfinished run of it stopped; returns ``{task name:
-    result}`` of its tasks."""
+    result}`` of its tasks. HandedBack when ``checkpoint()`` said no."""
     backend = persistence or impl_memory.MemoryBackend()
     build_id = build_id or uuidutils.generate_uuid()
     book = _logbook(backend, build_id)
@@ -47,7 +54,17 @@ def run(flow, build_id=None, persistence=None, store=None):
             conn.save_logbook(book)
     engine = engines.load(flow, store=store, flow_detail=detail, book=book,
                           backend=backend, engine="serial")
-    engine.run()
+    suspended = False
+    for state in engine.run_iter():
+        if state == states.SCHEDULING and not suspended and \
+                checkpoint is not None and not checkpoint():
+            engine.suspend()
+            suspended = True
+    if engine.storage.get_flow_state() == states.SUSPENDED:
+        states_now = engine.storage.get_atoms_states([a.name for a in flow])
+        raise errors.HandedBack("handed back after %d of %d steps" % (
+            sum(1 for state, _ in states_now.values()
+                if state == states.SUCCESS), len(states_now)))
     return {atom.name: engine.storage.get(atom.name) for atom in flow}
 
 
@@ -82,3 +99,14 @@ def finished_tasks(persistence, build_id, name):
     if detail is None:
         return set()
     return {atom.name for atom in detail if atom.state == states.SUCCESS}
+
+
+def count_claim(persistence, build_id, step=1):
+    """Add ``step`` to the number of times a jobboard worker claimed the
+    build (kept in its logbook's meta); returns the new count."""
+    book = _logbook(persistence, build_id)
+    book.meta = dict(book.meta or {}, claims=(book.meta or {}).get(
+        "claims", 0) + step)
+    with contextlib.closing(persistence.get_connection()) as conn:
+        conn.save_logbook(book)
+    return book.meta["claims"]

@@ -22,3 +22,12 @@ class WaitTimeout(BuildError):
 
 class WaitFailed(BuildError):
     """Something being waited for reached a failure state."""
+
+
+class HandedBack(Exception):
+    """The build stopped between two steps without undoing them, for
+    another process to go on with it (its worker lost its claim or is
+    stopping). Not a failure: nothing is reverted."""
+
+    def __init__(self, message="handed back"):
+        super().__init__(message)

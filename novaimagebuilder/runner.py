@@ -17,13 +17,15 @@ class Pipeline:
 
     def __init__(self, backend, media_cache, progress=None, cancel=None,
                  log=None, jeos_cache=None, jeos_policy=None, build_id=None,
-                 on_jeos=None, persistence=None):
+                 on_jeos=None, persistence=None, checkpoint=None):
         self._run_args = dict(
             backend=backend, media_cache=media_cache, progress=progress,
             cancel=cancel, log=log or LOG, jeos_cache=jeos_cache,
             jeos_policy=jeos_policy, build_id=build_id, on_jeos=on_jeos)
         self.build_id = build_id
         self.persistence = persistence
+        #: Asked before each task whether the build may go on (engine.run).
+        self.checkpoint = checkpoint
 
     def _run(self, template, parameters):
         return context.BuildRun(template=template, parameters=parameters,
@@ -56,6 +58,7 @@ class Pipeline:
 
     def _execute(self, run, flow, store=None):
         try:
-            return engine.run(flow, self.build_id, self.persistence, store)
+            return engine.run(flow, self.build_id, self.persistence, store,
+                              self.checkpoint)
         finally:
             run.report_left()

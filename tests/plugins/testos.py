@@ -41,6 +41,8 @@ class TestOS(base.OSPlugin):
     def create_base_image(self, build, template, parameters):
         for step in range(parameters["steps"]):
             build.check_cancelled()
+            if getattr(build, "checkpoint", None) and not build.checkpoint():
+                raise errors.HandedBack()  # between two steps, as flows do
             if parameters.get("fail_at") == step:
                 raise RuntimeError(parameters.get("fail_message") or
                                    "step %d exploded\nsecond line" % step)

@@ -1,0 +1,180 @@
+"""Several workers, one queue: base-image builds posted by the CLI to a
+ZooKeeper jobboard (the tests' own server) and run by imgfac-nova-worker
+processes (test plugins). A worker killed with kill -9 mid-build: another
+claims the build once its session has expired and finishes it; SIGTERM
+hands a build back at its next step; a build claimed more than max_claims
+times fails naming why; imgfac-nova-manage lists workers and builds."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests import poll
+from tests.functional import builds
+from tests.functional import zookeeper
+from tests.unit.conftest import cli_env, plugin_site  # noqa: F401 (fixtures)
+
+SESSION = 3  # seconds: [jobboard] session_timeout of these tests
+TEMPLATE = """<template>
+  <name>queued</name>
+  <os>
+    <name>TestOS</name><version>1</version><arch>x86_64</arch>
+    <install type='url'><url>http://example.com/tree/</url></install>
+  </os>
+</template>
+"""
+
+
+@pytest.fixture(scope="module")
+def zk(tmp_path_factory):
+    server = zookeeper.ZooKeeper(tmp_path_factory.mktemp("zookeeper"))
+    yield server.start()
+    server.stop()
+
+
+@pytest.fixture
+def board(zk, tmp_path, cli_env):  # noqa: F811
+    """``(run, config, store)``: ``run(module, *args)`` starts a console
+    script with a configuration on its own jobboard path."""
+    store = tmp_path / "store"
+    config = tmp_path / "imgfac-nova.conf"
+    config.write_text(
+        "[DEFAULT]\nstorage_path = %s\n[jobboard]\nbackend_url = %s-%s\n"
+        "session_timeout = %d\nmax_claims = 2\n" % (
+            store, zk.url, tmp_path.name, SESSION))
+    (tmp_path / "t.tdl").write_text(TEMPLATE)
+    started = []
+
+    def run(module, *args):
+        log = open(tmp_path / ("%s-%d.log" % (module, len(started))), "w")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", module, "--config-file", str(config),
+             *args], env=cli_env, cwd=builds.REPO, stdout=subprocess.PIPE,
+            stderr=log, text=True)
+        proc.log = log.name
+        started.append(proc)
+        return proc
+    manage = run("imgfac_nova.manage", "db", "sync")
+    assert manage.wait(60) == 0, open(manage.log).read()
+    yield run, str(config), str(store)
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(30)
+
+
+def _post(run, tmp_path, steps=6, step_seconds=1.0):
+    return run("imgfac_nova.cli", "--output", "json", "base_image",
+               "--parameter", "steps", str(steps), "--parameter",
+               "step_seconds", str(step_seconds), str(tmp_path / "t.tdl"))
+
+
+def _worker_of(proc):
+    return "jobboard:%s:%d" % (os.uname().nodename, proc.pid)
+
+
+def _building(store, worker):
+    def found():
+        for record in builds.records(store).values():
+            if record["status"] == "BUILDING" and record["worker"] == worker:
+                return record
+        return None
+    return found
+
+
+def _finished(cli):
+    out, _ = cli.communicate(timeout=300)
+    return builds.record(subprocess.CompletedProcess([], 0, out, ""))
+
+
+def test_a_worker_killed_mid_build_another_finishes_it(board, tmp_path):
+    run, config, store = board
+    first = run("imgfac_nova.worker")
+    time.sleep(2)  # the first worker takes the build
+    cli = _post(run, tmp_path)
+    record = poll.wait_for(_building(store, _worker_of(first)), 60,
+                           "the first worker to build")
+    second = run("imgfac_nova.worker")
+    poll.wait_for(lambda: builds.read_record(store, record["identifier"])[
+        "percent_complete"] >= 16, 60, "a finished step")
+    first.send_signal(signal.SIGKILL)
+    killed = time.monotonic()
+    poll.wait_for(_building(store, _worker_of(second)), SESSION + 15,
+                  "the second worker to take the build over")
+    taken = time.monotonic() - killed
+    assert taken < SESSION + 8, taken
+    done = _finished(cli)
+    assert done["status"] == "COMPLETE", done["status_detail"]
+    assert done["worker"] == _worker_of(second)
+    assert cli.returncode == 0
+    assert second.poll() is None  # it goes on taking builds
+
+
+def test_sigterm_hands_the_build_back_at_its_next_step(board, tmp_path):
+    run, config, store = board
+    first = run("imgfac_nova.worker")
+    time.sleep(2)
+    cli = _post(run, tmp_path, steps=4, step_seconds=2.0)
+    record = poll.wait_for(_building(store, _worker_of(first)), 60,
+                           "the first worker to build")
+    second = run("imgfac_nova.worker")
+    first.send_signal(signal.SIGTERM)
+    assert first.wait(30) == 0, open(first.log).read()
+    handed = builds.read_record(store, record["identifier"])
+    assert handed["status"] == "BUILDING", handed["status_detail"]
+    done = _finished(cli)
+    assert done["status"] == "COMPLETE", done["status_detail"]
+    assert done["worker"] == _worker_of(second)
+    with open(first.log) as handle:
+        assert "handed back" in handle.read()
+
+
+def test_a_build_claimed_more_than_max_claims_fails(board, tmp_path):
+    run, config, store = board
+    cli = _post(run, tmp_path, steps=20, step_seconds=1.0)
+    for claim in range(2):  # max_claims = 2: both workers die
+        worker = run("imgfac_nova.worker")
+        poll.wait_for(_building(store, _worker_of(worker)), SESSION + 60,
+                      "worker %d to take the build" % claim)
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(30)
+    run("imgfac_nova.worker")
+    done = _finished(cli)
+    assert done["status"] == "FAILED"
+    assert done["status_detail"]["error"].startswith(
+        "claimed 2 times without ending (its workers died or lost their "
+        "claims) at ")
+
+
+def test_manage_lists_workers_and_their_builds(board, tmp_path):
+    run, config, store = board
+    worker = run("imgfac_nova.worker")
+    time.sleep(2)
+    cli = _post(run, tmp_path, steps=10, step_seconds=1.0)
+    record = poll.wait_for(_building(store, _worker_of(worker)), 60,
+                           "the worker to build")
+    listing = run("imgfac_nova.manage", "workers", "list")
+    out, _ = listing.communicate(timeout=60)
+    name = "%s:%d" % (os.uname().nodename, worker.pid)
+    assert out.splitlines() == [
+        "worker %s: 1 build(s)" % name, "  %s" % record["identifier"],
+        "waiting for a worker: 0 build(s)"], open(listing.log).read()
+    cli.send_signal(signal.SIGINT)  # the CLI asks the build to stop
+    done = _finished(cli)
+    assert done["status"] == "FAILED"
+
+
+def test_a_worker_without_a_jobboard_is_one_line(board, tmp_path):
+    run, config, store = board
+    (tmp_path / "none.conf").write_text("[DEFAULT]\nstorage_path = %s\n"
+                                        % store)
+    proc = subprocess.run(
+        [sys.executable, "-m", "imgfac_nova.worker", "--config-file",
+         str(tmp_path / "none.conf")], capture_output=True, text=True,
+        timeout=60, cwd=builds.REPO)
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == ("imgfac-nova-worker: error: no jobboard: "
+                                   "set [jobboard] backend_url")
