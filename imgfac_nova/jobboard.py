@@ -124,10 +124,13 @@ class Board:
     def close(self):
         self.board.close()
 
-    def post(self, record):
-        """Post the build of ``record``: a job holding its id only."""
-        self.board.post("build-%s" % record.identifier,
-                        details={"image_id": record.identifier})
+    def post(self, record, denied_networks=None):
+        """Post the build of ``record``: a job holding its id, and for an
+        API caller's build the networks its URLs may not reach (the
+        caller's URL policy: a list of CIDRs; None for the CLI's)."""
+        self.board.post("build-%s" % record.identifier, details={
+            "image_id": record.identifier,
+            "denied_networks": denied_networks})
 
     def workers(self):
         """Names (``host:pid``) of the workers connected now."""

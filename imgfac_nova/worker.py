@@ -105,7 +105,8 @@ class Worker:
             return True  # cancelled while queued, or ended elsewhere
         persistence = self.store.flow_persistence()
         claims = engine.count_claim(persistence, image_id)
-        builder = self._builder(record, lambda: self.owns(job))
+        builder = self._builder(record, lambda: self.owns(job),
+                                job.details.get("denied_networks"))
         if claims > self.conf.jobboard.max_claims:
             builder.abandon(image_id, "claimed %d times without ending (its "
                             "workers died or lost their claims)"
@@ -127,18 +128,27 @@ class Worker:
             trusts.Trusts(self.conf).release(self.store, record.trust_id)
         return ended
 
-    def _builder(self, record, checkpoint):
+    def _builder(self, record, checkpoint, denied_networks):
         """A Builder acting for ``record``'s caller: through its Keystone
         trust when it holds one, else with the worker's own cloud
-        configuration."""
+        configuration; an API caller's URLs checked as the API would
+        (``denied_networks`` not None)."""
         from imgfac_nova import build
+        url_check = None
+        if denied_networks is not None:
+            from imgfac_nova.api import conf as api_conf
+            from novaimagebuilder import netguard
+            api_conf.register(self.conf)
+            url_check = netguard.AddressPolicy(
+                denied_networks, self.conf.api.url_allowed_hosts).check
         auth = None
         if record.trust_id:
             from imgfac_nova.api import trusts
             auth = trusts.auth_for(self.conf, record)
         return build.Builder(self.conf, self.store, self.plugins,
                              project_id=record.project_id, cloud_auth=auth,
-                             trust_id=record.trust_id, checkpoint=checkpoint)
+                             trust_id=record.trust_id, checkpoint=checkpoint,
+                             url_check=url_check)
 
 
 def build_parser():

@@ -13,6 +13,7 @@ from oslo_context import context as oslo_context
 
 from imgfac_nova import config
 from imgfac_nova import images
+from imgfac_nova import jobboard
 from imgfac_nova import parameters
 from imgfac_nova import store
 from imgfac_nova import template as tdl
@@ -232,21 +233,39 @@ class Api:
                 os_plugin=self._os_plugin(template, values, parents))
         base_url = _base_url(request)
         try:
-            on_change = self.service.notifier.sender(
-                urls, lambda record: views.member(base_url, record)) \
-                if urls else None
-            job = self.service.start(
-                start, project_id=caller.project_id,
-                cloud_auth=request.environ.get("keystone.token_auth"),
-                on_change=on_change, url_check=url_check)
-        except (build_service.Stopping, trusts.TrustError) as exc:
+            if kind == images.BASE_IMAGE and not urls and \
+                    self.service.board is not None:
+                # A worker runs it; callbacks are sent by the daemon that
+                # runs a build, so a build with callbacks runs here.
+                record = self.service.post(
+                    template, values, project_id=caller.project_id,
+                    cloud_auth=request.environ.get("keystone.token_auth"),
+                    denied_networks=self._denied(caller))
+            else:
+                on_change = self.service.notifier.sender(
+                    urls, lambda record: views.member(base_url, record)) \
+                    if urls else None
+                job = self.service.start(
+                    start, project_id=caller.project_id,
+                    cloud_auth=request.environ.get("keystone.token_auth"),
+                    on_change=on_change, url_check=url_check)
+                record = self.store.get(job.image.identifier)
+        except (build_service.Stopping, trusts.TrustError,
+                jobboard.JobboardError) as exc:
             raise router.ApiError(503, str(exc)) from None
         except _BAD_INPUT as exc:
             raise router.ApiError(400, str(exc)) from None
-        record = self.store.get(job.image.identifier)
         LOG.info("%s %s started for project %s", record.type,
                  record.identifier, record.project_id)
         return router.json_response(views.member(base_url, record), 202)
+
+    def _denied(self, caller):
+        """The networks ``caller``'s URLs may not reach, for a worker to
+        check them as this daemon would (None: a trusted daemon's)."""
+        if self.inputs is None:
+            return None
+        return [] if caller.may(policy.INTERNAL_URLS) else \
+            list(self.inputs.denied)
 
     def _os_plugin(self, template, values, parents):
         """The OS plugin the build would run: the template's, else the

@@ -46,11 +46,14 @@ def main(argv=None):
     args = parser.parse_args(argv)
     from cheroot import wsgi
     from oslo_config import cfg
+    from imgfac_nova import jobboard
     try:
         conf, service, application = setup(args.config_file, args.debug)
         host, port = conf.api.bind_host, conf.api.bind_port
     except cfg.Error as exc:
         return cmdline.error(PROG, exc)
+    except jobboard.JobboardError as exc:
+        return cmdline.error(PROG, exc, cmdline.EXIT_FAILED)
     server = wsgi.Server((host, port), application,
                          numthreads=conf.api.server_threads,
                          server_name="imgfac-nova-api")

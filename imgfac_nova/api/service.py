@@ -13,6 +13,7 @@ import threading
 
 from imgfac_nova import build
 from imgfac_nova import images
+from imgfac_nova import jobboard
 from imgfac_nova import resume
 from imgfac_nova.api import callbacks
 from imgfac_nova.api import trusts
@@ -38,6 +39,10 @@ class BuildService:
         #: The builds' Keystone trusts (None without Keystone: noauth).
         self.trusts = trusts.Trusts(conf) \
             if conf.api.auth_strategy == "keystone" else None
+        #: The jobboard base-image builds are posted to, or None (they run
+        #: here); JobboardError when it is configured and unreachable.
+        self.board = jobboard.Board(conf, "imgfac-nova-api") \
+            if jobboard.configured(conf) else None
 
     def builder(self, project_id=None, cloud_auth=None, on_change=None,
                 url_check=None, trust_id=None):
@@ -82,6 +87,26 @@ class BuildService:
             self.release(trust_id)
             raise
         return self._track(job)
+
+    def post(self, template, values, project_id=None, cloud_auth=None,
+             denied_networks=None):
+        """Post a base-image build to the jobboard for a worker to run
+        (Builder.queue_base_image), with the caller's trust made first as
+        :meth:`start` does (the worker releases it when the build ends);
+        returns its PENDING record."""
+        if not self._accepting:
+            raise Stopping("the daemon is stopping; it takes no new builds")
+        trust_id = None
+        if self.trusts is not None and cloud_auth is not None and project_id:
+            trust_id = self.trusts.create(cloud_auth, project_id)
+        try:
+            return self.builder(project_id, cloud_auth, trust_id=trust_id) \
+                .queue_base_image(template, values, lambda record:
+                                  self.board.post(record, denied_networks))
+        except BaseException:
+            if trust_id:
+                self.trusts.delete(trust_id)
+            raise
 
     def _track(self, job):
         with self._lock:
@@ -171,3 +196,5 @@ class BuildService:
                 LOG.info("Waiting for build %s to clean up",
                          job.image.identifier)
         self.notifier.close(callback_timeout)
+        if self.board is not None:
+            self.board.close()

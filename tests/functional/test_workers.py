@@ -178,3 +178,54 @@ def test_a_worker_without_a_jobboard_is_one_line(board, tmp_path):
     assert proc.returncode == 1
     assert proc.stderr.strip() == ("imgfac-nova-worker: error: no jobboard: "
                                    "set [jobboard] backend_url")
+
+
+def test_the_rest_daemon_posts_base_image_builds_for_the_workers(
+        board, tmp_path):
+    """A noauth REST application with the jobboard: a base-image build is
+    accepted (202, PENDING) and a worker completes it; one holding a
+    secret is refused (400) and nothing is stored."""
+    from imgfac_nova.api import deploy
+    from tests.unit import test_api
+    run, config, store = board
+    run("imgfac_nova.worker")
+    conf = test_api._conf(config)
+    service = deploy.service(conf)
+    client = test_api.Client(deploy.deploy(conf, service), service)
+    try:
+        answer = client.post("/imagefactory/base_images", body={
+            "base_image": {"template": TEMPLATE,
+                           "parameters": {"steps": 2}}})
+        assert answer.status_int == 202, answer.text
+        accepted = answer.json["base_image"]
+        assert accepted["status"] == "PENDING"
+        done = client.wait(test_api._path(accepted), timeout=90)
+        assert done["percent_complete"] == 100
+        assert builds.read_record(store, done["id"])["worker"].startswith(
+            "jobboard:")
+        secret = client.post("/imagefactory/base_images", body={
+            "base_image": {"template": TEMPLATE.replace(
+                "</os>", "<rootpw>s3cret</rootpw></os>")}})
+        assert secret.status_int == 400
+        assert "cannot hold secrets" in secret.text
+        assert list(builds.records(store)) == [done["id"]]
+    finally:
+        service.shutdown(callback_timeout=5)
+
+
+def test_a_daemon_whose_jobboard_is_unreachable_is_one_line(tmp_path):
+    port = zookeeper._free_port()
+    config = tmp_path / "c.conf"
+    config.write_text("[DEFAULT]\nstorage_path = %s\n[api]\n"
+                      "auth_strategy = noauth\nbind_port = %d\n[jobboard]\n"
+                      "backend_url = zookeeper://127.0.0.1:%d\n"
+                      "connect_timeout = 1\n" % (
+                          tmp_path / "store", zookeeper._free_port(), port))
+    proc = subprocess.run(
+        [sys.executable, "-m", "imgfac_nova.api.server", "--config-file",
+         str(config)], capture_output=True, text=True, timeout=120,
+        cwd=builds.REPO)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "imgfac-nova-api: error: cannot reach the jobboard at "
+        "127.0.0.1:%d: Connection time-out" % port)
