@@ -15,6 +15,7 @@ import pytest
 from tests import poll
 from tests.functional import builds
 from tests.functional import zookeeper
+from tests.functional.zookeeper import zk  # noqa: F401 (fixture)
 from tests.unit.conftest import cli_env, plugin_site  # noqa: F401 (fixtures)
 
 SESSION = 3  # seconds: [jobboard] session_timeout of these tests
@@ -26,13 +27,6 @@ TEMPLATE = """<template>
   </os>
 </template>
 """
-
-
-@pytest.fixture(scope="module")
-def zk(tmp_path_factory):
-    server = zookeeper.ZooKeeper(tmp_path_factory.mktemp("zookeeper"))
-    yield server.start()
-    server.stop()
 
 
 @pytest.fixture
@@ -229,3 +223,24 @@ def test_a_daemon_whose_jobboard_is_unreachable_is_one_line(tmp_path):
     assert proc.stderr.strip().splitlines()[-1] == (
         "imgfac-nova-api: error: cannot reach the jobboard at "
         "127.0.0.1:%d: Connection time-out" % port)
+
+
+def test_zookeeper_stopped_and_started_again_while_a_build_runs(
+        board, zk, tmp_path):  # noqa: F811
+    """The build waits at its next step while the jobboard cannot be
+    asked, then goes on (its worker's session outlived the outage)."""
+    run, config, store = board
+    worker = run("imgfac_nova.worker")
+    time.sleep(2)
+    cli = _post(run, tmp_path, steps=8, step_seconds=1.0)
+    record = poll.wait_for(_building(store, _worker_of(worker)), 60,
+                           "the worker to build")
+    poll.wait_for(lambda: builds.read_record(store, record["identifier"])[
+        "percent_complete"] >= 25, 60, "a finished step")
+    zk.stop()
+    time.sleep(1)
+    zk.start()
+    done = _finished(cli)
+    assert done["status"] == "COMPLETE", done["status_detail"]
+    assert done["worker"] == _worker_of(worker)
+    assert worker.poll() is None

@@ -5,6 +5,8 @@ import os
 import socket
 import subprocess
 
+import pytest
+
 from tests import poll
 
 CLASSPATH = "/etc/zookeeper/conf:/usr/share/java/zookeeper.jar"
@@ -67,3 +69,11 @@ class ZooKeeper:
             self.process.terminate()
             self.process.wait(30)
             self.process = None
+
+
+@pytest.fixture(scope="module")
+def zk(tmp_path_factory):
+    """A ZooKeeper server of the test module's own."""
+    server = ZooKeeper(tmp_path_factory.mktemp("zookeeper"))
+    yield server.start()
+    server.stop()
