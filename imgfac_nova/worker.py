@@ -22,6 +22,8 @@ import time
 from imgfac_nova import cmdline
 
 PROG = "imgfac-nova-worker"
+#: Seconds a worker waits before it gives back a job it could not run.
+RETRY_PAUSE = 5.0
 LOG = logging.getLogger(__name__)
 
 
@@ -89,7 +91,20 @@ class Worker:
 
     def run_job(self, job):
         """Run the build of a claimed job; True when it ended (COMPLETE or
-        FAILED: consume the job), False when it was handed back."""
+        FAILED: consume the job), False when it was handed back or could
+        not be run now (the database unreachable, say: after a pause, the
+        job goes back to the board for a later claim)."""
+        try:
+            return self._run_job(job)
+        except Exception as exc:
+            from imgfac_nova import build
+            LOG.error("Job %s: %s; giving it back", job.name,
+                      build.one_line(exc))
+            LOG.debug("Details:", exc_info=True)
+            self.stopping.wait(RETRY_PAUSE)
+            return False
+
+    def _run_job(self, job):
         from imgfac_nova import build
         from imgfac_nova import images
         from imgfac_nova import store
