@@ -39,5 +39,9 @@ def test_quickstart_installs_what_it_needs_and_builds(tmp_path):
                             text=True, timeout=2400)
     assert result.returncode == 0, result.stderr[-4000:]
     assert "Status: COMPLETE" in result.stdout.splitlines()
+    # apt's and pip's chatter went to stderr; stdout has the result only.
+    assert "Setting up debootstrap" in result.stderr
+    assert not [line for line in result.stdout.splitlines() if line.startswith(
+        ("Setting up ", "Unpacking ", "Get:", "Reading ", "Selecting "))]
     assert all(shutil.which(tool) for tool in REMOVED)
     assert (state / "www" / "inputs").exists()
