@@ -14,6 +14,7 @@ max_claims`` times without ending is FAILED with the reason.
     imgfac-nova-worker [--config-file PATH] [--debug]
 """
 import logging
+import os
 import signal
 import sys
 import threading
@@ -190,9 +191,17 @@ def main(argv=None):
     worker = Worker(conf, image_store, board)
 
     def stop(signum, frame):
-        LOG.warning("Stopping: no new builds; running ones are handed back "
-                    "at their next step")
-        worker.stop()
+        if not worker.stopping.is_set():
+            LOG.warning("Stopping: no new builds; running ones are handed "
+                        "back at their next step (signal again to stop now)")
+            worker.stop()
+            return
+        # As after kill -9, but the claims go at once with the session:
+        # another worker goes on with each build, running its step again.
+        LOG.warning("Stopping now: the running builds' steps are left to "
+                    "the next worker")
+        board.close()
+        os._exit(cmdline.EXIT_FAILED)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, stop)
     thread = threading.Thread(target=worker.run, name="conductor")

@@ -244,3 +244,23 @@ def test_zookeeper_stopped_and_started_again_while_a_build_runs(
     assert done["status"] == "COMPLETE", done["status_detail"]
     assert done["worker"] == _worker_of(worker)
     assert worker.poll() is None
+
+
+def test_a_second_sigterm_stops_the_worker_at_once(board, tmp_path):
+    run, config, store = board
+    first = run("imgfac_nova.worker")
+    time.sleep(2)
+    cli = _post(run, tmp_path, steps=3, step_seconds=20.0)
+    poll.wait_for(_building(store, _worker_of(first)), 60,
+                  "the first worker to build")
+    second = run("imgfac_nova.worker")
+    first.send_signal(signal.SIGTERM)
+    time.sleep(1)
+    first.send_signal(signal.SIGTERM)
+    assert first.wait(10) == 1, open(first.log).read()
+    stopped = time.monotonic()
+    poll.wait_for(_building(store, _worker_of(second)), 30,
+                  "the second worker to take the build over")
+    assert time.monotonic() - stopped < SESSION  # no session to wait for
+    cli.send_signal(signal.SIGINT)
+    assert _finished(cli)["status"] == "FAILED"  # cancelled there
