@@ -15,6 +15,9 @@ is optional):
   ``IMGFAC_TEST_FAULT_MARK`` is written, it waits up to a minute for
   ``MARK.go``); MODE ``pause`` writes the mark and waits until the build is
   cancelled, so the test can send SIGTERM, or kill -9, at that step.
+- ``IMGFAC_TEST_CRASH_AFTER=create_server`` -- the process dies (as kill -9)
+  as soon as Nova has answered its first server create: before the step
+  that made it has saved its result.
 """
 import os
 import sys
@@ -53,8 +56,24 @@ def install(spec, mark):
     build.BuildContext.progress = progress
 
 
+def crash_after(call):
+    """Die as soon as the compute proxy's ``call`` has answered."""
+    from openstack.compute.v2 import _proxy
+
+    original = getattr(_proxy.Proxy, call)
+
+    def answered(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        os._exit(9)
+
+    setattr(_proxy.Proxy, call, answered)
+
+
 if __name__ == "__main__":
-    install(os.environ["IMGFAC_TEST_FAULT"],
-            os.environ.get("IMGFAC_TEST_FAULT_MARK", os.devnull))
+    if "IMGFAC_TEST_FAULT" in os.environ:
+        install(os.environ["IMGFAC_TEST_FAULT"],
+                os.environ.get("IMGFAC_TEST_FAULT_MARK", os.devnull))
+    if "IMGFAC_TEST_CRASH_AFTER" in os.environ:
+        crash_after(os.environ["IMGFAC_TEST_CRASH_AFTER"])
     from imgfac_nova import cli
     sys.exit(cli.main())

@@ -1,7 +1,10 @@
 """The fault matrix (slow tier): for each pipeline step and each backend, a
-build faulted there by (a) an error, (b) SIGTERM, (c) kill -9 then one
-``imgfac-nova sweep`` leaves nothing in the cloud (listed as admin) or on this
-machine, and its record is FAILED with a one-line error naming the step.
+build faulted there by (a) an error or (b) SIGTERM leaves nothing in the
+cloud (listed as admin) or on this machine, and its record is FAILED with a
+one-line error naming the step; (c) killed with kill -9, then resumed with
+``imgfac-nova resume`` (a build that cannot be resumed abandoned with
+``--abandon``) and swept once, it is COMPLETE, or FAILED with a one-line
+reason, and nothing of it is left but a COMPLETE build's result.
 
 Faults come from the test-only wrapper tests/functional/faults.py. Each case is
 one build run up to its step: select rows with -k (e.g. ``-k "nova and SSH"``).
@@ -152,9 +155,7 @@ def test_fault_leaves_nothing(backend, step, activity, fault, envs, request,
             else:
                 proc.send_signal(signal.SIGKILL)
                 proc.wait(60)
-                swept = builds.imgfac(config, "sweep", env=envs[backend],
-                                      timeout=900)
-                assert swept.returncode == 0, swept.stderr[-2000:]
+                _resume(config, store, before, envs[backend])
             seconds = time.monotonic() - started
         finally:
             if proc.poll() is None:
@@ -163,15 +164,53 @@ def test_fault_leaves_nothing(backend, step, activity, fault, envs, request,
     records = {i: r for i, r in _records(store).items() if i not in before}
     failed = [i for i, r in records.items() if r["status"] != "COMPLETE"]
     left = []
-    for identifier in failed:
-        left += builds.cloud_left(admin_conn, identifier, seen) + \
+    for identifier in records:
+        left += [found for found in builds.cloud_left(
+            admin_conn, identifier, seen) if identifier in failed or
+            found[1] != _result_name(records[identifier])] + \
             builds.local_left(store, identifier)
     faulted = [records[i] for i in failed
                if activity in (records[i]["status_detail"]["error"] or "")]
-    error = faulted[0]["status_detail"]["error"] if faulted else \
-        "no record names %r" % activity
+    if fault == "kill9" and not failed:
+        error = "resumed: COMPLETE"
+    else:
+        error = faulted[0]["status_detail"]["error"] if faulted else \
+            "no record names %r" % activity
+        if fault == "kill9" and failed:  # the resume names why it failed
+            error = records[failed[-1]]["status_detail"]["error"]
     _table((backend, step, fault, len(left), seconds, error[:70]))
+    for identifier in set(records) - set(failed):  # resumed to COMPLETE
+        deleted = builds.imgfac(config, "delete", identifier,
+                                env=envs[backend])
+        assert deleted.returncode == 0, deleted.stderr[-2000:]
     assert left == []
-    assert faulted, {i: r["status_detail"] for i, r in records.items()}
     assert all(records[i]["status"] == "FAILED" for i in failed)
     assert len(error.splitlines()) == 1, error
+    if fault != "kill9":
+        assert faulted, {i: r["status_detail"] for i, r in records.items()}
+
+
+def _result_name(record):
+    """The Glance name of a COMPLETE Nova base image (its result)."""
+    return "imgfac-nova-" + record["identifier"]
+
+
+def _resume(config, store, before, env):
+    """After a kill -9: resume each base-image build the case started (one
+    that cannot be resumed, and every other build, is abandoned), then
+    sweep once."""
+    for identifier, record in _records(store).items():
+        active = record["status"] in ("PENDING", "BUILDING")
+        if identifier in before or not active:
+            continue
+        if record["type"] == "BaseImage":
+            resumed = builds.imgfac(config, "resume", identifier, env=env,
+                                    timeout=1800)
+            print("resume:", resumed.returncode, resumed.stderr[-1500:])
+            if resumed.returncode != 2:
+                continue
+        abandoned = builds.imgfac(config, "resume", "--abandon", identifier,
+                                  env=env, timeout=900)
+        assert abandoned.returncode == 0, abandoned.stderr[-2000:]
+    swept = builds.imgfac(config, "sweep", env=env, timeout=900)
+    assert swept.returncode == 0, swept.stderr[-2000:]

@@ -124,3 +124,47 @@ def test_resume_refuses_in_one_line(cloud_env, setup):
             proc.communicate(timeout=600)
     assert builds.read_record(store, record["identifier"])["status"] == \
         "FAILED"
+
+
+def test_a_crash_between_a_create_and_its_saved_result_makes_one_server(
+        cloud_env, setup, conn, admin_conn):
+    """Nova made the installer, and the process died before the boot step
+    saved it: the resumed boot adopts that server (found by its build tag
+    and name) instead of booting a second one. The installer had not
+    booted, so the resume needs the template again (its root password is
+    never stored)."""
+    config, store, tmp = setup
+    env = dict(cloud_env, IMGFAC_TEST_CRASH_AFTER="create_server")
+    with open(tmp / "build.log", "w") as log:
+        proc = builds.start(config, "base_image", "--parameters",
+                            EXAMPLE_PARAMETERS, *builds.FRESH_INSTALL,
+                            EXAMPLE, env=env, stderr=log,
+                            module="tests.functional.faults")
+        assert proc.wait(900) == 9
+    (build_id, record), = builds.records(store).items()
+    assert record["status"] == "BUILDING"
+    made = _servers(conn, build_id)
+    assert list(made.values()) == ["imgfac-nova-%s-installer" % build_id]
+
+    refused = builds.imgfac(config, "resume", build_id, env=cloud_env)
+    assert refused.returncode == 2
+    assert refused.stderr.strip() == (
+        "imgfac-nova: error: image %s's template holds secrets that are "
+        "never stored (root password) and the build still needs them: give "
+        "the template again with --template FILE" % build_id)
+    watch = _Watch(conn, build_id)
+    watch.start()
+    try:
+        resumed = builds.imgfac(config, "resume", build_id, "--template",
+                                EXAMPLE, env=cloud_env)
+    finally:
+        watch.stop.set()
+        watch.join()
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    record = json.loads(resumed.stdout)
+    assert record["status"] == "COMPLETE", record["status_detail"]
+    assert watch.most == 1
+    assert set(made) <= watch.seen and len(watch.seen) == 2, watch.seen
+    assert [kind for kind, _ in builds.cloud_left(admin_conn, build_id)] == [
+        "image"]
+    builds.delete(config, record, cloud_env, conn)
