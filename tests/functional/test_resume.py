@@ -87,13 +87,12 @@ def test_a_nova_build_killed_during_the_install_wait_resumes(
         build_id, installer) in log
     left = builds.cloud_left(admin_conn, build_id)
     assert [kind for kind, _ in left] == ["image"]  # the result only
-    builds.delete(config, record, cloud_env, conn)
-
     again = builds.imgfac(config, "resume", build_id, env=cloud_env)
     assert again.returncode == 2
     assert again.stderr.strip() == (
         "imgfac-nova: error: image %s is COMPLETE: there is nothing to "
         "resume" % build_id)
+    builds.delete(config, record, cloud_env, conn)
 
 
 def test_resume_refuses_in_one_line(cloud_env, setup):
