@@ -9,6 +9,7 @@ record never lose each other's changes, and a reader never sees half of a
 change.
 """
 import contextlib
+import copy
 import os
 import re
 import threading
@@ -203,9 +204,14 @@ class ImageStore:
             if row is None:
                 raise NotFound("no image with id %s" % identifier)
             record = _record(row)
+            before = copy.deepcopy(record.__dict__)
             change(record)
             record.updated = images.utcnow()
-            records.update(session, record)
+            # only what changed is written: a progress update does not
+            # write the template (up to max_template_bytes) again
+            records.update(session, record, [
+                name for name in images.FIELDS
+                if getattr(record, name) != before[name]])
         return record
 
     def update(self, identifier, **changes):

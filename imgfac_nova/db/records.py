@@ -81,10 +81,14 @@ def cancel_requested(session, identifiers):
             _TABLE.c.cancel_requested.is_(True)))}
 
 
-def update(session, record):
-    """Save ``record``'s fields in its row (``extra`` stays)."""
+def update(session, record, fields):
+    """Save ``record``'s ``fields`` in its row (the others, and ``extra``,
+    stay as they are)."""
+    if not fields:
+        return
     session.execute(sa.update(_TABLE).where(
-        _TABLE.c.identifier == record.identifier).values(**record.to_dict()))
+        _TABLE.c.identifier == record.identifier).values(
+            **{name: getattr(record, name) for name in fields}))
 
 
 def query(session, wanted, fields=None):

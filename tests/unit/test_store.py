@@ -162,6 +162,25 @@ def test_modify_that_raises_changes_nothing(tmp_path):
     assert s.get(record.identifier).status == images.NEW
 
 
+def test_a_change_writes_only_the_fields_it_changed(tmp_path):
+    s = store.ImageStore(str(tmp_path))
+    record = s.add(_record(template="<template/>", properties={"a": 1}))
+    with contextlib.closing(sqlite3.connect(
+            str(tmp_path / store.SQLITE_NAME))) as db, db:
+        db.execute("CREATE TABLE written (name TEXT)")
+        for column in ("template", "properties", "percent_complete"):
+            db.execute("CREATE TRIGGER written_{0} AFTER UPDATE OF {0} ON "
+                       "images BEGIN INSERT INTO written VALUES ('{0}'); "
+                       "END".format(column))
+    s.update(record.identifier, percent_complete=50)
+    s.modify(record.identifier, lambda r: r.properties.update(b=2))
+    with contextlib.closing(sqlite3.connect(
+            str(tmp_path / store.SQLITE_NAME))) as db:
+        assert [name for name, in db.execute("SELECT name FROM written")] \
+            == ["percent_complete", "properties"]
+    assert s.get(record.identifier).properties == {"a": 1, "b": 2}
+
+
 def test_missing_records(tmp_path):
     s = store.ImageStore(str(tmp_path))
     missing = str(uuid.uuid4())
