@@ -63,16 +63,26 @@ def auth_for(conf, record):
     return _through(conf, record.trust_id)
 
 
-def _through(conf, trust_id):
+def _options(conf):
+    """The option names of ``[keystone_authtoken]``'s auth plugin."""
     loading.register_auth_conf_options(conf, GROUP)
-    section = conf[GROUP]
-    options = {o.dest for o in loading.get_plugin_loader(
-        section.auth_type).get_options()} if section.auth_type else set()
-    if not {"password", "trust_id"} <= options:
+    auth_type = conf[GROUP].auth_type
+    return {o.dest for o in loading.get_plugin_loader(
+        auth_type).get_options()} if auth_type else set()
+
+
+def usable(conf):
+    """Whether the daemon's own user can act through trusts (it logs in
+    with a password)."""
+    return {"password", "trust_id"} <= _options(conf)
+
+
+def _through(conf, trust_id):
+    if not usable(conf):
         raise TrustError(
             "the daemon's [%s] auth_type %s cannot act through a Keystone "
-            "trust: use password" % (GROUP, section.auth_type))
-    overrides = {name: None for name in _SCOPES if name in options}
+            "trust: use password" % (GROUP, conf[GROUP].auth_type))
+    overrides = {name: None for name in _SCOPES if name in _options(conf)}
     return service_auth(conf, trust_id=trust_id, **overrides)
 
 
@@ -94,9 +104,16 @@ class Trusts:
         ``keystone.token_auth``) to the daemon's user, of the caller's
         roles on ``project_id``; returns its id, or None when Keystone
         refuses the caller's token the right (an application credential's
-        token may not make trusts): such a build runs on the caller's
-        token alone and cannot be resumed after it expires."""
+        token may not make trusts) or the daemon's user cannot use trusts
+        (:func:`usable`): such a build runs on the caller's token alone and
+        cannot be resumed after it expires."""
         user = caller_auth.user
+        if not usable(self.conf):
+            LOG.warning("The daemon's [%s] auth_type %s cannot act through "
+                        "a Keystone trust: the build of user %s runs on the "
+                        "caller's token alone", GROUP,
+                        self.conf[GROUP].auth_type, user.user_id)
+            return None
         body = {"trust": {
             "trustor_user_id": user.user_id,
             "trustee_user_id": self._trustee_id(),

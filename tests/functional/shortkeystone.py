@@ -21,7 +21,7 @@ from tests import poll
 TEST_CLOUD = os.environ.get("IMGFAC_TEST_CLOUD_DIR",
                             "/var/lib/imgfac-nova/test-cloud")
 #: Seconds a token of the short Keystone lives.
-LIFETIME = 30
+LIFETIME = 15
 
 
 class ShortKeystone:

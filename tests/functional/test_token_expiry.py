@@ -1,5 +1,5 @@
 """Builds that outlive their token, against a Keystone of the test cloud
-whose tokens live half a minute (shortkeystone.py; the shared Keystone is left
+whose tokens live 15 s (shortkeystone.py; the shared Keystone is left
 as it is): the CLI with a password logs in again as it goes; the CLI given
 only a token that would expire first refuses in one line; the daemon's
 build goes on with its caller's expired token and its own service token
@@ -107,7 +107,7 @@ def test_a_password_build_logs_in_again_as_its_tokens_expire(
     result = builds.record(done)
     assert result["status"] == images.COMPLETE
     assert took > 2 * short_keystone.lifetime, took
-    # A token lasts half a minute, less than keystoneauth's two minutes' margin:
+    # A token lasts 15 s, less than keystoneauth's two minutes' margin:
     # it logs in again before each call.
     assert short_keystone.logins() - logins > 2
     builds.delete(config, result, _env(cloud_env, clouds), conn)

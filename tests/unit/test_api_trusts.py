@@ -1,4 +1,7 @@
-"""trusts.auth_for: the daemon's own user through a build's trust."""
+"""trusts: the daemon's own user through a build's trust, and the
+trust's life."""
+import types
+
 import pytest
 import requests_mock
 from oslo_config import cfg
@@ -107,3 +110,18 @@ def test_a_trust_keystone_cannot_delete_stays_for_the_next_start(
     assert store.get(ids[0]).trust_id == "t-1"
     assert "Keeping trust t-1 for the next start: deleting trust t-1: " \
         "Keystone is down" in caplog.text
+
+
+def test_a_daemon_that_cannot_use_trusts_takes_none(tmp_path, caplog):
+    from keystoneauth1 import access
+    conf = _conf(tmp_path, "v3applicationcredential",
+                 application_credential_id="a",
+                 application_credential_secret="s")
+    caller = types.SimpleNamespace(user=access.create(body={"token": {
+        "user": {"id": "u-1", "name": "u"}, "roles": [{"name": "member"}],
+        "expires_at": "2999-01-01T00:00:00.000000Z"}}, auth_token="tok"))
+    assert not trusts.usable(conf)
+    assert trusts.Trusts(conf).create(caller, "p-1") is None
+    assert "auth_type v3applicationcredential cannot act through a " \
+        "Keystone trust: the build of user u-1 runs on the caller's token " \
+        "alone" in caplog.text
