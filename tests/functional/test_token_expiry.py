@@ -3,7 +3,8 @@ whose tokens live 15 s (shortkeystone.py; the shared Keystone is left
 as it is): the CLI with a password logs in again as it goes; the CLI given
 only a token that would expire first refuses in one line; the daemon's
 build goes on with its caller's expired token and its own service token
-(Keystone's allow_expired)."""
+(Keystone's allow_expired). A token the test cloud's own Keystone gives
+lives an hour, as by default."""
 import os
 import time
 import uuid
@@ -22,11 +23,11 @@ from tests.functional.shortkeystone import short_keystone  # noqa: F401
 
 def _clouds(test_cloud, keystone, directory, **auth):
     """A clouds.yaml whose ``short`` entry is the imgfac user's, logging
-    in at the short-token Keystone (``auth`` replaces its credentials)."""
+    in at ``keystone`` (a URL; ``auth`` replaces its credentials)."""
     with open(test_cloud.clouds_yaml) as handle:
         clouds = yaml.safe_load(handle)
     entry = clouds["clouds"]["imgfac-test"]
-    entry["auth"]["auth_url"] = keystone.url + "/v3"
+    entry["auth"]["auth_url"] = keystone + "/v3"
     if auth:
         for name in ("username", "password", "user_domain_name"):
             entry["auth"].pop(name)
@@ -47,22 +48,24 @@ def _token(test_cloud, keystone):
     from keystoneauth1.identity import v3
     with open(test_cloud.clouds_yaml) as handle:
         auth = dict(yaml.safe_load(handle)["clouds"]["imgfac-test"]["auth"])
-    auth["auth_url"] = keystone.url + "/v3"
+    auth["auth_url"] = keystone + "/v3"
     return session.Session(auth=v3.Password(**auth)).get_token()
 
 
 def test_a_token_that_expires_before_the_install_timeout_is_refused(
-        short_keystone, test_cloud, cloud_env, conn, tmp_path):  # noqa: F811
-    clouds = _clouds(test_cloud, short_keystone, tmp_path,
-                     token=_token(test_cloud, short_keystone))
+        test_cloud, cloud_env, conn, tmp_path):
+    """A token of the test cloud's Keystone lives an hour, as by default:
+    less than the default install timeout (3600 s) has left."""
+    clouds = _clouds(test_cloud, KEYSTONE, tmp_path,
+                     token=_token(test_cloud, KEYSTONE))
     config, store = builds.write_config(tmp_path)
     done = builds.imgfac(config, "base_image", *builds.NOVA_PARAMS,
                          builds.write_template(tmp_path),
                          env=_env(cloud_env, clouds), timeout=300)
     assert done.returncode == 2, done.stderr
     [line] = done.stderr.strip().splitlines()
-    assert "the token expires in " in line and " s, before the build's " \
-        "install timeout (3600 s) could end" in line, line
+    assert "the token expires in 59 min, before the build's install " \
+        "timeout (3600 s) could end" in line, line
     assert "password or an application credential" in line
     assert builds.records(store) == {}
     assert builds.made_by(conn, done) == []
@@ -70,23 +73,22 @@ def test_a_token_that_expires_before_the_install_timeout_is_refused(
 
 @pytest.mark.parametrize("plugin", ["openstack", "formats"])
 def test_a_push_to_a_provider_with_a_token_that_ends_first_is_refused(
-        short_keystone, test_cloud, tmp_path, monkeypatch,  # noqa: F811
-        plugin):
+        test_cloud, tmp_path, monkeypatch, plugin):
     from imgfac_nova import config
     from imgfac_nova import parameters
     from imgfac_nova.plugins import manager
     from novaimagebuilder import errors
-    clouds = _clouds(test_cloud, short_keystone, tmp_path,
-                     token=_token(test_cloud, short_keystone))
+    clouds = _clouds(test_cloud, KEYSTONE, tmp_path,
+                     token=_token(test_cloud, KEYSTONE))
     monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(clouds))
     conf = config.load([builds.write_config(tmp_path)[0]])
     pushing = manager.PluginManager(conf).get(plugin)
-    typed = parameters.resolve(pushing.parameters, {"upload_timeout": "600"},
-                               plugin)
+    typed = parameters.resolve(pushing.parameters,
+                               {"upload_timeout": "7200"}, plugin)
     with pytest.raises(errors.BuildError) as refused:
         pushing.check_provider("@short", None, typed)
     assert str(refused.value).startswith("the token expires in ")
-    assert "before the push's upload timeout (600 s) could end" in \
+    assert "before the push's upload timeout (7200 s) could end" in \
         str(refused.value)
     typed["upload_timeout"] = 5
     assert pushing.check_provider("@short", None, typed) == "@short"
@@ -95,7 +97,7 @@ def test_a_push_to_a_provider_with_a_token_that_ends_first_is_refused(
 @pytest.mark.usefixtures("nova_base_image")  # its JEOS: the builds reuse it
 def test_a_password_build_logs_in_again_as_its_tokens_expire(
         short_keystone, test_cloud, cloud_env, conn, tmp_path):  # noqa: F811
-    clouds = _clouds(test_cloud, short_keystone, tmp_path)
+    clouds = _clouds(test_cloud, short_keystone.url, tmp_path)
     config, store = builds.write_config(tmp_path)
     logins = short_keystone.logins()
     started = time.monotonic()
@@ -118,7 +120,7 @@ def test_a_daemon_build_outlives_its_callers_token(
         short_keystone, test_cloud, make_daemon,  # noqa: F811
         conn, tmp_path):
     daemon = make_daemon()
-    token = _token(test_cloud, short_keystone)
+    token = _token(test_cloud, short_keystone.url)
     expires = time.monotonic() + short_keystone.lifetime
     with open(builds.write_template(tmp_path)) as handle:
         template = handle.read()
@@ -154,7 +156,7 @@ def test_an_expired_callers_token_with_the_service_token_reaches_the_cloud(
     from keystonemiddleware.auth_token import _user_plugin
     from novaimagebuilder import errors
     from novaimagebuilder import nova
-    token = _token(test_cloud, short_keystone)
+    token = _token(test_cloud, short_keystone.url)
     expires = time.monotonic() + short_keystone.lifetime
     service = v3.Password(auth_url=KEYSTONE + "/v3",
                           user_domain_name="Default",
