@@ -49,6 +49,9 @@ PARAMETERS = (
               "auto (image import when offered, else upload), glance-direct "
               "or upload", default="auto",
               choices=("auto", "glance-direct", "upload")),
+    Parameter("glance_stores", "comma-separated stores of the provider's "
+              "Glance the image must be in (besides the one it lands in): "
+              "the Glance copies it there itself (copy-image)"),
     Parameter("upload_timeout", "seconds the transfer to the provider's "
               "Glance may take, plus upload_timeout_per_gib for each GiB of "
               "the image", type="int", default=600, minimum=1),
@@ -349,6 +352,7 @@ class GlanceProvider(base.CloudPlugin):
                 method=parameters.get("import_method", "auto"),
                 progress=progress, cancel=build.cancel_event,
                 timeout=timeout)
+            _into_stores(build, conn, image.id, parameters, timeout)
             build.set_identifier_on_provider(image.id)
             build.set_property(images.GLANCE_ID_PROPERTY, image.id)
             build.set_property("os_hash_algo", image.get("os_hash_algo"))
@@ -432,10 +436,12 @@ def _hand_over(build, parsed, conn, target_image, parameters):
     provider is the cloud and project that hold it and the push asks for
     nothing that image does not have (name, visibility, container format,
     min_disk, min_ram): True when it did. Nothing moves, and the image is
-    left as it is (the target still holds it: ``delete`` of either image
+    left as it is but for the ``glance_stores`` asked for, which its Glance
+    copies it into (the target still holds it: ``delete`` of either image
     keeps it while the other holds it)."""
     from glanceclient import exc
     from novaimagebuilder import glance
+    from novaimagebuilder import waiter
     glance_id = target_image.properties[images.GLANCE_ID_PROPERTY]
     try:
         image = conn.glance.images.get(glance_id)
@@ -458,6 +464,9 @@ def _hand_over(build, parsed, conn, target_image, parameters):
              "over, no bytes move", conn.cloud, conn.account, glance_id,
              target_image.identifier)
     build.set_provider_account_identifier(conn.account)
+    _into_stores(build, conn, glance_id, parameters, waiter.for_size(
+        image.get("size") or 0, parameters.get("upload_timeout", 600),
+        parameters.get("upload_timeout_per_gib", waiter.SECONDS_PER_GIB)))
     build.progress(50, "Handing over Glance image %s of target image %s"
                    % (glance_id, target_image.identifier))
     build.set_identifier_on_provider(glance_id)
@@ -466,6 +475,20 @@ def _hand_over(build, parsed, conn, target_image, parameters):
     build.set_property("os_hash_algo", image.get("os_hash_algo"))
     build.set_property("os_hash_value", image.get("os_hash_value"))
     return True
+
+
+def _into_stores(build, conn, glance_id, parameters, timeout):
+    """Put the provider's image into the ``glance_stores`` asked for
+    (copy-image: the Glance copies it; nothing passes through us)."""
+    from novaimagebuilder import stores
+    wanted = [store.strip() for store in
+              (parameters.get("glance_stores") or "").split(",")
+              if store.strip()]
+    if wanted:
+        build.progress(96, "Glance copies image %s into store(s) %s" % (
+            glance_id, ", ".join(wanted)))
+        stores.copy_into(conn.glance, glance_id, wanted, timeout,
+                         build.cancel_event)
 
 
 def asked_otherwise(image, parsed, parameters):

@@ -152,20 +152,14 @@ def test_a_damaged_copy_fails_in_one_line_and_leaves_nothing(
     assert _ours(conn, unique_name) == []
 
 
-def test_provider_push_of_a_cloud_image_streams_it(
-        conn, source_image, test_cloud, tmp_path, monkeypatch, unique_name,
-        cleanup, caplog):
-    """The provider plugin's path for a target made in the cloud, pushed
-    under another name (so not handed over): copied in one pass, no file
-    left."""
+def _push(image, tmp_path, parameters):
+    """Push a target record whose image is the Glance ``image`` to the test
+    cloud, as the provider plugin does: the push's record (the store)."""
     import threading as _threading
     from imgfac_nova import build
     from imgfac_nova import images
     from imgfac_nova import store
     from imgfac_nova.plugins import formats
-    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", test_cloud.clouds_yaml)
-    caplog.set_level("INFO", logger="novaimagebuilder.glance")
-    image, data = source_image
     target = images.ImageRecord(
         type=images.TARGET_IMAGE, status=images.COMPLETE, properties={
             "disk_format": "iso", "container_format": "bare",
@@ -177,24 +171,57 @@ def test_provider_push_of_a_cloud_image_streams_it(
     records.add(pushed)
     ctx = build.BuildContext(records, pushed.identifier, _threading.Event())
     plugin = formats.DiskFormats()
-    parameters = {"image_name": unique_name, "upload_timeout": 600,
-                  "upload_timeout_per_gib": 120}
+    parameters = dict({"upload_timeout": 600, "upload_timeout_per_gib": 120},
+                      **parameters)
     plugin.check_provider("@imgfac-test", None, parameters)
-    plugin.push_image_to_provider(ctx, "@imgfac-test", None, target,
-                                  parameters)
-    result = records.get(pushed.identifier)
+    try:
+        plugin.push_image_to_provider(ctx, "@imgfac-test", None, target,
+                                      parameters)
+    finally:
+        found = records.get(pushed.identifier)
+    return found
+
+
+def test_provider_push_of_a_cloud_image_streams_it(
+        conn, source_image, test_cloud, tmp_path, monkeypatch, unique_name,
+        cleanup, caplog):
+    """The provider plugin's path for a target made in the cloud, pushed
+    under another name (so not handed over): copied in one pass, no file
+    left."""
+    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", test_cloud.clouds_yaml)
+    caplog.set_level("INFO", logger="novaimagebuilder.glance")
+    image, data = source_image
+    result = _push(image, tmp_path, {"image_name": unique_name})
     copied = result.identifier_on_provider
     cleanup.append(lambda: conn.image.delete_image(copied))
     assert copied not in (None, image.id)
     found = conn.image.get_image(copied)
     assert found.status == "active" and found.name == unique_name
     assert found.hash_value == hashlib.sha512(data).hexdigest()
-    assert found.properties[nova.BUILD_TAG] == pushed.identifier
+    assert found.properties[nova.BUILD_TAG] == result.identifier
     assert result.properties["os_hash_value"] == found.hash_value
     assert "Uploading %d bytes to Glance image %s" % (len(data), copied) \
         in caplog.text
     assert not [name for name in os.listdir(tmp_path / "store")
                 if ".part" in name or ".body" in name]
+
+
+def test_stores_asked_for_are_filled_by_glance_or_refused_in_one_line(
+        conn, source_image, test_cloud, tmp_path, monkeypatch):
+    """The push handed over (same cloud and project): the test cloud's one
+    store already holds the image; another store needs copy-image, which
+    this Glance does not offer."""
+    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", test_cloud.clouds_yaml)
+    image, _ = source_image
+    held = _push(image, tmp_path / "held", {"glance_stores": "file"})
+    assert held.identifier_on_provider == image.id
+    with pytest.raises(errors.BuildError) as raised:
+        _push(image, tmp_path / "other", {"glance_stores": "file,ceph2"})
+    assert str(raised.value) == (
+        "Glance image %s is not in store(s) ceph2, and this Glance does not "
+        "offer copy-image to put it there (it offers: glance-direct, "
+        "web-download)" % image.id)
+    assert conn.image.get_image(image.id).status == "active"
 
 
 def test_an_upload_cut_once_is_sent_again(conn, tmp_path, unique_name,

@@ -30,6 +30,7 @@ SCHEMA = {"name": "image", "links": [], "additionalProperties":
               "min_ram": {"type": "integer"},
               "visibility": {"type": "string"},
               "direct_url": {"type": "string"},
+              "stores": {"type": "string"},
               "disk_format": {"type": ["null", "string"]},
               "container_format": {"type": ["null", "string"]},
               "os_hash_algo": {"type": ["null", "string"]},
