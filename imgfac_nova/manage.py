@@ -41,6 +41,8 @@ def _list_workers(conf):
     with jobboard.Board(conf, PROG) as board:
         workers = board.workers()
         builds = board.builds()
+    if workers is None:  # Redis: only the workers holding builds are known
+        workers = []
     held = {}
     for image_id, owner in builds:
         held.setdefault(owner, []).append(image_id)

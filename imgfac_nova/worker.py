@@ -129,13 +129,18 @@ class Worker:
                             % (claims - 1), owner=self.owner)
             return True
         LOG.info("Claimed build %s (claim %d)", image_id, claims)
+        done = threading.Event()
+        self.board.keep_claim(job, done)
         try:
-            running = builder.resume(image_id, owner=self.owner)
-        except Exception as exc:
-            builder.abandon(image_id, "not started by worker %s (%s)" % (
-                self.name, build.one_line(exc)), owner=self.owner)
-            return True
-        running.wait()
+            try:
+                running = builder.resume(image_id, owner=self.owner)
+            except Exception as exc:
+                builder.abandon(image_id, "not started by worker %s (%s)" % (
+                    self.name, build.one_line(exc)), owner=self.owner)
+                return True
+            running.wait()
+        finally:
+            done.set()
         ended = self.store.get(image_id).status not in images.ACTIVE_STATUSES
         if not ended and self.stopping.is_set():
             engine.count_claim(persistence, image_id, -1)  # handed back

@@ -4,6 +4,7 @@ processes (test plugins). A worker killed with kill -9 mid-build: another
 claims the build once its session has expired and finishes it; SIGTERM
 hands a build back at its next step; a build claimed more than max_claims
 times fails naming why; imgfac-nova-manage lists workers and builds."""
+import contextlib
 import os
 import signal
 import subprocess
@@ -19,6 +20,7 @@ from tests.functional.zookeeper import zk  # noqa: F401 (fixture)
 from tests.unit.conftest import cli_env, plugin_site  # noqa: F401 (fixtures)
 
 SESSION = 3  # seconds: [jobboard] session_timeout of these tests
+LONG_SESSION = 15  # ... and of the test that must not wait for one
 TEMPLATE = """<template>
   <name>queued</name>
   <os>
@@ -29,16 +31,15 @@ TEMPLATE = """<template>
 """
 
 
-@pytest.fixture
-def board(zk, tmp_path, cli_env):  # noqa: F811
+@contextlib.contextmanager
+def processes(jobboard, tmp_path, env):
     """``(run, config, store)``: ``run(module, *args)`` starts a console
-    script with a configuration on its own jobboard path."""
+    script with a configuration whose [jobboard] holds ``jobboard``;
+    what it started is killed at the end."""
     store = tmp_path / "store"
     config = tmp_path / "imgfac-nova.conf"
-    config.write_text(
-        "[DEFAULT]\nstorage_path = %s\n[jobboard]\nbackend_url = %s-%s\n"
-        "session_timeout = %d\nmax_claims = 2\n" % (
-            store, zk.url, tmp_path.name, SESSION))
+    config.write_text("[DEFAULT]\nstorage_path = %s\n[jobboard]\n%s"
+                      "max_claims = 2\n" % (store, jobboard))
     (tmp_path / "t.tdl").write_text(TEMPLATE)
     started = []
 
@@ -46,18 +47,27 @@ def board(zk, tmp_path, cli_env):  # noqa: F811
         log = open(tmp_path / ("%s-%d.log" % (module, len(started))), "w")
         proc = subprocess.Popen(
             [sys.executable, "-m", module, "--config-file", str(config),
-             *args], env=cli_env, cwd=builds.REPO, stdout=subprocess.PIPE,
+             *args], env=env, cwd=builds.REPO, stdout=subprocess.PIPE,
             stderr=log, text=True)
         proc.log = log.name
         started.append(proc)
         return proc
-    manage = run("imgfac_nova.manage", "db", "sync")
-    assert manage.wait(60) == 0, open(manage.log).read()
-    yield run, str(config), str(store)
-    for proc in started:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(30)
+    try:
+        manage = run("imgfac_nova.manage", "db", "sync")
+        assert manage.wait(60) == 0, open(manage.log).read()
+        yield run, str(config), str(store)
+    finally:
+        for proc in started:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(30)
+
+
+@pytest.fixture
+def board(zk, tmp_path, cli_env):  # noqa: F811
+    with processes("backend_url = %s-%s\nsession_timeout = %d\n" % (
+            zk.url, tmp_path.name, SESSION), tmp_path, cli_env) as found:
+        yield found
 
 
 def _post(run, tmp_path, steps=6, step_seconds=1.0):
@@ -246,8 +256,14 @@ def test_zookeeper_stopped_and_started_again_while_a_build_runs(
     assert worker.poll() is None
 
 
-def test_a_second_sigterm_stops_the_worker_at_once(board, tmp_path):
-    run, config, store = board
+def test_a_second_sigterm_stops_the_worker_at_once(
+        zk, tmp_path, cli_env):  # noqa: F811
+    with processes("backend_url = %s-%s\nsession_timeout = %d\n" % (
+            zk.url, tmp_path.name, LONG_SESSION), tmp_path, cli_env) as found:
+        _second_sigterm(*found, tmp_path)
+
+
+def _second_sigterm(run, config, store, tmp_path):
     first = run("imgfac_nova.worker")
     time.sleep(2)
     cli = _post(run, tmp_path, steps=3, step_seconds=20.0)
@@ -261,6 +277,7 @@ def test_a_second_sigterm_stops_the_worker_at_once(board, tmp_path):
     stopped = time.monotonic()
     poll.wait_for(_building(store, _worker_of(second)), 30,
                   "the second worker to take the build over")
-    assert time.monotonic() - stopped < SESSION  # no session to wait for
+    # Its claim went with its session: no session timeout waited for.
+    assert time.monotonic() - stopped < LONG_SESSION
     cli.send_signal(signal.SIGINT)
     assert _finished(cli)["status"] == "FAILED"  # cancelled there

@@ -33,24 +33,32 @@ def _template(extra=""):
     return tdl.parse_template(TEMPLATE.format(extra=extra), "queued.tdl")
 
 
-@pytest.mark.parametrize("url, hosts, path", [
-    ("zookeeper://127.0.0.1:2181", "127.0.0.1:2181", jobboard.DEFAULT_PATH),
-    ("zookeeper://a:2181,b:2182/jobs/", "a:2181,b:2182", "/jobs"),
+@pytest.mark.parametrize("url, parsed", [
+    ("zookeeper://127.0.0.1:2181",
+     ("zookeeper", "127.0.0.1:2181", jobboard.DEFAULT_PATH)),
+    ("zookeeper://a:2181,b:2182/jobs/", ("zookeeper", "a:2181,b:2182",
+                                         "/jobs")),
+    ("redis://127.0.0.1:6379", ("redis", "127.0.0.1:6379", "0")),
+    ("redis://:s3cret@redis:6379/2", ("redis", "redis:6379", "2")),
 ])
-def test_backend_urls(url, hosts, path):
-    assert jobboard.parse_url(url) == (hosts, path)
+def test_backend_urls(url, parsed):
+    assert jobboard.parse_url(url) == parsed
 
 
 @pytest.mark.parametrize("url, says", [
-    ("redis://127.0.0.1:6379", "only zookeeper:// URLs are supported"),
+    ("etcd://127.0.0.1:2379", "etcd://127.0.0.1:2379: only zookeeper:// and "
+                              "redis:// URLs are supported"),
     ("zookeeper:///jobs", "give HOST:PORT"),
     ("zookeeper://zk/jobs", "give HOST:PORT"),
     ("zookeeper://u:p@zk:2181", "give HOST:PORT"),
+    ("redis://a:1,b:2", "give redis://[:PASSWORD@]HOST:PORT[/DB]"),
+    ("redis://:s3cret@r:1/jobs", "redis://***@r:1/jobs: give redis://"),
 ])
 def test_bad_backend_urls_say_why(url, says):
     with pytest.raises(jobboard.JobboardError) as raised:
         jobboard.parse_url(url)
     assert says in str(raised.value)
+    assert "s3cret" not in str(raised.value)
 
 
 def test_a_queued_build_holds_its_id_only(builder):
