@@ -1,0 +1,142 @@
+"""Base-image builds on Cinder volumes in the test cloud, as its non-admin
+user with the zero-disk flavor `bfv` (so on volumes without being asked):
+a URL install reaches COMPLETE, its result and JEOS cache entry are real
+images (bytes, a checksum, no block_device_mapping), and nothing tagged
+with the build is left. What Nova itself does with a zero-disk flavor and a
+volume-backed server (the reason for all this) is recorded in
+test_cloud_volumes.py."""
+import signal
+
+import pytest
+
+from tests.functional import builds
+
+VOLUME_PARAMS = ("--parameter", "flavor", "bfv",
+                 "--parameter", "network", "imgfac-net",
+                 "--parameter", "default_user", "debian",
+                 "--parameter", "command_prefix", "sudo",
+                 "--parameter", "disk_size", "2")
+
+
+def cloud_left(admin_conn, build_id):
+    """builds.cloud_left plus the build's volumes and volume snapshots in
+    every project."""
+    from novaimagebuilder import nova
+    left = builds.cloud_left(admin_conn, build_id)
+    volumes = {v.id: v.name for v in admin_conn.block_storage.volumes(
+        all_projects=True)
+        if (v.metadata or {}).get(nova.BUILD_TAG) == build_id}
+    left += [("volume", name) for name in volumes.values()]
+    left += [("volume snapshot", s.id) for s in admin_conn.block_storage.
+             snapshots(all_projects=True) if s.volume_id in volumes or
+             (s.metadata or {}).get(nova.BUILD_TAG) == build_id]
+    return left
+
+
+@pytest.fixture(scope="module")
+def volume_build(tmp_path_factory, cloud_env, test_cloud):
+    """One URL install on volumes: (record, config); deleted at the end."""
+    tmp = tmp_path_factory.mktemp("volume-build")
+    config, _ = builds.write_config(tmp)
+    result = builds.imgfac(
+        config, "base_image", *builds.with_install_script(VOLUME_PARAMS, tmp),
+        builds.write_template(tmp), env=cloud_env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    image = builds.record(result)
+    yield image, config
+    conn = test_cloud.connect(test_cloud.cloud)
+    try:
+        builds.delete(config, image, cloud_env, conn)
+    finally:
+        conn.close()
+
+
+@pytest.mark.slow  # about 7 min: the install and two uploads on TCG
+def test_url_install_on_volumes_is_an_image_with_its_bytes(
+        volume_build, conn, admin_conn):
+    image, _ = volume_build
+    assert image["status"] == "COMPLETE"
+    glance = conn.image.get_image(
+        image["properties"]["x-image-properties-glance_id"])
+    assert glance.status == "active"
+    assert glance.size > 0 and glance.checksum
+    assert glance.disk_format == "qcow2"
+    props = glance.properties or {}
+    assert "block_device_mapping" not in props and "bdm_v2" not in props
+    assert props["imgfac_build_id"] == image["identifier"]
+    assert props.get("imgfac_role") == "image"
+    assert not {"kernel_id", "ramdisk_id", "os_command_line",
+                "imgfac_owner", "imgfac_jeos_key"} & set(props)
+    assert '<package name="hello_' in image["icicle"].replace("'", '"')
+    if image["properties"]["jeos_cache"] == "stored":
+        entry = conn.image.get_image(image["properties"]["jeos_image"])
+        assert entry.status == "active" and entry.size > 0
+        assert "block_device_mapping" not in (entry.properties or {})
+        assert not {"kernel_id", "ramdisk_id"} & set(entry.properties or {})
+    # Nothing of the build but its result (and JEOS cache entry).
+    assert cloud_left(admin_conn, image["identifier"]) == [
+        ("image", glance.name)]
+    print("volume build: %s" % image["timings"])
+
+
+@pytest.mark.parametrize("extra,error", [
+    (("--parameter", "volume_type", "nope"),
+     "Cinder has no volume type 'nope' (types: "),
+    (("--parameter", "flavor", "2", "--parameter", "disk_size", "6"),
+     "disk_size 6 GiB does not fit flavor 2, whose root disk is 4 GiB"),
+])
+def test_volumes_or_disks_the_cloud_cannot_have_are_one_line(
+        cloud_env, setup, conn, extra, error):
+    config, store, tmp = setup
+    result = builds.imgfac(config, "base_image", *builds.with_install_script(
+        VOLUME_PARAMS, tmp), *extra, builds.write_template(tmp),
+        env=cloud_env)
+    assert result.returncode == 2
+    assert error in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert builds.store_is_empty(store)
+    assert builds.made_by(conn, result) == []
+
+
+def _interrupted_while_installing(config, store, tmp, env, conn, signum):
+    """Start a fresh build on volumes and send it ``signum`` once it waits
+    for its installer (which boots from the build's volume); returns the
+    build's id."""
+    from novaimagebuilder import nova
+    with open(tmp / "build.log", "w") as log:
+        proc = builds.start(config, "base_image", *builds.with_install_script(
+            VOLUME_PARAMS, tmp), *builds.FRESH_INSTALL,
+            builds.write_template(tmp), env=env, stderr=log)
+        try:
+            record = builds.wait_for_record(
+                proc, store, lambda r: r["status"] == "BUILDING" and
+                r["status_detail"]["activity"].startswith("Installing"),
+                interval=0.2)
+            mine = [v for v in conn.block_storage.volumes()
+                    if (v.metadata or {}).get(nova.BUILD_TAG) ==
+                    record["identifier"]]
+            assert [v.status for v in mine] == ["in-use"], mine
+        finally:
+            proc.send_signal(signum)
+            proc.communicate(timeout=600)
+    return record["identifier"]
+
+
+def test_interrupted_builds_on_volumes_leave_no_volume(
+        cloud_env, setup, conn, admin_conn):
+    """Ctrl-C during the install removes the volume with the rest; kill -9,
+    then 'resume --abandon', too."""
+    config, store, tmp = setup
+    stopped = _interrupted_while_installing(config, store, tmp, cloud_env,
+                                            conn, signal.SIGINT)
+    assert builds.read_record(store, stopped)["status"] == "FAILED"
+    assert cloud_left(admin_conn, stopped) == []
+
+    killed = _interrupted_while_installing(config, store, tmp, cloud_env,
+                                           conn, signal.SIGKILL)
+    assert ("volume", "imgfac-nova-%s-installer-volume" % killed) in \
+        cloud_left(admin_conn, killed)
+    abandoned = builds.imgfac(config, "resume", "--abandon", killed,
+                              env=cloud_env)
+    assert abandoned.returncode == 0, abandoned.stderr[-3000:]
+    assert cloud_left(admin_conn, killed) == []
