@@ -572,9 +572,10 @@ class Builder:
                 run(ctx)
                 ctx.check_cancelled()
             except errors.HandedBack as exc:
-                current = self.store.update(record.identifier, status_detail={
-                    "activity": "Waiting for a worker (%s)" % exc,
-                    "error": None})
+                why = str(exc)
+                current = self.store.modify(
+                    record.identifier, lambda current: resume.hand_back(
+                        current, record.worker, why))
                 LOG.warning("Building %s %s: %s at %d %%", record.type,
                             record.identifier, exc, current.percent_complete)
                 return "%s %s %s" % (record.type, record.identifier, exc)

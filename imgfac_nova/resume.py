@@ -79,6 +79,15 @@ def take(record, worker):
     record.status_detail = {"activity": "Resuming", "error": None}
 
 
+def hand_back(record, worker, why):
+    """Queue again the build ``worker`` handed back (in the record's
+    transaction), unless another worker has taken it meanwhile."""
+    if record.worker == worker:
+        record.worker = QUEUED
+        record.status_detail = {"activity": "Waiting for a worker (%s)" % why,
+                                "error": None}
+
+
 def drop_queued(record):
     """FAIL a queued build no worker took yet (in the record's
     transaction); a taken one is left to its worker."""

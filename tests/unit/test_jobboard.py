@@ -114,7 +114,7 @@ def test_a_claimed_build_handed_back_between_two_steps(builder):
     assert job.wait(30)
     now = builder.store.get(record.identifier)
     assert now.status == images.BUILDING  # nothing undone, not FAILED
-    assert now.worker == "jobboard:here:1"
+    assert now.worker == resume.QUEUED  # a delete need not wait for it
     assert now.activity == "Waiting for a worker (handed back)"
     assert now.percent_complete == 33
     # Another worker goes on with it.
@@ -151,3 +151,14 @@ def test_an_unreachable_jobboard_is_one_line(tmp_path):
 
 def test_handed_back_is_no_build_error():
     assert not isinstance(errors.HandedBack(), errors.BuildError)
+
+
+def test_a_hand_back_leaves_a_build_another_worker_took_alone(builder):
+    record = builder.queue_base_image(_template(), {}, lambda record: None)
+    record = builder.store.modify(record.identifier, lambda current:
+                                  resume.take(current, "jobboard:other:2"))
+    builder.store.modify(record.identifier, lambda current: resume.hand_back(
+        current, "jobboard:here:1", "handed back"))
+    now = builder.store.get(record.identifier)
+    assert now.worker == "jobboard:other:2"
+    assert now.activity == "Resuming"
