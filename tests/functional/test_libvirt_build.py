@@ -1,18 +1,17 @@
 """Local builds with the libvirt plugin: the example template reaches
 COMPLETE in transient libvirt domains, and a build killed with kill -9 is
-swept to nothing (no domain, storage pool, volume or file). libvirtd is
-started here when it does not answer (tools/install-deps installs it)."""
+swept to nothing (no domain, storage pool, volume or file)."""
 import os
 import signal
 import subprocess
 
 import pytest
 
-from tests import poll
 from tests.functional import builds
+from tests.functional.libvirtd import libvirt_left
+from tests.functional.libvirtd import libvirtd  # noqa: F401 (fixture)
+from tests.functional.libvirtd import virsh
 
-URI = "qemu:///system"
-IMAGES = "/var/lib/libvirt/images"  # the libvirt_images_path default
 EXAMPLE = os.path.join(builds.REPO, "examples", "test-cloud.tdl")
 PARAMS = ("--parameter", "os_plugin", "libvirt",
           "--parameter", "default_user", "debian",
@@ -20,40 +19,8 @@ PARAMS = ("--parameter", "os_plugin", "libvirt",
           "--parameter", "disk_size", "2")
 
 
-def _virsh(*args):
-    return subprocess.run(["virsh", "-c", URI, *args], capture_output=True,
-                          text=True, timeout=60)
-
-
-@pytest.fixture(scope="session")
-def libvirtd():
-    """A libvirtd answering on qemu:///system (with virtlogd, which keeps
-    its QEMU logs), started when none does."""
-    if _virsh("version").returncode:
-        for daemon in ("virtlogd", "libvirtd"):
-            if subprocess.run(["pgrep", "-x", daemon]).returncode:
-                subprocess.run([daemon, "-d"], check=True, timeout=60)
-        poll.wait_for(lambda: _virsh("version").returncode == 0, 30,
-                      "libvirtd to answer", interval=0.2)
-
-
-def _names(*args):
-    return _virsh(*args).stdout.split()
-
-
-def libvirt_left(build_id):
-    """What libvirt and its images directory hold of build ``build_id``."""
-    left = [("domain", name) for name in _names("list", "--all", "--name")
-            if name.startswith("imgfac-%s-" % build_id)]
-    left += [("pool", name) for name in _names("pool-list", "--all", "--name")
-             if name == "imgfac-" + build_id]
-    left += [("work directory", name) for name in os.listdir(IMAGES)
-             if name.startswith(".work-" + build_id)]
-    return left
-
-
-def test_libvirt_build_of_the_example_reaches_complete(libvirtd, local_env,
-                                                       setup):
+@pytest.mark.usefixtures("libvirtd")
+def test_libvirt_build_of_the_example_reaches_complete(local_env, setup):
     config, store, tmp = setup
     result = builds.imgfac(config, "base_image", *PARAMS, EXAMPLE,
                            env=local_env)
@@ -73,8 +40,8 @@ def test_libvirt_build_of_the_example_reaches_complete(libvirtd, local_env,
     print("libvirt build: %s" % image["timings"])
 
 
-def test_libvirt_build_killed_by_kill_9_is_swept_to_nothing(libvirtd,
-                                                            local_env, setup):
+@pytest.mark.usefixtures("libvirtd")
+def test_libvirt_build_killed_by_kill_9_is_swept_to_nothing(local_env, setup):
     config, store, tmp = setup
     cache_dir = os.path.join(builds.JEOS_CACHE_DIR, "libvirt")
     cache = sorted(os.listdir(cache_dir))
@@ -89,7 +56,7 @@ def test_libvirt_build_killed_by_kill_9_is_swept_to_nothing(libvirtd,
             # The operator sees the build's machine.
             assert [kind for kind, _ in libvirt_left(build_id)] == [
                 "domain", "pool", "work directory"]
-            assert "imgfac-%s-guest-" % build_id in _virsh("list").stdout
+            assert "imgfac-%s-guest-" % build_id in virsh("list").stdout
         finally:
             proc.send_signal(signal.SIGKILL)
             proc.wait(60)
