@@ -38,8 +38,8 @@ def processes(jobboard, tmp_path, env):
     what it started is killed at the end."""
     store = tmp_path / "store"
     config = tmp_path / "imgfac-nova.conf"
-    config.write_text("[DEFAULT]\nstorage_path = %s\n[jobboard]\n%s"
-                      "max_claims = 2\n" % (store, jobboard))
+    config.write_text("[DEFAULT]\nstorage_path = %s\n[jobboard]\n"
+                      "max_claims = 2\n%s" % (store, jobboard))
     (tmp_path / "t.tdl").write_text(TEMPLATE)
     started = []
 
@@ -281,3 +281,41 @@ def _second_sigterm(run, config, store, tmp_path):
     assert time.monotonic() - stopped < LONG_SESSION
     cli.send_signal(signal.SIGINT)
     assert _finished(cli)["status"] == "FAILED"  # cancelled there
+
+
+def test_builds_posted_to_two_daemons_spread_over_two_workers(
+        zk, tmp_path, cli_env):  # noqa: F811
+    """Two REST applications on one database and jobboard, two workers
+    taking one build at a time: four builds posted alternately to both
+    all complete, on both workers."""
+    from imgfac_nova.api import deploy
+    from tests.unit import test_api
+    with processes("backend_url = %s-%s\nsession_timeout = %d\n[worker]\n"
+                   "max_concurrent_builds = 1\n" % (
+                       zk.url, tmp_path.name, SESSION),
+                   tmp_path, cli_env) as (run, config, store):
+        workers = [run("imgfac_nova.worker") for _ in range(2)]
+        clients = []
+        for _ in range(2):
+            conf = test_api._conf(config)
+            service = deploy.service(conf)
+            clients.append(test_api.Client(deploy.deploy(conf, service),
+                                           service))
+        try:
+            accepted = []
+            for number in range(4):
+                answer = clients[number % 2].post(
+                    "/imagefactory/base_images", body={"base_image": {
+                        "template": TEMPLATE, "parameters": {
+                            "steps": 3, "step_seconds": 1}}})
+                assert answer.status_int == 202, answer.text
+                accepted.append(answer.json["base_image"])
+            for number, image in enumerate(accepted):
+                done = clients[(number + 1) % 2].wait(
+                    test_api._path(image), timeout=180)
+                assert done["percent_complete"] == 100
+        finally:
+            for client in clients:
+                client.service.shutdown(callback_timeout=5)
+        ran = {record["worker"] for record in builds.records(store).values()}
+        assert ran == {_worker_of(worker) for worker in workers}
