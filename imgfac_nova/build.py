@@ -59,6 +59,10 @@ class BuildContext:
         #: worker that lost its claim or stops says no: the build raises
         #: errors.HandedBack, undoing nothing), or None.
         self.checkpoint = checkpoint
+        #: With a checkpoint: whether this process still drives the build
+        #: (no other took it over: its record names this one), asked
+        #: before anything is undone or the build is failed; else None.
+        self.owned = None
         #: Vets the URLs the build opens (an API caller's), or None.
         self.url_check = url_check
         self._cancel = cancel_event
@@ -562,6 +566,9 @@ class Builder:
         """Run one plugin step; returns None or a one-line reason it failed."""
         ctx = BuildContext(self.store, record.identifier, job.cancel_event,
                            self.on_change, self.url_check, self.checkpoint)
+        if self.checkpoint is not None:
+            ctx.owned = lambda: self.store.get(
+                record.identifier).worker == record.worker
         started = time.monotonic()
         with _build_log(self.store.log_path(record.identifier)):
             self.store.update(record.identifier,
@@ -591,6 +598,10 @@ class Builder:
                           record.identifier, reason)
                 if not interrupted:  # where it stopped says it all
                     LOG.info("Details of the failure:", exc_info=True)
+                if ctx.owned is not None and not ctx.owned():
+                    LOG.warning("Leaving %s %s to the process that took it "
+                                "over", record.type, record.identifier)
+                    return reason
                 _remove_partial(ctx.body_path)
                 self._fail(record, reason)
                 return "%s %s failed: %s" % (record.type, record.identifier,

@@ -197,7 +197,8 @@ def run_pipeline(build, backend, template, parameters, conf=None,
         jeos_policy=jeos_policy(conf), build_id=build.identifier,
         on_jeos=lambda info: _record_jeos(build, info),
         persistence=getattr(build, "flow_persistence", None),
-        checkpoint=getattr(build, "checkpoint", None))
+        checkpoint=getattr(build, "checkpoint", None),
+        owned=getattr(build, "owned", None))
     result = runner.run(template, pipeline_parameters(template, parameters))
     build.set_icicle(result.icicle)
     for step, seconds in result.timings.items():

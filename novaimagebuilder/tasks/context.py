@@ -21,7 +21,7 @@ class BuildRun:
 
     def __init__(self, backend, media_cache, template=None, parameters=None,
                  progress=None, cancel=None, log=None, jeos_cache=None,
-                 jeos_policy=None, build_id=None, on_jeos=None):
+                 jeos_policy=None, build_id=None, on_jeos=None, owned=None):
         from novaimagebuilder import jeos
         self.clock = pipeline.Clock()
         self.backend = pipeline.TimedBackend(backend, self.clock)
@@ -44,6 +44,10 @@ class BuildRun:
         self.kept = set()
         #: What the reverts left (kept for debugging, or not removable).
         self.left = []
+        #: Asked before each removal on the way back whether this process
+        #: still drives the build (None: always): a jobboard worker whose
+        #: claim another took over leaves what the build made to it.
+        self.owned = owned
 
     def hold(self, handle, identifier=None):
         """Remember ``handle`` under its id (``identifier`` or its
@@ -98,6 +102,10 @@ class BuildRun:
     def remove(self, what, action, *args):
         """Undo one thing (``action(*args)``) on the way back: logged, never
         raised (a revert goes on with the rest)."""
+        if self.owned is not None and not self.owned():
+            self.log.warning("Leaving %s to the process that took this "
+                             "build over", what)
+            return
         if self.options.keep_on_failure:
             self.log.warning("Kept %s for debugging (keep_on_failure)", what)
             self.left.append(what)

@@ -162,3 +162,33 @@ def test_a_hand_back_leaves_a_build_another_worker_took_alone(builder):
     now = builder.store.get(record.identifier)
     assert now.worker == "jobboard:other:2"
     assert now.activity == "Resuming"
+
+
+def test_a_failure_after_another_worker_took_the_build_over(builder):
+    """The claim was lost mid-step and another worker took the build: the
+    step's failure here neither fails the record nor undoes anything."""
+    record = builder.queue_base_image(
+        _template(), {"steps": "3", "fail_at": "1"}, lambda record: None)
+
+    def taken_over():
+        builder.store.modify(record.identifier, lambda current: resume.take(
+            current, "jobboard:other:2"))
+        return True
+    builder.checkpoint = taken_over
+    job = builder.resume(record.identifier, owner="jobboard:here:1")
+    assert job.wait(30)
+    now = builder.store.get(record.identifier)
+    assert now.status == images.BUILDING
+    assert now.worker == "jobboard:other:2"
+    assert now.error is None
+
+
+def test_reverts_leave_a_build_taken_over_to_its_new_worker():
+    from novaimagebuilder.tasks import context
+    removed = []
+    for owned, expected in ((lambda: False, []), (lambda: True, ["x"]),
+                            (None, ["x"])):
+        run = context.BuildRun(object(), None, owned=owned)
+        run.remove("server x", removed.append, "x")
+        assert removed == expected and run.left == []
+        removed.clear()
