@@ -97,7 +97,28 @@ class LocalBackend(pipeline.Backend):
     def prepare_media(self, media):
         return media.files
 
+    def _stop_earlier_runs(self):
+        """Stop the QEMU machines an earlier run of this build left running
+        (its process died; they run in sessions of their own) and remove
+        their QMP socket directories: a resumed step starts its machine
+        anew. This backend runs none of its own when it boots one."""
+        if not self.build_id:
+            return
+        for pid, argv in qemu.processes():
+            if qemu.build_of(argv) != self.build_id:
+                continue
+            LOG.info("Stopping QEMU process %d, left running by an earlier "
+                     "run of this build", pid)
+            qemu.kill(pid)
+            qemu.wait_gone(pid)
+            for arg in argv:
+                socket_dir = os.path.dirname(arg.partition(",")[0][5:])
+                if arg.startswith("unix:") and os.path.basename(
+                        socket_dir).startswith(qemu.QMP_PREFIX):
+                    shutil.rmtree(socket_dir, ignore_errors=True)
+
     def boot_installer(self, media, script, kind, cmdline, disk_size):
+        self._stop_earlier_runs()
         disk = self._new_disk("install.qcow2", disk_size or DEFAULT_DISK_SIZE)
         drive = configdrive.build(
             self._path("installer-config.iso"), str(uuid.uuid4()), "installer",
@@ -166,6 +187,7 @@ class LocalBackend(pipeline.Backend):
             os.unlink(captured)
 
     def boot_guest(self, jeos, user, public_key, user_data=None):
+        self._stop_earlier_runs()
         formats.inspect(jeos, self.guest_format, "the disk to boot (%s)"
                         % jeos)
         if os.path.dirname(os.path.abspath(jeos)) != os.path.abspath(

@@ -8,6 +8,8 @@ import os
 import signal
 import threading
 
+import pytest
+
 from tests.functional import builds
 
 EXAMPLE = os.path.join(builds.REPO, "examples", "test-cloud.tdl")
@@ -167,3 +169,28 @@ def test_a_crash_between_a_create_and_its_saved_result_makes_one_server(
     assert [kind for kind, _ in builds.cloud_left(admin_conn, build_id)] == [
         "image"]
     builds.delete(config, record, cloud_env, conn)
+
+
+@pytest.mark.usefixtures("local_base_image")  # its JEOS: this build reuses it
+def test_a_local_build_killed_during_the_ssh_wait_resumes(local_env, setup):
+    """The guest QEMU the dead process left running is stopped, the
+    customization starts again from the JEOS, in the build's own work
+    directory; nothing is left but the image."""
+    from tests.functional import test_sweep
+    config, store, tmp = setup
+    args = builds.with_install_script(test_sweep.LOCAL_PARAMS, tmp) + (
+        builds.write_template(tmp),)
+    record = test_sweep._kill_during_ssh_wait(config, store, tmp, args,
+                                              local_env)
+    build_id = record["identifier"]
+    assert ("QEMU process" in {kind for kind, _ in builds.local_left(
+        store, build_id)})  # the guest goes on without its process
+    resumed = builds.imgfac(config, "resume", build_id, env=local_env)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    done = json.loads(resumed.stdout)
+    assert done["status"] == "COMPLETE", done["status_detail"]
+    assert done["properties"].get("jeos_cache") == "hit"
+    left = builds.local_left(store, build_id)
+    assert left == [("store file", build_id + ".body")], left
+    deleted = builds.imgfac(config, "delete", build_id, env=local_env)
+    assert deleted.returncode == 0, deleted.stderr
