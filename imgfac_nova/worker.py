@@ -66,8 +66,21 @@ class Worker:
         back at their next step."""
         LOG.warning("Worker %s takes builds from %s", self.name,
                     self.board.url)
+        threading.Thread(target=self._stay_listed, daemon=True,
+                         name="listed").start()
         self.conductor.run()
         self.conductor.wait()
+
+    def _stay_listed(self):
+        """Register the worker again after its ZooKeeper session was lost
+        (its node, which ``workers list`` reads, went with the session);
+        registering an existing node changes nothing."""
+        from taskflow import exceptions
+        while not self.stopping.wait(self.conf.jobboard.session_timeout):
+            try:
+                self.board.board.register_entity(self.conductor.conductor)
+            except exceptions.JobFailure as exc:
+                LOG.debug("Registering the worker again: %s", exc)
 
     def stop(self):
         self.stopping.set()

@@ -319,3 +319,43 @@ def test_builds_posted_to_two_daemons_spread_over_two_workers(
                 client.service.shutdown(callback_timeout=5)
         ran = {record["worker"] for record in builds.records(store).values()}
         assert ran == {_worker_of(worker) for worker in workers}
+
+
+def test_a_paused_worker_that_lost_its_claim_hands_the_build_back(
+        board, tmp_path):
+    """A worker stopped (SIGSTOP) longer than its session: another takes
+    the build over; the paused one, woken up, stops at its next step
+    without touching the build, is listed again and takes new builds."""
+    run, config, store = board
+    first = run("imgfac_nova.worker")
+    time.sleep(2)
+    cli = _post(run, tmp_path, steps=6, step_seconds=2.0)
+    record = poll.wait_for(_building(store, _worker_of(first)), 60,
+                           "the first worker to build")
+    second = run("imgfac_nova.worker")
+    time.sleep(2)
+    first.send_signal(signal.SIGSTOP)
+    try:
+        poll.wait_for(_building(store, _worker_of(second)), SESSION + 30,
+                      "the second worker to take the build over")
+    finally:
+        first.send_signal(signal.SIGCONT)
+    done = _finished(cli)
+    assert done["status"] == "COMPLETE", done["status_detail"]
+    assert done["worker"] == _worker_of(second)
+    with open(first.log) as handle:
+        assert "handed back" in handle.read()
+    name = "%s:%d" % (os.uname().nodename, first.pid)
+
+    def listed():
+        listing = run("imgfac_nova.manage", "workers", "list")
+        out, _ = listing.communicate(timeout=60)
+        return "worker %s: 0 build(s)" % name in out.splitlines()
+    poll.wait_for(listed, SESSION * 3 + 30, "the first worker listed again",
+                  interval=2)
+    second.send_signal(signal.SIGTERM)
+    assert second.wait(30) == 0
+    again = _finished(_post(run, tmp_path, steps=1))
+    assert again["status"] == "COMPLETE" and again["identifier"] != \
+        record["identifier"]
+    assert again["worker"] == _worker_of(first)
