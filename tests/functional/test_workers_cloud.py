@@ -10,6 +10,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from tests.functional import builds
 from tests.functional.test_resume import EXAMPLE
 from tests.functional.test_resume import EXAMPLE_PARAMETERS
@@ -27,6 +29,9 @@ def _worker(config, env, log):
         stderr=open(log, "w"))
 
 
+# A whole install (9 min measured under load): test_resume covers the same
+# resume in the main tier, tests/functional/test_workers.py the failover.
+@pytest.mark.slow
 def test_a_nova_build_whose_worker_is_killed_goes_on_elsewhere(
         zk, cloud_env, setup, conn, admin_conn):  # noqa: F811
     config, store, tmp = setup
