@@ -1,6 +1,7 @@
 """Running imgfac-nova builds in functional tests, and looking at what they left."""
 import json
 import os
+import signal
 import subprocess
 import sys
 import uuid
@@ -235,6 +236,18 @@ def record_text(store, identifier):
     """The stored record of ``identifier`` as JSON text (to look for
     secrets in)."""
     return json.dumps(read_record(store, identifier))
+
+
+def kill_when(config, store, tmp, args, env, reached):
+    """Start a build (``args`` of the command), kill -9 it once the record
+    it builds satisfies ``reached(record)``; returns that record."""
+    with open(tmp / "build.log", "w") as log:
+        proc = start(config, *args, env=env, stderr=log)
+        try:
+            return wait_for_record(proc, store, reached, interval=0.1)
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(60)
 
 
 def wait_for_record(proc, store, predicate, timeout=1500, interval=0.2):

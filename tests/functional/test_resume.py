@@ -42,20 +42,29 @@ class _Watch(threading.Thread):
 def _kill_while_installing(config, store, tmp, conn, env):
     """Start a fresh Nova build, kill -9 it while it waits for the
     installer; returns (its id, the installer server's id)."""
-    with open(tmp / "build.log", "w") as log:
-        proc = builds.start(config, "base_image", "--parameters",
-                            EXAMPLE_PARAMETERS, *builds.FRESH_INSTALL,
-                            EXAMPLE, env=env, stderr=log)
-        try:
-            record = builds.wait_for_record(
-                proc, store, lambda r: r["status_detail"]["activity"]
-                .startswith("Installing"), interval=0.1)
-        finally:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(60)
+    record = builds.kill_when(
+        config, store, tmp, ("base_image", "--parameters", EXAMPLE_PARAMETERS,
+                             *builds.FRESH_INSTALL, EXAMPLE), env,
+        lambda r: r["status_detail"]["activity"].startswith("Installing"))
     installers = _servers(conn, record["identifier"])
     assert len(installers) == 1, installers
     return record["identifier"], next(iter(installers))
+
+
+def _resume(config, conn, build_id, env, *args):
+    """``imgfac-nova resume build_id args``, its servers watched: returns
+    (the COMPLETE record, the _Watch)."""
+    watch = _Watch(conn, build_id)
+    watch.start()
+    try:
+        resumed = builds.imgfac(config, "resume", build_id, *args, env=env)
+    finally:
+        watch.stop.set()
+        watch.join()
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    record = json.loads(resumed.stdout)
+    assert record["status"] == "COMPLETE", record["status_detail"]
+    return record, watch
 
 
 def test_a_nova_build_killed_during_the_install_wait_resumes(
@@ -69,16 +78,7 @@ def test_a_nova_build_killed_during_the_install_wait_resumes(
     assert build_id not in dry.stdout
     assert builds.read_record(store, build_id)["status"] == "BUILDING"
 
-    watch = _Watch(conn, build_id)
-    watch.start()
-    try:
-        resumed = builds.imgfac(config, "resume", build_id, env=cloud_env)
-    finally:
-        watch.stop.set()
-        watch.join()
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    record = json.loads(resumed.stdout)
-    assert record["status"] == "COMPLETE", record["status_detail"]
+    record, watch = _resume(config, conn, build_id, cloud_env)
     # The same installer went on (no second install), then one guest: one
     # server at a time.
     assert watch.most == 1
@@ -153,17 +153,8 @@ def test_a_crash_between_a_create_and_its_saved_result_makes_one_server(
         "imgfac-nova: error: image %s's template holds secrets that are "
         "never stored (root password) and the build still needs them: give "
         "the template again with --template FILE" % build_id)
-    watch = _Watch(conn, build_id)
-    watch.start()
-    try:
-        resumed = builds.imgfac(config, "resume", build_id, "--template",
-                                EXAMPLE, env=cloud_env)
-    finally:
-        watch.stop.set()
-        watch.join()
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    record = json.loads(resumed.stdout)
-    assert record["status"] == "COMPLETE", record["status_detail"]
+    record, watch = _resume(config, conn, build_id, cloud_env, "--template",
+                            EXAMPLE)
     assert watch.most == 1
     assert set(made) <= watch.seen and len(watch.seen) == 2, watch.seen
     assert [kind for kind, _ in builds.cloud_left(admin_conn, build_id)] == [

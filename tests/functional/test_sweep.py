@@ -26,14 +26,8 @@ def _waiting_for_ssh(record):
 
 def _kill_during_ssh_wait(config, store, tmp, args, env):
     """Start a build, kill -9 it during the SSH wait; returns its record."""
-    with open(tmp / "build.log", "w") as log:
-        proc = builds.start(config, "base_image", *args, env=env, stderr=log)
-        try:
-            found = builds.wait_for_record(proc, store, _waiting_for_ssh)
-        finally:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(60)
-    return found
+    return builds.kill_when(config, store, tmp, ("base_image",) + args, env,
+                            _waiting_for_ssh)
 
 
 def _abandon(config, env, build_id):
