@@ -351,3 +351,41 @@ def test_a_disk_larger_than_the_flavor_is_refused_before_anything():
     assert str(raised.value) == ("volume_type is for builds on volumes: set "
                                  "boot_from_volume true or leave volume_type "
                                  "out")
+
+
+def test_the_shared_install_iso_gets_both_rescue_properties(cloud, backend):
+    from tests.unit import test_glance_transfer
+    digest = "d" * 64
+    cloud.get(GLANCE + "v2/schemas/image", json=test_glance_transfer.SCHEMA)
+    cloud.get(GLANCE + "v2/images", json={"images": [{
+        "id": "iso1", "status": "active", "name": "iso",
+        "hw_rescue_device": "cdrom"}]})
+    cloud.patch(GLANCE + "v2/images/iso1", json={"id": "iso1"})
+    cloud.get(GLANCE + "v2/images/iso1", json={"id": "iso1"})
+
+    assert backend._media_image("iso", digest, None, "iso", "bare") == "iso1"
+
+    [patch] = requests(cloud, "PATCH", "/v2/images/iso1")
+    assert {op["path"]: op["value"] for op in patch} == {
+        "/hw_rescue_bus": "ide", "/hw_rescue_device": "cdrom"}
+
+
+def test_a_capture_that_deleted_its_server_goes_on_with_the_volume(
+        cloud, backend):
+    cloud.get(CINDER + "volumes/detail", json={"volumes": [
+        volume("available", server_id="srv1")]})
+    cloud.get(NOVA + "servers/srv1", status_code=404, json={})
+    cloud.delete(NOVA + "servers/srv1", status_code=404, json={})
+    volumes(cloud, "available", "uploading", "available")
+    cloud.post(CINDER + "volumes/vol1/action", json={
+        "os-volume_upload_image": {"image_id": "img1"}})
+    cloud.get(GLANCE + "v2/images/img1", json=image("active", 1234))
+
+    machine = backend.adopt("srv1")
+    assert backend.capture(machine, "jeos") == "img1"
+
+    uploads = [a for a in requests(cloud, "POST", "/v3/volumes/vol1/action")
+               if "os-volume_upload_image" in a]
+    assert len(uploads) == 1
+    assert ("DELETE", "/v3/volumes/vol1") in [
+        (r.method, r.path) for r in cloud.request_history]
