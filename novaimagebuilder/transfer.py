@@ -161,24 +161,30 @@ class GlanceData:
                 self.expected[0] if self.expected else "nothing"))
 
     def chunks(self, offset):
-        """The bytes from ``offset`` on (an HTTP Range request)."""
-        # Through the keystoneauth session: glanceclient would %-encode the
-        # Range header.
-        client = self.source.http_client
-        headers = {"Range": "bytes=%d-" % offset} if offset else {}
-        answer = client.session.get(
-            "%s/v2/images/%s/file" % (client.get_endpoint().rstrip("/"),
-                                      self.image.id),
-            headers=headers, stream=True)
-        try:
-            skip = offset if answer.status_code != 206 else 0
-            for chunk in answer.iter_content(glance.CHUNK):
-                if skip:
-                    chunk, skip = chunk[skip:], max(0, skip - len(chunk))
-                if chunk:
-                    yield chunk
-        finally:
-            answer.close()
+        """The bytes from ``offset`` on."""
+        return chunks(self.source, self.image.id, offset)
+
+
+def chunks(client, image_id, offset=0):
+    """The bytes of Glance image ``image_id`` from ``offset`` on (an HTTP
+    Range request), in chunks of :data:`glance.CHUNK` (glanceclient's are
+    64 KiB: 16 times the work per byte)."""
+    # Through the keystoneauth session: glanceclient would %-encode the
+    # Range header.
+    adapter = client.http_client
+    headers = {"Range": "bytes=%d-" % offset} if offset else {}
+    answer = adapter.session.get(
+        "%s/v2/images/%s/file" % (adapter.get_endpoint().rstrip("/"),
+                                  image_id), headers=headers, stream=True)
+    try:
+        skip = offset if answer.status_code != 206 else 0
+        for chunk in answer.iter_content(glance.CHUNK):
+            if skip:
+                chunk, skip = chunk[skip:], max(0, skip - len(chunk))
+            if chunk:
+                yield chunk
+    finally:
+        answer.close()
 
 
 class Pipe:
@@ -334,10 +340,8 @@ def download(client, image_id, path, progress=None, cancel=None):
     done, reported = 0, None
     digest = glance.StreamHash(expected[0]) if expected else None
     try:
-        data = glance.call("downloading Glance image %s" % image_id,
-                           client.images.data, image_id, do_checksum=False)
         with open(path, "wb") as handle:
-            for chunk in data:
+            for chunk in chunks(client, image_id):
                 if cancel is not None and cancel.is_set():
                     raise errors.Cancelled()
                 if digest is not None:
