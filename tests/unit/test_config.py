@@ -33,7 +33,8 @@ def test_list_opts_for_the_sample_generator():
                                       "jeos_cache_path", "jeos_cache_max_age",
                                       "jeos_cache_max_entries",
                                       "cloud_request_timeout",
-                                      "libvirt_uri", "libvirt_images_path"}
+                                      "libvirt_uri", "libvirt_images_path",
+                                      "resume_max_age"}
 
 
 def test_media_cache_path_option(tmp_path):
