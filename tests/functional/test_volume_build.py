@@ -140,3 +140,30 @@ def test_interrupted_builds_on_volumes_leave_no_volume(
                               env=cloud_env)
     assert abandoned.returncode == 0, abandoned.stderr[-3000:]
     assert cloud_left(admin_conn, killed) == []
+
+
+def test_sweep_removes_a_builds_volume_and_its_snapshot(conn, admin_conn):
+    """A snapshot keeps its volume from being deleted: the sweep removes
+    the snapshots of a build's volumes first, then the volumes."""
+    import uuid
+
+    from novaimagebuilder import nova
+    build_id = str(uuid.uuid4())
+    volume = conn.block_storage.create_volume(
+        name="imgfac-nova-%s-installer-volume" % build_id, size=1,
+        metadata={nova.BUILD_TAG: build_id})
+    conn.block_storage.wait_for_status(volume, "available",
+                                       failures=["error"], wait=120)
+    snapshot = conn.block_storage.create_snapshot(
+        volume_id=volume.id, name="snapshot for imgfac-nova-%s" % build_id)
+    conn.block_storage.wait_for_status(snapshot, "available",
+                                       failures=["error"], wait=120)
+    assert ("volume snapshot", snapshot.id) in [
+        (f.kind, f.id) for f in nova.leftovers(conn) if f.build == build_id]
+
+    outcomes = nova.sweep_cloud(
+        conn, lambda found: None if found.build == build_id else "not ours")
+
+    assert [(o.leftover.kind, o.error) for o in outcomes] == [
+        ("volume snapshot", None), ("volume", None)]
+    assert cloud_left(admin_conn, build_id) == []
