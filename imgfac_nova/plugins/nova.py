@@ -132,15 +132,17 @@ class NovaOS(base.OSPlugin):
         conn = self._connect(parameters)
         networks = nova.find_networks(conn, parameters.get("network"))
         flavor = nova.find_flavor(conn, parameters.get("flavor"))
+        volume_size = _disk(conn, flavor, parameters, template)
         quotas.check(conn, quotas.for_build(
             flavor, ports=len(networks) or 1,
             security_group=not _security_groups(parameters),
-            floating_ip=bool(parameters.get("request_floating_ip"))), log=LOG)
+            floating_ip=bool(parameters.get("request_floating_ip")),
+            volume_gb=volume_size or 0), log=LOG)
         faults.check_placeable(conn, flavor, log=LOG)
         return dict(conn=conn, flavor=flavor, networks=networks,
                     ssh_network=nova.find_ssh_network(
                         conn, parameters.get("ssh_network"), networks),
-                    volume_size=_disk(conn, flavor, parameters, template))
+                    volume_size=volume_size)
 
     def _backend(self, build, parameters, resolved, **kwargs):
         from novaimagebuilder import nova

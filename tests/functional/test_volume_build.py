@@ -82,6 +82,8 @@ def test_url_install_on_volumes_is_an_image_with_its_bytes(
 @pytest.mark.parametrize("extra,error", [
     (("--parameter", "volume_type", "nope"),
      "Cinder has no volume type 'nope' (types: "),
+    (("--parameter", "volume_size", "5000"), "the project's quota is too "
+     "small for this build: Cinder volume gigabytes: "),
     (("--parameter", "flavor", "2", "--parameter", "disk_size", "6"),
      "disk_size 6 GiB does not fit flavor 2, whose root disk is 4 GiB"),
 ])
