@@ -34,9 +34,6 @@ CREATE_TIMEOUT = 1800
 RELEASE_TIMEOUT = 300
 #: Cinder states that never become ``available`` by themselves.
 BROKEN = ("error", "error_deleting", "error_extending", "error_restoring")
-#: Image metadata of a JEOS cache entry that a volume made from it carries
-#: and an image uploaded from it must not (it would be an entry too).
-CACHE_KEYS = ("imgfac_jeos_key", "imgfac_jeos_os", "imgfac_jeos_stored")
 
 
 def check(conn, volume_type):
@@ -222,7 +219,8 @@ class Volumes:
                            ("in-use", "detaching", "available"),
                            RELEASE_TIMEOUT)
         # What Cinder copies to the image: the build's tags, not the
-        # installer's boot properties or a JEOS cache entry's keys.
+        # installer's boot properties or the keys of the JEOS cache entry
+        # the volume was made from (the image would be an entry too).
         held = volume.volume_image_metadata or {}
         wanted = {k: v for k, v in metadata.items() if str(held.get(k)) !=
                   str(v)}
@@ -230,8 +228,10 @@ class Volumes:
             nova.call("tagging the image metadata of %s" % vname,
                       self.conn.block_storage.set_volume_image_metadata,
                       volume_id, **wanted)
-        dropped = [key for key in nova.DIRECT_BOOT_PROPERTIES + CACHE_KEYS +
-                   (nova.OWNER_TAG,) if key in held and key not in metadata]
+        unwanted = nova.DIRECT_BOOT_PROPERTIES + (
+            nova.JEOS_KEY, nova.JEOS_NAME, nova.JEOS_STORED, nova.OWNER_TAG)
+        dropped = [key for key in unwanted
+                   if key in held and key not in metadata]
         if dropped:
             nova.call("removing image metadata from %s" % vname,
                       self.conn.block_storage.delete_volume_image_metadata,
