@@ -359,3 +359,19 @@ def test_a_paused_worker_that_lost_its_claim_hands_the_build_back(
     assert again["status"] == "COMPLETE" and again["identifier"] != \
         record["identifier"]
     assert again["worker"] == _worker_of(first)
+
+
+def test_a_worker_whose_database_is_unreachable_is_one_line(tmp_path):
+    port = zookeeper._free_port()
+    config = tmp_path / "c.conf"
+    config.write_text("[database]\nconnection = mysql+pymysql://imgfac:"
+                      "s3cret@127.0.0.1:%d/imgfac\n[jobboard]\nbackend_url = "
+                      "zookeeper://127.0.0.1:%d\n" % (port, port))
+    proc = subprocess.run(
+        [sys.executable, "-m", "imgfac_nova.worker", "--config-file",
+         str(config)], capture_output=True, text=True, timeout=120,
+        cwd=builds.REPO)
+    assert proc.returncode == 1
+    [line] = proc.stderr.strip().splitlines()
+    assert line.startswith("imgfac-nova-worker: error: ")
+    assert "127.0.0.1:%d" % port in line and "s3cret" not in line
