@@ -169,3 +169,41 @@ def test_sweep_removes_a_builds_volume_and_its_snapshot(conn, admin_conn):
     assert [(o.leftover.kind, o.error) for o in outcomes] == [
         ("volume snapshot", None), ("volume", None)]
     assert cloud_left(admin_conn, build_id) == []
+
+
+@pytest.mark.slow  # a whole ISO install under TCG (~7 min)
+def test_iso_install_on_volumes_rescues_the_volume_backed_installer(
+        cloud_env, setup, conn, admin_conn):
+    """The installer boots from its volume and is rescued with the ISO
+    (both rescue properties, compute API 2.87); its capture uploads the
+    volume."""
+    import os
+
+    from tests.functional.test_iso_installs import ISO_URL
+    config, store, tmp = setup
+    template = builds.write_template(tmp)
+    with open(template) as handle:
+        text = handle.read().replace(
+            "<install type='url'><url>%s</url></install>" % builds.INSTALL_URL,
+            "<install type='iso'><iso>%s</iso></install>" % ISO_URL)
+    with open(template, "w") as handle:
+        handle.write(text)
+    result = builds.imgfac(config, "base_image", *builds.with_install_script(
+        VOLUME_PARAMS, tmp), *builds.FRESH_INSTALL, template, env=cloud_env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    image = builds.record(result)
+    try:
+        assert image["status"] == "COMPLETE"
+        with open(os.path.join(store, image["identifier"] + ".log")) as log:
+            text = log.read()
+        assert "Rescuing server imgfac-nova-%s-installer" \
+            % image["identifier"] in text
+        assert "to upload its volume" in text
+        glance = conn.image.get_image(
+            image["properties"]["x-image-properties-glance_id"])
+        assert glance.status == "active" and glance.size > 0
+        assert "block_device_mapping" not in (glance.properties or {})
+        assert cloud_left(admin_conn, image["identifier"]) == [
+            ("image", glance.name)]
+    finally:
+        builds.delete(config, image, cloud_env, conn)
