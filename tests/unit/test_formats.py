@@ -8,6 +8,7 @@ import threading
 import pytest
 from lxml import etree
 
+from imgfac_nova.db import meta_files
 from novaimagebuilder import errors
 from novaimagebuilder import formats
 from novaimagebuilder import ova
@@ -269,7 +270,8 @@ def test_target_image_from_a_local_base(builder):
     with open(base.data, "rb") as handle:  # base untouched
         assert handle.read() == bytes(4 * MiB)
     assert sorted(n for n in os.listdir(builder.store.path)
-                  if not n.startswith("imgfac-nova.sqlite")) == sorted(
+                  if not n.startswith("imgfac-nova.sqlite")
+                  and n != meta_files.DONE) == sorted(
         ["%s.%s" % (i, s) for i in (base.identifier, target.identifier)
          for s in ("body", "log")])
 
