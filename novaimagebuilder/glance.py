@@ -17,6 +17,7 @@ import os
 import queue
 import socket
 import threading
+import time
 
 from novaimagebuilder import errors
 from novaimagebuilder import formats
@@ -134,6 +135,29 @@ class StreamHash:
         return self._result
 
 
+class Progress:
+    """``progress(percent, bytes)`` of a transfer, called with the bytes
+    moved so far: when the percentage changes, at most once every
+    :data:`INTERVAL` seconds (a report may be a database write: one a
+    percent took a quarter of a fast download's time), and at 100."""
+
+    INTERVAL = 1.0
+
+    def __init__(self, callback, size):
+        self.callback, self.size = callback, size
+        self._reported, self._at = -1, -self.INTERVAL
+
+    def __call__(self, done):
+        if self.callback is None:
+            return
+        percent = 100 * done // self.size if self.size else 100
+        now = time.monotonic()
+        if percent != self._reported and (
+                percent == 100 or now - self._at >= self.INTERVAL):
+            self._reported, self._at = percent, now
+            self.callback(percent, done)
+
+
 class HashingReader:
     """Reads a file for an upload: hashes it, reports progress, stops when
     the build is cancelled. Reads are :data:`CHUNK` at least (glanceclient
@@ -145,9 +169,8 @@ class HashingReader:
         self.size = size
         self.digest = StreamHash(algorithm)
         self.done = 0
-        self.progress = progress
+        self.progress = Progress(progress, size)
         self.cancel = cancel
-        self._reported = -1
 
     def read(self, size=-1):
         if self.cancel is not None and self.cancel.is_set():
@@ -155,10 +178,7 @@ class HashingReader:
         data = self.handle.read(max(size or 0, CHUNK))
         self.digest.update(data)
         self.done += len(data)
-        percent = 100 * self.done // self.size if self.size else 100
-        if self.progress is not None and percent != self._reported:
-            self._reported = percent
-            self.progress(percent, self.done)
+        self.progress(self.done)
         return data
 
     def close(self):

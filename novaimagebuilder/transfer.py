@@ -195,7 +195,8 @@ class Pipe:
 
     def __init__(self, data, inspection, progress=None, cancel=None):
         self.data, self.size, self.done = data, data.size, 0
-        self.progress, self.cancel = progress, cancel
+        self.progress = glance.Progress(progress, self.size)
+        self.cancel = cancel
         self._inspection = inspection
         algorithms = {glance.DEFAULT_HASH}
         if data.expected and data.expected[0] in hashlib.algorithms_available:
@@ -203,7 +204,7 @@ class Pipe:
         self._hashes = {a: glance.StreamHash(a) for a in algorithms}
         self._queue = queue.Queue(maxsize=DEPTH)
         self._stop = threading.Event()
-        self._held, self._ended, self._reported = None, False, -1
+        self._held, self._ended = None, False
         self._thread = threading.Thread(
             target=self._fetch, daemon=True,
             name="download-%s" % data.image.id[:8])
@@ -276,10 +277,7 @@ class Pipe:
         if not self._inspection.decided:
             self._inspection.feed(chunk)
         self.done += len(chunk)
-        percent = 100 * self.done // self.size if self.size else 100
-        if self.progress is not None and percent != self._reported:
-            self._reported = percent
-            self.progress(percent, self.done)
+        self.progress(self.done)
 
     def _verify(self):
         """Before the last chunk goes: the bytes are the source's."""
@@ -326,8 +324,8 @@ def expected_hash(image):
 def download(client, image_id, path, progress=None, cancel=None):
     """Stream the data of Glance image ``image_id`` to ``path``; checked
     against the image's hash and inspected as its ``disk_format``. Returns
-    the image. ``progress(percent, bytes_received)`` is called when the
-    percentage changes. Nothing is left at ``path`` on failure."""
+    the image. ``progress(percent, bytes_received)`` is called as
+    :class:`glance.Progress` says. Nothing is left at ``path`` on failure."""
     image = glance.call("reading Glance image %s" % image_id,
                         client.images.get, image_id)
     size = image.get("size") or 0
@@ -337,7 +335,7 @@ def download(client, image_id, path, progress=None, cancel=None):
     if expected is None:
         LOG.warning("Glance image %s has no hash: its data is not checked",
                     image_id)
-    done, reported = 0, None
+    done, report = 0, glance.Progress(progress if size else None, size)
     digest = glance.StreamHash(expected[0]) if expected else None
     try:
         with open(path, "wb") as handle:
@@ -348,10 +346,7 @@ def download(client, image_id, path, progress=None, cancel=None):
                     digest.update(chunk)
                 handle.write(chunk)
                 done += len(chunk)
-                if progress is not None and size and \
-                        100 * done // size != reported:
-                    reported = 100 * done // size
-                    progress(reported, done)
+                report(done)
         if digest is not None and digest.hexdigest() != expected[1]:
             raise errors.BuildError(
                 "Glance image %s arrived damaged: its %s is %s, the data's "

@@ -121,3 +121,15 @@ def test_download_in_its_disk_format_is_accepted(tmp_path):
         _mock(mocker, data, hashlib.sha512(data).hexdigest(), "qcow2")
         transfer.download(_client(), IMAGE, str(path))
     assert path.read_bytes() == data
+
+
+def test_progress_is_reported_a_percent_at_most_once_a_second(monkeypatch):
+    clock = iter([0.0, 0.5, 0.9, 1.2, 1.3, 1.4])
+    monkeypatch.setattr(glance.time, "monotonic", lambda: next(clock))
+    seen = []
+    report = glance.Progress(lambda percent, done: seen.append(percent), 100)
+    for done in (1, 2, 2, 3, 99, 100):
+        report(done)
+    # 2 % came too soon, 3 % a second after 1 %, 99 % too soon again; the
+    # end always.
+    assert seen == [1, 3, 100]
