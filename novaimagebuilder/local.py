@@ -146,11 +146,16 @@ class LocalBackend(pipeline.Backend):
 
     def adopt(self, identifier):
         """A QEMU process is driven by the process that started it (its
-        monitor, its console): a resumed build cannot take it over."""
+        monitor, its console): a resumed build cannot take it over, so the
+        one an earlier run left running is stopped (errors.Gone when there
+        is none)."""
+        name = qemu.NAME_PREFIX + "%s-%s" % (self.build_id, identifier)
+        if not any(name in argv for _, argv in qemu.processes()):
+            raise errors.Gone("%s is not running" % identifier)
+        self._stop_earlier_runs()
         raise errors.BuildError(
             "%s: a local machine cannot be taken over from the process that "
-            "started it; the build is undone ('imgfac-nova sweep' stops a "
-            "QEMU left running)" % identifier)
+            "started it (it was stopped); the build is undone" % identifier)
 
     def wait_powered_off(self, machine, what, timeout, inactivity=None,
                          screen=None):

@@ -283,11 +283,16 @@ def kill(pid):
 
 
 def wait_gone(pid, timeout=30):
-    """Wait until process ``pid`` has ended (a zombie has)."""
+    """Wait until process ``pid`` has ended: a zombie has once its last
+    thread has (until then the threads still hold its files, and QEMU's
+    image locks)."""
     def state():
         try:
             with open("/proc/%d/stat" % pid) as handle:
-                return handle.read().rpartition(")")[2].split()[0]
+                found = handle.read().rpartition(")")[2].split()[0]
+            if found == "Z" and len(os.listdir("/proc/%d/task" % pid)) > 1:
+                return "exiting"
+            return found
         except (OSError, IndexError):
             return None
     waiter.wait_for("waiting for process %d to end" % pid, state,

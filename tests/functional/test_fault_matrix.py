@@ -164,11 +164,13 @@ def test_fault_leaves_nothing(backend, step, activity, fault, envs, request,
     records = {i: r for i, r in _records(store).items() if i not in before}
     failed = [i for i, r in records.items() if r["status"] != "COMPLETE"]
     left = []
-    for identifier in records:
+    for identifier in records:  # a COMPLETE build's result is no leftover
+        done = identifier not in failed
         left += [found for found in builds.cloud_left(
-            admin_conn, identifier, seen) if identifier in failed or
-            found[1] != _result_name(records[identifier])] + \
-            builds.local_left(store, identifier)
+            admin_conn, identifier, seen) if not done or
+            found[1] != _result_name(records[identifier])] + [
+            found for found in builds.local_left(store, identifier)
+            if not done or found[1] != identifier + ".body"]
     faulted = [records[i] for i in failed
                if activity in (records[i]["status_detail"]["error"] or "")]
     if fault == "kill9" and not failed:

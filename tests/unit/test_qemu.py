@@ -38,3 +38,28 @@ def test_qemu_that_cannot_start_is_one_line_and_leaves_nothing(tmp_path):
 def test_ssh_port_is_free_loopback_port():
     port = qemu.free_port()
     assert 1024 < port < 65536
+
+
+def test_a_resumed_local_build_stops_what_an_earlier_run_left(monkeypatch):
+    """A machine an earlier process started cannot be taken over: adopting
+    it stops it (and says so); one that is not running is gone."""
+    from novaimagebuilder import local
+    build = "0b1c2d3e-4f50-4617-8293-a4b5c6d7e8f9"
+    running = {7001: ["qemu-system-x86_64", "-name",
+                      "imgfac-%s-installer-1" % build, "-qmp",
+                      "unix:/nonexistent/imgfac-qmp-x/qmp,server=on"],
+               7002: ["qemu-system-x86_64", "-name",
+                      "imgfac-11111111-2222-4333-8444-555555555555-guest-1"]}
+    killed = []
+    monkeypatch.setattr(qemu, "processes", lambda: iter(list(
+        running.items())))
+    monkeypatch.setattr(qemu, "kill", killed.append)
+    monkeypatch.setattr(qemu, "wait_gone", lambda pid: None)
+    backend = local.LocalBackend("/nonexistent", "tcg", build_id=build)
+    with pytest.raises(errors.Gone):
+        backend.adopt("guest-2")
+    assert killed == []
+    with pytest.raises(errors.BuildError, match="installer-1: a local "
+                       "machine cannot be taken over .* .it was stopped"):
+        backend.adopt("installer-1")
+    assert killed == [7001]  # not another build's
