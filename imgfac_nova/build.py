@@ -10,11 +10,11 @@ import logging
 import os
 import shutil
 import socket
-import threading
 import time
 
 from imgfac_nova import guard
 from imgfac_nova import images
+from imgfac_nova import jobs
 from imgfac_nova import parameters as params
 from imgfac_nova import resume
 from imgfac_nova import target_content
@@ -22,24 +22,17 @@ from imgfac_nova import template
 from imgfac_nova.plugins import base as plugin_base
 from imgfac_nova.plugins import manager as plugin_manager
 from novaimagebuilder import errors
-from novaimagebuilder import private
 from novaimagebuilder import scrub
 from novaimagebuilder import sweep
 from novaimagebuilder import waiter
 
 LOG = logging.getLogger(__name__)
 
-#: Seconds between a running job's looks for a cancel request.
-CANCEL_POLL = 2.0
 #: Seconds a delete waits for a running build to stop and clean up.
 STOP_TIMEOUT = 900
 
 #: Parameters the front end itself understands, whatever the plugin.
 COMMON_PARAMETERS = ("os_plugin", "cloud_plugin")
-
-
-class BuildCancelled(errors.Cancelled):
-    """The build was interrupted (Ctrl-C, SIGTERM or a cancel request)."""
 
 
 def one_line(exc):
@@ -48,203 +41,13 @@ def one_line(exc):
     return scrub.scrub(text[0]) if text else type(exc).__name__
 
 
-class BuildContext:
-    """What a plugin gets to report progress and results for one image."""
-
-    def __init__(self, store, identifier, cancel_event, on_change=None,
-                 url_check=None, checkpoint=None):
-        self._store = store
-        self.identifier = identifier
-        #: Asked between the build's steps whether it may go on (a jobboard
-        #: worker that lost its claim or stops says no: the build raises
-        #: errors.HandedBack, undoing nothing), or None.
-        self.checkpoint = checkpoint
-        #: With a checkpoint: whether this process still drives the build
-        #: (no other took it over: its record names this one), asked
-        #: before anything is undone or the build is failed; else None.
-        self.owned = None
-        #: Vets the URLs the build opens (an API caller's), or None.
-        self.url_check = url_check
-        self._cancel = cancel_event
-        self._on_change = on_change or (lambda record: None)
-        self.body_path = store.body_path(identifier)
-        self._shown = None
-
-    @property
-    def flow_persistence(self):
-        """Where the build's flow keeps its tasks' results (TaskFlow's
-        backend in the records' database), opened when a build first asks:
-        builds that run no flow never load TaskFlow."""
-        return self._store.flow_persistence()
-
-    @property
-    def cancelled(self):
-        return self._cancel.is_set()
-
-    @property
-    def cancel_event(self):
-        """The threading.Event set when the build must stop."""
-        return self._cancel
-
-    def check_cancelled(self):
-        """Raise BuildCancelled when the build has been asked to stop."""
-        if self._cancel.is_set():
-            raise BuildCancelled()
-
-    def _update(self, **changes):
-        self._changed(self._store.update(self.identifier, **changes))
-
-    def _changed(self, record):
-        self._on_change(record)
-
-    def progress(self, percent, activity):
-        """Record that the build is ``percent`` done and doing ``activity``;
-        the build log gets each change, with the record's percentage."""
-        percent = max(0, min(100, int(percent)))
-        activity = scrub.scrub(activity)
-        if (percent, activity) != self._shown:
-            self._shown = (percent, activity)
-            LOG.info("%d%% %s", percent, activity)
-        self._update(status=images.BUILDING, percent_complete=percent,
-                     status_detail={"activity": activity, "error": None})
-
-    def get_property(self, name):
-        """The image's property ``name`` (None when it has none)."""
-        return self._store.get(self.identifier).properties.get(name)
-
-    def set_property(self, name, value):
-        value = scrub.scrub(value)
-        self._changed(self._store.modify(
-            self.identifier, lambda record: record.properties.update(
-                {name: value})))
-
-    def set_icicle(self, xml):
-        self._update(icicle=xml)
-
-    def set_identifier_on_provider(self, identifier):
-        self._update(identifier_on_provider=identifier)
-
-    def set_provider_account_identifier(self, account):
-        self._update(provider_account_identifier=account)
-
-    def add_timing(self, step, **seconds):
-        """Record seconds spent on a step, e.g. ``cloud=12.5, orchestrator=0.4``."""
-        self._changed(self._store.modify(
-            self.identifier, lambda record: record.timings.update(
-                {step: seconds})))
-
-
-class Job:
-    """Images being built by one worker thread, in order (base, target, provider)."""
-
-    def __init__(self, records, run):
-        self.records = records
-        self.cancel_event = threading.Event()
-        # An Event, not Thread.join(): join() interrupted by a signal can
-        # report a live thread as finished.
-        self._done = threading.Event()
-
-        def body():
-            try:
-                run(self)
-            finally:
-                self._done.set()
-        self._thread = threading.Thread(target=body, daemon=True,
-                                        name="build-%s" % records[-1].identifier)
-
-    @property
-    def image(self):
-        """The last image of the chain: the one that was asked for."""
-        return self.records[-1]
-
-    def start(self):
-        self._thread.start()
-        return self
-
-    def cancel(self):
-        self.cancel_event.set()
-
-    def watch(self, store):
-        """Cancel the job when any process asks the store to stop one of
-        its images (polled every :data:`CANCEL_POLL` seconds while it
-        runs)."""
-        ids = [record.identifier for record in self.records]
-
-        def asked():
-            try:
-                return store.cancel_requested(ids)
-            except Exception as exc:  # the next poll tries again
-                LOG.debug("Reading the cancel requests of %s: %s", ids, exc)
-                return set()
-
-        def poll():
-            try:
-                found = waiter.wait_for(
-                    "a cancel request of image %s" % ids[-1], asked, bool,
-                    timeout=float("inf"), cancel=self._done,
-                    interval=CANCEL_POLL, max_interval=CANCEL_POLL)
-            except errors.Cancelled:
-                return  # the job ended
-            LOG.warning("Stopping the build of %s: asked to stop (a delete "
-                        "or a cancel)", ", ".join(sorted(found)))
-            self.cancel()
-        threading.Thread(target=poll, daemon=True,
-                         name="cancel-watch-%s" % ids[-1]).start()
-
-    def wait(self, timeout=None):
-        """True when the build has finished."""
-        return self._done.wait(timeout)
-
-
-class BuildSlots:
-    """At most ``size`` jobs run at once; the others wait in arrival order."""
-
-    def __init__(self, size):
-        self.size = size
-        self._running = 0
-        self._queue = []
-        self._changed = threading.Condition()
-
-    def enter(self, job):
-        """Queue ``job``; returns at once (the slot is taken by :meth:`hold`)."""
-        with self._changed:
-            self._queue.append(job)
-
-    @contextlib.contextmanager
-    def hold(self, job):
-        """Wait for ``job``'s turn and a free slot, then run the body in it.
-
-        Raises BuildCancelled when the job is cancelled while it waits.
-        """
-        with self._changed:
-            if job not in self._queue:
-                self._queue.append(job)
-            while True:
-                if job.cancel_event.is_set():
-                    self._queue.remove(job)
-                    self._changed.notify_all()
-                    raise BuildCancelled("cancelled before it started")
-                if self._queue[0] is job and self._running < self.size:
-                    break
-                self._changed.wait(0.5)
-            self._queue.pop(0)
-            self._running += 1
-            self._changed.notify_all()
-        try:
-            yield
-        finally:
-            with self._changed:
-                self._running -= 1
-                self._changed.notify_all()
-
-
 class Builder:
     """Creates image records and runs plugins to fill them."""
 
     def __init__(self, conf, store, plugins=None, on_change=None, slots=None,
                  project_id=None, cloud_auth=None, url_check=None, *,
                  strict_parameters=False, trust_id=None, checkpoint=None):
-        """``slots`` (a BuildSlots) bounds concurrent builds; ``project_id`` is
+        """``slots`` (a jobs.BuildSlots) bounds concurrent builds; ``project_id`` is
         recorded on new images; ``cloud_auth`` (a keystoneauth1 auth plugin)
         is how plugins reach the cloud for this caller (and ``trust_id``,
         recorded on new images, the Keystone trust that acts for the caller
@@ -252,7 +55,7 @@ class Builder:
         the URLs its builds open (netguard), None for the trusted CLI. A
         parameter no plugin of a build knows is refused with
         ``strict_parameters`` (ParameterError), else warned about.
-        ``checkpoint``: the BuildContext.checkpoint of its builds."""
+        ``checkpoint``: the jobs.BuildContext.checkpoint of its builds."""
         self.conf = conf
         self.strict_parameters = strict_parameters
         self.store = store
@@ -348,7 +151,7 @@ class Builder:
         return steps
 
     def base_image(self, template, values):
-        """Start building a base image; returns the running Job."""
+        """Start building a base image; returns the running jobs.Job."""
         return self._start([self._base_step(template, values)])
 
     def target_image(self, target, values, base_id=None, template=None):
@@ -480,7 +283,7 @@ class Builder:
         """Go on with the build ``identifier`` whose process died, after its
         last finished step, with the secrets it still needs given again
         (``values``, ``template``: see :mod:`imgfac_nova.resume`); returns
-        the running Job. ResumeError (one line) when it cannot. A jobboard
+        the running jobs.Job. ResumeError (one line) when it cannot. A jobboard
         worker gives its ``owner`` name: its claim says no other process
         runs the build."""
         record = self.store.get(identifier)
@@ -537,7 +340,7 @@ class Builder:
                 self.store.add(record)
                 if self.on_change:
                     self.on_change(record)
-        job = Job([r for r, _ in steps], lambda job: self._run(job, steps))
+        job = jobs.Job([r for r, _ in steps], lambda job: self._run(job, steps))
         if self.slots is not None:
             self.slots.enter(job)
         job.watch(self.store)
@@ -549,7 +352,7 @@ class Builder:
         try:
             with self.slots.hold(job):
                 self._run_steps(job, steps)
-        except BuildCancelled as exc:
+        except jobs.BuildCancelled as exc:
             for record, _ in steps:
                 if self.store.get(record.identifier).status == images.PENDING:
                     self._fail(record, str(exc))
@@ -564,13 +367,14 @@ class Builder:
 
     def _run_step(self, job, record, run):
         """Run one plugin step; returns None or a one-line reason it failed."""
-        ctx = BuildContext(self.store, record.identifier, job.cancel_event,
-                           self.on_change, self.url_check, self.checkpoint)
+        ctx = jobs.BuildContext(self.store, record.identifier,
+                                job.cancel_event, self.on_change,
+                                self.url_check, self.checkpoint)
         if self.checkpoint is not None:
             ctx.owned = lambda: self.store.get(
                 record.identifier).worker == record.worker
         started = time.monotonic()
-        with _build_log(self.store.log_path(record.identifier)):
+        with jobs.build_log(self.store.log_path(record.identifier)):
             self.store.update(record.identifier,
                               log=self.store.log_path(record.identifier))
             try:
@@ -844,26 +648,6 @@ def _glance_ids(record):
 def _specs(plugin, snapshot):
     return plugin.parameters + (plugin.snapshot_parameters if snapshot
                                 else ())
-
-
-@contextlib.contextmanager
-def _build_log(path):
-    """Copy what this thread logs (INFO and up, with tracebacks, URLs
-    scrubbed) to ``path``, readable by its owner only."""
-    handler = logging.FileHandler(private.file(path))
-    handler.setLevel(logging.INFO)
-    handler.setFormatter(logging.Formatter(
-        "%(asctime)s %(levelname)s %(name)s %(message)s"))
-    scrub.install(handler)
-    thread = threading.get_ident()
-    handler.addFilter(lambda record: record.thread == thread)
-    root = logging.getLogger()
-    root.addHandler(handler)
-    try:
-        yield
-    finally:
-        root.removeHandler(handler)
-        handler.close()
 
 
 def _unlink(leftover):

@@ -14,6 +14,7 @@ import threading
 from imgfac_nova import build
 from imgfac_nova import images
 from imgfac_nova import jobboard
+from imgfac_nova import jobs
 from imgfac_nova import resume
 from imgfac_nova.api import callbacks
 from imgfac_nova.api import trusts
@@ -31,7 +32,7 @@ class BuildService:
         self.conf = conf
         self.store = store
         self.plugins = plugins or manager.PluginManager(conf)
-        self.slots = build.BuildSlots(conf.api.max_concurrent_builds)
+        self.slots = jobs.BuildSlots(conf.api.max_concurrent_builds)
         self.notifier = callbacks.Notifier(conf.api.callback_retry_seconds)
         self._jobs = {}  # image id -> Job, while it runs
         self._lock = threading.Lock()

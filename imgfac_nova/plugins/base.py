@@ -4,7 +4,7 @@ Plugins are stevedore drivers: a class named by an entry point in the
 ``imgfac_nova.os_plugins`` or ``imgfac_nova.cloud_plugins`` namespace. The class
 carries its ``.info`` metadata (as Image Factory's ``.info`` files did) and the
 parameters it accepts. A plugin reports progress and results only through the
-:class:`~imgfac_nova.build.BuildContext` it is handed.
+:class:`~imgfac_nova.jobs.BuildContext` it is handed.
 """
 import abc
 import dataclasses

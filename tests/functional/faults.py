@@ -26,13 +26,13 @@ INJECTED = "injected fault"
 
 
 def install(spec, mark):
-    from imgfac_nova import build
+    from imgfac_nova import jobs
     from novaimagebuilder import errors
     from novaimagebuilder import waiter
 
     mode, _, prefix = spec.partition(":")
     prefix, _, at = prefix.partition("@")
-    original = build.BuildContext.progress
+    original = jobs.BuildContext.progress
     fired = []
 
     def progress(self, percent, activity):
@@ -53,7 +53,7 @@ def install(spec, mark):
         self.cancel_event.wait()
         raise errors.Cancelled()
 
-    build.BuildContext.progress = progress
+    jobs.BuildContext.progress = progress
 
 
 def crash_after(call):

@@ -156,8 +156,8 @@ def _push(image, tmp_path, parameters):
     """Push a target record whose image is the Glance ``image`` to the test
     cloud, as the provider plugin does: the push's record (the store)."""
     import threading as _threading
-    from imgfac_nova import build
     from imgfac_nova import images
+    from imgfac_nova import jobs
     from imgfac_nova import store
     from imgfac_nova.plugins import formats
     target = images.ImageRecord(
@@ -169,7 +169,7 @@ def _push(image, tmp_path, parameters):
     pushed = images.ImageRecord(type=images.PROVIDER_IMAGE)
     records = store.ImageStore(str(tmp_path / "store"))
     records.add(pushed)
-    ctx = build.BuildContext(records, pushed.identifier, _threading.Event())
+    ctx = jobs.BuildContext(records, pushed.identifier, _threading.Event())
     plugin = formats.DiskFormats()
     parameters = dict({"upload_timeout": 600, "upload_timeout_per_gib": 120},
                       **parameters)

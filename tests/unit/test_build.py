@@ -70,9 +70,9 @@ def test_the_build_log_shows_each_progress_change_as_recorded(builder,
     _finish(job)
     record = builder.store.get(job.image.identifier)
     with open(record.log) as handle:
-        shown = [line.split(" INFO imgfac_nova.build ", 1)[1]
+        shown = [line.split(" INFO imgfac_nova.jobs ", 1)[1]
                  for line in handle.read().splitlines()
-                 if " INFO imgfac_nova.build " in line and "%" in line]
+                 if " INFO imgfac_nova.jobs " in line and "%" in line]
     assert shown == ["0% Starting BaseImage", "0% Step 0", "25% Step 1",
                      "50% Step 2", "75% Step 3"]
 

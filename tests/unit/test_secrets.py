@@ -16,6 +16,8 @@ from oslo_log import formatters
 from oslo_log import log as oslo_log
 
 from imgfac_nova import build
+
+from imgfac_nova import jobs
 from imgfac_nova import images
 from imgfac_nova import parameters
 from imgfac_nova import store
@@ -217,8 +219,8 @@ def test_a_property_is_scrubbed(tmp_path):
     images_store = store.ImageStore(str(tmp_path / "store"))
     record = images.ImageRecord(type=images.BASE_IMAGE)
     images_store.add(record)
-    context = build.BuildContext(images_store, record.identifier,
-                                 threading.Event())
+    context = jobs.BuildContext(images_store, record.identifier,
+                                threading.Event())
     context.set_property("source", "http://u:pw@h/")
     assert images_store.get(record.identifier).properties["source"] == \
         "http://***@h/"
