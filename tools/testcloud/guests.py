@@ -27,8 +27,10 @@ makes, under the state directory DIR (default $IMGFAC_TEST_CLOUD_DIR or
     A small test OS installer (URL install tree / bootable ISO) that installs
     the guest above onto a blank disk, then powers off.  Booted with UEFI
     firmware it makes a GPT disk with a 64 MiB EFI system partition and
-    installs systemd-boot at the removable path ``EFI/BOOT/BOOTX64.EFI``
-    (the kernel and initramfs beside it) instead of extlinux.  The initrd carries
+    installs Debian's signed shim at the removable path
+    ``EFI/BOOT/BOOTX64.EFI`` with Debian's signed GRUB beside it (and the
+    kernel and initramfs) instead of extlinux: it boots with Secure Boot on
+    and Microsoft's keys enrolled, and with any NVRAM.  The initrd carries
     the guest root file system, so installing needs no network.
 ``www/repo/``
     A flat apt repository with a few small real packages (REPO_PACKAGES),
@@ -100,7 +102,7 @@ import time
 
 # Part of the cache key with the lists below and guest-files/: raise it
 # whenever a change here changes what the build makes.
-SCRIPT_VERSION = "5"
+SCRIPT_VERSION = "6"
 SUITE = "bookworm"
 GUEST_PACKAGES = (
     "linux-image-cloud-amd64", "sysvinit-core", "openssh-server", "sudo",
@@ -108,8 +110,10 @@ GUEST_PACKAGES = (
     # Off unless an install script enables it (imgfac-cloud-init enable):
     # under TCG it adds about a minute to a boot.
     "cloud-init",
-    # The installer's UEFI boot loader and EFI system partition.
-    "systemd-boot-efi", "dosfstools",
+    # The installer's UEFI boot loader (Microsoft-signed shim, Debian-signed
+    # GRUB: it boots with Secure Boot on) and EFI system partition; mokutil
+    # says whether Secure Boot is on.
+    "shim-signed", "grub-efi-amd64-signed", "mokutil", "dosfstools",
 )
 # Fetched for the installer and its ISO, not installed in the guest.
 INSTALLER_DEBS = ("busybox-static", "isolinux", "syslinux-common")
