@@ -459,8 +459,8 @@ class Builder:
         :class:`guard.Guard` protects. Returns ``[(where, Outcome)]`` in
         removal order. A dry run changes nothing, records included."""
         from imgfac_nova.plugins import common
-        from novaimagebuilder import media
-        from novaimagebuilder import qemu
+        from novaimagebuilder.installer import media
+        from novaimagebuilder.machines import qemu
         keep = guard.Guard(self.store, self.still_running,
                            None if dry_run else self._ended,
                            getattr(self.conf, "resume_max_age", None))
@@ -539,7 +539,7 @@ class Builder:
         and its conversion's ``<id>.body.*`` files and virt-sysprep's
         ``<id>.body.sysprep`` directory (a failed image has no data), after
         the processes still using them."""
-        from novaimagebuilder import qemu
+        from novaimagebuilder.machines import qemu
         prefixes = {self.store.body_path(record.identifier): record
                     for record in keep.failed()}
         if not prefixes:

@@ -604,7 +604,7 @@ def _show_install_script(args):
     from imgfac_nova.plugins import common
     from imgfac_nova.plugins import manager
     from novaimagebuilder import errors
-    from novaimagebuilder import installscript
+    from novaimagebuilder.scripts import installscript
     if len(args.templates) != 1:
         raise UsageError("--install-script takes one template")
     conf = _conf(args)

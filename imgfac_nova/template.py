@@ -666,7 +666,7 @@ class _Reader:
     def rootpw(self, element):
         """The root password (or its crypt hash); an MD5-crypt hash and its
         relatives are refused as too weak."""
-        from novaimagebuilder import installscript
+        from novaimagebuilder.scripts import installscript
         value = _text(element)
         weak = value and installscript.weak_hash(value)
         if weak:

@@ -25,7 +25,7 @@ import requests
 from keystoneauth1 import session as ksa_session
 
 from novaimagebuilder import errors
-from novaimagebuilder import nova
+from novaimagebuilder.machines import nova
 from novaimagebuilder import waiter
 
 LOG = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ import paramiko
 import pytest
 
 from novaimagebuilder import errors
-from novaimagebuilder import ssh
+from novaimagebuilder.guest import ssh
 from novaimagebuilder import waiter
 
 
@@ -48,7 +48,7 @@ def ssh_banner(host, port, timeout, process, log_path):
 def ssh_login(host, port, user, key, timeout, alive=None):
     """A paramiko client logged in to a booting guest as ``user``.
 
-    Attempts fail over to the next one on what ``novaimagebuilder.ssh``
+    Attempts fail over to the next one on what ``novaimagebuilder.guest.ssh``
     retries; ``alive()`` (e.g. "QEMU still runs") is asserted between them.
     """
     def attempt():

@@ -84,7 +84,7 @@ class OSPlugin(Plugin):
         The default checks nothing."""
 
     def jeos_cache(self, parameters):
-        """The novaimagebuilder.jeos.Cache this plugin keeps JEOS entries in
+        """The novaimagebuilder.images.jeos.Cache this plugin keeps JEOS entries in
         for these (resolved) parameters, or None when it keeps none."""
         return None
 

@@ -12,7 +12,7 @@ LOG = logging.getLogger(__name__)
 def masked_install_script(text, hidden=()):
     """How a record keeps a given install script: its sha256 and its text
     with passwords, URL credentials and the words in ``hidden`` masked."""
-    from novaimagebuilder import installscript
+    from novaimagebuilder.scripts import installscript
     return {"sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
             "masked": installscript.masked(text, hidden)}
 
@@ -90,8 +90,8 @@ def check_guest_access(parameters):
     """The jump host and proxy parameters, before anything is created:
     BuildError with one line when they are unusable."""
     from novaimagebuilder import errors
-    from novaimagebuilder import proxy
-    from novaimagebuilder import ssh
+    from novaimagebuilder.guest import proxy
+    from novaimagebuilder.guest import ssh
     try:
         ssh.jump_host(parameters.get("ssh_jump_host"),
                       parameters.get("ssh_jump_key"),
@@ -127,7 +127,7 @@ def install_script(template, parameters):
     parameters uses, ``(text, kind)``: the given ``install_script`` after its
     checks, or the generated one. Raises InstallScriptError (one line); the
     plugins call it in check(), before anything is created."""
-    from novaimagebuilder import installscript
+    from novaimagebuilder.scripts import installscript
     return installscript.for_build(template,
                                    pipeline_parameters(template, parameters))
 
@@ -161,7 +161,7 @@ def jeos_cache_dir(conf=None):
 
 def jeos_policy(conf=None):
     """The JEOS cache expiry the configuration sets."""
-    from novaimagebuilder import jeos
+    from novaimagebuilder.images import jeos
     default = jeos.Policy()
     days = getattr(conf, "jeos_cache_max_age", None)
     return jeos.Policy(
@@ -180,7 +180,7 @@ def _record_jeos(build, info):
 
 def _media_cache(conf, build):
     """The media cache, opening only URLs the build's caller may reach."""
-    from novaimagebuilder import media
+    from novaimagebuilder.installer import media
     return media.MediaCache(media_cache_dir(conf),
                             getattr(build, "url_check", None))
 

@@ -3,7 +3,7 @@
 The base image's bytes are the local ``.body`` (copied to the target's
 ``build.body_path`` by the builder) or, for a base built in Nova, its Glance
 image, streamed down. They are inspected as the format recorded for them
-(see :func:`novaimagebuilder.formats.inspect`), qemu-img converts them and
+(see :func:`novaimagebuilder.images.formats.inspect`), qemu-img converts them and
 the result is checked with ``qemu-img info``/``check`` before the image is
 complete. Target images can be pushed to a Glance (see
 :mod:`imgfac_nova.plugins.provider`).
@@ -39,8 +39,8 @@ CONVERT_PARAMETERS = (
 
 
 def _connect_base_cloud(base_image, parameters, auth=None, timeout=None):
-    from novaimagebuilder import glance
-    from novaimagebuilder import nova
+    from novaimagebuilder.images import glance
+    from novaimagebuilder.machines import nova
     stored = dict(base_image.parameters)
     stored.update({k: v for k, v in parameters.items() if v is not None})
     conn = nova.connect(stored.get("cloud"), stored.get("region"),
@@ -59,7 +59,7 @@ def fetch_base(build, base_image, parameters, percent=20, auth=None,
     Nova-built base its Glance image (Glance's ``disk_format``), streamed
     down as the caller ``auth`` (an API caller's token; None:
     openstacksdk's config), each request within ``timeout`` seconds."""
-    from novaimagebuilder import formats
+    from novaimagebuilder.images import formats
     what = "base image %s" % base_image.identifier
     if os.path.exists(build.body_path):
         fmt = build.get_property("format") or \
@@ -75,8 +75,8 @@ def fetch_base(build, base_image, parameters, percent=20, auth=None,
 def _download_base(build, base_image, parameters, percent, auth, timeout):
     """Stream a Nova-built base's Glance image to ``build.body_path``;
     returns its format."""
-    from novaimagebuilder import formats
-    from novaimagebuilder import transfer
+    from novaimagebuilder.images import formats
+    from novaimagebuilder.images import transfer
     glance_id = base_image.properties.get(images.GLANCE_ID_PROPERTY)
     if not glance_id:
         raise provider.ProviderError("base image %s has neither local data "
@@ -99,7 +99,7 @@ def convert_in_place(build, base_image, source_format, fmt, start, end,
     ``source_format``) to ``fmt`` and check it, within the time
     ``parameters`` give (:data:`CONVERT_PARAMETERS`); progress runs from
     ``start`` to ``end`` percent. Returns the qemu-img info."""
-    from novaimagebuilder import formats
+    from novaimagebuilder.images import formats
     from novaimagebuilder import waiter
     what = what or fmt.name
     partial = build.body_path + ".part"
@@ -158,7 +158,7 @@ class DiskFormats(provider.GlanceProvider):
     )
 
     def create_target_image(self, build, target, base_image, parameters):
-        from novaimagebuilder import formats
+        from novaimagebuilder.images import formats
         target = target.lower()
         _, source_format = fetch_base(build, base_image, parameters,
                                       auth=self.cloud_auth,
@@ -176,7 +176,7 @@ class DiskFormats(provider.GlanceProvider):
 
     def _pack_ova(self, build, base_image, parameters, found):
         from imgfac_nova import template as tdl
-        from novaimagebuilder import ova
+        from novaimagebuilder.images import ova
         template = tdl.parse_template(base_image.template, "base image %s"
                                       % base_image.identifier)
         machine = ova.Machine(

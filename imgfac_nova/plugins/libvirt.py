@@ -34,7 +34,7 @@ class LibvirtOS(local.LocalOS):
 
     def check(self, template, parameters):
         """The local plugin's checks, and libvirt reachable."""
-        from novaimagebuilder import libvirt_machines
+        from novaimagebuilder.machines import libvirt_machines
         super().check(template, parameters)
         libvirt_machines.connect(_uri(self.conf)).close()
 
@@ -42,7 +42,7 @@ class LibvirtOS(local.LocalOS):
         """The local plugin's kind of cache, in a directory of its own (so
         the ``jeos`` verb lists each entry once)."""
         from imgfac_nova.plugins import common
-        from novaimagebuilder import local as local_backend
+        from novaimagebuilder.machines import local as local_backend
         return local_backend.JeosCache(os.path.join(
             common.jeos_cache_dir(self.conf), "libvirt"))
 
@@ -58,9 +58,9 @@ class LibvirtOS(local.LocalOS):
         """A LibvirtBackend with the build's storage pool at ``workdir``
         (stopped afterwards; the work directory's files are the caller's)."""
         from imgfac_nova import config
-        from novaimagebuilder import libvirt_machines
-        from novaimagebuilder import libvirt_xml
-        from novaimagebuilder import machine_model
+        from novaimagebuilder.machines import libvirt_machines
+        from novaimagebuilder.machines import libvirt_xml
+        from novaimagebuilder.machines import machine_model
         os.chmod(workdir, 0o711)  # QEMU's user opens the files it is given
         store = config.storage_path(self.conf)
         with open(os.path.join(workdir, STORE_FILE), "w") as handle:
@@ -91,7 +91,7 @@ class LibvirtOS(local.LocalOS):
         it to sweep but work directories."""
         from imgfac_nova import config
         from novaimagebuilder import errors
-        from novaimagebuilder import libvirt_machines
+        from novaimagebuilder.machines import libvirt_machines
         from novaimagebuilder import sweep
         store = config.storage_path(self.conf)
         workdirs = {path: found for path, found in local._workdirs(

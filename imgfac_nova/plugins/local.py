@@ -60,7 +60,7 @@ class LocalOS(base.OSPlugin):
 
     @staticmethod
     def _accel(parameters):
-        from novaimagebuilder import qemu
+        from novaimagebuilder.machines import qemu
         return qemu.choose_accelerator(parameters["accel"])
 
     #: What runs the build's VMs, for the activity line.
@@ -110,14 +110,14 @@ class LocalOS(base.OSPlugin):
     def _machines(self, build, template, workdir, accel, machine, parameters,
                   **kwargs):
         """The backend whose VMs run in ``workdir``: a LocalBackend."""
-        from novaimagebuilder import local
+        from novaimagebuilder.machines import local
         yield local.LocalBackend(
             workdir, accel, memory_mb=parameters["memory"],
             cpus=parameters["cpus"], cancel=build.cancel_event,
             build_id=build.identifier, machine=machine, **kwargs)
 
     def jeos_cache(self, parameters):
-        from novaimagebuilder import local
+        from novaimagebuilder.machines import local
         return local.JeosCache(common.jeos_cache_dir(self.conf))
 
     def create_base_image(self, build, template, parameters):
@@ -133,7 +133,7 @@ class LocalOS(base.OSPlugin):
         """Apply the target content for ``target`` (if any) in a QEMU boot
         of the base image's data, which ``build.body_path`` holds (in the
         format the base image records, which the result keeps)."""
-        from novaimagebuilder import formats
+        from novaimagebuilder.images import formats
         content = common.target_content(self, target, base_image)
         if content is None:
             return
@@ -153,7 +153,7 @@ class LocalOS(base.OSPlugin):
         """Kill the QEMU processes, then remove the work directories and QMP
         socket directories of builds that ``protected`` does not keep."""
         from imgfac_nova import config
-        from novaimagebuilder import qemu
+        from novaimagebuilder.machines import qemu
         from novaimagebuilder import sweep
         workdirs = _workdirs(config.storage_path(self.conf))
         # Only what this store's builds left: another store's builds (their
@@ -201,7 +201,7 @@ def _machine(template, parameters, accel):
     """The build VMs' machine_model.Machine for ``template``'s OS: a CPU
     model that meets its x86-64 level, the firmware asked for. A one-line
     BuildError when this host cannot give one."""
-    from novaimagebuilder import machine_model
+    from novaimagebuilder.machines import machine_model
     return machine_model.for_os(template.os.name, template.os.version, accel,
                                 parameters.get("firmware") or "bios",
                                 bool(parameters.get("secure_boot")))

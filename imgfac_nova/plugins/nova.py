@@ -86,7 +86,7 @@ class NovaOS(base.OSPlugin):
         return common.cloud_configured(conf)
 
     def _connect(self, parameters):
-        from novaimagebuilder import nova
+        from novaimagebuilder.machines import nova
         return nova.connect(parameters.get("cloud"), parameters.get("region"),
                             parameters.get("interface"), auth=self.cloud_auth,
                             timeout=self.cloud_timeout)
@@ -117,7 +117,7 @@ class NovaOS(base.OSPlugin):
                            parameters["timeout"], "the build's install "
                            "timeout (%d s)" % parameters["timeout"])
         if template.os.install.type == "iso":
-            from novaimagebuilder import nova
+            from novaimagebuilder.machines import nova
             nova.check_stable_rescue(self._backend_args["conn"])
 
     def _resolve(self, parameters, template=None):
@@ -126,9 +126,9 @@ class NovaOS(base.OSPlugin):
         credentials may read placement, that some host can place the
         flavor), and its disk: the volume size of a volume-backed build
         (see _disk), None for an image-backed one."""
-        from novaimagebuilder import faults
-        from novaimagebuilder import nova
-        from novaimagebuilder import quotas
+        from novaimagebuilder.machines import faults
+        from novaimagebuilder.machines import nova
+        from novaimagebuilder.machines import quotas
         conn = self._connect(parameters)
         networks = nova.find_networks(conn, parameters.get("network"))
         flavor = nova.find_flavor(conn, parameters.get("flavor"))
@@ -145,7 +145,7 @@ class NovaOS(base.OSPlugin):
                     volume_size=volume_size)
 
     def _backend(self, build, parameters, resolved, **kwargs):
-        from novaimagebuilder import nova
+        from novaimagebuilder.machines import nova
         return nova.NovaBackend(
             resolved["conn"], build.identifier, resolved["flavor"],
             networks=resolved["networks"],
@@ -166,7 +166,7 @@ class NovaOS(base.OSPlugin):
             cancel=build.cancel_event, log=LOG, **kwargs)
 
     def create_base_image(self, build, template, parameters):
-        from novaimagebuilder import nova
+        from novaimagebuilder.machines import nova
         resolved = getattr(self, "_backend_args", None) or self._resolve(
             parameters, template)
         backend = self._backend(
@@ -193,9 +193,9 @@ class NovaOS(base.OSPlugin):
         booted from the base image's Glance image; the snapshot of it is
         streamed to ``build.body_path`` (its format, Glance's
         ``disk_format``, recorded) for the cloud plugin and deleted."""
-        from novaimagebuilder import formats
-        from novaimagebuilder import glance
-        from novaimagebuilder import transfer
+        from novaimagebuilder.images import formats
+        from novaimagebuilder.images import glance
+        from novaimagebuilder.images import transfer
         content = common.target_content(self, target, base_image)
         if content is None:
             return
@@ -245,14 +245,14 @@ class NovaOS(base.OSPlugin):
 
     def jeos_cache(self, parameters):
         """The project's JEOS cache in Glance (when a cloud is configured)."""
-        from novaimagebuilder import nova
+        from novaimagebuilder.machines import nova
         if not (parameters.get("cloud") or common.cloud_configured(self.conf)):
             return None
         return nova.JeosCache(self._connect(parameters), log=LOG)
 
     def delete_image(self, image, parameters):
         """Delete the Glance image of a base image."""
-        from novaimagebuilder import nova
+        from novaimagebuilder.machines import nova
         glance_id = image.properties.get(images.GLANCE_ID_PROPERTY)
         if not glance_id:
             return
@@ -266,7 +266,7 @@ class NovaOS(base.OSPlugin):
         """Remove the cloud resources tagged by builds that ``protected``
         does not keep, in dependency order (when a cloud is configured or
         the sweep acts for a caller: ``cloud_auth``)."""
-        from novaimagebuilder import nova
+        from novaimagebuilder.machines import nova
         if not (parameters.get("cloud") or self.cloud_auth is not None or
                 common.cloud_configured(self.conf)):
             return []
@@ -280,7 +280,7 @@ def _disk(conn, flavor, parameters, template):
     type checked; None for an image-backed build, whose disk must fit the
     flavor's (Nova refuses a larger image: FlavorDiskSmallerThanImage)."""
     from novaimagebuilder import errors
-    from novaimagebuilder import nova_volumes
+    from novaimagebuilder.machines import nova_volumes
     on_volume = parameters.get("boot_from_volume")
     if on_volume is None:
         on_volume = not flavor.disk
@@ -319,7 +319,7 @@ def _security_groups(parameters):
 def _ssh_host(parameters):
     """The ssh_host parameter checked (brackets dropped), or None."""
     from novaimagebuilder import errors
-    from novaimagebuilder import ssh
+    from novaimagebuilder.guest import ssh
     if not parameters.get("ssh_host"):
         return None
     try:
@@ -332,7 +332,7 @@ def _ssh_sources(parameters):
     """The networks of ssh_source_cidr (refused with security_groups, whose
     rules are the operator's), or [] for the default."""
     from novaimagebuilder import errors
-    from novaimagebuilder import ssh_source
+    from novaimagebuilder.guest import ssh_source
     try:
         sources = ssh_source.parse(parameters.get("ssh_source_cidr"))
     except ValueError as exc:
@@ -347,6 +347,6 @@ def _ssh_sources(parameters):
 
 def _ssh_via(parameters):
     """The jump host's host, where SSH to the guest comes from; None."""
-    from novaimagebuilder import ssh
+    from novaimagebuilder.guest import ssh
     spec = parameters.get("ssh_jump_host")
     return ssh.parse_jump_host(spec)[1] if spec else None

@@ -3,16 +3,16 @@
 
 The target image is the base image with its machine identity removed, with
 the Glance properties Nova reads and the provenance SCS-0102 asks for (see
-:mod:`novaimagebuilder.image_properties`), the operator's
+:mod:`novaimagebuilder.images.image_properties`), the operator's
 ``image_properties`` over them, and min_disk, min_ram. It is made one of
 two ways:
 
 - from the base image's bytes here (a local base, or a Nova-built one
-  streamed down): virt-sysprep on the disk (see :mod:`novaimagebuilder.sysprep`
+  streamed down): virt-sysprep on the disk (see :mod:`novaimagebuilder.guest.sysprep`
   for why that tool), then qcow2 (compressed) or raw;
 - in the cloud, for a base built in Nova (``in_cloud``, the default there):
   the base boots in Nova once, gets the target content, removes its identity
-  itself (:func:`novaimagebuilder.sysprep.guest_script`) and powers off; its
+  itself (:func:`novaimagebuilder.guest.sysprep.guest_script`) and powers off; its
   snapshot is the target image's private Glance image. No bytes come down,
   and a push to the same cloud and project hands that image over.
 """
@@ -57,8 +57,8 @@ def glance_properties(template, icicle, parameters, base_parameters=None,
     had ``base_parameters`` (firmware, default_user), with the operator's
     ``image_properties`` over them; a one-line BuildError when those
     contradict the build."""
-    from novaimagebuilder import image_properties
-    from novaimagebuilder import machine_model
+    from novaimagebuilder.images import image_properties
+    from novaimagebuilder.machines import machine_model
     base_parameters = base_parameters or {}
     level = machine_model.level(template.os.name, template.os.version)
     props = image_properties.derived(
@@ -185,8 +185,8 @@ class OpenStack(provider.GlanceProvider):
 
     def create_target_image(self, build, target, base_image, parameters):
         from imgfac_nova import template as tdl
-        from novaimagebuilder import formats
-        from novaimagebuilder import sysprep
+        from novaimagebuilder.images import formats
+        from novaimagebuilder.guest import sysprep
         path, source_format = format_targets.fetch_base(
             build, base_image, parameters, auth=self.cloud_auth,
             timeout=self.cloud_timeout)
@@ -243,9 +243,9 @@ class OpenStack(provider.GlanceProvider):
         target's id, is the target image, with Nova's properties."""
         from imgfac_nova import images
         from imgfac_nova import template as tdl
-        from novaimagebuilder import nova
+        from novaimagebuilder.machines import nova
         from novaimagebuilder import rollback
-        from novaimagebuilder import sysprep
+        from novaimagebuilder.guest import sysprep
         LOG.info("Making the target image in the cloud from Glance image %s "
                  "of base image %s: no download, no upload",
                  base_image.properties[images.GLANCE_ID_PROPERTY],
@@ -299,7 +299,7 @@ class OpenStack(provider.GlanceProvider):
     def delete_target_image(self, image, parameters):
         """Delete the Glance image of a target image made in the cloud."""
         from imgfac_nova import images
-        from novaimagebuilder import nova
+        from novaimagebuilder.machines import nova
         glance_id = image.properties.get(images.GLANCE_ID_PROPERTY)
         if not glance_id or not image.properties.get("in_cloud"):
             return

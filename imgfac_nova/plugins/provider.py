@@ -192,7 +192,7 @@ def connect(provider, credentials, timeout=None):
     """Authenticate to ``provider``; a :class:`Connection` or a one-line
     ProviderError (refused credentials, unreachable provider...).
     ``timeout``: seconds one request may take (None: no limit)."""
-    from novaimagebuilder import glance
+    from novaimagebuilder.images import glance
     from novaimagebuilder import retries
     region = provider.definition.get("region")
     interface = None
@@ -273,8 +273,8 @@ class GlanceProvider(base.CloudPlugin):
         (nothing moves), else copy it (:func:`transfer.copy`: the provider's
         Glance fetches it itself, or its bytes stream through in one pass).
         """
-        from novaimagebuilder import glance
-        from novaimagebuilder import transfer
+        from novaimagebuilder.images import glance
+        from novaimagebuilder.images import transfer
         parsed, conn = getattr(self, "_connection", None) or (None, None)
         if conn is None:
             parsed = parse_provider(provider)
@@ -308,7 +308,7 @@ class GlanceProvider(base.CloudPlugin):
         name, disk_format, container_format, **options)`` (glance.upload's
         arguments after its data), with the target's properties; the hash is
         checked. ``doing`` starts the activity line."""
-        from novaimagebuilder import nova
+        from novaimagebuilder.machines import nova
         from novaimagebuilder import rollback
         from novaimagebuilder import waiter
         props = target_image.properties
@@ -366,7 +366,7 @@ class GlanceProvider(base.CloudPlugin):
     def delete_from_provider(self, image, provider, credentials, parameters):
         """Delete the provider image from the provider's Glance; for a push
         that failed, whatever it left there (images tagged with its id)."""
-        from novaimagebuilder import glance
+        from novaimagebuilder.images import glance
         if not image.identifier_on_provider and \
                 image.status != images.FAILED:
             return
@@ -386,7 +386,7 @@ class GlanceProvider(base.CloudPlugin):
         its credentials are never stored. A push to one whose process died is
         reported, one line, with the command that removes what it left."""
         from imgfac_nova import guard
-        from novaimagebuilder import glance
+        from novaimagebuilder.images import glance
         from novaimagebuilder import sweep
         targets = {target.lower() for target in self.info.targets}
         found, unreachable, clients = [], [], {}
@@ -425,7 +425,7 @@ def target_cloud(target_image, auth=None, timeout=None):
     """An openstacksdk connection to the cloud holding the Glance image of
     a target image made in the cloud (as ``auth``, an API caller's token;
     None: openstacksdk's config)."""
-    from novaimagebuilder import nova
+    from novaimagebuilder.machines import nova
     where = target_image.properties.get("glance_cloud") or {}
     return nova.connect(where.get("cloud"), where.get("region"),
                         where.get("interface"), auth=auth, timeout=timeout)
@@ -440,7 +440,7 @@ def _hand_over(build, parsed, conn, target_image, parameters):
     copies it into (the target still holds it: ``delete`` of either image
     keeps it while the other holds it)."""
     from glanceclient import exc
-    from novaimagebuilder import glance
+    from novaimagebuilder.images import glance
     from novaimagebuilder import waiter
     glance_id = target_image.properties[images.GLANCE_ID_PROPERTY]
     try:
@@ -480,7 +480,7 @@ def _hand_over(build, parsed, conn, target_image, parameters):
 def _into_stores(build, conn, glance_id, parameters, timeout):
     """Put the provider's image into the ``glance_stores`` asked for
     (copy-image: the Glance copies it; nothing passes through us)."""
-    from novaimagebuilder import stores
+    from novaimagebuilder.images import stores
     wanted = [store.strip() for store in
               (parameters.get("glance_stores") or "").split(",")
               if store.strip()]
@@ -508,8 +508,8 @@ def asked_otherwise(image, parsed, parameters):
 def _pushed(client, record):
     """The images the push ``record`` made in a provider's Glance (``client``),
     as sweep Leftovers."""
-    from novaimagebuilder import glance
-    from novaimagebuilder import nova
+    from novaimagebuilder.images import glance
+    from novaimagebuilder.machines import nova
     from novaimagebuilder import sweep
     found = glance.call(
         "listing the images of push %s on provider %s" % (

@@ -22,7 +22,7 @@ class BuildRun:
     def __init__(self, backend, media_cache, template=None, parameters=None,
                  progress=None, cancel=None, log=None, jeos_cache=None,
                  jeos_policy=None, build_id=None, on_jeos=None, owned=None):
-        from novaimagebuilder import jeos
+        from novaimagebuilder.images import jeos
         self.clock = pipeline.Clock()
         self.backend = pipeline.TimedBackend(backend, self.clock)
         self.media_cache = media_cache
@@ -130,7 +130,7 @@ class BuildRun:
     # -- installer ----------------------------------------------------------
 
     def install_script(self):
-        from novaimagebuilder import installscript
+        from novaimagebuilder.scripts import installscript
         return installscript.for_build(self.template, self.parameters)
 
     def wait_installer(self, installer, started):
@@ -141,7 +141,7 @@ class BuildRun:
         if any."""
         import time
 
-        from novaimagebuilder import installer_screen
+        from novaimagebuilder.installer import installer_screen
         options = self.options
         screen = installer_screen.Watch(grace=min(
             pipeline.INSTALLER_QUESTION_GRACE, options.inactivity_timeout))
@@ -175,7 +175,7 @@ class BuildRun:
     # -- guest --------------------------------------------------------------
 
     def jump_host(self):
-        from novaimagebuilder import ssh
+        from novaimagebuilder.guest import ssh
         parameters = self.parameters
         return pipeline.checked(
             ssh.jump_host, parameters.get("ssh_jump_host"),
@@ -187,7 +187,7 @@ class BuildRun:
         its host key against ``host_key`` (a hostkeys.HostKey the build gave
         it) and, unless ssh_host_keys is "build", the console's; on failure
         everything it opened, the jump connection too, is closed."""
-        from novaimagebuilder import ssh
+        from novaimagebuilder.guest import ssh
         options = self.options
         session = ssh.SSHGuest(
             host, port, options.default_user, key,

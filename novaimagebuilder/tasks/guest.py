@@ -27,10 +27,10 @@ class Customize(context.BuildTask):
         self._guest = None
 
     def execute(self, disk):
-        from novaimagebuilder import customize
-        from novaimagebuilder import icicle
-        from novaimagebuilder import proxy as proxy_mod
-        from novaimagebuilder import ssh
+        from novaimagebuilder.guest import customize
+        from novaimagebuilder.guest import icicle
+        from novaimagebuilder.guest import proxy as proxy_mod
+        from novaimagebuilder.guest import ssh
         run, options, parameters = self.run, self.run.options, \
             self.run.parameters
         backend = run.backend
@@ -39,7 +39,7 @@ class Customize(context.BuildTask):
         key, public_key = pipeline.throwaway_key()
         host_key = user_data = None
         if options.ssh_host_keys != "console":
-            from novaimagebuilder import hostkeys
+            from novaimagebuilder.guest import hostkeys
             host_key = hostkeys.generate()
             user_data = hostkeys.user_data([host_key])
         guest = self._guest = backend.boot_guest(

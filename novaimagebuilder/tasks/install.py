@@ -21,7 +21,7 @@ class FetchMedia(context.BuildTask):
     default_provides = names.MEDIA
 
     def execute(self):
-        from novaimagebuilder import media as media_mod
+        from novaimagebuilder.installer import media as media_mod
         run = self.run
         run.clock.step("media")
         install = run.template.os.install
@@ -43,7 +43,7 @@ class FindJeos(context.BuildTask):
     default_provides = names.JEOS_LOOKUP
 
     def execute(self, media):
-        from novaimagebuilder import jeos
+        from novaimagebuilder.images import jeos
         run = self.run
         if run.jeos_cache is None or not run.options.jeos_cache:
             return {"key": None, "entry": None}
@@ -71,7 +71,7 @@ class PrepareMedia(context.BuildTask):
     default_provides = names.MEDIA_HANDLE
 
     def execute(self, media, jeos_lookup):
-        from novaimagebuilder import media as media_mod
+        from novaimagebuilder.installer import media as media_mod
         if jeos_lookup["entry"]:
             return None
         self.run.progress(5, "Preparing the install media")
@@ -180,7 +180,7 @@ class KeepJeos(context.BuildTask):
     name = names.KEEP_JEOS
 
     def execute(self, jeos, jeos_lookup, installer):
-        from novaimagebuilder import jeos as jeos_mod
+        from novaimagebuilder.images import jeos as jeos_mod
         run = self.run
         if installer is None:
             return {"cache": "hit", "jeos": jeos}, jeos

@@ -139,7 +139,7 @@ def made_by(conn, result):
     ``result`` (an imgfac() run): what it made and left, whatever other
     sessions do in the cloud meanwhile."""
     import socket
-    from novaimagebuilder import nova
+    from novaimagebuilder.machines import nova
     owner = "%s:%d" % (socket.gethostname(), result.pid)
     return [(found.kind, found.name) for found in nova.leftovers(conn)
             if found.owner == owner]
@@ -213,7 +213,7 @@ def store_is_empty(store):
 
 
 def qemu_processes_under(path):
-    from novaimagebuilder import qemu
+    from novaimagebuilder.machines import qemu
     return qemu.processes_using(path)
 
 
@@ -268,7 +268,7 @@ def cloud_left(admin_conn, build_id, seen=()):
     every project: tagged servers, images, security groups, floating IPs and
     ports, the build's keypair, and the ports of the servers and groups in
     ``seen`` (leftovers listed while the build ran)."""
-    from novaimagebuilder import nova
+    from novaimagebuilder.machines import nova
     tag = nova.BUILD_TAG + "=" + build_id
     servers = {s.id for s in seen if s.kind == "server"}
     groups = {s.id for s in seen if s.kind == "security group"}
@@ -310,7 +310,7 @@ def _jeos_cache_entry(image):
 def remove_jeos_cache(admin_conn, directory):
     """Delete the JEOS cache entries in the test cloud's Glance that builds
     recorded under ``directory`` (a session's temporary tree) stored."""
-    from novaimagebuilder import nova
+    from novaimagebuilder.machines import nova
     from novaimagebuilder import sweep
     from imgfac_nova import store as store_mod
     ours = set()
@@ -332,7 +332,7 @@ def local_left(store, build_id):
     processes and any process using the store (qemu-img, virt-sysprep),
     work files in the store, QMP socket directories."""
     import tempfile
-    from novaimagebuilder import qemu
+    from novaimagebuilder.machines import qemu
     left = [("QEMU process" if os.path.basename(argv[0]).startswith(
         "qemu-system") else "process %s" % os.path.basename(argv[0]), pid)
             for pid, argv in qemu.processes(None)

@@ -6,10 +6,10 @@ import shutil
 import tempfile
 import uuid
 
-from novaimagebuilder import configdrive
-from novaimagebuilder import formats
-from novaimagebuilder import qemu
-from novaimagebuilder import ssh
+from novaimagebuilder.installer import configdrive
+from novaimagebuilder.images import formats
+from novaimagebuilder.machines import qemu
+from novaimagebuilder.guest import ssh
 from novaimagebuilder import waiter
 
 

@@ -15,7 +15,7 @@ from imgfac_nova import images
 from imgfac_nova import store as store_mod
 from imgfac_nova.api import trusts
 from novaimagebuilder import errors
-from novaimagebuilder import nova
+from novaimagebuilder.machines import nova
 from tests import poll
 from tests.functional.apidaemon import KEYSTONE
 from tests.functional.apidaemon import TESTOS_TEMPLATE

@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from novaimagebuilder import nova
+from novaimagebuilder.machines import nova
 from tests.functional import builds
 from tests.functional.apidaemon import TESTOS_TEMPLATE
 from tests.functional.apidaemon import Daemon

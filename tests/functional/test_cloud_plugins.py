@@ -640,7 +640,7 @@ def test_download_streams_and_checks_the_hash(pushed, openstack_target,
     """How a base image built in Nova reaches a format target: its Glance
     image streamed down (here: the pushed image), checked by its hash."""
     from imgfac_nova.plugins import provider
-    from novaimagebuilder import transfer
+    from novaimagebuilder.images import transfer
     monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", test_cloud.clouds_yaml)
     client = provider.connect(provider.parse_provider("@imgfac-test"),
                               None).glance
@@ -736,7 +736,7 @@ def test_in_cloud_target_is_a_private_glance_image_with_nova_properties(
     with open(image["log"]) as handle:
         log = handle.read()
     assert "no download, no upload" in log
-    # every download and upload logs its start (novaimagebuilder.glance)
+    # every download and upload logs its start (novaimagebuilder.images.glance)
     for word in ("Downloading", "Uploading", "Staging"):
         assert word + " " not in log
     assert "Running the machine identity removal" in log
@@ -821,7 +821,7 @@ def handed_over(in_cloud, cloud_env, conn):
 
 
 def test_same_cloud_push_moves_no_bytes(handed_over, in_cloud, conn):
-    from novaimagebuilder import nova
+    from novaimagebuilder.machines import nova
     pushed = handed_over
     image, _, _ = in_cloud
     assert pushed["identifier_on_provider"] == _glance_id(image)

@@ -54,8 +54,8 @@ def test_unplaceable_flavor_fails_in_one_line(cloud_env, setup, conn,
 def test_unplaceable_flavor_explained_to_an_admin(conn, admin_conn,
                                                   unplaceable_flavor):
     """With placement readable, the line says what no host has free."""
-    from novaimagebuilder import faults
-    from novaimagebuilder import nova
+    from novaimagebuilder.machines import faults
+    from novaimagebuilder.machines import nova
     image = next(i for i in conn.image.images()
                  if i.status == "active" and i.disk_format == "qcow2")
     server = conn.compute.create_server(

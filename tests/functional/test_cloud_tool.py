@@ -5,7 +5,7 @@ import os
 import signal
 import subprocess
 
-from novaimagebuilder import qemu
+from novaimagebuilder.machines import qemu
 from tests import poll
 from tests.functional.conftest import TOOL, run_tool
 

@@ -215,7 +215,7 @@ def test_build_flows_are_kept_in_the_same_database(database_url, tmp_path,
     """db sync makes TaskFlow's tables too (on a server, its alembic
     history beside ours), and a build's flow keeps its tasks' results
     there."""
-    from novaimagebuilder import media
+    from novaimagebuilder.installer import media
     from novaimagebuilder import runner
     from tests.unit import test_pipeline
 

@@ -129,7 +129,7 @@ def _cases():
 @pytest.mark.parametrize("backend,step,activity", _cases())
 def test_fault_leaves_nothing(backend, step, activity, fault, envs, request,
                               tmp_path, conn, admin_conn):
-    from novaimagebuilder import nova
+    from novaimagebuilder.machines import nova
     config, store, args = _where(request, backend, step, tmp_path)
     before = set(_records(store))
     mark = str(tmp_path / "fault-mark")

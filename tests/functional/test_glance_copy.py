@@ -11,10 +11,10 @@ import threading
 import pytest
 
 from novaimagebuilder import errors
-from novaimagebuilder import glance
-from novaimagebuilder import nova
+from novaimagebuilder.images import glance
+from novaimagebuilder.machines import nova
 from novaimagebuilder import rollback
-from novaimagebuilder import transfer
+from novaimagebuilder.images import transfer
 from tests.functional import test_glance_transfer
 
 GLANCE_PORT = 9292
@@ -110,7 +110,7 @@ def _ours(conn, name):
 
 def test_copy_takes_a_dropped_download_up_where_it_stopped(
         conn, source_image, unique_name, cleanup, caplog):
-    caplog.set_level("INFO", logger="novaimagebuilder.transfer")
+    caplog.set_level("INFO", logger="novaimagebuilder.images.transfer")
     image, data = source_image
     proxy = DownloadProxy(cut=5 * 1024 ** 2 + 4321)
     try:
@@ -189,7 +189,7 @@ def test_provider_push_of_a_cloud_image_streams_it(
     under another name (so not handed over): copied in one pass, no file
     left."""
     monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", test_cloud.clouds_yaml)
-    caplog.set_level("INFO", logger="novaimagebuilder.glance")
+    caplog.set_level("INFO", logger="novaimagebuilder.images.glance")
     image, data = source_image
     result = _push(image, tmp_path, {"image_name": unique_name})
     copied = result.identifier_on_provider

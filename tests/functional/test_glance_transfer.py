@@ -6,10 +6,10 @@ import os
 import socket
 import struct
 
-from novaimagebuilder import glance
-from novaimagebuilder import nova
+from novaimagebuilder.images import glance
+from novaimagebuilder.machines import nova
 from novaimagebuilder import rollback
-from novaimagebuilder import transfer
+from novaimagebuilder.images import transfer
 
 
 def _iso(path, size=3 * 1024 ** 2):

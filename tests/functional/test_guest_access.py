@@ -22,7 +22,7 @@ from tests.functional import guestcheck
 from tests.functional import httpproxy
 from tests.functional import jumpbox
 
-from novaimagebuilder import ssh
+from novaimagebuilder.guest import ssh
 
 
 @pytest.fixture

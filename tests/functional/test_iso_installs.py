@@ -159,7 +159,7 @@ def test_product_iso_install_completes_and_a_repeat_reuses_it(cloud_env, setup,
     """The test installer ISO installs through a rescue, to COMPLETE; the
     same build again starts from the cached JEOS: no rescue, no installer."""
     import time
-    from novaimagebuilder import nova
+    from novaimagebuilder.machines import nova
     from novaimagebuilder import sweep
     config, store, tmp = setup
     template = builds.write_template(tmp)

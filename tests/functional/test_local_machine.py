@@ -7,10 +7,10 @@ import re
 
 import pytest
 
-from novaimagebuilder import formats
-from novaimagebuilder import local
-from novaimagebuilder import machine_model
-from novaimagebuilder import qemu
+from novaimagebuilder.images import formats
+from novaimagebuilder.machines import local
+from novaimagebuilder.machines import machine_model
+from novaimagebuilder.machines import qemu
 from tests import poll
 from tests.functional import builds
 from tests.functional import guestcheck

@@ -16,7 +16,7 @@ def params(tmp_path):
 
 def build_resources(conn, build_id):
     """Everything in the cloud tagged with ``build_id`` (result included)."""
-    from novaimagebuilder import nova
+    from novaimagebuilder.machines import nova
     from novaimagebuilder import sweep
     names = {sweep.RESULT: "result image",
              sweep.JEOS_CACHE: "JEOS cache entry"}

@@ -27,7 +27,7 @@ import urllib.request
 import pytest
 
 from imgfac_nova import template as tdl
-from novaimagebuilder import installscript
+from novaimagebuilder.scripts import installscript
 from tests.functional import builds
 from tests.functional import guestcheck
 from tests.functional.test_cloud_guests import guests

@@ -18,7 +18,7 @@ EXAMPLE_PARAMETERS = os.path.join(builds.REPO, "examples",
 
 
 def _servers(conn, build_id):
-    from novaimagebuilder import nova
+    from novaimagebuilder.machines import nova
     return {s.id: s.name for s in conn.compute.servers()
             if (s.metadata or {}).get(nova.BUILD_TAG) == build_id}
 

@@ -54,7 +54,7 @@ def _assert_failed_at_ssh_wait(store, identifier):
 
 def test_nova_build_killed_during_ssh_wait_one_sweep(cloud_env, setup, conn,
                                                      admin_conn):
-    from novaimagebuilder import nova
+    from novaimagebuilder.machines import nova
     config, store, tmp = setup
     # Without the JEOS cache the JEOS is a temporary image the sweep removes.
     record = _kill_during_ssh_wait(config, store, tmp, (
@@ -103,7 +103,7 @@ def test_local_build_killed_during_ssh_wait_one_sweep(local_env, setup):
 
 def test_a_sweep_from_another_store_leaves_a_running_build_alone(
         cloud_env, setup, tmp_path, conn, admin_conn):
-    from novaimagebuilder import nova
+    from novaimagebuilder.machines import nova
     config, store, tmp = setup
     other = tmp_path / "other"
     other.mkdir()

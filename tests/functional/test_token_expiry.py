@@ -155,7 +155,7 @@ def test_an_expired_callers_token_with_the_service_token_reaches_the_cloud(
     from keystoneauth1.identity import v3
     from keystonemiddleware.auth_token import _user_plugin
     from novaimagebuilder import errors
-    from novaimagebuilder import nova
+    from novaimagebuilder.machines import nova
     token = _token(test_cloud, short_keystone.url)
     expires = time.monotonic() + short_keystone.lifetime
     service = v3.Password(auth_url=KEYSTONE + "/v3",

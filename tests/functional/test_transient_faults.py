@@ -66,7 +66,7 @@ class Census:
         self._thread.start()
 
     def _run(self):
-        from novaimagebuilder import nova
+        from novaimagebuilder.machines import nova
         while not self._stop.wait(3):
             for found in nova.leftovers(self._conn):
                 if found.owner == self.owner:

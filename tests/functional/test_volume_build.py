@@ -21,7 +21,7 @@ VOLUME_PARAMS = ("--parameter", "flavor", "bfv",
 def cloud_left(admin_conn, build_id):
     """builds.cloud_left plus the build's volumes and volume snapshots in
     every project."""
-    from novaimagebuilder import nova
+    from novaimagebuilder.machines import nova
     left = builds.cloud_left(admin_conn, build_id)
     volumes = {v.id: v.name for v in admin_conn.block_storage.volumes(
         all_projects=True)
@@ -104,7 +104,7 @@ def _interrupted_while_installing(config, store, tmp, env, conn, signum):
     """Start a fresh build on volumes and send it ``signum`` once it waits
     for its installer (which boots from the build's volume); returns the
     build's id."""
-    from novaimagebuilder import nova
+    from novaimagebuilder.machines import nova
     with open(tmp / "build.log", "w") as log:
         proc = builds.start(config, "base_image", *builds.with_install_script(
             VOLUME_PARAMS, tmp), *builds.FRESH_INSTALL,
@@ -149,7 +149,7 @@ def test_sweep_removes_a_builds_volume_and_its_snapshot(conn, admin_conn):
     the snapshots of a build's volumes first, then the volumes."""
     import uuid
 
-    from novaimagebuilder import nova
+    from novaimagebuilder.machines import nova
     build_id = str(uuid.uuid4())
     volume = conn.block_storage.create_volume(
         name="imgfac-nova-%s-installer-volume" % build_id, size=1,

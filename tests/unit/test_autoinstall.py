@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from imgfac_nova.template import parse_template
-from novaimagebuilder import installscript as isc
+from novaimagebuilder.scripts import installscript as isc
 from novaimagebuilder import pipeline
 
 PUBLIC_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeKeyForTests builder"

@@ -10,7 +10,7 @@ from taskflow.persistence.backends import impl_memory
 
 from novaimagebuilder import engine
 from novaimagebuilder import errors
-from novaimagebuilder import media
+from novaimagebuilder.installer import media
 from novaimagebuilder import runner
 from novaimagebuilder.flows import base_image
 from novaimagebuilder.tasks import context

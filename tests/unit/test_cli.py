@@ -269,7 +269,7 @@ def test_signal_cancels_build_and_marks_failed(cli_env, config_file, good,
 
 
 def test_jeos_lists_and_removes_local_cache_entries(cli_env, tmp_path):
-    from novaimagebuilder import local
+    from novaimagebuilder.machines import local
     cache_dir = tmp_path / "jeos"
     config = tmp_path / "jeos.conf"
     config.write_text("[DEFAULT]\nstorage_path = %s\njeos_cache_path = %s\n"

@@ -9,8 +9,8 @@ import pytest
 import requests_mock
 
 from novaimagebuilder import errors
-from novaimagebuilder import faults
-from novaimagebuilder import quotas
+from novaimagebuilder.machines import faults
+from novaimagebuilder.machines import quotas
 from tests.unit.test_nova_rescue import NOVA
 from tests.unit.test_nova_rescue import nova_version
 

@@ -2,7 +2,7 @@
 poll and reads the console (an RPC to nova-compute) seldom, its tail only."""
 import json
 
-from novaimagebuilder import nova
+from novaimagebuilder.machines import nova
 from tests.unit.test_nova_rescue import ACTIVE
 from tests.unit.test_nova_rescue import NOVA
 from tests.unit.test_nova_rescue import SHUTOFF
@@ -30,7 +30,7 @@ def test_media_reused_only_when_glance_holds_the_same_bytes(
     """Glance is asked for the project's active media of the digest; an
     image whose hash is not the file's is not reused but uploaded anew."""
     import hashlib
-    from novaimagebuilder import media
+    from novaimagebuilder.installer import media
     from tests.unit.test_nova_rescue import GLANCE
     files, digests, answers = {}, {}, {}
     for role in ("kernel", "ramdisk"):

@@ -144,7 +144,7 @@ def test_a_refused_create_is_one_line(cloud):
 def test_a_server_create_whose_answer_was_lost_is_adopted(cloud):
     """The backend's boot: the POST is reset after Nova made the server;
     the build finds its tagged server by name and boots nothing twice."""
-    from novaimagebuilder import nova
+    from novaimagebuilder.machines import nova
     from novaimagebuilder import rollback
     conn = connect()
     flavor = openstack.compute.v2.flavor.Flavor(id="1", name="1", disk=2)
@@ -165,7 +165,7 @@ def test_a_server_create_whose_answer_was_lost_is_adopted(cloud):
 
 
 def test_a_floating_ip_whose_answer_was_lost_is_adopted(cloud):
-    from novaimagebuilder import nova
+    from novaimagebuilder.machines import nova
     from novaimagebuilder import rollback
     neutron = "http://neutron.test/"
     conn = openstack.connection.Connection(

@@ -11,7 +11,7 @@ from imgfac_nova import config
 from imgfac_nova.plugins import nova as nova_plugin
 from imgfac_nova.plugins import provider
 from novaimagebuilder import errors
-from novaimagebuilder import nova
+from novaimagebuilder.machines import nova
 from tests.unit.test_nova_rescue import NOVA
 from tests.unit.test_nova_rescue import backend  # noqa: F401 (fixture)
 from tests.unit.test_nova_rescue import cloud  # noqa: F401 (fixture)

@@ -2,7 +2,7 @@ import json
 import os
 import subprocess
 
-from novaimagebuilder import configdrive
+from novaimagebuilder.installer import configdrive
 
 
 def _read(iso, path):

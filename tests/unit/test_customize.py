@@ -11,9 +11,9 @@ import types
 import pytest
 
 from imgfac_nova.template import parse_template
-from novaimagebuilder import customize as cz
+from novaimagebuilder.guest import customize as cz
 from novaimagebuilder import errors
-from novaimagebuilder import ssh
+from novaimagebuilder.guest import ssh
 from tests.unit import sshd
 
 sshd_server = sshd.sshd_server

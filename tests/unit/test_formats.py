@@ -10,8 +10,8 @@ from lxml import etree
 
 from imgfac_nova.db import meta_files
 from novaimagebuilder import errors
-from novaimagebuilder import formats
-from novaimagebuilder import ova
+from novaimagebuilder.images import formats
+from novaimagebuilder.images import ova
 
 MiB = 1024 ** 2
 

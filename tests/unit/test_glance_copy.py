@@ -14,9 +14,9 @@ import requests_mock
 from keystoneauth1 import session
 
 from novaimagebuilder import errors
-from novaimagebuilder import glance
+from novaimagebuilder.images import glance
 from novaimagebuilder import rollback
-from novaimagebuilder import transfer
+from novaimagebuilder.images import transfer
 
 SOURCE, DEST = "http://source.test", "http://dest.test"
 IMAGE, COPY = "0b3b6a5e-2b43-4d5e-9a1f-7d3c1c0e9a11", \
@@ -177,7 +177,7 @@ def test_copy_streams_the_bytes_and_checks_them():
 
 
 def test_a_dropped_download_is_taken_up_where_it_stopped(caplog):
-    caplog.set_level("INFO", logger="novaimagebuilder.transfer")
+    caplog.set_level("INFO", logger="novaimagebuilder.images.transfer")
     data = _data(6 * glance.CHUNK)
     cut = 2 * glance.CHUNK + 12345
     glances = Glances(MOCK, data, cut=cut)

@@ -7,8 +7,8 @@ import requests_mock
 from keystoneauth1 import session
 
 from novaimagebuilder import errors
-from novaimagebuilder import glance
-from novaimagebuilder import stores
+from novaimagebuilder.images import glance
+from novaimagebuilder.images import stores
 from tests.unit.test_glance_copy import SCHEMA
 
 URL = "http://glance.test"

@@ -10,8 +10,8 @@ import requests_mock
 from keystoneauth1 import session
 
 from novaimagebuilder import errors
-from novaimagebuilder import glance
-from novaimagebuilder import transfer
+from novaimagebuilder.images import glance
+from novaimagebuilder.images import transfer
 
 URL = "http://glance.test"
 IMAGE = "0b3b6a5e-2b43-4d5e-9a1f-7d3c1c0e9a11"

@@ -12,15 +12,15 @@ import pytest
 import yaml
 
 from imgfac_nova.template import parse_template
-from novaimagebuilder import autoinstall
-from novaimagebuilder import customize as cz
+from novaimagebuilder.scripts import autoinstall
+from novaimagebuilder.guest import customize as cz
 from novaimagebuilder import errors
-from novaimagebuilder import hostkeys
-from novaimagebuilder import installscript as isc
-from novaimagebuilder import kickstart as ks
-from novaimagebuilder import nova
-from novaimagebuilder import proxy as proxy_mod
-from novaimagebuilder import ssh
+from novaimagebuilder.guest import hostkeys
+from novaimagebuilder.scripts import installscript as isc
+from novaimagebuilder.scripts import kickstart as ks
+from novaimagebuilder.machines import nova
+from novaimagebuilder.guest import proxy as proxy_mod
+from novaimagebuilder.guest import ssh
 from tests import poll
 from tests.unit import sshd
 from tests.unit.test_customize import FakeGuest

@@ -14,10 +14,10 @@ import yaml
 
 from imgfac_nova.plugins import nova as nova_plugin
 from novaimagebuilder import errors
-from novaimagebuilder import hostkeys
-from novaimagebuilder import nova
+from novaimagebuilder.guest import hostkeys
+from novaimagebuilder.machines import nova
 from novaimagebuilder import scrub
-from novaimagebuilder import ssh_source
+from novaimagebuilder.guest import ssh_source
 from tests.unit.test_nova_rescue import NOVA
 from tests.unit.test_nova_rescue import nova_version
 

@@ -6,7 +6,7 @@ import paramiko
 import pytest
 import yaml
 
-from novaimagebuilder import hostkeys
+from novaimagebuilder.guest import hostkeys
 
 
 def test_generated_key_is_an_openssh_ed25519_pair(tmp_path):

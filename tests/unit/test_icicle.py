@@ -5,8 +5,8 @@ import subprocess
 import pytest
 from lxml import etree
 
-from novaimagebuilder import icicle
-from novaimagebuilder import ssh
+from novaimagebuilder.guest import icicle
+from novaimagebuilder.guest import ssh
 from tests.unit import sshd
 
 sshd_server = sshd.sshd_server

@@ -9,9 +9,9 @@ import requests_mock
 from keystoneauth1 import session
 
 from novaimagebuilder import errors
-from novaimagebuilder import formats
-from novaimagebuilder import glance
-from novaimagebuilder import local
+from novaimagebuilder.images import formats
+from novaimagebuilder.images import glance
+from novaimagebuilder.machines import local
 from novaimagebuilder import rollback
 from tests.unit import test_formats
 

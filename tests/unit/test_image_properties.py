@@ -12,8 +12,8 @@ from imgfac_nova import store
 from imgfac_nova import template as tdl
 from imgfac_nova.plugins import openstack
 from novaimagebuilder import errors
-from novaimagebuilder import image_properties as ip
-from novaimagebuilder import machine_model
+from novaimagebuilder.images import image_properties as ip
+from novaimagebuilder.machines import machine_model
 from tests import scs_0102
 
 TEMPLATE = """<template><name>rocky-uefi</name>

@@ -14,7 +14,7 @@ from imgfac_nova.plugins import local
 from imgfac_nova.plugins import nova as nova_plugin
 from imgfac_nova.plugins import openstack
 from imgfac_nova.plugins import provider
-from novaimagebuilder import sysprep
+from novaimagebuilder.guest import sysprep
 
 #: A system's files: those that are its identity, and others that stay.
 IDENTITY = {

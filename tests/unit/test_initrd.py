@@ -3,7 +3,7 @@ import gzip
 import os
 import subprocess
 
-from novaimagebuilder import initrd
+from novaimagebuilder.installer import initrd
 
 
 def test_appended_archive_unpacks_with_cpio(tmp_path):

@@ -7,7 +7,7 @@ an installer component.
 """
 import pathlib
 
-from novaimagebuilder import installer_screen as screen
+from novaimagebuilder.installer import installer_screen as screen
 
 DI = (pathlib.Path(__file__).parent / "data" /
       "d-i-download-components.console").read_bytes().decode()

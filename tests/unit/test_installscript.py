@@ -7,7 +7,7 @@ import subprocess
 import pytest
 
 from imgfac_nova.template import parse_template
-from novaimagebuilder import installscript as isc
+from novaimagebuilder.scripts import installscript as isc
 
 PUBLIC_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeKeyForTests builder"
 
@@ -421,7 +421,7 @@ def test_masked_leaves_other_lines_alone():
 
 def test_pykickstart_warnings_are_logged_without_passwords(monkeypatch,
                                                            caplog):
-    from novaimagebuilder import kickstart as ks
+    from novaimagebuilder.scripts import kickstart as ks
     monkeypatch.setattr(ks, "parse", lambda text, *args: [
         "line 2 'rootpw --plaintext hunter2' is deprecated"])
     text = "text\nrootpw --plaintext hunter2\npoweroff\n"

@@ -10,9 +10,9 @@ import pytest
 
 from imgfac_nova import template as tdl
 from novaimagebuilder import errors
-from novaimagebuilder import jeos
-from novaimagebuilder import local
-from novaimagebuilder import media
+from novaimagebuilder.images import jeos
+from novaimagebuilder.machines import local
+from novaimagebuilder.installer import media
 from novaimagebuilder import runner
 from tests.unit import test_pipeline
 

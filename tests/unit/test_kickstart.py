@@ -10,8 +10,8 @@ from pykickstart import parser as ksparser
 from pykickstart import version as ksversion
 
 from imgfac_nova.template import parse_template
-from novaimagebuilder import installscript as isc
-from novaimagebuilder import kickstart as ks
+from novaimagebuilder.scripts import installscript as isc
+from novaimagebuilder.scripts import kickstart as ks
 
 PUBLIC_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeKeyForTests builder"
 NAMES = {"fedora": "Fedora", "rhel": "RHEL", "redhat": "RedHat",

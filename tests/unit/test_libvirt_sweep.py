@@ -10,8 +10,8 @@ import pytest
 
 from imgfac_nova.plugins import libvirt as plugin
 from imgfac_nova.plugins import local
-from novaimagebuilder import libvirt_machines
-from novaimagebuilder import libvirt_xml
+from novaimagebuilder.machines import libvirt_machines
+from novaimagebuilder.machines import libvirt_xml
 
 URI = "test:///default"  # one state per process, shared by its connections
 

@@ -1,8 +1,8 @@
 """The libvirt plugin's domain, pool and volume XML, parsed back."""
 import xml.etree.ElementTree as ET
 
-from novaimagebuilder import libvirt_xml
-from novaimagebuilder import machine_model
+from novaimagebuilder.machines import libvirt_xml
+from novaimagebuilder.machines import machine_model
 
 QEMU = "{%s}" % libvirt_xml.QEMU_NAMESPACE
 TAG = libvirt_xml.Tag("0b5c6a8e-1d2f-4a3b-8c4d-5e6f7a8b9c0d", "installer",

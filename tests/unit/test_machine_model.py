@@ -14,9 +14,9 @@ from imgfac_nova import store
 from imgfac_nova import template as tdl
 from imgfac_nova.plugins import local as local_plugin
 from novaimagebuilder import errors
-from novaimagebuilder import local
-from novaimagebuilder import machine_model
-from novaimagebuilder import qemu
+from novaimagebuilder.machines import local
+from novaimagebuilder.machines import machine_model
+from novaimagebuilder.machines import qemu
 
 
 @pytest.fixture(autouse=True)

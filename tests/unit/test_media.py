@@ -6,7 +6,7 @@ import pytest
 
 from imgfac_nova import template as tdl
 from novaimagebuilder import errors
-from novaimagebuilder import media
+from novaimagebuilder.installer import media
 from tests.unit.httpserver import StaticServer
 
 

@@ -2,7 +2,7 @@
 from keystoneauth1 import exceptions as ksa
 from openstack import exceptions as sdk
 
-from novaimagebuilder import nova
+from novaimagebuilder.machines import nova
 
 
 def test_wrapped_401_is_bad_credentials():

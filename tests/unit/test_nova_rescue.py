@@ -9,8 +9,8 @@ import pytest
 import requests_mock
 
 from novaimagebuilder import errors
-from novaimagebuilder import glance
-from novaimagebuilder import nova
+from novaimagebuilder.images import glance
+from novaimagebuilder.machines import nova
 
 NOVA = "http://nova.test/v2.1/"
 GLANCE = "http://glance.test/"

@@ -1,4 +1,4 @@
-"""Volume-backed builds (novaimagebuilder.nova_volumes): the build's own
+"""Volume-backed builds (novaimagebuilder.machines.nova_volumes): the build's own
 Cinder volumes as the servers' root disks, captures that upload the volume
 to Glance, adoption, faults, sweep, and the plugin's checks; as REST
 conversations of the real openstacksdk with a cloud declared by
@@ -11,8 +11,8 @@ import requests_mock
 
 from imgfac_nova.plugins import nova as plugin
 from novaimagebuilder import errors
-from novaimagebuilder import nova
-from novaimagebuilder import nova_volumes
+from novaimagebuilder.machines import nova
+from novaimagebuilder.machines import nova_volumes
 from tests.unit.test_nova_rescue import GLANCE
 from tests.unit.test_nova_rescue import NOVA
 from tests.unit.test_nova_rescue import glance_images

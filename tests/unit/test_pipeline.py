@@ -5,7 +5,7 @@ import pytest
 
 from imgfac_nova import template as tdl
 from novaimagebuilder import errors
-from novaimagebuilder import media
+from novaimagebuilder.installer import media
 from novaimagebuilder import pipeline
 from novaimagebuilder import runner
 
@@ -90,7 +90,7 @@ class FakeSession:
         FakeSession.instances.append(self)
 
     def wait_until_reachable(self, timeout):
-        from novaimagebuilder import ssh
+        from novaimagebuilder.guest import ssh
         if self.kwargs.get("command_prefix") == "refuse":
             raise errors.BuildError("SSH authentication failed")
         if self.kwargs.get("command_prefix") == "unreachable":
@@ -111,7 +111,7 @@ class FakeSession:
 
 @pytest.fixture
 def fakes(monkeypatch, tmp_path):
-    from novaimagebuilder import customize, icicle, ssh
+    from novaimagebuilder.guest import customize, icicle, ssh
     FakeSession.instances = []
     monkeypatch.setattr(ssh, "SSHGuest", FakeSession)
     monkeypatch.setattr(media, "fetch", lambda *a, **k: media.Media(
@@ -274,7 +274,7 @@ def test_customize_image_failure_removes_what_it_made(fakes, fail,
 
 def test_customize_image_runs_finish_last_before_the_power_off(
         fakes, monkeypatch):
-    from novaimagebuilder import icicle
+    from novaimagebuilder.guest import icicle
 
     def read_packages(session, *args):
         session.commands.append("read the ICICLE")
@@ -308,7 +308,7 @@ def test_the_guest_gets_the_builds_host_key_and_ssh_expects_it(
     is cloud-init's ssh_keys with a new Ed25519 key, the SSH check expects
     that key (build: that key only) and waits ssh_host_key_wait for the
     console; the private key appears nowhere else."""
-    from novaimagebuilder import hostkeys
+    from novaimagebuilder.guest import hostkeys
     parameters = {"ssh_host_keys": choice} if choice else {}
     result, seen, session, config = _host_keys_run(
         fakes, caplog, ssh_host_key_wait=7, **parameters)

@@ -12,7 +12,7 @@ import pytest
 from imgfac_nova.plugins import openstack
 from imgfac_nova.plugins import provider
 from novaimagebuilder import errors
-from novaimagebuilder import glance
+from novaimagebuilder.images import glance
 
 CREDENTIALS = """<?xml version="1.0"?>
 <provider_credentials>

@@ -3,7 +3,7 @@ import os
 import pytest
 
 from novaimagebuilder import errors
-from novaimagebuilder import qemu
+from novaimagebuilder.machines import qemu
 
 
 def test_tcg_when_kvm_is_kvm_pvm(monkeypatch):
@@ -43,7 +43,7 @@ def test_ssh_port_is_free_loopback_port():
 def test_a_resumed_local_build_stops_what_an_earlier_run_left(monkeypatch):
     """A machine an earlier process started cannot be taken over: adopting
     it stops it (and says so); one that is not running is gone."""
-    from novaimagebuilder import local
+    from novaimagebuilder.machines import local
     build = "0b1c2d3e-4f50-4617-8293-a4b5c6d7e8f9"
     running = {7001: ["qemu-system-x86_64", "-name",
                       "imgfac-%s-installer-1" % build, "-qmp",

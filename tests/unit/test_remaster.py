@@ -8,8 +8,8 @@ import subprocess
 import pytest
 
 from novaimagebuilder import errors
-from novaimagebuilder import initrd
-from novaimagebuilder import remaster
+from novaimagebuilder.installer import initrd
+from novaimagebuilder.installer import remaster
 
 CMDLINE = "console=ttyS0 priority=critical"
 PRESEED = b"d-i passwd/root-password-crypted password $6$salt$hash\n"

@@ -24,8 +24,8 @@ from imgfac_nova import store
 from imgfac_nova import template as tdl
 from imgfac_nova.plugins import common
 from novaimagebuilder import errors
-from novaimagebuilder import local
-from novaimagebuilder import media
+from novaimagebuilder.machines import local
+from novaimagebuilder.installer import media
 from novaimagebuilder import private
 from novaimagebuilder import scrub
 

@@ -11,7 +11,7 @@ import paramiko
 import pytest
 
 from novaimagebuilder import errors
-from novaimagebuilder import ssh
+from novaimagebuilder.guest import ssh
 from tests.unit import sshd
 
 # The real sshd (module scoped) and a key it accepts for root.

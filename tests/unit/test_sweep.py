@@ -390,7 +390,7 @@ def test_local_sweep_kills_vms_and_removes_files_of_dead_builds(
 
 def test_cloud_sweep_checks_what_it_removed_not_what_came_meanwhile(
         monkeypatch):
-    from novaimagebuilder import nova
+    from novaimagebuilder.machines import nova
     gone = sweep.Leftover("b1", "image", "img-gone", "imgfac-nova-b1")
     stuck = sweep.Leftover("b2", "image", "img-stuck", "imgfac-nova-b2")
     # Another build killed while this sweep ran: not in its first listing.

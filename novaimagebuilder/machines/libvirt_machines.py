@@ -14,9 +14,9 @@ import os
 import shutil
 
 from novaimagebuilder import errors
-from novaimagebuilder import libvirt_xml
-from novaimagebuilder import local
-from novaimagebuilder import qemu
+from novaimagebuilder.machines import libvirt_xml
+from novaimagebuilder.machines import local
+from novaimagebuilder.machines import qemu
 from novaimagebuilder import waiter
 
 LOG = logging.getLogger(__name__)

@@ -38,7 +38,7 @@ import time
 import paramiko
 
 from novaimagebuilder import errors
-from novaimagebuilder import hostkeys
+from novaimagebuilder.guest import hostkeys
 from novaimagebuilder import waiter
 
 LOG = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ import tempfile
 import time
 
 from novaimagebuilder import errors
-from novaimagebuilder import installer_screen
+from novaimagebuilder.installer import installer_screen
 from novaimagebuilder import waiter
 
 LOG = logging.getLogger(__name__)

@@ -6,7 +6,7 @@ the guest OS never boots for it: nothing of the clean-up (a new machine-id,
 boot logs, a shell history) can end up in the image, and it knows the
 distributions' own places for each piece of identity. It runs with the
 ``direct`` libguestfs backend (no libvirt daemon needed); KVM is used when
-it works (:func:`novaimagebuilder.qemu.choose_accelerator`), else TCG.
+it works (:func:`novaimagebuilder.machines.qemu.choose_accelerator`), else TCG.
 
 An image that stays in the cloud (its bytes never come down to run
 virt-sysprep on) is cleaned in the guest instead: :func:`guest_script`
@@ -23,7 +23,7 @@ import subprocess
 import tempfile
 
 from novaimagebuilder import errors
-from novaimagebuilder import qemu
+from novaimagebuilder.machines import qemu
 from novaimagebuilder import waiter
 
 #: virt-sysprep operations: machine-id, SSH host keys, persistent net rules

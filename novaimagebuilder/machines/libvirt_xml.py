@@ -13,7 +13,7 @@ local QEMU builds have it: the guest reaches the host at 10.0.2.2).
 import dataclasses
 import xml.etree.ElementTree as ET
 
-from novaimagebuilder import machine_model
+from novaimagebuilder.machines import machine_model
 
 #: The XML namespace of the build tag in a domain's metadata.
 NAMESPACE = "https://opendev.org/imgfac-nova/xmlns/libvirt/build/1"

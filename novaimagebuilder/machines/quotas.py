@@ -17,7 +17,7 @@ import dataclasses
 import logging
 
 from novaimagebuilder import errors
-from novaimagebuilder import nova
+from novaimagebuilder.machines import nova
 
 LOG = logging.getLogger(__name__)
 

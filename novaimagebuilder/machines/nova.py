@@ -17,17 +17,17 @@ import tempfile
 import time
 
 from novaimagebuilder import errors
-from novaimagebuilder import faults
-from novaimagebuilder import glance
-from novaimagebuilder import initrd
-from novaimagebuilder import installer_screen
-from novaimagebuilder import jeos
-from novaimagebuilder import nova_volumes
+from novaimagebuilder.machines import faults
+from novaimagebuilder.images import glance
+from novaimagebuilder.installer import initrd
+from novaimagebuilder.installer import installer_screen
+from novaimagebuilder.images import jeos
+from novaimagebuilder.machines import nova_volumes
 from novaimagebuilder import pipeline
-from novaimagebuilder import remaster
+from novaimagebuilder.installer import remaster
 from novaimagebuilder import retries
 from novaimagebuilder import rollback
-from novaimagebuilder import ssh_source
+from novaimagebuilder.guest import ssh_source
 from novaimagebuilder import sweep
 from novaimagebuilder import waiter
 

@@ -96,7 +96,7 @@ def _parameters(parameters):
 
 def _install_proxy(template, parameters):
     """``(proxy URL for the install URL or None, persist)``."""
-    from novaimagebuilder import proxy as proxy_mod
+    from novaimagebuilder.guest import proxy as proxy_mod
     try:
         proxy = proxy_mod.Proxy.from_parameters(parameters or {})
     except ValueError as exc:
@@ -128,8 +128,8 @@ def _b64(text):
 
 def kickstart(template, parameters=None):
     """A kickstart (Fedora, RHEL, CentOS Stream, Rocky, Alma, OL), for the
-    releases novaimagebuilder.kickstart claims."""
-    from novaimagebuilder import kickstart as ks
+    releases novaimagebuilder.scripts.kickstart claims."""
+    from novaimagebuilder.scripts import kickstart as ks
     ks.require_claimed(template)
     user, key, disk = _parameters(parameters)
     install = template.os.install
@@ -346,7 +346,7 @@ def _late_command(account, key, drop_proxy=False):
 # ---------------------------------------------------------------- registry
 
 def _autoinstall(template, parameters):
-    from novaimagebuilder import autoinstall
+    from novaimagebuilder.scripts import autoinstall
     return autoinstall.autoinstall(template, parameters)
 
 
@@ -474,12 +474,12 @@ def from_parameter(text, template=None):
             "'d-i debian-installer/exit/poweroff boolean true' so the build "
             "sees the install finish")
     elif kind == "autoinstall":
-        from novaimagebuilder import autoinstall
+        from novaimagebuilder.scripts import autoinstall
         autoinstall.validate(text)
     _refuse_weak_hashes(text)
     if kind == "kickstart" and template is not None and \
             generator_for(template) is kickstart:
-        from novaimagebuilder import kickstart as ks
+        from novaimagebuilder.scripts import kickstart as ks
         passwords = {password for _, password, _ in _passwords(text)}
         for warning in ks.parse(text, template.os.name, template.os.version,
                                 "install_script"):

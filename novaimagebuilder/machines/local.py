@@ -16,15 +16,15 @@ import tempfile
 import time
 import uuid
 
-from novaimagebuilder import configdrive
+from novaimagebuilder.installer import configdrive
 from novaimagebuilder import errors
-from novaimagebuilder import formats
-from novaimagebuilder import initrd
-from novaimagebuilder import jeos
+from novaimagebuilder.images import formats
+from novaimagebuilder.installer import initrd
+from novaimagebuilder.images import jeos
 from novaimagebuilder import pipeline
 from novaimagebuilder import private
-from novaimagebuilder import qemu
-from novaimagebuilder import remaster
+from novaimagebuilder.machines import qemu
+from novaimagebuilder.installer import remaster
 
 LOG = logging.getLogger(__name__)
 DEFAULT_DISK_SIZE = 10 * 1024 ** 3

@@ -25,7 +25,7 @@ import subprocess
 import tempfile
 
 from novaimagebuilder import errors
-from novaimagebuilder import initrd as initrd_mod
+from novaimagebuilder.installer import initrd as initrd_mod
 
 #: Names of the ISOLINUX/SYSLINUX configurations a boot loader starts from.
 SYSLINUX_CONFIGS = ("isolinux.cfg", "syslinux.cfg")

@@ -6,7 +6,7 @@ cloud offers it, else the plain image upload; the bytes are hashed while they
 are read and Glance's ``os_hash_algo`` / ``os_hash_value`` must match. The
 image is pushed on the caller's rollback stack the moment it exists, so a
 failure at any point leaves no image behind (downloads, and copies from
-another Glance, are :mod:`novaimagebuilder.transfer`'s). Hashing runs in a
+another Glance, are :mod:`novaimagebuilder.images.transfer`'s). Hashing runs in a
 thread beside the transfer (:class:`StreamHash`), so it costs no time while
 the link is the slower part. The bytes going up are inspected as their
 ``disk_format`` first (:func:`formats.inspect`).
@@ -20,8 +20,8 @@ import threading
 import time
 
 from novaimagebuilder import errors
-from novaimagebuilder import formats
-from novaimagebuilder import nova
+from novaimagebuilder.images import formats
+from novaimagebuilder.machines import nova
 from novaimagebuilder import retries
 from novaimagebuilder import waiter
 
@@ -206,7 +206,7 @@ def file_hash(path, algorithm):
 
 
 class FileData:
-    """A file's bytes, for :func:`upload`; :mod:`novaimagebuilder.transfer`
+    """A file's bytes, for :func:`upload`; :mod:`novaimagebuilder.images.transfer`
     has another Glance image's (the same four members)."""
 
     def __init__(self, path):

@@ -39,7 +39,7 @@ BROKEN = ("error", "error_deleting", "error_extending", "error_restoring")
 def check(conn, volume_type):
     """One line unless the cloud has a block-storage service (and the
     volume type, when one is named)."""
-    from novaimagebuilder import nova
+    from novaimagebuilder.machines import nova
     if not nova.has_volumes(conn):
         raise errors.BuildError(
             "boot_from_volume needs the cloud's block storage (Cinder), and "
@@ -83,7 +83,7 @@ class Volumes:
 
     def own(self, **metadata):
         """This build's volumes whose metadata include ``metadata``."""
-        from novaimagebuilder import nova
+        from novaimagebuilder.machines import nova
         wanted = dict(metadata, **{nova.BUILD_TAG: self.backend.build_id})
         return [volume for volume in self.conn.block_storage.volumes()
                 if all((volume.metadata or {}).get(k) == v
@@ -125,7 +125,7 @@ class Volumes:
                  "delete_on_termination": False}], volume.id
 
     def _create(self, name, image_id):
-        from novaimagebuilder import nova
+        from novaimagebuilder.machines import nova
         image = nova.call("looking up image %s" % image_id,
                           self.conn.image.get_image, image_id)
         # Cinder refuses a volume smaller than the image's disk.
@@ -149,7 +149,7 @@ class Volumes:
     def note_server(self, volume_id, server_id):
         """Tag the volume with the server it is the root disk of (adopt
         finds it by this once the server is gone)."""
-        from novaimagebuilder import nova
+        from novaimagebuilder.machines import nova
         nova.call("tagging volume %s with its server" % volume_id,
                   self.conn.block_storage.set_volume_metadata, volume_id,
                   **{SERVER_TAG: server_id})
@@ -193,7 +193,7 @@ class Volumes:
         gone."""
         from openstack import exceptions as sdk
 
-        from novaimagebuilder import nova
+        from novaimagebuilder.machines import nova
         try:
             self.conn.block_storage.delete_volume(volume_id,
                                                   ignore_missing=True)
@@ -208,7 +208,7 @@ class Volumes:
         """Upload the root volume of the stopped server ``machine`` to
         Glance as the image ``name`` with ``metadata``: the server is
         deleted first (the volume stays); returns the new image's id."""
-        from novaimagebuilder import nova
+        from novaimagebuilder.machines import nova
         log = self.backend.log
         volume_id = machine.volume
         log.info("Deleting %s to upload its volume %s to Glance", machine,

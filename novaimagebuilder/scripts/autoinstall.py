@@ -28,7 +28,7 @@ import urllib.parse
 
 import yaml
 
-from novaimagebuilder import installscript as isc
+from novaimagebuilder.scripts import installscript as isc
 
 _CONSOLE = "console=tty0 console=ttyS0,115200n8"
 #: What subiquity leaves that would keep the JEOS from reading the cloud's

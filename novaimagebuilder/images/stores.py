@@ -8,7 +8,7 @@ discovery (``/v2/info/import``); Glance's default policy lets only an admin
 import logging
 
 from novaimagebuilder import errors
-from novaimagebuilder import glance
+from novaimagebuilder.images import glance
 from novaimagebuilder import retries
 from novaimagebuilder import waiter
 

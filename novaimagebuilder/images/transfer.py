@@ -32,9 +32,9 @@ from urllib import parse
 import requests
 
 from novaimagebuilder import errors
-from novaimagebuilder import formats
-from novaimagebuilder import glance
-from novaimagebuilder import nova
+from novaimagebuilder.images import formats
+from novaimagebuilder.images import glance
+from novaimagebuilder.machines import nova
 from novaimagebuilder import retries
 
 LOG = logging.getLogger(__name__)

@@ -6,7 +6,7 @@ as. :func:`convert` runs ``qemu-img convert -p`` and turns its progress
 output into callbacks; :func:`verify` checks the result with ``qemu-img
 info`` (and ``qemu-img check`` where the format has consistency checks)
 before an image counts as complete. OVA archives are made by
-:mod:`novaimagebuilder.ova`.
+:mod:`novaimagebuilder.images.ova`.
 
 qemu-img is always told the format of an image (never left to probe bytes a
 guest wrote), and :func:`inspect` checks an image with oslo.utils' format

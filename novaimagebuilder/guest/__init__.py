@@ -1,0 +1,2 @@
+"""Reaching the guest (SSH, host keys, jump hosts, proxies) and customizing it
+(repositories, packages, files, commands, ICICLE, sysprep)."""

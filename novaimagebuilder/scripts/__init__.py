@@ -1,0 +1,1 @@
+"""Install scripts: kickstart, preseed, autoinstall."""
