@@ -24,8 +24,8 @@ import logging
 import requests
 from keystoneauth1 import session as ksa_session
 
+from novaimagebuilder import cloud
 from novaimagebuilder import errors
-from novaimagebuilder.machines import nova
 from novaimagebuilder import waiter
 
 LOG = logging.getLogger(__name__)
@@ -115,9 +115,9 @@ def send_once(what, send, made, timeout=120, cancel=None, log=None,
     returns, when not None, is the result -- and if not, it is sent again,
     for up to ``timeout`` seconds (and at most ``attempts`` times). Any
     other error is a one-line BuildError (``explain``: the exception's
-    line; default nova.explain), as is giving up."""
+    line; default cloud.explain), as is giving up."""
     log = log or LOG
-    explain = explain or nova.explain
+    explain = explain or cloud.explain
     last = {"error": None}
     for attempt, _ in enumerate(waiter.iterate(timeout, lambda: "%s: %s" % (
             what, last["error"]), cancel=cancel)):
@@ -133,8 +133,8 @@ def send_once(what, send, made, timeout=120, cancel=None, log=None,
                 raise errors.BuildError("%s: %s" % (what, explain(exc))) \
                     from None
             last["error"] = explain(exc)
-        found = nova.call("%s (looking for it after a lost answer)" % what,
-                          made)
+        found = cloud.call("%s (looking for it after a lost answer)" % what,
+                           made)
         if found is not None:
             log.info("%s: the answer was lost (%s); it was done", what,
                      last["error"])

@@ -11,6 +11,8 @@ from imgfac_nova.parameters import Parameter
 from imgfac_nova.plugins import base
 from imgfac_nova.plugins import common
 
+from novaimagebuilder import cloud
+
 LOG = logging.getLogger(__name__)
 
 
@@ -252,15 +254,14 @@ class NovaOS(base.OSPlugin):
 
     def delete_image(self, image, parameters):
         """Delete the Glance image of a base image."""
-        from novaimagebuilder.machines import nova
         glance_id = image.properties.get(images.GLANCE_ID_PROPERTY)
         if not glance_id:
             return
         stored = dict(image.parameters)
         stored.update(parameters)
         conn = self._connect(stored)
-        nova.call("Glance could not delete image %s" % glance_id,
-                  conn.image.delete_image, glance_id, ignore_missing=True)
+        cloud.call("Glance could not delete image %s" % glance_id,
+                   conn.image.delete_image, glance_id, ignore_missing=True)
 
     def sweep(self, protected, parameters, dry_run=False):
         """Remove the cloud resources tagged by builds that ``protected``

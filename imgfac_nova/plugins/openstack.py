@@ -28,6 +28,8 @@ from imgfac_nova.plugins import formats as format_targets
 from imgfac_nova.plugins import nova as nova_plugin
 from imgfac_nova.plugins import provider
 
+from novaimagebuilder import cloud
+
 LOG = logging.getLogger(__name__)
 
 #: Package names of the QEMU guest agent, as the ICICLE lists them.
@@ -243,7 +245,6 @@ class OpenStack(provider.GlanceProvider):
         target's id, is the target image, with Nova's properties."""
         from imgfac_nova import images
         from imgfac_nova import template as tdl
-        from novaimagebuilder.machines import nova
         from novaimagebuilder import rollback
         from novaimagebuilder.guest import sysprep
         LOG.info("Making the target image in the cloud from Glance image %s "
@@ -257,27 +258,27 @@ class OpenStack(provider.GlanceProvider):
                                       % base_image.identifier)
         glance_id, conn, icicle = os_plugin.customize_in_cloud(
             build, target, base_image, finish,
-            nova.NAME_PREFIX + build.identifier,
+            cloud.NAME_PREFIX + build.identifier,
             {"imgfac_template": template.name,
              "imgfac_base_image": base_image.identifier})
         undo = rollback.Rollback(LOG)
-        undo.push("Glance image %s" % glance_id, lambda: nova.call(
+        undo.push("Glance image %s" % glance_id, lambda: cloud.call(
             "deleting Glance image %s" % glance_id, conn.image.delete_image,
             glance_id, ignore_missing=True), result=True)
         succeeded = False
         try:
             build.progress(96, "Setting Nova's properties of Glance image %s"
                            % glance_id)
-            image = nova.call("reading Glance image %s" % glance_id,
-                              conn.image.get_image, glance_id)
+            image = cloud.call("reading Glance image %s" % glance_id,
+                               conn.image.get_image, glance_id)
             props = glance_properties(template, icicle, parameters,
                                       base_image.parameters)
             size = image.virtual_size  # None: Glance did not inspect it
             min_disk = parameters.get("min_disk") or (
                 math.ceil(size / 1024 ** 3) if size else image.min_disk or 0)
-            nova.call("setting the properties of Glance image %s" % glance_id,
-                      conn.image.update_image, glance_id, min_disk=min_disk,
-                      min_ram=min_ram(parameters, base_image), **props)
+            cloud.call("setting the properties of Glance image %s" % glance_id,
+                       conn.image.update_image, glance_id, min_disk=min_disk,
+                       min_ram=min_ram(parameters, base_image), **props)
             build.set_property(images.GLANCE_ID_PROPERTY, glance_id)
             build.set_property("in_cloud", True)
             build.set_property("glance_cloud", {
@@ -299,14 +300,13 @@ class OpenStack(provider.GlanceProvider):
     def delete_target_image(self, image, parameters):
         """Delete the Glance image of a target image made in the cloud."""
         from imgfac_nova import images
-        from novaimagebuilder.machines import nova
         glance_id = image.properties.get(images.GLANCE_ID_PROPERTY)
         if not glance_id or not image.properties.get("in_cloud"):
             return
         conn = provider.target_cloud(image, self.cloud_auth,
                                      self.cloud_timeout)
-        nova.call("Glance could not delete image %s" % glance_id,
-                  conn.image.delete_image, glance_id, ignore_missing=True)
+        cloud.call("Glance could not delete image %s" % glance_id,
+                   conn.image.delete_image, glance_id, ignore_missing=True)
 
 
 def visibility_values(parsed):

@@ -20,6 +20,7 @@ import socket
 from imgfac_nova import images
 from imgfac_nova.parameters import Parameter
 from imgfac_nova.plugins import base
+from novaimagebuilder import cloud
 from novaimagebuilder import errors
 
 LOG = logging.getLogger(__name__)
@@ -308,20 +309,19 @@ class GlanceProvider(base.CloudPlugin):
         name, disk_format, container_format, **options)`` (glance.upload's
         arguments after its data), with the target's properties; the hash is
         checked. ``doing`` starts the activity line."""
-        from novaimagebuilder.machines import nova
         from novaimagebuilder import rollback
         from novaimagebuilder import waiter
         props = target_image.properties
         glance_properties = dict(props.get("glance_properties") or {})
         # Tagged with the push and, as every temporary resource, its owner
         # (a sweep leaves a live push alone and removes a killed one's).
-        glance_properties.update({nova.BUILD_TAG: build.identifier,
-                                  nova.OWNER_TAG: "%s:%d" % (
+        glance_properties.update({cloud.BUILD_TAG: build.identifier,
+                                  cloud.OWNER_TAG: "%s:%d" % (
                                       socket.gethostname(), os.getpid()),
                                   "imgfac_target_image":
                                       target_image.identifier})
         definition = parsed.definition
-        name = parameters.get("image_name") or (nova.NAME_PREFIX +
+        name = parameters.get("image_name") or (cloud.NAME_PREFIX +
                                                 build.identifier)
         timeout = waiter.for_size(size, parameters.get("upload_timeout", 600),
                                   parameters.get("upload_timeout_per_gib",
@@ -509,13 +509,12 @@ def _pushed(client, record):
     """The images the push ``record`` made in a provider's Glance (``client``),
     as sweep Leftovers."""
     from novaimagebuilder.images import glance
-    from novaimagebuilder.machines import nova
     from novaimagebuilder import sweep
     found = glance.call(
         "listing the images of push %s on provider %s" % (
             record.identifier, record.provider), lambda: list(
-            client.images.list(filters={nova.BUILD_TAG: record.identifier})))
+            client.images.list(filters={cloud.BUILD_TAG: record.identifier})))
     return [sweep.Leftover(record.identifier, "provider image", image.id,
                            "%s on provider %s" % (image.name, record.provider),
                            owner=record.worker) for image in found
-            if image.get(nova.BUILD_TAG) == record.identifier]
+            if image.get(cloud.BUILD_TAG) == record.identifier]

@@ -19,9 +19,9 @@ import socket
 import threading
 import time
 
+from novaimagebuilder import cloud
 from novaimagebuilder import errors
 from novaimagebuilder.images import formats
-from novaimagebuilder.machines import nova
 from novaimagebuilder import retries
 from novaimagebuilder import waiter
 
@@ -51,7 +51,7 @@ def explain(exc):
     if isinstance(code, int):
         return "%s (HTTP %d)" % (_first_line(getattr(exc, "details", None)
                                              or exc), code)
-    return nova.explain(exc)
+    return cloud.explain(exc)
 
 
 def _first_line(text):
@@ -249,7 +249,7 @@ def upload(glance, data, undo, name, disk_format, container_format,
         data = FileData(data)
     data.check(disk_format, container_format, "the upload of %s" % name)
     props = dict(properties or {})
-    owned_here = nova.OWNER_TAG not in props
+    owned_here = cloud.OWNER_TAG not in props
     if image_id is None:
         image_id = create(glance, undo, name, disk_format, container_format,
                           visibility, min_disk, min_ram, props, cancel)
@@ -282,9 +282,9 @@ def create(glance, undo, name, disk_format, container_format, visibility,
            min_disk, min_ram, properties, cancel):
     """Create the queued Glance image ``name`` (owned by this process while
     its bytes move; pushed on ``undo``); its id."""
-    props = dict(properties, **{nova.ROLE: UPLOADING})
-    props.setdefault(nova.OWNER_TAG, "%s:%d" % (socket.gethostname(),
-                                                os.getpid()))
+    props = dict(properties, **{cloud.ROLE: UPLOADING})
+    props.setdefault(cloud.OWNER_TAG, "%s:%d" % (socket.gethostname(),
+                                                 os.getpid()))
     image = retries.send_once(
         "Glance could not create the image %s" % name,
         lambda: glance.images.create(
@@ -314,9 +314,9 @@ def finish(glance, image_id, name, role, owned_here, cancel=None):
     retries.send_once(
         "marking Glance image %s finished" % image_id,
         lambda: glance.images.update(
-            image_id, remove_props=[nova.OWNER_TAG] if owned_here else None,
-            **{nova.ROLE: role}),
-        lambda: _found(glance, name, {nova.ROLE: role}, image_id),
+            image_id, remove_props=[cloud.OWNER_TAG] if owned_here else None,
+            **{cloud.ROLE: role}),
+        lambda: _found(glance, name, {cloud.ROLE: role}, image_id),
         cancel=cancel, explain=explain)
     return glance.images.get(image_id)
 

@@ -31,10 +31,10 @@ from urllib import parse
 
 import requests
 
+from novaimagebuilder import cloud
 from novaimagebuilder import errors
 from novaimagebuilder.images import formats
 from novaimagebuilder.images import glance
-from novaimagebuilder.machines import nova
 from novaimagebuilder import retries
 
 LOG = logging.getLogger(__name__)
@@ -111,7 +111,7 @@ def _web_download(destination, image, url, undo, name, disk_format,
         return None
     _check_same(image, active)
     return glance.finish(destination, made, name, role,
-                         nova.OWNER_TAG not in props, cancel)
+                         cloud.OWNER_TAG not in props, cancel)
 
 
 def _check_same(image, copied):

@@ -16,6 +16,7 @@ import subprocess
 import tempfile
 import time
 
+from novaimagebuilder import cloud
 from novaimagebuilder import errors
 from novaimagebuilder.machines import faults
 from novaimagebuilder.images import glance
@@ -33,17 +34,7 @@ from novaimagebuilder import waiter
 
 LOG = logging.getLogger(__name__)
 
-BUILD_TAG = "imgfac_build_id"
-#: "host:pid" of the process that made a temporary resource, so a sweep from
-#: any image store leaves a live build's resources alone.
-OWNER_TAG = "imgfac_owner"
-#: Image property saying what an image is to the build: media (install media,
-#: shared once active), installer-disk, jeos (temporary), image (the result)
-#: or jeos-cache.
-ROLE = "imgfac_role"
-MEDIA_SHA256 = "imgfac_media_sha256"
 DIRECT_BOOT_PROPERTIES = ("kernel_id", "ramdisk_id", "os_command_line")
-NAME_PREFIX = "imgfac-nova-"
 #: Nova's power_state of a guest that is off (nova.compute.power_state).
 SHUTDOWN = 4
 #: Property of the ISO image that makes Nova's rescue a stable device rescue
@@ -59,40 +50,10 @@ RESCUE_BUS = {"hw_rescue_bus": "ide"}
 STABLE_RESCUE_MICROVERSION = (2, 87)
 
 
-def explain(exc):
-    """One line for an openstacksdk/keystoneauth exception."""
-    from keystoneauth1 import exceptions as ksa
-    from openstack import exceptions as sdk
-    cause = exc
-    while cause is not None:  # openstacksdk wraps keystoneauth's errors
-        if isinstance(cause, ksa.Unauthorized) or \
-                getattr(cause, "status_code", None) == 401:
-            return "the cloud refused the credentials (HTTP 401)"
-        cause = cause.__cause__ or cause.__context__
-    if isinstance(exc, sdk.HttpException):
-        detail = (exc.details or exc.message or "").strip().splitlines()
-        status = exc.status_code
-        text = detail[0] if detail else str(status)
-        if status == 401:
-            return "the cloud refused the credentials (HTTP 401)"
-        if status == 403 and "quota" in text.lower():
-            return "quota exceeded: %s" % text
-        if status == 413 or "quota" in text.lower():
-            return "quota exceeded: %s" % text
-        return "%s (HTTP %s)" % (text, status)
-    if isinstance(exc, ksa.Unauthorized):
-        return "the cloud refused the credentials (HTTP 401)"
-    if isinstance(exc, ksa.ConnectFailure):
-        return "cannot reach the cloud: %s" % str(exc).splitlines()[0]
-    if isinstance(exc, (sdk.ConfigException, ksa.MissingRequiredOptions,
-                        ksa.NoMatchingPlugin)):
-        return "no usable cloud credentials: %s" % str(exc).splitlines()[0]
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
-
-
-def connect(cloud=None, region=None, interface=None, auth=None, timeout=None):
+def connect(cloud_name=None, region=None, interface=None, auth=None,
+            timeout=None):
     """An authenticated openstacksdk Connection, from ``clouds.yaml`` / ``OS_*``
+    (the entry ``cloud_name``)
     through openstacksdk's config loader, or from ``auth`` (a keystoneauth1
     auth plugin, e.g. an API caller's token); ``timeout``: seconds any one
     HTTP request may take (None: no limit). Its requests that may be
@@ -110,22 +71,12 @@ def connect(cloud=None, region=None, interface=None, auth=None, timeout=None):
             config = openstack.config.OpenStackConfig(
                 load_envvars=True, session_constructor=retries.Session)
             conn = openstack.connection.Connection(config=config.get_one(
-                cloud=cloud, region_name=region, interface=interface,
+                cloud=cloud_name, region_name=region, interface=interface,
                 **options))
         conn.authorize()
     except Exception as exc:
-        raise errors.BuildError(explain(exc)) from None
+        raise errors.BuildError(cloud.explain(exc)) from None
     return conn
-
-
-def call(what, function, *args, **kwargs):
-    """Call the cloud; an exception becomes a one-line BuildError."""
-    try:
-        return function(*args, **kwargs)
-    except errors.BuildError:
-        raise
-    except Exception as exc:
-        raise errors.BuildError("%s: %s" % (what, explain(exc))) from None
 
 
 def find_flavor(conn, flavor):
@@ -133,8 +84,8 @@ def find_flavor(conn, flavor):
     if not flavor:
         raise errors.BuildError("the flavor parameter is required "
                                 "(--parameter flavor NAME_OR_ID)")
-    found = call("looking up flavor %r" % flavor, conn.compute.find_flavor,
-                 flavor)
+    found = cloud.call("looking up flavor %r" % flavor, conn.compute.find_flavor,
+                       flavor)
     if found is None:
         names = sorted(f.name for f in conn.compute.flavors())
         raise errors.BuildError("Nova has no flavor %r (flavors: %s)"
@@ -146,8 +97,8 @@ def check_stable_rescue(conn):
     """ISO installs rescue a blank server with the ISO: a one-line error
     unless the cloud's Nova has stable device rescue."""
     from keystoneauth1 import discover
-    data = call("asking Nova for its API versions",
-                conn.compute.get_endpoint_data)
+    data = cloud.call("asking Nova for its API versions",
+                      conn.compute.get_endpoint_data)
     top = data.max_microversion if data is not None else None
     if top is None or tuple(top) < STABLE_RESCUE_MICROVERSION:
         raise errors.BuildError(
@@ -193,12 +144,12 @@ def find_network(conn, network):
     """The named network; without a name, the project's only network (None
     lets Nova choose when there is none)."""
     if network:
-        found = call("looking up network %r" % network,
-                     conn.network.find_network, network)
+        found = cloud.call("looking up network %r" % network,
+                           conn.network.find_network, network)
         if found is None:
             raise errors.BuildError("Neutron has no network %r" % network)
         return found
-    candidates = [n for n in call("listing networks", conn.network.networks)
+    candidates = [n for n in cloud.call("listing networks", conn.network.networks)
                   if not n.is_router_external]
     own = [n for n in candidates if not n.is_shared] or candidates
     if len(own) > 1:
@@ -232,12 +183,12 @@ def open_ssh(conn, group, sources):
     """Let SSH in to a security group: TCP 22 from each of ``sources``
     (ipaddress networks)."""
     for source in sources:
-        call("opening SSH in the security group",
-             conn.network.create_security_group_rule,
-             security_group_id=group.id, direction="ingress",
-             protocol="tcp", port_range_min=22, port_range_max=22,
-             remote_ip_prefix=str(source),
-             ethertype="IPv%d" % source.version)
+        cloud.call("opening SSH in the security group",
+                   conn.network.create_security_group_rule,
+                   security_group_id=group.id, direction="ingress",
+                   protocol="tcp", port_range_min=22, port_range_max=22,
+                   remote_ip_prefix=str(source),
+                   ethertype="IPv%d" % source.version)
 
 
 class NovaBackend(pipeline.Backend):
@@ -273,7 +224,7 @@ class NovaBackend(pipeline.Backend):
         self.floating_ip_network = floating_ip_network
         self.config_drive = config_drive
         self.image_visibility = image_visibility
-        self.image_name = image_name or NAME_PREFIX + build_id
+        self.image_name = image_name or cloud.NAME_PREFIX + build_id
         self.image_properties = dict(image_properties or {})
         self.admin_password = admin_password
         self.cancel = cancel
@@ -322,7 +273,7 @@ class NovaBackend(pipeline.Backend):
         client = glance.of(self.conn)
         found = glance.call("looking up the %s in Glance" % role, lambda: list(
             client.images.list(filters={
-                MEDIA_SHA256: digest, "status": "active",
+                cloud.MEDIA_SHA256: digest, "status": "active",
                 "owner": self.conn.current_project_id})))
         for image in found:
             if path and not glance.holds(image, path):
@@ -333,15 +284,15 @@ class NovaBackend(pipeline.Backend):
             self.log.info("Reusing Glance image %s for the %s", image["id"],
                           role)
             if any(image.get(k) != v for k, v in properties.items()):
-                call("setting the rescue properties of image %s"
-                     % image["id"], self.conn.image.update_image,
-                     image["id"], **properties)
+                cloud.call("setting the rescue properties of image %s"
+                           % image["id"], self.conn.image.update_image,
+                           image["id"], **properties)
             return image["id"]
         path = make()
         name = "imgfac-nova-media-%s-%s" % (role, digest[:12])
         self.log.info("Uploading the %s to Glance as %s", role, name)
         return self._upload(path, name, disk_format, container_format,
-                            "media", dict(properties, **{MEDIA_SHA256: digest}))
+                            "media", dict(properties, **{cloud.MEDIA_SHA256: digest}))
 
     def _build_image(self, role, path, disk_format, container_format, undo,
                      **properties):
@@ -358,7 +309,7 @@ class NovaBackend(pipeline.Backend):
     def _own_images(self, name=None):
         """This build's Glance images (named ``name``), as Glance lists
         them."""
-        filters = {BUILD_TAG: self.build_id}
+        filters = {cloud.BUILD_TAG: self.build_id}
         if name:
             filters["name"] = name
         client = glance.of(self.conn)
@@ -392,7 +343,7 @@ class NovaBackend(pipeline.Backend):
                 container_format, method="upload", cancel=self.cancel,
                 timeout=waiter.for_size(os.path.getsize(path), 600),
                 role=role, properties=dict(properties, **{
-                    BUILD_TAG: self.build_id, OWNER_TAG: self.owner}))
+                    cloud.BUILD_TAG: self.build_id, cloud.OWNER_TAG: self.owner}))
             succeeded = True
         finally:
             undo.unwind(succeeded)
@@ -401,17 +352,18 @@ class NovaBackend(pipeline.Backend):
     # -- servers ---------------------------------------------------------------
 
     def _tags(self):
-        return [BUILD_TAG + "=" + self.build_id, OWNER_TAG + "=" + self.owner]
+        return [cloud.BUILD_TAG + "=" + self.build_id,
+                cloud.OWNER_TAG + "=" + self.owner]
 
     def _server_name(self, role):
-        return "%s%s-%s" % (NAME_PREFIX, self.build_id, role)
+        return "%s%s-%s" % (cloud.NAME_PREFIX, self.build_id, role)
 
     def _boot(self, role, image_id, undo, user_data=None, key_name=None,
               security_groups=None):
         attrs = dict(name=self._server_name(role), image_id=image_id,
                      flavor_id=self.flavor.id,
-                     metadata={BUILD_TAG: self.build_id,
-                               OWNER_TAG: self.owner},
+                     metadata={cloud.BUILD_TAG: self.build_id,
+                               cloud.OWNER_TAG: self.owner},
                      config_drive=self.config_drive)
         if self.networks:
             attrs["networks"] = [{"uuid": n.id} for n in self.networks]
@@ -464,7 +416,7 @@ class NovaBackend(pipeline.Backend):
     def _server_named(self, name):
         """This build's server ``name`` (None: there is none)."""
         for found in self.conn.compute.servers(name="^%s$" % re.escape(name)):
-            if (found.metadata or {}).get(BUILD_TAG) == self.build_id:
+            if (found.metadata or {}).get(cloud.BUILD_TAG) == self.build_id:
                 return found
         return None
 
@@ -642,7 +594,7 @@ class NovaBackend(pipeline.Backend):
             output = self.conn.compute.get_server_console_output(
                 machine.id, length=lines)
         except Exception as exc:
-            return "(console unavailable: %s)" % explain(exc)
+            return "(console unavailable: %s)" % cloud.explain(exc)
         return output.get("output") or ""
 
     def delete(self, machine):
@@ -657,9 +609,9 @@ class NovaBackend(pipeline.Backend):
             self._unrescue(machine)
         name = (self._server_name("jeos") if role == "jeos"
                 else self.image_name)
-        metadata = {BUILD_TAG: self.build_id, ROLE: role}
+        metadata = {cloud.BUILD_TAG: self.build_id, cloud.ROLE: role}
         if role == "jeos":
-            metadata[OWNER_TAG] = self.owner
+            metadata[cloud.OWNER_TAG] = self.owner
         image = self._image_with(name, metadata)
         if machine.volume and (image is None or
                                image.status in ("killed", "deleted")):
@@ -749,7 +701,7 @@ class NovaBackend(pipeline.Backend):
             self.conn.image.delete_image(captured, ignore_missing=True)
         except sdk.HttpException as exc:
             raise errors.BuildError("deleting image %s: %s"
-                                    % (captured, explain(exc))) from None
+                                    % (captured, cloud.explain(exc))) from None
 
     # -- the customization guest -----------------------------------------------
 
@@ -826,7 +778,7 @@ class NovaBackend(pipeline.Backend):
     def _own(self, kind, name):
         """This build's Neutron resources of ``kind`` named ``name``."""
         return [found for found in getattr(self.conn.network, kind)(
-            name=name) if BUILD_TAG + "=" + self.build_id in (
+            name=name) if cloud.BUILD_TAG + "=" + self.build_id in (
                 found.tags or ())]
 
     def _fip_description(self):
@@ -843,12 +795,12 @@ class NovaBackend(pipeline.Backend):
             found = None
         except sdk.HttpException as exc:
             raise errors.BuildError("looking up server %s: %s"
-                                    % (identifier, explain(exc))) from None
-        volume = self.volumes and call(
+                                    % (identifier, cloud.explain(exc))) from None
+        volume = self.volumes and cloud.call(
             "looking up the volume of server %s" % identifier,
             self.volumes.of_server, identifier)
         if found is not None and \
-                (found.metadata or {}).get(BUILD_TAG) != self.build_id:
+                (found.metadata or {}).get(cloud.BUILD_TAG) != self.build_id:
             raise errors.BuildError("server %s is not this build's"
                                     % identifier)
         deleting = found is None or found.task_state == "deleting" or \
@@ -907,20 +859,20 @@ class NovaBackend(pipeline.Backend):
 
     def _ssh_group(self, undo):
         name = self._server_name("ssh")
-        group = call("creating the security group",
-                     self.conn.network.create_security_group, name=name,
-                     description="SSH for imgfac-nova build %s"
-                     % self.build_id)
+        group = cloud.call("creating the security group",
+                           self.conn.network.create_security_group, name=name,
+                           description="SSH for imgfac-nova build %s"
+                           % self.build_id)
         undo.push("security group %s" % name, lambda: self.conn.network.
                   delete_security_group(group.id, ignore_missing=True))
-        call("tagging the security group", self.conn.network.set_tags,
-             group, self._tags())
+        cloud.call("tagging the security group", self.conn.network.set_tags,
+                   group, self._tags())
         return group
 
     def _open_ssh(self, group, server):
         """Open SSH in the build's group from where the build connects
         (the rule follows the address, so the server exists by now)."""
-        sources = self.ssh_sources or call(
+        sources = self.ssh_sources or cloud.call(
             "looking up the floating IPs of the address SSH comes from",
             ssh_source.default_sources, self.conn, server.address,
             self.ssh_via)
@@ -960,23 +912,23 @@ class NovaBackend(pipeline.Backend):
         undo.push("floating IP %s" % ip.floating_ip_address,
                   lambda: self.conn.network.delete_ip(ip.id,
                                                       ignore_missing=True))
-        call("tagging the floating IP", self.conn.network.set_tags, ip,
-             self._tags())
+        cloud.call("tagging the floating IP", self.conn.network.set_tags, ip,
+                   self._tags())
         return ip.floating_ip_address
 
     def _external_network(self):
         if self.floating_ip_network:
-            network = call("looking up network %r"
-                           % self.floating_ip_network,
-                           self.conn.network.find_network,
-                           self.floating_ip_network)
+            network = cloud.call("looking up network %r"
+                                 % self.floating_ip_network,
+                                 self.conn.network.find_network,
+                                 self.floating_ip_network)
             if network is None:
                 raise errors.BuildError("Neutron has no network %r"
                                         % self.floating_ip_network)
             return network
-        external = [n for n in call("listing networks",
-                                    self.conn.network.networks,
-                                    is_router_external=True)]
+        external = [n for n in cloud.call("listing networks",
+                                          self.conn.network.networks,
+                                          is_router_external=True)]
         if len(external) != 1:
             raise errors.BuildError(
                 "request_floating_ip needs floating_ip_network: %s external "
@@ -1063,47 +1015,47 @@ def leftovers(conn):
     servers = {}
     for server in conn.compute.servers():
         metadata = server.metadata or {}
-        build = metadata.get(BUILD_TAG)
+        build = metadata.get(cloud.BUILD_TAG)
         if build:
             servers[server.id] = build
             found.append(sweep.Leftover(build, "server", server.id,
                                         server.name,
-                                        owner=metadata.get(OWNER_TAG),
+                                        owner=metadata.get(cloud.OWNER_TAG),
                                         created=server.created_at))
     for ip in conn.network.ips():
-        build = _tag(ip, BUILD_TAG)
+        build = _tag(ip, cloud.BUILD_TAG)
         if build:
             found.append(sweep.Leftover(build, "floating IP", ip.id,
                                         ip.floating_ip_address,
-                                        owner=_tag(ip, OWNER_TAG),
+                                        owner=_tag(ip, cloud.OWNER_TAG),
                                         created=ip.created_at))
     groups = {}
     for group in conn.network.security_groups():
-        build = _tag(group, BUILD_TAG)
+        build = _tag(group, cloud.BUILD_TAG)
         if build:
             groups[group.id] = sweep.Leftover(build, "security group",
                                               group.id, group.name,
-                                              owner=_tag(group, OWNER_TAG),
+                                              owner=_tag(group, cloud.OWNER_TAG),
                                               created=group.created_at)
     found += _ports(conn, servers, groups)
     found += groups.values()
     for keypair in conn.compute.keypairs():
         name = keypair.name
-        if name.startswith(NAME_PREFIX) and name.endswith("-key"):
-            found.append(sweep.Leftover(name[len(NAME_PREFIX):-len("-key")],
+        if name.startswith(cloud.NAME_PREFIX) and name.endswith("-key"):
+            found.append(sweep.Leftover(name[len(cloud.NAME_PREFIX):-len("-key")],
                                         "keypair", name, name))
     if has_volumes(conn):
         found += _volumes(conn)
     roles = {"image": sweep.RESULT, sweep.JEOS_CACHE: sweep.JEOS_CACHE}
     for image in conn.image.images():
         props = image.properties or {}
-        build = props.get(BUILD_TAG)
-        if props.get(ROLE) == "media" and image.status == "active":
+        build = props.get(cloud.BUILD_TAG)
+        if props.get(cloud.ROLE) == "media" and image.status == "active":
             continue  # the shared media cache; only a broken upload is left
         if build:
             found.append(sweep.Leftover(build, "image", image.id, image.name,
-                                        role=roles.get(props.get(ROLE)),
-                                        owner=props.get(OWNER_TAG),
+                                        role=roles.get(props.get(cloud.ROLE)),
+                                        owner=props.get(cloud.OWNER_TAG),
                                         created=image.created_at))
     return sweep.with_owners(found)
 
@@ -1115,21 +1067,21 @@ def _volumes(conn):
     volumes = {}
     for volume in conn.block_storage.volumes():
         metadata = volume.metadata or {}
-        build = metadata.get(BUILD_TAG)
+        build = metadata.get(cloud.BUILD_TAG)
         if build:
             volumes[volume.id] = build
             found.append(sweep.Leftover(build, "volume", volume.id,
                                         volume.name or volume.id,
-                                        owner=metadata.get(OWNER_TAG),
+                                        owner=metadata.get(cloud.OWNER_TAG),
                                         created=volume.created_at))
     for snapshot in conn.block_storage.snapshots():
         metadata = snapshot.metadata or {}
-        build = metadata.get(BUILD_TAG) or volumes.get(snapshot.volume_id)
+        build = metadata.get(cloud.BUILD_TAG) or volumes.get(snapshot.volume_id)
         if build:
             found.append(sweep.Leftover(build, "volume snapshot",
                                         snapshot.id,
                                         snapshot.name or snapshot.id,
-                                        owner=metadata.get(OWNER_TAG),
+                                        owner=metadata.get(cloud.OWNER_TAG),
                                         created=snapshot.created_at))
     return found
 
@@ -1154,7 +1106,7 @@ def _ports(conn, servers, groups):
     groups until Neutron removes it."""
     found = []
     for port in conn.network.ports():
-        build = _tag(port, BUILD_TAG) or servers.get(port.device_id)
+        build = _tag(port, cloud.BUILD_TAG) or servers.get(port.device_id)
         if not build and not port.device_id:
             build = next((groups[g].build for g in port.security_group_ids
                           or () if g in groups), None)
@@ -1187,7 +1139,7 @@ def sweep_cloud(conn, protected, dry_run=False, log=None):
                     function(leftover.id, ignore_missing=True, **kwargs)
                     return
                 except sdk.ConflictException as exc:
-                    last["error"] = explain(exc)
+                    last["error"] = cloud.explain(exc)
         return start
 
     kinds = [
@@ -1208,15 +1160,15 @@ def sweep_cloud(conn, protected, dry_run=False, log=None):
                    lambda leftover: wait_volume_gone(conn, leftover.id)),
         sweep.Kind("image", delete(conn.image.delete_image)),
     ]
-    found = call("listing the cloud's tagged resources", leftovers, conn)
+    found = cloud.call("listing the cloud's tagged resources", leftovers, conn)
     outcomes = sweep.remove(found, kinds, protected, dry_run=dry_run,
-                            explain=explain, log=log)
+                            explain=cloud.explain, log=log)
     if dry_run:
         return outcomes
     removed = {(outcome.leftover.kind, outcome.leftover.id)
                for outcome in outcomes if not outcome.error}
-    for leftover in call("listing the cloud's tagged resources", leftovers,
-                         conn):
+    for leftover in cloud.call("listing the cloud's tagged resources", leftovers,
+                               conn):
         if (leftover.kind, leftover.id) in removed:
             outcomes.append(sweep.Outcome(leftover,
                                           "still there after the sweep"))
@@ -1282,7 +1234,7 @@ def _wait_cinder_gone(what, get, timeout):
         if found.status == "error_deleting" else None)
 
 
-#: Image properties of a JEOS cache entry (besides ROLE = "jeos-cache").
+#: Image properties of a JEOS cache entry (besides cloud.ROLE = "jeos-cache").
 JEOS_KEY = "imgfac_jeos_key"
 JEOS_NAME = "imgfac_jeos_os"
 JEOS_STORED = "imgfac_jeos_stored"
@@ -1302,7 +1254,7 @@ class JeosCache(jeos.Cache):
         """The project's entries (with ``filters``), asked of Glance by
         role and owner: each as the image's JSON."""
         client = glance.of(self.conn)
-        filters.update({ROLE: sweep.JEOS_CACHE,
+        filters.update({cloud.ROLE: sweep.JEOS_CACHE,
                         "owner": self.conn.current_project_id})
         return glance.call("listing the JEOS cache", lambda: [
             dict(image) for image in client.images.list(filters=filters)])
@@ -1315,7 +1267,7 @@ class JeosCache(jeos.Cache):
             stored = 0.0
         return jeos.Entry(image.get(JEOS_KEY), image["id"],
                           image.get(JEOS_NAME) or image.get("name"), stored,
-                          image.get(BUILD_TAG), image.get("size"))
+                          image.get(cloud.BUILD_TAG), image.get("size"))
 
     def entries(self):
         return [self._entry(image) for image in self._images()]
@@ -1335,15 +1287,15 @@ class JeosCache(jeos.Cache):
 
     def add(self, captured, key, name, build):
         stored = int(time.time())
-        props = {ROLE: sweep.JEOS_CACHE, JEOS_KEY: key, JEOS_NAME: name,
+        props = {cloud.ROLE: sweep.JEOS_CACHE, JEOS_KEY: key, JEOS_NAME: name,
                  JEOS_STORED: "%d" % stored}
         # One JSON patch: the entry's name and properties, and no owner tag
         # (no process owns an entry: a sweep must not judge it by one).
         ops = [{"op": "replace", "path": "/name",
-                "value": "%sjeos-%s" % (NAME_PREFIX, key[:12])}] + [
+                "value": "%sjeos-%s" % (cloud.NAME_PREFIX, key[:12])}] + [
             {"op": "add", "path": "/" + k, "value": v}
             for k, v in props.items()] + [
-            {"op": "remove", "path": "/" + OWNER_TAG}]
+            {"op": "remove", "path": "/" + cloud.OWNER_TAG}]
 
         def made():  # the patch whose answer was lost was applied
             found = self.conn.image.get("/images/%s" % captured).json()
@@ -1353,8 +1305,8 @@ class JeosCache(jeos.Cache):
             lambda: patch_image(self.conn, captured, ops).json(), made,
             log=self.log)
         return jeos.Entry(key, captured, name, float(stored),
-                          image.get(BUILD_TAG), image.get("size"))
+                          image.get(cloud.BUILD_TAG), image.get("size"))
 
     def remove(self, entry):
-        call("deleting the JEOS cache entry %s" % entry.id,
-             self.conn.image.delete_image, entry.id, ignore_missing=True)
+        cloud.call("deleting the JEOS cache entry %s" % entry.id,
+                   self.conn.image.delete_image, entry.id, ignore_missing=True)

@@ -18,6 +18,7 @@ deleted.
 """
 import math
 
+from novaimagebuilder import cloud
 from novaimagebuilder import errors
 from novaimagebuilder import retries
 from novaimagebuilder import waiter
@@ -45,10 +46,10 @@ def check(conn, volume_type):
             "boot_from_volume needs the cloud's block storage (Cinder), and "
             "this cloud's catalog has none")
     if volume_type:
-        found = nova.call("looking up volume type %r" % volume_type,
-                          conn.block_storage.find_type, volume_type)
+        found = cloud.call("looking up volume type %r" % volume_type,
+                           conn.block_storage.find_type, volume_type)
         if found is None:
-            names = sorted(t.name for t in nova.call(
+            names = sorted(t.name for t in cloud.call(
                 "listing volume types", conn.block_storage.types))
             raise errors.BuildError("Cinder has no volume type %r (types: %s)"
                                     % (volume_type, ", ".join(names) or
@@ -83,8 +84,7 @@ class Volumes:
 
     def own(self, **metadata):
         """This build's volumes whose metadata include ``metadata``."""
-        from novaimagebuilder.machines import nova
-        wanted = dict(metadata, **{nova.BUILD_TAG: self.backend.build_id})
+        wanted = dict(metadata, **{cloud.BUILD_TAG: self.backend.build_id})
         return [volume for volume in self.conn.block_storage.volumes()
                 if all((volume.metadata or {}).get(k) == v
                        for k, v in wanted.items())]
@@ -125,15 +125,14 @@ class Volumes:
                  "delete_on_termination": False}], volume.id
 
     def _create(self, name, image_id):
-        from novaimagebuilder.machines import nova
-        image = nova.call("looking up image %s" % image_id,
-                          self.conn.image.get_image, image_id)
+        image = cloud.call("looking up image %s" % image_id,
+                           self.conn.image.get_image, image_id)
         # Cinder refuses a volume smaller than the image's disk.
         size = max(self.size, image.min_disk or 0,
                    int(math.ceil((image.virtual_size or 0) / GIB)))
         attrs = dict(name=name, size=size, image_id=image_id,
-                     metadata={nova.BUILD_TAG: self.backend.build_id,
-                               nova.OWNER_TAG: self.backend.owner},
+                     metadata={cloud.BUILD_TAG: self.backend.build_id,
+                               cloud.OWNER_TAG: self.backend.owner},
                      description="imgfac-nova build %s"
                      % self.backend.build_id)
         if self.volume_type:
@@ -149,10 +148,9 @@ class Volumes:
     def note_server(self, volume_id, server_id):
         """Tag the volume with the server it is the root disk of (adopt
         finds it by this once the server is gone)."""
-        from novaimagebuilder.machines import nova
-        nova.call("tagging volume %s with its server" % volume_id,
-                  self.conn.block_storage.set_volume_metadata, volume_id,
-                  **{SERVER_TAG: server_id})
+        cloud.call("tagging volume %s with its server" % volume_id,
+                   self.conn.block_storage.set_volume_metadata, volume_id,
+                   **{SERVER_TAG: server_id})
 
     def of_server(self, server_id):
         """The id of this build's volume of server ``server_id``, or
@@ -199,7 +197,7 @@ class Volumes:
                                                   ignore_missing=True)
         except sdk.HttpException as exc:
             raise errors.BuildError("deleting volume %s: %s" % (
-                volume_id, nova.explain(exc))) from None
+                volume_id, cloud.explain(exc))) from None
         nova.wait_volume_gone(self.conn, volume_id)
 
     # -- captures --------------------------------------------------------------
@@ -225,17 +223,17 @@ class Volumes:
         wanted = {k: v for k, v in metadata.items() if str(held.get(k)) !=
                   str(v)}
         if wanted:
-            nova.call("tagging the image metadata of %s" % vname,
-                      self.conn.block_storage.set_volume_image_metadata,
-                      volume_id, **wanted)
+            cloud.call("tagging the image metadata of %s" % vname,
+                       self.conn.block_storage.set_volume_image_metadata,
+                       volume_id, **wanted)
         unwanted = nova.DIRECT_BOOT_PROPERTIES + (
-            nova.JEOS_KEY, nova.JEOS_NAME, nova.JEOS_STORED, nova.OWNER_TAG)
+            nova.JEOS_KEY, nova.JEOS_NAME, nova.JEOS_STORED, cloud.OWNER_TAG)
         dropped = [key for key in unwanted
                    if key in held and key not in metadata]
         if dropped:
-            nova.call("removing image metadata from %s" % vname,
-                      self.conn.block_storage.delete_volume_image_metadata,
-                      volume_id, keys=dropped)
+            cloud.call("removing image metadata from %s" % vname,
+                       self.conn.block_storage.delete_volume_image_metadata,
+                       volume_id, keys=dropped)
         log.info("Uploading %s to Glance as %s", vname, name)
         answer = retries.send_once(
             "Cinder could not upload %s to Glance" % vname,

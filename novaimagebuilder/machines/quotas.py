@@ -16,8 +16,8 @@ To check another resource, add its Need (a volume-backed build: Cinder's
 import dataclasses
 import logging
 
+from novaimagebuilder import cloud
 from novaimagebuilder import errors
-from novaimagebuilder.machines import nova
 
 LOG = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ def check(conn, needs, log=None):
             quotas = READERS[service](conn)
         except Exception as exc:
             log.info("Not checking %s's quotas before the build: %s",
-                     SERVICES[service], nova.explain(exc))
+                     SERVICES[service], cloud.explain(exc))
             continue
         for need in needs:
             if need.service != service or need.resource not in quotas:

@@ -8,6 +8,8 @@ import uuid
 
 from tests import poll
 
+from novaimagebuilder import cloud
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
 
@@ -268,16 +270,15 @@ def cloud_left(admin_conn, build_id, seen=()):
     every project: tagged servers, images, security groups, floating IPs and
     ports, the build's keypair, and the ports of the servers and groups in
     ``seen`` (leftovers listed while the build ran)."""
-    from novaimagebuilder.machines import nova
-    tag = nova.BUILD_TAG + "=" + build_id
+    tag = cloud.BUILD_TAG + "=" + build_id
     servers = {s.id for s in seen if s.kind == "server"}
     groups = {s.id for s in seen if s.kind == "security group"}
     left = [("server", s.name)
             for s in admin_conn.compute.servers(all_projects=True)
-            if (s.metadata or {}).get(nova.BUILD_TAG) == build_id
+            if (s.metadata or {}).get(cloud.BUILD_TAG) == build_id
             or s.id in servers]
     left += [("image", i.name) for i in admin_conn.image.images()
-             if (i.properties or {}).get(nova.BUILD_TAG) == build_id
+             if (i.properties or {}).get(cloud.BUILD_TAG) == build_id
              and not _shared_media(i) and not _jeos_cache_entry(i)]
     left += [("security group", g.name)
              for g in admin_conn.network.security_groups()
@@ -310,7 +311,6 @@ def _jeos_cache_entry(image):
 def remove_jeos_cache(admin_conn, directory):
     """Delete the JEOS cache entries in the test cloud's Glance that builds
     recorded under ``directory`` (a session's temporary tree) stored."""
-    from novaimagebuilder.machines import nova
     from novaimagebuilder import sweep
     from imgfac_nova import store as store_mod
     ours = set()
@@ -323,7 +323,7 @@ def remove_jeos_cache(admin_conn, directory):
     for image in list(admin_conn.image.images()):
         props = image.properties or {}
         if props.get("imgfac_role") == sweep.JEOS_CACHE and \
-                props.get(nova.BUILD_TAG) in ours:
+                props.get(cloud.BUILD_TAG) in ours:
             admin_conn.image.delete_image(image.id, ignore_missing=True)
 
 

@@ -14,6 +14,7 @@ from oslo_config import cfg
 from imgfac_nova import images
 from imgfac_nova import store as store_mod
 from imgfac_nova.api import trusts
+from novaimagebuilder import cloud
 from novaimagebuilder import errors
 from novaimagebuilder.machines import nova
 from tests import poll
@@ -166,8 +167,8 @@ def test_start_up_sweeps_a_tenants_project_through_its_build_trust(
     owner = "%s:%d" % (socket.gethostname(), dead.pid)
     group = tconn.network.create_security_group(
         name="imgfac-ft-trusts-left")
-    tconn.network.set_tags(group, ["%s=%s" % (nova.BUILD_TAG, build_id),
-                                   "%s=%s" % (nova.OWNER_TAG, owner)])
+    tconn.network.set_tags(group, ["%s=%s" % (cloud.BUILD_TAG, build_id),
+                                   "%s=%s" % (cloud.OWNER_TAG, owner)])
     daemon = Daemon(tmp_path / "d", daemon_env, service_user, 1)
     store_mod.ImageStore(daemon.store).add(images.ImageRecord(
         type=images.BASE_IMAGE, identifier=build_id, status=images.FAILED,

@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from novaimagebuilder.machines import nova
+from novaimagebuilder import cloud
 from tests.functional import builds
 from tests.functional.apidaemon import TESTOS_TEMPLATE
 from tests.functional.apidaemon import Daemon
@@ -69,7 +69,7 @@ def _glance_ids(conn, owner):
     """The project's Glance images that process ``owner`` ("host:pid")
     made (other tests' builds run meanwhile)."""
     return {image.id for image in conn.image.images()
-            if (image.properties or {}).get(nova.OWNER_TAG) == owner}
+            if (image.properties or {}).get(cloud.OWNER_TAG) == owner}
 
 
 @pytest.mark.parametrize("template,fields,parameters,code,words", [

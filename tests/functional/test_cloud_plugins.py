@@ -29,6 +29,8 @@ from tests import scs_0102
 from tests.functional import builds
 from tests.functional import guestcheck
 
+from novaimagebuilder import cloud
+
 KEYSTONE = "http://127.0.0.1:5000/v3"
 GLANCE_PORT = 9292
 
@@ -821,13 +823,12 @@ def handed_over(in_cloud, cloud_env, conn):
 
 
 def test_same_cloud_push_moves_no_bytes(handed_over, in_cloud, conn):
-    from novaimagebuilder.machines import nova
     pushed = handed_over
     image, _, _ = in_cloud
     assert pushed["identifier_on_provider"] == _glance_id(image)
     # No image of its own in that Glance (an upload would be tagged with it).
     assert [i.id for i in conn.image.images(owner=conn.current_project_id)
-            if (i.properties or {}).get(nova.BUILD_TAG)
+            if (i.properties or {}).get(cloud.BUILD_TAG)
             == pushed["identifier"]] == []
     assert pushed["properties"]["handed_over_from"] == image["identifier"]
     assert pushed["properties"]["os_hash_value"] == \

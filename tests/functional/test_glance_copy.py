@@ -10,9 +10,9 @@ import threading
 
 import pytest
 
+from novaimagebuilder import cloud
 from novaimagebuilder import errors
 from novaimagebuilder.images import glance
-from novaimagebuilder.machines import nova
 from novaimagebuilder import rollback
 from novaimagebuilder.images import transfer
 from tests.functional import test_glance_transfer
@@ -119,7 +119,7 @@ def test_copy_takes_a_dropped_download_up_where_it_stopped(
         undo = rollback.Rollback()
         copied = transfer.copy(source, image, glance.of(conn), undo,
                                unique_name, "iso", "bare",
-                               properties={nova.BUILD_TAG: unique_name})
+                               properties={cloud.BUILD_TAG: unique_name})
     finally:
         proxy.close()
     cleanup.append(lambda: conn.image.delete_image(copied.id))
@@ -198,7 +198,7 @@ def test_provider_push_of_a_cloud_image_streams_it(
     found = conn.image.get_image(copied)
     assert found.status == "active" and found.name == unique_name
     assert found.hash_value == hashlib.sha512(data).hexdigest()
-    assert found.properties[nova.BUILD_TAG] == result.identifier
+    assert found.properties[cloud.BUILD_TAG] == result.identifier
     assert result.properties["os_hash_value"] == found.hash_value
     assert "Uploading %d bytes to Glance image %s" % (len(data), copied) \
         in caplog.text

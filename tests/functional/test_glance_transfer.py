@@ -6,6 +6,7 @@ import os
 import socket
 import struct
 
+from novaimagebuilder import cloud
 from novaimagebuilder.images import glance
 from novaimagebuilder.machines import nova
 from novaimagebuilder import rollback
@@ -42,7 +43,7 @@ def test_install_media_upload_checked_reused_and_kept(conn, tmp_path,
     assert image.hash_algo == "sha512"
     assert image.hash_value == hashlib.sha512(data).hexdigest()
     props = image.properties
-    assert props[nova.ROLE] == "media" and props[nova.MEDIA_SHA256] == digest
+    assert props[cloud.ROLE] == "media" and props[cloud.MEDIA_SHA256] == digest
     assert props["hw_rescue_device"] == "cdrom"
     # The next build reuses it; a sweep leaves the shared media alone.
     assert backend._media_image("iso", digest, make, "iso",
@@ -82,12 +83,12 @@ def test_upload_is_owned_while_it_runs_and_not_after(conn, tmp_path,
     undo = rollback.Rollback()
     image = glance.upload(client, str(tmp_path / "push.iso"), undo,
                           unique_name, "iso", "bare",
-                          properties={nova.BUILD_TAG: unique_name})
+                          properties={cloud.BUILD_TAG: unique_name})
     cleanup.append(lambda: conn.image.delete_image(image.id,
                                                    ignore_missing=True))
     assert client.images.created.id == image.id
-    assert client.images.created[nova.OWNER_TAG] == "%s:%d" % (
+    assert client.images.created[cloud.OWNER_TAG] == "%s:%d" % (
         socket.gethostname(), os.getpid())
-    assert client.images.created[nova.ROLE] == "upload"
+    assert client.images.created[cloud.ROLE] == "upload"
     props = conn.image.get_image(image.id).properties
-    assert nova.OWNER_TAG not in props and props[nova.ROLE] == "image"
+    assert cloud.OWNER_TAG not in props and props[cloud.ROLE] == "image"

@@ -12,15 +12,16 @@ import pytest
 
 from tests.functional import builds
 
+from novaimagebuilder import cloud
+
 EXAMPLE = os.path.join(builds.REPO, "examples", "test-cloud.tdl")
 EXAMPLE_PARAMETERS = os.path.join(builds.REPO, "examples",
                                   "test-cloud.parameters.json")
 
 
 def _servers(conn, build_id):
-    from novaimagebuilder.machines import nova
     return {s.id: s.name for s in conn.compute.servers()
-            if (s.metadata or {}).get(nova.BUILD_TAG) == build_id}
+            if (s.metadata or {}).get(cloud.BUILD_TAG) == build_id}
 
 
 class _Watch(threading.Thread):

@@ -11,6 +11,8 @@ import pytest
 
 from tests.functional import builds
 
+from novaimagebuilder import cloud
+
 VOLUME_PARAMS = ("--parameter", "flavor", "bfv",
                  "--parameter", "network", "imgfac-net",
                  "--parameter", "default_user", "debian",
@@ -21,15 +23,14 @@ VOLUME_PARAMS = ("--parameter", "flavor", "bfv",
 def cloud_left(admin_conn, build_id):
     """builds.cloud_left plus the build's volumes and volume snapshots in
     every project."""
-    from novaimagebuilder.machines import nova
     left = builds.cloud_left(admin_conn, build_id)
     volumes = {v.id: v.name for v in admin_conn.block_storage.volumes(
         all_projects=True)
-        if (v.metadata or {}).get(nova.BUILD_TAG) == build_id}
+        if (v.metadata or {}).get(cloud.BUILD_TAG) == build_id}
     left += [("volume", name) for name in volumes.values()]
     left += [("volume snapshot", s.id) for s in admin_conn.block_storage.
              snapshots(all_projects=True) if s.volume_id in volumes or
-             (s.metadata or {}).get(nova.BUILD_TAG) == build_id]
+             (s.metadata or {}).get(cloud.BUILD_TAG) == build_id]
     return left
 
 
@@ -104,7 +105,6 @@ def _interrupted_while_installing(config, store, tmp, env, conn, signum):
     """Start a fresh build on volumes and send it ``signum`` once it waits
     for its installer (which boots from the build's volume); returns the
     build's id."""
-    from novaimagebuilder.machines import nova
     with open(tmp / "build.log", "w") as log:
         proc = builds.start(config, "base_image", *builds.with_install_script(
             VOLUME_PARAMS, tmp), *builds.FRESH_INSTALL,
@@ -115,7 +115,7 @@ def _interrupted_while_installing(config, store, tmp, env, conn, signum):
                 r["status_detail"]["activity"].startswith("Installing"),
                 interval=0.2)
             mine = [v for v in conn.block_storage.volumes()
-                    if (v.metadata or {}).get(nova.BUILD_TAG) ==
+                    if (v.metadata or {}).get(cloud.BUILD_TAG) ==
                     record["identifier"]]
             assert [v.status for v in mine] == ["in-use"], mine
         finally:
@@ -153,7 +153,7 @@ def test_sweep_removes_a_builds_volume_and_its_snapshot(conn, admin_conn):
     build_id = str(uuid.uuid4())
     volume = conn.block_storage.create_volume(
         name="imgfac-nova-%s-installer-volume" % build_id, size=1,
-        metadata={nova.BUILD_TAG: build_id})
+        metadata={cloud.BUILD_TAG: build_id})
     conn.block_storage.wait_for_status(volume, "available",
                                        failures=["error"], wait=120)
     snapshot = conn.block_storage.create_snapshot(

@@ -2,6 +2,7 @@
 poll and reads the console (an RPC to nova-compute) seldom, its tail only."""
 import json
 
+from novaimagebuilder import cloud as cloudlib
 from novaimagebuilder.machines import nova
 from tests.unit.test_nova_rescue import ACTIVE
 from tests.unit.test_nova_rescue import NOVA
@@ -45,7 +46,7 @@ def test_media_reused_only_when_glance_holds_the_same_bytes(
     from tests.unit import test_glance_transfer
     cloud.get(GLANCE + "v2/schemas/image", json=test_glance_transfer.SCHEMA)
     cloud.get(GLANCE + "v2/images", json=lambda request, context: answers[
-        request.qs[nova.MEDIA_SHA256][0]])
+        request.qs[cloudlib.MEDIA_SHA256][0]])
     uploaded = []
     monkeypatch.setattr(backend, "_upload", lambda path, name, *args:
                         uploaded.append(name) or "uploaded")

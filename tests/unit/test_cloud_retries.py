@@ -9,6 +9,7 @@ import requests_mock
 from keystoneauth1 import exceptions as ksa
 from keystoneauth1 import noauth
 
+from novaimagebuilder import cloud as cloudlib
 from novaimagebuilder import errors
 from novaimagebuilder import retries
 from tests.unit.test_nova_rescue import NOVA
@@ -149,8 +150,8 @@ def test_a_server_create_whose_answer_was_lost_is_adopted(cloud):
     conn = connect()
     flavor = openstack.compute.v2.flavor.Flavor(id="1", name="1", disk=2)
     backend = nova.NovaBackend(conn, "b1", flavor, config_drive=False)
-    made = dict(SERVER["server"], metadata={nova.BUILD_TAG: "b1"})
-    other = dict(made, id="srv0", metadata={nova.BUILD_TAG: "b0"})
+    made = dict(SERVER["server"], metadata={cloudlib.BUILD_TAG: "b1"})
+    other = dict(made, id="srv0", metadata={cloudlib.BUILD_TAG: "b0"})
     cloud.post(NOVA + "servers", [RESET])
     # Looked for before the create (none: nothing to adopt), then after it.
     cloud.get(NOVA + "servers/detail", [{"json": {"servers": [other]}},

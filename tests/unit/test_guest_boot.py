@@ -13,6 +13,7 @@ import requests_mock
 import yaml
 
 from imgfac_nova.plugins import nova as nova_plugin
+from novaimagebuilder import cloud as cloudlib
 from novaimagebuilder import errors
 from novaimagebuilder.guest import hostkeys
 from novaimagebuilder.machines import nova
@@ -175,14 +176,14 @@ def test_unresolvable_jump_host_names_the_parameter(cloud):
 def test_a_resumed_build_removes_the_guest_an_earlier_run_left(cloud):
     """Customization starts again (the earlier run's SSH key died with its
     process): its guest, security group and floating IP go first."""
-    stale = dict(GUEST["server"], id="srv0", metadata={nova.BUILD_TAG: "b1"})
+    stale = dict(GUEST["server"], id="srv0", metadata={cloudlib.BUILD_TAG: "b1"})
     cloud.get(NOVA + "servers/detail", [{"json": {"servers": [stale]}},
                                         {"json": {"servers": []}}])
     cloud.delete(NOVA + "servers/srv0", status_code=204)
     cloud.get(NOVA + "servers/srv0", status_code=404)
     cloud.get(NEUTRON + "v2.0/security-groups", json={"security_groups": [
         {"id": "sg0", "name": "imgfac-nova-b1-ssh",
-         "tags": [nova.BUILD_TAG + "=b1"]},
+         "tags": [cloudlib.BUILD_TAG + "=b1"]},
         {"id": "sgx", "name": "imgfac-nova-b1-ssh", "tags": []}]})
     cloud.delete(NEUTRON + "v2.0/security-groups/sg0", status_code=204)
     cloud.get(NEUTRON + "v2.0/floatingips", json={"floatingips": [

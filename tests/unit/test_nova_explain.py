@@ -2,7 +2,7 @@
 from keystoneauth1 import exceptions as ksa
 from openstack import exceptions as sdk
 
-from novaimagebuilder.machines import nova
+from novaimagebuilder import cloud
 
 
 def test_wrapped_401_is_bad_credentials():
@@ -13,7 +13,7 @@ def test_wrapped_401_is_bad_credentials():
         except ksa.Unauthorized as inner:
             raise sdk.SDKException(str(inner)) from inner
     except sdk.SDKException as exc:
-        assert nova.explain(exc) == (
+        assert cloud.explain(exc) == (
             "the cloud refused the credentials (HTTP 401)")
 
 
@@ -21,14 +21,14 @@ def test_http_errors_keep_the_first_line_and_status():
     exc = sdk.HttpException(message="Conflict", details="Quota exceeded for "
                             "instances: Requested 1, but already used 10\n"
                             "more", http_status=403)
-    assert nova.explain(exc) == ("quota exceeded: Quota exceeded for "
-                                 "instances: Requested 1, but already used 10")
+    assert cloud.explain(exc) == ("quota exceeded: Quota exceeded for "
+                                  "instances: Requested 1, but already used 10")
     exc = sdk.HttpException(message="x", details="No valid host",
                             http_status=400)
-    assert nova.explain(exc) == "No valid host (HTTP 400)"
+    assert cloud.explain(exc) == "No valid host (HTTP 400)"
 
 
 def test_connection_failure():
     exc = ksa.ConnectFailure("Unable to establish connection to "
                              "http://127.0.0.1:1/v3\nmore")
-    assert nova.explain(exc).startswith("cannot reach the cloud: Unable to")
+    assert cloud.explain(exc).startswith("cannot reach the cloud: Unable to")

@@ -8,6 +8,7 @@ import openstack.connection
 import pytest
 import requests_mock
 
+from novaimagebuilder import cloud as cloudlib
 from novaimagebuilder import errors
 from novaimagebuilder.images import glance
 from novaimagebuilder.machines import nova
@@ -358,7 +359,7 @@ def test_a_deleted_server_is_gone_only_when_nova_no_longer_has_it(cloud):
 
 
 def _tagged(answer):
-    return {"server": dict(answer["server"], metadata={nova.BUILD_TAG: "b1"})}
+    return {"server": dict(answer["server"], metadata={cloudlib.BUILD_TAG: "b1"})}
 
 
 def test_a_rerun_boot_adopts_the_installer_an_earlier_run_made(
@@ -369,7 +370,7 @@ def test_a_rerun_boot_adopts_the_installer_an_earlier_run_made(
     glance_images(cloud)
     cloud.get(GLANCE + "v2/images", json={"images": [
         {"id": "disk1", "name": "imgfac-nova-b1-installer-disk",
-         "status": "active", nova.BUILD_TAG: "b1"}]})
+         "status": "active", cloudlib.BUILD_TAG: "b1"}]})
     cloud.get(NOVA + "servers/detail", json={"servers": [
         _tagged(RESCUED)["server"]]})
     servers(cloud, _tagged(RESCUED))
@@ -386,9 +387,9 @@ def test_adopting_an_installer_finds_what_belongs_to_it(cloud, backend):
     cloud.get(NOVA + "servers/srv1", json=_tagged(SHUTOFF))
     cloud.get(GLANCE + "v2/images?imgfac_build_id=b1", json={"images": [
         {"id": "disk1", "name": "imgfac-nova-b1-installer-disk",
-         "status": "active", nova.BUILD_TAG: "b1"},
+         "status": "active", cloudlib.BUILD_TAG: "b1"},
         {"id": "jeos1", "name": "imgfac-nova-b1-jeos",
-         "status": "active", nova.BUILD_TAG: "b1"}]})
+         "status": "active", cloudlib.BUILD_TAG: "b1"}]})
     cloud.delete(NOVA + "servers/srv1", status_code=204)
     cloud.delete(GLANCE + "v2/images/disk1", status_code=204)
     machine = backend.adopt("srv1")

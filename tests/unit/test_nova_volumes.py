@@ -10,6 +10,7 @@ import pytest
 import requests_mock
 
 from imgfac_nova.plugins import nova as plugin
+from novaimagebuilder import cloud as cloudlib
 from novaimagebuilder import errors
 from novaimagebuilder.machines import nova
 from novaimagebuilder.machines import nova_volumes
@@ -19,7 +20,7 @@ from tests.unit.test_nova_rescue import glance_images
 from tests.unit.test_nova_rescue import nova_version
 
 CINDER = "http://cinder.test/v3/"
-TAGS = {nova.BUILD_TAG: "b1", nova.OWNER_TAG: "host:1"}
+TAGS = {cloudlib.BUILD_TAG: "b1", cloudlib.OWNER_TAG: "host:1"}
 
 
 def server(status="ACTIVE", vm_state="active", power_state=1, task=None):
@@ -27,7 +28,7 @@ def server(status="ACTIVE", vm_state="active", power_state=1, task=None):
                        "status": status, "OS-EXT-STS:vm_state": vm_state,
                        "OS-EXT-STS:task_state": task,
                        "OS-EXT-STS:power_state": power_state,
-                       "metadata": {nova.BUILD_TAG: "b1"},
+                       "metadata": {cloudlib.BUILD_TAG: "b1"},
                        "addresses": {}, "accessIPv4": ""}}
 
 
@@ -117,8 +118,8 @@ def test_url_install_boots_from_a_tagged_volume_of_the_installer_disk(
     assert boot["server"]["block_device_mapping_v2"] == [{
         "boot_index": 0, "uuid": "vol1", "source_type": "volume",
         "destination_type": "volume", "delete_on_termination": False}]
-    assert boot["server"]["metadata"] == {nova.BUILD_TAG: "b1",
-                                          nova.OWNER_TAG: "host:1"}
+    assert boot["server"]["metadata"] == {cloudlib.BUILD_TAG: "b1",
+                                          cloudlib.OWNER_TAG: "host:1"}
     assert requests(cloud, "POST", "/v3/volumes/vol1/metadata") == [
         {"metadata": {nova_volumes.SERVER_TAG: "srv1"}}]
     # The blank disk the volume is made from is the volume's size.
@@ -288,7 +289,7 @@ def test_leftovers_list_tagged_volumes_and_their_snapshots(
         {"id": "s1", "volume_id": "vol1", "status": "available"},
         {"id": "s2", "volume_id": "other", "status": "available"},
         {"id": "s3", "volume_id": "x", "status": "available",
-         "metadata": {nova.BUILD_TAG: "b2"}}]})
+         "metadata": {cloudlib.BUILD_TAG: "b2"}}]})
 
     found = nova.leftovers(conn)
 
