@@ -1,5 +1,15 @@
-"""Wall time of each tier (unit, functional), printed at the end of a run."""
+"""What both tiers share: the test plugins on sys.path (one site a worker,
+whichever tier asks first), and the wall time of each tier (unit,
+functional), printed at the end of a run."""
+import os
+import sys
 import time
+
+import pytest
+
+from tests import plugins
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 _TIERS = {}  # tier -> [first start, last end]
 
@@ -22,3 +32,20 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_line("wall time: " + ", ".join(
             "%s %.0f s" % (tier, end - start)
             for tier, (start, end) in _TIERS.items() if end))
+
+
+@pytest.fixture(scope="session")
+def plugin_site(tmp_path_factory):
+    """A site directory declaring the test plugins, on sys.path."""
+    site = plugins.install(str(tmp_path_factory.mktemp("site")))
+    sys.path.insert(0, site)
+    yield site
+    sys.path.remove(site)
+
+
+@pytest.fixture
+def cli_env(plugin_site, tmp_path):
+    """Environment for running the imgfac-nova command in a subprocess."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([plugin_site, REPO])
+    return env

@@ -27,7 +27,6 @@ from imgfac_nova.db import models
 from imgfac_nova.db import records
 from tests import poll
 from tests.unit import test_meta_import
-from tests.unit.conftest import cli_env, plugin_site  # noqa: F401 (fixtures)
 from tests.unit.test_pipeline import fakes  # noqa: F401 (fixture)
 
 PASSWORD = "db-pw-" + uuid.uuid4().hex[:8]

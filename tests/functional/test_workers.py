@@ -17,7 +17,6 @@ from tests import poll
 from tests.functional import builds
 from tests.functional import zookeeper
 from tests.functional.zookeeper import zk  # noqa: F401 (fixture)
-from tests.unit.conftest import cli_env, plugin_site  # noqa: F401 (fixtures)
 
 SESSION = 3  # seconds: [jobboard] session_timeout of these tests
 LONG_SESSION = 15  # ... and of the test that must not wait for one

@@ -15,7 +15,6 @@ from tests.functional.test_workers import _finished
 from tests.functional.test_workers import _post
 from tests.functional.test_workers import _worker_of
 from tests.functional.test_workers import processes
-from tests.unit.conftest import cli_env, plugin_site  # noqa: F401 (fixtures)
 
 EXPIRY = 3  # seconds: [jobboard] claim_expiry of these tests
 
