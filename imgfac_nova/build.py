@@ -308,9 +308,7 @@ class Builder:
         made. A jobboard worker gives its ``owner`` name (see
         :meth:`resume`)."""
         record = self.store.get(identifier)
-        if record.status not in images.ACTIVE_STATUSES:
-            raise resume.ResumeError("image %s is %s: there is nothing to "
-                                     "abandon" % (identifier, record.status))
+        resume.active(record, "abandon")
         if owner is None and self.still_running(record):
             raise resume.ResumeError("image %s is being built by process %s"
                                      % (identifier, record.worker))

@@ -53,12 +53,17 @@ def resumable(record, max_age_hours):
         datetime.timedelta(hours=max_age_hours)
 
 
+def active(record, verb="resume"):
+    """ResumeError unless ``record``'s build has not ended."""
+    if record.status not in images.ACTIVE_STATUSES:
+        raise ResumeError("image %s is %s: there is nothing to %s"
+                          % (record.identifier, record.status, verb))
+
+
 def check(record, running):
     """ResumeError unless ``record`` is a build whose process died
     (``running(record)`` says whether one runs it)."""
-    if record.status not in images.ACTIVE_STATUSES:
-        raise ResumeError("image %s is %s: there is nothing to resume"
-                          % (record.identifier, record.status))
+    active(record)
     if running(record):
         raise ResumeError("image %s is being built by process %s"
                           % (record.identifier, record.worker))
@@ -72,9 +77,7 @@ def take(record, worker):
     """Make ``worker`` the process of the build (in the record's
     transaction); ResumeError when it ended meanwhile (cancelled while
     queued)."""
-    if record.status not in images.ACTIVE_STATUSES:
-        raise ResumeError("image %s is %s: there is nothing to resume"
-                          % (record.identifier, record.status))
+    active(record)
     record.worker = worker
     record.status_detail = {"activity": "Resuming", "error": None}
 
@@ -101,10 +104,7 @@ def never_stored(record, plugin):
     """What a build of ``record`` (by ``plugin``) holds that is never
     stored and that it needs from its start: hidden template texts and
     secret parameters (empty: its record alone lets any process run it)."""
-    secret = {p.name for p in plugin.parameters if p.secret}
-    return _hidden(record.template, False) + sorted(
-        name for name, value in record.parameters.items()
-        if name in secret or _SCRUBBED in str(value))
+    return _hidden(record.template, False) + sorted(_not_kept(record, plugin))
 
 
 def installed(store, record):
@@ -151,9 +151,7 @@ def values_for(record, plugin, given, installed_):
     the record scrubbed) it still needs; ResumeError naming the missing
     ones, or a given one it does not take."""
     values = dict(record.parameters)
-    secret = {p.name for p in plugin.parameters if p.secret}
-    wanted = {name for name, value in values.items()
-              if name in secret or _SCRUBBED in str(value)}
+    wanted = _not_kept(record, plugin)
     for name in set(given) - wanted:
         raise ResumeError("a resumed build keeps the parameters it was "
                           "started with; %r is not one it needs again"
@@ -172,3 +170,11 @@ def values_for(record, plugin, given, installed_):
             "give them with --file-parameter NAME FILE"
             % (record.identifier, ", ".join(missing)))
     return values
+
+
+def _not_kept(record, plugin):
+    """Names of the parameters ``record`` holds without their value: the
+    secret ones, and URLs whose credentials were scrubbed."""
+    secret = {p.name for p in plugin.parameters if p.secret}
+    return {name for name, value in record.parameters.items()
+            if name in secret or _SCRUBBED in str(value)}
