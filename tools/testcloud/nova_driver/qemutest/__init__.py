@@ -1,6 +1,9 @@
 """Nova compute driver for the imgfac-nova test cloud: real QEMU guests.
 
-What a guest sees (machine type pc, TCG unless KVM really works), disks in
+What a guest sees (machine type hw_machine_type or pc; SeaBIOS, or UEFI
+firmware with its own NVRAM for hw_firmware_type=uefi, with Secure Boot
+for os_secure_boot as the libvirt driver decides: firmware.py; TCG unless
+KVM really works), disks in
 the libvirt driver's order (nova/virt/libvirt/blockinfo.py):
 - the root device: a qcow2 overlay on the Glance image sized to the flavor,
   /dev/vda (blank when there is no image); for an ISO image (disk_format

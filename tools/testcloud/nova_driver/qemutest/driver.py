@@ -30,6 +30,7 @@ import nova.virt.node
 from . import accel
 from . import addresses
 from . import conf
+from . import firmware
 from . import machine
 from . import storage
 from . import volumes
@@ -73,6 +74,7 @@ class QemuTestDriver(driver.ComputeDriver):
             os.path.join(CONF.instances_path, '_base'))
         self._accel = 'tcg'
         self._hypervisor_version = 0
+        self._machine_types = {}
         self._lock = threading.Lock()
         self._busy = set()
         self._running = {}
@@ -86,6 +88,11 @@ class QemuTestDriver(driver.ComputeDriver):
         binary = CONF.qemutest.qemu_binary
         self._accel = accel.choose(binary, CONF.qemutest.accel)
         self._hypervisor_version = _qemu_version(binary)
+        self._machine_types = firmware.machine_types(binary)
+        # Reported as the COMPUTE_SECURITY_UEFI_SECURE_BOOT trait.
+        self.capabilities = dict(
+            self.capabilities, supports_secure_boot=firmware.
+            supports_secure_boot(self._machine_types))
         if CONF.qemutest.host_ports and not shutil.which('socat'):
             LOG.error('socat is missing: guests cannot reach host ports %s',
                       CONF.qemutest.host_ports)
@@ -201,6 +208,11 @@ class QemuTestDriver(driver.ComputeDriver):
         os.makedirs(m.directory, exist_ok=True)
         try:
             with self._operating(instance.uuid):
+                hw = firmware.choose(image_meta, instance.flavor,
+                                     self._machine_types)
+                if hw['firmware']:  # libvirt: the domain's own NVRAM
+                    shutil.copyfile(hw['firmware']['vars'],
+                                    m.path(firmware.NVRAM_FILE))
                 disks = self._create_disks(context, instance, image_meta,
                                            block_device_info, m)
                 if configdrive.required_by(instance):
@@ -218,6 +230,7 @@ class QemuTestDriver(driver.ComputeDriver):
                     'disks': disks,
                     'host_ports': [int(p) for p in CONF.qemutest.host_ports],
                 }
+                spec.update(hw)
                 spec.update(self._kernel_boot(context, instance, image_meta))
                 with self._lock:
                     spec['nics'] = self._nics(instance, network_info)
@@ -229,7 +242,8 @@ class QemuTestDriver(driver.ComputeDriver):
                 LOG.error('Spawning guest failed; removing it',
                           instance=instance)
                 m.remove()
-        LOG.info('Guest started (%s), SSH at %s', self._accel,
+        LOG.info('Guest started (%s, %s, %s), SSH at %s', self._accel,
+                 spec['machine'], 'UEFI' if spec['firmware'] else 'BIOS',
                  ', '.join(n['ssh_address'] for n in spec['nics']),
                  instance=instance)
 
@@ -463,7 +477,10 @@ class QemuTestDriver(driver.ComputeDriver):
         rescue (_get_rescue_disk_mapping): the rescue image is the first
         disk and boots, then the original root disk and a new config drive.
         A kernel_id of the server is booted directly in both, as libvirt
-        does. The server's own spec is kept for unrescue.
+        does. The machine type and firmware stay the server's in a stable
+        device rescue; a legacy rescue takes the rescue image's, as libvirt
+        builds the domain from the image it is given. The server's own spec
+        is kept for unrescue.
         """
         m = self._existing_machine(instance)
         props = image_meta.properties
@@ -477,6 +494,9 @@ class QemuTestDriver(driver.ComputeDriver):
                 'hw_cdrom_bus' if cdrom else 'hw_disk_bus')
             bus = _bus(bus, device, exception.UnsupportedRescueBus(
                 bus=bus, virt='qemu'))
+        else:
+            hw = firmware.choose(image_meta, instance.flavor,
+                                 self._machine_types)
         image_id = (image_meta.id if image_meta.obj_attr_is_set('id')
                     else instance.image_ref)
         with self._operating(instance.uuid):
@@ -503,6 +523,11 @@ class QemuTestDriver(driver.ComputeDriver):
             rescued = {k: v for k, v in spec.items()
                        if k not in ('kernel', 'initrd', 'append')}
             rescued['disks'] = disks
+            if not stable:
+                rescued.update(hw)
+                nvram = m.path(firmware.NVRAM_FILE)
+                if hw['firmware'] and not os.path.exists(nvram):
+                    shutil.copyfile(hw['firmware']['vars'], nvram)
             if instance.kernel_id:
                 rescued.update(kernel=self._cache.fetch(
                     context, instance.kernel_id), append=DEFAULT_KERNEL_ARGS)

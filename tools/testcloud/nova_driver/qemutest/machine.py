@@ -13,6 +13,7 @@ import time
 
 from oslo_log import log as logging
 
+from . import firmware
 from . import qmp
 
 LOG = logging.getLogger(__name__)
@@ -36,8 +37,10 @@ def command_line(binary, accel, spec, directory, qmp_socket):
     """Build the QEMU argv for a machine spec (see QemuTestDriver.spawn)."""
     argv = [binary,
             '-name', 'guest=%s' % spec['name'], '-uuid', spec['uuid'],
-            '-nodefaults', '-no-user-config', '-display', 'none',
-            '-machine', 'pc']
+            '-nodefaults', '-no-user-config', '-display', 'none']
+    argv += firmware.options(spec.get('machine', firmware.DEFAULT_MACHINE),
+                             spec.get('firmware'),
+                             os.path.join(directory, firmware.NVRAM_FILE))
     if accel == 'kvm':
         argv += ['-accel', 'kvm', '-cpu', 'host']
     else:
