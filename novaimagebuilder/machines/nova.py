@@ -48,6 +48,9 @@ RESCUE_BUS = {"hw_rescue_bus": "ide"}
 #: The first compute API microversion of the Nova release (Victoria) whose
 #: libvirt driver has stable device rescue.
 STABLE_RESCUE_MICROVERSION = (2, 87)
+#: Seconds Nova may take to end a stopped server's last task (a stop's
+#: powering-off) before a capture deletes it.
+SETTLE_TIMEOUT = 300
 
 
 def connect(cloud_name=None, region=None, interface=None, auth=None,
@@ -613,8 +616,12 @@ class NovaBackend(pipeline.Backend):
         if role == "jeos":
             metadata[cloud.OWNER_TAG] = self.owner
         image = self._image_with(name, metadata)
+        limit = waiter.for_size(self._disk_bytes(), *self.snapshot_timeout)
         if machine.volume and (image is None or
                                image.status in ("killed", "deleted")):
+            # Nova deletes a server in any task; the upload must not begin
+            # before the stop's task is over.
+            self._settled(machine, SETTLE_TIMEOUT)
             image = self.conn.image.get_image(
                 self.volumes.upload(machine, name, metadata))
         elif image is None or image.status in ("killed", "deleted"):
@@ -635,11 +642,13 @@ class NovaBackend(pipeline.Backend):
                 % (role, image.id),
                 lambda: self.conn.image.get_image(image.id),
                 lambda i: i.status == "active",
-                timeout=waiter.for_size(self._disk_bytes(),
-                                        *self.snapshot_timeout),
-                cancel=self.cancel,
+                timeout=limit, cancel=self.cancel,
                 failed=lambda i: "Glance says the image is %s" % i.status
                 if i.status in ("killed", "deleted") else None)
+            if not machine.volume:
+                # Glance has the bytes before nova-compute ends the
+                # snapshot's task (image_uploading) on the server.
+                self._settled(machine, limit)
             self._drop_boot_properties(image.id)
             if role == "image":
                 wanted = dict(self.image_properties,
@@ -653,6 +662,25 @@ class NovaBackend(pipeline.Backend):
             self.discard(image.id)
             raise
         return image.id
+
+    def _settled(self, machine, timeout):
+        """Wait until Nova has no task on ``machine``'s server (Nova refuses
+        the next action on a server until its task_state is cleared); a
+        server that is gone has none."""
+        from openstack import exceptions as sdk
+
+        def poll():
+            try:
+                return self.conn.compute.get_server(machine.id)
+            except sdk.NotFoundException:
+                return None
+
+        waiter.wait_for(
+            "waiting for Nova to finish its task on %s" % machine, poll,
+            lambda server: server is None or server.task_state is None,
+            timeout=timeout, cancel=self.cancel,
+            failed=lambda server: faults.server_error(server, self.conn)
+            if server.status == "ERROR" else None)
 
     def capture_limit(self):
         size = self._disk_bytes()

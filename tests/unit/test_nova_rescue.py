@@ -407,3 +407,41 @@ def test_adopting_a_server_that_is_gone_or_not_the_builds(cloud, backend):
     cloud.get(NOVA + "servers/srv1", json=SHUTOFF)  # no build tag
     with pytest.raises(errors.BuildError, match="not this build's"):
         backend.adopt("srv1")
+
+
+def test_a_snapshot_is_done_when_nova_has_ended_its_task(cloud, backend):
+    """Glance has the bytes before nova-compute clears the server's
+    image_uploading: the capture returns only once it is cleared."""
+    cloud.post(NOVA + "servers/srv1/action", status_code=202,
+               json={"image_id": "jeos1"})
+    uploading = server("SHUTOFF", "stopped", 4, "image_uploading")
+    servers(cloud, uploading, uploading, SHUTOFF)
+    cloud.get(GLANCE + "v2/images/jeos1",
+              json={"id": "jeos1", "status": "active", "name": "j"})
+    machine = nova.Server("srv1", "installer", None)
+
+    assert backend.capture(machine, "jeos") == "jeos1"
+
+    gets = [r.path for r in cloud.request_history if r.method == "GET"]
+    assert gets.count("/v2.1/servers/srv1") == 3
+    assert gets.index("/v2/images/jeos1") < gets.index("/v2.1/servers/srv1")
+
+
+def test_a_snapshot_whose_server_breaks_fails_naming_it(cloud, backend):
+    cloud.post(NOVA + "servers/srv1/action", status_code=202,
+               json={"image_id": "jeos1"})
+    broken = server("ERROR", "error", 4, "image_uploading")
+    broken["server"]["fault"] = {"message": "disk gone"}
+    servers(cloud, broken)
+    cloud.get(GLANCE + "v2/images/jeos1",
+              json={"id": "jeos1", "status": "active", "name": "j"})
+    cloud.delete(GLANCE + "v2/images/jeos1", status_code=204)
+
+    with pytest.raises(errors.WaitFailed) as raised:
+        backend.capture(nova.Server("srv1", "installer", None), "jeos")
+
+    assert str(raised.value) == (
+        "waiting for Nova to finish its task on server installer (srv1): "
+        "Nova put the server in ERROR: disk gone")
+    assert ("DELETE", "/v2/images/jeos1") in [
+        (r.method, r.path) for r in cloud.request_history]

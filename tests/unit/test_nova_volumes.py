@@ -237,10 +237,34 @@ def test_capture_deletes_the_server_and_uploads_its_volume(cloud, backend):
     assert order[-1] == ("DELETE", "/v3/volumes/vol1")
 
 
+def test_a_volume_backed_server_is_deleted_once_nova_ended_its_task(
+        cloud, backend):
+    """Nova deletes a server whatever its task: the capture first waits
+    until its last one (here the stop's powering-off) has ended."""
+    volumes(cloud, "in-use", "available", "uploading", "available")
+    cloud.get(NOVA + "servers/srv1", [
+        {"json": server("SHUTOFF", "stopped", 4, "powering-off")},
+        {"json": server("SHUTOFF", "stopped", 4)}])
+    cloud.delete(NOVA + "servers/srv1", status_code=204)
+    cloud.post(CINDER + "volumes/vol1/action", json={
+        "os-volume_upload_image": {"image_id": "img1"}})
+    cloud.get(GLANCE + "v2/images/img1", json=image("active", 1234))
+    machine = nova.Server("srv1", "imgfac-nova-b1-installer", None,
+                          volume="vol1")
+
+    assert backend.capture(machine, "jeos") == "img1"
+
+    calls = [(r.method, r.path) for r in cloud.request_history
+             if r.path == "/v2.1/servers/srv1"]
+    assert calls == [("GET", "/v2.1/servers/srv1")] * 2 + [
+        ("DELETE", "/v2.1/servers/srv1")]
+
+
 def test_a_volume_stuck_uploading_fails_naming_it(cloud, backend,
                                                   monkeypatch):
     backend.snapshot_timeout = (1, 0)
     volumes(cloud, "available", "uploading")
+    cloud.get(NOVA + "servers/srv1", json=server("SHUTOFF", "stopped", 4))
     cloud.delete(NOVA + "servers/srv1", status_code=204)
     cloud.post(CINDER + "volumes/vol1/action", json={
         "os-volume_upload_image": {"image_id": "img1"}})
