@@ -46,7 +46,8 @@ class Builder:
 
     def __init__(self, conf, store, plugins=None, on_change=None, slots=None,
                  project_id=None, cloud_auth=None, url_check=None, *,
-                 strict_parameters=False, trust_id=None, checkpoint=None):
+                 strict_parameters=False, trust_id=None, checkpoint=None,
+                 claim=None):
         """``slots`` (a jobs.BuildSlots) bounds concurrent builds; ``project_id`` is
         recorded on new images; ``cloud_auth`` (a keystoneauth1 auth plugin)
         is how plugins reach the cloud for this caller (and ``trust_id``,
@@ -55,7 +56,8 @@ class Builder:
         the URLs its builds open (netguard), None for the trusted CLI. A
         parameter no plugin of a build knows is refused with
         ``strict_parameters`` (ParameterError), else warned about.
-        ``checkpoint``: the jobs.BuildContext.checkpoint of its builds."""
+        ``checkpoint``, ``claim``: the jobs.BuildContext.checkpoint and
+        claim of its builds."""
         self.conf = conf
         self.strict_parameters = strict_parameters
         self.store = store
@@ -67,6 +69,7 @@ class Builder:
         self.trust_id = trust_id
         self.url_check = url_check
         self.checkpoint = checkpoint
+        self.claim = claim
 
     def _plugin(self, name):
         plugin = self.plugins.get(name)
@@ -367,7 +370,7 @@ class Builder:
         """Run one plugin step; returns None or a one-line reason it failed."""
         ctx = jobs.BuildContext(self.store, record.identifier,
                                 job.cancel_event, self.on_change,
-                                self.url_check, self.checkpoint)
+                                self.url_check, self.checkpoint, self.claim)
         if self.checkpoint is not None:
             ctx.owned = lambda: self.store.get(
                 record.identifier).worker == record.worker

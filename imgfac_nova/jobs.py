@@ -25,13 +25,17 @@ class BuildContext:
     """What a plugin gets to report progress and results for one image."""
 
     def __init__(self, store, identifier, cancel_event, on_change=None,
-                 url_check=None, checkpoint=None):
+                 url_check=None, checkpoint=None, claim=None):
         self._store = store
         self.identifier = identifier
         #: Asked between the build's steps whether it may go on (a jobboard
         #: worker that lost its claim or stops says no: the build raises
         #: errors.HandedBack, undoing nothing), or None.
         self.checkpoint = checkpoint
+        #: Asked before each action in the cloud whether this process still
+        #: holds the build's claim (the build stops there when not:
+        #: errors.HandedBack), or None.
+        self.claim = claim
         #: With a checkpoint: whether this process still drives the build
         #: (no other took it over: its record names this one), asked
         #: before anything is undone or the build is failed; else None.

@@ -4,11 +4,13 @@ and runs them, at most ``[worker] max_concurrent_builds`` at once.
 
 A claimed build runs from its record as a resume does (Builder.resume),
 so a build claimed again after its worker died goes on after its last
-finished step. Before each step the build asks whether this worker still
-owns its claim (while the jobboard cannot be reached it waits, up to the
-session timeout); when not, or when the worker is stopping (SIGTERM), the
-build stops there without undoing anything, its job is given back, and
-another worker goes on with it. A build claimed more than ``[jobboard]
+finished step. Before each step, and before each action in the cloud
+(create, delete, capture: BuildRun.guard), the build asks whether this
+worker still holds its claim (while the jobboard cannot be reached it
+waits, up to the session timeout); when not, or before a step when the
+worker is stopping (SIGTERM), the build stops there without undoing
+anything, its job is given back, and another worker goes on with it
+(running again the step that was interrupted). A build claimed more than ``[jobboard]
 max_claims`` times without ending is FAILED with the reason.
 
     imgfac-nova-worker [--config-file PATH] [--debug]
@@ -87,12 +89,18 @@ class Worker:
         self.conductor.stop()
 
     def owns(self, job):
-        """Whether this worker still holds ``job``'s claim (False when it
-        is stopping); while the jobboard cannot be asked, waits up to the
-        session timeout (after which a claim would have expired)."""
+        """Whether the build of ``job`` may go on to its next step: this
+        worker still holds its claim and is not stopping."""
+        return not self.stopping.is_set() and self.holds(job)
+
+    def holds(self, job):
+        """Whether this worker still holds ``job``'s claim, asked before
+        each step and each action in the cloud; while the jobboard cannot
+        be asked, waits up to the session timeout (after which a claim
+        would have expired)."""
         from taskflow import exceptions
         deadline = time.monotonic() + self.conf.jobboard.session_timeout
-        while not self.stopping.is_set():
+        while True:
             try:
                 return self.board.board.find_owner(job) == self.name
             except exceptions.JobFailure as exc:
@@ -101,7 +109,6 @@ class Worker:
                                 "reached (%s)", job.name, exc)
                     return False
                 time.sleep(1)
-        return False
 
     def run_job(self, job):
         """Run the build of a claimed job; True when it ended (COMPLETE or
@@ -134,8 +141,8 @@ class Worker:
             return True  # cancelled while queued, or ended elsewhere
         persistence = self.store.flow_persistence()
         claims = engine.count_claim(persistence, image_id)
-        builder = self._builder(record, lambda: self.owns(job),
-                                job.details.get("denied_networks"))
+        builder = self._builder(record, job, job.details.get(
+            "denied_networks"))
         if claims > self.conf.jobboard.max_claims:
             builder.abandon(image_id, "claimed %d times without ending (its "
                             "workers died or lost their claims)"
@@ -162,8 +169,11 @@ class Worker:
             trusts.Trusts(self.conf).release(self.store, record.trust_id)
         return ended
 
-    def _builder(self, record, checkpoint, denied_networks):
-        """A Builder acting for ``record``'s caller: through its Keystone
+    def _builder(self, record, job, denied_networks):
+        """A Builder of ``job``'s build, which stops when this worker loses
+        the claim (before each step and each action in the cloud) or
+        stops (before each step), acting for ``record``'s caller: through
+        its Keystone
         trust when it holds one, else with the worker's own cloud
         configuration; an API caller's URLs checked as the API would
         (``denied_networks`` not None)."""
@@ -181,7 +191,9 @@ class Worker:
             auth = trusts.auth_for(self.conf, record)
         return build.Builder(self.conf, self.store, self.plugins,
                              project_id=record.project_id, cloud_auth=auth,
-                             trust_id=record.trust_id, checkpoint=checkpoint,
+                             trust_id=record.trust_id,
+                             checkpoint=lambda: self.owns(job),
+                             claim=lambda: self.holds(job),
                              url_check=url_check)
 
 

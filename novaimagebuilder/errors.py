@@ -24,10 +24,14 @@ class WaitFailed(BuildError):
     """Something being waited for reached a failure state."""
 
 
-class HandedBack(Exception):
-    """The build stopped between two steps without undoing them, for
-    another process to go on with it (its worker lost its claim or is
-    stopping). Not a failure: nothing is reverted."""
+class HandedBack(BaseException):
+    """The build stopped without undoing anything, for another process to
+    go on with it: between two steps (its worker lost its claim or is
+    stopping), or in a step before an action in the cloud (its claim
+    lost). Not a failure: nothing is reverted. A BaseException, so that
+    raised in a step it passes the handlers of failures (the step's and
+    TaskFlow's, which would revert) and leaves the step running, as a
+    killed process does: the next owner runs it again from its start."""
 
     def __init__(self, message="handed back"):
         super().__init__(message)

@@ -17,15 +17,17 @@ class Pipeline:
 
     def __init__(self, backend, media_cache, progress=None, cancel=None,
                  log=None, jeos_cache=None, jeos_policy=None, build_id=None,
-                 on_jeos=None, persistence=None, checkpoint=None, owned=None):
+                 on_jeos=None, persistence=None, checkpoint=None, owned=None,
+                 claim=None):
         self._run_args = dict(
             backend=backend, media_cache=media_cache, progress=progress,
             cancel=cancel, log=log or LOG, jeos_cache=jeos_cache,
             jeos_policy=jeos_policy, build_id=build_id, on_jeos=on_jeos,
-            owned=owned)
+            owned=owned, claim=claim)
         self.build_id = build_id
         self.persistence = persistence
-        #: Asked before each task whether the build may go on (engine.run).
+        #: Asked before each task whether the build may go on (engine.run);
+        #: ``claim``, before each action in the cloud (BuildRun.guard).
         self.checkpoint = checkpoint
 
     def _run(self, template, parameters):

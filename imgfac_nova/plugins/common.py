@@ -198,6 +198,7 @@ def run_pipeline(build, backend, template, parameters, conf=None,
         on_jeos=lambda info: _record_jeos(build, info),
         persistence=getattr(build, "flow_persistence", None),
         checkpoint=getattr(build, "checkpoint", None),
+        claim=getattr(build, "claim", None),
         owned=getattr(build, "owned", None))
     result = runner.run(template, pipeline_parameters(template, parameters))
     build.set_icicle(result.icicle)

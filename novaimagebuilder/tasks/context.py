@@ -15,21 +15,35 @@ from novaimagebuilder import pipeline
 
 LOG = logging.getLogger(__name__)
 
+#: What a backend does in the cloud (:class:`novaimagebuilder.pipeline.Backend`)
+#: and a JEOS cache changes: each asks first whether the build's claim is
+#: still held (BuildRun.guard).
+BACKEND_ACTIONS = frozenset(("prepare_media", "boot_installer", "boot_guest",
+                             "power_off", "delete", "capture", "discard"))
+JEOS_CACHE_ACTIONS = frozenset(("add", "prune", "remove"))
+
 
 class BuildRun:
     """One run of a build's flow."""
 
     def __init__(self, backend, media_cache, template=None, parameters=None,
                  progress=None, cancel=None, log=None, jeos_cache=None,
-                 jeos_policy=None, build_id=None, on_jeos=None, owned=None):
+                 jeos_policy=None, build_id=None, on_jeos=None, owned=None,
+                 claim=None):
         from novaimagebuilder.images import jeos
+        #: Asked before each action in the cloud whether this process still
+        #: holds the build's claim (None: no claim, always): a jobboard
+        #: worker that lost it stops there (:meth:`guard`).
+        self.claim = claim
         self.clock = pipeline.Clock()
-        self.backend = pipeline.TimedBackend(backend, self.clock)
+        self.backend = pipeline.TimedBackend(
+            _Guarded(backend, BACKEND_ACTIONS, self.guard), self.clock)
         self.media_cache = media_cache
         self.template = template
         self.parameters = dict(parameters or {})
         self.options = pipeline.Options.from_parameters(self.parameters)
-        self.jeos_cache = jeos_cache
+        self.jeos_cache = None if jeos_cache is None else _Guarded(
+            jeos_cache, JEOS_CACHE_ACTIONS, self.guard)
         self.jeos_policy = jeos_policy or jeos.Policy()
         self.build_id = build_id
         #: Told what the JEOS cache did as soon as it is known.
@@ -48,6 +62,15 @@ class BuildRun:
         #: still drives the build (None: always): a jobboard worker whose
         #: claim another took over leaves what the build made to it.
         self.owned = owned
+
+    def guard(self, action):
+        """Before ``action`` in the cloud: raise HandedBack when this
+        process no longer holds the build's claim (another worker took the
+        build over), so the build stops there, undoing nothing."""
+        if self.claim is not None and not self.claim():
+            self.log.warning("Stopping before %s: this worker lost the "
+                             "build's claim", action)
+            raise errors.HandedBack("claim lost before %s" % action)
 
     def hold(self, handle, identifier=None):
         """Remember ``handle`` under its id (``identifier`` or its
@@ -211,6 +234,24 @@ class BuildRun:
             session.close()
             raise
         return session
+
+
+class _Guarded:
+    """``target`` whose methods named in ``actions`` call ``guard(name)``
+    first; every other attribute is the target's own."""
+
+    def __init__(self, target, actions, guard):
+        self._target, self._actions, self._guard = target, actions, guard
+
+    def __getattr__(self, name):
+        attr = getattr(self._target, name)
+        if name not in self._actions:
+            return attr
+
+        def guarded(*args, **kwargs):
+            self._guard(name)
+            return attr(*args, **kwargs)
+        return guarded
 
 
 class BuildTask(task.Task):

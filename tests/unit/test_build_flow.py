@@ -168,3 +168,53 @@ def test_a_resumed_build_whose_installer_is_gone_fails_and_reverts(
               _saved(persistence, build_id).items()}
     assert states[names.BOOT_INSTALLER] == "REVERTED"
     assert again.calls == []
+
+
+class _ClaimLostAt(Recorder):
+    """The build's claim is taken by another worker while ``step`` runs."""
+
+    def __init__(self, step):
+        super().__init__()
+        self.lost_at, self.held = step, True
+
+    def _do(self, step, result=None):
+        if step == self.lost_at:
+            self.held = False
+        return super()._do(step, result)
+
+
+@pytest.mark.parametrize("lost_at, stopped_before, step, left", [
+    ("prepare_media", "boot_installer", names.BOOT_INSTALLER, set()),
+    ("wait_installer", "capture_jeos", names.CAPTURE_JEOS, {"installer"}),
+    ("capture_jeos", "delete_installer", names.REMOVE_INSTALLER,
+     {"installer", "jeos"}),
+])
+def test_a_worker_that_lost_its_claim_stops_before_its_next_action(
+        fakes, lost_at, stopped_before, step, left):  # noqa: F811
+    """Asked before each action in the cloud (not only between steps):
+    the step stops there, nothing is undone, the step stays running, and
+    the next owner runs it again from its start, once."""
+    build_id = "7a6b5c4d-3e2f-4a1b-9c8d-7e6f5a4b3c2d"
+    persistence, lost = impl_memory.MemoryBackend(), _ClaimLostAt(lost_at)
+    with pytest.raises(errors.HandedBack) as raised:
+        runner.Pipeline(lost, media.MediaCache(str(fakes)), build_id=build_id,
+                        persistence=persistence,
+                        claim=lambda: lost.held).run(
+            TEMPLATE, {"install_script": "disk /dev/vda\n"})
+    action = {"boot_installer": "boot_installer"}.get(
+        stopped_before, stopped_before.split("_")[0])  # the backend's call
+    assert str(raised.value) == "claim lost before %s" % action
+    assert lost.calls[-1] == lost_at and lost.alive == left
+    states = {name: state for name, (state, _) in
+              _saved(persistence, build_id).items()}
+    assert "REVERTED" not in states.values()
+    assert [name for name, state in states.items()
+            if state == "RUNNING"] == [step]
+    again = Recorder()
+    again.alive |= left
+    result = runner.Pipeline(again, media.MediaCache(str(fakes)),
+                             build_id=build_id, persistence=persistence,
+                             claim=lambda: True).run(
+        TEMPLATE, {"install_script": "disk /dev/vda\n"})
+    assert again.calls[0] == stopped_before
+    assert result.image == "image" and again.alive == {"image"}

@@ -75,8 +75,20 @@ def test_owns(tmp_path, owners, owns):
     assert w.owns(_job("x")) is owns
 
 
-def test_a_stopping_worker_owns_nothing(tmp_path):
+def test_a_stopping_worker_goes_to_no_next_step_but_holds_its_claim(
+        tmp_path):
+    """SIGTERM hands a build back between steps; in a step, its actions in
+    the cloud go on while the claim is held."""
     w = _worker(tmp_path, ["me"])
     w.name = "me"
     w.stopping.set()
     assert w.owns(_job("x")) is False
+    assert w.holds(_job("x")) is True
+
+
+def test_the_builds_of_a_worker_ask_the_claim_before_each_action(tmp_path):
+    w = _worker(tmp_path, ["me", "someone-else"])
+    w.name = "me"
+    builder = w._builder(images.ImageRecord(type=images.BASE_IMAGE),
+                         _job("x"), None)
+    assert [builder.claim(), builder.claim()] == [True, False]
