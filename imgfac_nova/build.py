@@ -375,7 +375,7 @@ class Builder:
             ctx.owned = lambda: self.store.get(
                 record.identifier).worker == record.worker
         started = time.monotonic()
-        with jobs.build_log(self.store.log_path(record.identifier)):
+        with jobs.build_log(self.store, record.identifier):
             self.store.update(record.identifier,
                               log=self.store.log_path(record.identifier))
             try:

@@ -15,6 +15,9 @@ LOG = logging.getLogger(__name__)
 
 #: Seconds between a running job's looks for a cancel request.
 CANCEL_POLL = 2.0
+#: Seconds between a running build's writes of its new log lines to the
+#: database (one write a batch, off the build's thread).
+LOG_BATCH = 2.0
 
 
 class BuildCancelled(errors.Cancelled):
@@ -216,20 +219,83 @@ class BuildSlots:
 
 
 @contextlib.contextmanager
-def build_log(path):
+def build_log(store, identifier):
     """Copy what this thread logs (INFO and up, with tracebacks, URLs
-    scrubbed) to ``path``, readable by its owner only."""
-    handler = logging.FileHandler(private.file(path))
-    handler.setLevel(logging.INFO)
-    handler.setFormatter(logging.Formatter(
-        "%(asctime)s %(levelname)s %(name)s %(message)s"))
-    scrub.install(handler)
+    scrubbed) to the build log of ``identifier``: in the store's database,
+    where every process reads it (ImageStore.read_log), and in the local
+    file ``store.log_path(identifier)``, readable by its owner only."""
+    formatter = logging.Formatter(
+        "%(asctime)s %(levelname)s %(name)s %(message)s")
     thread = threading.get_ident()
-    handler.addFilter(lambda record: record.thread == thread)
+    handlers = [logging.FileHandler(private.file(store.log_path(identifier))),
+                _DatabaseLog(store, identifier)]
     root = logging.getLogger()
-    root.addHandler(handler)
+    for handler in handlers:
+        handler.setLevel(logging.INFO)
+        handler.setFormatter(formatter)
+        scrub.install(handler)
+        handler.addFilter(lambda record: record.thread == thread)
+        root.addHandler(handler)
     try:
         yield
     finally:
-        root.removeHandler(handler)
-        handler.close()
+        for handler in handlers:
+            root.removeHandler(handler)
+            handler.close()
+
+
+class _DatabaseLog(logging.Handler):
+    """Keeps the lines of a build's log and writes them to the store's
+    database in batches, every :data:`LOG_BATCH` seconds from a thread of
+    its own and when closed: logging a line costs the build no database
+    write. A batch that cannot be written is kept for the next."""
+
+    def __init__(self, store, identifier):
+        super().__init__()
+        self._store, self._identifier = store, identifier
+        self._lines = []
+        self._lines_lock = threading.Lock()
+        self._closed = threading.Event()
+        self._writer = threading.Thread(
+            target=self._write_batches, daemon=True,
+            name="build-log-%s" % identifier)
+        self._writer.start()
+
+    def emit(self, record):
+        try:
+            line = self.format(record) + "\n"
+        except Exception:
+            self.handleError(record)
+            return
+        with self._lines_lock:
+            self._lines.append(line)
+
+    def _write(self):
+        with self._lines_lock:
+            lines, self._lines = self._lines, []
+        if not lines:
+            return True
+        try:
+            self._store.append_log(self._identifier, "".join(lines))
+            return True
+        except Exception as exc:  # the database is down: try again later
+            LOG.debug("Writing the build log of %s: %s", self._identifier,
+                      exc)
+            with self._lines_lock:
+                self._lines[:0] = lines
+            return False
+
+    def _write_batches(self):
+        while not self._closed.wait(LOG_BATCH):
+            self._write()
+
+    def close(self):
+        if not self._closed.is_set():
+            self._closed.set()
+            self._writer.join()
+            if not self._write():
+                LOG.warning("The end of the build log of %s could not be "
+                            "written to the database; it is in %s",
+                            self._identifier,
+                            self._store.log_path(self._identifier))
+        super().close()

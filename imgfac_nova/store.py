@@ -1,7 +1,7 @@
-"""The image store: image records in a database (``[database] connection``;
-by default the SQLite file :data:`SQLITE_NAME` in the store's directory),
-each image's local data (``<uuid>.body``) and build log (``<uuid>.log``)
-as files in that directory.
+"""The image store: image records and build logs in a database
+(``[database] connection``; by default the SQLite file :data:`SQLITE_NAME`
+in the store's directory), each image's local data (``<uuid>.body``) and a
+copy of its build log (``<uuid>.log``) as files in that directory.
 
 A record changes in one transaction that locks its row (see
 :mod:`imgfac_nova.db.api`), so two threads or processes changing one
@@ -161,8 +161,25 @@ class ImageStore:
         return self._file(identifier, ".body")
 
     def log_path(self, identifier):
-        """Where the build log of an image goes."""
+        """Where the local copy of an image's build log goes (on the host
+        that ran the build)."""
         return self._file(identifier, ".log")
+
+    def append_log(self, identifier, text):
+        """Add ``text`` (whole lines) to the build log of ``identifier`` in
+        the database."""
+        from imgfac_nova.db import logs
+        _check_id(identifier)
+        with self._session(write=True) as session:
+            logs.append(session, identifier, text)
+
+    def read_log(self, identifier):
+        """The build log of ``identifier`` as far as it was written to the
+        database, wherever the build runs or ran ("" when none)."""
+        from imgfac_nova.db import logs
+        _check_id(identifier)
+        with self._session() as session:
+            return logs.read(session, identifier)
 
     def stale_temporaries(self):
         """Temporary record files that a writer of the file store (before
@@ -253,12 +270,14 @@ class ImageStore:
 
     def remove(self, identifier):
         """Delete the record, its data and its build log."""
+        from imgfac_nova.db import logs
         from imgfac_nova.db import records
         for suffix in (".body", ".log"):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self._file(identifier, suffix))
         with self._session(write=True) as session:
             records.delete(session, identifier)
+            logs.delete(session, identifier)
 
 
 @contextlib.contextmanager

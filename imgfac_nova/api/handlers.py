@@ -79,6 +79,7 @@ class Api:
                 ("POST", path, self._bind(self.create_image, kind)),
                 ("GET", one, self._bind(self.get_image, kind)),
                 ("DELETE", one, self._bind(self.delete_image, kind)),
+                ("GET", one + "/build_log", self._bind(self.build_log, kind)),
             ]
             if kind != images.PROVIDER_IMAGE:
                 table.append(("GET", one + "/raw_image",
@@ -192,6 +193,16 @@ class Api:
             raise router.ApiError(404, "the data of %s %s is gone: %s" % (
                 views.NAMES[kind][1], image_id, exc.strerror)) from None
     raw_image.media_type = "application/octet-stream"
+
+    def build_log(self, request, kind, image_id, **parent_ids):
+        """The image's build log from the database, as far as it is written
+        (batches of a few seconds): the same from every API process,
+        wherever the build runs."""
+        record = self._image(request, kind, image_id, **parent_ids)
+        response = webob.Response(content_type="text/plain", charset="utf-8")
+        response.text = self.store.read_log(record.identifier)
+        return response
+    build_log.media_type = "text/plain"
 
     def create_image(self, request, kind, **parent_ids):
         caller = inputs.Caller(self.enforcer, _credentials(request))

@@ -11,7 +11,7 @@ from imgfac_nova.db import api
 
 #: The newest revision in migrations/versions (a unit test checks it is
 #: alembic's head): the schema this release reads and writes.
-HEAD = "0002"
+HEAD = "0003"
 #: alembic's version table: ours, beside the one of TaskFlow's own
 #: migrations (its persistence tables live in the same database).
 VERSION_TABLE = "imgfac_nova_alembic_version"

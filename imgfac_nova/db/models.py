@@ -58,3 +58,13 @@ images = sa.Table(
     sa.Column("extra", _json_dict(), nullable=False),
     sa.UniqueConstraint("identifier", name="uniq_images0identifier"),
     mysql_engine="InnoDB", mysql_charset="utf8mb4")
+
+#: Build logs, where every process reads them (a worker's local
+#: ``<uuid>.log`` is on its own host): each row a batch of lines of the
+#: build of image ``image_id``, in ``id`` order.
+build_logs = sa.Table(
+    "build_logs", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("image_id", sa.String(36), nullable=False, index=True),
+    sa.Column("text", LONG_TEXT, nullable=False),
+    mysql_engine="InnoDB", mysql_charset="utf8mb4")

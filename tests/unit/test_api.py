@@ -341,6 +341,26 @@ def test_raw_image_streams_the_body_with_length_and_ranges(client,
         .status_int == 406
 
 
+def test_the_build_log_from_the_database_while_it_runs_and_after(client):
+    image = client.base(steps=4, step_seconds=1)
+    path = _path(image) + "/build_log"
+
+    def shown():
+        answer = client.get(path)
+        return "25% Step 1" in answer.text and answer
+    running = poll.wait_for(shown, 30, "the log of the running build")
+    assert running.content_type == "text/plain"
+    assert "Step 3" not in running.text
+    done = client.wait(_path(image))
+    with open(client.store.log_path(done["id"])) as handle:
+        assert client.get(path).text == handle.read()
+    assert client.get(path, headers={"Accept": "application/json"}) \
+        .status_int == 406
+    assert client.get("/imagefactory/base_images/%s/build_log"
+                      % ("0" * 8 + "-0000-4000-8000-" + "0" * 12)) \
+        .status_int == 404
+
+
 def test_raw_image_of_an_image_without_data_is_404(client):
     image = client.base(steps=50, step_seconds=0.1)
     answer = client.get(_path(image) + "/raw_image")

@@ -5,6 +5,7 @@ import pytest
 
 from imgfac_nova import build
 from imgfac_nova import images
+from imgfac_nova import jobs
 from imgfac_nova import parameters
 from imgfac_nova import store
 from imgfac_nova import template as tdl
@@ -75,6 +76,37 @@ def test_the_build_log_shows_each_progress_change_as_recorded(builder,
                  if " INFO imgfac_nova.jobs " in line and "%" in line]
     assert shown == ["0% Starting BaseImage", "0% Step 0", "25% Step 1",
                      "50% Step 2", "75% Step 3"]
+    # the database has it all too, for every process to read
+    with open(record.log) as handle:
+        assert builder.store.read_log(record.identifier) == handle.read()
+    builder.store.remove(record.identifier)
+    assert builder.store.read_log(record.identifier) == ""
+
+
+def test_the_build_log_reaches_the_database_in_batches(builder, caplog,
+                                                       monkeypatch):
+    """Lines are written a batch every LOG_BATCH seconds while the build
+    runs (not a write a line); a batch the database refused is written
+    with the next."""
+    caplog.set_level(logging.INFO)
+    monkeypatch.setattr(jobs, "LOG_BATCH", 0.2)
+    appended, refuse = [], [True]
+    append_log = builder.store.append_log
+
+    def append(identifier, text):
+        if refuse:
+            refuse.pop()
+            raise store.StoreError("database down")
+        appended.append(text)
+        append_log(identifier, text)
+    monkeypatch.setattr(builder.store, "append_log", append)
+    job = builder.base_image(_template(), {"steps": "6",
+                                           "step_seconds": "0.3"})
+    _finish(job)
+    identifier = job.image.identifier
+    assert not refuse and 3 <= len(appended) < 12
+    with open(builder.store.get(identifier).log) as handle:
+        assert builder.store.read_log(identifier) == handle.read()
 
 
 def _stored_bytes(image_store):
