@@ -1,9 +1,12 @@
 """Several workers, one queue: base-image builds posted by the CLI to a
-ZooKeeper jobboard (the tests' own server) and run by imgfac-nova-worker
-processes (test plugins). A worker killed with kill -9 mid-build: another
-claims the build once its session has expired and finishes it; SIGTERM
-hands a build back at its next step; a build claimed more than max_claims
-times fails naming why; imgfac-nova-manage lists workers and builds."""
+ZooKeeper or Redis jobboard (the tests' own server) and run by
+imgfac-nova-worker processes (test plugins). On both jobboards: a worker
+killed with kill -9 mid-build loses the build to another once its claim
+has ended (ZooKeeper: its session expired; Redis: its claim's expiry,
+which a live worker keeps extending); imgfac-nova-manage lists workers and
+builds. On ZooKeeper: SIGTERM hands a build back at its next step; a build
+claimed more than max_claims times fails naming why; any API process
+shows the build log of a build a worker runs."""
 import contextlib
 import os
 import signal
@@ -15,10 +18,13 @@ import pytest
 
 from tests import poll
 from tests.functional import builds
-from tests.functional import zookeeper
+from tests.functional import servers
+from tests.functional.redisserver import redis  # noqa: F401 (fixture)
 from tests.functional.zookeeper import zk  # noqa: F401 (fixture)
 
-SESSION = 3  # seconds: [jobboard] session_timeout of these tests
+#: Seconds a dead worker's claim lasts: [jobboard] session_timeout
+#: (ZooKeeper) and claim_expiry (Redis) of these tests.
+SESSION = 3
 LONG_SESSION = 15  # ... and of the test that must not wait for one
 TEMPLATE = """<template>
   <name>queued</name>
@@ -62,10 +68,27 @@ def processes(jobboard, tmp_path, env):
                 proc.wait(30)
 
 
+def _jobboard(server, tmp_path):
+    """The [jobboard] options of a test on ``server`` (its own jobs)."""
+    if server.name == "redis":  # one database: the jobs of one test at once
+        return "backend_url = %s\nclaim_expiry = %d\n" % (
+            server.url, SESSION)
+    return "backend_url = %s-%s\nsession_timeout = %d\n" % (
+        server.url, tmp_path.name, SESSION)
+
+
 @pytest.fixture
 def board(zk, tmp_path, cli_env):  # noqa: F811
-    with processes("backend_url = %s-%s\nsession_timeout = %d\n" % (
-            zk.url, tmp_path.name, SESSION), tmp_path, cli_env) as found:
+    """Processes on a ZooKeeper jobboard."""
+    with processes(_jobboard(zk, tmp_path), tmp_path, cli_env) as found:
+        yield found
+
+
+@pytest.fixture(params=["zk", "redis"])
+def any_board(request, tmp_path, cli_env):
+    """Processes on a ZooKeeper, then a Redis jobboard."""
+    server = request.getfixturevalue(request.param)
+    with processes(_jobboard(server, tmp_path), tmp_path, cli_env) as found:
         yield found
 
 
@@ -93,8 +116,8 @@ def _finished(cli):
     return builds.record(subprocess.CompletedProcess([], 0, out, ""))
 
 
-def test_a_worker_killed_mid_build_another_finishes_it(board, tmp_path):
-    run, config, store = board
+def test_a_worker_killed_mid_build_another_finishes_it(any_board, tmp_path):
+    run, config, store = any_board
     first = run("imgfac_nova.worker")
     time.sleep(2)  # the first worker takes the build
     cli = _post(run, tmp_path)
@@ -152,8 +175,24 @@ def test_a_build_claimed_more_than_max_claims_fails(board, tmp_path):
         "claims) at ")
 
 
-def test_manage_lists_workers_and_their_builds(board, tmp_path):
-    run, config, store = board
+def test_a_build_outlives_its_claims_expiry_on_a_live_worker(
+        redis, tmp_path, cli_env):  # noqa: F811
+    """Redis: the worker extends its claim, so no other takes the build."""
+    with processes(_jobboard(redis, tmp_path), tmp_path, cli_env) as (
+            run, config, store):
+        first = run("imgfac_nova.worker")
+        time.sleep(2)
+        cli = _post(run, tmp_path, steps=4, step_seconds=SESSION)
+        poll.wait_for(_building(store, _worker_of(first)), 60,
+                      "the first worker to build")
+        run("imgfac_nova.worker")  # would take it if the claim expired
+        done = _finished(cli)
+    assert done["status"] == "COMPLETE", done["status_detail"]
+    assert done["worker"] == _worker_of(first)
+
+
+def test_manage_lists_workers_and_their_builds(any_board, tmp_path):
+    run, config, store = any_board
     worker = run("imgfac_nova.worker")
     time.sleep(2)
     cli = _post(run, tmp_path, steps=10, step_seconds=1.0)
@@ -216,14 +255,56 @@ def test_the_rest_daemon_posts_base_image_builds_for_the_workers(
         service.shutdown(callback_timeout=5)
 
 
+def test_an_api_on_another_host_shows_the_log_of_a_running_build(
+        board, tmp_path):
+    """A REST application with an image directory of its own (as on another
+    host), on the workers' database: it answers the build log of a build a
+    worker runs, while it runs (from the database: no log file is on its
+    side), and all of it once the build has ended."""
+    from imgfac_nova.api import deploy
+    from tests.unit import test_api
+    run, config, store = board
+    run("imgfac_nova.worker")
+    elsewhere = tmp_path / "elsewhere.conf"
+    with open(config) as handle:
+        elsewhere.write_text(handle.read().replace(
+            "storage_path = %s\n" % store,
+            "storage_path = %s\n[database]\nconnection = sqlite:///%s/%s\n"
+            % (tmp_path / "elsewhere", store, "imgfac-nova.sqlite")))
+    conf = test_api._conf(str(elsewhere))
+    service = deploy.service(conf)
+    client = test_api.Client(deploy.deploy(conf, service), service)
+    try:
+        answer = client.post("/imagefactory/base_images", body={
+            "base_image": {"template": TEMPLATE, "parameters": {
+                "steps": 8, "step_seconds": 1}}})
+        assert answer.status_int == 202, answer.text
+        image = answer.json["base_image"]
+        path = test_api._path(image)
+
+        def shown():
+            log = client.get(path + "/build_log").text
+            return "25% Step 2" in log and log
+        log = poll.wait_for(shown, 60, "the running build's log")
+        assert client.get(path).json["base_image"]["status"] == "BUILDING"
+        assert "Step 7" not in log
+        assert not os.path.exists(tmp_path / "elsewhere" / (
+            image["id"] + ".log"))
+        client.wait(path, timeout=120)
+        with open(os.path.join(store, image["id"] + ".log")) as handle:
+            assert client.get(path + "/build_log").text == handle.read()
+    finally:
+        service.shutdown(callback_timeout=5)
+
+
 def test_a_daemon_whose_jobboard_is_unreachable_is_one_line(tmp_path):
-    port = zookeeper._free_port()
+    port = servers.free_port()
     config = tmp_path / "c.conf"
     config.write_text("[DEFAULT]\nstorage_path = %s\n[api]\n"
                       "auth_strategy = noauth\nbind_port = %d\n[jobboard]\n"
                       "backend_url = zookeeper://127.0.0.1:%d\n"
                       "connect_timeout = 1\n" % (
-                          tmp_path / "store", zookeeper._free_port(), port))
+                          tmp_path / "store", servers.free_port(), port))
     proc = subprocess.run(
         [sys.executable, "-m", "imgfac_nova.api.server", "--config-file",
          str(config)], capture_output=True, text=True, timeout=120,
@@ -361,7 +442,7 @@ def test_a_paused_worker_that_lost_its_claim_hands_the_build_back(
 
 
 def test_a_worker_whose_database_is_unreachable_is_one_line(tmp_path):
-    port = zookeeper._free_port()
+    port = servers.free_port()
     config = tmp_path / "c.conf"
     config.write_text("[database]\nconnection = mysql+pymysql://imgfac:"
                       "s3cret@127.0.0.1:%d/imgfac\n[jobboard]\nbackend_url = "
