@@ -29,6 +29,10 @@ if is_service_enabled imgfac-nova; then
             extra)
                 echo_summary "Preparing the cloud for imgfac-nova builds"
                 imgfac_nova_prepare_cloud
+                if is_service_enabled imgfac-zookeeper; then
+                    echo_summary "Starting ZooKeeper and $IMGFAC_NOVA_WORKERS imgfac-nova workers"
+                    imgfac_nova_start_workers
+                fi
                 if is_service_enabled imgfac-api; then
                     echo_summary "Starting imgfac-api"
                     imgfac_nova_start
