@@ -35,6 +35,15 @@ from novaimagebuilder import waiter
 LOG = logging.getLogger(__name__)
 
 DIRECT_BOOT_PROPERTIES = ("kernel_id", "ramdisk_id", "os_command_line")
+#: Image properties of a JEOS cache entry (besides cloud.ROLE = "jeos-cache").
+JEOS_KEY = "imgfac_jeos_key"
+JEOS_NAME = "imgfac_jeos_os"
+JEOS_STORED = "imgfac_jeos_stored"
+#: What a capture's image must not keep of the image its server booted
+#: from (Nova's snapshot and Cinder's upload both copy its properties): the
+#: installer's direct boot (the JEOS would boot the installer again) and a
+#: JEOS cache entry's keys.
+NOT_INHERITED = DIRECT_BOOT_PROPERTIES + (JEOS_KEY, JEOS_NAME, JEOS_STORED)
 #: Nova's power_state of a guest that is off (nova.compute.power_state).
 SHUTDOWN = 4
 #: Property of the ISO image that makes Nova's rescue a stable device rescue
@@ -635,8 +644,8 @@ class NovaBackend(pipeline.Backend):
             self.log.info("Adopting the %s snapshot %s, started by an "
                           "earlier run of this build", role, image.id)
         try:
-            if machine.volume:  # Cinder says when its upload is done
-                self.volumes.release(machine)
+            # Cinder says when its upload is done.
+            sizes = self.volumes.release(machine) if machine.volume else None
             waiter.wait_for(
                 "waiting for the %s snapshot %s to become active"
                 % (role, image.id),
@@ -649,7 +658,13 @@ class NovaBackend(pipeline.Backend):
                 # Glance has the bytes before nova-compute ends the
                 # snapshot's task (image_uploading) on the server.
                 self._settled(machine, limit)
-            self._drop_boot_properties(image.id)
+            if sizes:
+                retries.send_once(
+                    "setting the minimum sizes of image %s" % image.id,
+                    lambda: self.conn.image.update_image(image.id, **sizes),
+                    lambda: self._image_with(name, sizes, image.id),
+                    cancel=self.cancel, log=self.log)
+            self._drop_inherited(image.id)
             if role == "image":
                 wanted = dict(self.image_properties,
                               visibility=self.image_visibility)
@@ -706,20 +721,19 @@ class NovaBackend(pipeline.Backend):
                 return image
         return None
 
-    def _drop_boot_properties(self, image_id):
-        """Nova copies the installer disk's kernel_id, ramdisk_id and
-        os_command_line to its snapshots; without them removed, the JEOS
-        would boot the installer again."""
+    def _drop_inherited(self, image_id):
+        """Remove what the image inherited and must not keep
+        (NOT_INHERITED)."""
         image = self.conn.image.get_image(image_id)
         patch = [{"op": "remove", "path": "/" + name}
-                 for name in DIRECT_BOOT_PROPERTIES
+                 for name in NOT_INHERITED
                  if name in (image.properties or {})
                  or getattr(image, name, None)]
         if patch:
             retries.send_once(
-                "removing the installer's boot properties from image %s"
-                % image_id, lambda: patch_image(self.conn, image_id, patch),
-                lambda: self._drop_boot_properties(image_id),
+                "removing inherited properties from image %s" % image_id,
+                lambda: patch_image(self.conn, image_id, patch),
+                lambda: self._drop_inherited(image_id),
                 cancel=self.cancel, log=self.log)
         return True
 
@@ -1260,12 +1274,6 @@ def _wait_cinder_gone(what, get, timeout):
         lambda found: found is None, timeout=timeout,
         failed=lambda found: "Cinder says %s" % found.status
         if found.status == "error_deleting" else None)
-
-
-#: Image properties of a JEOS cache entry (besides cloud.ROLE = "jeos-cache").
-JEOS_KEY = "imgfac_jeos_key"
-JEOS_NAME = "imgfac_jeos_os"
-JEOS_STORED = "imgfac_jeos_stored"
 
 
 class JeosCache(jeos.Cache):

@@ -226,8 +226,7 @@ class Volumes:
             cloud.call("tagging the image metadata of %s" % vname,
                        self.conn.block_storage.set_volume_image_metadata,
                        volume_id, **wanted)
-        unwanted = nova.DIRECT_BOOT_PROPERTIES + (
-            nova.JEOS_KEY, nova.JEOS_NAME, nova.JEOS_STORED, cloud.OWNER_TAG)
+        unwanted = nova.NOT_INHERITED + (cloud.OWNER_TAG,)
         dropped = [key for key in unwanted
                    if key in held and key not in metadata]
         if dropped:
@@ -250,10 +249,17 @@ class Volumes:
 
     def release(self, machine):
         """After the upload of ``machine``'s volume: wait until Cinder is
-        done with it, then delete it."""
+        done with it, then delete it. Returns the image's minimum sizes as
+        Nova gives a snapshot of a server (Cinder gives none): min_disk the
+        larger of the source image's and the root disk's (here the volume),
+        min_ram the source image's."""
         vname = "volume %s" % machine.volume
-        self.wait(machine.volume, None, "available", ("uploading",),
-                  waiter.for_size(self.backend._disk_bytes(),
-                                  *self.backend.snapshot_timeout))
+        volume = self.wait(machine.volume, None, "available", ("uploading",),
+                           waiter.for_size(self.backend._disk_bytes(),
+                                           *self.backend.snapshot_timeout))
+        held = volume.volume_image_metadata or {}
+        sizes = {"min_disk": max(int(held.get("min_disk") or 0), volume.size),
+                 "min_ram": int(held.get("min_ram") or 0)}
         self.remove(machine.volume)
         self.backend.log.info("Removed %s", vname)
+        return sizes

@@ -445,3 +445,28 @@ def test_a_snapshot_whose_server_breaks_fails_naming_it(cloud, backend):
         "Nova put the server in ERROR: disk gone")
     assert ("DELETE", "/v2/images/jeos1") in [
         (r.method, r.path) for r in cloud.request_history]
+
+
+def test_a_snapshot_keeps_nothing_of_the_installer_or_the_jeos_cache(
+        cloud, backend):
+    """Nova copies the booted image's properties to its snapshot: the
+    installer's direct boot and a JEOS cache entry's keys are removed."""
+    cloud.post(NOVA + "servers/srv1/action", status_code=202,
+               json={"image_id": "img1"})
+    servers(cloud, SHUTOFF)
+    inherited = {"kernel_id": "k1", "os_command_line": "x",
+                 "imgfac_jeos_key": "abc", "imgfac_jeos_os": "Debian 12",
+                 "imgfac_jeos_stored": "1", "os_distro": "debian"}
+    cloud.get(GLANCE + "v2/images/img1", json=dict(
+        inherited, id="img1", status="active", name="i"))
+    cloud.patch(GLANCE + "v2/images/img1", json={"id": "img1"})
+
+    assert backend.capture(nova.Server("srv1", "guest", None), "image") \
+        == "img1"
+
+    removed = [op["path"] for r in cloud.request_history
+               if r.method == "PATCH" for op in json.loads(r.body)
+               if op["op"] == "remove"]
+    assert sorted(removed) == ["/imgfac_jeos_key", "/imgfac_jeos_os",
+                               "/imgfac_jeos_stored", "/kernel_id",
+                               "/os_command_line"]

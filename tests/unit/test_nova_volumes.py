@@ -61,6 +61,7 @@ def cloud():
         mock.post(CINDER + "volumes/vol1/metadata", json={"metadata": {}})
         mock.post(CINDER + "volumes/vol1/action", json={})
         mock.delete(CINDER + "volumes/vol1", status_code=202)
+        mock.patch(GLANCE + "v2/images/img1", json=image("active", 1234))
         yield mock
 
 
@@ -205,7 +206,8 @@ def image(status, size=None):
 
 def test_capture_deletes_the_server_and_uploads_its_volume(cloud, backend):
     held = dict(TAGS, kernel_id="k1", ramdisk_id="r1", os_command_line="x",
-                imgfac_role="installer-disk", imgfac_jeos_key="old")
+                imgfac_role="installer-disk", imgfac_jeos_key="old",
+                min_disk="2", min_ram="512")
     volumes(cloud, "in-use", "available", "uploading", "uploading",
             "available", image_metadata=held)
     cloud.get(NOVA + "servers/srv1", json=server("SHUTOFF", "stopped", 4))
@@ -235,6 +237,13 @@ def test_capture_deletes_the_server_and_uploads_its_volume(cloud, backend):
     assert order.index(("DELETE", "/v2.1/servers/srv1")) < order.index(
         ("POST", "/v3/volumes/vol1/action"))
     assert order[-1] == ("DELETE", "/v3/volumes/vol1")
+    # Cinder gives the image no minimum sizes; Nova gives a snapshot the
+    # larger min_disk of its source image and its root disk (the volume's
+    # 3 GiB), and the source's min_ram.
+    [sizes] = [json.loads(r.body) for r in cloud.request_history
+               if r.method == "PATCH"]
+    assert sorted((op["path"], op["value"]) for op in sizes) == [
+        ("/min_disk", 3), ("/min_ram", 512)]
 
 
 def test_a_volume_backed_server_is_deleted_once_nova_ended_its_task(
