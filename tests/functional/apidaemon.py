@@ -18,6 +18,7 @@ from keystoneauth1.identity import v3
 from tests import plugins
 from tests import poll
 from tests.functional import builds
+from tests.functional import databases
 
 KEYSTONE = "http://127.0.0.1:5000"
 
@@ -67,6 +68,7 @@ class Daemon:
                 % (self.store, self.port, max_builds, KEYSTONE, KEYSTONE,
                    keystone_auth["username"], keystone_auth["password"],
                    keystone_auth["project_name"]))
+            handle.write(databases.config_section(self.store))
         self.proc = None
 
     def start(self):

@@ -7,6 +7,7 @@ import sys
 import uuid
 
 from tests import poll
+from tests.functional import databases
 
 from novaimagebuilder import cloud
 
@@ -99,6 +100,7 @@ def write_config(directory):
         handle.write("[DEFAULT]\nstorage_path = %s\n" % store)
         if JEOS_CACHE_DIR:
             handle.write("jeos_cache_path = %s\n" % JEOS_CACHE_DIR)
+        handle.write(databases.config_section(store))
     return path, store
 
 
@@ -221,17 +223,15 @@ def qemu_processes_under(path):
 
 def records(store):
     """``{id: record as a dict}`` of the store in directory ``store``."""
-    from imgfac_nova import store as store_mod
     if not os.path.isdir(store):
         return {}
     return {r.identifier: r.to_dict()
-            for r in store_mod.ImageStore(store).list()}
+            for r in databases.image_store(store).list()}
 
 
 def read_record(store, identifier):
     """The stored record of ``identifier`` as a dict."""
-    from imgfac_nova import store as store_mod
-    return store_mod.ImageStore(store).get(identifier).to_dict()
+    return databases.image_store(store).get(identifier).to_dict()
 
 
 def record_text(store, identifier):

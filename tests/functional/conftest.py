@@ -22,6 +22,7 @@ from tests.functional.apidaemon import make_daemon  # noqa: F401
 from tests.functional.apidaemon import plugin_path  # noqa: F401
 from tests.functional.apidaemon import service_user  # noqa: F401
 from tests.functional.apidaemon import tokens  # noqa: F401
+from tests.functional import databases
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
@@ -100,6 +101,27 @@ def pytest_collection_modifyitems(items):
 def run_tool(*args, timeout=3600):
     return subprocess.run([TOOL] + list(args), capture_output=True, text=True,
                           timeout=timeout)
+
+
+def pytest_configure(config):
+    if databases.backend() not in databases.BACKENDS:
+        raise pytest.UsageError("%s=%s: not one of %s" % (
+            databases.VARIABLE, databases.backend(),
+            ", ".join(databases.BACKENDS)))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def records_database(request):
+    """With ``IMGFAC_TEST_DATABASE=mariadb``, the stores' records in the
+    test cloud's MariaDB (see tests/functional/databases.py); their
+    databases are dropped at the end."""
+    if databases.backend() == "sqlite":
+        yield
+        return
+    cloud = request.getfixturevalue("test_cloud")
+    databases.socket = os.path.join(cloud.state_dir, "run", "mysqld.sock")
+    yield
+    databases.drop_all()
 
 
 @pytest.fixture(scope="session")

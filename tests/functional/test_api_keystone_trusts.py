@@ -12,12 +12,12 @@ import requests
 from oslo_config import cfg
 
 from imgfac_nova import images
-from imgfac_nova import store as store_mod
 from imgfac_nova.api import trusts
 from novaimagebuilder import cloud
 from novaimagebuilder import errors
 from novaimagebuilder.machines import nova
 from tests import poll
+from tests.functional import databases
 from tests.functional.apidaemon import KEYSTONE
 from tests.functional.apidaemon import TESTOS_TEMPLATE
 from tests.functional.apidaemon import Daemon
@@ -65,7 +65,7 @@ def _conf(daemon):
 
 
 def _record(daemon, identifier):
-    return store_mod.ImageStore(daemon.store).get(identifier)
+    return databases.image_store(daemon.store).get(identifier)
 
 
 def _trust(admin_conn, trust_id):
@@ -170,7 +170,7 @@ def test_start_up_sweeps_a_tenants_project_through_its_build_trust(
     tconn.network.set_tags(group, ["%s=%s" % (cloud.BUILD_TAG, build_id),
                                    "%s=%s" % (cloud.OWNER_TAG, owner)])
     daemon = Daemon(tmp_path / "d", daemon_env, service_user, 1)
-    store_mod.ImageStore(daemon.store).add(images.ImageRecord(
+    databases.image_store(daemon.store).add(images.ImageRecord(
         type=images.BASE_IMAGE, identifier=build_id, status=images.FAILED,
         worker=owner, project_id=project.id, plugin="nova",
         trust_id=trust.id))

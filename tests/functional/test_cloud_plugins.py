@@ -27,6 +27,7 @@ from lxml import etree
 from tests import poll
 from tests import scs_0102
 from tests.functional import builds
+from tests.functional import databases
 from tests.functional import guestcheck
 
 from novaimagebuilder import cloud
@@ -348,6 +349,7 @@ def _content_config(workspace, text):
     with open(config, "w") as handle:
         handle.write("[DEFAULT]\nstorage_path = %s\ntarget_content_file = "
                      "%s\n" % (store, content))
+        handle.write(databases.config_section(store))
     return config, content
 
 

@@ -15,6 +15,7 @@ import yaml
 from imgfac_nova import images
 from tests import poll
 from tests.functional import builds
+from tests.functional import databases
 from tests.functional.apidaemon import KEYSTONE
 from tests.functional.apidaemon import _call
 from tests.functional.apidaemon import _post_base
@@ -187,5 +188,4 @@ def test_an_expired_callers_token_with_the_service_token_reaches_the_cloud(
 
 
 def _stored(daemon, identifier):
-    from imgfac_nova import store
-    return store.ImageStore(daemon.store).get(identifier)
+    return databases.image_store(daemon.store).get(identifier)
