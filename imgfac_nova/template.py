@@ -666,9 +666,9 @@ class _Reader:
     def rootpw(self, element):
         """The root password (or its crypt hash); an MD5-crypt hash and its
         relatives are refused as too weak."""
-        from novaimagebuilder.scripts import installscript
+        from novaimagebuilder.scripts import inputs
         value = _text(element)
-        weak = value and installscript.weak_hash(value)
+        weak = value and inputs.weak_hash(value)
         if weak:
             raise self.error(element, f"<rootpw> is an {weak} hash, too weak "
                              "to protect the root password; give a SHA-512 "

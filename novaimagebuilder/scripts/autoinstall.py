@@ -28,7 +28,7 @@ import urllib.parse
 
 import yaml
 
-from novaimagebuilder.scripts import installscript as isc
+from novaimagebuilder.scripts import inputs
 
 _CONSOLE = "console=tty0 console=ttyS0,115200n8"
 #: What subiquity leaves that would keep the JEOS from reading the cloud's
@@ -55,9 +55,9 @@ def _late_commands(template, account, key, drop_proxy=False):
     quote = shlex.quote
     removed = _INSTALLER_CLOUD_INIT + (_INSTALLED_PROXY if drop_proxy else ())
     commands = ["rm -f " + " ".join(removed),
-                f"echo {isc._hostname(template)} > /target/etc/hostname"]
+                f"echo {inputs.hostname(template)} > /target/etc/hostname"]
     if template.os.rootpw:
-        entry = "root:" + isc.password_hash(template.os.rootpw)
+        entry = "root:" + inputs.password_hash(template.os.rootpw)
         # On stdin, not in chpasswd's arguments.
         commands.append(f"printf '%s\\n' {quote(entry)} | "
                         "chroot /target chpasswd -e")
@@ -68,7 +68,7 @@ def _late_commands(template, account, key, drop_proxy=False):
         commands += [
             "curtin in-target -- useradd --create-home --shell /bin/bash "
             f"--groups sudo {account}",
-            f"printf '%s\\n' {quote(isc._sudoers_line(account))} > {sudoers}",
+            f"printf '%s\\n' {quote(inputs.sudoers_line(account))} > {sudoers}",
             f"chmod 0440 {sudoers}"]
     if key:
         owner = account or "root"
@@ -90,8 +90,8 @@ def _late_commands(template, account, key, drop_proxy=False):
 
 def autoinstall(template, parameters=None):
     """The autoinstall user data for ``template``: ``(text, "autoinstall")``."""
-    user, key, disk = isc._parameters(parameters)
-    proxy, persist = isc._install_proxy(template, parameters)
+    user, key, disk = inputs.account(parameters)
+    proxy, persist = inputs.install_proxy(template, parameters)
     account = user or (None if template.os.rootpw else "ubuntu")
     config = {
         "version": 1,
@@ -137,18 +137,18 @@ def validate(text, source="install_script"):
         mark = getattr(exc, "problem_mark", None)
         where = f"{source}:{mark.line + 1}" if mark else source
         problem = getattr(exc, "problem", None) or "not valid YAML"
-        raise isc.InstallScriptError(f"{where}: not valid YAML: {problem}") \
+        raise inputs.InstallScriptError(f"{where}: not valid YAML: {problem}") \
             from None
     config = data.get("autoinstall") if isinstance(data, dict) else None
     if not isinstance(config, dict):
-        raise isc.InstallScriptError(
+        raise inputs.InstallScriptError(
             f"{source}: the autoinstall key must hold a mapping")
     if config.get("version") != 1:
-        raise isc.InstallScriptError(
+        raise inputs.InstallScriptError(
             f"{source}: autoinstall needs 'version: 1' (subiquity knows no "
             "other)")
     if config.get("shutdown") != "poweroff":
-        raise isc.InstallScriptError(
+        raise inputs.InstallScriptError(
             f"{source}: the autoinstall does not power off at the end; add "
             "'shutdown: poweroff' so the build sees the install finish")
     return config

@@ -34,90 +34,25 @@ import re
 import shlex
 import urllib.parse
 
-from passlib.hash import sha512_crypt
-
-from novaimagebuilder import errors
 from novaimagebuilder import scrub
+from novaimagebuilder.scripts import autoinstall
+from novaimagebuilder.scripts import inputs
+from novaimagebuilder.scripts import kickstart as ks
+from novaimagebuilder.scripts.inputs import InstallScriptError
+from novaimagebuilder.scripts.inputs import os_word
+from novaimagebuilder.scripts.inputs import password_hash
+from novaimagebuilder.scripts.inputs import weak_hash
 
 LOG = logging.getLogger(__name__)
 
-DEFAULT_DISK = "vda"
 MASK = "***"
-#: Crypt hashes taken as they are: SHA-256/512 crypt, yescrypt, bcrypt.
-HASH_PREFIXES = ("$5$", "$6$", "$y$", "$2b$", "$2y$")
-#: Crypt hashes refused as too weak to protect a password.
-WEAK_HASH_PREFIXES = {"$1$": "MD5-crypt ($1$)", "$md5": "Sun MD5-crypt ($md5)",
-                      "$3$": "NT hash ($3$)"}
-
-
-class InstallScriptError(errors.BuildError, ValueError):
-    """No install script can be made (or the given one cannot work)."""
-
-
-# ---------------------------------------------------------------- passwords
-
-def password_hash(password):
-    """A crypt hash for ``password`` (SHA-512, 100,000 rounds, random
-    salt); a value that already is one is kept."""
-    if password.startswith(HASH_PREFIXES):
-        return password
-    return sha512_crypt.using(rounds=100000).hash(password)
-
-
-def weak_hash(password):
-    """The name of the weak crypt scheme ``password`` is a hash of
-    (MD5-crypt and its relatives), or None."""
-    return next((name for prefix, name in WEAK_HASH_PREFIXES.items()
-                 if password.startswith(prefix)), None)
 
 
 # ---------------------------------------------------------------- helpers
 
-def _parameters(parameters):
-    parameters = dict(parameters or {})
-    user = (parameters.get("default_user") or "").strip() or None
-    if user == "root":
-        user = None
-    if user and not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", user):
-        raise InstallScriptError(f"default_user '{user}' is not a valid user "
-                                 "name (lower-case letters, digits, _ and -)")
-    key = " ".join((parameters.get("ssh_public_key") or "").split()) or None
-    if key and not re.fullmatch(
-            r"(ssh|ecdsa|sk)-[A-Za-z0-9@.-]+ [A-Za-z0-9+/]+={0,2}"
-            r"( [^\"'`$\\]*)?", key):
-        raise InstallScriptError("ssh_public_key is not an OpenSSH public key "
-                                 "line ('TYPE BASE64 [comment]')")
-    disk = (parameters.get("install_disk") or DEFAULT_DISK).strip()
-    disk = disk.removeprefix("/dev/")
-    if not re.fullmatch(r"[A-Za-z0-9/_-]+", disk):
-        raise InstallScriptError(f"install_disk '{disk}' is not a disk name")
-    return user, key, disk
-
-
-def _install_proxy(template, parameters):
-    """``(proxy URL for the install URL or None, persist)``."""
-    from novaimagebuilder.guest import proxy as proxy_mod
-    try:
-        proxy = proxy_mod.Proxy.from_parameters(parameters or {})
-    except ValueError as exc:
-        raise InstallScriptError(str(exc)) from None
-    if proxy is None or template.os.install.type != "url":
-        return None, False
-    return proxy.for_url(template.os.install.url), proxy.persist
-
-
 def _uefi(parameters):
     """True when the build's machine boots with UEFI (``firmware``)."""
     return (parameters or {}).get("firmware") == "uefi"
-
-
-def _hostname(template):
-    name = re.sub(r"[^a-z0-9-]+", "-", template.name.lower()).strip("-")
-    return name[:63].strip("-") or "imgfac"
-
-
-def _sudoers_line(user):
-    return f"{user} ALL=(ALL) NOPASSWD: ALL"
 
 
 def _b64(text):
@@ -129,11 +64,10 @@ def _b64(text):
 def kickstart(template, parameters=None):
     """A kickstart (Fedora, RHEL, CentOS Stream, Rocky, Alma, OL), for the
     releases novaimagebuilder.scripts.kickstart claims."""
-    from novaimagebuilder.scripts import kickstart as ks
     ks.require_claimed(template)
-    user, key, disk = _parameters(parameters)
+    user, key, disk = inputs.account(parameters)
     install = template.os.install
-    proxy, _ = _install_proxy(template, parameters)
+    proxy, _ = inputs.install_proxy(template, parameters)
     if install.type == "url":
         source = f'url --url="{install.url}"'
         if proxy:
@@ -154,7 +88,7 @@ def kickstart(template, parameters=None):
         "lang en_US.UTF-8",
         "keyboard us",
         "timezone UTC --utc",
-        f"network --bootproto=dhcp --activate --hostname={_hostname(template)}",
+        f"network --bootproto=dhcp --activate --hostname={inputs.hostname(template)}",
         root,
         "firewall --enabled --service=ssh",
         "services --enabled=sshd",
@@ -186,7 +120,7 @@ def kickstart(template, parameters=None):
         sudoers = f"/etc/sudoers.d/90-imgfac-{user}"
         lines += ["",
                   "%post --erroronfail",
-                  f"echo {shlex.quote(_sudoers_line(user))} > {sudoers}",
+                  f"echo {shlex.quote(inputs.sudoers_line(user))} > {sudoers}",
                   f"chmod 0440 {sudoers}",
                   "%end"]
     return "\n".join(lines) + "\n", "kickstart"
@@ -223,7 +157,7 @@ def _mirror(template):
 
 def preseed(template, parameters=None):
     """A debian-installer preseed (Debian, Ubuntu)."""
-    user, key, disk = _parameters(parameters)
+    user, key, disk = inputs.account(parameters)
     distribution = re.match(r"[a-z]*", template.os.name.lower()).group()
     lines = [
         f"# Preseed generated by imgfac-nova for '{template.name}'",
@@ -234,16 +168,16 @@ def preseed(template, parameters=None):
         "d-i keyboard-configuration/xkb-keymap select us",
         "d-i console-setup/ask_detect boolean false",
         "d-i netcfg/choose_interface select auto",
-        f"d-i netcfg/get_hostname string {_hostname(template)}",
+        f"d-i netcfg/get_hostname string {inputs.hostname(template)}",
         "d-i netcfg/get_domain string localdomain",
         # Asked only when DHCP offers no name server (a network with none,
         # a mirror given by address): none, rather than a question.
         "d-i netcfg/get_nameservers string",
         # A name from DHCP would win over get_hostname.
-        f"d-i netcfg/hostname string {_hostname(template)}",
+        f"d-i netcfg/hostname string {inputs.hostname(template)}",
         "d-i hw-detect/load_firmware boolean false",
     ]
-    proxy, persist = _install_proxy(template, parameters)
+    proxy, persist = inputs.install_proxy(template, parameters)
     if template.os.install.type == "url":
         protocol, host, directory, suite = _mirror(template)
         lines += [
@@ -329,7 +263,7 @@ def _late_command(account, key, drop_proxy=False):
                      "/target/etc/apt/apt.conf")
     if account:
         sudoers = f"/etc/sudoers.d/90-imgfac-{account}"
-        steps.append(f"echo {_b64(_sudoers_line(account))} | base64 -d "
+        steps.append(f"echo {_b64(inputs.sudoers_line(account))} | base64 -d "
                      f"> /target{sudoers}; chmod 0440 /target{sudoers}")
     if key:
         owner = account or "root"
@@ -345,11 +279,6 @@ def _late_command(account, key, drop_proxy=False):
 
 # ---------------------------------------------------------------- registry
 
-def _autoinstall(template, parameters):
-    from novaimagebuilder.scripts import autoinstall
-    return autoinstall.autoinstall(template, parameters)
-
-
 #: (leading word of the lower-cased OS name, first version as a tuple of
 #: numbers, () for all) -> generator(template, parameters) returning
 #: (text, kind). For a template the entry with its word and the highest
@@ -362,13 +291,8 @@ GENERATORS = {
     ("ol", ()): kickstart, ("oraclelinux", ()): kickstart,
     ("debian", ()): preseed,
     # Ubuntu's server installer is subiquity from 20.04 on.
-    ("ubuntu", ()): preseed, ("ubuntu", (20, 4)): _autoinstall,
+    ("ubuntu", ()): preseed, ("ubuntu", (20, 4)): autoinstall.autoinstall,
 }
-
-
-def os_word(os_name):
-    """The leading word of an OS name, lower-cased ("RHEL-9" -> "rhel")."""
-    return re.match(r"[a-z]*", os_name.strip().lower()).group()
 
 
 def version_tuple(version):
@@ -474,12 +398,10 @@ def from_parameter(text, template=None):
             "'d-i debian-installer/exit/poweroff boolean true' so the build "
             "sees the install finish")
     elif kind == "autoinstall":
-        from novaimagebuilder.scripts import autoinstall
         autoinstall.validate(text)
     _refuse_weak_hashes(text)
     if kind == "kickstart" and template is not None and \
             generator_for(template) is kickstart:
-        from novaimagebuilder.scripts import kickstart as ks
         passwords = {password for _, password, _ in _passwords(text)}
         for warning in ks.parse(text, template.os.name, template.os.version,
                                 "install_script"):
@@ -582,7 +504,7 @@ def for_display(text, kind, template=None):
         lines.append(line)
     shown = "\n".join(lines)
     rootpw = template.os.rootpw if template is not None else None
-    if rootpw and not rootpw.startswith(HASH_PREFIXES):
+    if rootpw and not rootpw.startswith(inputs.HASH_PREFIXES):
         shown = shown.replace(rootpw, "***")
     return shown
 

@@ -12,8 +12,8 @@ release, else its newest.
 import re
 import warnings
 
-from novaimagebuilder.scripts.installscript import InstallScriptError
-from novaimagebuilder.scripts.installscript import os_word
+from novaimagebuilder.scripts.inputs import InstallScriptError
+from novaimagebuilder.scripts.inputs import os_word
 
 _RHEL_FAMILY = {8: "RHEL8", 9: "RHEL9", 10: "RHEL10"}
 
