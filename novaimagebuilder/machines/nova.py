@@ -632,7 +632,7 @@ class NovaBackend(pipeline.Backend):
             # before the stop's task is over.
             self._settled(machine, SETTLE_TIMEOUT)
             image = self.conn.image.get_image(
-                self.volumes.upload(machine, name, metadata))
+                self.volumes.upload(machine, name, metadata, NOT_INHERITED))
         elif image is None or image.status in ("killed", "deleted"):
             image = retries.send_once(
                 "Nova could not snapshot %s" % machine,
@@ -1086,7 +1086,7 @@ def leftovers(conn):
         if name.startswith(cloud.NAME_PREFIX) and name.endswith("-key"):
             found.append(sweep.Leftover(name[len(cloud.NAME_PREFIX):-len("-key")],
                                         "keypair", name, name))
-    if has_volumes(conn):
+    if nova_volumes.has_volumes(conn):
         found += _volumes(conn)
     roles = {"image": sweep.RESULT, sweep.JEOS_CACHE: sweep.JEOS_CACHE}
     for image in conn.image.images():
@@ -1126,12 +1126,6 @@ def _volumes(conn):
                                         owner=metadata.get(cloud.OWNER_TAG),
                                         created=snapshot.created_at))
     return found
-
-
-def has_volumes(conn):
-    """True when the catalog has Cinder (asked without the SDK's warning)."""
-    return any(service.get("type") in ("block-storage", "volumev3", "volume")
-               for service in conn.service_catalog)
 
 
 def _tag(resource, name):
@@ -1196,10 +1190,12 @@ def sweep_cloud(conn, protected, dry_run=False, log=None):
         sweep.Kind("volume snapshot", delete(
             lambda *args, **kwargs: conn.block_storage.delete_snapshot(
                 *args, **kwargs)),
-            lambda leftover: _wait_snapshot_gone(conn, leftover.id)),
+            lambda leftover: nova_volumes.wait_snapshot_gone(
+                conn, leftover.id)),
         sweep.Kind("volume", delete(lambda *args, **kwargs: conn.block_storage
                                     .delete_volume(*args, **kwargs)),
-                   lambda leftover: wait_volume_gone(conn, leftover.id)),
+                   lambda leftover: nova_volumes.wait_volume_gone(
+                       conn, leftover.id)),
         sweep.Kind("image", delete(conn.image.delete_image)),
     ]
     found = cloud.call("listing the cloud's tagged resources", leftovers, conn)
@@ -1246,34 +1242,6 @@ def _wait_server_gone(conn, server_id, timeout=300):
         timeout=timeout,
         failed=lambda server: faults.server_error(server, conn)
         if server.status == "ERROR" and not server.task_state else None)
-
-
-def wait_volume_gone(conn, volume_id, timeout=300):
-    _wait_cinder_gone("volume %s" % volume_id,
-                      lambda: conn.block_storage.get_volume(volume_id),
-                      timeout)
-
-
-def _wait_snapshot_gone(conn, snapshot_id, timeout=300):
-    _wait_cinder_gone("volume snapshot %s" % snapshot_id,
-                      lambda: conn.block_storage.get_snapshot(snapshot_id),
-                      timeout)
-
-
-def _wait_cinder_gone(what, get, timeout):
-    from openstack import exceptions as sdk
-
-    def poll():
-        try:
-            return get()
-        except sdk.NotFoundException:
-            return None
-
-    waiter.wait_for(
-        "waiting for %s to be deleted" % what, poll,
-        lambda found: found is None, timeout=timeout,
-        failed=lambda found: "Cinder says %s" % found.status
-        if found.status == "error_deleting" else None)
 
 
 class JeosCache(jeos.Cache):

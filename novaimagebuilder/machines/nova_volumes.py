@@ -40,8 +40,7 @@ BROKEN = ("error", "error_deleting", "error_extending", "error_restoring")
 def check(conn, volume_type):
     """One line unless the cloud has a block-storage service (and the
     volume type, when one is named)."""
-    from novaimagebuilder.machines import nova
-    if not nova.has_volumes(conn):
+    if not has_volumes(conn):
         raise errors.BuildError(
             "boot_from_volume needs the cloud's block storage (Cinder), and "
             "this cloud's catalog has none")
@@ -191,22 +190,22 @@ class Volumes:
         gone."""
         from openstack import exceptions as sdk
 
-        from novaimagebuilder.machines import nova
         try:
             self.conn.block_storage.delete_volume(volume_id,
                                                   ignore_missing=True)
         except sdk.HttpException as exc:
             raise errors.BuildError("deleting volume %s: %s" % (
                 volume_id, cloud.explain(exc))) from None
-        nova.wait_volume_gone(self.conn, volume_id)
+        wait_volume_gone(self.conn, volume_id)
 
     # -- captures --------------------------------------------------------------
 
-    def upload(self, machine, name, metadata):
+    def upload(self, machine, name, metadata, not_inherited):
         """Upload the root volume of the stopped server ``machine`` to
-        Glance as the image ``name`` with ``metadata``: the server is
-        deleted first (the volume stays); returns the new image's id."""
-        from novaimagebuilder.machines import nova
+        Glance as the image ``name`` with ``metadata``, without the image
+        properties ``not_inherited`` the volume took from its source image
+        (and without its owner tag): the server is deleted first (the
+        volume stays); returns the new image's id."""
         log = self.backend.log
         volume_id = machine.volume
         log.info("Deleting %s to upload its volume %s to Glance", machine,
@@ -226,7 +225,7 @@ class Volumes:
             cloud.call("tagging the image metadata of %s" % vname,
                        self.conn.block_storage.set_volume_image_metadata,
                        volume_id, **wanted)
-        unwanted = nova.NOT_INHERITED + (cloud.OWNER_TAG,)
+        unwanted = tuple(not_inherited) + (cloud.OWNER_TAG,)
         dropped = [key for key in unwanted
                    if key in held and key not in metadata]
         if dropped:
@@ -263,3 +262,37 @@ class Volumes:
         self.remove(machine.volume)
         self.backend.log.info("Removed %s", vname)
         return sizes
+
+
+def has_volumes(conn):
+    """True when the catalog has Cinder (asked without the SDK's warning)."""
+    return any(service.get("type") in ("block-storage", "volumev3", "volume")
+               for service in conn.service_catalog)
+
+
+def wait_volume_gone(conn, volume_id, timeout=300):
+    _wait_cinder_gone("volume %s" % volume_id,
+                      lambda: conn.block_storage.get_volume(volume_id),
+                      timeout)
+
+
+def wait_snapshot_gone(conn, snapshot_id, timeout=300):
+    _wait_cinder_gone("volume snapshot %s" % snapshot_id,
+                      lambda: conn.block_storage.get_snapshot(snapshot_id),
+                      timeout)
+
+
+def _wait_cinder_gone(what, get, timeout):
+    from openstack import exceptions as sdk
+
+    def poll():
+        try:
+            return get()
+        except sdk.NotFoundException:
+            return None
+
+    waiter.wait_for(
+        "waiting for %s to be deleted" % what, poll,
+        lambda found: found is None, timeout=timeout,
+        failed=lambda found: "Cinder says %s" % found.status
+        if found.status == "error_deleting" else None)

@@ -67,7 +67,8 @@ def cloud():
 
 @pytest.fixture
 def backend(cloud, monkeypatch):
-    monkeypatch.setattr(nova, "wait_volume_gone", lambda conn, vid: None)
+    monkeypatch.setattr(nova_volumes, "wait_volume_gone",
+                        lambda conn, vid: None)
     monkeypatch.setattr(nova, "_wait_server_gone", lambda conn, sid: None)
     conn = openstack.connection.Connection(
         auth_type="none", auth={"endpoint": NOVA},
@@ -310,7 +311,7 @@ def test_adopt_finds_the_volume_of_a_server_and_of_a_deleted_one(
 
 def test_leftovers_list_tagged_volumes_and_their_snapshots(
         cloud, backend, monkeypatch):
-    monkeypatch.setattr(nova, "has_volumes", lambda conn: True)
+    monkeypatch.setattr(nova_volumes, "has_volumes", lambda conn: True)
     conn = backend.conn
     conn.compute.servers = conn.network.ips = lambda **kw: []
     conn.network.security_groups = conn.network.ports = lambda **kw: []
