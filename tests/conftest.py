@@ -34,6 +34,15 @@ def pytest_terminal_summary(terminalreporter):
             for tier, (start, end) in _TIERS.items() if end))
 
 
+@pytest.fixture(autouse=True)
+def database_connections():
+    """The databases a test used close their pooled connections when it
+    ends (a process keeps a pool a database; a session opens hundreds)."""
+    yield
+    from imgfac_nova.db import api
+    api.close_all()
+
+
 @pytest.fixture(scope="session")
 def plugin_site(tmp_path_factory):
     """A site directory declaring the test plugins, on sys.path."""

@@ -7,7 +7,9 @@ MySQL/MariaDB and PostgreSQL; SQLite has no row locks, so its write
 transactions start with ``BEGIN IMMEDIATE`` (the database's write lock,
 taken before the first read) and wait up to :data:`SQLITE_BUSY_TIMEOUT`
 for another process's writer (one process's writers queue on a lock
-first); WAL journaling lets readers go on meanwhile.
+first); WAL journaling lets readers go on meanwhile. A process keeps its
+connections to an SQLite file open between transactions (oslo.db opens
+one a transaction), as it does those to a server.
 """
 import contextlib
 import os
@@ -20,6 +22,8 @@ from oslo_db.sqlalchemy import enginefacade
 
 #: Seconds an SQLite writer waits for another writer's transaction.
 SQLITE_BUSY_TIMEOUT = 60
+#: Connections to an SQLite file a process keeps open between transactions.
+SQLITE_POOL_SIZE = 4
 #: Execution option marking a connection whose transaction writes.
 _IMMEDIATE = "imgfac_nova_sqlite_immediate"
 
@@ -142,6 +146,14 @@ class Database:
 def _prepare_engine(engine):
     if engine.dialect.name != "sqlite":
         return
+    if isinstance(engine.pool, sa.pool.NullPool):
+        # oslo.db gives a file database no pool: each transaction would
+        # open the file, set it up and close it (the last to close it in
+        # a process also checkpoints the WAL)
+        pool = engine.pool
+        engine.pool = sa.pool.QueuePool(
+            pool._creator, pool_size=SQLITE_POOL_SIZE, max_overflow=-1,
+            dialect=pool._dialect, _dispatch=pool.dispatch)
     sa.event.listen(engine, "first_connect", _sqlite_wal)
     sa.event.listen(engine, "connect", _sqlite_connect)
     # oslo.db's own "begin" listener on the engine emits a plain BEGIN
@@ -183,6 +195,16 @@ def _forget_connections():
 
 
 os.register_at_fork(after_in_child=_forget_connections)
+
+
+def close_all():
+    """Close the pooled connections of every database of this process
+    (each opens new ones when next used)."""
+    with _databases_lock:
+        databases = list(_databases.values())
+    for database in databases:
+        if database._facade.is_started:
+            database._facade.writer.get_engine().dispose()
 
 
 def database(url, **options):

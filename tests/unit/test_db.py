@@ -179,3 +179,33 @@ def test_the_daemon_checks_its_options_before_its_database(
     assert len(lines) == 1 and words in lines[0], result.stderr
     assert lines[0].startswith("imgfac-nova-api: error: ")
     assert not (tmp_path / "store").exists()
+
+
+def test_an_sqlite_file_stays_open_between_transactions(tmp_path):
+    """oslo.db would open (and set up) an SQLite file for each transaction;
+    its connections are kept, in every thread, as a server's are."""
+    import threading
+
+    import sqlalchemy as sa
+    database = _database(tmp_path)
+    with database.writer() as session:
+        session.execute(sa.text("CREATE TABLE t (n INTEGER)"))
+    opened = []
+    sa.event.listen(database._facade.writer.get_engine(), "connect",
+                    lambda *args: opened.append(args))
+
+    def transactions():
+        for n in range(5):
+            with database.writer() as session:
+                session.execute(sa.text("INSERT INTO t VALUES (%d)" % n))
+            with database.reader() as session:
+                session.execute(sa.text("SELECT count(*) FROM t")).scalar()
+    transactions()
+    assert opened == []
+    other = threading.Thread(target=transactions)
+    other.start()
+    other.join()
+    with database.reader() as session:
+        assert session.execute(sa.text("SELECT count(*) FROM t")).scalar() \
+            == 10
+    assert len(opened) <= 1
