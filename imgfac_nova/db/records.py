@@ -125,7 +125,7 @@ def query(session, wanted, fields=None):
         in_sql += 1
     keys = [column.name for column in plain]
     unread = dict.fromkeys(images.FIELDS.difference(keys, json_names))
-    rows = sorted(session.execute(statement), key=operator.itemgetter(
+    rows = sorted(session.execute(statement).all(), key=operator.itemgetter(
         keys.index("created"), len(keys)))
     # one JSON document for all the rows: json.loads once, not once a row
     decoded = json.loads("[%s]" % ",".join(row[-1] for row in rows)) \
