@@ -82,12 +82,12 @@ class ImageStore:
         """TaskFlow's persistence backend for build flows, in the records'
         database (its tables made or upgraded once per process)."""
         from taskflow import exceptions
-        from taskflow.persistence.backends import impl_sqlalchemy
+
+        from imgfac_nova.db import flows
         database = self._db()
         with self._open_lock:
             if self._flows is None:
-                backend = impl_sqlalchemy.SQLAlchemyBackend(
-                    {}, engine=database.flow_engine())
+                backend = flows.FlowBackend(database.flow_engine())
                 try:
                     with contextlib.closing(backend.get_connection()) as conn:
                         conn.upgrade()

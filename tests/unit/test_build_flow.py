@@ -99,6 +99,38 @@ def test_the_records_database_keeps_the_flow(fakes, tmp_path):  # noqa: F811
     assert saved[names.CAPTURE_IMAGE] == ("SUCCESS", "image")
 
 
+def test_flows_share_one_persistence_connection(
+        fakes, tmp_path, monkeypatch):  # noqa: F811
+    """Each of TaskFlow's connections makes the tables' metadata (and so
+    compiles every statement) anew: two builds at once save their steps
+    through one, each its own results."""
+    import threading
+
+    from taskflow.persistence.backends import impl_sqlalchemy
+
+    from imgfac_nova import store
+    made = []
+    connection = impl_sqlalchemy.Connection.__init__
+    monkeypatch.setattr(impl_sqlalchemy.Connection, "__init__",
+                        lambda self, *args, **kwargs: made.append(
+                            connection(self, *args, **kwargs)))
+    images = store.ImageStore(str(tmp_path / "store"))
+    builds = ["9d0c1b2a-3e4f-4a5b-8c7d-6e5f4a3b2c1%d" % n for n in range(2)]
+    threads = [threading.Thread(target=runner.Pipeline(
+        Recorder(), media.MediaCache(str(fakes)), build_id=build_id,
+        persistence=images.flow_persistence()).run, args=(
+            TEMPLATE, {"install_script": "disk /dev/vda\n"}))
+        for build_id in builds]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for build_id in builds:
+        saved = _saved(images.flow_persistence(), build_id)
+        assert saved[names.CAPTURE_IMAGE] == ("SUCCESS", "image")
+    assert len(made) == 1
+
+
 class _Crash(Recorder):
     """Dies like a killed process (no revert, nothing saved) at ``step``."""
 
