@@ -188,7 +188,7 @@ class Worker:
         auth = None
         if record.trust_id:
             from imgfac_nova.api import trusts
-            auth = trusts.auth_for(self.conf, record)
+            auth = trusts.auth_for(self.conf, record.trust_id)
         return build.Builder(self.conf, self.store, self.plugins,
                              project_id=record.project_id, cloud_auth=auth,
                              trust_id=record.trust_id,

@@ -48,8 +48,13 @@ class BuildService:
     def builder(self, project_id=None, cloud_auth=None, on_change=None,
                 url_check=None, trust_id=None):
         """A Builder for one caller; with ``trust_id`` (the caller's trust,
-        recorded on its new images) a build that ends, COMPLETE or
+        recorded on its new images) it acts through the trust, not with
+        ``cloud_auth``, so its builds outlive the caller's token and
+        Keystone's allow_expired window, and a build that ends, COMPLETE or
         FAILED, releases it."""
+        if trust_id:
+            cloud_auth = trusts.auth_for(self.conf, trust_id)
+
         def changed(record):
             if on_change is not None:
                 on_change(record)
@@ -145,14 +150,11 @@ class BuildService:
                         record, self.conf.resume_max_age):
                 continue
             try:
-                auth = None
-                if self.trusts is not None:
-                    auth = trusts.auth_for(self.conf, record)
-                    if auth is None:
-                        raise resume.ResumeError("it holds no trust to act "
-                                                 "for its caller")
+                if self.trusts is not None and not record.trust_id:
+                    raise resume.ResumeError("it holds no trust to act for "
+                                             "its caller")
                 self._track(self.builder(
-                    record.project_id, auth, trust_id=record.trust_id)
+                    record.project_id, trust_id=record.trust_id)
                     .resume(record.identifier))
                 LOG.info("Resumed build %s", record.identifier)
             except Exception as exc:

@@ -1,6 +1,6 @@
-"""Keystone trusts: how the daemon acts for a caller after the caller's
-token has expired (a build resumed after a restart, the start-up sweep of
-a crashed build's project).
+"""Keystone trusts: how the daemon acts for a caller whose token may
+expire before the work ends (every build it runs or resumes after a
+restart, the start-up sweep of a crashed build's project).
 
 At acceptance the caller (trustor) delegates the roles of their token on
 the project to the daemon's own ``[keystone_authtoken]`` user (trustee),
@@ -52,15 +52,17 @@ def session(conf, auth=None):
         (section.cafile or True), timeout=section.http_connect_timeout or 30)
 
 
-def auth_for(conf, record):
+def auth_for(conf, trust_id):
     """A keystoneauth auth plugin of the daemon's service user acting
-    through ``record``'s trust, that is as the caller in the caller's
-    project (impersonation), for as long as the trust lives; None when the
-    record has no trust (noauth daemons, CLI builds). Raises TrustError
-    when ``[keystone_authtoken]``'s auth_type cannot take a trust."""
-    if not record.trust_id:
+    through the trust ``trust_id``, that is as the caller in the caller's
+    project (impersonation), for as long as the trust lives: it logs in
+    again with the daemon's password as its tokens expire, so the caller's
+    own token and Keystone's allow_expired window no longer matter. None
+    without a trust (noauth daemons, CLI builds). Raises TrustError when
+    ``[keystone_authtoken]``'s auth_type cannot take a trust."""
+    if not trust_id:
         return None
-    return _through(conf, record.trust_id)
+    return _through(conf, trust_id)
 
 
 def _options(conf):

@@ -2,17 +2,23 @@
 whose tokens live 15 s (shortkeystone.py; the shared Keystone is left
 as it is): the CLI with a password logs in again as it goes; the CLI given
 only a token that would expire first refuses in one line; the daemon's
-build goes on with its caller's expired token and its own service token
-(Keystone's allow_expired). A token the test cloud's own Keystone gives
+build acts through its caller's trust and outlives the token and Keystone's
+allow_expired window (an expired caller's token with the daemon's service
+token still reaches the cloud within that window: builds of callers whose
+token may make no trust). A token the test cloud's own Keystone gives
 lives an hour, as by default."""
 import os
 import time
 import uuid
 
 import pytest
+import requests
 import yaml
 
 from imgfac_nova import images
+from novaimagebuilder import cloud
+from novaimagebuilder import errors
+from novaimagebuilder.machines import nova
 from tests import poll
 from tests.functional import builds
 from tests.functional import databases
@@ -78,7 +84,6 @@ def test_a_push_to_a_provider_with_a_token_that_ends_first_is_refused(
     from imgfac_nova import config
     from imgfac_nova import parameters
     from imgfac_nova.plugins import manager
-    from novaimagebuilder import errors
     clouds = _clouds(test_cloud, KEYSTONE, tmp_path,
                      token=_token(test_cloud, KEYSTONE))
     monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(clouds))
@@ -117,9 +122,14 @@ def test_a_password_build_logs_in_again_as_its_tokens_expire(
 
 
 @pytest.mark.usefixtures("nova_base_image")  # its JEOS: the builds reuse it
-def test_a_daemon_build_outlives_its_callers_token(
-        short_keystone, test_cloud, make_daemon,  # noqa: F811
+def test_a_daemon_build_outlives_its_callers_token_and_the_window(
+        short_keystone, test_cloud, make_daemon, service_user,  # noqa: F811
         conn, tmp_path):
+    """The daemon builds through the caller's trust, so the caller's token
+    may expire and then be refused by the cloud altogether, as it is past
+    Keystone's allow_expired window (48 h in the test cloud, as by default:
+    the test revokes the token, which the cloud then refuses just as one
+    past the window, service token or not), and the build completes."""
     daemon = make_daemon()
     token = _token(test_cloud, short_keystone.url)
     expires = time.monotonic() + short_keystone.lifetime
@@ -128,10 +138,19 @@ def test_a_daemon_build_outlives_its_callers_token(
     parameters = dict(zip(builds.NOVA_PARAMS[1::3], builds.NOVA_PARAMS[2::3]))
     image = _post_base(daemon, token, template,
                        install_script=builds.INSTALL_SCRIPT, **parameters)
+    assert _stored(daemon, image["id"]).trust_id
+    caller = _with_service_token(token, service_user)
+    revoked = requests.delete(KEYSTONE + "/v3/auth/tokens", headers={
+        "X-Auth-Token": token, "X-Subject-Token": token}, timeout=30)
+    assert revoked.status_code == 204, revoked.text
+    # what a build on the caller's token would now meet in the cloud
+    with pytest.raises(errors.BuildError, match="refused the credentials "
+                       r"\(HTTP 401\)"):
+        cloud.call("listing servers", lambda: list(
+            nova.connect(auth=caller).compute.servers()))
     time.sleep(max(0, expires + 5 - time.monotonic()))
     assert _stored(daemon, image["id"]).status == images.BUILDING, \
         "the build ended before its caller's token expired"
-    # the caller's token has expired: the daemon refuses it now
     assert _call("GET", daemon.url + "/base_images",
                  token).status_code == 401
     record = poll.wait_for(
@@ -144,6 +163,26 @@ def test_a_daemon_build_outlives_its_callers_token(
     conn.image.delete_image(glance_id)
 
 
+def _with_service_token(token, service_user):
+    """keystonemiddleware's auth plugin of a request with ``token``: the
+    caller's token with the daemon's service token, as a build on the
+    caller's token alone reaches the cloud."""
+    from keystoneauth1 import access
+    from keystoneauth1 import session
+    from keystoneauth1.identity import v3
+    from keystonemiddleware.auth_token import _user_plugin
+    service = v3.Password(auth_url=KEYSTONE + "/v3",
+                          user_domain_name="Default",
+                          project_domain_name="Default", **service_user)
+    service_session = session.Session(auth=service)
+    validated = service_session.get(KEYSTONE + "/v3/auth/tokens", headers={
+        "X-Subject-Token": token}).json()  # as auth_token does
+    return _user_plugin.UserAuthPlugin(
+        access.create(body=validated, auth_token=token),
+        service.get_access(service_session), session=service_session,
+        auth=service)
+
+
 def test_an_expired_callers_token_with_the_service_token_reaches_the_cloud(
         short_keystone, test_cloud, service_user):  # noqa: F811
     """What a daemon's build (target and provider steps too) has in hand
@@ -151,24 +190,10 @@ def test_an_expired_callers_token_with_the_service_token_reaches_the_cloud(
     the request, the caller's token with the daemon's service token. Nova,
     Neutron, Cinder and Glance (a download and an upload, as target and
     provider steps make) accept it; the bare expired token they refuse."""
-    from keystoneauth1 import access
-    from keystoneauth1 import session
     from keystoneauth1.identity import v3
-    from keystonemiddleware.auth_token import _user_plugin
-    from novaimagebuilder import errors
-    from novaimagebuilder.machines import nova
     token = _token(test_cloud, short_keystone.url)
     expires = time.monotonic() + short_keystone.lifetime
-    service = v3.Password(auth_url=KEYSTONE + "/v3",
-                          user_domain_name="Default",
-                          project_domain_name="Default", **service_user)
-    service_session = session.Session(auth=service)
-    validated = service_session.get(KEYSTONE + "/v3/auth/tokens", headers={
-        "X-Subject-Token": token}).json()  # as auth_token does
-    caller = _user_plugin.UserAuthPlugin(
-        access.create(body=validated, auth_token=token),
-        service.get_access(service_session), session=service_session,
-        auth=service)
+    caller = _with_service_token(token, service_user)
     time.sleep(max(0, expires + 2 - time.monotonic()))
     conn = nova.connect(auth=caller)
     assert isinstance(list(conn.compute.servers()), list)

@@ -24,19 +24,15 @@ def _conf(tmp_path, auth_type="password", **extra):
     return conf
 
 
-def _record(trust_id):
-    return images.ImageRecord(type=images.BASE_IMAGE, trust_id=trust_id)
-
-
-def test_a_record_without_a_trust_has_no_auth(tmp_path):
-    assert trusts.auth_for(_conf(tmp_path), _record(None)) is None
+def test_no_trust_no_auth(tmp_path):
+    assert trusts.auth_for(_conf(tmp_path), None) is None
 
 
 @pytest.mark.parametrize("auth_type", ["password", "v3password"])
 def test_the_service_user_logs_in_scoped_to_the_trust_alone(tmp_path,
                                                             auth_type):
     from keystoneauth1 import session
-    auth = trusts.auth_for(_conf(tmp_path, auth_type), _record("t-1"))
+    auth = trusts.auth_for(_conf(tmp_path, auth_type), "t-1")
     with requests_mock.Mocker() as mock:
         mock.get("http://keystone:5000/v3", json={"version": {
             "id": "v3.14", "status": "stable", "links": [
@@ -60,7 +56,7 @@ def test_an_auth_type_without_trusts_is_one_line(tmp_path):
                        r"\[keystone_authtoken\] auth_type "
                        r"v3applicationcredential cannot act through a "
                        r"Keystone trust: use password$"):
-        trusts.auth_for(conf, _record("t-1"))
+        trusts.auth_for(conf, "t-1")
 
 
 class _Trusts(trusts.Trusts):
@@ -125,3 +121,23 @@ def test_a_daemon_that_cannot_use_trusts_takes_none(tmp_path, caplog):
     assert "auth_type v3applicationcredential cannot act through a " \
         "Keystone trust: the build of user u-1 runs on the caller's token " \
         "alone" in caplog.text
+
+
+def test_a_daemon_build_with_a_trust_acts_through_it(tmp_path):
+    """The caller's token is used only to make the trust: the build's
+    cloud calls go through the trust, so neither the token's expiry nor
+    Keystone's allow_expired window bounds the build."""
+    from imgfac_nova import store as image_store
+    from imgfac_nova.api import conf as api_conf
+    from imgfac_nova.api import service
+    conf = _conf(tmp_path)
+    api_conf.register(conf)
+    conf.set_override("auth_strategy", "keystone", "api")
+    builds = service.BuildService(conf, image_store.ImageStore(
+        str(tmp_path / "store")), plugins=types.SimpleNamespace())
+    caller = object()
+    assert builds.builder("p", caller).cloud_auth is caller
+    through = builds.builder("p", caller, trust_id="t-9").cloud_auth
+    assert through is not caller
+    assert (through._trust_id, through._username, through._project_name) == (
+        "t-9", "imgfac", None)
