@@ -35,6 +35,18 @@ STOP_TIMEOUT = 900
 COMMON_PARAMETERS = ("os_plugin", "cloud_plugin")
 
 
+def push_size(record, template=None):
+    """The bytes a push is expected to move, as known before it starts:
+    for ``record`` (the target image pushed, or the base image it is made
+    of) its data file's size, else its min_disk; for a chain from
+    ``template`` the template's disk size; 0 when none is known."""
+    if record is not None:
+        if record.data and os.path.isfile(record.data):
+            return os.path.getsize(record.data)
+        return int(record.properties.get("min_disk") or 0) * waiter.GiB
+    return (template.disk_size or 0) if template is not None else 0
+
+
 def one_line(exc):
     """A one-line human description of an exception, URLs scrubbed."""
     text = str(exc).strip().splitlines()
@@ -247,7 +259,8 @@ class Builder:
             target_record = steps[-1][0]
         # Last of the checks, as it talks to the provider: nothing exists yet.
         fields = dict(target=target, provider=plugin.check_provider(
-            provider, credentials, typed))
+            provider, credentials, typed, size=push_size(
+                source if image_id else None, template)))
         record = self._record(images.PROVIDER_IMAGE, name, plugin, typed,
                               target_image_id=target_record.identifier,
                               base_image_id=target_record.base_image_id,

@@ -52,7 +52,7 @@ class ImageRecord:
     #: Keystone project that asked for the image (the API daemon), else None.
     project_id: str | None = None
     #: Id of the Keystone trust (caller -> the daemon's service user) the
-    #: daemon's build acts through after the caller's token has expired.
+    #: daemon's build acts through, so it outlives the caller's token.
     trust_id: str | None = None
     #: Name of the plugin that made (and can delete) this image.
     plugin: str | None = None

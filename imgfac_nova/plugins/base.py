@@ -165,11 +165,13 @@ class CloudPlugin(Plugin):
         outside the store (the Glance image of one made in the cloud).
         Default: nothing."""
 
-    def check_provider(self, provider, credentials, parameters):
+    def check_provider(self, provider, credentials, parameters, size=0):
         """Check the provider and credentials (secret) before anything is
         created; raise with a one-line message when they are unusable.
-        Returns the provider as the record may keep it (no secrets). The
-        default checks nothing and keeps ``provider`` as given."""
+        ``size``: the bytes the push is expected to move, as far as known
+        before it starts (0: not known), for waits scaled to it. Returns
+        the provider as the record may keep it (no secrets). The default
+        checks nothing and keeps ``provider`` as given."""
         return provider
 
     @abc.abstractmethod

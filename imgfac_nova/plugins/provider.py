@@ -255,15 +255,18 @@ class GlanceProvider(base.CloudPlugin):
     """Pushes target images (``build.body_path`` data plus the
     ``glance_properties`` a target recorded) to a provider's Glance."""
 
-    def check_provider(self, provider, credentials, parameters):
+    def check_provider(self, provider, credentials, parameters, size=0):
         """Parse the provider and credentials and log in (a bare token must
-        outlast the upload timeout), before anything is created."""
+        outlast the upload timeout, scaled to ``size`` as the push's is),
+        before anything is created."""
         from novaimagebuilder import tokens
         parsed = parse_provider(provider)
         conn = connect(parsed, credentials, self.cloud_timeout)
-        tokens.check_lasts(conn.session, parameters["upload_timeout"],
-                           "the push's upload timeout (%d s)"
-                           % parameters["upload_timeout"])
+        timeout = upload_timeout(parameters, size)
+        tokens.check_lasts(conn.session, timeout,
+                           "the push's upload timeout (%d s%s)" % (
+                               timeout, " for %.3g GiB" % (size / 1024 ** 3)
+                               if size else ""))
         self._connection = (parsed, conn)
         return parsed.redacted()
 
@@ -323,9 +326,7 @@ class GlanceProvider(base.CloudPlugin):
         definition = parsed.definition
         name = parameters.get("image_name") or (cloud.NAME_PREFIX +
                                                 build.identifier)
-        timeout = waiter.for_size(size, parameters.get("upload_timeout", 600),
-                                  parameters.get("upload_timeout_per_gib",
-                                                 waiter.SECONDS_PER_GIB))
+        timeout = upload_timeout(parameters, size)
         build.set_provider_account_identifier(conn.account)
         build.progress(1, "%s (%d MiB) to %s as %s%s" % (
             doing, size // 1024 ** 2, conn.cloud, conn.account,
@@ -421,6 +422,15 @@ class GlanceProvider(base.CloudPlugin):
                             log=LOG) + unreachable
 
 
+def upload_timeout(parameters, size):
+    """Seconds a push of ``size`` bytes may take: upload_timeout plus
+    upload_timeout_per_gib for each GiB (:func:`waiter.for_size`)."""
+    from novaimagebuilder import waiter
+    return waiter.for_size(size, parameters.get("upload_timeout", 600),
+                           parameters.get("upload_timeout_per_gib",
+                                          waiter.SECONDS_PER_GIB))
+
+
 def target_cloud(target_image, auth=None, timeout=None):
     """An openstacksdk connection to the cloud holding the Glance image of
     a target image made in the cloud (as ``auth``, an API caller's token;
@@ -441,7 +451,6 @@ def _hand_over(build, parsed, conn, target_image, parameters):
     keeps it while the other holds it)."""
     from glanceclient import exc
     from novaimagebuilder.images import glance
-    from novaimagebuilder import waiter
     glance_id = target_image.properties[images.GLANCE_ID_PROPERTY]
     try:
         image = conn.glance.images.get(glance_id)
@@ -464,9 +473,8 @@ def _hand_over(build, parsed, conn, target_image, parameters):
              "over, no bytes move", conn.cloud, conn.account, glance_id,
              target_image.identifier)
     build.set_provider_account_identifier(conn.account)
-    _into_stores(build, conn, glance_id, parameters, waiter.for_size(
-        image.get("size") or 0, parameters.get("upload_timeout", 600),
-        parameters.get("upload_timeout_per_gib", waiter.SECONDS_PER_GIB)))
+    _into_stores(build, conn, glance_id, parameters,
+                 upload_timeout(parameters, image.get("size") or 0))
     build.progress(50, "Handing over Glance image %s of target image %s"
                    % (glance_id, target_image.identifier))
     build.set_identifier_on_provider(glance_id)

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import types
 
 import pytest
 
@@ -270,3 +271,52 @@ def test_base_not_complete_is_bad_input(cli_env, config_file, tmp_path):
     assert _errors(result.stderr) == [
         "imgfac-nova: error: image %s is FAILED, not COMPLETE" % base]
     assert _store(tmp_path) == before
+
+
+@pytest.mark.parametrize("size,refused", [
+    (0, None), (9 * 1024 ** 3, None),
+    (10 * 1024 ** 3 + 1, "the push's upload timeout (1920 s for 10 GiB)")])
+def test_a_bare_tokens_check_scales_with_the_push_size(monkeypatch, size,
+                                                       refused):
+    """As the push's own wait: upload_timeout (600 s) plus
+    upload_timeout_per_gib (120 s) for each GiB begun, against a token
+    with 30 min (1800 s) left."""
+    import datetime
+    from keystoneauth1 import access
+    from keystoneauth1 import session
+    from keystoneauth1.identity import v3
+    token = v3.Token("http://keystone:5000/v3", "tok", project_id="p")
+    token.auth_ref = access.create(body={"token": {
+        "expires_at": (datetime.datetime.now(datetime.timezone.utc) +
+                       datetime.timedelta(minutes=30, seconds=30)).strftime(
+            "%Y-%m-%dT%H:%M:%S.%fZ"),
+        "methods": ["token"], "user": {"id": "u", "name": "u"}}},
+        auth_token="tok")
+    monkeypatch.setattr(provider, "connect", lambda *args: provider.Connection(
+        None, "u/p", "cloud", session.Session(auth=token)))
+    plugin = openstack.OpenStack()
+    parameters = {"upload_timeout": 600, "upload_timeout_per_gib": 120}
+    if refused is None:
+        assert plugin.check_provider("@c", None, parameters, size) == "@c"
+        return
+    with pytest.raises(errors.BuildError) as error:
+        plugin.check_provider("@c", None, parameters, size)
+    assert "the token expires in 30 min, before %s could end" % refused \
+        in str(error.value)
+
+
+def test_the_push_size_known_before_the_push(tmp_path):
+    from imgfac_nova import build
+    from imgfac_nova import images
+    data = tmp_path / "target.body"
+    data.write_bytes(b"x" * 4096)
+    target = images.ImageRecord(type=images.TARGET_IMAGE, data=str(data),
+                                properties={"min_disk": 20})
+    assert build.push_size(target) == 4096
+    target.data = None
+    assert build.push_size(target) == 20 * 1024 ** 3
+    assert build.push_size(images.ImageRecord(type=images.BASE_IMAGE)) == 0
+    template = types.SimpleNamespace(disk_size=6 * 1024 ** 3)
+    assert build.push_size(None, template) == 6 * 1024 ** 3
+    assert build.push_size(None, types.SimpleNamespace(disk_size=None)) == 0
+    assert build.push_size(None) == 0
