@@ -296,8 +296,10 @@ class GlanceProvider(base.CloudPlugin):
                                                 target_image.data))
         if _hand_over(build, parsed, conn, target_image, parameters):
             return
-        source = glance.of(target_cloud(target_image, self.cloud_auth,
-                                        self.cloud_timeout))
+        source = conn.glance if _same_entry(parsed, target_image,
+                                            self.cloud_auth) else \
+            glance.of(target_cloud(target_image, self.cloud_auth,
+                                   self.cloud_timeout))
         where = "the cloud of target image %s" % target_image.identifier
         image = glance.call("reading Glance image %s of target image %s" % (
             glance_id, target_image.identifier), source.images.get, glance_id)
@@ -429,6 +431,17 @@ def upload_timeout(parameters, size):
     return waiter.for_size(size, parameters.get("upload_timeout", 600),
                            parameters.get("upload_timeout_per_gib",
                                           waiter.SECONDS_PER_GIB))
+
+
+def _same_entry(parsed, target_image, auth):
+    """Whether the Glance image of a target made in the cloud is read
+    through the provider's own clouds.yaml entry (its region and interface
+    as that entry says): then the push reads it with the provider's
+    connection, without a second login."""
+    where = target_image.properties.get("glance_cloud") or {}
+    return auth is None and parsed.cloud is not None and \
+        where.get("cloud") == parsed.cloud and \
+        not (where.get("region") or where.get("interface"))
 
 
 def target_cloud(target_image, auth=None, timeout=None):

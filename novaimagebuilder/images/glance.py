@@ -253,16 +253,16 @@ def upload(glance, data, undo, name, disk_format, container_format,
     if image_id is None:
         image_id = create(glance, undo, name, disk_format, container_format,
                           visibility, min_disk, min_ram, props, cancel)
-    methods = import_methods(glance) if method != "upload" else []
-    if method == "glance-direct" and "glance-direct" not in methods:
+    stage = method == "glance-direct"
+    offered = import_methods(glance) if stage else ()
+    if stage and "glance-direct" not in offered:
         raise errors.BuildError("this Glance does not offer glance-direct "
                                 "image import (it offers: %s)"
-                                % (", ".join(methods) or "no import"))
-    stage = method == "glance-direct"
+                                % (", ".join(offered) or "no import"))
     sent = retries.send_once(
         "sending the image data to Glance",
-        lambda: _send(glance, image_id, data, stage, methods, progress,
-                      cancel),
+        lambda: _send(glance, image_id, data, stage, method == "auto",
+                      progress, cancel),
         lambda: _received(glance, image_id), cancel=cancel,
         explain=explain, timeout=timeout, attempts=SENDS)
     active = wait_active(glance, image_id, timeout, cancel)
@@ -310,15 +310,14 @@ def wait_active(glance, image_id, timeout, cancel=None):
 def finish(glance, image_id, name, role, owned_here, cancel=None):
     """Mark the image's bytes checked (its ``imgfac_role`` becomes
     ``role``; the owner is dropped when :func:`create` set it); the
-    image."""
-    retries.send_once(
+    image (as glanceclient's update read it after the change)."""
+    return retries.send_once(
         "marking Glance image %s finished" % image_id,
         lambda: glance.images.update(
             image_id, remove_props=[cloud.OWNER_TAG] if owned_here else None,
             **{cloud.ROLE: role}),
         lambda: _found(glance, name, {cloud.ROLE: role}, image_id),
         cancel=cancel, explain=explain)
-    return glance.images.get(image_id)
 
 
 def _found(glance, name, properties, image_id=None):
@@ -332,10 +331,11 @@ def _found(glance, name, properties, image_id=None):
     return None
 
 
-def _send(glance, image_id, data, stage, methods, progress, cancel):
+def _send(glance, image_id, data, stage, fall_back, progress, cancel):
     """Stream ``data`` to the image (uploaded; staged and imported with
-    glance-direct when ``stage``, or when Glance refuses the upload and
-    offers it); returns the bytes' sha512 hex digest."""
+    glance-direct when ``stage``, or, with ``fall_back``, when Glance
+    refuses the upload and offers glance-direct: asked only then); returns
+    the bytes' sha512 hex digest."""
     from glanceclient import exc
     reader = data.reader(progress, cancel)
     try:
@@ -348,12 +348,13 @@ def _send(glance, image_id, data, stage, methods, progress, cancel):
                      image_id)
             glance.images.upload(image_id, reader, data.size)
     except (exc.HTTPForbidden, exc.HTTPMethodNotAllowed) as refused:
-        if stage or "glance-direct" not in methods:
+        if stage or not fall_back or \
+                "glance-direct" not in import_methods(glance):
             raise
         LOG.info("Glance refused the upload (%s): its image import, then",
                  explain(refused))
         reader.close()
-        return _send(glance, image_id, data, True, methods, progress, cancel)
+        return _send(glance, image_id, data, True, False, progress, cancel)
     finally:
         reader.close()
     if reader.done != data.size:

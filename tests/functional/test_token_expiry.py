@@ -1,5 +1,5 @@
 """Builds that outlive their token, against a Keystone of the test cloud
-whose tokens live 15 s (shortkeystone.py; the shared Keystone is left
+whose tokens live 30 s (shortkeystone.py; the shared Keystone is left
 as it is): the CLI with a password logs in again as it goes; the CLI given
 only a token that would expire first refuses in one line; the daemon's
 build acts through its caller's trust and outlives the token and Keystone's
@@ -115,7 +115,7 @@ def test_a_password_build_logs_in_again_as_its_tokens_expire(
     result = builds.record(done)
     assert result["status"] == images.COMPLETE
     assert took > 2 * short_keystone.lifetime, took
-    # A token lasts 15 s, less than keystoneauth's two minutes' margin:
+    # A token lasts 30 s, less than keystoneauth's two minutes' margin:
     # it logs in again before each call.
     assert short_keystone.logins() - logins > 2
     builds.delete(config, result, _env(cloud_env, clouds), conn)
@@ -131,15 +131,16 @@ def test_a_daemon_build_outlives_its_callers_token_and_the_window(
     the test revokes the token, which the cloud then refuses just as one
     past the window, service token or not), and the build completes."""
     daemon = make_daemon()
-    token = _token(test_cloud, short_keystone.url)
-    expires = time.monotonic() + short_keystone.lifetime
     with open(builds.write_template(tmp_path)) as handle:
         template = handle.read()
     parameters = dict(zip(builds.NOVA_PARAMS[1::3], builds.NOVA_PARAMS[2::3]))
+    token = _token(test_cloud, short_keystone.url)
+    expires = time.monotonic() + short_keystone.lifetime
+    caller = _with_service_token(token, service_user)
     image = _post_base(daemon, token, template,
                        install_script=builds.INSTALL_SCRIPT, **parameters)
     assert _stored(daemon, image["id"]).trust_id
-    caller = _with_service_token(token, service_user)
+    # (Keystone revokes only a token that has not expired yet)
     revoked = requests.delete(KEYSTONE + "/v3/auth/tokens", headers={
         "X-Auth-Token": token, "X-Subject-Token": token}, timeout=30)
     assert revoked.status_code == 204, revoked.text

@@ -222,3 +222,32 @@ def test_no_web_download_without_a_url_the_destination_may_fetch():
     _copy()
     assert glances.imports == [] and glances.downloads == [0]
     assert glances.received == data
+
+
+def _calls(host):
+    return [(r.method, r.path) for r in MOCK.request_history
+            if r.netloc == host]
+
+
+def test_a_plain_upload_asks_glance_nothing_more():
+    """No import discovery unless the upload is refused; the finished
+    image is the one glanceclient's update read after its PATCH."""
+    Glances(MOCK, _data(2 * glance.CHUNK))
+    _copy()
+    calls = _calls("dest.test")
+    assert ("GET", "/v2/info/import") not in calls
+    assert calls[-2:] == [("PATCH", "/v2/images/" + COPY),
+                          ("GET", "/v2/images/" + COPY)]
+
+
+def test_a_refused_upload_is_staged_and_imported_when_offered():
+    data = _data(2 * glance.CHUNK)
+    glances = Glances(MOCK, data, methods=["glance-direct"])
+    MOCK.put(DEST + "/v2/images/%s/file" % COPY, status_code=403)
+    staged = []
+    MOCK.put(DEST + "/v2/images/%s/stage" % COPY, status_code=204,
+             text=lambda request, context: staged.append(
+                 b"".join(request.body)) or "")
+    assert _copy().id == COPY
+    assert staged == [data] and glances.imports == ["glance-direct"]
+    assert ("GET", "/v2/info/import") in _calls("dest.test")

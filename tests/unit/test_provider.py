@@ -320,3 +320,18 @@ def test_the_push_size_known_before_the_push(tmp_path):
     assert build.push_size(None, template) == 6 * 1024 ** 3
     assert build.push_size(None, types.SimpleNamespace(disk_size=None)) == 0
     assert build.push_size(None) == 0
+
+
+@pytest.mark.parametrize("where,auth,same", [
+    ({"cloud": "c", "region": None, "interface": None}, None, True),
+    ({"cloud": "c"}, object(), False),  # an API caller's
+    ({"cloud": "d"}, None, False),
+    ({"cloud": "c", "region": "RegionTwo"}, None, False),
+    ({}, None, False)])
+def test_a_copy_within_one_clouds_yaml_entry_reads_with_its_connection(
+        where, auth, same):
+    from imgfac_nova import images
+    target = images.ImageRecord(type=images.TARGET_IMAGE,
+                                properties={"glance_cloud": where})
+    assert provider._same_entry(provider.parse_provider("@c"), target,
+                                auth) is same
