@@ -63,8 +63,8 @@ class Builder:
         """``slots`` (a jobs.BuildSlots) bounds concurrent builds; ``project_id`` is
         recorded on new images; ``cloud_auth`` (a keystoneauth1 auth plugin)
         is how plugins reach the cloud for this caller (and ``trust_id``,
-        recorded on new images, the Keystone trust that acts for the caller
-        once the token has expired: api/trusts.py); ``url_check`` vets
+        recorded on new images, the Keystone trust ``cloud_auth`` acts
+        through for a daemon's caller: api/trusts.py); ``url_check`` vets
         the URLs its builds open (netguard), None for the trusted CLI. A
         parameter no plugin of a build knows is refused with
         ``strict_parameters`` (ParameterError), else warned about.

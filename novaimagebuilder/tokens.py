@@ -3,8 +3,10 @@
 A password or an application credential logs in again whenever its token
 is about to expire (keystoneauth does); a bare token cannot, so a build
 given only a token must be able to end before the token does. (The REST
-daemon's caller's token is not a bare token here: it goes with the
-daemon's service token, and the cloud accepts it after it has expired.)
+daemon's builds act through their caller's Keystone trust, which its own
+user logs in with again as tokens expire; a caller who could make no trust
+has their token sent with the daemon's service token, which the cloud
+accepts after it has expired, within Keystone's allow_expired window.)
 """
 import datetime
 

@@ -1,5 +1,7 @@
 """Builds run by the daemon: one Builder per request over a shared store,
-plugin set and slot pool, so at most ``max_concurrent_builds`` run at once.
+plugin set and slot pool, so at most ``max_concurrent_builds`` run at once;
+with Keystone, each acts through the trust its caller gave at acceptance
+(:mod:`trusts`), so it outlives the caller's token.
 
 On start the daemon resumes the builds a killed predecessor had running
 (see :mod:`imgfac_nova.resume`), marks FAILED those it cannot resume, and
