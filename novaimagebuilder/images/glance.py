@@ -138,14 +138,22 @@ class StreamHash:
 class Progress:
     """``progress(percent, bytes)`` of a transfer, called with the bytes
     moved so far: when the percentage changes, at most once every
-    :data:`INTERVAL` seconds (a report may be a database write: one a
-    percent took a quarter of a fast download's time), and at 100."""
+    :data:`INTERVAL` seconds, and at 100. A report may be a database write
+    (one a percent took a quarter of a fast download's time): it is made
+    by a thread of its own, so the bytes do not wait for it, but for the
+    last (100), made before the transfer returns. :meth:`close` stops the
+    thread."""
 
     INTERVAL = 1.0
 
     def __init__(self, callback, size):
         self.callback, self.size = callback, size
         self._reported, self._at = -1, -self.INTERVAL
+        self._latest, self._made = None, -1
+        self._lock = threading.Lock()  # one report at a time, in order
+        self._wake = threading.Event()
+        self._closed = False
+        self._thread = None
 
     def __call__(self, done):
         if self.callback is None:
@@ -155,7 +163,39 @@ class Progress:
         if percent != self._reported and (
                 percent == 100 or now - self._at >= self.INTERVAL):
             self._reported, self._at = percent, now
-            self.callback(percent, done)
+            if percent == 100:
+                self._report((percent, done))
+                return
+            self._latest = (percent, done)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, daemon=True, name="progress")
+                self._thread.start()
+            self._wake.set()
+
+    def _run(self):
+        while not self._closed:
+            self._wake.wait()
+            self._wake.clear()
+            latest, self._latest = self._latest, None
+            if latest is not None and not self._closed:
+                try:
+                    self._report(latest)
+                except Exception:
+                    LOG.exception("Reporting the transfer's progress failed")
+
+    def _report(self, report):
+        with self._lock:
+            if report[0] > self._made:  # never after a later one
+                self._made = report[0]
+                self.callback(*report)
+
+    def close(self):
+        """Stop reporting (a report being made is waited for)."""
+        self._closed = True
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join()
 
 
 class HashingReader:
@@ -184,6 +224,7 @@ class HashingReader:
     def close(self):
         self.handle.close()
         self.digest.close()
+        self.progress.close()
 
     def hexdigest(self):
         return self.digest.hexdigest()

@@ -309,6 +309,7 @@ class Pipe:
             self._queue.get_nowait()
         for digest in self._hashes.values():
             digest.close()
+        self.progress.close()
 
 
 def expected_hash(image):
@@ -364,6 +365,7 @@ def download(client, image_id, path, progress=None, cancel=None):
                                     % (image_id, glance.explain(exc))) from None
         raise
     finally:
+        report.close()
         if digest is not None:
             digest.close()
     return image
