@@ -20,9 +20,8 @@ from tests import poll
 
 TEST_CLOUD = os.environ.get("IMGFAC_TEST_CLOUD_DIR",
                             "/var/lib/imgfac-nova/test-cloud")
-#: Seconds a token of the short Keystone lives (long enough for the daemon
-#: to accept a build on a busy machine before it expires).
-LIFETIME = 30
+#: Seconds a token of the short Keystone lives.
+LIFETIME = 15
 
 
 class ShortKeystone:
