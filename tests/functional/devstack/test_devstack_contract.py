@@ -10,6 +10,8 @@ cloud, the smoke build's image and logs, the daemon's service user in the
 test cloud's Keystone, its [keystone_authtoken] (whose credentials must
 validate a user's token there, as auth_token does) and the imgfac-nova-api
 process run_process started, answering its v2 API with Keystone tokens.
+With IMGFAC_NOVA_WORKERS=2 (as the Zuul job): ZooKeeper and two workers as
+devstack services, the smoke build run by one of them.
 """
 import configparser
 import json
@@ -55,6 +57,7 @@ class Stack:
         self.user = "imgfac-dsc-user-" + suffix
         self.password = secrets.token_hex(16)
         self.api_port = _free_port()
+        self.zookeeper_port = _free_port()
         self.clouds_yaml = os.path.join(root, "clouds.yaml")
         self.test_cloud = test_cloud
         self.output = {}
@@ -88,6 +91,12 @@ class Stack:
         parameters.pop("flavor")  # the plugin's own flavor is under test
         with open(smoke_parameters, "w") as f:
             json.dump(parameters, f)
+        # Builds go to the workers, which take no secrets: no root password.
+        smoke_template = os.path.join(self.root, "smoke.tdl")
+        with open(os.path.join(REPO, "examples", "test-cloud.tdl")) as f:
+            template = f.read()
+        with open(smoke_template, "w") as f:
+            f.write(template.replace("<rootpw>test-cloud-root</rootpw>", ""))
         env = dict(os.environ)
         env.update({
             "DEVSTACK_DIR": DEVSTACK_DIR,
@@ -113,8 +122,9 @@ class Stack:
             "IMGFAC_NOVA_API_HOST": "127.0.0.1",
             "IMGFAC_NOVA_API_PORT": str(self.api_port),
             "IMGFAC_NOVA_SMOKE_BUILD": "True",
-            "IMGFAC_NOVA_SMOKE_TEMPLATE": os.path.join(
-                REPO, "examples", "test-cloud.tdl"),
+            "IMGFAC_NOVA_SMOKE_TEMPLATE": smoke_template,
+            "IMGFAC_NOVA_WORKERS": "2",
+            "IMGFAC_NOVA_ZOOKEEPER_PORT": str(self.zookeeper_port),
             "IMGFAC_NOVA_SMOKE_PARAMETERS": smoke_parameters,
             "IMGFAC_NOVA_SMOKE_CHECK": "cat /var/lib/imgfac-hello.txt",
         })
@@ -205,14 +215,18 @@ def _free_port():
         return probe.getsockname()[1]
 
 
+#: The devstack services run_process starts (IMGFAC_NOVA_WORKERS=2).
+UNITS = ["devstack@%s.service" % name for name in (
+    "imgfac-api", "imgfac-worker-1", "imgfac-worker-2", "imgfac-zookeeper")]
+
+
 def _stop_daemon(result):
-    """The daemon run_process started, when a phase failed before unstack
-    (after test_unstack_and_clean this finds it stopped)."""
-    subprocess.run([os.path.join(HERE, "systemctl"), "stop",
-                    "devstack@imgfac-api.service"], env=dict(
-                        os.environ, SYSTEMD_DIR=os.path.join(result.dest,
-                                                             "systemd"),
-                        LOGDIR=result.logs))
+    """The processes run_process started, when a phase failed before
+    unstack (after test_unstack_and_clean this finds them stopped)."""
+    for unit in UNITS:
+        subprocess.run([os.path.join(HERE, "systemctl"), "stop", unit],
+                       env=dict(os.environ, SYSTEMD_DIR=os.path.join(
+                           result.dest, "systemd"), LOGDIR=result.logs))
 
 
 def _remove_cloud_objects(result, admin_conn):
@@ -285,6 +299,9 @@ def test_config_file(stack):
     assert auth["project_name"] == "service"
     assert auth["auth_url"] == stack.env["CONTRACT_KEYSTONE_URI"]
     assert auth["www_authenticate_uri"] == stack.env["CONTRACT_KEYSTONE_URI"]
+    assert conf["jobboard"]["backend_url"] == (
+        "zookeeper://127.0.0.1:%d/imgfac-nova/jobs" % stack.zookeeper_port)
+    assert conf["worker"]["max_concurrent_builds"] == "1"
 
 
 def test_flavor_in_nova(stack, admin_conn):
@@ -323,6 +340,7 @@ def test_smoke_build_booted_and_checked(stack, project_conn):
     # the build's own log (the store's <uuid>.log), kept for Zuul
     with open(os.path.join(stack.data, "smoke-result.json")) as f:
         record = json.load(f)
+    assert record["worker"].startswith("jobboard:"), record["worker"]
     with open(record["log"]) as f:
         build_log = f.read()
     with open(os.path.join(stack.logs, "imgfac-nova-smoke-build.log")) as f:
@@ -410,6 +428,35 @@ def test_run_process_started_the_daemon(stack):
     assert "Traceback" not in log
 
 
+def _running(stack, unit):
+    with open(os.path.join(stack.dest, "systemd", ".shim",
+                           unit + ".pid")) as f:
+        os.kill(int(f.read()), 0)
+    with open(os.path.join(stack.logs, unit + ".log")) as f:
+        return f.read()
+
+
+def test_zookeeper_and_the_workers_run_as_devstack_services(stack):
+    units = os.path.join(stack.dest, "systemd")
+    zookeeper = configparser.ConfigParser(interpolation=None, strict=False)
+    zookeeper.read(os.path.join(units, UNITS[3]))
+    assert zookeeper["Service"]["ExecStart"].startswith("/usr/bin/java ")
+    with socket.create_connection(("127.0.0.1", stack.zookeeper_port),
+                                  5) as sock:
+        sock.sendall(b"ruok")
+        assert sock.recv(16) == b"imok"
+    for unit in UNITS[1:3]:
+        worker = configparser.ConfigParser(interpolation=None, strict=False)
+        worker.read(os.path.join(units, unit))
+        assert worker["Service"]["ExecStart"] == (
+            "%s/bin/imgfac-nova-worker --config-file %s"
+            % (stack.venv, stack.conf))
+        log = _running(stack, unit)
+        assert "takes builds from zookeeper://127.0.0.1:%d" % (
+            stack.zookeeper_port) in log
+        assert "Traceback" not in log
+
+
 def _daemon_log(stack):
     return os.path.join(stack.logs, "devstack@imgfac-api.service.log")
 
@@ -445,6 +492,11 @@ def test_daemon_answers_its_v2_api_with_keystone_tokens(stack, tokens):
         smoke["glance_image"]
     assert _api(stack, "/base_images/" + smoke["image_id"],
                 tokens["user"]).status_code == 404
+    # its build log, which a worker wrote, from the database
+    answer = _api(stack, "/base_images/%s/build_log" % smoke["image_id"],
+                  tokens["admin"])
+    assert answer.status_code == 200, answer.text
+    assert "Capturing the image" in answer.text
     with open(_daemon_log(stack)) as f:
         assert "Traceback" not in f.read()
 
@@ -452,10 +504,10 @@ def test_daemon_answers_its_v2_api_with_keystone_tokens(stack, tokens):
 def test_unstack_and_clean(stack):
     """Last: unstack stops the daemon, clean removes config and data."""
     stack.run("unstack", stack.env)
-    assert not os.path.exists(os.path.join(
-        stack.dest, "systemd", ".shim", "devstack@imgfac-api.service.pid"))
-    assert not os.path.exists(os.path.join(
-        stack.dest, "systemd", ".shim", "devstack@imgfac-api.service.enabled"))
+    for unit in UNITS:
+        for kind in ("pid", "enabled"):
+            assert not os.path.exists(os.path.join(
+                stack.dest, "systemd", ".shim", "%s.%s" % (unit, kind)))
     stack.run("clean", stack.env)
     assert not os.path.exists(stack.conf_dir)
     assert not os.path.exists(stack.data)
