@@ -15,11 +15,13 @@ from novaimagebuilder import pipeline
 
 LOG = logging.getLogger(__name__)
 
-#: What a backend does in the cloud (:class:`novaimagebuilder.pipeline.Backend`)
-#: and a JEOS cache changes: each asks first whether the build's claim is
-#: still held (BuildRun.guard).
+#: What a backend does in the cloud (:class:`novaimagebuilder.pipeline.Backend`;
+#: adopting a machine may stop what an earlier run left, as local QEMU
+#: does) and a JEOS cache changes: each asks first whether the build's
+#: claim is still held (BuildRun.guard).
 BACKEND_ACTIONS = frozenset(("prepare_media", "boot_installer", "boot_guest",
-                             "power_off", "delete", "capture", "discard"))
+                             "adopt", "power_off", "delete", "capture",
+                             "discard"))
 JEOS_CACHE_ACTIONS = frozenset(("add", "prune", "remove"))
 
 

@@ -7,7 +7,6 @@ which a live worker keeps extending); imgfac-nova-manage lists workers and
 builds. On ZooKeeper: SIGTERM hands a build back at its next step; a build
 claimed more than max_claims times fails naming why; any API process
 shows the build log of a build a worker runs."""
-import contextlib
 import os
 import signal
 import subprocess
@@ -19,6 +18,7 @@ import pytest
 from tests import poll
 from tests.functional import builds
 from tests.functional import servers
+from tests.functional import workers
 from tests.functional.redisserver import redis  # noqa: F401 (fixture)
 from tests.functional.zookeeper import zk  # noqa: F401 (fixture)
 
@@ -26,61 +26,13 @@ from tests.functional.zookeeper import zk  # noqa: F401 (fixture)
 #: (ZooKeeper) and claim_expiry (Redis) of these tests.
 SESSION = 3
 LONG_SESSION = 15  # ... and of the test that must not wait for one
-TEMPLATE = """<template>
-  <name>queued</name>
-  <os>
-    <name>TestOS</name><version>1</version><arch>x86_64</arch>
-    <install type='url'><url>http://example.com/tree/</url></install>
-  </os>
-</template>
-"""
-
-
-@contextlib.contextmanager
-def processes(jobboard, tmp_path, env):
-    """``(run, config, store)``: ``run(module, *args)`` starts a console
-    script with a configuration whose [jobboard] holds ``jobboard``;
-    what it started is killed at the end."""
-    store = tmp_path / "store"
-    config = tmp_path / "imgfac-nova.conf"
-    config.write_text("[DEFAULT]\nstorage_path = %s\n[jobboard]\n"
-                      "max_claims = 2\n%s" % (store, jobboard))
-    (tmp_path / "t.tdl").write_text(TEMPLATE)
-    started = []
-
-    def run(module, *args):
-        log = open(tmp_path / ("%s-%d.log" % (module, len(started))), "w")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", module, "--config-file", str(config),
-             *args], env=env, cwd=builds.REPO, stdout=subprocess.PIPE,
-            stderr=log, text=True)
-        proc.log = log.name
-        started.append(proc)
-        return proc
-    try:
-        manage = run("imgfac_nova.manage", "db", "sync")
-        assert manage.wait(60) == 0, open(manage.log).read()
-        yield run, str(config), str(store)
-    finally:
-        for proc in started:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(30)
-
-
-def _jobboard(server, tmp_path):
-    """The [jobboard] options of a test on ``server`` (its own jobs)."""
-    if server.name == "redis":  # one database: the jobs of one test at once
-        return "backend_url = %s\nclaim_expiry = %d\n" % (
-            server.url, SESSION)
-    return "backend_url = %s-%s\nsession_timeout = %d\n" % (
-        server.url, tmp_path.name, SESSION)
 
 
 @pytest.fixture
 def board(zk, tmp_path, cli_env):  # noqa: F811
     """Processes on a ZooKeeper jobboard."""
-    with processes(_jobboard(zk, tmp_path), tmp_path, cli_env) as found:
+    with workers.processes(workers.jobboard(zk, tmp_path, SESSION), tmp_path,
+                           cli_env) as found:
         yield found
 
 
@@ -88,53 +40,30 @@ def board(zk, tmp_path, cli_env):  # noqa: F811
 def any_board(request, tmp_path, cli_env):
     """Processes on a ZooKeeper, then a Redis jobboard."""
     server = request.getfixturevalue(request.param)
-    with processes(_jobboard(server, tmp_path), tmp_path, cli_env) as found:
+    with workers.processes(workers.jobboard(server, tmp_path, SESSION),
+                           tmp_path, cli_env) as found:
         yield found
-
-
-def _post(run, tmp_path, steps=6, step_seconds=1.0):
-    return run("imgfac_nova.cli", "--output", "json", "base_image",
-               "--parameter", "steps", str(steps), "--parameter",
-               "step_seconds", str(step_seconds), str(tmp_path / "t.tdl"))
-
-
-def _worker_of(proc):
-    return "jobboard:%s:%d" % (os.uname().nodename, proc.pid)
-
-
-def _building(store, worker):
-    def found():
-        for record in builds.records(store).values():
-            if record["status"] == "BUILDING" and record["worker"] == worker:
-                return record
-        return None
-    return found
-
-
-def _finished(cli):
-    out, _ = cli.communicate(timeout=300)
-    return builds.record(subprocess.CompletedProcess([], 0, out, ""))
 
 
 def test_a_worker_killed_mid_build_another_finishes_it(any_board, tmp_path):
     run, config, store = any_board
     first = run("imgfac_nova.worker")
     time.sleep(2)  # the first worker takes the build
-    cli = _post(run, tmp_path)
-    record = poll.wait_for(_building(store, _worker_of(first)), 60,
+    cli = workers.post(run, tmp_path)
+    record = poll.wait_for(workers.building(store, workers.worker_of(first)), 60,
                            "the first worker to build")
     second = run("imgfac_nova.worker")
     poll.wait_for(lambda: builds.read_record(store, record["identifier"])[
         "percent_complete"] >= 16, 60, "a finished step")
     first.send_signal(signal.SIGKILL)
     killed = time.monotonic()
-    poll.wait_for(_building(store, _worker_of(second)), SESSION + 15,
+    poll.wait_for(workers.building(store, workers.worker_of(second)), SESSION + 15,
                   "the second worker to take the build over")
     taken = time.monotonic() - killed
     assert taken < SESSION + 8, taken
-    done = _finished(cli)
+    done = workers.finished(cli)
     assert done["status"] == "COMPLETE", done["status_detail"]
-    assert done["worker"] == _worker_of(second)
+    assert done["worker"] == workers.worker_of(second)
     assert cli.returncode == 0
     assert second.poll() is None  # it goes on taking builds
 
@@ -143,32 +72,32 @@ def test_sigterm_hands_the_build_back_at_its_next_step(board, tmp_path):
     run, config, store = board
     first = run("imgfac_nova.worker")
     time.sleep(2)
-    cli = _post(run, tmp_path, steps=4, step_seconds=2.0)
-    record = poll.wait_for(_building(store, _worker_of(first)), 60,
+    cli = workers.post(run, tmp_path, steps=4, step_seconds=2.0)
+    record = poll.wait_for(workers.building(store, workers.worker_of(first)), 60,
                            "the first worker to build")
     second = run("imgfac_nova.worker")
     first.send_signal(signal.SIGTERM)
     assert first.wait(30) == 0, open(first.log).read()
     handed = builds.read_record(store, record["identifier"])
     assert handed["status"] == "BUILDING", handed["status_detail"]
-    done = _finished(cli)
+    done = workers.finished(cli)
     assert done["status"] == "COMPLETE", done["status_detail"]
-    assert done["worker"] == _worker_of(second)
+    assert done["worker"] == workers.worker_of(second)
     with open(first.log) as handle:
         assert "handed back" in handle.read()
 
 
 def test_a_build_claimed_more_than_max_claims_fails(board, tmp_path):
     run, config, store = board
-    cli = _post(run, tmp_path, steps=20, step_seconds=1.0)
+    cli = workers.post(run, tmp_path, steps=20, step_seconds=1.0)
     for claim in range(2):  # max_claims = 2: both workers die
         worker = run("imgfac_nova.worker")
-        poll.wait_for(_building(store, _worker_of(worker)), SESSION + 60,
+        poll.wait_for(workers.building(store, workers.worker_of(worker)), SESSION + 60,
                       "worker %d to take the build" % claim)
         worker.send_signal(signal.SIGKILL)
         worker.wait(30)
     run("imgfac_nova.worker")
-    done = _finished(cli)
+    done = workers.finished(cli)
     assert done["status"] == "FAILED"
     assert done["status_detail"]["error"].startswith(
         "claimed 2 times without ending (its workers died or lost their "
@@ -178,25 +107,25 @@ def test_a_build_claimed_more_than_max_claims_fails(board, tmp_path):
 def test_a_build_outlives_its_claims_expiry_on_a_live_worker(
         redis, tmp_path, cli_env):  # noqa: F811
     """Redis: the worker extends its claim, so no other takes the build."""
-    with processes(_jobboard(redis, tmp_path), tmp_path, cli_env) as (
-            run, config, store):
+    with workers.processes(workers.jobboard(redis, tmp_path, SESSION),
+                           tmp_path, cli_env) as (run, config, store):
         first = run("imgfac_nova.worker")
         time.sleep(2)
-        cli = _post(run, tmp_path, steps=4, step_seconds=SESSION)
-        poll.wait_for(_building(store, _worker_of(first)), 60,
+        cli = workers.post(run, tmp_path, steps=4, step_seconds=SESSION)
+        poll.wait_for(workers.building(store, workers.worker_of(first)), 60,
                       "the first worker to build")
         run("imgfac_nova.worker")  # would take it if the claim expired
-        done = _finished(cli)
+        done = workers.finished(cli)
     assert done["status"] == "COMPLETE", done["status_detail"]
-    assert done["worker"] == _worker_of(first)
+    assert done["worker"] == workers.worker_of(first)
 
 
 def test_manage_lists_workers_and_their_builds(any_board, tmp_path):
     run, config, store = any_board
     worker = run("imgfac_nova.worker")
     time.sleep(2)
-    cli = _post(run, tmp_path, steps=10, step_seconds=1.0)
-    record = poll.wait_for(_building(store, _worker_of(worker)), 60,
+    cli = workers.post(run, tmp_path, steps=10, step_seconds=1.0)
+    record = poll.wait_for(workers.building(store, workers.worker_of(worker)), 60,
                            "the worker to build")
     listing = run("imgfac_nova.manage", "workers", "list")
     out, _ = listing.communicate(timeout=60)
@@ -205,7 +134,7 @@ def test_manage_lists_workers_and_their_builds(any_board, tmp_path):
         "worker %s: 1 build(s)" % name, "  %s" % record["identifier"],
         "waiting for a worker: 0 build(s)"], open(listing.log).read()
     cli.send_signal(signal.SIGINT)  # the CLI asks the build to stop
-    done = _finished(cli)
+    done = workers.finished(cli)
     assert done["status"] == "FAILED"
 
 
@@ -236,7 +165,7 @@ def test_the_rest_daemon_posts_base_image_builds_for_the_workers(
     client = test_api.Client(deploy.deploy(conf, service), service)
     try:
         answer = client.post("/imagefactory/base_images", body={
-            "base_image": {"template": TEMPLATE,
+            "base_image": {"template": workers.TEMPLATE,
                            "parameters": {"steps": 2}}})
         assert answer.status_int == 202, answer.text
         accepted = answer.json["base_image"]
@@ -246,7 +175,7 @@ def test_the_rest_daemon_posts_base_image_builds_for_the_workers(
         assert builds.read_record(store, done["id"])["worker"].startswith(
             "jobboard:")
         secret = client.post("/imagefactory/base_images", body={
-            "base_image": {"template": TEMPLATE.replace(
+            "base_image": {"template": workers.TEMPLATE.replace(
                 "</os>", "<rootpw>s3cret</rootpw></os>")}})
         assert secret.status_int == 400
         assert "cannot hold secrets" in secret.text
@@ -276,7 +205,7 @@ def test_an_api_on_another_host_shows_the_log_of_a_running_build(
     client = test_api.Client(deploy.deploy(conf, service), service)
     try:
         answer = client.post("/imagefactory/base_images", body={
-            "base_image": {"template": TEMPLATE, "parameters": {
+            "base_image": {"template": workers.TEMPLATE, "parameters": {
                 "steps": 8, "step_seconds": 1}}})
         assert answer.status_int == 202, answer.text
         image = answer.json["base_image"]
@@ -322,32 +251,32 @@ def test_zookeeper_stopped_and_started_again_while_a_build_runs(
     run, config, store = board
     worker = run("imgfac_nova.worker")
     time.sleep(2)
-    cli = _post(run, tmp_path, steps=8, step_seconds=1.0)
-    record = poll.wait_for(_building(store, _worker_of(worker)), 60,
+    cli = workers.post(run, tmp_path, steps=8, step_seconds=1.0)
+    record = poll.wait_for(workers.building(store, workers.worker_of(worker)), 60,
                            "the worker to build")
     poll.wait_for(lambda: builds.read_record(store, record["identifier"])[
         "percent_complete"] >= 25, 60, "a finished step")
     zk.stop()
     time.sleep(1)
     zk.start()
-    done = _finished(cli)
+    done = workers.finished(cli)
     assert done["status"] == "COMPLETE", done["status_detail"]
-    assert done["worker"] == _worker_of(worker)
+    assert done["worker"] == workers.worker_of(worker)
     assert worker.poll() is None
 
 
 def test_a_second_sigterm_stops_the_worker_at_once(
         zk, tmp_path, cli_env):  # noqa: F811
-    with processes("backend_url = %s-%s\nsession_timeout = %d\n" % (
-            zk.url, tmp_path.name, LONG_SESSION), tmp_path, cli_env) as found:
+    with workers.processes(workers.jobboard(zk, tmp_path, LONG_SESSION),
+                           tmp_path, cli_env) as found:
         _second_sigterm(*found, tmp_path)
 
 
 def _second_sigterm(run, config, store, tmp_path):
     first = run("imgfac_nova.worker")
     time.sleep(2)
-    cli = _post(run, tmp_path, steps=3, step_seconds=20.0)
-    poll.wait_for(_building(store, _worker_of(first)), 60,
+    cli = workers.post(run, tmp_path, steps=3, step_seconds=20.0)
+    poll.wait_for(workers.building(store, workers.worker_of(first)), 60,
                   "the first worker to build")
     second = run("imgfac_nova.worker")
     first.send_signal(signal.SIGTERM)
@@ -355,12 +284,12 @@ def _second_sigterm(run, config, store, tmp_path):
     first.send_signal(signal.SIGTERM)
     assert first.wait(10) == 1, open(first.log).read()
     stopped = time.monotonic()
-    poll.wait_for(_building(store, _worker_of(second)), 30,
+    poll.wait_for(workers.building(store, workers.worker_of(second)), 30,
                   "the second worker to take the build over")
     # Its claim went with its session: no session timeout waited for.
     assert time.monotonic() - stopped < LONG_SESSION
     cli.send_signal(signal.SIGINT)
-    assert _finished(cli)["status"] == "FAILED"  # cancelled there
+    assert workers.finished(cli)["status"] == "FAILED"  # cancelled there
 
 
 def test_builds_posted_to_two_daemons_spread_over_two_workers(
@@ -370,11 +299,11 @@ def test_builds_posted_to_two_daemons_spread_over_two_workers(
     all complete, on both workers."""
     from imgfac_nova.api import deploy
     from tests.unit import test_api
-    with processes("backend_url = %s-%s\nsession_timeout = %d\n[worker]\n"
-                   "max_concurrent_builds = 1\n" % (
-                       zk.url, tmp_path.name, SESSION),
-                   tmp_path, cli_env) as (run, config, store):
-        workers = [run("imgfac_nova.worker") for _ in range(2)]
+    with workers.processes(
+            workers.jobboard(zk, tmp_path, SESSION) +
+            "[worker]\nmax_concurrent_builds = 1\n",
+            tmp_path, cli_env) as (run, config, store):
+        started = [run("imgfac_nova.worker") for _ in range(2)]
         clients = []
         for _ in range(2):
             conf = test_api._conf(config)
@@ -386,7 +315,7 @@ def test_builds_posted_to_two_daemons_spread_over_two_workers(
             for number in range(4):
                 answer = clients[number % 2].post(
                     "/imagefactory/base_images", body={"base_image": {
-                        "template": TEMPLATE, "parameters": {
+                        "template": workers.TEMPLATE, "parameters": {
                             "steps": 3, "step_seconds": 1}}})
                 assert answer.status_int == 202, answer.text
                 accepted.append(answer.json["base_image"])
@@ -398,7 +327,7 @@ def test_builds_posted_to_two_daemons_spread_over_two_workers(
             for client in clients:
                 client.service.shutdown(callback_timeout=5)
         ran = {record["worker"] for record in builds.records(store).values()}
-        assert ran == {_worker_of(worker) for worker in workers}
+        assert ran == {workers.worker_of(worker) for worker in started}
 
 
 def test_a_paused_worker_that_lost_its_claim_hands_the_build_back(
@@ -409,20 +338,20 @@ def test_a_paused_worker_that_lost_its_claim_hands_the_build_back(
     run, config, store = board
     first = run("imgfac_nova.worker")
     time.sleep(2)
-    cli = _post(run, tmp_path, steps=6, step_seconds=2.0)
-    record = poll.wait_for(_building(store, _worker_of(first)), 60,
+    cli = workers.post(run, tmp_path, steps=6, step_seconds=2.0)
+    record = poll.wait_for(workers.building(store, workers.worker_of(first)), 60,
                            "the first worker to build")
     second = run("imgfac_nova.worker")
     time.sleep(2)
     first.send_signal(signal.SIGSTOP)
     try:
-        poll.wait_for(_building(store, _worker_of(second)), SESSION + 30,
+        poll.wait_for(workers.building(store, workers.worker_of(second)), SESSION + 30,
                       "the second worker to take the build over")
     finally:
         first.send_signal(signal.SIGCONT)
-    done = _finished(cli)
+    done = workers.finished(cli)
     assert done["status"] == "COMPLETE", done["status_detail"]
-    assert done["worker"] == _worker_of(second)
+    assert done["worker"] == workers.worker_of(second)
     with open(first.log) as handle:
         assert "handed back" in handle.read()
     name = "%s:%d" % (os.uname().nodename, first.pid)
@@ -435,10 +364,10 @@ def test_a_paused_worker_that_lost_its_claim_hands_the_build_back(
                   interval=2)
     second.send_signal(signal.SIGTERM)
     assert second.wait(30) == 0
-    again = _finished(_post(run, tmp_path, steps=1))
+    again = workers.finished(workers.post(run, tmp_path, steps=1))
     assert again["status"] == "COMPLETE" and again["identifier"] != \
         record["identifier"]
-    assert again["worker"] == _worker_of(first)
+    assert again["worker"] == workers.worker_of(first)
 
 
 def test_a_worker_whose_database_is_unreachable_is_one_line(tmp_path):
