@@ -54,9 +54,12 @@ class Session(ksa_session.Session):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         if kwargs.get("session") is None:
-            adapter = _NoAnswerAdapter(
-                tls_ciphers=kwargs.get("tls_ciphers"),
-                tls_min_version=kwargs.get("tls_min_version"))
+            # (keystoneauth < 5.18, as OpenStack's upper-constraints may
+            # pin it, has no TLS options: pass them only when given)
+            adapter = _NoAnswerAdapter(**{
+                name: kwargs[name] for name in ("tls_ciphers",
+                                                "tls_min_version")
+                if kwargs.get(name) is not None})
             for scheme in list(self.session.adapters):
                 self.session.mount(scheme, adapter)
 
