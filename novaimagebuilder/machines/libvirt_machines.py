@@ -8,6 +8,12 @@ can reach), its disks are volumes of that pool, and its domains are
 described by :mod:`libvirt_xml` (named and tagged with the build). libvirt
 starts QEMU as its own user under its security drivers; ``virsh list`` shows
 the build's machine.
+
+libvirt, not the build's process, runs the domains, so a resumed build
+takes over the machine an earlier run left (the domain's XML is kept in the
+work directory): an installer goes on installing, a powered-off machine's
+disk is captured. A customization guest is booted anew (its SSH keys died
+with the earlier process), after the earlier one is destroyed.
 """
 import logging
 import os
@@ -66,6 +72,25 @@ class Domain(qemu.VM):
 
     def __str__(self):
         return "libvirt domain %s" % self.name
+
+    @classmethod
+    def taken_over(cls, conn, xml):
+        """The Domain ``xml`` describes, bound to the domain libvirt runs
+        under its name (if it runs: a transient domain is gone once it has
+        powered off)."""
+        import libvirt
+        found = libvirt_xml.described(xml)
+        vm = cls(conn, xml, found["name"], found["console_path"],
+                 found["ssh_port"])
+        vm.disk = found["disk"]
+        vm.files = [vm.disk]
+        try:
+            vm._domain = conn.lookupByName(vm.name)
+        except libvirt.libvirtError as exc:
+            if not _missing(exc):
+                raise errors.BuildError("libvirt did not find %s: %s" % (
+                    vm.name, exc.get_error_message())) from None
+        return vm
 
     def start(self):
         import libvirt
@@ -144,20 +169,48 @@ class LibvirtBackend(local.LocalBackend):
                 files[key] = copy
         return files
 
+    def adopt(self, identifier):
+        """Take over the domain ``identifier`` an earlier run of the build
+        started (running, or powered off with its disk kept); errors.Gone
+        when it left none."""
+        try:
+            with open(self._path(identifier + ".xml")) as handle:
+                vm = Domain.taken_over(self.conn, handle.read())
+        except FileNotFoundError:
+            raise errors.Gone("%s is not there" % identifier) from None
+        if not vm.running() and not os.path.exists(vm.disk):
+            raise errors.Gone("%s is not there" % identifier)
+        LOG.info("Taking over %s (%s), left by an earlier run of this build",
+                 vm, "running" if vm.running() else "powered off")
+        return vm
+
+    def _stop_earlier_runs(self):
+        """Destroy the domains an earlier run of this build left running:
+        a rerun step starts its machine anew."""
+        for tag, domain in build_domains(self.conn):
+            if tag.build == self.build_id:
+                LOG.info("Destroying the libvirt domain %s, left running by "
+                         "an earlier run of this build", domain.name())
+                destroy(domain)
+
     def boot_guest(self, jeos, user, public_key, user_data=None):
         """The local backend's guest, on a copy of the JEOS: libvirt gives
         a backing file to its QEMU user and leaves it so, and the JEOS (or
         the base image a target boots) is also a JEOS cache entry's or the
         store's file."""
+        self._stop_earlier_runs()
         base = self._path("guest-base.qcow2")
         shutil.copyfile(jeos, base)
         return super().boot_guest(base, user, public_key, user_data)
 
     def _new_disk(self, name, size=None, backing=None):
-        """A qcow2 volume of the build's pool."""
+        """A qcow2 volume of the build's pool (one an earlier run of the
+        build made under that name is replaced)."""
         import libvirt
+        self.pool.refresh(0)
+        if name in self.pool.listVolumes():
+            self.pool.storageVolLookupByName(name).delete(0)
         if backing:
-            self.pool.refresh(0)
             size = self.pool.storageVolLookupByName(
                 os.path.basename(backing)).info()[1]
         try:
@@ -182,6 +235,8 @@ class LibvirtBackend(local.LocalBackend):
             cdroms=cdroms, kernel=kernel, ramdisk=ramdisk, cmdline=cmdline,
             ssh_port=ssh_port, boot=boot, machine=self.machine,
             level=self.level, nvram=self._path("uefi-vars.fd"))
+        with open(self._path(name + ".xml"), "w") as handle:
+            handle.write(xml)  # for a resumed build to take it over
         vm = Domain(self.conn, xml, name, console_path, ssh_port)
         vm.disk = disk
         vm.files = [disk]
@@ -189,8 +244,13 @@ class LibvirtBackend(local.LocalBackend):
 
 
 def create_pool(conn, build_id, path):
-    """The build's transient directory pool at ``path`` (made already)."""
+    """The build's transient directory pool at ``path`` (made already); the
+    one an earlier run of the build left is stopped first (its files stay,
+    and are the new pool's volumes)."""
     import libvirt
+    earlier = build_pools(conn).get(build_id)
+    if earlier is not None:
+        stop_pool(earlier)
     try:
         pool = conn.storagePoolCreateXML(libvirt_xml.pool(
             PREFIX + build_id, path), 0)

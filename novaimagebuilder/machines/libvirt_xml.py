@@ -11,6 +11,7 @@ QEMU's user-mode one with the guest's SSH port forwarded to 127.0.0.1 (as
 local QEMU builds have it: the guest reaches the host at 10.0.2.2).
 """
 import dataclasses
+import re
 import xml.etree.ElementTree as ET
 
 from novaimagebuilder.machines import machine_model
@@ -146,6 +147,21 @@ def tag_of(xml_text):
         return None
     return Tag(**{field.name: found.get(field.name, "")
                   for field in dataclasses.fields(Tag)})
+
+
+def described(xml_text):
+    """What a build's domain XML says of its machine: ``{"name", "disk",
+    "console_path", "ssh_port" (None: not forwarded)}``."""
+    root = ET.fromstring(xml_text)
+    disk = root.find("devices/disk[@device='disk']/source")
+    serial = root.find("devices/serial/source")
+    port = None
+    for arg in root.iter("{%s}arg" % QEMU_NAMESPACE):
+        found = re.search(r"hostfwd=tcp:127\.0\.0\.1:(\d+)-:22",
+                          arg.get("value", ""))
+        port = int(found.group(1)) if found else port
+    return {"name": root.findtext("name"), "disk": disk.get("file"),
+            "console_path": serial.get("path"), "ssh_port": port}
 
 
 def pool(name, path):

@@ -81,3 +81,60 @@ def test_libvirt_build_killed_by_kill_9_is_abandoned_to_nothing(local_env,
         assert os.stat(os.path.join(cache_dir, name)).st_uid == 0
     again = builds.imgfac(config, "sweep", env=local_env)
     assert (again.returncode, again.stdout.strip()) == (0, "Nothing to sweep")
+
+
+def _killed_at(config, store, tmp, env, activity, *extra):
+    """A libvirt build of the example killed -9 once its activity starts
+    with ``activity``: its record."""
+    with open(tmp / "build.log", "w") as log:
+        proc = builds.start(config, "base_image", *PARAMS, *extra, EXAMPLE,
+                            env=env, stderr=log)
+        try:
+            return builds.wait_for_record(
+                proc, store, lambda r: r["status_detail"]["activity"]
+                .startswith(activity), timeout=1800)
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(60)
+
+
+def _resumed_to_complete(config, store, build_id, env):
+    resumed = builds.imgfac(config, "resume", build_id, env=env,
+                            timeout=3600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    done = builds.read_record(store, build_id)
+    assert done["status"] == "COMPLETE", done["status_detail"]
+    assert libvirt_left(build_id) == []
+    assert builds.store_leftovers(store) == []
+    with open(os.path.join(store, build_id + ".log")) as handle:
+        return handle.read()  # the build's log, both runs
+
+
+@pytest.mark.usefixtures("libvirtd")
+def test_libvirt_build_killed_during_the_ssh_wait_resumes(local_env, setup):
+    """The guest domain the dead process left is destroyed and the
+    customization starts again in the build's own pool and work directory;
+    nothing is left but the image."""
+    config, store, tmp = setup
+    build_id = _killed_at(config, store, tmp, local_env,
+                          "Waiting for SSH")["identifier"]
+    assert [kind for kind, _ in libvirt_left(build_id)] == [
+        "domain", "pool", "work directory"]
+    log = _resumed_to_complete(config, store, build_id, local_env)
+    assert "Destroying the libvirt domain imgfac-%s-guest-" % build_id in log
+
+
+@pytest.mark.slow  # an install under TCG
+@pytest.mark.usefixtures("libvirtd")
+def test_libvirt_build_killed_during_the_install_takes_its_installer_over(
+        local_env, setup):
+    """libvirt runs the installer, not the dead process: the resumed build
+    waits for that same installer and captures its disk."""
+    config, store, tmp = setup
+    build_id = _killed_at(config, store, tmp, local_env, "Installing",
+                          "--parameter", "jeos_cache", "false")["identifier"]
+    domains = [name for kind, name in libvirt_left(build_id)
+               if kind == "domain"]
+    assert len(domains) == 1 and "-installer-" in domains[0]
+    log = _resumed_to_complete(config, store, build_id, local_env)
+    assert "Taking over libvirt domain %s (running)" % domains[0] in log
