@@ -11,8 +11,11 @@ the OS needs, so the scheduler picks a host that has them. Provenance as the
 Sovereign Cloud Stack's image metadata standard (SCS-0102) asks:
 ``image_build_date`` (UTC, ``YYYY-MM-DD hh:mm``), ``image_original_user``
 (the build's login user), ``image_source`` (a URL, or ``private``) and
-``image_description``. ``min_disk`` and ``min_ram``, which SCS-0102 also
-requires, are image fields, not properties: the plugins set them.
+``image_description``; and its update policy, which only the operator
+knows: ``replace_frequency``, ``provided_until`` and ``uuid_validity``
+(mandatory; by default ``never``, ``none``, ``none``: no promises) and
+``hotfix_hours`` (optional). ``min_disk`` and ``min_ram``, which SCS-0102
+also requires, are image fields, not properties: the plugins set them.
 
 :func:`merged` puts an operator's properties over the derived ones and
 refuses, in one line, those that contradict what the build made.
@@ -35,10 +38,18 @@ ARCHITECTURES = {"x86_64": "x86_64", "amd64": "x86_64", "i386": "i686",
                  "i686": "i686", "aarch64": "aarch64", "arm64": "aarch64",
                  "ppc64le": "ppc64le", "s390x": "s390x"}
 SCSI_MODEL = "virtio-scsi"
+#: SCS-0102's replace_frequency values.
+REPLACE_FREQUENCIES = ("yearly", "quarterly", "monthly", "weekly", "daily",
+                       "critical_bug", "never")
+#: An image's update policy until its operator says otherwise (SCS-0102).
+NO_PROMISES = {"replace_frequency": "never", "provided_until": "none",
+               "uuid_validity": "none"}
 PRIVATE_SOURCE = "private"
 #: Properties the build owns (its tags), which no operator sets.
 RESERVED = ("imgfac_build_id", "imgfac_role", "imgfac_template",
             "imgfac_base_image")
+#: The machine's properties (with trait:*), see :func:`machine`.
+MACHINE_KEYS = ("hw_firmware_type", "hw_machine_type", "os_secure_boot")
 #: Image fields with parameters of their own, not properties.
 FIELDS = ("min_disk", "min_ram", "name", "visibility", "disk_format",
           "container_format")
@@ -71,17 +82,32 @@ def derived(os_name, os_version, arch, *, default_user=None, firmware="bios",
         "image_source": source,
         "image_description": description or "%s %s" % (os_name, os_version),
     }
+    props.update(NO_PROMISES)
     if hw_disk_bus == "scsi":
         props["hw_scsi_model"] = SCSI_MODEL
+    props.update(machine(firmware, secure_boot, cpu_traits))
+    if guest_agent:
+        props["hw_qemu_guest_agent"] = "yes"
+        props["os_require_quiesce"] = "yes"
+    return props
+
+
+def machine_only(props):
+    """The properties of ``props`` that :func:`machine` gives."""
+    return {key: value for key, value in props.items()
+            if key.startswith("trait:") or key in MACHINE_KEYS}
+
+
+def machine(firmware="bios", secure_boot=False, cpu_traits=()):
+    """The properties that make Nova give a server the machine the build
+    made its system for: UEFI on q35 (Secure Boot required) and a host with
+    the ``cpu_traits``."""
+    props = {"trait:" + trait: "required" for trait in cpu_traits}
     if firmware == "uefi":
         props["hw_firmware_type"] = "uefi"
         props["hw_machine_type"] = "q35"
         if secure_boot:
             props["os_secure_boot"] = "required"
-    props.update({"trait:" + trait: "required" for trait in cpu_traits})
-    if guest_agent:
-        props["hw_qemu_guest_agent"] = "yes"
-        props["os_require_quiesce"] = "yes"
     return props
 
 
@@ -136,6 +162,17 @@ def _contradiction(key, value, props):
         return "must be a URL or 'private' (SCS-0102)"
     if key == "image_build_date" and not _date(value):
         return "must be YYYY-MM-DD or YYYY-MM-DD hh:mm[:ss] in UTC (SCS-0102)"
+    if key == "replace_frequency" and value not in REPLACE_FREQUENCIES:
+        return "must be one of %s (SCS-0102)" % ", ".join(REPLACE_FREQUENCIES)
+    if key == "provided_until" and value not in ("none", "notice") and \
+            not _date(value):
+        return "must be YYYY-MM-DD, none or notice (SCS-0102)"
+    if key == "uuid_validity" and value not in (
+            "none", "notice", "forever") and not _date(value) and \
+            not re.fullmatch(r"last-\d+", value):
+        return "must be YYYY-MM-DD, last-N, none, notice or forever (SCS-0102)"
+    if key == "hotfix_hours" and not value.isdecimal():
+        return "must be a number of hours (SCS-0102)"
     return None
 
 

@@ -84,15 +84,6 @@ def openstack_target(workspace, env, base):
     return image
 
 
-def _scs_0102_offences(image):
-    """What SCS-0102 finds wrong with a Glance image (openstacksdk's)."""
-    props = dict(image.properties or {})
-    props.update({key: getattr(image, key) for key in (
-        "architecture", "os_distro", "os_version", "hw_disk_bus")})
-    return scs_0102.offences(props, image.min_disk, image.min_ram,
-                             image.size, scs_0102.seconds(image.created_at))
-
-
 def _sha512(path):
     digest = hashlib.sha512()
     with open(path, "rb") as handle:
@@ -232,7 +223,7 @@ def test_push_to_test_cloud_is_active_with_our_hash(pushed, openstack_target,
     assert image.properties["imgfac_build_id"] == pushed["identifier"]
     assert image.properties["imgfac_role"] == "image"
     assert image.min_disk == 2
-    assert _scs_0102_offences(image) == []
+    assert scs_0102.glance_offences(image) == []
     assert pushed["provider"] == "@imgfac-test"
     assert pushed["provider_account_identifier"] == "imgfac/imgfac"
     assert pushed["target_image_id"] == openstack_target["identifier"]
@@ -755,7 +746,7 @@ def test_in_cloud_target_is_a_private_glance_image_with_nova_properties(
     assert found.min_disk == props["min_disk"] == math.ceil(
         found.virtual_size / 2 ** 30)
     assert found.min_ram == props["min_ram"] == 512  # a Nova base's default
-    assert _scs_0102_offences(found) == []
+    assert scs_0102.glance_offences(found) == []
     assert found.properties["imgfac_build_id"] == image["identifier"]
     assert found.properties["imgfac_role"] == "image"
     assert found.properties["imgfac_base_image"] == \

@@ -50,6 +50,9 @@ def test_uefi_secure_boot_build_has_boot_and_scs_0102_properties():
         "image_build_date": "2026-11-30 05:30",
         "image_original_user": "rocky", "image_source": "private",
         "image_description": "Rocky 9 for the research cloud",
+        # SCS-0102's update policy: no promises until the operator makes any
+        "replace_frequency": "never", "provided_until": "none",
+        "uuid_validity": "none",
         # x86-64-v2, as Placement's traits of the host CPU
         "trait:HW_CPU_X86_SSE3": "required",
         "trait:HW_CPU_X86_SSSE3": "required",
@@ -62,6 +65,40 @@ def test_uefi_secure_boot_build_has_boot_and_scs_0102_properties():
                              built.timestamp()) == []
     assert scs_0102.offences(dict(props, image_source="nowhere"), 0, 0) \
         == ["min_disk", "min_ram", "image_source"]
+
+
+@pytest.mark.parametrize("change,offence", [
+    ({"os_distro": "Debian"}, "os_distro"),
+    ({"os_version": ""}, "os_version"),
+    ({"architecture": "amd64"}, "architecture"),
+    ({"hw_disk_bus": "ide"}, "hw_disk_bus"),
+    ({"image_original_user": None}, "image_original_user"),
+    ({"image_description": ""}, "image_description"),
+    ({"image_source": "ftp:/x"}, "image_source"),
+    ({"image_build_date": "2026-13-01"}, "image_build_date"),
+    ({"image_build_date": "2099-01-01"}, "image_build_date"),
+    ({"replace_frequency": "sometimes"}, "replace_frequency"),
+    ({"replace_frequency": None}, "replace_frequency"),
+    ({"provided_until": "forever"}, "provided_until"),
+    ({"uuid_validity": None}, "uuid_validity"),
+    ({"uuid_validity": "last-"}, "uuid_validity"),
+    ({"hotfix_hours": "soon"}, "hotfix_hours"),
+])
+def test_scs_0102_check_finds_each_mandatory_property(change, offence):
+    props = dict(ip.derived("Debian", "12", "x86_64", default_user="debian"),
+                 **change)
+    assert scs_0102.offences(props, 2, 1024) == [offence]
+
+
+def test_operator_update_policy_meets_scs_0102():
+    template = tdl.parse_template(TEMPLATE, "t.tdl")
+    given = {"image_properties": '{"replace_frequency": "monthly", '
+             '"provided_until": "2027-09-30", "uuid_validity": "last-3", '
+             '"hotfix_hours": 48}'}
+    props = openstack.glance_properties(template, None,
+                                        dict(PARAMETERS, **given), UEFI_SB)
+    assert scs_0102.offences(props, 2, 2048) == []
+    assert props["hotfix_hours"] == "48"
 
 
 def test_bios_build_has_no_firmware_properties_and_scsi_gets_its_model():
@@ -122,6 +159,18 @@ def test_operator_adds_and_overrides_properties():
     ('{"trait:HW_CPU_X86_SSE42": "forbidden"}', {},
      "image_properties: trait:HW_CPU_X86_SSE42=forbidden but the OS needs "
      "that CPU feature"),
+    ('{"replace_frequency": "often"}', {},
+     "image_properties: replace_frequency=often must be one of yearly, "
+     "quarterly, monthly, weekly, daily, critical_bug, never (SCS-0102)"),
+    ('{"provided_until": "2027"}', {},
+     "image_properties: provided_until=2027 must be YYYY-MM-DD, none or "
+     "notice (SCS-0102)"),
+    ('{"uuid_validity": "last-n"}', {},
+     "image_properties: uuid_validity=last-n must be YYYY-MM-DD, last-N, "
+     "none, notice or forever (SCS-0102)"),
+    ('{"hotfix_hours": "-1"}', {},
+     "image_properties: hotfix_hours=-1 must be a number of hours "
+     "(SCS-0102)"),
     ('{"min_ram": 64}', {},
      "image_properties: min_ram=64 is an image field: give the min_ram "
      "parameter"),
