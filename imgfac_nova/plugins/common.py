@@ -86,6 +86,40 @@ PIPELINE_PARAMETERS = (
 )
 
 
+#: The machine the build's system is made for (the local plugins' VMs; in
+#: Nova the installer disk's properties, which its snapshots keep).
+FIRMWARE_PARAMETERS = (
+    Parameter("firmware", "firmware of the build machines, which the "
+              "installed system boots with: bios (SeaBIOS) or uefi "
+              "(OVMF, q35 machine; in Nova hw_firmware_type uefi and "
+              "hw_machine_type q35)", default="bios",
+              choices=("bios", "uefi")),
+    Parameter("secure_boot", "UEFI Secure Boot on, with Microsoft's "
+              "keys enrolled (needs firmware uefi; in Nova os_secure_boot "
+              "required)", type="bool", default=False),
+)
+
+
+def derived_properties(template, parameters, **kwargs):
+    """The Glance properties image_properties.derived gives an image of
+    ``template`` built with ``parameters`` (firmware, secure_boot,
+    default_user; the CPU traits of its OS's x86-64 level); ``kwargs`` go
+    to derived. A one-line BuildError for secure_boot without UEFI."""
+    from novaimagebuilder import errors
+    from novaimagebuilder.images import image_properties
+    from novaimagebuilder.machines import machine_model
+    firmware = parameters.get("firmware") or "bios"
+    if parameters.get("secure_boot") and firmware != "uefi":
+        raise errors.BuildError("secure_boot needs firmware uefi")
+    level = machine_model.level(template.os.name, template.os.version)
+    return image_properties.derived(
+        template.os.name, template.os.version, template.os.arch,
+        default_user=parameters.get("default_user"), firmware=firmware,
+        secure_boot=bool(parameters.get("secure_boot")),
+        description=getattr(template, "description", None),
+        cpu_traits=machine_model.features(level, 2), **kwargs)
+
+
 def check_guest_access(parameters):
     """The jump host and proxy parameters, before anything is created:
     BuildError with one line when they are unusable."""

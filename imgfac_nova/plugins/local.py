@@ -37,14 +37,7 @@ class LocalOS(base.OSPlugin):
                   default=1, minimum=1),
         Parameter("image_format", "format of the image data",
                   default="qcow2", choices=("qcow2", "raw")),
-        Parameter("firmware", "firmware of the build VMs, which the "
-                  "installed system boots with: bios (SeaBIOS) or uefi "
-                  "(OVMF, q35 machine)", default="bios",
-                  choices=("bios", "uefi")),
-        Parameter("secure_boot", "UEFI Secure Boot on, with Microsoft's "
-                  "keys enrolled (needs firmware uefi)", type="bool",
-                  default=False),
-    )
+    ) + common.FIRMWARE_PARAMETERS
 
     @classmethod
     def preferred(cls, conf):

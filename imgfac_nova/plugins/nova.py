@@ -80,7 +80,7 @@ class NovaOS(base.OSPlugin):
         Parameter("snapshot_timeout_per_gib", "seconds a snapshot may take "
                   "for each GiB of the flavor's disk", type="int",
                   default=120, minimum=0),
-    )
+    ) + common.FIRMWARE_PARAMETERS
 
     @classmethod
     def preferred(cls, conf):
@@ -107,6 +107,7 @@ class NovaOS(base.OSPlugin):
                 "config_drive is false, but the installer reads its %s from "
                 "the config drive: leave config_drive true" % kind)
         common.check_guest_access(parameters)
+        common.derived_properties(template, parameters)
         _ssh_host(parameters)
         _ssh_sources(parameters)
         if template.os.install.type == "url" and not parameters["direct_boot"]:
@@ -169,18 +170,17 @@ class NovaOS(base.OSPlugin):
 
     def create_base_image(self, build, template, parameters):
         from novaimagebuilder.machines import nova
+        from novaimagebuilder.images import image_properties
         resolved = getattr(self, "_backend_args", None) or self._resolve(
             parameters, template)
+        props = common.derived_properties(template, parameters)
         backend = self._backend(
             build, parameters, resolved,
             image_visibility=parameters["image_visibility"],
             image_name=parameters.get("image_name"),
-            image_properties={
-                "imgfac_template": template.name,
-                "os_distro": template.os.name.lower(),
-                "os_version": template.os.version,
-                "architecture": template.os.arch,
-                "imgfac_icicle": build.identifier})
+            image_properties=dict(props, imgfac_template=template.name,
+                                  imgfac_icicle=build.identifier),
+            machine_properties=image_properties.machine_only(props))
         build.progress(1, "Building in the cloud (flavor %s)"
                        % resolved["flavor"].name)
         result = common.run_pipeline(

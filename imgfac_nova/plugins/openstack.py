@@ -24,6 +24,7 @@ from lxml import etree
 
 from imgfac_nova.parameters import Parameter
 from imgfac_nova.plugins import base
+from imgfac_nova.plugins import common
 from imgfac_nova.plugins import formats as format_targets
 from imgfac_nova.plugins import nova as nova_plugin
 from imgfac_nova.plugins import provider
@@ -60,19 +61,11 @@ def glance_properties(template, icicle, parameters, base_parameters=None,
     ``image_properties`` over them; a one-line BuildError when those
     contradict the build."""
     from novaimagebuilder.images import image_properties
-    from novaimagebuilder.machines import machine_model
-    base_parameters = base_parameters or {}
-    level = machine_model.level(template.os.name, template.os.version)
-    props = image_properties.derived(
-        template.os.name, template.os.version, template.os.arch,
-        default_user=base_parameters.get("default_user"),
-        firmware=base_parameters.get("firmware") or "bios",
-        secure_boot=bool(base_parameters.get("secure_boot")),
+    props = common.derived_properties(
+        template, base_parameters or {}, built=built,
         guest_agent=agent_installed(icicle),
         hw_disk_bus=parameters["hw_disk_bus"],
-        hw_vif_model=parameters["hw_vif_model"],
-        description=getattr(template, "description", None), built=built,
-        cpu_traits=machine_model.features(level, 2))
+        hw_vif_model=parameters["hw_vif_model"])
     props = image_properties.merged(props, parameters.get("image_properties"))
     props["imgfac_template"] = template.name
     return props

@@ -214,7 +214,7 @@ class NovaBackend(pipeline.Backend):
                  log=None, ssh_host=None, ssh_network=None,
                  ssh_ip_version=None, ssh_sources=(), ssh_via=None,
                  snapshot_timeout=(600, waiter.SECONDS_PER_GIB),
-                 volume_size=None, volume_type=None):
+                 volume_size=None, volume_type=None, machine_properties=None):
         self.conn = conn
         #: A snapshot may take [0] seconds plus [1] per GiB of the disk.
         self.snapshot_timeout = snapshot_timeout
@@ -238,6 +238,10 @@ class NovaBackend(pipeline.Backend):
         self.image_visibility = image_visibility
         self.image_name = image_name or cloud.NAME_PREFIX + build_id
         self.image_properties = dict(image_properties or {})
+        #: What the installer disk carries so that Nova gives the servers
+        #: the build's machine (firmware, CPU traits); its snapshots, the
+        #: JEOS and the image, keep it.
+        self.machine_properties = dict(machine_properties or {})
         self.admin_password = admin_password
         self.cancel = cancel
         self.log = log or LOG
@@ -254,6 +258,8 @@ class NovaBackend(pipeline.Backend):
             "disk": self.flavor.disk, "vcpus": self.flavor.vcpus}}
         if self.volumes:
             scope["volume_size"] = self.volumes.size
+        if self.machine_properties:
+            scope["machine"] = self.machine_properties
         return scope
 
     def _rescue_properties(self):
@@ -548,17 +554,18 @@ class NovaBackend(pipeline.Backend):
         return remaster.with_files(iso, files, cmdline, out)
 
     def _installer_disk(self, disk_size, undo, **boot_properties):
-        """A blank disk image for the installer to install onto; the
-        ``boot_properties`` (kernel_id, ramdisk_id, os_command_line) make
-        Nova boot the installer kernel directly."""
+        """A blank disk image for the installer to install onto, with the
+        machine properties; the ``boot_properties`` (kernel_id, ramdisk_id,
+        os_command_line) make Nova boot the installer kernel directly."""
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, "blank.qcow2")
             size = self.volumes.size * 1024 ** 3 if self.volumes else \
                 disk_size or self.flavor.disk * 1024 ** 3 or 10 * 1024 ** 3
             subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", path,
                             str(size)], check=True)
-            return self._build_image("installer-disk", path, "qcow2", "bare",
-                                     undo, **boot_properties)
+            return self._build_image(
+                "installer-disk", path, "qcow2", "bare", undo,
+                **dict(self.machine_properties, **boot_properties))
 
     def wait_powered_off(self, machine, what, timeout, inactivity=None,
                          screen=None):
@@ -646,7 +653,7 @@ class NovaBackend(pipeline.Backend):
         try:
             # Cinder says when its upload is done.
             sizes = self.volumes.release(machine) if machine.volume else None
-            waiter.wait_for(
+            image = waiter.wait_for(
                 "waiting for the %s snapshot %s to become active"
                 % (role, image.id),
                 lambda: self.conn.image.get_image(image.id),
@@ -667,7 +674,9 @@ class NovaBackend(pipeline.Backend):
             self._drop_inherited(image.id)
             if role == "image":
                 wanted = dict(self.image_properties,
-                              visibility=self.image_visibility)
+                              visibility=self.image_visibility,
+                              min_disk=self._min_disk(image),
+                              min_ram=self.flavor.ram)
                 retries.send_once(
                     "setting the image properties",
                     lambda: self.conn.image.update_image(image.id, **wanted),
@@ -696,6 +705,12 @@ class NovaBackend(pipeline.Backend):
             timeout=timeout, cancel=self.cancel,
             failed=lambda server: faults.server_error(server, self.conn)
             if server.status == "ERROR" else None)
+
+    def _min_disk(self, image):
+        """GiB a server of ``image`` needs: its virtual size (Glance's,
+        else the build servers' disk), rounded up."""
+        size = getattr(image, "virtual_size", None) or self._disk_bytes()
+        return -(-size // 1024 ** 3)
 
     def capture_limit(self):
         size = self._disk_bytes()

@@ -51,7 +51,7 @@ def test_uefi_image_boots_ovmf_with_its_own_nvram(conn, cleanup, unique_name,
                          "nvram.fd")
     assert flash[1].endswith("file=" + nvram) and os.path.getsize(nvram)
     # OVMF itself runs: its boot manager reports on the serial console.
-    poll.wait_for(lambda: "BdsDxe" in servers.console(conn, server), 120,
+    poll.wait_for(lambda: "BdsDxe" in servers.console(conn, server), 300,
                   "OVMF's boot manager on the console")
 
 

@@ -5,8 +5,10 @@ import signal
 
 import pytest
 
+from tests import scs_0102
 from tests.functional import builds
 from tests.functional import guestcheck
+from tests.functional import test_local_machine
 
 
 @pytest.fixture
@@ -40,6 +42,10 @@ def test_nova_build_end_to_end(nova_base_image, conn):
     assert glance.properties["imgfac_build_id"] == image["identifier"]
     assert glance.os_distro == "debian"
     assert glance.properties["imgfac_icicle"] == image["identifier"]
+    assert glance.min_ram == conn.compute.find_flavor("2").ram
+    assert scs_0102.glance_offences(glance) == []
+    assert glance.properties["image_original_user"] == "debian"
+    assert "hw_firmware_type" not in glance.properties  # a BIOS build
     assert '<package name="hello_' in image["icicle"].replace("'", '"')
     assert builds.ROOT_PASSWORD not in builds.record_text(
         nova_base_image.store, image["identifier"])
@@ -59,6 +65,39 @@ def test_nova_build_end_to_end(nova_base_image, conn):
         assert guest.run("cat /var/lib/imgfac-ft-mark")[1].strip() == \
             "customized"
         assert guest.run("hello")[1].strip() == "Hello, world!"
+
+
+@pytest.mark.slow  # an install and two boots under OVMF: minutes of TCG
+def test_uefi_nova_build_boots_under_ovmf(params, cloud_env, setup, conn):
+    """firmware uefi: the installer disk's properties make Nova boot the
+    installer under UEFI, its snapshots keep them; the result boots with
+    UEFI (a fresh NVRAM: from the removable path of its ESP)."""
+    config, store, tmp = setup
+    result = builds.imgfac(config, "base_image", *params, "--parameter",
+                           "firmware", "uefi", "--parameter", "jeos_cache",
+                           "false", builds.write_template(tmp),
+                           env=cloud_env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    image = builds.record(result)
+    try:
+        assert image["status"] == "COMPLETE", image["status_detail"]
+        glance = conn.image.get_image(
+            image["properties"]["x-image-properties-glance_id"])
+        props = dict(glance.properties or {}, **{
+            key: value for key, value in glance.to_dict().items()
+            if value is not None and key != "properties"})
+        assert (props["hw_firmware_type"], props["hw_machine_type"]) == (
+            "uefi", "q35")
+        assert "os_secure_boot" not in props
+        assert scs_0102.glance_offences(glance) == []
+        with guestcheck.booted_in_cloud(conn, glance.id) as guest:
+            status, _ = guest.run("test -d /sys/firmware/efi", check=False)
+            esp_type = guest.run("sfdisk --part-type /dev/vda 1")[1]
+        assert status == 0, "the guest did not boot with UEFI"
+        assert esp_type.strip().upper() == test_local_machine.ESP_TYPE
+        _assert_cloud_clean(conn, image["identifier"])
+    finally:
+        builds.delete(config, image, cloud_env, conn)
 
 
 @pytest.mark.parametrize("extra,error", [
