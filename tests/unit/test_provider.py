@@ -156,6 +156,8 @@ def test_glance_properties_for_nova():
                        "image_original_user": "none",
                        "image_source": "private",
                        "image_description": "Debian 12",
+                       "replace_frequency": "never",
+                       "provided_until": "none", "uuid_validity": "none",
                        "imgfac_template": "tiny"}
     with_agent = openstack.glance_properties(_Template, ICICLE.format(
         agent='<package name="qemu-guest-agent_7.2_amd64"/>'), parameters)
