@@ -95,7 +95,8 @@ def test_uefi_nova_build_boots_under_ovmf(params, cloud_env, setup, conn):
             esp_type = guest.run("sfdisk --part-type /dev/vda 1")[1]
         assert status == 0, "the guest did not boot with UEFI"
         assert esp_type.strip().upper() == test_local_machine.ESP_TYPE
-        _assert_cloud_clean(conn, image["identifier"])
+        assert [kind for kind, _ in build_resources(
+            conn, image["identifier"])] == ["result image"]
     finally:
         builds.delete(config, image, cloud_env, conn)
 
