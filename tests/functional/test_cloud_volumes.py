@@ -6,7 +6,9 @@ the RBD image itself), a second volume attached to and detached from the
 running guest, and nothing left in the `volumes` pool afterwards. Plus what
 Nova does with zero-disk flavors and volume-backed servers, seen here as on
 any Nova: an image-backed boot is refused (403), `createImage` makes a
-0-byte image over Cinder snapshots, and rescue needs both rescue properties.
+0-byte image over Cinder snapshots, rescue needs both rescue properties,
+and a capture must go in the order Nova and Cinder impose (no action while
+the server has a task, no upload or user detach of a volume in use).
 """
 import json
 import socket
@@ -293,3 +295,39 @@ def test_volume_backed_rescue_needs_both_rescue_properties(
     conn.compute.unrescue_server(server)
     wait_status(conn, server, "ACTIVE", 120)
     assert qemu_devices(server.id) == before
+
+
+def test_a_volume_backed_server_is_captured_in_the_order_nova_imposes(
+        conn, unique_name, volume_backed_server):
+    """What a volume-backed capture (novaimagebuilder.machines.nova_volumes)
+    relies on, enforced here as by any Nova and Cinder: Nova takes no next
+    action while the server has a task (here the stop's powering-off);
+    Cinder uploads no volume in use (force is ignored without
+    enable_force_upload) and lets no user detach a server's volume (only
+    Nova may, Bug #2004555): the server is deleted first."""
+    server, volume = volume_backed_server
+    wait_booted(conn, server)  # its stop then waits for the guest (ACPI)
+    conn.compute.stop_server(server)
+    try:
+        busy = conn.compute.post("/servers/%s/action" % server.id,
+                                 json={"createImage": {"name": unique_name}})
+        assert busy.status_code == 409, busy.text
+        assert "while it is in task_state powering-off" in busy.text
+        wait_status(conn, server, "SHUTOFF", 120)
+        upload = conn.block_storage.post(
+            "/volumes/%s/action" % volume.id, json={"os-volume_upload_image": {
+                "image_name": unique_name, "force": True,
+                "disk_format": "qcow2", "container_format": "bare"}})
+        assert upload.status_code == 400, upload.text
+        assert "must be available" in upload.text
+        [attachment] = conn.block_storage.get_volume(volume).attachments
+        detach = conn.block_storage.delete(
+            "/attachments/%s" % attachment["attachment_id"],
+            microversion="3.27")
+        assert detach.status_code == 409, detach.text
+        assert "using the Compute API" in detach.text
+        assert conn.block_storage.get_volume(volume).status == "in-use"
+    finally:
+        wait_status(conn, server, "SHUTOFF", 120)
+        conn.compute.start_server(server)
+        wait_status(conn, server, "ACTIVE", 120)
