@@ -178,7 +178,7 @@ class BuildService:
             for record in records:
                 try:
                     found += self.builder(project_id, trusts.auth_for(
-                        self.conf, record)).sweep({})
+                        self.conf, record.trust_id)).sweep({})
                     break
                 except Exception as exc:
                     LOG.warning("Sweeping project %s through the trust of "

@@ -123,21 +123,40 @@ def test_a_daemon_that_cannot_use_trusts_takes_none(tmp_path, caplog):
         "alone" in caplog.text
 
 
-def test_a_daemon_build_with_a_trust_acts_through_it(tmp_path):
-    """The caller's token is used only to make the trust: the build's
-    cloud calls go through the trust, so neither the token's expiry nor
-    Keystone's allow_expired window bounds the build."""
+def _service(tmp_path):
     from imgfac_nova import store as image_store
     from imgfac_nova.api import conf as api_conf
     from imgfac_nova.api import service
     conf = _conf(tmp_path)
     api_conf.register(conf)
     conf.set_override("auth_strategy", "keystone", "api")
-    builds = service.BuildService(conf, image_store.ImageStore(
+    return service.BuildService(conf, image_store.ImageStore(
         str(tmp_path / "store")), plugins=types.SimpleNamespace())
+
+
+def test_a_daemon_build_with_a_trust_acts_through_it(tmp_path):
+    """The caller's token is used only to make the trust: the build's
+    cloud calls go through the trust, so neither the token's expiry nor
+    Keystone's allow_expired window bounds the build."""
+    builds = _service(tmp_path)
     caller = object()
     assert builds.builder("p", caller).cloud_auth is caller
     through = builds.builder("p", caller, trust_id="t-9").cloud_auth
     assert through is not caller
     assert (through._trust_id, through._username, through._project_name) == (
         "t-9", "imgfac", None)
+
+
+def test_the_start_up_sweep_acts_through_a_projects_build_trust(
+        tmp_path, monkeypatch):
+    builds = _service(tmp_path)
+    builds.store.add(images.ImageRecord(
+        type=images.BASE_IMAGE, status=images.FAILED, project_id="p",
+        trust_id="t-3"))
+    swept = []
+    monkeypatch.setattr(builds, "builder", lambda project_id, cloud_auth: (
+        types.SimpleNamespace(sweep=lambda protected: swept.append(
+            (project_id, cloud_auth._trust_id)) or [])))
+    monkeypatch.setattr(builds, "release", lambda trust_id: None)
+    assert builds._sweep_projects() == []
+    assert swept == [("p", "t-3")]
