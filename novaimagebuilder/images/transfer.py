@@ -325,10 +325,11 @@ def expected_hash(image):
 def download(client, image_id, path, progress=None, cancel=None):
     """Stream the data of Glance image ``image_id`` to ``path``; checked
     against the image's hash and inspected as its ``disk_format``. Returns
-    the image. ``progress(percent, bytes_received)`` is called as
-    :class:`glance.Progress` says. Nothing is left at ``path`` on failure."""
-    image = glance.call("reading Glance image %s" % image_id,
-                        client.images.get, image_id)
+    Glance's record of the image (a dict). ``progress(percent,
+    bytes_received)`` is called as :class:`glance.Progress` says. Nothing
+    is left at ``path`` on failure."""
+    image = glance.call("reading Glance image %s" % image_id, _record,
+                        client, image_id)
     size = image.get("size") or 0
     LOG.info("Downloading Glance image %s (%d bytes) to %s", image_id, size,
              path)
@@ -369,6 +370,14 @@ def download(client, image_id, path, progress=None, cancel=None):
         if digest is not None:
             digest.close()
     return image
+
+
+def _record(client, image_id):
+    """Glance's record of image ``image_id`` (a dict), in one request
+    (glanceclient's ``images.get`` first reads the image schema)."""
+    adapter = client.http_client
+    return adapter.session.get("%s/v2/images/%s" % (
+        adapter.get_endpoint().rstrip("/"), image_id)).json()
 
 
 def _remove(path):

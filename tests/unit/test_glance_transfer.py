@@ -152,3 +152,15 @@ def test_the_bytes_do_not_wait_for_a_slow_report():
     report(100)
     report.close()
     assert seen[-1] == 100 and seen == sorted(set(seen))
+
+
+def test_a_download_reads_the_image_record_and_its_bytes_only(tmp_path):
+    """Two requests to Glance (glanceclient would read its image schema
+    first)."""
+    data = _random(2 * glance.CHUNK)
+    with requests_mock.Mocker() as mocker:
+        _mock(mocker, data, hashlib.sha512(data).hexdigest())
+        image = transfer.download(_client(), IMAGE, str(tmp_path / "image"))
+        assert [r.path for r in mocker.request_history] == [
+            "/v2/images/" + IMAGE, "/v2/images/%s/file" % IMAGE]
+    assert image["disk_format"] == "raw"
