@@ -23,7 +23,7 @@ NOVA_SNAPSHOT_ONLY = {"instance_uuid", "base_image_ref", "image_type",
 #: What differs between any two images.
 PER_IMAGE = {"id", "name", "checksum", "hash_value", "size", "created_at",
              "updated_at", "file", "imgfac_build_id", "imgfac_icicle",
-             "imgfac_template", "location"}
+             "imgfac_template", "location", "image_build_date"}
 #: What differs between any two builds' records.
 PER_BUILD = {"glance_image_id", "x-image-properties-glance_id",
              "jeos_image", "ssh_address", "ssh_host_key_fingerprint"}
