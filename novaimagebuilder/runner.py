@@ -45,16 +45,18 @@ class Pipeline:
                                run.clock.result(), results[names.KEEP_JEOS][0],
                                guest["ssh"])
 
-    def customize_image(self, image, template, parameters, finish=None):
+    def customize_image(self, image, template, parameters, finish=None,
+                        describe=None):
         """Boot a copy of the finished ``image`` (a backend image id),
         apply ``template``'s customization, read the ICICLE, run ``finish``
         (``(name, shell script, timeout)``, as root, the last thing before
         the power-off) and capture the result: a Result with the new image
-        (``image`` itself is left as it was). A target image's target
-        content is applied this way."""
+        (``image`` itself is left as it was), after ``describe(image)`` (a
+        failure there discards it). A target image's target content is
+        applied this way."""
         run = self._run(template, parameters)
         results = self._execute(run, base_image.get_customize_flow(
-            run, finish), {names.DISK: image})
+            run, finish, describe), {names.DISK: image})
         guest = results[names.CUSTOMIZE]
         return pipeline.Result(results[names.CAPTURE_IMAGE], guest["icicle"],
                                run.clock.result(), ssh=guest["ssh"])

@@ -4,7 +4,7 @@ cheroot is a threaded, pure-Python HTTP/1.1 server with TLS: requests are
 served concurrently (``[api] server_threads``) without a second process, so
 the builds, their slots and their cancellation stay in this one process.
 SIGTERM (or Ctrl-C) stops accepting requests, cancels the running builds
-(each unwinds its rollback stack, as on Ctrl-C in the CLI) and exits.
+(each reverts what it made, as on Ctrl-C in the CLI) and exits.
 """
 import logging
 import signal

@@ -314,22 +314,28 @@ def base_parameters(plugin, base_image):
 
 
 def customize_for_target(build, backend, image, template, parameters,
-                         conf=None, start=5, end=19, finish=None):
+                         conf=None, start=5, end=19, finish=None,
+                         describe=None):
     """Boot ``image`` on ``backend``, apply ``template`` (the target
-    content), read the ICICLE, run ``finish`` (see
-    :meth:`~novaimagebuilder.runner.Pipeline.customize_image`) and
-    capture: the pipeline's Result, its ICICLE now the target image's.
-    Progress runs from ``start`` to ``end`` percent."""
+    content), read the ICICLE, run ``finish``, capture and ``describe``
+    the result (see
+    :meth:`~novaimagebuilder.runner.Pipeline.customize_image`): the
+    pipeline's Result, its ICICLE now the target image's. Progress runs
+    from ``start`` to ``end`` percent. Its steps are saved with the
+    build's, as a base image's are."""
     from novaimagebuilder import runner as build_runner
 
     def progress(percent, activity):
         build.progress(start + (end - start) * percent // 100, activity)
 
-    runner = build_runner.Pipeline(backend, _media_cache(conf, build),
-                                   progress=progress,
-                                   cancel=build.cancel_event, log=LOG)
+    runner = build_runner.Pipeline(
+        backend, _media_cache(conf, build), progress=progress,
+        cancel=build.cancel_event, log=LOG, build_id=build.identifier,
+        persistence=getattr(build, "flow_persistence", None),
+        checkpoint=getattr(build, "checkpoint", None),
+        owned=getattr(build, "owned", None))
     result = runner.customize_image(image, template, pipeline_parameters(
-        template, parameters), finish)
+        template, parameters), finish, describe)
     build.set_icicle(result.icicle)
     for step, seconds in result.timings.items():
         build.add_timing("target_" + step, **seconds)

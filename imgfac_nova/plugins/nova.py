@@ -215,35 +215,38 @@ class NovaOS(base.OSPlugin):
             backend.discard(glance_id)
 
     def customize_in_cloud(self, build, target, base_image, finish,
-                           image_name, image_properties):
+                           describe, image_name, image_properties):
         """Make the target image in the cloud, its bytes never leaving it:
         a Nova server booted from the base image's Glance image gets the
-        target content for ``target`` (if any) and runs ``finish`` (see
-        :meth:`~novaimagebuilder.pipeline.Pipeline.customize_image`); its
+        target content for ``target`` (if any) and runs ``finish``; its
         snapshot, private, named ``image_name`` with ``image_properties``,
-        is the target image. Returns ``(Glance image id, the openstacksdk
-        connection it is in, the target's ICICLE)``; the caller owns the
-        image from then on."""
+        is the target image, given to ``describe(glance id, connection,
+        ICICLE)`` before the guest goes (see
+        :meth:`~novaimagebuilder.runner.Pipeline.customize_image`: a
+        failure there deletes it)."""
         content = common.target_content(self, target, base_image) or \
             common.bare_template(base_image)
-        result, conn, _ = self._customize_base(
+        self._customize_base(
             build, base_image, content, finish=finish, start=5, end=95,
-            image_name=image_name, image_visibility="private",
-            image_properties=image_properties)
-        return result.image, conn, result.icicle
+            describe=describe, image_name=image_name,
+            image_visibility="private", image_properties=image_properties)
 
     def _customize_base(self, build, base_image, content, start=5, end=19,
-                        finish=None, **image):
+                        finish=None, describe=None, **image):
         """Boot the base image's Glance image with the base build's
-        parameters, apply ``content`` and capture: ``(the pipeline's
-        Result, connection, backend)``."""
+        parameters, apply ``content``, capture and ``describe(image id,
+        connection, ICICLE)`` the result: ``(the pipeline's Result,
+        connection, backend)``."""
         stored = common.base_parameters(self, base_image)
         resolved = self._resolve(stored)
+        conn = resolved["conn"]
         backend = self._backend(build, stored, resolved, **image)
         result = common.customize_for_target(
             build, backend, base_image.properties[images.GLANCE_ID_PROPERTY],
-            content, stored, self.conf, start=start, end=end, finish=finish)
-        return result, resolved["conn"], backend
+            content, stored, self.conf, start=start, end=end, finish=finish,
+            describe=describe and (lambda image, icicle: describe(
+                image, conn, icicle)))
+        return result, conn, backend
 
     def jeos_cache(self, parameters):
         """The project's JEOS cache in Glance (when a cloud is configured)."""

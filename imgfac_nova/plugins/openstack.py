@@ -235,10 +235,11 @@ class OpenStack(provider.GlanceProvider):
                                      os_plugin, parameters):
         """The base boots in Nova once (target content, identity removed
         in the guest, power-off); its snapshot, private and tagged with the
-        target's id, is the target image, with Nova's properties."""
+        target's id, is the target image, with Nova's properties (set as a
+        step of the customize flow: when it fails, the flow's revert
+        deletes the snapshot)."""
         from imgfac_nova import images
         from imgfac_nova import template as tdl
-        from novaimagebuilder import rollback
         from novaimagebuilder.guest import sysprep
         LOG.info("Making the target image in the cloud from Glance image %s "
                  "of base image %s: no download, no upload",
@@ -249,17 +250,8 @@ class OpenStack(provider.GlanceProvider):
             else None
         template = tdl.parse_template(base_image.template, "base image %s"
                                       % base_image.identifier)
-        glance_id, conn, icicle = os_plugin.customize_in_cloud(
-            build, target, base_image, finish,
-            cloud.NAME_PREFIX + build.identifier,
-            {"imgfac_template": template.name,
-             "imgfac_base_image": base_image.identifier})
-        undo = rollback.Rollback(LOG)
-        undo.push("Glance image %s" % glance_id, lambda: cloud.call(
-            "deleting Glance image %s" % glance_id, conn.image.delete_image,
-            glance_id, ignore_missing=True), result=True)
-        succeeded = False
-        try:
+
+        def describe(glance_id, conn, icicle):
             build.progress(96, "Setting Nova's properties of Glance image %s"
                            % glance_id)
             image = cloud.call("reading Glance image %s" % glance_id,
@@ -286,9 +278,11 @@ class OpenStack(provider.GlanceProvider):
             build.set_property("min_ram", min_ram(parameters, base_image))
             build.set_property("os_hash_algo", image.hash_algo)
             build.set_property("os_hash_value", image.hash_value)
-            succeeded = True
-        finally:
-            undo.unwind(succeeded)
+        os_plugin.customize_in_cloud(
+            build, target, base_image, finish, describe,
+            cloud.NAME_PREFIX + build.identifier,
+            {"imgfac_template": template.name,
+             "imgfac_base_image": base_image.identifier})
 
     def delete_target_image(self, image, parameters):
         """Delete the Glance image of a target image made in the cloud."""

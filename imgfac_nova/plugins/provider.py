@@ -310,11 +310,15 @@ class GlanceProvider(base.CloudPlugin):
 
     def _push(self, build, parsed, conn, target_image, parameters, size,
               doing, send):
-        """Make the provider's Glance image of the target with ``send(undo,
-        name, disk_format, container_format, **options)`` (glance.upload's
+        """Make the provider's Glance image of the target with ``send(name,
+        disk_format, container_format, **options)`` (glance.upload's
         arguments after its data), with the target's properties; the hash is
-        checked. ``doing`` starts the activity line."""
-        from novaimagebuilder import rollback
+        checked. ``doing`` starts the activity line. It runs as the push
+        flow, its steps saved with the build's."""
+        from novaimagebuilder import engine
+        from novaimagebuilder.flows import push as push_flow
+        from novaimagebuilder.tasks import names
+        from novaimagebuilder.tasks import push as push_tasks
         from novaimagebuilder import waiter
         props = target_image.properties
         glance_properties = dict(props.get("glance_properties") or {})
@@ -340,11 +344,9 @@ class GlanceProvider(base.CloudPlugin):
                                doing, conn.cloud, sent // 1024 ** 2,
                                size // 1024 ** 2))
 
-        undo = rollback.Rollback(LOG)
-        succeeded = False
-        try:
-            image = send(
-                undo, name, props["disk_format"],
+        run = push_tasks.PushRun(
+            conn.glance, build.identifier, lambda: send(
+                name, props["disk_format"],
                 definition.get("container_format") or
                 props.get("container_format", "bare"),
                 visibility=parsed.visibility,
@@ -354,17 +356,18 @@ class GlanceProvider(base.CloudPlugin):
                 properties=glance_properties,
                 method=parameters.get("import_method", "auto"),
                 progress=progress, cancel=build.cancel_event,
-                timeout=timeout)
-            _into_stores(build, conn, image.id, parameters, timeout)
-            build.set_identifier_on_provider(image.id)
-            build.set_property(images.GLANCE_ID_PROPERTY, image.id)
-            build.set_property("os_hash_algo", image.get("os_hash_algo"))
-            build.set_property("os_hash_value", image.get("os_hash_value"))
-            succeeded = True
-        finally:
-            left = undo.unwind(succeeded)
-            if left:
-                LOG.error("Left behind on the provider: %s", "; ".join(left))
+                timeout=timeout),
+            stores=_stores(parameters), timeout=timeout,
+            progress=build.progress, cancel=build.cancel_event,
+            owned=getattr(build, "owned", None), log=LOG)
+        pushed = engine.run(
+            push_flow.get_flow(run), build.identifier,
+            getattr(build, "flow_persistence", None),
+            checkpoint=getattr(build, "checkpoint", None))[names.SEND_IMAGE]
+        build.set_identifier_on_provider(pushed["id"])
+        build.set_property(images.GLANCE_ID_PROPERTY, pushed["id"])
+        build.set_property("os_hash_algo", pushed["os_hash_algo"])
+        build.set_property("os_hash_value", pushed["os_hash_value"])
 
     def delete_from_provider(self, image, provider, credentials, parameters):
         """Delete the provider image from the provider's Glance; for a push
@@ -464,6 +467,7 @@ def _hand_over(build, parsed, conn, target_image, parameters):
     keeps it while the other holds it)."""
     from glanceclient import exc
     from novaimagebuilder.images import glance
+    from novaimagebuilder.images import stores
     glance_id = target_image.properties[images.GLANCE_ID_PROPERTY]
     try:
         image = conn.glance.images.get(glance_id)
@@ -486,8 +490,12 @@ def _hand_over(build, parsed, conn, target_image, parameters):
              "over, no bytes move", conn.cloud, conn.account, glance_id,
              target_image.identifier)
     build.set_provider_account_identifier(conn.account)
-    _into_stores(build, conn, glance_id, parameters,
-                 upload_timeout(parameters, image.get("size") or 0))
+    wanted = _stores(parameters)
+    if wanted:
+        build.progress(10, "Glance copies image %s into store(s) %s" % (
+            glance_id, ", ".join(wanted)))
+        stores.copy_into(conn.glance, glance_id, wanted, upload_timeout(
+            parameters, image.get("size") or 0), build.cancel_event)
     build.progress(50, "Handing over Glance image %s of target image %s"
                    % (glance_id, target_image.identifier))
     build.set_identifier_on_provider(glance_id)
@@ -498,18 +506,11 @@ def _hand_over(build, parsed, conn, target_image, parameters):
     return True
 
 
-def _into_stores(build, conn, glance_id, parameters, timeout):
-    """Put the provider's image into the ``glance_stores`` asked for
-    (copy-image: the Glance copies it; nothing passes through us)."""
-    from novaimagebuilder.images import stores
-    wanted = [store.strip() for store in
-              (parameters.get("glance_stores") or "").split(",")
-              if store.strip()]
-    if wanted:
-        build.progress(96, "Glance copies image %s into store(s) %s" % (
-            glance_id, ", ".join(wanted)))
-        stores.copy_into(conn.glance, glance_id, wanted, timeout,
-                         build.cancel_event)
+def _stores(parameters):
+    """The ``glance_stores`` asked for, as a list."""
+    return [store.strip() for store in
+            (parameters.get("glance_stores") or "").split(",")
+            if store.strip()]
 
 
 def asked_otherwise(image, parsed, parameters):
@@ -531,11 +532,7 @@ def _pushed(client, record):
     as sweep Leftovers."""
     from novaimagebuilder.images import glance
     from novaimagebuilder import sweep
-    found = glance.call(
-        "listing the images of push %s on provider %s" % (
-            record.identifier, record.provider), lambda: list(
-            client.images.list(filters={cloud.BUILD_TAG: record.identifier})))
     return [sweep.Leftover(record.identifier, "provider image", image.id,
                            "%s on provider %s" % (image.name, record.provider),
-                           owner=record.worker) for image in found
-            if image.get(cloud.BUILD_TAG) == record.identifier]
+                           owner=record.worker)
+            for image in glance.tagged(client, record.identifier)]

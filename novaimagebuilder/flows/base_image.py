@@ -5,7 +5,8 @@ Base image, in order: fetch-media, find-jeos, prepare-media,
 boot-installer, wait-installer, capture-jeos, remove-installer, keep-jeos
 (the install steps pass through when the JEOS cache has the JEOS), then
 customize, capture-image, remove-guest, discard-jeos (when the JEOS cache
-did not take it).
+did not take it). Customize: customize, capture-image, describe-image (when
+the caller has a description to add), remove-guest.
 """
 from taskflow.patterns import linear_flow
 
@@ -32,14 +33,18 @@ def get_flow(run):
     return flow
 
 
-def get_customize_flow(run, finish=None):
+def get_customize_flow(run, finish=None, describe=None):
     """Customize the image the store's ``disk`` names (left as it was):
-    boot it, customize, run ``finish``, capture the copy."""
+    boot it, customize, run ``finish``, capture the copy, then
+    ``describe(image)`` it (describe-image, when given), remove the
+    guest."""
     return _customize(linear_flow.Flow(CUSTOMIZE_NAME), run,
-                      "the base image", finish)
+                      "the base image", finish, describe)
 
 
-def _customize(flow, run, what, finish=None):
-    flow.add(guest.Customize(run, what, finish), guest.CaptureImage(run),
-             guest.RemoveGuest(run))
+def _customize(flow, run, what, finish=None, describe=None):
+    flow.add(guest.Customize(run, what, finish), guest.CaptureImage(run))
+    if describe is not None:
+        flow.add(guest.DescribeImage(run, describe))
+    flow.add(guest.RemoveGuest(run))
     return flow

@@ -4,8 +4,8 @@ Uploads stream from a file (never whole in memory) through Glance's
 interoperable image import (``glance-direct``: stage, then import) when the
 cloud offers it, else the plain image upload; the bytes are hashed while they
 are read and Glance's ``os_hash_algo`` / ``os_hash_value`` must match. The
-image is pushed on the caller's rollback stack the moment it exists, so a
-failure at any point leaves no image behind (downloads, and copies from
+image made is deleted again when the upload fails at any point, so a
+failure leaves no image behind (downloads, and copies from
 another Glance, are :mod:`novaimagebuilder.images.transfer`'s). Hashing runs in a
 thread beside the transfer (:class:`StreamHash`), so it costs no time while
 the link is the slower part. The bytes going up are inspected as their
@@ -268,32 +268,45 @@ class FileData:
         return file_hash(self.path, algorithm)
 
 
-def upload(glance, data, undo, name, disk_format, container_format,
+def upload(glance, data, name, disk_format, container_format,
            visibility="private", min_disk=0, min_ram=0, properties=None,
            method="auto", progress=None, cancel=None, timeout=3600,
-           role=FINISHED, image_id=None):
+           role=FINISHED):
     """Create the Glance image ``name`` from ``data`` (a file's path, or an
     object like :class:`FileData`); returns the active image.
 
-    The image is pushed on ``undo`` (a Rollback) as a result, so unwinding
-    after a failure deletes it. ``method`` is ``auto`` (the plain upload,
-    one pass; image import when Glance refuses the upload), ``glance-direct``
-    or ``upload``. ``progress(percent, bytes_sent)`` follows the bytes. Once
-    the bytes are checked, the image's ``imgfac_role`` becomes ``role``.
+    It either returns the active image or raises with no image left: a
+    failure (or Ctrl-C) after the image was created deletes it. ``method``
+    is ``auto`` (the plain upload, one pass; image import when Glance
+    refuses the upload), ``glance-direct`` or ``upload``.
+    ``progress(percent, bytes_sent)`` follows the bytes. Once the bytes are
+    checked, the image's ``imgfac_role`` becomes ``role``.
     While the bytes move, the image carries this process as its owner, so a
     sweep from any image store leaves the upload alone. Bytes that are not
     a safe image in ``disk_format`` are refused before anything is created
-    (streamed bytes: before their end reaches Glance). ``image_id``: a
-    queued image made by :func:`create` to fill instead.
+    (streamed bytes: before their end reaches Glance).
     """
     if not hasattr(data, "reader"):
         data = FileData(data)
     data.check(disk_format, container_format, "the upload of %s" % name)
     props = dict(properties or {})
     owned_here = cloud.OWNER_TAG not in props
-    if image_id is None:
-        image_id = create(glance, undo, name, disk_format, container_format,
-                          visibility, min_disk, min_ram, props, cancel)
+    image_id = create(glance, name, disk_format, container_format,
+                      visibility, min_disk, min_ram, props, cancel)
+    try:
+        return _fill(glance, image_id, data, name, method, progress, cancel,
+                     timeout, role, owned_here)
+    except BaseException:
+        LOG.info("Deleting Glance image %s (%s): its upload failed", name,
+                 image_id)
+        delete_quietly(glance, image_id)
+        raise
+
+
+def _fill(glance, image_id, data, name, method, progress, cancel, timeout,
+          role, owned_here):
+    """Send ``data`` to the queued image, check that Glance holds its bytes
+    and mark it finished; the active image."""
     stage = method == "glance-direct"
     offered = import_methods(glance) if stage else ()
     if stage and "glance-direct" not in offered:
@@ -319,10 +332,11 @@ def upload(glance, data, undo, name, disk_format, container_format,
     return finish(glance, image_id, name, role, owned_here, cancel)
 
 
-def create(glance, undo, name, disk_format, container_format, visibility,
+def create(glance, name, disk_format, container_format, visibility,
            min_disk, min_ram, properties, cancel):
     """Create the queued Glance image ``name`` (owned by this process while
-    its bytes move; pushed on ``undo``); its id."""
+    its bytes move); its id. Whoever creates it deletes it when its bytes
+    do not arrive."""
     props = dict(properties, **{cloud.ROLE: UPLOADING})
     props.setdefault(cloud.OWNER_TAG, "%s:%d" % (socket.gethostname(),
                                                  os.getpid()))
@@ -333,8 +347,6 @@ def create(glance, undo, name, disk_format, container_format, visibility,
             container_format=container_format, visibility=visibility,
             min_disk=int(min_disk), min_ram=int(min_ram), **props),
         lambda: _found(glance, name, props), cancel=cancel, explain=explain)
-    undo.push("Glance image %s (%s)" % (name, image.id),
-              lambda: _delete(glance, image.id), result=True)
     return image.id
 
 
@@ -455,3 +467,22 @@ def delete(glance, image_id):
     """Delete a Glance image; one that is already gone is fine."""
     call("Glance could not delete image %s" % image_id, _delete, glance,
          image_id)
+
+
+def tagged(glance, build_id):
+    """The images of ``glance`` tagged with the build ``build_id``
+    (``cloud.BUILD_TAG``), as glanceclient lists them."""
+    found = call("listing the Glance images of build %s" % build_id,
+                 lambda: list(glance.images.list(
+                     filters={cloud.BUILD_TAG: build_id})))
+    return [image for image in found if image.get(cloud.BUILD_TAG) ==
+            build_id]
+
+
+def delete_quietly(glance, image_id):
+    """:func:`delete` on the way back from a failure: a failure to delete
+    is logged (a sweep finds the image by its tags), never raised."""
+    try:
+        delete(glance, image_id)
+    except errors.BuildError as exc:
+        LOG.warning("Could not delete Glance image %s: %s", image_id, exc)

@@ -46,25 +46,25 @@ RESUMES = 5
 _END = object()
 
 
-def copy(source, image, destination, undo, name, disk_format,
+def copy(source, image, destination, name, disk_format,
          container_format, where="the source cloud", method="auto",
          progress=None, cancel=None, timeout=3600, **create):
     """Copy the Glance ``image`` (as glanceclient read it) of the
     glanceclient ``source`` to a new image ``name`` of ``destination``; the
-    active image (pushed on ``undo``). ``where`` names the source in
+    active image (none is left when the copy fails). ``where`` names the source in
     messages; ``method``, ``progress``, ``cancel``, ``timeout`` and
     ``create`` (visibility, min_disk, min_ram, properties, role) are
     :func:`glance.upload`'s."""
     url = web_location(image)
     if method == "auto" and url and \
             "web-download" in glance.import_methods(destination):
-        found = _web_download(destination, image, url, undo, name,
+        found = _web_download(destination, image, url, name,
                               disk_format, container_format, cancel, timeout,
                               create)
         if found is not None:
             return found
     return glance.upload(destination, GlanceData(source, image, where),
-                         undo, name, disk_format, container_format,
+                         name, disk_format, container_format,
                          method=method, progress=progress, cancel=cancel,
                          timeout=timeout, **create)
 
@@ -80,14 +80,14 @@ def web_location(image):
     return None
 
 
-def _web_download(destination, image, url, undo, name, disk_format,
+def _web_download(destination, image, url, name, disk_format,
                   container_format, cancel, timeout, create):
     """The destination's copy of ``image`` fetched by itself from ``url``;
     None (and no image) when the import fails."""
     create = dict(create)
     role = create.pop("role", glance.FINISHED)
     props = create.pop("properties", None) or {}
-    made = glance.create(destination, undo, name, disk_format,
+    made = glance.create(destination, name, disk_format,
                          container_format, create.get("visibility",
                                                       "private"),
                          create.get("min_disk", 0), create.get("min_ram", 0),
@@ -95,23 +95,28 @@ def _web_download(destination, image, url, undo, name, disk_format,
     LOG.info("Glance fetches %s into image %s itself (web-download)", url,
              made)
     try:
-        retries.send_once(
-            "asking Glance to fetch the image data",
-            lambda: destination.images.image_import(
-                made, method="web-download", uri=url),
-            lambda: True if destination.images.get(made).status in (
-                "importing", "active") else None, explain=glance.explain)
-        active = glance.wait_active(destination, made, timeout, cancel)
-    except errors.WaitTimeout:
+        try:
+            retries.send_once(
+                "asking Glance to fetch the image data",
+                lambda: destination.images.image_import(
+                    made, method="web-download", uri=url),
+                lambda: True if destination.images.get(made).status in (
+                    "importing", "active") else None, explain=glance.explain)
+            active = glance.wait_active(destination, made, timeout, cancel)
+        except errors.WaitTimeout:
+            raise
+        except errors.BuildError as exc:
+            LOG.info("The web-download of %s failed (%s): streaming the "
+                     "bytes instead", url, exc)
+            glance.delete(destination, made)
+            return None
+        _check_same(image, active)
+        return glance.finish(destination, made, name, role,
+                             cloud.OWNER_TAG not in props, cancel)
+    except BaseException:
+        LOG.info("Deleting Glance image %s: its web-download failed", made)
+        glance.delete_quietly(destination, made)
         raise
-    except errors.BuildError as exc:
-        LOG.info("The web-download of %s failed (%s): streaming the bytes "
-                 "instead", url, exc)
-        glance.delete(destination, made)
-        return None
-    _check_same(image, active)
-    return glance.finish(destination, made, name, role,
-                         cloud.OWNER_TAG not in props, cancel)
 
 
 def _check_same(image, copied):

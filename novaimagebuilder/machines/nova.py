@@ -353,19 +353,12 @@ class NovaBackend(pipeline.Backend):
         """The id of the Glance image ``name`` uploaded from ``path``
         (streamed and hashed by :func:`glance.upload`); a failed upload
         leaves no image."""
-        undo = rollback.Rollback(self.log)
-        succeeded = False
-        try:
-            image = glance.upload(
-                glance.of(self.conn), path, undo, name, disk_format,
-                container_format, method="upload", cancel=self.cancel,
-                timeout=waiter.for_size(os.path.getsize(path), 600),
-                role=role, properties=dict(properties, **{
-                    cloud.BUILD_TAG: self.build_id, cloud.OWNER_TAG: self.owner}))
-            succeeded = True
-        finally:
-            undo.unwind(succeeded)
-        return image.id
+        return glance.upload(
+            glance.of(self.conn), path, name, disk_format, container_format,
+            method="upload", cancel=self.cancel,
+            timeout=waiter.for_size(os.path.getsize(path), 600), role=role,
+            properties=dict(properties, **{cloud.BUILD_TAG: self.build_id,
+                                           cloud.OWNER_TAG: self.owner})).id
 
     # -- servers ---------------------------------------------------------------
 

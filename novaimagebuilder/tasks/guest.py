@@ -116,6 +116,23 @@ class CaptureImage(context.BuildTask):
                             result)
 
 
+class DescribeImage(context.BuildTask):
+    """Hand the captured image to ``describe(handle, ICICLE)`` (the
+    caller's properties and record: a target image made in the cloud).
+    Reversion
+    strategy: none of its own (CaptureImage's revert discards the
+    image)."""
+
+    name = names.DESCRIBE_IMAGE
+
+    def __init__(self, run, describe, **kwargs):
+        super().__init__(run, **kwargs)
+        self.describe = describe
+
+    def execute(self, image, guest):
+        self.describe(self.run.handle(image), guest["icicle"])
+
+
 class RemoveGuest(context.BuildTask):
     """Delete the guest once its disk is captured. Reversion strategy:
     none (Customize's revert removes it)."""

@@ -17,6 +17,8 @@ KEEP_JEOS = "keep-jeos"
 CUSTOMIZE = "customize"
 CAPTURE_IMAGE = "capture-image"
 REMOVE_GUEST = "remove-guest"
+# Of the customize flow, when its caller describes the image it made.
+DESCRIBE_IMAGE = "describe-image"
 # Last of the base-image flow: the JEOS of a build without a JEOS cache.
 DISCARD_JEOS = "discard-jeos"
 
@@ -30,3 +32,9 @@ JEOS_INFO = "jeos_info"
 DISK = "disk"
 GUEST = "guest"
 IMAGE = "image"
+
+# Tasks of the push flow (a provider's Glance image of a finished image).
+SEND_IMAGE = "send-image"
+COPY_INTO_STORES = "copy-into-stores"
+# Value it provides: {"id", "os_hash_algo", "os_hash_value"} of the image.
+PUSHED = "pushed"

@@ -13,7 +13,6 @@ import pytest
 from novaimagebuilder import cloud
 from novaimagebuilder import errors
 from novaimagebuilder.images import glance
-from novaimagebuilder import rollback
 from novaimagebuilder.images import transfer
 from tests.functional import test_glance_transfer
 
@@ -97,8 +96,7 @@ def source_image(conn, tmp_path_factory):
     path = tmp_path_factory.mktemp("copy") / "source.iso"
     data = test_glance_transfer._iso(path, SIZE)
     client = glance.of(conn)
-    undo = rollback.Rollback()
-    image = glance.upload(client, str(path), undo, "imgfac-ft-copy-source",
+    image = glance.upload(client, str(path), "imgfac-ft-copy-source",
                           "iso", "bare")
     yield image, data
     glance.delete(client, image.id)
@@ -116,8 +114,7 @@ def test_copy_takes_a_dropped_download_up_where_it_stopped(
     try:
         source = glance.client(conn.session,
                                endpoint="http://127.0.0.1:%d" % proxy.port)
-        undo = rollback.Rollback()
-        copied = transfer.copy(source, image, glance.of(conn), undo,
+        copied = transfer.copy(source, image, glance.of(conn),
                                unique_name, "iso", "bare",
                                properties={cloud.BUILD_TAG: unique_name})
     finally:
@@ -134,16 +131,15 @@ def test_a_damaged_copy_fails_in_one_line_and_leaves_nothing(
         conn, source_image, unique_name):
     image, _ = source_image
     proxy = DownloadProxy(flip=3 * 1024 ** 2)
-    undo = rollback.Rollback()
     try:
         source = glance.client(conn.session,
                                endpoint="http://127.0.0.1:%d" % proxy.port)
         with pytest.raises(errors.BuildError) as raised:
-            transfer.copy(source, image, glance.of(conn), undo, unique_name,
+            transfer.copy(source, image, glance.of(conn), unique_name,
                           "iso", "bare")
     finally:
         proxy.close()
-        assert undo.unwind(False) == []
+    assert _ours(conn, unique_name) == []
     message = str(raised.value)
     assert message.startswith("Glance image %s on the source cloud arrived "
                               "damaged: its sha512 is %s, the data's is "
@@ -234,7 +230,7 @@ def test_an_upload_cut_once_is_sent_again(conn, tmp_path, unique_name,
         client = glance.client(conn.session,
                                endpoint="http://127.0.0.1:%d" % proxy.port)
         image = glance.upload(client, str(tmp_path / "cut.iso"),
-                              rollback.Rollback(), unique_name, "iso", "bare")
+                              unique_name, "iso", "bare")
     finally:
         proxy.close()
     cleanup.append(lambda: conn.image.delete_image(image.id))

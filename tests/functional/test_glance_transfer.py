@@ -9,7 +9,6 @@ import struct
 from novaimagebuilder import cloud
 from novaimagebuilder.images import glance
 from novaimagebuilder.machines import nova
-from novaimagebuilder import rollback
 from novaimagebuilder.images import transfer
 
 
@@ -80,8 +79,7 @@ def test_upload_is_owned_while_it_runs_and_not_after(conn, tmp_path,
     client = glance.client(conn.session, region=conn.config.region_name,
                            interface=conn.config.interface)
     client.images = _Recording(client.images)
-    undo = rollback.Rollback()
-    image = glance.upload(client, str(tmp_path / "push.iso"), undo,
+    image = glance.upload(client, str(tmp_path / "push.iso"),
                           unique_name, "iso", "bare",
                           properties={cloud.BUILD_TAG: unique_name})
     cleanup.append(lambda: conn.image.delete_image(image.id,

@@ -272,6 +272,25 @@ def test_customize_image_failure_removes_what_it_made(fakes, fail,
     assert backend.alive == set()
 
 
+def test_a_description_that_fails_discards_the_captured_image(fakes):
+    """describe(image, ICICLE) runs after the capture, before the guest
+    goes; when it fails the flow's reverts discard the image too."""
+    backend, seen = Recorder(), []
+    run = runner.Pipeline(backend, media.MediaCache(str(fakes)))
+    result = run.customize_image(
+        "base", TEMPLATE, {},
+        describe=lambda image, icicle: seen.append((image, "hello" in icicle)))
+    assert seen == [(result.image, True)]
+
+    def refuse(image, icicle):
+        raise errors.BuildError("Glance refused the properties")
+    backend = Recorder()
+    with pytest.raises(errors.BuildError, match="refused the properties"):
+        runner.Pipeline(backend, media.MediaCache(str(fakes))).customize_image(
+            "base", TEMPLATE, {}, describe=refuse)
+    assert "capture_image" in backend.calls and backend.alive == set()
+
+
 def test_customize_image_runs_finish_last_before_the_power_off(
         fakes, monkeypatch):
     from novaimagebuilder.guest import icicle
