@@ -15,6 +15,7 @@ import hashlib
 import logging
 import os
 import queue
+import re
 import socket
 import threading
 import time
@@ -71,11 +72,12 @@ def call(what, function, *args, **kwargs):
 
 def client(session, endpoint=None, region=None, interface=None):
     """A Glance v2 client on a keystoneauth ``session``; ``endpoint`` replaces
-    the catalog's Glance URL."""
+    the catalog's Glance URL (its version, as openstacksdk's discovery
+    gives it, is dropped: glanceclient adds its own)."""
     from glanceclient import client as glance_client
     kwargs = {"session": session}
     if endpoint:
-        kwargs["endpoint_override"] = endpoint
+        kwargs["endpoint_override"] = re.sub(r"/v2(\.\d+)?/?$", "", endpoint)
     if region:
         kwargs["region_name"] = region
     if interface:

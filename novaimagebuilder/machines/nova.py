@@ -27,7 +27,6 @@ from novaimagebuilder.machines import nova_volumes
 from novaimagebuilder import pipeline
 from novaimagebuilder.installer import remaster
 from novaimagebuilder import retries
-from novaimagebuilder import rollback
 from novaimagebuilder.guest import ssh_source
 from novaimagebuilder import sweep
 from novaimagebuilder import waiter
@@ -177,7 +176,8 @@ class Server:
 
     id: str
     name: str
-    undo: rollback.Rollback
+    #: installer or guest: what else belongs to it follows (see _parts).
+    role: str
     #: Where SSH reaches it (the guest only; see choose_address).
     address: str | None = None
     #: Booted from the install ISO by a rescue (undone before a capture).
@@ -312,17 +312,14 @@ class NovaBackend(pipeline.Backend):
         return self._upload(path, name, disk_format, container_format,
                             "media", dict(properties, **{cloud.MEDIA_SHA256: digest}))
 
-    def _build_image(self, role, path, disk_format, container_format, undo,
+    def _build_image(self, role, path, disk_format, container_format,
                      **properties):
         """Upload ``path`` as an image of this build alone (the installer's
         disk, ramdisk or ISO), or adopt the one an earlier run of the build
-        uploaded; ``undo`` deletes it with the build's other
-        temporaries."""
+        uploaded; it goes with the installer (see _parts)."""
         name = self._server_name(role)
-        image = self._adopted_image(name) or self._upload(
+        return self._adopted_image(name) or self._upload(
             path, name, disk_format, container_format, role, properties)
-        undo.push("image %s" % image, lambda: self.discard(image))
-        return image
 
     def _own_images(self, name=None):
         """This build's Glance images (named ``name``), as Glance lists
@@ -369,7 +366,7 @@ class NovaBackend(pipeline.Backend):
     def _server_name(self, role):
         return "%s%s-%s" % (cloud.NAME_PREFIX, self.build_id, role)
 
-    def _boot(self, role, image_id, undo, user_data=None, key_name=None,
+    def _boot(self, role, image_id, user_data=None, key_name=None,
               security_groups=None):
         attrs = dict(name=self._server_name(role), image_id=image_id,
                      flavor_id=self.flavor.id,
@@ -397,7 +394,7 @@ class NovaBackend(pipeline.Backend):
         volume = None
         if self.volumes:
             attrs["block_device_mapping"], volume = self.volumes.root(
-                role, attrs.pop("image_id"), undo,
+                role, attrs.pop("image_id"),
                 created.id if created is not None else None)
         if created is None:
             created = retries.send_once(
@@ -410,9 +407,8 @@ class NovaBackend(pipeline.Backend):
         else:
             self.log.info("Adopting server %s (%s), booted by an earlier run "
                           "of this build", created.name, created.id)
-        server = Server(created.id, created.name, undo,
+        server = Server(created.id, created.name, role,
                         rescued=created.vm_state == "rescued", volume=volume)
-        undo.push(str(server), lambda: self._delete_server(server.id))
         found = waiter.wait_for(
             "waiting for %s to become ACTIVE" % server,
             lambda: self.conn.compute.get_server(server.id),
@@ -453,27 +449,27 @@ class NovaBackend(pipeline.Backend):
         ISO as an extra CD-ROM (booting the ISO image itself would make the
         CD-ROM the root device that snapshots capture). An installer that
         reads its script from its initrd gets it there: in a private
-        ramdisk image, or in a private copy of the ISO."""
-        undo = rollback.Rollback(self.log)
+        ramdisk image, or in a private copy of the ISO. When it fails, what
+        it made is found by this build's tags and removed (see _remove)."""
+        server = None
         try:
             if "iso" in media["files"]:
-                iso = self._installer_iso(media, script, kind, cmdline, undo)
-                disk = self._installer_disk(disk_size, undo)
-                server = self._boot("installer", disk, undo, user_data=script)
+                iso = self._installer_iso(media, script, kind, cmdline)
+                disk = self._installer_disk(disk_size)
+                server = self._boot("installer", disk, user_data=script)
                 self._rescue(server, iso)
                 return server
             ramdisk = media["ramdisk"]
             if kind in pipeline.INITRD_SCRIPTS:
                 ramdisk = self._ramdisk_with_script(
                     media["files"]["ramdisk"], script,
-                    pipeline.INITRD_SCRIPTS[kind], undo)
-            disk = self._installer_disk(disk_size, undo,
-                                        kernel_id=media["kernel"],
+                    pipeline.INITRD_SCRIPTS[kind])
+            disk = self._installer_disk(disk_size, kernel_id=media["kernel"],
                                         ramdisk_id=ramdisk,
                                         os_command_line=cmdline)
-            return self._boot("installer", disk, undo, user_data=script)
+            return self._boot("installer", disk, user_data=script)
         except BaseException:
-            undo.unwind(succeeded=False)
+            self._remove("installer", server and server.id)
             raise
 
     def _rescue(self, server, image_id):
@@ -508,16 +504,15 @@ class NovaBackend(pipeline.Backend):
             failed=lambda s: faults.server_error(s, self.conn)
             if s.status == "ERROR" else None)
 
-    def _ramdisk_with_script(self, ramdisk, script, name, undo):
+    def _ramdisk_with_script(self, ramdisk, script, name):
         """A private Glance ramdisk for this build: the installer's initrd
         with the install script added as ``name``."""
         with tempfile.TemporaryDirectory() as tmp:
             path = initrd.with_files(ramdisk, {name: script.encode()},
                                      os.path.join(tmp, "initrd"))
-            return self._build_image("installer-ramdisk", path, "ari", "ari",
-                                     undo)
+            return self._build_image("installer-ramdisk", path, "ari", "ari")
 
-    def _installer_iso(self, media, script, kind, cmdline, undo):
+    def _installer_iso(self, media, script, kind, cmdline):
         """The Glance ISO the installer is rescued with: the install ISO
         remastered to boot its installer at once with ``cmdline`` (see
         :mod:`remaster`). With the install script in its initrd the copy is
@@ -537,7 +532,7 @@ class NovaBackend(pipeline.Backend):
             path = self._remaster(iso, {pipeline.INITRD_SCRIPTS[kind]:
                                         script.encode()}, cmdline, out)
             return self._build_image("installer-iso", path, "iso", "bare",
-                                     undo, **self._rescue_properties())
+                                     **self._rescue_properties())
 
     def _remaster(self, iso, files, cmdline, out):
         self.log.info("Remastering the install ISO: its boot loader boots "
@@ -546,7 +541,7 @@ class NovaBackend(pipeline.Backend):
                       if files else "")
         return remaster.with_files(iso, files, cmdline, out)
 
-    def _installer_disk(self, disk_size, undo, **boot_properties):
+    def _installer_disk(self, disk_size, **boot_properties):
         """A blank disk image for the installer to install onto, with the
         machine properties; the ``boot_properties`` (kernel_id, ramdisk_id,
         os_command_line) make Nova boot the installer kernel directly."""
@@ -557,7 +552,7 @@ class NovaBackend(pipeline.Backend):
             subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", path,
                             str(size)], check=True)
             return self._build_image(
-                "installer-disk", path, "qcow2", "bare", undo,
+                "installer-disk", path, "qcow2", "bare",
                 **dict(self.machine_properties, **boot_properties))
 
     def wait_powered_off(self, machine, what, timeout, inactivity=None,
@@ -610,9 +605,88 @@ class NovaBackend(pipeline.Backend):
         return output.get("output") or ""
 
     def delete(self, machine):
-        left = machine.undo.unwind(succeeded=False)
+        left = self._remove(machine.role, machine.id, machine.volume)
         if left:
             raise errors.BuildError("could not delete: %s" % "; ".join(left))
+
+    def _remove(self, role, server_id=None, volume=None):
+        """Remove this build's machine of ``role``: its server
+        (``server_id``, else the one named for the role, if any: a boot
+        whose answer was lost made it), then what belongs only to it, all
+        found by this build's tags (see _parts), so it does not matter which
+        process made them. Returns what could not be removed, as lines."""
+        left = []
+
+        def remove(description, action):
+            try:
+                action()
+                self.log.info("Removed %s", description)
+            except Exception as exc:
+                self.log.warning("Could not remove %s: %s", description, exc)
+                left.append("%s: %s" % (description, cloud.explain(exc)))
+        if server_id is None:
+            found = self._server_named(self._server_name(role))
+            server_id = found and found.id
+        if server_id:
+            remove("server %s" % server_id,
+                   lambda: self._delete_server(server_id))
+        for kind, parts in self._parts(role, volume):
+            try:
+                found = parts()
+            except Exception as exc:
+                self.log.warning("Could not look up the %s of the %s: %s",
+                                 kind, role, exc)
+                left.append("the %s of the %s: %s" % (kind, role,
+                                                      cloud.explain(exc)))
+                continue
+            for description, action in found:
+                remove(description, action)
+        return left
+
+    def _parts(self, role, volume=None):
+        """What belongs only to this build's machine of ``role`` besides its
+        server: ``[(kind, lookup)]``, each lookup giving ``[(description,
+        removal)]`` as found by the build's tags and names. The volumes come
+        first (on Ceph a volume made from an image holds that image until
+        the volume is gone): the root volume (``volume`` too, when the
+        server is gone); then a guest's floating IPs, security group and
+        keypair, or an installer's private images (disk, ramdisk, ISO)."""
+        def volumes():
+            name = self.volumes.name(role)
+            return [("volume %s (%s)" % (found.name, found.id),
+                     lambda v=found.id: self.volumes.remove(v))
+                    for found in self.volumes.own()
+                    if found.name == name or found.id == volume]
+        lookups = [("volumes", volumes)] if self.volumes else []
+        if role == "guest":
+            return lookups + [("network resources and keypair",
+                               self._guest_parts)]
+        return lookups + [("private images", self._installer_parts)]
+
+    def _guest_parts(self):
+        """The guest's floating IPs, security group and keypair (see
+        _parts)."""
+        parts = [("floating IP %s" % ip.floating_ip_address,
+                  lambda i=ip: self.conn.network.delete_ip(
+                      i.id, ignore_missing=True))
+                 for ip in self.conn.network.ips(
+                     description=self._fip_description())]
+        parts += [("security group %s" % group.name,
+                   lambda g=group: self.conn.network.delete_security_group(
+                       g.id, ignore_missing=True))
+                  for group in self._own("security_groups",
+                                         self._server_name("ssh"))]
+        key = self._server_name("key")
+        return parts + [("keypair %s" % key, lambda: self.conn.compute.
+                         delete_keypair(key, ignore_missing=True))]
+
+    def _installer_parts(self):
+        """The installer's private images (see _parts)."""
+        private = {self._server_name(kind) for kind in (
+            "installer-disk", "installer-ramdisk", "installer-iso")}
+        return [("image %s" % image["id"],
+                 lambda i=image["id"]: self.discard(i))
+                for image in self._own_images() if image["name"] in private]
 
     # -- images ----------------------------------------------------------------
 
@@ -757,14 +831,11 @@ class NovaBackend(pipeline.Backend):
 
     def boot_guest(self, jeos, user, public_key, user_data=None):
         self._clear_guest()
-        undo = rollback.Rollback(self.log)
         try:
             name = self._server_name("key")
             self._create_keypair(name, public_key)
-            undo.push("keypair %s" % name, lambda: self.conn.compute.
-                      delete_keypair(name, ignore_missing=True))
-            group = None if self.security_groups else self._ssh_group(undo)
-            server = self._boot("guest", jeos, undo, key_name=name,
+            group = None if self.security_groups else self._ssh_group()
+            server = self._boot("guest", jeos, key_name=name,
                                 security_groups=self.security_groups or
                                 [group.name], user_data=user_data)
             wanted = dict(network=self.ssh_network and self.ssh_network.name,
@@ -775,7 +846,7 @@ class NovaBackend(pipeline.Backend):
                 # soon as it is ACTIVE, before a floating IP is made.
                 choose_address(server.found, **wanted)
                 if self.floating_ip:
-                    floating = self._floating_ip(server, undo)
+                    floating = self._floating_ip(server)
             server.address = choose_address(
                 server.found, ssh_host=self.ssh_host, floating=floating,
                 **wanted)
@@ -784,43 +855,14 @@ class NovaBackend(pipeline.Backend):
             self.log.info("Reaching %s by SSH at %s", server, server.address)
             return server
         except BaseException:
-            undo.unwind(succeeded=False)
+            self._remove("guest")
             raise
-
-    def _guest_undo(self, undo):
-        """Push on ``undo`` the removal of the guest's keypair, security
-        group and floating IPs (what boot_guest makes besides the
-        server)."""
-        key = self._server_name("key")
-        undo.push("keypair %s" % key, lambda: self.conn.compute.
-                  delete_keypair(key, ignore_missing=True))
-        if self.volumes:
-            name = self.volumes.name("guest")
-            for volume in self.volumes.own():
-                if volume.name == name:
-                    undo.push("volume %s (%s)" % (name, volume.id),
-                              lambda v=volume.id: self.volumes.remove(v))
-        for group in self._own("security_groups", self._server_name("ssh")):
-            undo.push("security group %s" % group.name, lambda g=group: self.
-                      conn.network.delete_security_group(
-                          g.id, ignore_missing=True))
-        for ip in self.conn.network.ips(description=self._fip_description()):
-            undo.push("floating IP %s" % ip.floating_ip_address,
-                      lambda i=ip: self.conn.network.delete_ip(
-                          i.id, ignore_missing=True))
 
     def _clear_guest(self):
         """Remove the guest an earlier run of this build left (its SSH key
-        died with that run's process) and its keypair, security group and
-        floating IPs."""
-        undo = rollback.Rollback(self.log)
-        self._guest_undo(undo)
-        stale = self._server_named(self._server_name("guest"))
-        if stale is not None:
-            self.log.info("Deleting server %s (%s), left by an earlier run "
-                          "of this build", stale.name, stale.id)
-            undo.push(stale.name, lambda: self._delete_server(stale.id))
-        left = undo.unwind(succeeded=False)
+        died with that run's process) and its keypair, security group,
+        floating IPs and volume."""
+        left = self._remove("guest")
         if left:
             raise errors.BuildError("could not remove what an earlier run "
                                     "left: %s" % "; ".join(left))
@@ -846,9 +888,10 @@ class NovaBackend(pipeline.Backend):
         except sdk.HttpException as exc:
             raise errors.BuildError("looking up server %s: %s"
                                     % (identifier, cloud.explain(exc))) from None
-        volume = self.volumes and cloud.call(
+        disk = self.volumes and cloud.call(
             "looking up the volume of server %s" % identifier,
             self.volumes.of_server, identifier)
+        volume = disk and disk.id
         if found is not None and \
                 (found.metadata or {}).get(cloud.BUILD_TAG) != self.build_id:
             raise errors.BuildError("server %s is not this build's"
@@ -858,40 +901,29 @@ class NovaBackend(pipeline.Backend):
         if deleting and volume:
             # A capture deletes the server to upload its volume.
             _wait_server_gone(self.conn, identifier)
-            return self._volume_left(identifier, volume)
+            return self._volume_left(identifier, disk)
         if found is None:
             raise errors.Gone("server %s is gone" % identifier)
         if deleting:
             raise errors.Gone("server %s is being deleted" % identifier)
-        undo = rollback.Rollback(self.log)
-        if found.name == self._server_name("guest"):
-            self._guest_undo(undo)
-        else:
-            private = {self._server_name(role) for role in (
-                "installer-disk", "installer-ramdisk", "installer-iso")}
-            for image in self._own_images():
-                if image["name"] in private:
-                    undo.push("image %s" % image["id"],
-                              lambda i=image["id"]: self.discard(i))
-        if volume:
-            undo.push("volume %s" % volume,
-                      lambda: self.volumes.remove(volume))
-        server = Server(found.id, found.name, undo, found=found,
+        role = "guest" if found.name == self._server_name("guest") else \
+            "installer"
+        server = Server(found.id, found.name, role, found=found,
                         rescued=found.vm_state == "rescued", volume=volume)
-        undo.push(str(server), lambda: self._delete_server(server.id))
         self.log.info("Going on with %s, booted by an earlier run of this "
                       "build (%s)", server, found.status)
         return server
 
     def _volume_left(self, server_id, volume):
         """The server ``server_id`` that a capture deleted to upload its
-        ``volume``, which is left: its capture goes on with the volume."""
-        undo = rollback.Rollback(self.log)
-        undo.push("volume %s" % volume, lambda: self.volumes.remove(volume))
+        ``volume`` (openstacksdk's), which is left: its capture goes on with
+        the volume."""
         self.log.info("Going on with volume %s, the disk of server %s that "
                       "an earlier run of this build deleted to upload it",
-                      volume, server_id)
-        return Server(server_id, "(deleted)", undo, volume=volume)
+                      volume.id, server_id)
+        role = "guest" if volume.name == self.volumes.name("guest") else \
+            "installer"
+        return Server(server_id, "(deleted)", role, volume=volume.id)
 
     def _create_keypair(self, name, public_key):
         """The build's keypair (sent once: see retries.send_once)."""
@@ -907,14 +939,12 @@ class NovaBackend(pipeline.Backend):
                 name=name, public_key=public_key), made, cancel=self.cancel,
             log=self.log)
 
-    def _ssh_group(self, undo):
+    def _ssh_group(self):
         name = self._server_name("ssh")
         group = cloud.call("creating the security group",
                            self.conn.network.create_security_group, name=name,
                            description="SSH for imgfac-nova build %s"
                            % self.build_id)
-        undo.push("security group %s" % name, lambda: self.conn.network.
-                  delete_security_group(group.id, ignore_missing=True))
         cloud.call("tagging the security group", self.conn.network.set_tags,
                    group, self._tags())
         return group
@@ -940,7 +970,7 @@ class NovaBackend(pipeline.Backend):
                 "the cloud sees this host at another address (a NAT), give "
                 "ssh_source_cidr" % self._ssh_from)
 
-    def _floating_ip(self, server, undo):
+    def _floating_ip(self, server):
         network = self._external_network()
         ports = list(self.conn.network.ports(device_id=server.id))
         if self.ssh_network is not None:  # on the port of that network
@@ -959,9 +989,6 @@ class NovaBackend(pipeline.Backend):
             lambda: next(iter(self.conn.network.ips(
                 port_id=ports[0].id, description=description)), None),
             cancel=self.cancel, log=self.log)
-        undo.push("floating IP %s" % ip.floating_ip_address,
-                  lambda: self.conn.network.delete_ip(ip.id,
-                                                      ignore_missing=True))
         cloud.call("tagging the floating IP", self.conn.network.set_tags, ip,
                    self._tags())
         return ip.floating_ip_address

@@ -88,13 +88,14 @@ class Volumes:
                 if all((volume.metadata or {}).get(k) == v
                        for k, v in wanted.items())]
 
-    def root(self, role, image_id, undo, server=None):
+    def root(self, role, image_id, server=None):
         """The block-device mapping of a root volume of ``role`` made from
         ``image_id``: the one an earlier run of the build made for no server
         yet or for ``server`` (the server adopted), else a new one (one an
-        earlier run made for another server is deleted); the volume's
-        deletion is pushed on ``undo``. Returns ``(mapping, volume id)``
-        once the volume is available (or in use by ``server``)."""
+        earlier run made for another server is deleted); it goes with the
+        machine (NovaBackend._parts finds it by its name). Returns
+        ``(mapping, volume id)`` once the volume is available (or in use by
+        ``server``)."""
         name = self.name(role)
         volume = None
         for found in self.own():
@@ -113,8 +114,6 @@ class Volumes:
                 self.remove(found.id)
         if volume is None:
             volume = self._create(name, image_id)
-        undo.push("volume %s (%s)" % (name, volume.id),
-                  lambda: self.remove(volume.id))
         if volume.status != "in-use":
             self.wait(volume.id, name, "available", ("creating",
                                                      "downloading"),
@@ -152,10 +151,10 @@ class Volumes:
                    **{SERVER_TAG: server_id})
 
     def of_server(self, server_id):
-        """The id of this build's volume of server ``server_id``, or
+        """This build's volume of server ``server_id`` (openstacksdk's), or
         None."""
         found = self.own(**{SERVER_TAG: server_id})
-        return found[0].id if found else None
+        return found[0] if found else None
 
     def wait(self, volume_id, name, status, busy, timeout):
         """Wait until the volume (``name``: its name, None: unnamed in

@@ -16,7 +16,7 @@ def test_status_often_console_seldom(cloud, backend, monkeypatch):  # noqa: F811
     monkeypatch.setattr(nova, "CONSOLE_EVERY", 3600)
     servers(cloud, *[ACTIVE] * 5, SHUTOFF)
     cloud.post(NOVA + "servers/srv1/action", json={"output": "booting\n"})
-    machine = nova.Server("srv1", "installer", None)
+    machine = nova.Server("srv1", "installer", "installer")
     backend.wait_powered_off(machine, "installing", 60, inactivity=600)
     gets = [r for r in cloud.request_history
             if r.method == "GET" and r.path == "/v2.1/servers/srv1"]

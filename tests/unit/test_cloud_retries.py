@@ -146,7 +146,6 @@ def test_a_server_create_whose_answer_was_lost_is_adopted(cloud):
     """The backend's boot: the POST is reset after Nova made the server;
     the build finds its tagged server by name and boots nothing twice."""
     from novaimagebuilder.machines import nova
-    from novaimagebuilder import rollback
     conn = connect()
     flavor = openstack.compute.v2.flavor.Flavor(id="1", name="1", disk=2)
     backend = nova.NovaBackend(conn, "b1", flavor, config_drive=False)
@@ -157,7 +156,7 @@ def test_a_server_create_whose_answer_was_lost_is_adopted(cloud):
     cloud.get(NOVA + "servers/detail", [{"json": {"servers": [other]}},
                                         {"json": {"servers": [other, made]}}])
     cloud.get(NOVA + "servers/srv1", json={"server": made})
-    server = backend._boot("guest", "img", rollback.Rollback())
+    server = backend._boot("guest", "img")
     assert server.id == "srv1"
     assert len(calls(cloud, "POST", "/v2.1/servers")) == 1
     listed = calls(cloud, "GET", "/v2.1/servers/detail")
@@ -167,7 +166,6 @@ def test_a_server_create_whose_answer_was_lost_is_adopted(cloud):
 
 def test_a_floating_ip_whose_answer_was_lost_is_adopted(cloud):
     from novaimagebuilder.machines import nova
-    from novaimagebuilder import rollback
     neutron = "http://neutron.test/"
     conn = openstack.connection.Connection(
         session=retries.Session(auth=noauth.NoAuth()),
@@ -186,8 +184,7 @@ def test_a_floating_ip_whose_answer_was_lost_is_adopted(cloud):
     cloud.put(neutron + "v2.0/floatingips/fip1/tags", json={"tags": []})
     flavor = openstack.compute.v2.flavor.Flavor(id="1", name="1", disk=2)
     backend = nova.NovaBackend(conn, "b1", flavor, floating_ip=True)
-    undo = rollback.Rollback()
-    address = backend._floating_ip(nova.Server("srv1", "guest", undo), undo)
+    address = backend._floating_ip(nova.Server("srv1", "guest", "guest"))
     assert address == "203.0.113.7"
     assert len(calls(cloud, "POST", "/v2.0/floatingips")) == 1
     looked = calls(cloud, "GET", "/v2.0/floatingips")

@@ -92,6 +92,6 @@ def test_a_snapshot_may_take_a_time_scaled_by_the_disk(
     with pytest.raises(errors.WaitTimeout, match=r"^timed out waiting for "
                        r"the image snapshot img1 to become active \(after "
                        r"1 s\)$"):
-        backend.capture(nova.Server("srv1", "guest", None), "image")
+        backend.capture(nova.Server("srv1", "guest", "guest"), "image")
     assert time.monotonic() - started < 10
     assert deleted.called

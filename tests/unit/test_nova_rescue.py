@@ -111,7 +111,25 @@ def glance_images(cloud, *ids):
         cloud.get(GLANCE + "v2/images/%s" % image, json=get(image))
         cloud.patch(GLANCE + "v2/images/%s" % image, json=get(image))
         cloud.delete(GLANCE + "v2/images/%s" % image, status_code=204)
+    cloud.get(GLANCE + "v2/images", json=lambda request, context: {
+        "images": listed(cloud, ids, request.qs)})
     return uploads
+
+
+def listed(cloud, ids, filters):
+    """The images of ``ids`` made so far and not deleted whose properties
+    match the list's ``filters``, as Glance lists them."""
+    made = {}
+    for r in cloud.request_history:
+        if r.method == "POST" and r.path == "/v2/images":
+            image = ids[len(made)]
+            made[image] = dict(json.loads(r.body), id=image, status="active")
+        elif r.method == "DELETE" and r.path.startswith("/v2/images/"):
+            made.pop(r.path.rsplit("/", 1)[1], None)
+    return [image for image in made.values()
+            if all(str(image.get(key)).lower() == values[0]
+                   for key, values in filters.items()
+                   if key not in ("limit", "marker", "sort"))]
 
 
 def roles(cloud):
@@ -192,7 +210,7 @@ def test_failed_rescue_removes_the_server_and_the_disk(cloud, backend,
 def test_a_rescued_guest_that_powered_off_is_off(cloud, backend):
     servers(cloud, RESCUED, RESCUED_OFF)
     cloud.post(NOVA + "servers/srv1/action", json={"output": "done\n"})
-    machine = nova.Server("srv1", "installer", None, rescued=True)
+    machine = nova.Server("srv1", "installer", "installer", rescued=True)
     backend.wait_powered_off(machine, "installing", 60)
     gets = [r for r in cloud.request_history
             if r.method == "GET" and r.path == "/v2.1/servers/srv1"]
@@ -219,7 +237,7 @@ def test_capture_of_a_rescued_server_unrescues_and_stops_it_first(
     servers(cloud, RESCUED_OFF, ACTIVE, SHUTOFF)
     cloud.get(GLANCE + "v2/images/jeos1",
               json={"id": "jeos1", "status": "active", "name": "j"})
-    machine = nova.Server("srv1", "installer", None, rescued=True)
+    machine = nova.Server("srv1", "installer", "installer", rescued=True)
 
     assert backend.capture(machine, "jeos") == "jeos1"
 
@@ -292,8 +310,8 @@ def test_preseed_iso_install_rescues_with_a_private_remastered_iso(
         == {"preseed.cfg": script.encode()}
     # Nothing of it is left: server, disk and ISO are deleted.
     deleted = [r.path for r in cloud.request_history if r.method == "DELETE"]
-    assert deleted == ["/v2.1/servers/srv1", "/v2/images/disk1",
-                       "/v2/images/iso2"]
+    assert deleted[0] == "/v2.1/servers/srv1"
+    assert sorted(deleted[1:]) == ["/v2/images/disk1", "/v2/images/iso2"]
 
 
 def test_kickstart_iso_copy_is_shared_media_booting_with_the_cmdline(

@@ -55,7 +55,9 @@ def cloud():
             "links": [{"rel": "self", "href": CINDER}]}})
         mock.get(GLANCE + "v2/images", json={"images": []})
         mock.get(NOVA + "servers/detail", json={"servers": []})
-        mock.get(CINDER + "volumes/detail", json={"volumes": []})
+        # Lists vol1 once it was made and until it is deleted.
+        mock.get(CINDER + "volumes/detail", json=lambda request, context: {
+            "volumes": [volume("available")] if made(mock, "vol1") else []})
         mock.post(CINDER + "volumes", status_code=202,
                   json={"volume": volume("creating")})
         mock.post(CINDER + "volumes/vol1/metadata", json={"metadata": {}})
@@ -87,6 +89,14 @@ def volumes(cloud, *states, vid="vol1", **kwargs):
     cloud.get(CINDER + "volumes/%s" % vid,
               [{"json": {"volume": volume(s, vid, **kwargs)}}
                for s in states])
+
+
+def made(cloud, vid):
+    """Whether the cloud made volume ``vid`` (the first made) and has not
+    deleted it."""
+    history = [(r.method, r.path) for r in cloud.request_history]
+    return ("POST", "/v3/volumes") in history and \
+        ("DELETE", "/v3/volumes/" + vid) not in history
 
 
 def requests(cloud, method, path):
@@ -218,7 +228,7 @@ def test_capture_deletes_the_server_and_uploads_its_volume(cloud, backend):
     cloud.get(GLANCE + "v2/images/img1", [{"json": image("queued")},
                                           {"json": image("saving")},
                                           {"json": image("active", 1234)}])
-    machine = nova.Server("srv1", "imgfac-nova-b1-installer", None,
+    machine = nova.Server("srv1", "imgfac-nova-b1-installer", "installer",
                           volume="vol1")
 
     assert backend.capture(machine, "jeos") == "img1"
@@ -280,7 +290,7 @@ def test_a_volume_stuck_uploading_fails_naming_it(cloud, backend,
         "os-volume_upload_image": {"image_id": "img1"}})
     cloud.get(GLANCE + "v2/images/img1", json=image("saving"))
     cloud.delete(GLANCE + "v2/images/img1", status_code=204)
-    machine = nova.Server("srv1", "installer", None, volume="vol1")
+    machine = nova.Server("srv1", "installer", "installer", volume="vol1")
 
     with pytest.raises(errors.WaitTimeout) as raised:
         backend.capture(machine, "jeos")
@@ -298,11 +308,13 @@ def test_adopt_finds_the_volume_of_a_server_and_of_a_deleted_one(
     assert backend.adopt("srv1").volume == "vol1"
 
     cloud.get(NOVA + "servers/srv1", status_code=404, json={})
+    cloud.delete(NOVA + "servers/srv1", status_code=404, json={})
     left = backend.adopt("srv1")
     assert (left.id, left.volume) == ("srv1", "vol1")
     backend.delete(left)
     assert [r.path for r in cloud.request_history
-            if r.method == "DELETE"] == ["/v3/volumes/vol1"]
+            if r.method == "DELETE"] == ["/v2.1/servers/srv1",
+                                         "/v3/volumes/vol1"]
 
     cloud.get(CINDER + "volumes/detail", json={"volumes": []})
     with pytest.raises(errors.Gone):
