@@ -200,3 +200,31 @@ def test_a_resumed_build_removes_the_guest_an_earlier_run_left(cloud):
     assert "/v2.0/security-groups/sgx" not in deleted  # not the build's
     assert len([r for r in cloud.request_history
                 if r.method == "POST" and r.path == "/v2.1/servers"]) == 1
+
+
+def test_a_guest_that_fails_to_boot_goes_with_all_it_had(cloud):
+    """Nova puts the guest in ERROR: its server, security group and
+    keypair are found by the build's tags and names, as the cloud lists
+    them, and removed (nothing is remembered only in this process)."""
+    failed = dict(GUEST["server"], status="ERROR", metadata={
+        cloudlib.BUILD_TAG: "b1"}, fault={"code": 500, "message": "boom"})
+    # Looked for before the guest is booted (twice: an earlier run's
+    # guest, then a create whose answer was lost), then after it failed.
+    cloud.get(NOVA + "servers/detail", [{"json": {"servers": []}},
+                                        {"json": {"servers": []}},
+                                        {"json": {"servers": [failed]}}])
+    cloud.get(NOVA + "servers/srv1", [{"json": {"server": failed}},
+                                      {"status_code": 404, "json": {}}])
+    cloud.delete(NOVA + "servers/srv1", status_code=204)
+    cloud.get(NEUTRON + "v2.0/security-groups", [
+        {"json": {"security_groups": []}},
+        {"json": {"security_groups": [{
+            "id": "sg1", "name": "imgfac-nova-b1-ssh",
+            "tags": [cloudlib.BUILD_TAG + "=b1"]}]}}])
+    cloud.delete(NEUTRON + "v2.0/security-groups/sg1", status_code=204)
+    cloud.delete(NOVA + "os-keypairs/imgfac-nova-b1-key", status_code=202)
+    with pytest.raises(errors.BuildError, match="boom"):
+        backend().boot_guest("jeos1", "debian", "ssh-ed25519 AAAA k")
+    deleted = [r.path for r in cloud.request_history if r.method == "DELETE"]
+    assert deleted[-3:] == ["/v2.1/servers/srv1", "/v2.0/security-groups/sg1",
+                            "/v2.1/os-keypairs/imgfac-nova-b1-key"]
