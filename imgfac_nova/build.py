@@ -17,6 +17,7 @@ from imgfac_nova import images
 from imgfac_nova import jobs
 from imgfac_nova import parameters as params
 from imgfac_nova import resume
+from imgfac_nova import store as store_mod
 from imgfac_nova import target_content
 from imgfac_nova import template
 from imgfac_nova.plugins import base as plugin_base
@@ -188,21 +189,26 @@ class Builder:
         record = self._record(images.TARGET_IMAGE, name, plugin, typed,
                               target=target, base_image_id=base.identifier,
                               template=base.template)
+        return record, self._target_run(plugin, os_plugin, target,
+                                        base.identifier, typed)
 
+    def _target_run(self, plugin, os_plugin, target, base_id, typed):
+        """What a target build runs (the base image read when it starts):
+        made in the cloud, or from a copy of the base image's data."""
         def run(ctx):
-            base_now = self.store.get(base.identifier)
+            base_now = self.store.get(base_id)
             if plugin.in_cloud(base_now, os_plugin, typed):
                 plugin.create_target_image_in_cloud(ctx, target, base_now,
                                                     os_plugin, typed)
                 return
             if base_now.data:
-                ctx.progress(0, "Copying base image %s" % base.identifier)
+                ctx.progress(0, "Copying base image %s" % base_id)
                 shutil.copyfile(base_now.data, ctx.body_path)
                 self.store.update(ctx.identifier, data=ctx.body_path)
             if os_plugin is not None:
                 os_plugin.create_target_image(ctx, target, base_now, typed)
             plugin.create_target_image(ctx, target, base_now, typed)
-        return record, run
+        return run
 
     def provider_image(self, target, provider, credentials, values,
                        image_id=None, template=None, snapshot=False):
@@ -306,17 +312,43 @@ class Builder:
         resume.check(record, self.still_running if owner is None
                      else lambda record: False)
         plugin = self._plugin(record.plugin)
-        installed = resume.installed(self.store, record)
-        source = resume.template_for(record, template, installed)
-        typed = self._resolve(plugin.parameters, resume.values_for(
-            record, plugin, values or {}, installed), record.plugin)
-        plugin.check(source, typed)
+        if record.type == images.TARGET_IMAGE:
+            run = self._resumed_target(record, plugin, values or {},
+                                       template)
+        else:
+            installed = resume.installed(self.store, record)
+            source = resume.template_for(record, template, installed)
+            typed = self._resolve(plugin.parameters, resume.values_for(
+                record, plugin, values or {}, installed), record.plugin)
+            plugin.check(source, typed)
+
+            def run(ctx):
+                plugin.create_base_image(ctx, source, typed)
         LOG.info("Resuming %s %s (started %s, by %s)", record.type,
                  identifier, record.created, record.worker)
         record = self.store.modify(identifier, lambda current: resume.take(
             current, owner or _worker()))
-        return self._start([(record, lambda ctx: plugin.create_base_image(
-            ctx, source, typed))])
+        return self._start([(record, run)])
+
+    def _resumed_target(self, record, plugin, values, template):
+        """What the resumed target build ``record`` runs: the target step
+        again from its base image (its flow goes on after its last finished
+        task)."""
+        if template is not None:
+            raise resume.ResumeError(
+                "image %s is a target image: it resumes from its base image; "
+                "leave --template out" % record.identifier)
+        try:
+            base = self._complete(record.base_image_id, images.BASE_IMAGE)
+        except (plugin_manager.PluginError, store_mod.NotFound) as exc:
+            raise resume.ResumeError("image %s cannot resume: its base %s"
+                                     % (record.identifier, exc)) from None
+        typed = self._resolve(plugin.parameters, resume.values_for(
+            record, plugin, values, True), record.plugin)
+        os_plugin = self._plugin(base.plugin) if base.plugin in \
+            self.plugins.os_plugins else None
+        return self._target_run(plugin, os_plugin, record.target,
+                                base.identifier, typed)
 
     def abandon(self, identifier, why="abandoned", owner=None):
         """Give up the build ``identifier`` whose process died (``why``

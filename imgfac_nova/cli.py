@@ -110,8 +110,8 @@ def build_parser():
                      help="remove every JEOS cache entry too")
     _add_parameters(sub)
 
-    sub = verbs.add_parser("resume", help="go on with a base-image build "
-                           "whose process died, after its last finished "
+    sub = verbs.add_parser("resume", help="go on with a base- or "
+                           "target-image build whose process died, after its last finished "
                            "step, or give it up (--abandon)")
     sub.add_argument("id", help="image UUID")
     sub.add_argument("--abandon", action="store_true",

@@ -1,10 +1,12 @@
 """Going on with a build whose process died (``imgfac-nova resume``, and the
 daemon when it starts), or giving it up (``imgfac-nova resume --abandon``).
 
-Base-image builds resume: their steps are a TaskFlow flow whose finished
-tasks are saved in the records' database, and the build goes on after the
-last of them (target and provider builds start again). Secrets are never
-stored, so a resumed build gets again from its caller those it still needs:
+Base-image and target-image builds resume: their steps are TaskFlow flows
+whose finished tasks are saved in the records' database, and the build goes
+on after the last of them (a target made from a copy of its base's data
+copies it again; a push to a provider does not resume: its credentials are
+never stored). Secrets are never stored, so a resumed build gets again from
+its caller those it still needs:
 the template while the installer has not booted (its root password) or
 when it holds repository keys or passwords in URLs, and the secret
 parameters it was started with (the install script only while the
@@ -28,6 +30,9 @@ INSTALL_ONLY = ("install_script",)
 #: Hidden template texts that only the install needs, and what they are.
 _INSTALL_SECRETS = {"os/rootpw": "root password", "os/key": "product key"}
 
+#: The kinds of builds that resume.
+_RESUMABLE = (images.BASE_IMAGE, images.TARGET_IMAGE)
+
 #: The worker of a build posted to the jobboard that no worker took yet.
 QUEUED = "jobboard"
 
@@ -41,9 +46,9 @@ class ResumeError(errors.BuildError):
 
 def resumable(record, max_age_hours):
     """Whether ``record``, whose process died, can still be resumed: a
-    base-image build that has not ended, changed within ``max_age_hours``
-    (0: any age)."""
-    if record.type != images.BASE_IMAGE or \
+    base- or target-image build that has not ended, changed within
+    ``max_age_hours`` (0: any age)."""
+    if record.type not in _RESUMABLE or \
             record.status not in images.ACTIVE_STATUSES:
         return False
     if not max_age_hours:
@@ -67,9 +72,10 @@ def check(record, running):
     if running(record):
         raise ResumeError("image %s is being built by process %s"
                           % (record.identifier, record.worker))
-    if record.type != images.BASE_IMAGE:
-        raise ResumeError("image %s is a %s: only base-image builds resume; "
-                          "abandon it (--abandon) and start it again"
+    if record.type not in _RESUMABLE:
+        raise ResumeError("image %s is a %s: a push does not resume (its "
+                          "credentials are never stored); abandon it "
+                          "(--abandon) and push again"
                           % (record.identifier, record.type))
 
 

@@ -1,9 +1,11 @@
 """What both tiers share: the test plugins on sys.path (one site a worker,
 whichever tier asks first), and the wall time of each tier (unit,
 functional), printed at the end of a run."""
+import importlib.metadata
 import os
 import sys
 import time
+import warnings
 
 import pytest
 
@@ -44,12 +46,37 @@ def database_connections():
 
 
 @pytest.fixture(scope="session")
-def plugin_site(tmp_path_factory):
-    """A site directory declaring the test plugins, on sys.path."""
-    site = plugins.install(str(tmp_path_factory.mktemp("site")))
-    sys.path.insert(0, site)
-    yield site
-    sys.path.remove(site)
+def _plugin_dir(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("site"))
+
+
+@pytest.fixture
+def plugin_site(_plugin_dir):
+    """A site directory declaring the test plugins (one a worker), on
+    sys.path during the test. Its declaration is written again, and it is
+    put back on sys.path, when something took them away since the last test
+    (a CI run once lost them half-way); that is reported as a warning."""
+    declared = os.path.join(_plugin_dir, plugins.DIST, "entry_points.txt")
+    lost = [what for what, gone in (
+        ("its declaration", not os.path.isfile(declared)),
+        ("its place on sys.path", _plugin_dir not in sys.path)) if gone]
+    if lost and _PLUGIN_SITES:
+        warnings.warn("the test plugin site %s had lost %s: restored"
+                      % (_plugin_dir, " and ".join(lost)))
+    _PLUGIN_SITES.add(_plugin_dir)
+    if not os.path.isfile(declared):
+        plugins.install(_plugin_dir)
+    if _plugin_dir not in sys.path:
+        sys.path.insert(0, _plugin_dir)
+    seen = importlib.metadata.entry_points(group="imgfac_nova.os_plugins")
+    if "testos" not in {entry.name for entry in seen}:
+        warnings.warn("Python does not see the test plugins declared in %s "
+                      "(sys.path: %s)" % (_plugin_dir, sys.path))
+    return _plugin_dir
+
+
+#: Plugin sites made in this worker (see plugin_site).
+_PLUGIN_SITES = set()
 
 
 @pytest.fixture

@@ -20,10 +20,14 @@ ENTRY_POINTS = {
 }
 
 
+#: The directory declaring them in a site.
+DIST = "imgfac_nova_test_plugins-1.0.dist-info"
+
+
 def install(site_dir):
     """Declare the test plugins in ``site_dir``; returns the path to put on
     sys.path / PYTHONPATH (with the repository root, for ``tests.plugins``)."""
-    dist = os.path.join(site_dir, "imgfac_nova_test_plugins-1.0.dist-info")
+    dist = os.path.join(site_dir, DIST)
     os.makedirs(dist, exist_ok=True)
     with open(os.path.join(dist, "METADATA"), "w") as handle:
         handle.write("Metadata-Version: 2.1\nName: imgfac-nova-test-plugins\n"

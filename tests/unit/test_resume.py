@@ -77,8 +77,10 @@ def test_which_builds_may_be_resumed():
     record.updated = "2020-01-01T00:00:00+00:00"
     assert not resume.resumable(record, 24) and resume.resumable(record, 0)
     record.type = images.TARGET_IMAGE
+    assert resume.resumable(record, 0)
+    record.type = images.PROVIDER_IMAGE
     assert not resume.resumable(record, 0)
-    with pytest.raises(resume.ResumeError, match="only base-image builds"):
+    with pytest.raises(resume.ResumeError, match="a push does not resume"):
         resume.check(record, lambda r: False)
     record.status = images.COMPLETE
     with pytest.raises(resume.ResumeError, match="is COMPLETE: there is "
