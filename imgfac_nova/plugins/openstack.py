@@ -16,6 +16,7 @@ two ways:
   snapshot is the target image's private Glance image. No bytes come down,
   and a push to the same cloud and project hands that image over.
 """
+import datetime
 import logging
 import math
 import time
@@ -256,8 +257,11 @@ class OpenStack(provider.GlanceProvider):
                            % glance_id)
             image = cloud.call("reading Glance image %s" % glance_id,
                                conn.image.get_image, glance_id)
-            props = glance_properties(template, icicle, parameters,
-                                      base_image.parameters)
+            # Built when Nova began its snapshot (SCS-0102: no later than
+            # the image's creation).
+            props = glance_properties(
+                template, icicle, parameters, base_image.parameters,
+                built=datetime.datetime.fromisoformat(image.created_at))
             size = image.virtual_size  # None: Glance did not inspect it
             min_disk = parameters.get("min_disk") or (
                 math.ceil(size / 1024 ** 3) if size else image.min_disk or 0)
