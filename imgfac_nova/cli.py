@@ -111,8 +111,9 @@ def build_parser():
     _add_parameters(sub)
 
     sub = verbs.add_parser("resume", help="go on with a base- or "
-                           "target-image build whose process died, after its last finished "
-                           "step, or give it up (--abandon)")
+                           "target-image build whose process died, after "
+                           "its last finished step, or give it up "
+                           "(--abandon)")
     sub.add_argument("id", help="image UUID")
     sub.add_argument("--abandon", action="store_true",
                      help="do not resume: mark the build FAILED and remove "
