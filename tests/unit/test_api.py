@@ -531,11 +531,11 @@ def test_shutdown_cancels_builds_and_refuses_new_ones(make_client):
 
 def test_recover_fails_the_builds_of_a_killed_daemon(client):
     """Those it cannot resume (this one names no plugin), or no build may
-    resume (a target image)."""
+    resume (a push to a provider)."""
     worker = "%s:999999999" % socket.gethostname()
     record = images.ImageRecord(type=images.BASE_IMAGE,
                                 status=images.BUILDING, worker=worker)
-    target = images.ImageRecord(type=images.TARGET_IMAGE,
+    target = images.ImageRecord(type=images.PROVIDER_IMAGE,
                                 status=images.BUILDING, worker=worker)
     client.store.add(record)
     client.store.add(target)

@@ -423,8 +423,8 @@ def test_guard_keeps_a_build_that_may_be_resumed(image_store, monkeypatch):
     with monkeypatch.context() as patch:  # last changed long ago
         patch.setattr(images, "utcnow", lambda: "2026-01-01T00:00:00+00:00")
         old = _add(image_store, images.BUILDING, _dead_pid())
-    target = _add(image_store, images.BUILDING, _dead_pid(),
-                  type=images.TARGET_IMAGE)
+    push = _add(image_store, images.BUILDING, _dead_pid(),
+                type=images.PROVIDER_IMAGE)
     keep = _resuming_guard(image_store)
     reason = keep.protects(sweep.Leftover(dead.identifier, "server", "s",
                                           "s"))
@@ -432,8 +432,12 @@ def test_guard_keeps_a_build_that_may_be_resumed(image_store, monkeypatch):
                       "'--abandon' to give it up)" % (dead.identifier,
                                                       dead.identifier))
     assert image_store.get(dead.identifier).status == images.BUILDING
-    # Older than resume_max_age, or not a base image: failed and swept.
-    for gone in (old, target):
+    target = _add(image_store, images.BUILDING, _dead_pid(),
+                  type=images.TARGET_IMAGE)
+    assert "can be resumed" in keep.protects(sweep.Leftover(
+        target.identifier, "server", "s", "s"))
+    # Older than resume_max_age, or a push: failed and swept.
+    for gone in (old, push):
         assert keep.protects(sweep.Leftover(gone.identifier, "server", "s",
                                             "s")) is None
         assert image_store.get(gone.identifier).status == images.FAILED
