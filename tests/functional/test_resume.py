@@ -163,6 +163,33 @@ def test_a_crash_between_a_create_and_its_saved_result_makes_one_server(
     builds.delete(config, record, cloud_env, conn)
 
 
+def test_an_in_cloud_target_whose_process_died_resumes_with_a_new_guest(
+        nova_base_image, cloud_env, conn, admin_conn):
+    """A target made in the cloud dies as Nova answers its guest's create:
+    ``resume`` removes that guest (its SSH key died with the process),
+    boots one again from the base and completes; never two guests at
+    once, and nothing is left but the target's image."""
+    config, store = nova_base_image.config, nova_base_image.store
+    before = set(builds.records(store))
+    env = dict(cloud_env, IMGFAC_TEST_CRASH_AFTER="create_server")
+    proc = builds.start(config, "target_image", "--id",
+                        nova_base_image.record["identifier"], "openstack",
+                        env=env, module="tests.functional.faults")
+    assert proc.wait(900) == 9, proc.stderr.read()[-3000:]
+    (target_id, record), = [(i, r) for i, r in builds.records(store).items()
+                            if i not in before]
+    assert (record["type"], record["status"]) == ("TargetImage", "BUILDING")
+    made = _servers(conn, target_id)
+    assert list(made.values()) == ["imgfac-nova-%s-guest" % target_id]
+    record, watch = _resume(config, conn, target_id, cloud_env)
+    assert watch.most == 1
+    assert set(made) <= watch.seen and len(watch.seen) == 2, watch.seen
+    assert [kind for kind, _ in builds.cloud_left(admin_conn, target_id)] \
+        == ["image"]
+    deleted = builds.imgfac(config, "delete", target_id, env=cloud_env)
+    assert deleted.returncode == 0, deleted.stderr
+
+
 @pytest.mark.usefixtures("local_base_image")  # its JEOS: this build reuses it
 def test_a_local_build_killed_during_the_ssh_wait_resumes(local_env, setup):
     """The guest QEMU the dead process left running is stopped, the
