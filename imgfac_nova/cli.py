@@ -8,6 +8,7 @@ Heavy libraries are imported only once a verb runs, so ``--help`` is quick.
 import argparse
 import dataclasses
 import json
+import os
 import signal
 import sys
 import threading
@@ -154,6 +155,11 @@ def main(argv=None):
         return _error(exc, EXIT_USAGE)
     except KeyboardInterrupt:
         return _error("interrupted", EXIT_FAILED)
+    except BrokenPipeError:
+        # The reader went away (``imgfac-nova images | head``): nothing to
+        # say, and nothing more may go to that pipe, even at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILED
     except Exception as exc:
         import logging
         from imgfac_nova import build

@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from imgfac_nova import images
 from imgfac_nova import store
 from tests import poll
 
@@ -334,3 +335,21 @@ def test_delete_stops_a_build_another_process_runs(cli_env, config_file, good,
     assert out.splitlines()[-1].startswith(
         "Image build FAILED with error: interrupted at ")
     assert _records(tmp_path) == []
+
+
+def test_a_reader_that_goes_away_is_no_error(cli_env, config_file, tmp_path):
+    """``imgfac-nova images | head -1``: the list outgrows the pipe, the
+    reader closes it; no traceback, no 'Broken pipe' line."""
+    images_store = store.ImageStore(str(tmp_path / "store"))
+    for _ in range(1500):
+        images_store.add(images.ImageRecord(type=images.BASE_IMAGE,
+                                            status=images.COMPLETE))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "imgfac_nova.cli", "--config-file",
+         config_file, "images"], env=cli_env, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE)
+    assert proc.stdout.readline()
+    proc.stdout.close()
+    errors = proc.stderr.read().decode()
+    assert proc.wait(60) != 0
+    assert errors == "", errors
