@@ -126,13 +126,14 @@ def _interrupted_while_installing(config, store, tmp, env, conn, signum):
 
 def test_interrupted_builds_on_volumes_leave_no_volume(
         cloud_env, setup, conn, admin_conn):
-    """Ctrl-C during the install removes the volume with the rest; kill -9,
-    then 'resume --abandon', too."""
+    """Ctrl-C or SIGTERM during the install removes the volume with the
+    rest; kill -9, then 'resume --abandon', too."""
     config, store, tmp = setup
-    stopped = _interrupted_while_installing(config, store, tmp, cloud_env,
-                                            conn, signal.SIGINT)
-    assert builds.read_record(store, stopped)["status"] == "FAILED"
-    assert cloud_left(admin_conn, stopped) == []
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        stopped = _interrupted_while_installing(config, store, tmp,
+                                                cloud_env, conn, signum)
+        assert builds.read_record(store, stopped)["status"] == "FAILED"
+        assert cloud_left(admin_conn, stopped) == []
 
     killed = _interrupted_while_installing(config, store, tmp, cloud_env,
                                            conn, signal.SIGKILL)
