@@ -47,6 +47,14 @@ def database_connections():
 
 @pytest.fixture(scope="session")
 def _plugin_dir(tmp_path_factory):
+    from stevedore import _cache
+    # stevedore keeps the entry points it found in memory and in a file per
+    # sys.path (keyed by its entries' mtimes packed as 32-bit floats, which
+    # cannot tell apart times minutes apart): a CI run once found the test
+    # plugins missing from stevedore's view while Python saw them. This
+    # worker's stevedore starts afresh, with a cache directory of its own.
+    _cache._c._dir = str(tmp_path_factory.mktemp("entry-points"))
+    _cache._c._internal.clear()
     return str(tmp_path_factory.mktemp("site"))
 
 
@@ -72,6 +80,12 @@ def plugin_site(_plugin_dir):
     if "testos" not in {entry.name for entry in seen}:
         warnings.warn("Python does not see the test plugins declared in %s "
                       "(sys.path: %s)" % (_plugin_dir, sys.path))
+    from stevedore import _cache
+    if "testos" not in {entry.name for entry in _cache.get_group_all(
+            "imgfac_nova.os_plugins")}:
+        warnings.warn("stevedore's cache had lost the test plugins of %s: "
+                      "cleared" % _plugin_dir)
+        _cache._c._internal.clear()
     return _plugin_dir
 
 

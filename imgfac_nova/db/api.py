@@ -11,6 +11,7 @@ first); WAL journaling lets readers go on meanwhile. A process keeps its
 connections to an SQLite file open between transactions (oslo.db opens
 one a transaction), as it does those to a server.
 """
+import atexit
 import contextlib
 import os
 import re
@@ -205,6 +206,11 @@ def close_all():
     for database in databases:
         if database._facade.is_started:
             database._facade.writer.get_engine().dispose()
+
+
+# A process closes its pools as it ends: SQLite then folds its write-ahead
+# log back into the file and removes the -wal and -shm files beside it.
+atexit.register(close_all)
 
 
 def database(url, **options):

@@ -353,3 +353,12 @@ def test_a_reader_that_goes_away_is_no_error(cli_env, config_file, tmp_path):
     errors = proc.stderr.read().decode()
     assert proc.wait(60) != 0
     assert errors == "", errors
+
+
+def test_the_database_leaves_no_journal_beside_it(run, good, tmp_path):
+    """A command closes its database as it ends: SQLite's -wal and -shm
+    files are gone with it."""
+    assert run("base_image", good).returncode == 0
+    assert run("images").returncode == 0
+    assert not [name for name in os.listdir(tmp_path / "store")
+                if name.endswith(("-wal", "-shm"))]
