@@ -4,6 +4,7 @@ functional), printed at the end of a run."""
 import importlib.metadata
 import os
 import sys
+import tempfile
 import time
 import warnings
 
@@ -85,6 +86,8 @@ def plugin_site(_plugin_dir):
             "imgfac_nova.os_plugins")}:
         warnings.warn("stevedore's cache had lost the test plugins of %s: "
                       "cleared" % _plugin_dir)
+        _cache._c._dir = tempfile.mkdtemp(prefix="entry-points-",
+                                          dir=os.path.dirname(_plugin_dir))
         _cache._c._internal.clear()
     return _plugin_dir
 
