@@ -1,12 +1,9 @@
 """What both tiers share: the test plugins on sys.path (one site a worker,
 whichever tier asks first), and the wall time of each tier (unit,
 functional), printed at the end of a run."""
-import importlib.metadata
 import os
 import sys
-import tempfile
 import time
-import warnings
 
 import pytest
 
@@ -48,52 +45,27 @@ def database_connections():
 
 @pytest.fixture(scope="session")
 def _plugin_dir(tmp_path_factory):
-    from stevedore import _cache
-    # stevedore keeps the entry points it found in memory and in a file per
-    # sys.path (keyed by its entries' mtimes packed as 32-bit floats, which
-    # cannot tell apart times minutes apart): a CI run once found the test
-    # plugins missing from stevedore's view while Python saw them. This
-    # worker's stevedore starts afresh, with a cache directory of its own.
-    _cache._c._dir = str(tmp_path_factory.mktemp("entry-points"))
-    _cache._c._internal.clear()
-    return str(tmp_path_factory.mktemp("site"))
+    site = str(tmp_path_factory.mktemp("site"))
+    plugins.install(site)
+    return site
 
 
 @pytest.fixture
 def plugin_site(_plugin_dir):
     """A site directory declaring the test plugins (one a worker), on
-    sys.path during the test. Its declaration is written again, and it is
-    put back on sys.path, when something took them away since the last test
-    (a CI run once lost them half-way); that is reported as a warning."""
-    declared = os.path.join(_plugin_dir, plugins.DIST, "entry_points.txt")
-    lost = [what for what, gone in (
-        ("its declaration", not os.path.isfile(declared)),
-        ("its place on sys.path", _plugin_dir not in sys.path)) if gone]
-    if lost and _PLUGIN_SITES:
-        warnings.warn("the test plugin site %s had lost %s: restored"
-                      % (_plugin_dir, " and ".join(lost)))
-    _PLUGIN_SITES.add(_plugin_dir)
-    if not os.path.isfile(declared):
-        plugins.install(_plugin_dir)
+    sys.path from the first test that asks for it to the worker's end."""
     if _plugin_dir not in sys.path:
         sys.path.insert(0, _plugin_dir)
-    seen = importlib.metadata.entry_points(group="imgfac_nova.os_plugins")
-    if "testos" not in {entry.name for entry in seen}:
-        warnings.warn("Python does not see the test plugins declared in %s "
-                      "(sys.path: %s)" % (_plugin_dir, sys.path))
-    from stevedore import _cache
-    if "testos" not in {entry.name for entry in _cache.get_group_all(
-            "imgfac_nova.os_plugins")}:
-        warnings.warn("stevedore's cache had lost the test plugins of %s: "
-                      "cleared" % _plugin_dir)
-        _cache._c._dir = tempfile.mkdtemp(prefix="entry-points-",
-                                          dir=os.path.dirname(_plugin_dir))
-        _cache._c._internal.clear()
+    # stevedore's ExtensionManager keeps each namespace's entry points for
+    # the life of the process: a test that loaded the plugins before any
+    # test put this site on sys.path (an in-process PluginManager) would
+    # hide the test plugins from every later test of the worker.
+    from stevedore import extension
+    cached = extension.ExtensionManager.ENTRY_POINT_CACHE
+    for namespace, declared in plugins.ENTRY_POINTS.items():
+        if not set(declared) <= {e.name for e in cached.get(namespace, ())}:
+            cached.pop(namespace, None)
     return _plugin_dir
-
-
-#: Plugin sites made in this worker (see plugin_site).
-_PLUGIN_SITES = set()
 
 
 @pytest.fixture
