@@ -40,11 +40,11 @@ CONVERT_PARAMETERS = (
 
 def _connect_base_cloud(base_image, parameters, auth=None, timeout=None):
     from novaimagebuilder.images import glance
-    from novaimagebuilder.machines import nova
+    from novaimagebuilder.machines import nova_connect
     stored = dict(base_image.parameters)
     stored.update({k: v for k, v in parameters.items() if v is not None})
-    conn = nova.connect(stored.get("cloud"), stored.get("region"),
-                        stored.get("interface"), auth=auth, timeout=timeout)
+    conn = nova_connect.connect(stored.get("cloud"), stored.get("region"),
+                                stored.get("interface"), auth=auth, timeout=timeout)
     return glance.of(conn)
 
 

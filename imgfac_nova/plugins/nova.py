@@ -88,10 +88,10 @@ class NovaOS(base.OSPlugin):
         return common.cloud_configured(conf)
 
     def _connect(self, parameters):
-        from novaimagebuilder.machines import nova
-        return nova.connect(parameters.get("cloud"), parameters.get("region"),
-                            parameters.get("interface"), auth=self.cloud_auth,
-                            timeout=self.cloud_timeout)
+        from novaimagebuilder.machines import nova_connect
+        return nova_connect.connect(parameters.get("cloud"), parameters.get("region"),
+                                    parameters.get("interface"), auth=self.cloud_auth,
+                                    timeout=self.cloud_timeout)
 
     def check(self, template, parameters):
         """The install script (and the config drive it needs), jump host,
@@ -120,8 +120,8 @@ class NovaOS(base.OSPlugin):
                            parameters["timeout"], "the build's install "
                            "timeout (%d s)" % parameters["timeout"])
         if template.os.install.type == "iso":
-            from novaimagebuilder.machines import nova
-            nova.check_stable_rescue(self._backend_args["conn"])
+            from novaimagebuilder.machines import nova_connect
+            nova_connect.check_stable_rescue(self._backend_args["conn"])
 
     def _resolve(self, parameters, template=None):
         """The connection, flavor and networks of a build, with the
@@ -130,11 +130,11 @@ class NovaOS(base.OSPlugin):
         flavor), and its disk: the volume size of a volume-backed build
         (see _disk), None for an image-backed one."""
         from novaimagebuilder.machines import faults
-        from novaimagebuilder.machines import nova
+        from novaimagebuilder.machines import nova_connect
         from novaimagebuilder.machines import quotas
         conn = self._connect(parameters)
-        networks = nova.find_networks(conn, parameters.get("network"))
-        flavor = nova.find_flavor(conn, parameters.get("flavor"))
+        networks = nova_connect.find_networks(conn, parameters.get("network"))
+        flavor = nova_connect.find_flavor(conn, parameters.get("flavor"))
         volume_size = _disk(conn, flavor, parameters, template)
         quotas.check(conn, quotas.for_build(
             flavor, ports=len(networks) or 1,
@@ -143,7 +143,7 @@ class NovaOS(base.OSPlugin):
             volume_gb=volume_size or 0), log=LOG)
         faults.check_placeable(conn, flavor, log=LOG)
         return dict(conn=conn, flavor=flavor, networks=networks,
-                    ssh_network=nova.find_ssh_network(
+                    ssh_network=nova_connect.find_ssh_network(
                         conn, parameters.get("ssh_network"), networks),
                     volume_size=volume_size)
 
@@ -169,7 +169,7 @@ class NovaOS(base.OSPlugin):
             cancel=build.cancel_event, log=LOG, **kwargs)
 
     def create_base_image(self, build, template, parameters):
-        from novaimagebuilder.machines import nova
+        from novaimagebuilder.machines import nova_jeos_cache
         from novaimagebuilder.images import image_properties
         resolved = getattr(self, "_backend_args", None) or self._resolve(
             parameters, template)
@@ -185,7 +185,7 @@ class NovaOS(base.OSPlugin):
                        % resolved["flavor"].name)
         result = common.run_pipeline(
             build, backend, template, parameters, self.conf,
-            nova.JeosCache(resolved["conn"], log=LOG))
+            nova_jeos_cache.JeosCache(resolved["conn"], log=LOG))
         build.set_property(images.GLANCE_ID_PROPERTY, result.image)
         build.set_property("glance_image_id", result.image)
         return result.image
@@ -250,10 +250,10 @@ class NovaOS(base.OSPlugin):
 
     def jeos_cache(self, parameters):
         """The project's JEOS cache in Glance (when a cloud is configured)."""
-        from novaimagebuilder.machines import nova
+        from novaimagebuilder.machines import nova_jeos_cache
         if not (parameters.get("cloud") or common.cloud_configured(self.conf)):
             return None
-        return nova.JeosCache(self._connect(parameters), log=LOG)
+        return nova_jeos_cache.JeosCache(self._connect(parameters), log=LOG)
 
     def delete_image(self, image, parameters):
         """Delete the Glance image of a base image."""
@@ -270,12 +270,12 @@ class NovaOS(base.OSPlugin):
         """Remove the cloud resources tagged by builds that ``protected``
         does not keep, in dependency order (when a cloud is configured or
         the sweep acts for a caller: ``cloud_auth``)."""
-        from novaimagebuilder.machines import nova
+        from novaimagebuilder.machines import nova_sweep
         if not (parameters.get("cloud") or self.cloud_auth is not None or
                 common.cloud_configured(self.conf)):
             return []
-        return nova.sweep_cloud(self._connect(parameters), protected,
-                                dry_run=dry_run, log=LOG)
+        return nova_sweep.sweep_cloud(self._connect(parameters), protected,
+                                      dry_run=dry_run, log=LOG)
 
 
 def _disk(conn, flavor, parameters, template):

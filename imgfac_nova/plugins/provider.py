@@ -451,10 +451,10 @@ def target_cloud(target_image, auth=None, timeout=None):
     """An openstacksdk connection to the cloud holding the Glance image of
     a target image made in the cloud (as ``auth``, an API caller's token;
     None: openstacksdk's config)."""
-    from novaimagebuilder.machines import nova
+    from novaimagebuilder.machines import nova_connect
     where = target_image.properties.get("glance_cloud") or {}
-    return nova.connect(where.get("cloud"), where.get("region"),
-                        where.get("interface"), auth=auth, timeout=timeout)
+    return nova_connect.connect(where.get("cloud"), where.get("region"),
+                                where.get("interface"), auth=auth, timeout=timeout)
 
 
 def _hand_over(build, parsed, conn, target_image, parameters):

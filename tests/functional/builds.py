@@ -139,13 +139,13 @@ def delete(config, image, env, conn, *args):
 
 
 def made_by(conn, result):
-    """The cloud resources (nova.leftovers) whose owner is the process of
+    """The cloud resources (nova_sweep.leftovers) whose owner is the process of
     ``result`` (an imgfac() run): what it made and left, whatever other
     sessions do in the cloud meanwhile."""
     import socket
-    from novaimagebuilder.machines import nova
+    from novaimagebuilder.machines import nova_sweep
     owner = "%s:%d" % (socket.gethostname(), result.pid)
-    return [(found.kind, found.name) for found in nova.leftovers(conn)
+    return [(found.kind, found.name) for found in nova_sweep.leftovers(conn)
             if found.owner == owner]
 
 

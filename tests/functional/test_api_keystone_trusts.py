@@ -15,7 +15,7 @@ from imgfac_nova import images
 from imgfac_nova.api import trusts
 from novaimagebuilder import cloud
 from novaimagebuilder import errors
-from novaimagebuilder.machines import nova
+from novaimagebuilder.machines import nova_connect
 from tests import poll
 from tests.functional import databases
 from tests.functional.apidaemon import KEYSTONE
@@ -106,7 +106,7 @@ def test_a_build_acts_through_its_trust_after_the_token_is_revoked(
         "X-Auth-Token": admin_conn.auth_token, "X-Subject-Token": token},
         timeout=30)
     assert checked.status_code == 404, checked.text
-    conn = nova.connect(auth=trusts.auth_for(_conf(daemon), record.trust_id))
+    conn = nova_connect.connect(auth=trusts.auth_for(_conf(daemon), record.trust_id))
     assert (conn.current_user_id, conn.current_project_id) == (
         user.id, project.id)  # the caller, by impersonation
     assert isinstance(list(conn.compute.servers()), list)
@@ -119,7 +119,7 @@ def test_a_build_acts_through_its_trust_after_the_token_is_revoked(
                   "the trust to be released", 0.2)
     assert _trust(admin_conn, record.trust_id) is None
     with pytest.raises(errors.BuildError, match="HTTP 40[14]"):
-        nova.connect(auth=trusts.auth_for(_conf(daemon), record.trust_id))
+        nova_connect.connect(auth=trusts.auth_for(_conf(daemon), record.trust_id))
     assert "Deleted trust %s" % record.trust_id in daemon.read_log()
 
 

@@ -55,7 +55,7 @@ def test_unplaceable_flavor_explained_to_an_admin(conn, admin_conn,
                                                   unplaceable_flavor):
     """With placement readable, the line says what no host has free."""
     from novaimagebuilder.machines import faults
-    from novaimagebuilder.machines import nova
+    from novaimagebuilder.machines import nova_servers
     image = next(i for i in conn.image.images()
                  if i.status == "active" and i.disk_format == "qcow2")
     server = conn.compute.create_server(
@@ -71,7 +71,7 @@ def test_unplaceable_flavor_explained_to_an_admin(conn, admin_conn,
         line = faults.server_error(server, admin_conn)
     finally:
         conn.compute.delete_server(server.id)
-        nova._wait_server_gone(conn, server.id)
+        nova_servers.wait_server_gone(conn, server.id)
     assert "no compute host has %d MiB RAM free (the most is " \
         % UNPLACEABLE_RAM in line, line
     # Before a build, so nothing is made: with placement readable (an

@@ -129,7 +129,7 @@ def _cases():
 @pytest.mark.parametrize("backend,step,activity", _cases())
 def test_fault_leaves_nothing(backend, step, activity, fault, envs, request,
                               tmp_path, conn, admin_conn):
-    from novaimagebuilder.machines import nova
+    from novaimagebuilder.machines import nova_sweep
     config, store, args = _where(request, backend, step, tmp_path)
     before = set(_records(store))
     mark = str(tmp_path / "fault-mark")
@@ -143,7 +143,7 @@ def test_fault_leaves_nothing(backend, step, activity, fault, envs, request,
         try:
             _wait_for_mark(proc, mark)
             ours = set(_records(store)) - before
-            seen = [found for found in nova.leftovers(conn)
+            seen = [found for found in nova_sweep.leftovers(conn)
                     if found.build in ours]
             started = time.monotonic()
             if fault == "error":

@@ -9,6 +9,7 @@ import struct
 from novaimagebuilder import cloud
 from novaimagebuilder.images import glance
 from novaimagebuilder.machines import nova
+from novaimagebuilder.machines import nova_sweep
 from novaimagebuilder.images import transfer
 
 
@@ -48,7 +49,7 @@ def test_install_media_upload_checked_reused_and_kept(conn, tmp_path,
     assert backend._media_image("iso", digest, make, "iso",
                                 "bare") == image_id
     assert made == [1]
-    assert image_id not in {found.id for found in nova.leftovers(conn)}
+    assert image_id not in {found.id for found in nova_sweep.leftovers(conn)}
 
     client = glance.client(conn.session, region=conn.config.region_name,
                            interface=conn.config.interface)

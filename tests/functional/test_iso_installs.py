@@ -159,7 +159,7 @@ def test_product_iso_install_completes_and_a_repeat_reuses_it(cloud_env, setup,
     """The test installer ISO installs through a rescue, to COMPLETE; the
     same build again starts from the cached JEOS: no rescue, no installer."""
     import time
-    from novaimagebuilder.machines import nova
+    from novaimagebuilder.machines import nova_sweep
     from novaimagebuilder import sweep
     config, store, tmp = setup
     template = builds.write_template(tmp)
@@ -212,7 +212,7 @@ def test_product_iso_install_completes_and_a_repeat_reuses_it(cloud_env, setup,
         assert "Rescuing" not in log
         assert "Booting the Debian installer" not in log
         for image in made:
-            assert [f.kind for f in nova.leftovers(conn)
+            assert [f.kind for f in nova_sweep.leftovers(conn)
                     if f.build == image["identifier"]
                     and f.role not in (sweep.RESULT, sweep.JEOS_CACHE)] == []
         print("ISO build: %.0f s %s; repeat from the JEOS cache: %.0f s %s; "

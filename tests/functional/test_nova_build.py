@@ -18,12 +18,12 @@ def params(tmp_path):
 
 def build_resources(conn, build_id):
     """Everything in the cloud tagged with ``build_id`` (result included)."""
-    from novaimagebuilder.machines import nova
+    from novaimagebuilder.machines import nova_sweep
     from novaimagebuilder import sweep
     names = {sweep.RESULT: "result image",
              sweep.JEOS_CACHE: "JEOS cache entry"}
     return [(names.get(found.role, found.kind), found.name)
-            for found in nova.leftovers(conn) if found.build == build_id]
+            for found in nova_sweep.leftovers(conn) if found.build == build_id]
 
 
 def _assert_cloud_clean(conn, build_id):

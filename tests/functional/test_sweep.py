@@ -54,14 +54,14 @@ def _assert_failed_at_ssh_wait(store, identifier):
 
 def test_nova_build_killed_during_ssh_wait_one_sweep(cloud_env, setup, conn,
                                                      admin_conn):
-    from novaimagebuilder.machines import nova
+    from novaimagebuilder.machines import nova_sweep
     config, store, tmp = setup
     # Without the JEOS cache the JEOS is a temporary image the sweep removes.
     record = _kill_during_ssh_wait(config, store, tmp, (
         "--parameters", EXAMPLE_PARAMETERS, *builds.FRESH_INSTALL, EXAMPLE),
         cloud_env)
     build_id = record["identifier"]
-    seen = [found for found in nova.leftovers(conn) if found.build == build_id]
+    seen = [found for found in nova_sweep.leftovers(conn) if found.build == build_id]
     assert {"server", "port", "security group", "keypair", "image"} <= {
         found.kind for found in seen}
 
@@ -103,7 +103,7 @@ def test_local_build_killed_during_ssh_wait_one_sweep(local_env, setup):
 
 def test_a_sweep_from_another_store_leaves_a_running_build_alone(
         cloud_env, setup, tmp_path, conn, admin_conn):
-    from novaimagebuilder.machines import nova
+    from novaimagebuilder.machines import nova_sweep
     config, store, tmp = setup
     other = tmp_path / "other"
     other.mkdir()
@@ -117,13 +117,13 @@ def test_a_sweep_from_another_store_leaves_a_running_build_alone(
                 proc, store, lambda r: r["status_detail"]["activity"]
                 .startswith("Installing Debian"))
             build_id = record["identifier"]
-            before = {(f.kind, f.id) for f in nova.leftovers(conn)
+            before = {(f.kind, f.id) for f in nova_sweep.leftovers(conn)
                       if f.build == build_id}
             assert "server" in {kind for kind, _ in before}  # the installer
             swept = builds.imgfac(other_config, "sweep", env=cloud_env)
             assert swept.returncode == 0, swept.stderr
             assert build_id not in swept.stdout
-            assert before <= {(f.kind, f.id) for f in nova.leftovers(conn)}
+            assert before <= {(f.kind, f.id) for f in nova_sweep.leftovers(conn)}
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(600)

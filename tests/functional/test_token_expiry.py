@@ -18,7 +18,7 @@ import yaml
 from imgfac_nova import images
 from novaimagebuilder import cloud
 from novaimagebuilder import errors
-from novaimagebuilder.machines import nova
+from novaimagebuilder.machines import nova_connect
 from tests import poll
 from tests.functional import builds
 from tests.functional import databases
@@ -145,7 +145,7 @@ def test_a_daemon_build_outlives_its_callers_token_and_the_window(
     with pytest.raises(errors.BuildError, match="refused the credentials "
                        r"\(HTTP 401\)"):
         cloud.call("listing servers", lambda: list(
-            nova.connect(auth=caller).compute.servers()))
+            nova_connect.connect(auth=caller).compute.servers()))
     assert _stored(daemon, image["id"]).status == images.BUILDING, \
         "the build ended before its caller's token was refused"
     record = poll.wait_for(
@@ -190,7 +190,7 @@ def test_an_expired_callers_token_with_the_service_token_reaches_the_cloud(
     expires = time.monotonic() + short_keystone.lifetime
     caller = _with_service_token(token, service_user)
     time.sleep(max(0, expires + 2 - time.monotonic()))
-    conn = nova.connect(auth=caller)
+    conn = nova_connect.connect(auth=caller)
     assert isinstance(list(conn.compute.servers()), list)
     assert list(conn.network.networks())
     assert isinstance(list(conn.block_storage.volumes()), list)
@@ -203,8 +203,8 @@ def test_an_expired_callers_token_with_the_service_token_reaches_the_cloud(
     finally:
         conn.image.delete_image(image)
     with pytest.raises(errors.BuildError, match="HTTP 40[14]"):
-        nova.connect(auth=v3.Token(KEYSTONE + "/v3", token,
-                                   project_id=conn.current_project_id))
+        nova_connect.connect(auth=v3.Token(KEYSTONE + "/v3", token,
+                                           project_id=conn.current_project_id))
 
 
 def _stored(daemon, identifier):

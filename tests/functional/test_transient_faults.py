@@ -66,9 +66,9 @@ class Census:
         self._thread.start()
 
     def _run(self):
-        from novaimagebuilder.machines import nova
+        from novaimagebuilder.machines import nova_sweep
         while not self._stop.wait(3):
-            for found in nova.leftovers(self._conn):
+            for found in nova_sweep.leftovers(self._conn):
                 if found.owner == self.owner:
                     self.seen[found.kind, found.name].add(found.id)
 

@@ -150,7 +150,7 @@ def test_sweep_removes_a_builds_volume_and_its_snapshot(conn, admin_conn):
     the snapshots of a build's volumes first, then the volumes."""
     import uuid
 
-    from novaimagebuilder.machines import nova
+    from novaimagebuilder.machines import nova_sweep
     build_id = str(uuid.uuid4())
     volume = conn.block_storage.create_volume(
         name="imgfac-nova-%s-installer-volume" % build_id, size=1,
@@ -162,9 +162,9 @@ def test_sweep_removes_a_builds_volume_and_its_snapshot(conn, admin_conn):
     conn.block_storage.wait_for_status(snapshot, "available",
                                        failures=["error"], wait=120)
     assert ("volume snapshot", snapshot.id) in [
-        (f.kind, f.id) for f in nova.leftovers(conn) if f.build == build_id]
+        (f.kind, f.id) for f in nova_sweep.leftovers(conn) if f.build == build_id]
 
-    outcomes = nova.sweep_cloud(
+    outcomes = nova_sweep.sweep_cloud(
         conn, lambda found: None if found.build == build_id else "not ours")
 
     assert [(o.leftover.kind, o.error) for o in outcomes] == [

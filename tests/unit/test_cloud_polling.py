@@ -3,7 +3,7 @@ poll and reads the console (an RPC to nova-compute) seldom, its tail only."""
 import json
 
 from novaimagebuilder import cloud as cloudlib
-from novaimagebuilder.machines import nova
+from novaimagebuilder.machines import nova_servers
 from tests.unit.test_nova_rescue import ACTIVE
 from tests.unit.test_nova_rescue import NOVA
 from tests.unit.test_nova_rescue import SHUTOFF
@@ -13,17 +13,17 @@ from tests.unit.test_nova_rescue import servers
 
 
 def test_status_often_console_seldom(cloud, backend, monkeypatch):  # noqa: F811
-    monkeypatch.setattr(nova, "CONSOLE_EVERY", 3600)
+    monkeypatch.setattr(nova_servers, "CONSOLE_EVERY", 3600)
     servers(cloud, *[ACTIVE] * 5, SHUTOFF)
     cloud.post(NOVA + "servers/srv1/action", json={"output": "booting\n"})
-    machine = nova.Server("srv1", "installer", "installer")
+    machine = nova_servers.Server("srv1", "installer", "installer")
     backend.wait_powered_off(machine, "installing", 60, inactivity=600)
     gets = [r for r in cloud.request_history
             if r.method == "GET" and r.path == "/v2.1/servers/srv1"]
     reads = [json.loads(r.body) for r in cloud.request_history
              if r.method == "POST"]
     assert len(gets) == 6
-    assert reads == [{"os-getConsoleOutput": {"length": nova.CONSOLE_TAIL}}]
+    assert reads == [{"os-getConsoleOutput": {"length": nova_servers.CONSOLE_TAIL}}]
 
 
 def test_media_reused_only_when_glance_holds_the_same_bytes(

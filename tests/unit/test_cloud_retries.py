@@ -166,6 +166,7 @@ def test_a_server_create_whose_answer_was_lost_is_adopted(cloud):
 
 def test_a_floating_ip_whose_answer_was_lost_is_adopted(cloud):
     from novaimagebuilder.machines import nova
+    from novaimagebuilder.machines import nova_servers
     neutron = "http://neutron.test/"
     conn = openstack.connection.Connection(
         session=retries.Session(auth=noauth.NoAuth()),
@@ -184,7 +185,7 @@ def test_a_floating_ip_whose_answer_was_lost_is_adopted(cloud):
     cloud.put(neutron + "v2.0/floatingips/fip1/tags", json={"tags": []})
     flavor = openstack.compute.v2.flavor.Flavor(id="1", name="1", disk=2)
     backend = nova.NovaBackend(conn, "b1", flavor, floating_ip=True)
-    address = backend._floating_ip(nova.Server("srv1", "guest", "guest"))
+    address = backend._floating_ip(nova_servers.Server("srv1", "guest", "guest"))
     assert address == "203.0.113.7"
     assert len(calls(cloud, "POST", "/v2.0/floatingips")) == 1
     looked = calls(cloud, "GET", "/v2.0/floatingips")

@@ -11,7 +11,8 @@ from imgfac_nova import config
 from imgfac_nova.plugins import nova as nova_plugin
 from imgfac_nova.plugins import provider
 from novaimagebuilder import errors
-from novaimagebuilder.machines import nova
+from novaimagebuilder.machines import nova_connect
+from novaimagebuilder.machines import nova_servers
 from tests.unit.test_nova_rescue import NOVA
 from tests.unit.test_nova_rescue import backend  # noqa: F401 (fixture)
 from tests.unit.test_nova_rescue import cloud  # noqa: F401 (fixture)
@@ -49,7 +50,7 @@ def test_a_caller_token_session_times_out(silent_endpoint):
                     project_id="p")
     started = time.monotonic()
     with pytest.raises(errors.BuildError) as raised:
-        nova.connect(auth=auth, timeout=1)
+        nova_connect.connect(auth=auth, timeout=1)
     assert time.monotonic() - started < 15
     assert "\n" not in str(raised.value)
 
@@ -92,6 +93,6 @@ def test_a_snapshot_may_take_a_time_scaled_by_the_disk(
     with pytest.raises(errors.WaitTimeout, match=r"^timed out waiting for "
                        r"the image snapshot img1 to become active \(after "
                        r"1 s\)$"):
-        backend.capture(nova.Server("srv1", "guest", "guest"), "image")
+        backend.capture(nova_servers.Server("srv1", "guest", "guest"), "image")
     assert time.monotonic() - started < 10
     assert deleted.called

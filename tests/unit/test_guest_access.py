@@ -18,7 +18,7 @@ from novaimagebuilder import errors
 from novaimagebuilder.guest import hostkeys
 from novaimagebuilder.scripts import installscript as isc
 from novaimagebuilder.scripts import kickstart as ks
-from novaimagebuilder.machines import nova
+from novaimagebuilder.machines import nova_guest
 from novaimagebuilder.guest import proxy as proxy_mod
 from novaimagebuilder.guest import ssh
 from tests import poll
@@ -58,26 +58,26 @@ TWO_NETS = {
       "network": "second", "ip_version": "6"}, "bastion-side.example"),
 ])
 def test_address_precedence(kwargs, expected):
-    assert nova.choose_address(server(TWO_NETS), **kwargs) == expected
+    assert nova_guest.choose_address(server(TWO_NETS), **kwargs) == expected
 
 
 def test_access_ip_is_the_first_address_of_its_version():
     found = server(TWO_NETS, v4="198.51.100.1", v6="2001:db8::1")
-    assert nova.choose_address(found) == "198.51.100.1"
-    assert nova.choose_address(found, ip_version=6) == "2001:db8::1"
+    assert nova_guest.choose_address(found) == "198.51.100.1"
+    assert nova_guest.choose_address(found, ip_version=6) == "2001:db8::1"
     # A chosen network wins over the access addresses.
-    assert nova.choose_address(found, network="second") == "192.168.7.9"
+    assert nova_guest.choose_address(found, network="second") == "192.168.7.9"
 
 
 def test_missing_version_names_the_addresses():
     with pytest.raises(errors.BuildError) as caught:
-        nova.choose_address(server(TWO_NETS), network="second", ip_version=6)
+        nova_guest.choose_address(server(TWO_NETS), network="second", ip_version=6)
     assert str(caught.value) == (
         "server guest has no IPv6 address on network second to reach it by "
         "SSH; its addresses: first: 10.0.0.5, 2001:db8::5; second: "
         "192.168.7.9, 203.0.113.4")
     with pytest.raises(errors.BuildError, match="its addresses: none"):
-        nova.choose_address(server())
+        nova_guest.choose_address(server())
 
 
 @pytest.mark.parametrize("text,expected", [

@@ -9,6 +9,7 @@ import openstack.connection
 import pytest
 
 from novaimagebuilder.machines import nova
+from novaimagebuilder.machines import nova_servers
 from tests.unit import test_nova_rescue as rescue
 from tests.unit.test_nova_rescue import cloud  # noqa: F401 (fixture)
 
@@ -61,7 +62,7 @@ def test_image_gets_its_properties_min_disk_and_min_ram(
     backend = _backend(image_properties={"os_distro": "debian"},
                        machine_properties=UEFI)
 
-    assert backend.capture(nova.Server("srv1", "guest", None), "image") \
+    assert backend.capture(nova_servers.Server("srv1", "guest", None), "image") \
         == "img1"
 
     patch = [op for r in cloud.request_history if r.method == "PATCH"

@@ -12,6 +12,9 @@ from novaimagebuilder import cloud as cloudlib
 from novaimagebuilder import errors
 from novaimagebuilder.images import glance
 from novaimagebuilder.machines import nova
+from novaimagebuilder.machines import nova_connect
+from novaimagebuilder.machines import nova_installer
+from novaimagebuilder.machines import nova_servers
 
 NOVA = "http://nova.test/v2.1/"
 GLANCE = "http://glance.test/"
@@ -168,7 +171,7 @@ def test_iso_install_boots_a_blank_disk_and_rescues_it_with_the_iso(
                 if r.method == "POST" and r.path == "/v2/images")
     assert disk["imgfac_role"] == glance.UPLOADING
     assert roles(cloud) == {"disk1": "installer-disk"}
-    assert not set(nova.DIRECT_BOOT_PROPERTIES) & set(disk)
+    assert not set(nova_installer.DIRECT_BOOT_PROPERTIES) & set(disk)
     boot = next(json.loads(r.body)["server"] for r in cloud.request_history
                 if r.method == "POST" and r.path == "/v2.1/servers")
     assert boot["imageRef"] == "disk1" and boot["config_drive"] is True
@@ -210,7 +213,7 @@ def test_failed_rescue_removes_the_server_and_the_disk(cloud, backend,
 def test_a_rescued_guest_that_powered_off_is_off(cloud, backend):
     servers(cloud, RESCUED, RESCUED_OFF)
     cloud.post(NOVA + "servers/srv1/action", json={"output": "done\n"})
-    machine = nova.Server("srv1", "installer", "installer", rescued=True)
+    machine = nova_servers.Server("srv1", "installer", "installer", rescued=True)
     backend.wait_powered_off(machine, "installing", 60)
     gets = [r for r in cloud.request_history
             if r.method == "GET" and r.path == "/v2.1/servers/srv1"]
@@ -225,7 +228,7 @@ def test_a_rescued_guest_that_powered_off_is_off(cloud, backend):
 def test_powered_off(state, off):
     from openstack.compute.v2 import server as sdk_server
     found = sdk_server.Server.existing(**state["server"])
-    assert nova._powered_off(found) is off
+    assert nova_servers.powered_off(found) is off
 
 
 def test_capture_of_a_rescued_server_unrescues_and_stops_it_first(
@@ -237,7 +240,7 @@ def test_capture_of_a_rescued_server_unrescues_and_stops_it_first(
     servers(cloud, RESCUED_OFF, ACTIVE, SHUTOFF)
     cloud.get(GLANCE + "v2/images/jeos1",
               json={"id": "jeos1", "status": "active", "name": "j"})
-    machine = nova.Server("srv1", "installer", "installer", rescued=True)
+    machine = nova_servers.Server("srv1", "installer", "installer", rescued=True)
 
     assert backend.capture(machine, "jeos") == "jeos1"
 
@@ -251,7 +254,7 @@ def test_capture_of_a_rescued_server_unrescues_and_stops_it_first(
 def test_iso_installs_need_stable_rescue(cloud, version, shown):
     cloud.get(NOVA, json=nova_version(version))
     with pytest.raises(errors.BuildError) as raised:
-        nova.check_stable_rescue(connect())
+        nova_connect.check_stable_rescue(connect())
     assert str(raised.value) == (
         "ISO installs need Nova's stable device rescue (compute API "
         "microversion 2.87, OpenStack Victoria or later); this cloud's "
@@ -260,7 +263,7 @@ def test_iso_installs_need_stable_rescue(cloud, version, shown):
 
 
 def test_stable_rescue_is_enough(backend):
-    nova.check_stable_rescue(backend.conn)
+    nova_connect.check_stable_rescue(backend.conn)
 
 
 def test_preseed_iso_install_rescues_with_a_private_remastered_iso(
@@ -370,7 +373,7 @@ def test_a_deleted_server_is_gone_only_when_nova_no_longer_has_it(cloud):
     cloud.get(NOVA + "servers/srv1", [
         {"json": server("ACTIVE", "active", 1, "deleting")}, {"json": deleted},
         {"json": deleted}, {"status_code": 404, "json": {}}])
-    nova._wait_server_gone(connect(), "srv1", timeout=30)
+    nova_servers.wait_server_gone(connect(), "srv1", timeout=30)
     gets = [r for r in cloud.request_history if r.method == "GET"
             and r.path.endswith("/servers/srv1")]
     assert len(gets) == 4
@@ -436,7 +439,7 @@ def test_a_snapshot_is_done_when_nova_has_ended_its_task(cloud, backend):
     servers(cloud, uploading, uploading, SHUTOFF)
     cloud.get(GLANCE + "v2/images/jeos1",
               json={"id": "jeos1", "status": "active", "name": "j"})
-    machine = nova.Server("srv1", "installer", None)
+    machine = nova_servers.Server("srv1", "installer", None)
 
     assert backend.capture(machine, "jeos") == "jeos1"
 
@@ -456,7 +459,7 @@ def test_a_snapshot_whose_server_breaks_fails_naming_it(cloud, backend):
     cloud.delete(GLANCE + "v2/images/jeos1", status_code=204)
 
     with pytest.raises(errors.WaitFailed) as raised:
-        backend.capture(nova.Server("srv1", "installer", None), "jeos")
+        backend.capture(nova_servers.Server("srv1", "installer", None), "jeos")
 
     assert str(raised.value) == (
         "waiting for Nova to finish its task on server installer (srv1): "
@@ -479,7 +482,7 @@ def test_a_snapshot_keeps_nothing_of_the_installer_or_the_jeos_cache(
         inherited, id="img1", status="active", name="i"))
     cloud.patch(GLANCE + "v2/images/img1", json={"id": "img1"})
 
-    assert backend.capture(nova.Server("srv1", "guest", None), "image") \
+    assert backend.capture(nova_servers.Server("srv1", "guest", None), "image") \
         == "img1"
 
     removed = [op["path"] for r in cloud.request_history

@@ -13,6 +13,9 @@ from imgfac_nova.plugins import nova as plugin
 from novaimagebuilder import cloud as cloudlib
 from novaimagebuilder import errors
 from novaimagebuilder.machines import nova
+from novaimagebuilder.machines import nova_installer
+from novaimagebuilder.machines import nova_servers
+from novaimagebuilder.machines import nova_sweep
 from novaimagebuilder.machines import nova_volumes
 from tests.unit.test_nova_rescue import GLANCE
 from tests.unit.test_nova_rescue import NOVA
@@ -71,7 +74,7 @@ def cloud():
 def backend(cloud, monkeypatch):
     monkeypatch.setattr(nova_volumes, "wait_volume_gone",
                         lambda conn, vid: None)
-    monkeypatch.setattr(nova, "_wait_server_gone", lambda conn, sid: None)
+    monkeypatch.setattr(nova_servers, "wait_server_gone", lambda conn, sid: None)
     conn = openstack.connection.Connection(
         auth_type="none", auth={"endpoint": NOVA},
         compute_endpoint_override=NOVA, image_endpoint_override=GLANCE,
@@ -206,7 +209,7 @@ def test_iso_rescue_image_has_both_rescue_properties(backend):
     assert backend._rescue_properties() == {"hw_rescue_device": "cdrom",
                                             "hw_rescue_bus": "ide"}
     backend.volumes = None
-    assert backend._rescue_properties() == nova.RESCUE_AS_CDROM
+    assert backend._rescue_properties() == nova_installer.RESCUE_AS_CDROM
 
 
 def image(status, size=None):
@@ -228,8 +231,8 @@ def test_capture_deletes_the_server_and_uploads_its_volume(cloud, backend):
     cloud.get(GLANCE + "v2/images/img1", [{"json": image("queued")},
                                           {"json": image("saving")},
                                           {"json": image("active", 1234)}])
-    machine = nova.Server("srv1", "imgfac-nova-b1-installer", "installer",
-                          volume="vol1")
+    machine = nova_servers.Server("srv1", "imgfac-nova-b1-installer", "installer",
+                                  volume="vol1")
 
     assert backend.capture(machine, "jeos") == "img1"
 
@@ -269,8 +272,8 @@ def test_a_volume_backed_server_is_deleted_once_nova_ended_its_task(
     cloud.post(CINDER + "volumes/vol1/action", json={
         "os-volume_upload_image": {"image_id": "img1"}})
     cloud.get(GLANCE + "v2/images/img1", json=image("active", 1234))
-    machine = nova.Server("srv1", "imgfac-nova-b1-installer", None,
-                          volume="vol1")
+    machine = nova_servers.Server("srv1", "imgfac-nova-b1-installer", None,
+                                  volume="vol1")
 
     assert backend.capture(machine, "jeos") == "img1"
 
@@ -290,7 +293,7 @@ def test_a_volume_stuck_uploading_fails_naming_it(cloud, backend,
         "os-volume_upload_image": {"image_id": "img1"}})
     cloud.get(GLANCE + "v2/images/img1", json=image("saving"))
     cloud.delete(GLANCE + "v2/images/img1", status_code=204)
-    machine = nova.Server("srv1", "installer", "installer", volume="vol1")
+    machine = nova_servers.Server("srv1", "installer", "installer", volume="vol1")
 
     with pytest.raises(errors.WaitTimeout) as raised:
         backend.capture(machine, "jeos")
@@ -337,7 +340,7 @@ def test_leftovers_list_tagged_volumes_and_their_snapshots(
         {"id": "s3", "volume_id": "x", "status": "available",
          "metadata": {cloudlib.BUILD_TAG: "b2"}}]})
 
-    found = nova.leftovers(conn)
+    found = nova_sweep.leftovers(conn)
 
     assert sorted((f.build, f.kind, f.id) for f in found) == [
         ("b1", "volume", "vol1"), ("b1", "volume snapshot", "s1"),

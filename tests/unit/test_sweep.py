@@ -390,13 +390,13 @@ def test_local_sweep_kills_vms_and_removes_files_of_dead_builds(
 
 def test_cloud_sweep_checks_what_it_removed_not_what_came_meanwhile(
         monkeypatch):
-    from novaimagebuilder.machines import nova
+    from novaimagebuilder.machines import nova_sweep
     gone = sweep.Leftover("b1", "image", "img-gone", "imgfac-nova-b1")
     stuck = sweep.Leftover("b2", "image", "img-stuck", "imgfac-nova-b2")
     # Another build killed while this sweep ran: not in its first listing.
     meanwhile = sweep.Leftover("b3", "image", "img-new", "imgfac-nova-b3")
     listings = iter([[gone, stuck], [stuck, meanwhile]])
-    monkeypatch.setattr(nova, "leftovers", lambda conn: next(listings))
+    monkeypatch.setattr(nova_sweep, "leftovers", lambda conn: next(listings))
     deleted = []
     unused = types.SimpleNamespace(delete_server=None, delete_ip=None,
                                    delete_port=None,
@@ -405,7 +405,7 @@ def test_cloud_sweep_checks_what_it_removed_not_what_came_meanwhile(
     conn = types.SimpleNamespace(
         compute=unused, network=unused, image=types.SimpleNamespace(
             delete_image=lambda image, ignore_missing: deleted.append(image)))
-    outcomes = nova.sweep_cloud(conn, lambda leftover: None)
+    outcomes = nova_sweep.sweep_cloud(conn, lambda leftover: None)
     assert deleted == ["img-gone", "img-stuck"]
     assert [(o.leftover.id, o.error) for o in outcomes] == [
         ("img-gone", None), ("img-stuck", None),
