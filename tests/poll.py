@@ -7,7 +7,7 @@ import paramiko
 import pytest
 
 from novaimagebuilder import errors
-from novaimagebuilder.guest import ssh
+from novaimagebuilder.guest import ssh_connection
 from novaimagebuilder import waiter
 
 
@@ -59,7 +59,7 @@ def ssh_login(host, port, user, key, timeout, alive=None):
                            timeout=10, banner_timeout=30, auth_timeout=30,
                            allow_agent=False, look_for_keys=False)
             return client
-        except ssh.RETRYABLE:
+        except ssh_connection.RETRYABLE:
             client.close()
             if alive is not None:
                 alive()

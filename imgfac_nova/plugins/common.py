@@ -125,12 +125,12 @@ def check_guest_access(parameters):
     BuildError with one line when they are unusable."""
     from novaimagebuilder import errors
     from novaimagebuilder.guest import proxy
-    from novaimagebuilder.guest import ssh
+    from novaimagebuilder.guest import jump_host
     try:
-        ssh.jump_host(parameters.get("ssh_jump_host"),
-                      parameters.get("ssh_jump_key"),
-                      parameters.get("ssh_jump_agent"),
-                      parameters.get("ssh_jump_known_hosts"))
+        jump_host.jump_host(parameters.get("ssh_jump_host"),
+                            parameters.get("ssh_jump_key"),
+                            parameters.get("ssh_jump_agent"),
+                            parameters.get("ssh_jump_known_hosts"))
         if parameters.get("ssh_host_keys") == "build" and \
                 parameters.get("ssh_host_key_policy") == "any":
             raise ValueError("ssh_host_keys build checks the guest's key; "

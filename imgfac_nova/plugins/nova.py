@@ -323,11 +323,11 @@ def _security_groups(parameters):
 def _ssh_host(parameters):
     """The ssh_host parameter checked (brackets dropped), or None."""
     from novaimagebuilder import errors
-    from novaimagebuilder.guest import ssh
+    from novaimagebuilder.guest import host_names
     if not parameters.get("ssh_host"):
         return None
     try:
-        return ssh.check_host(parameters["ssh_host"])
+        return host_names.check_host(parameters["ssh_host"])
     except ValueError as exc:
         raise errors.BuildError(str(exc)) from None
 
@@ -351,6 +351,6 @@ def _ssh_sources(parameters):
 
 def _ssh_via(parameters):
     """The jump host's host, where SSH to the guest comes from; None."""
-    from novaimagebuilder.guest import ssh
+    from novaimagebuilder.guest import jump_host
     spec = parameters.get("ssh_jump_host")
-    return ssh.parse_jump_host(spec)[1] if spec else None
+    return jump_host.parse_jump_host(spec)[1] if spec else None

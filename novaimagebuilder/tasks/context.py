@@ -200,10 +200,10 @@ class BuildRun:
     # -- guest --------------------------------------------------------------
 
     def jump_host(self):
-        from novaimagebuilder.guest import ssh
+        from novaimagebuilder.guest import jump_host
         parameters = self.parameters
         return pipeline.checked(
-            ssh.jump_host, parameters.get("ssh_jump_host"),
+            jump_host.jump_host, parameters.get("ssh_jump_host"),
             parameters.get("ssh_jump_key"), parameters.get("ssh_jump_agent"),
             parameters.get("ssh_jump_known_hosts"), log=self.log)
 
@@ -212,12 +212,14 @@ class BuildRun:
         its host key against ``host_key`` (a hostkeys.HostKey the build gave
         it) and, unless ssh_host_keys is "build", the console's; on failure
         everything it opened, the jump connection too, is closed."""
+        from novaimagebuilder.guest import host_key_check
         from novaimagebuilder.guest import ssh
+        from novaimagebuilder.guest import ssh_errors
         options = self.options
         session = ssh.SSHGuest(
             host, port, options.default_user, key,
             command_prefix=options.command_prefix or "",
-            host_keys=lambda: ssh.host_keys_from_console(
+            host_keys=lambda: host_key_check.host_keys_from_console(
                 self.backend.console(machine, 400)),
             log=self.log, cancelled=self.cancelled,
             host_key_policy=options.ssh_host_key_policy, jump=jump,
@@ -226,12 +228,12 @@ class BuildRun:
             key_grace=options.ssh_host_key_wait)
         try:
             session.wait_until_reachable(options.ssh_timeout)
-        except ssh.SSHTimeout as exc:
+        except ssh_errors.SSHTimeout as exc:
             session.close()
             limits = self.backend.ssh_limits(machine)
             if not limits:
                 raise
-            raise ssh.SSHTimeout(f"{exc} ({limits})") from None
+            raise ssh_errors.SSHTimeout(f"{exc} ({limits})") from None
         except BaseException:
             session.close()
             raise

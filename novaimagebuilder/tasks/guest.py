@@ -30,7 +30,7 @@ class Customize(context.BuildTask):
         from novaimagebuilder.guest import customize
         from novaimagebuilder.guest import icicle
         from novaimagebuilder.guest import proxy as proxy_mod
-        from novaimagebuilder.guest import ssh
+        from novaimagebuilder.guest import host_names
         run, options, parameters = self.run, self.run.options, \
             self.run.parameters
         backend = run.backend
@@ -49,13 +49,13 @@ class Customize(context.BuildTask):
         jump = run.jump_host()
         proxy = pipeline.checked(proxy_mod.Proxy.from_parameters, parameters)
         run.progress(60, "Waiting for SSH on %s%s" % (
-            ssh.host_port(host, port),
+            host_names.host_port(host, port),
             " via jump host %s" % jump.address if jump else ""))
         # Time in the guest (SSH, commands) counts as waiting on machines.
         with run.clock.waiting():
             session = run.connect(guest, host, port, key, jump, host_key)
             reached = dict(session.host_key or {},
-                           address=ssh.host_port(host, port))
+                           address=host_names.host_port(host, port))
             if jump is not None:
                 reached["jump_host"] = jump.address
             try:

@@ -22,7 +22,9 @@ from tests.functional import guestcheck
 from tests.functional import httpproxy
 from tests.functional import jumpbox
 
+from novaimagebuilder.guest import jump_host
 from novaimagebuilder.guest import ssh
+from novaimagebuilder.guest import ssh_errors
 
 
 @pytest.fixture
@@ -78,8 +80,8 @@ def test_ssh_through_a_jump_host_and_back(jump, tmp_path):
     loopback (unreachable from here)."""
     jump.expose("127.0.0.9", (jump.jump_ip, 22))
     assert not _banner("127.0.0.9").startswith(b"SSH-")
-    host = ssh.jump_host("root@%s" % jump.jump_ip, open(jump.key_path).read(),
-                         known_hosts_text=open(jump.known_hosts).read())
+    host = jump_host.jump_host("root@%s" % jump.jump_ip, open(jump.key_path).read(),
+                               known_hosts_text=open(jump.known_hosts).read())
     guest = ssh.SSHGuest("127.0.0.9", 22, "root", jump.key, jump=host,
                          host_key_policy="any")
     guest.wait_until_reachable(30)
@@ -103,10 +105,10 @@ def test_ssh_through_a_jump_host_and_back(jump, tmp_path):
                   "the jump connection to close")
 
     unreachable = ssh.SSHGuest("127.0.0.10", 22, "root", jump.key,
-                               jump=ssh.jump_host(
+                               jump=jump_host.jump_host(
                                    "root@%s" % jump.jump_ip,
                                    open(jump.key_path).read()))
-    with pytest.raises(ssh.SSHTimeout, match="cannot reach 127.0.0.10:22"):
+    with pytest.raises(ssh_errors.SSHTimeout, match="cannot reach 127.0.0.10:22"):
         try:
             unreachable.wait_until_reachable(3)
         finally:
@@ -121,10 +123,10 @@ def test_jump_host_with_another_key_is_refused_at_once(jump, tmp_path):
                     other], check=True)
     known = "%s %s\n" % (jump.jump_ip, " ".join(
         open(other + ".pub").read().split()[:2]))
-    guest = ssh.SSHGuest("127.0.0.9", 22, "root", jump.key, jump=ssh.jump_host(
+    guest = ssh.SSHGuest("127.0.0.9", 22, "root", jump.key, jump=jump_host.jump_host(
         "root@%s" % jump.jump_ip, open(jump.key_path).read(),
         known_hosts_text=known))
-    with pytest.raises(ssh.JumpHostError, match="ssh_jump_known_hosts"):
+    with pytest.raises(ssh_errors.JumpHostError, match="ssh_jump_known_hosts"):
         guest.wait_until_reachable(30)
     guest.close()
 

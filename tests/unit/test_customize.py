@@ -14,6 +14,7 @@ from imgfac_nova.template import parse_template
 from novaimagebuilder.guest import customize as cz
 from novaimagebuilder import errors
 from novaimagebuilder.guest import ssh
+from novaimagebuilder.guest import ssh_errors
 from tests.unit import sshd
 
 sshd_server = sshd.sshd_server
@@ -33,7 +34,7 @@ class FakeGuest:
         self.calls.append(("run", name, command, privileged))
         status, output = self.failures.get(name, (0, ""))
         if status and check:
-            raise ssh.CommandFailed(name, status, output.splitlines())
+            raise ssh_errors.CommandFailed(name, status, output.splitlines())
         return status, output
 
     def put(self, data, path, mode=0o644, privileged=True):
@@ -295,7 +296,7 @@ def test_script_with_shebang_is_uploaded_and_executed():
 
 def test_failing_command_stops_the_customization():
     guest = FakeGuest(failures={"second": (2, "x\nsomething broke\n")})
-    with pytest.raises(ssh.CommandFailed) as failure:
+    with pytest.raises(ssh_errors.CommandFailed) as failure:
         cz.customize(guest, tdl("Fedora", FULL), LOG)
     assert str(failure.value) == ("command 'second' exited with status 2: "
                                   "something broke")
@@ -306,7 +307,7 @@ def test_missing_package_error_is_apts_line():
     output = ("Reading package lists...\nBuilding dependency tree...\n"
               "E: Unable to locate package nosuchpkg\n")
     guest = FakeGuest(failures={"install packages": (100, output)})
-    with pytest.raises(ssh.CommandFailed) as failure:
+    with pytest.raises(ssh_errors.CommandFailed) as failure:
         cz.customize(guest, tdl("Debian", "<packages><package name='nosuchpkg'"
                                 "/></packages>"), LOG)
     assert str(failure.value) == ("command 'install packages' exited with "
@@ -408,7 +409,7 @@ def test_customize_over_real_ssh(real_guest, tmp_path, web_root):
 
 def test_missing_package_over_real_ssh(real_guest):
     template = tdl("Debian", "<packages><package name='nosuchpkg'/></packages>")
-    with pytest.raises(ssh.CommandFailed) as failure:
+    with pytest.raises(ssh_errors.CommandFailed) as failure:
         cz.customize(real_guest, template, LOG)
     assert str(failure.value) == ("command 'install packages' exited with "
                                   "status 100: E: Unable to locate package "
@@ -420,7 +421,7 @@ def test_failed_download_over_real_ssh(real_guest, tmp_path, web_root):
     target = tmp_path / "missing.txt"
     template = tdl("Fedora", f"""<files>
     <file name="{target}" type="url">{base_url}/nothing-here</file></files>""")
-    with pytest.raises(ssh.CommandFailed) as failure:
+    with pytest.raises(ssh_errors.CommandFailed) as failure:
         cz.customize(real_guest, template, LOG)
     assert str(failure.value).startswith(f"command 'download {target}' "
                                          "exited with status 22: curl: (22)")

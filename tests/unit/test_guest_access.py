@@ -20,7 +20,12 @@ from novaimagebuilder.scripts import installscript as isc
 from novaimagebuilder.scripts import kickstart as ks
 from novaimagebuilder.machines import nova_guest
 from novaimagebuilder.guest import proxy as proxy_mod
+from novaimagebuilder.guest import host_key_check
+from novaimagebuilder.guest import host_names
+from novaimagebuilder.guest import jump_host
 from novaimagebuilder.guest import ssh
+from novaimagebuilder.guest import ssh_connection
+from novaimagebuilder.guest import ssh_errors
 from tests import poll
 from tests.unit import sshd
 from tests.unit.test_customize import FakeGuest
@@ -88,7 +93,7 @@ def test_missing_version_names_the_addresses():
     ("[2001:db8::1]", (None, "2001:db8::1", 22)),
 ])
 def test_jump_host_spec(text, expected):
-    assert ssh.parse_jump_host(text) == expected
+    assert jump_host.parse_jump_host(text) == expected
 
 
 @pytest.mark.parametrize("text,message", [
@@ -100,7 +105,7 @@ def test_jump_host_spec(text, expected):
 ])
 def test_bad_jump_host_spec(text, message):
     with pytest.raises(ValueError, match=message):
-        ssh.parse_jump_host(text)
+        jump_host.parse_jump_host(text)
 
 
 @pytest.mark.parametrize("text,expected", [
@@ -108,19 +113,19 @@ def test_bad_jump_host_spec(text, message):
     ("host-1.example", "host-1.example"), ("10.9.8.7", "10.9.8.7"),
 ])
 def test_ssh_host_forms(text, expected):
-    assert ssh.check_host(text) == expected
+    assert host_names.check_host(text) == expected
 
 
 @pytest.mark.parametrize("text", ["bad host", "-x", "[10.0.0.1]", "1.2.3.999",
                                   "a" * 64 + ".example"])
 def test_bad_ssh_host(text):
     with pytest.raises(ValueError, match="ssh_host"):
-        ssh.check_host(text)
+        host_names.check_host(text)
 
 
 def test_ipv6_addresses_are_bracketed_in_messages():
-    assert ssh.host_port("2001:db8::5", 22) == "[2001:db8::5]:22"
-    assert ssh.host_port("10.0.0.5", 22) == "10.0.0.5:22"
+    assert host_names.host_port("2001:db8::5", 22) == "[2001:db8::5]:22"
+    assert host_names.host_port("10.0.0.5", 22) == "10.0.0.5:22"
     guest = ssh.SSHGuest("2001:db8::5", 22, "root", None)
     assert guest.address == "[2001:db8::5]:22"
 
@@ -129,7 +134,7 @@ def test_jump_parameters_are_checked(tmp_path):
     key = paramiko.ECDSAKey.generate()
     path = tmp_path / "key"
     key.write_private_key_file(str(path))
-    jump = ssh.jump_host("ops@jump:2222", path.read_text())
+    jump = jump_host.jump_host("ops@jump:2222", path.read_text())
     assert (jump.address, jump.pkey.get_base64()) == (
         "ops@jump:2222", key.get_base64())
     key.write_private_key_file(str(path), password="pass")
@@ -142,10 +147,10 @@ def test_jump_parameters_are_checked(tmp_path):
             (("jump", None, False, "junk line"),
              "needs a key")]:
         with pytest.raises(ValueError, match=message):
-            ssh.jump_host(*args)
+            jump_host.jump_host(*args)
     with pytest.raises(ValueError, match="ssh_jump_known_hosts:1: not a "
                                          "known_hosts line"):
-        ssh.known_hosts("jump ssh-ed25519\n")
+        jump_host.known_hosts("jump ssh-ed25519\n")
 
 
 def test_build_host_keys_cannot_go_with_policy_any():
@@ -177,7 +182,7 @@ def test_console_policy_waits_for_keys_then_accepts_the_first_with_a_warning(
         assert time.monotonic() - started >= 2
         assert guest.host_key == {
             "policy": "console", "checked": False,
-            "fingerprint": ssh.fingerprint(sshd_server.host_key),
+            "fingerprint": host_key_check.fingerprint(sshd_server.host_key),
             "key_type": "ssh-ed25519",
             "warning": "the console showed no SSH host keys within 2 s; "
                        "accepted the first key offered"}
@@ -190,7 +195,7 @@ def test_console_policy_checks_keys_that_appear_within_the_grace_period(
     """The console shows keys a moment after sshd answers (cloud-init):
     they are checked, not the first key taken; a key other than those
     shown is refused."""
-    right = [ssh.fingerprint(sshd_server.host_key)]
+    right = [host_key_check.fingerprint(sshd_server.host_key)]
     wrong = ["SHA256:" + "B" * 43]
     for keys, fails in ((right, False), (wrong, True)):
         shown_after = time.monotonic() + 1.5
@@ -199,7 +204,7 @@ def test_console_policy_checks_keys_that_appear_within_the_grace_period(
                        if time.monotonic() > shown_after else [])
         with guest:
             if fails:
-                with pytest.raises(ssh.HostKeyMismatch, match="does not "
+                with pytest.raises(ssh_errors.HostKeyMismatch, match="does not "
                                    "match the expected keys"):
                     guest.wait_until_reachable(30)
                 continue
@@ -225,7 +230,7 @@ def test_the_builds_key_is_accepted_at_once_without_the_console(keyed_sshd):
     """OpenSSH serves the key hostkeys made; the check needs no console
     keys and no grace period, whatever the policy."""
     server, key, login = keyed_sshd
-    assert ssh.fingerprint(server.host_key) == key.fingerprint
+    assert host_key_check.fingerprint(server.host_key) == key.fingerprint
     for policy in ("console", "strict"):
         started = time.monotonic()
         with _guest(server, login, policy, key_grace=60,
@@ -244,7 +249,7 @@ def test_another_key_than_the_builds_fails_at_once_in_one_line(keyed_sshd):
                    host_keys=[key.fingerprint], build_keys=[other.public],
                    build_only=True)
     started = time.monotonic()
-    with pytest.raises(ssh.HostKeyMismatch) as caught:
+    with pytest.raises(ssh_errors.HostKeyMismatch) as caught:
         guest.wait_until_reachable(30)
     assert time.monotonic() - started < 5
     assert str(caught.value) == (
@@ -271,7 +276,7 @@ def test_a_reconnection_must_offer_the_key_accepted_first(keyed_sshd):
         guest.wait_until_reachable(30)
         guest._pinned = "ssh-ed25519 " + hostkeys.generate().public.split()[1]
         guest._disconnect()
-        with pytest.raises(ssh.HostKeyMismatch, match="is not the one it "
+        with pytest.raises(ssh_errors.HostKeyMismatch, match="is not the one it "
                            "offered when the build first connected"):
             guest.run("true")
 
@@ -279,24 +284,24 @@ def test_a_reconnection_must_offer_the_key_accepted_first(keyed_sshd):
 def test_strict_policy_without_console_keys_fails_in_one_line(
         sshd_server, client_key):
     guest = _guest(sshd_server, client_key, "strict", key_grace=1)
-    with pytest.raises(ssh.HostKeyUnverified) as caught:
+    with pytest.raises(ssh_errors.HostKeyUnverified) as caught:
         guest.wait_until_reachable(30)
     assert str(caught.value) == (
         "ssh_host_key_policy is strict and the guest's console shows no SSH "
         "host keys: refusing the unverified key of 127.0.0.1:%d (ssh-ed25519 "
         "%s) (waited 1 s for the console to show them)"
-        % (sshd_server.port, ssh.fingerprint(sshd_server.host_key)))
+        % (sshd_server.port, host_key_check.fingerprint(sshd_server.host_key)))
 
 
 def test_strict_policy_accepts_console_keys(sshd_server, client_key):
     key = sshd_server.host_key
     guest = ssh.SSHGuest("127.0.0.1", sshd_server.port, "root", client_key,
-                         host_keys=[ssh.fingerprint(key)],
+                         host_keys=[host_key_check.fingerprint(key)],
                          host_key_policy="strict")
     with guest:
         guest.wait_until_reachable(10)
         assert guest.host_key["checked"] is True
-        assert guest.host_key["fingerprint"] == ssh.fingerprint(key)
+        assert guest.host_key["fingerprint"] == host_key_check.fingerprint(key)
 
 
 def test_any_policy_checks_nothing_and_warns(sshd_server, client_key, caplog):
@@ -314,10 +319,10 @@ def test_any_policy_checks_nothing_and_warns(sshd_server, client_key, caplog):
 
 def test_jump_host_tunnels_commands_and_closes(sshd_server, client_key,
                                                tmp_path):
-    known = ssh.known_hosts("[127.0.0.1]:%d ssh-ed25519 %s\n" % (
+    known = jump_host.known_hosts("[127.0.0.1]:%d ssh-ed25519 %s\n" % (
         sshd_server.port, sshd_server.host_key.get_base64()))
-    jump = ssh.JumpHost("127.0.0.1", sshd_server.port, "root", client_key,
-                        known)
+    jump = jump_host.JumpHost("127.0.0.1", sshd_server.port, "root", client_key,
+                              known)
     guest = _guest(sshd_server, client_key, "any", jump=jump)
     assert guest.address == "127.0.0.1:%d via root@127.0.0.1:%d" % (
         (sshd_server.port,) * 2)
@@ -332,21 +337,21 @@ def test_jump_host_tunnels_commands_and_closes(sshd_server, client_key,
 
 def test_jump_host_key_not_listed_is_refused(sshd_server, client_key):
     other = paramiko.ECDSAKey.generate()
-    known = ssh.known_hosts("[127.0.0.1]:%d ecdsa-sha2-nistp256 %s\n" % (
+    known = jump_host.known_hosts("[127.0.0.1]:%d ecdsa-sha2-nistp256 %s\n" % (
         sshd_server.port, other.get_base64()))
-    jump = ssh.JumpHost("127.0.0.1", sshd_server.port, "root", client_key,
-                        known)
+    jump = jump_host.JumpHost("127.0.0.1", sshd_server.port, "root", client_key,
+                              known)
     guest = _guest(sshd_server, client_key, "any", jump=jump)
-    with pytest.raises(ssh.JumpHostError, match="ssh_jump_known_hosts"):
+    with pytest.raises(ssh_errors.JumpHostError, match="ssh_jump_known_hosts"):
         guest.wait_until_reachable(10)
     assert not jump.connected
 
 
 def test_jump_host_refusing_the_key_is_one_line(sshd_server, client_key):
-    jump = ssh.JumpHost("127.0.0.1", sshd_server.port, "root",
-                        paramiko.ECDSAKey.generate())
+    jump = jump_host.JumpHost("127.0.0.1", sshd_server.port, "root",
+                              paramiko.ECDSAKey.generate())
     guest = _guest(sshd_server, client_key, "any", jump=jump)
-    with pytest.raises(ssh.JumpHostError) as caught:
+    with pytest.raises(ssh_errors.JumpHostError) as caught:
         guest.wait_until_reachable(10)
     assert str(caught.value) == ("SSH jump host root@127.0.0.1:%d refused "
                                  "ssh_jump_key" % sshd_server.port)
@@ -355,11 +360,11 @@ def test_jump_host_refusing_the_key_is_one_line(sshd_server, client_key):
 def test_pipeline_closes_the_jump_when_the_guest_is_unreachable(
         sshd_server, client_key):
     from novaimagebuilder.tasks import context
-    jump = ssh.JumpHost("127.0.0.1", sshd_server.port, "root", client_key)
+    jump = jump_host.JumpHost("127.0.0.1", sshd_server.port, "root", client_key)
     run = context.BuildRun(types.SimpleNamespace(
         console=lambda machine, lines: "",
         ssh_limits=lambda machine: ""), None, parameters={"ssh_timeout": 2})
-    with pytest.raises(ssh.SSHTimeout, match="cannot reach 127.0.0.1:1"):
+    with pytest.raises(ssh_errors.SSHTimeout, match="cannot reach 127.0.0.1:1"):
         run.connect("guest", "127.0.0.1", 1, client_key, jump)
     assert not jump.connected
 
@@ -451,7 +456,7 @@ def test_remote_forward_is_bound_again_after_a_lost_connection(
 def test_remote_forward_whose_port_is_taken_meanwhile_is_one_error(
         sshd_server, client_key, monkeypatch):
     import socket
-    monkeypatch.setattr(ssh, "FORWARD_AGAIN_WITHIN", 2.0)
+    monkeypatch.setattr(ssh_connection, "FORWARD_AGAIN_WITHIN", 2.0)
     listener = _echo_server()
     service = listener.getsockname()[1]
     with ssh.SSHGuest("127.0.0.1", sshd_server.port, "root", client_key,
@@ -588,15 +593,15 @@ def test_jump_host_with_the_agents_keys(sshd_server, client_key, tmp_path,
             ["ssh-add", "-q", key_path],
             stderr=subprocess.DEVNULL).returncode == 0, 5,
             "ssh-agent to take the key", interval=0.1)
-        jump = ssh.jump_host("root@127.0.0.1:%d" % sshd_server.port,
-                             agent=True)
+        jump = jump_host.jump_host("root@127.0.0.1:%d" % sshd_server.port,
+                                   agent=True)
         assert jump.pkey is None
         with _guest(sshd_server, client_key, "any", jump=jump) as guest:
             guest.wait_until_reachable(10)
             assert guest.run("echo via-agent")[1] == "via-agent\n"
         monkeypatch.setenv("SSH_AUTH_SOCK", str(tmp_path / "none"))
         with pytest.raises(ValueError, match="the SSH agent has no keys"):
-            ssh.jump_host("jump", agent=True)
+            jump_host.jump_host("jump", agent=True)
     finally:
         agent.terminate()
         agent.wait()

@@ -90,12 +90,12 @@ class FakeSession:
         FakeSession.instances.append(self)
 
     def wait_until_reachable(self, timeout):
-        from novaimagebuilder.guest import ssh
+        from novaimagebuilder.guest import ssh_errors
         if self.kwargs.get("command_prefix") == "refuse":
             raise errors.BuildError("SSH authentication failed")
         if self.kwargs.get("command_prefix") == "unreachable":
-            raise ssh.SSHTimeout("SSH on 127.0.0.9:22 not reachable: "
-                                 "connection timed out (after 5 s)")
+            raise ssh_errors.SSHTimeout("SSH on 127.0.0.9:22 not reachable: "
+                                        "connection timed out (after 5 s)")
 
     def run(self, command, **kwargs):
         self.commands.append(command)

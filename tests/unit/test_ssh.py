@@ -11,7 +11,9 @@ import paramiko
 import pytest
 
 from novaimagebuilder import errors
+from novaimagebuilder.guest import host_key_check
 from novaimagebuilder.guest import ssh
+from novaimagebuilder.guest import ssh_errors
 from tests.unit import sshd
 
 # The real sshd (module scoped) and a key it accepts for root.
@@ -55,7 +57,7 @@ def test_stderr_can_be_kept_out_of_the_output(guest, caplog):
 
 
 def test_stderr_is_in_the_failure_when_kept_apart(guest):
-    with pytest.raises(ssh.CommandFailed, match="status 2: error: broken"):
+    with pytest.raises(ssh_errors.CommandFailed, match="status 2: error: broken"):
         guest.run("echo fine; echo 'error: broken' >&2; exit 2",
                   merge_stderr=False)
 
@@ -99,7 +101,7 @@ def test_output_lines_are_logged_as_they_arrive(guest, caplog):
 
 
 def test_failing_command_message_is_one_line(guest):
-    with pytest.raises(ssh.CommandFailed) as failure:
+    with pytest.raises(ssh_errors.CommandFailed) as failure:
         guest.run("echo Reading package lists...; "
                   "echo 'E: Unable to locate package nosuchpkg' >&2; "
                   "echo done; exit 100", name="install packages")
@@ -112,7 +114,7 @@ def test_failing_command_message_is_one_line(guest):
 
 
 def test_failing_command_without_error_line_names_last_line(guest):
-    with pytest.raises(ssh.CommandFailed) as failure:
+    with pytest.raises(ssh_errors.CommandFailed) as failure:
         guest.run("seq 1 50; exit 7", name="count")
     assert str(failure.value) == "command 'count' exited with status 7: 50"
     assert len(failure.value.last_lines) == ssh.KEEP_LINES
@@ -120,7 +122,7 @@ def test_failing_command_without_error_line_names_last_line(guest):
 
 def test_command_timeout(guest):
     started = time.monotonic()
-    with pytest.raises(ssh.CommandTimeout, match="command 'wait' did not "
+    with pytest.raises(ssh_errors.CommandTimeout, match="command 'wait' did not "
                        "finish within 1 s"):
         guest.run("sleep 30", name="wait", timeout=1)
     assert time.monotonic() - started < 5
@@ -160,7 +162,7 @@ def test_put_unprivileged_writes_directly(guest, tmp_path):
 def test_put_failure_is_a_command_failure(guest, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    with pytest.raises(ssh.CommandFailed, match=r"command 'install .*/file/"
+    with pytest.raises(ssh_errors.CommandFailed, match=r"command 'install .*/file/"
                        r"below' exited with status 1"):
         guest.put(b"data", str(blocker / "below"), 0o644)
 
@@ -171,7 +173,7 @@ def test_unreachable_port_times_out_with_one_line(client_key):
     port = sshd.free_port()
     session = ssh.SSHGuest("127.0.0.1", port, "root", client_key)
     started = time.monotonic()
-    with pytest.raises(ssh.SSHTimeout) as failure:
+    with pytest.raises(ssh_errors.SSHTimeout) as failure:
         session.wait_until_reachable(1.5)
     assert time.monotonic() - started < 5
     message = str(failure.value)
@@ -199,7 +201,7 @@ def test_server_closing_before_banner_is_retried_then_reported(client_key):
 
     threading.Thread(target=serve, daemon=True).start()
     try:
-        with pytest.raises(ssh.SSHTimeout, match=f"127.0.0.1:{port}"):
+        with pytest.raises(ssh_errors.SSHTimeout, match=f"127.0.0.1:{port}"):
             ssh.SSHGuest("127.0.0.1", port, "root", client_key,
                          connect_timeout=1).wait_until_reachable(2)
     finally:
@@ -226,7 +228,7 @@ def test_rejected_key_is_an_authentication_error(sshd_server):
     session = ssh.SSHGuest("127.0.0.1", sshd_server.port, "debian", stranger,
                            key_grace=0)
     started = time.monotonic()
-    with pytest.raises(ssh.SSHAuthError) as failure:
+    with pytest.raises(ssh_errors.SSHAuthError) as failure:
         session.wait_until_reachable(30, auth_grace=1)
     assert time.monotonic() - started < 10
     assert str(failure.value) == (f"SSH authentication as 'debian' on "
@@ -237,7 +239,7 @@ def test_rejected_key_until_timeout_is_an_authentication_error(sshd_server):
     stranger = paramiko.ECDSAKey.generate()
     session = ssh.SSHGuest("127.0.0.1", sshd_server.port, "root", stranger,
                            key_grace=0)
-    with pytest.raises(ssh.SSHAuthError, match="as 'root' on"):
+    with pytest.raises(ssh_errors.SSHAuthError, match="as 'root' on"):
         session.wait_until_reachable(1.5)
 
 
@@ -250,7 +252,7 @@ def test_cancelled_wait_stops(client_key):
 # ---------------------------------------------------------------- host keys
 
 def test_unknown_host_key_is_accepted_and_logged(guest, sshd_server, caplog):
-    fingerprint = ssh.fingerprint(sshd_server.host_key)
+    fingerprint = host_key_check.fingerprint(sshd_server.host_key)
     assert any(fingerprint in record.getMessage()
                for record in caplog.get_records("setup"))
     assert fingerprint in console_fingerprint(sshd_server.host_key_path)
@@ -261,8 +263,8 @@ def test_expected_key_from_console_fingerprints(sshd_server, client_key):
                "ec2: -----BEGIN SSH HOST KEY FINGERPRINTS-----\n"
                "ec2: " + console_fingerprint(sshd_server.host_key_path) + "\n"
                "ec2: -----END SSH HOST KEY FINGERPRINTS-----\n")
-    keys = ssh.host_keys_from_console(console)
-    assert keys == [ssh.fingerprint(sshd_server.host_key)]
+    keys = host_key_check.host_keys_from_console(console)
+    assert keys == [host_key_check.fingerprint(sshd_server.host_key)]
     with ssh.SSHGuest("127.0.0.1", sshd_server.port, "root", client_key,
                       host_keys=keys) as session:
         assert session.wait_until_reachable(10).run("echo ok")[1] == "ok\n"
@@ -275,7 +277,7 @@ def test_expected_key_from_console_key_lines(sshd_server, client_key):
                "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTY= root@x\r\n"
                f"{public}\r\n"
                "-----END SSH HOST KEY KEYS-----\r\n")
-    keys = ssh.host_keys_from_console(console)
+    keys = host_key_check.host_keys_from_console(console)
     assert keys[1] == " ".join(public.split()[:2])
     with ssh.SSHGuest("127.0.0.1", sshd_server.port, "root", client_key,
                       host_keys=keys) as session:
@@ -287,14 +289,14 @@ def test_host_key_mismatch_is_refused_at_once(sshd_server, client_key):
     session = ssh.SSHGuest("127.0.0.1", sshd_server.port, "root", client_key,
                            host_keys=[other])
     started = time.monotonic()
-    with pytest.raises(ssh.HostKeyMismatch) as failure:
+    with pytest.raises(ssh_errors.HostKeyMismatch) as failure:
         session.wait_until_reachable(30)
     assert time.monotonic() - started < 5
     message = str(failure.value)
     assert message == (
         f"SSH host key of 127.0.0.1:{sshd_server.port} does not match the "
         f"expected keys: the server offered ssh-ed25519 "
-        f"{ssh.fingerprint(sshd_server.host_key)}, expected {other}")
+        f"{host_key_check.fingerprint(sshd_server.host_key)}, expected {other}")
 
 
 def test_console_parser_takes_the_last_block_and_md5():
@@ -309,7 +311,7 @@ rebooting
 -----END SSH HOST KEY FINGERPRINTS-----
 not a key line
 """
-    assert ssh.host_keys_from_console(console) == [
+    assert host_key_check.host_keys_from_console(console) == [
         "MD5:aa:bb:cc:dd:ee:ff:00:11:22:33:44:55:66:77:88:99",
         "SHA256:newnewnewnewnewnewnewnewnewnewnewnewnewnewn"]
 
@@ -323,11 +325,11 @@ def test_console_key_glued_to_the_end_marker():
                "-----BEGIN SSH HOST KEY KEYS-----\r\n"
                f"ssh-ed25519 {key}-----END SSH HOST KEY KEYS-----\r\n"
                "Cloud-init v. 22.4.2 finished at Mon, 07 Dec 2026\r\n")
-    assert ssh.host_keys_from_console(console) == [f"ssh-ed25519 {key}"]
+    assert host_key_check.host_keys_from_console(console) == [f"ssh-ed25519 {key}"]
 
 
 def test_console_without_markers_has_no_keys():
-    assert ssh.host_keys_from_console(
+    assert host_key_check.host_keys_from_console(
         "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5 root@x\nlogin: ") == []
 
 
@@ -364,7 +366,7 @@ def dropping_guest(sshd_server, client_key, tmp_path):
 
 
 def test_lost_connection_fails_a_checked_command(dropping_guest):
-    with pytest.raises(ssh.SSHError, match="SSH connection to 127.0.0.1:"
+    with pytest.raises(ssh_errors.SSHError, match="SSH connection to 127.0.0.1:"
                        r"\d+ ended while running command 'poweroff'"):
         dropping_guest.run("poweroff")
 
