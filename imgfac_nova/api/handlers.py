@@ -3,7 +3,6 @@
 Every image belongs to the Keystone project that asked for it; an image the
 caller may not see (``imgfac:image:get``) answers 404, as an unknown id does.
 """
-import json
 import logging
 
 import pbr.version
@@ -16,7 +15,7 @@ from imgfac_nova import images
 from imgfac_nova import jobboard
 from imgfac_nova import parameters
 from imgfac_nova import store
-from imgfac_nova import template as tdl
+from imgfac_nova.api import bodies
 from imgfac_nova.api import inputs
 from imgfac_nova.api import policy
 from imgfac_nova.api import router
@@ -29,7 +28,6 @@ from novaimagebuilder import errors
 LOG = logging.getLogger(__name__)
 
 API_VERSION = "2.0"
-_FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
 #: Bad input from a Builder verb: 400 with its one line.
 _BAD_INPUT = (manager.PluginError, parameters.ParameterError, errors.BuildError,
               store.NotFound, ValueError)
@@ -212,22 +210,22 @@ class Api:
         caller.require(policy.IMAGE_CREATE, "creating images in project %s"
                        % caller.project_id)
         self._parents(request, kind, **parent_ids)
-        fields = _fields(request, views.NAMES[kind][1])
-        values = dict(_json_object(fields.get("parameters") or {},
-                                   "parameters"))
+        fields = bodies.image_fields(request, views.NAMES[kind][1])
+        values = dict(bodies.json_object(fields.get("parameters") or {},
+                                         "parameters"))
         urls = inputs.callbacks(values)
         try:
             snapshot = parameters.Parameter("snapshot", "", type="bool").cast(
                 values.pop("snapshot", False), "imagefactory")
         except parameters.ParameterError as exc:
             raise router.ApiError(400, str(exc)) from None
-        template = _template(fields.get("template"),
-                             config.template_limits(self.service.conf))
+        template = bodies.parse_template(
+            fields.get("template"), config.template_limits(self.service.conf))
         ids = {"base_image_id": parent_ids.get("base_image_id") or
                fields.get("base_image_id"),
                "target_image_id": parent_ids.get("target_image_id") or
                fields.get("target_image_id")}
-        start = _verb(kind, fields, values, template, ids, snapshot)
+        start = bodies.verb(kind, fields, values, template, ids, snapshot)
         parents = {}
         for field, parent_kind in (("base_image_id", images.BASE_IMAGE),
                                    ("target_image_id", images.TARGET_IMAGE)):
@@ -301,13 +299,13 @@ class Api:
         if not self._may(request, policy.IMAGE_DELETE, record):
             raise router.ApiError(403, "policy does not allow deleting %s"
                                   % image_id)
-        fields = _fields(request, views.NAMES[kind][1], required=False)
+        fields = bodies.image_fields(request, views.NAMES[kind][1], required=False)
         builder = self.service.builder(
             cloud_auth=request.environ.get("keystone.token_auth"))
         try:
             done = builder.delete(
-                image_id, _json_object(fields.get("parameters") or {},
-                                       "parameters"),
+                image_id, bodies.json_object(fields.get("parameters") or {},
+                                             "parameters"),
                 provider=fields.get("provider"),
                 credentials=fields.get("credentials"))
         except store.NotFound:
@@ -337,88 +335,3 @@ class Api:
             raise router.ApiError(404, "no plugin %s" % plugin_id)
         return router.json_response(views.plugin(_base_url(request),
                                                  plugin_id, cls))
-
-
-# -- request bodies ------------------------------------------------------------
-
-def _fields(request, member, required=True):
-    """The image fields of a JSON body (``{member: {...}}``) or a form."""
-    if request.content_type in _FORMS:
-        return {name: value.value.decode("utf-8", "replace")
-                if isinstance(getattr(value, "value", None), bytes) else
-                getattr(value, "value", value)
-                for name, value in request.POST.items()}
-    if not request.body:
-        if required:
-            raise router.ApiError(400, "the request has no body; send "
-                                  "{\"%s\": {...}} as JSON or a form" % member)
-        return {}
-    if request.content_type not in ("application/json", ""):
-        raise router.ApiError(415, "unsupported content type %s (send JSON "
-                              "or a form)" % request.content_type)
-    try:
-        body = json.loads(request.body)
-    except ValueError as exc:
-        raise router.ApiError(400, "the body is not JSON: %s" % exc) from None
-    fields = body.get(member, body) if isinstance(body, dict) else None
-    if not isinstance(fields, dict):
-        raise router.ApiError(400, "the body must be {\"%s\": {...}}" % member)
-    return fields
-
-
-def _json_object(value, name):
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError as exc:
-            raise router.ApiError(400, "%s is not JSON: %s" % (name, exc)) \
-                from None
-    if not isinstance(value, dict):
-        raise router.ApiError(400, "%s must be a JSON object" % name)
-    return value
-
-
-def _template(text, limits):
-    if not text:
-        return None
-    try:
-        return tdl.parse_template(text, source="template", limits=limits)
-    except tdl.TemplateError as exc:
-        where = ":".join(str(n) for n in (exc.line, exc.column) if n)
-        raise router.ApiError(400, "template%s: %s" % (
-            ":" + where if where else "", exc.message)) from None
-
-
-def _require(fields, *names):
-    missing = [n for n in names if not fields.get(n)]
-    if missing:
-        raise router.ApiError(400, "missing %s" % ", ".join(missing))
-    return [fields[n] for n in names]
-
-
-def _verb(kind, fields, values, template, ids, snapshot):
-    """The Builder verb call that makes an image of ``kind``."""
-    if kind == images.BASE_IMAGE:
-        if template is None:
-            raise router.ApiError(400, "missing template")
-        return lambda b: b.base_image(template, values)
-    if kind == images.TARGET_IMAGE:
-        (target,) = _require(fields, "target")
-        if bool(ids["base_image_id"]) == bool(template):
-            raise router.ApiError(400, "give base_image_id or template, "
-                                  "not both or neither")
-        return lambda b: b.target_image(target, values,
-                                        base_id=ids["base_image_id"],
-                                        template=template)
-    target, provider, credentials = _require(fields, "target", "provider",
-                                             "credentials")
-    source = ids["target_image_id"] or ids["base_image_id"]
-    if snapshot and template is None:
-        raise router.ApiError(400, "parameters.snapshot builds from a "
-                              "template: give template")
-    if not snapshot and bool(source) == bool(template):
-        raise router.ApiError(400, "give target_image_id, base_image_id or "
-                              "template (one of them)")
-    return lambda b: b.provider_image(target, provider, credentials, values,
-                                      image_id=source, template=template,
-                                      snapshot=snapshot)
