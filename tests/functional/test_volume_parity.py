@@ -11,6 +11,7 @@ import pytest
 from lxml import etree
 
 from tests.functional import builds
+from tests.functional import test_cloud_plugins
 from tests.functional.test_volume_build import cloud_left
 
 ON_VOLUMES = ("--parameter", "boot_from_volume", "true")
@@ -117,13 +118,8 @@ def test_in_cloud_target_of_a_volume_backed_base_is_its_volume_uploaded(
         pair, cloud_env, conn, admin_conn):
     made, _, tmp = pair
     base = made["volume"]
-    content = os.path.join(str(tmp), "target_content.xml")
-    with open(content, "w") as handle:
-        handle.write(TARGET_CONTENT)
-    config = os.path.join(str(tmp), "target.conf")
-    with open(config, "w") as handle:
-        handle.write("[DEFAULT]\nstorage_path = %s\ntarget_content_file = "
-                     "%s\n" % (os.path.join(str(tmp), "store"), content))
+    config, _ = test_cloud_plugins._content_config(
+        (None, os.path.join(str(tmp), "store"), tmp), TARGET_CONTENT)
     result = builds.imgfac(config, "target_image", "--id",
                            base["identifier"], "openstack", env=cloud_env)
     assert result.returncode == 0, result.stderr[-3000:]
