@@ -25,6 +25,7 @@ from imgfac_nova.plugins import manager as plugin_manager
 from novaimagebuilder import errors
 from novaimagebuilder import scrub
 from novaimagebuilder import sweep
+from novaimagebuilder import tokens
 from novaimagebuilder import waiter
 
 LOG = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ class Builder:
     def __init__(self, conf, store, plugins=None, on_change=None, slots=None,
                  project_id=None, cloud_auth=None, url_check=None, *,
                  strict_parameters=False, trust_id=None, checkpoint=None,
-                 claim=None):
+                 claim=None, token_window=None):
         """``slots`` (a jobs.BuildSlots) bounds concurrent builds; ``project_id`` is
         recorded on new images; ``cloud_auth`` (a keystoneauth1 auth plugin)
         is how plugins reach the cloud for this caller (and ``trust_id``,
@@ -70,7 +71,10 @@ class Builder:
         parameter no plugin of a build knows is refused with
         ``strict_parameters`` (ParameterError), else warned about.
         ``checkpoint``, ``claim``: the jobs.BuildContext.checkpoint and
-        claim of its builds."""
+        claim of its builds. ``token_window``: Keystone's allow_expired
+        window (seconds) for a daemon's builds on their caller's token
+        alone (no trust), which it says the cloud accepts that token for
+        (novaimagebuilder.tokens)."""
         self.conf = conf
         self.strict_parameters = strict_parameters
         self.store = store
@@ -83,6 +87,7 @@ class Builder:
         self.url_check = url_check
         self.checkpoint = checkpoint
         self.claim = claim
+        self.token_window = token_window
 
     def _plugin(self, name):
         plugin = self.plugins.get(name)
@@ -423,6 +428,12 @@ class Builder:
         with jobs.build_log(self.store, record.identifier):
             self.store.update(record.identifier,
                               log=self.store.log_path(record.identifier))
+            if self.token_window is not None:
+                warning = tokens.build_warning(
+                    self.cloud_auth, self.token_window, record.parameters)
+                if warning:
+                    LOG.warning("Building %s %s: %s", record.type,
+                                record.identifier, warning)
             try:
                 ctx.check_cancelled()
                 ctx.progress(0, "Starting %s" % record.type)
@@ -438,6 +449,10 @@ class Builder:
                 return "%s %s %s" % (record.type, record.identifier, exc)
             except BaseException as exc:  # a build must never die silently
                 reason = one_line(exc)
+                if self.token_window is not None:
+                    reason = tokens.explain_refusal(
+                        reason, self.cloud_auth, self.token_window,
+                        record.created)
                 interrupted = isinstance(exc, (errors.Cancelled,
                                                KeyboardInterrupt))
                 if interrupted:

@@ -13,6 +13,8 @@ OWNER_TAG = "imgfac_owner"
 ROLE = "imgfac_role"
 MEDIA_SHA256 = "imgfac_media_sha256"
 NAME_PREFIX = "imgfac-nova-"
+#: How a refusal of the credentials reads.
+REFUSED = "the cloud refused the credentials (HTTP 401)"
 
 
 def explain(exc):
@@ -23,21 +25,21 @@ def explain(exc):
     while cause is not None:  # openstacksdk wraps keystoneauth's errors
         if isinstance(cause, ksa.Unauthorized) or \
                 getattr(cause, "status_code", None) == 401:
-            return "the cloud refused the credentials (HTTP 401)"
+            return REFUSED
         cause = cause.__cause__ or cause.__context__
     if isinstance(exc, sdk.HttpException):
         detail = (exc.details or exc.message or "").strip().splitlines()
         status = exc.status_code
         text = detail[0] if detail else str(status)
         if status == 401:
-            return "the cloud refused the credentials (HTTP 401)"
+            return REFUSED
         if status == 403 and "quota" in text.lower():
             return "quota exceeded: %s" % text
         if status == 413 or "quota" in text.lower():
             return "quota exceeded: %s" % text
         return "%s (HTTP %s)" % (text, status)
     if isinstance(exc, ksa.Unauthorized):
-        return "the cloud refused the credentials (HTTP 401)"
+        return REFUSED
     if isinstance(exc, ksa.ConnectFailure):
         return "cannot reach the cloud: %s" % str(exc).splitlines()[0]
     if isinstance(exc, (sdk.ConfigException, ksa.MissingRequiredOptions,

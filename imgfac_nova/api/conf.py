@@ -41,6 +41,14 @@ _opts = [
     cfg.IntOpt("callback_retry_seconds", default=300, min=0,
                help="How long a status callback that fails (no answer or a "
                     "5xx) is retried, with backoff, before it is given up."),
+    cfg.IntOpt("allow_expired_window", default=172800, min=0,
+               help="Keystone's [token] allow_expired_window of the cloud "
+                    "(seconds; Keystone's default): how long past its expiry "
+                    "the cloud accepts a caller's token sent with the "
+                    "daemon's service token. A build of a caller who may "
+                    "make no Keystone trust runs on that token; it says in "
+                    "its log when its timeout could outlast the window, and "
+                    "its failure says when the window was over."),
 ]
 
 

@@ -53,9 +53,14 @@ class BuildService:
         recorded on its new images) it acts through the trust, not with
         ``cloud_auth``, so its builds outlive the caller's token and
         Keystone's allow_expired window, and a build that ends, COMPLETE or
-        FAILED, releases it."""
+        FAILED, releases it; without, a build on the caller's token says
+        when the cloud will refuse that token (``[api]
+        allow_expired_window``)."""
+        window = None
         if trust_id:
             cloud_auth = trusts.auth_for(self.conf, trust_id)
+        elif cloud_auth is not None:  # the caller's token alone
+            window = self.conf.api.allow_expired_window
 
         def changed(record):
             if on_change is not None:
@@ -67,7 +72,7 @@ class BuildService:
                              slots=self.slots,
                              project_id=project_id, cloud_auth=cloud_auth,
                              url_check=url_check, strict_parameters=True,
-                             trust_id=trust_id)
+                             trust_id=trust_id, token_window=window)
 
     def release(self, trust_id):
         """Delete ``trust_id`` unless a build holding it still runs."""

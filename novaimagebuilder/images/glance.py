@@ -45,7 +45,7 @@ def explain(exc):
     """One line for a glanceclient / keystoneauth exception."""
     code = getattr(exc, "code", None)
     if code == 401:
-        return "the cloud refused the credentials (HTTP 401)"
+        return cloud.REFUSED
     if code == 403:
         return "Glance refused: %s (HTTP 403)" % _first_line(
             getattr(exc, "details", None) or exc)

@@ -209,3 +209,37 @@ def test_an_expired_callers_token_with_the_service_token_reaches_the_cloud(
 
 def _stored(daemon, identifier):
     return databases.image_store(daemon.store).get(identifier)
+
+
+def test_a_build_on_a_token_that_may_make_no_trust_says_when_it_ends(
+        make_daemon, conn, test_cloud):
+    """A caller with an application credential's token (Keystone makes no
+    trust of it): the build runs on that token with the daemon's service
+    token, and when its timeout could outlast the token's expiry plus the
+    allow_expired window (the daemon's [api] allow_expired_window, 48 h as
+    Keystone's default), its log says so in one line."""
+    from keystoneauth1 import session
+    from keystoneauth1.identity import v3
+    from tests.functional.apidaemon import _call
+    from tests.functional.apidaemon import _wait
+    credential = conn.identity.create_application_credential(
+        conn.current_user_id, "imgfac-ft-notrust-" + uuid.uuid4().hex[:6])
+    try:
+        token = session.Session(auth=v3.ApplicationCredential(
+            KEYSTONE + "/v3", application_credential_id=credential.id,
+            application_credential_secret=credential.secret)).get_token()
+        daemon = make_daemon()
+        image = _post_base(daemon, token, timeout=50 * 3600)
+        _wait(daemon, token, image["id"], ("COMPLETE",))
+        assert _stored(daemon, image["id"]).trust_id is None
+        log = _call("GET", "%s/base_images/%s/build_log" % (
+            daemon.url, image["id"]), token).text
+        [line] = [line for line in log.splitlines()
+                  if "runs on its caller's token" in line]
+        assert "the cloud accepts it for 48 h 59 min more (it expires in " \
+            "59 min, then Keystone's allow_expired window of 48 h 0 min), " \
+            "less than its timeout (180000 s): past that the build fails; " \
+            "call with a token that may make a Keystone trust" in line, line
+    finally:
+        conn.identity.delete_application_credential(
+            conn.current_user_id, credential)

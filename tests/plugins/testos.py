@@ -30,6 +30,9 @@ class TestOS(base.OSPlugin):
         parameters.Parameter("fail_message", "what the failure at fail_at "
                              "says"),
         parameters.Parameter("activity", "what each step's progress says"),
+        parameters.Parameter("timeout", "seconds the build may take, as a "
+                             "cloud plugin's install timeout (unused)",
+                             type="int"),
     ) + tuple(p for p in common.PIPELINE_PARAMETERS
               if p.name == "install_script")
 

@@ -141,6 +141,9 @@ def test_a_daemon_build_with_a_trust_acts_through_it(tmp_path):
     builds = _service(tmp_path)
     caller = object()
     assert builds.builder("p", caller).cloud_auth is caller
+    # on the caller's token alone, Keystone's window bounds the build
+    assert builds.builder("p", caller).token_window == 172800
+    assert builds.builder("p", caller, trust_id="t-9").token_window is None
     through = builds.builder("p", caller, trust_id="t-9").cloud_auth
     assert through is not caller
     assert (through._trust_id, through._username, through._project_name) == (

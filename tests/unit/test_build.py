@@ -246,3 +246,19 @@ def test_delete_failure_keeps_record(builder, tmp_path):
     assert result.status == images.DELETEFAILED
     assert "No such file" in result.error
     assert builder.store.get(job.image.identifier).status == images.DELETEFAILED
+
+
+def test_a_refusal_of_an_expired_callers_token_says_so(plugin_site,
+                                                       tmp_path):
+    """A daemon's build on its caller's token alone (token_window set):
+    the cloud's 401 after that token expired is said as what it is."""
+    from tests.unit.test_tokens import _caller
+    b = build.Builder(None, store.ImageStore(str(tmp_path / "store")),
+                      cloud_auth=_caller(-3 * 3600), token_window=7200)
+    job = b.base_image(_template(), {"fail_at": "0", "fail_message": (
+        "listing servers: the cloud refused the credentials (HTTP 401)")})
+    _finish(job)
+    error = b.store.get(job.image.identifier).error
+    assert error.startswith("listing servers: the caller's token expired "
+                            "3 h 0 min ago, ") and \
+        "beyond Keystone's allow_expired window (2 h 0 min)" in error, error
