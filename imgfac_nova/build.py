@@ -332,7 +332,7 @@ class Builder:
         LOG.info("Resuming %s %s (started %s, by %s)", record.type,
                  identifier, record.created, record.worker)
         record = self.store.modify(identifier, lambda current: resume.take(
-            current, owner or _worker()))
+            current, owner or sweep.this_process()))
         return self._start([(record, run)])
 
     def _resumed_target(self, record, plugin, values, template):
@@ -381,7 +381,7 @@ class Builder:
     # -- running ----------------------------------------------------------------
 
     def _start(self, steps):
-        worker = _worker()
+        worker = sweep.this_process()
         for record, _ in steps:
             if record.status == images.NEW:
                 record.worker = worker
@@ -694,11 +694,6 @@ class Builder:
                     mine & _glance_ids(other):
                 return sorted(mine & _glance_ids(other))[0], other.identifier
         return None
-
-
-def _worker():
-    """This process, as records name the one running a build."""
-    return "%s:%d" % (socket.gethostname(), os.getpid())
 
 
 def _glance_ids(record):

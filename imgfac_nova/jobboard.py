@@ -12,7 +12,6 @@ resume does (:mod:`imgfac_nova.resume`). Secrets are never stored nor
 posted, so a build that needs one is refused (Builder.queue_base_image).
 """
 import logging
-import socket
 import threading
 import urllib.parse
 
@@ -103,12 +102,6 @@ def parse_url(url):
                                 "[:PASSWORD@]HOST:PORT[/DB]" % shown)
         return parts.scheme, hosts, parts.path.strip("/") or "0"
     return parts.scheme, hosts, parts.path.rstrip("/") or DEFAULT_PATH
-
-
-def owner_name():
-    """This process as a claim's owner: ``host:pid``."""
-    import os
-    return "%s:%d" % (socket.gethostname(), os.getpid())
 
 
 class Board:

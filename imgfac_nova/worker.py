@@ -50,12 +50,13 @@ def _conductor_class():
 class Worker:
     def __init__(self, conf, store, board, plugins=None):
         from imgfac_nova import jobboard
+        from novaimagebuilder import sweep
         from imgfac_nova.plugins import manager
         self.conf = conf
         self.store = store
         self.board = board
         self.plugins = plugins or manager.PluginManager(conf)
-        self.name = jobboard.owner_name()
+        self.name = sweep.this_process()
         self.owner = jobboard.OWNER_PREFIX + self.name
         #: Set on SIGTERM: claim no more, hand the running builds back.
         self.stopping = threading.Event()

@@ -8,12 +8,20 @@ and carries on past a resource that refuses, so everything that can go goes.
 """
 import dataclasses
 import logging
+import os
+import socket
 
 LOG = logging.getLogger(__name__)
 
 #: ``Leftover.role`` of a finished build's result and of a JEOS cache entry.
 RESULT = "result"
 JEOS_CACHE = "jeos-cache"
+
+
+def this_process():
+    """This process as the owner of what it makes (a record's worker, a
+    claim, the owner tag of a resource): ``host:pid``."""
+    return "%s:%d" % (socket.gethostname(), os.getpid())
 
 
 @dataclasses.dataclass(frozen=True)

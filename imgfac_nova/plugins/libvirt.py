@@ -7,7 +7,6 @@ import contextlib
 import logging
 import os
 import shutil
-import socket
 
 from imgfac_nova.plugins import base
 from imgfac_nova.plugins import local
@@ -61,6 +60,7 @@ class LibvirtOS(local.LocalOS):
         from novaimagebuilder.machines import libvirt_machines
         from novaimagebuilder.machines import libvirt_xml
         from novaimagebuilder.machines import machine_model
+        from novaimagebuilder import sweep
         os.chmod(workdir, 0o711)  # QEMU's user opens the files it is given
         store = config.storage_path(self.conf)
         with open(os.path.join(workdir, STORE_FILE), "w") as handle:
@@ -72,8 +72,7 @@ class LibvirtOS(local.LocalOS):
             try:
                 yield libvirt_machines.LibvirtBackend(
                     conn, pool, workdir, accel, libvirt_xml.Tag(
-                        build.identifier, "", "%s:%d" % (
-                            socket.gethostname(), os.getpid()), store),
+                        build.identifier, "", sweep.this_process(), store),
                     level=machine_model.level(template.os.name,
                                               template.os.version),
                     memory_mb=parameters["memory"], cpus=parameters["cpus"],

@@ -5,12 +5,12 @@ import glob
 import logging
 import os
 import shutil
-import socket
 import tempfile
 
 from imgfac_nova.parameters import Parameter
 from imgfac_nova.plugins import base
 from imgfac_nova.plugins import common
+from novaimagebuilder import sweep
 
 LOG = logging.getLogger(__name__)
 #: A build's work directory in the store is ``.work-<build id>-*``; it holds
@@ -79,7 +79,7 @@ class LocalOS(base.OSPlugin):
         workdir = earlier[0] if earlier else tempfile.mkdtemp(
             prefix=prefix, dir=parent)
         with open(os.path.join(workdir, OWNER_FILE), "w") as handle:
-            handle.write("%s:%d\n" % (socket.gethostname(), os.getpid()))
+            handle.write(sweep.this_process() + "\n")
         succeeded = False
         try:
             with self._machines(build, template, workdir, accel, machine,
@@ -147,7 +147,6 @@ class LocalOS(base.OSPlugin):
         socket directories of builds that ``protected`` does not keep."""
         from imgfac_nova import config
         from novaimagebuilder.machines import qemu
-        from novaimagebuilder import sweep
         workdirs = _workdirs(config.storage_path(self.conf))
         # Only what this store's builds left: another store's builds (their
         # work directories elsewhere) are that store's to sweep.

@@ -15,7 +15,6 @@ import functools
 import json
 import logging
 import os
-import socket
 
 from imgfac_nova import images
 from imgfac_nova.parameters import Parameter
@@ -319,14 +318,14 @@ class GlanceProvider(base.CloudPlugin):
         from novaimagebuilder.flows import push as push_flow
         from novaimagebuilder.tasks import names
         from novaimagebuilder.tasks import push as push_tasks
+        from novaimagebuilder import sweep
         from novaimagebuilder import waiter
         props = target_image.properties
         glance_properties = dict(props.get("glance_properties") or {})
         # Tagged with the push and, as every temporary resource, its owner
         # (a sweep leaves a live push alone and removes a killed one's).
         glance_properties.update({cloud.BUILD_TAG: build.identifier,
-                                  cloud.OWNER_TAG: "%s:%d" % (
-                                      socket.gethostname(), os.getpid()),
+                                  cloud.OWNER_TAG: sweep.this_process(),
                                   "imgfac_target_image":
                                       target_image.identifier})
         definition = parsed.definition

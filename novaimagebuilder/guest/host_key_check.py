@@ -17,6 +17,7 @@ import paramiko
 
 from novaimagebuilder.guest import hostkeys
 from novaimagebuilder.guest import ssh_errors
+
 #: Host-key policies: check against the console (accept the first key with
 #: a warning when it shows none), insist on console keys, or check nothing.
 HOST_KEY_POLICIES = ("console", "strict", "any")

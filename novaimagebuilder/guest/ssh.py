@@ -19,6 +19,7 @@ import paramiko
 from novaimagebuilder import errors
 from novaimagebuilder.guest import ssh_connection
 from novaimagebuilder.guest import ssh_errors
+
 #: How many output lines a CommandFailed keeps.
 KEEP_LINES = 20
 
@@ -41,6 +42,7 @@ class SSHGuest(ssh_connection.SSHConnection):
     def _check_cancelled(self):
         if self._cancelled is not None and self._cancelled():
             raise errors.Cancelled()
+
     # -- commands
 
     def command_line(self, command, privileged=True, merge_stderr=True):

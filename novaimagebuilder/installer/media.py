@@ -18,7 +18,6 @@ import hashlib
 import json
 import logging
 import os
-import socket
 import tempfile
 import urllib.error
 import urllib.parse
@@ -28,6 +27,7 @@ from novaimagebuilder import errors
 from novaimagebuilder import netguard
 from novaimagebuilder import private
 from novaimagebuilder import scrub
+from novaimagebuilder import sweep
 
 LOG = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ PARTIAL_PREFIXES = (".download-", ".index-")
 
 def _partial(prefix):
     """The mkstemp prefix of a partial file this process writes."""
-    return "%s%s:%d-" % (prefix, socket.gethostname(), os.getpid())
+    return "%s%s-" % (prefix, sweep.this_process())
 
 
 @dataclasses.dataclass

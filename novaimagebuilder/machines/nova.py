@@ -6,8 +6,6 @@ named ``imgfac-nova-<build id>-...`` and tagged with the build id (server
 metadata, image properties, Neutron tags), so a sweep can find leftovers.
 """
 import logging
-import os
-import socket
 
 from novaimagebuilder import cloud
 from novaimagebuilder.machines import nova_capture
@@ -17,6 +15,7 @@ from novaimagebuilder.machines import nova_removal
 from novaimagebuilder.machines import nova_servers
 from novaimagebuilder.machines import nova_volumes
 from novaimagebuilder import pipeline
+from novaimagebuilder import sweep
 from novaimagebuilder import waiter
 
 LOG = logging.getLogger(__name__)
@@ -70,7 +69,7 @@ class NovaBackend(nova_installer.Installer, nova_servers.Servers,
         self.admin_password = admin_password
         self.cancel = cancel
         self.log = log or LOG
-        self.owner = "%s:%d" % (socket.gethostname(), os.getpid())
+        self.owner = sweep.this_process()
         #: Volume-backed (given a volume size in GiB): the servers boot from
         #: the build's own Cinder volumes (see nova_volumes).
         self.volumes = volume_size and nova_volumes.Volumes(

@@ -3,6 +3,7 @@ flavor, its networks and (for ISO installs) Nova's stable device rescue."""
 from novaimagebuilder import cloud
 from novaimagebuilder import errors
 from novaimagebuilder import retries
+
 #: The first compute API microversion of the Nova release (Victoria) whose
 #: libvirt driver has stable device rescue.
 STABLE_RESCUE_MICROVERSION = (2, 87)
