@@ -69,7 +69,7 @@ def parse_packages(family, output):
 def read_packages(guest, family, extra_command=None):
     """The packages installed in ``guest``, sorted by name.
 
-    ``family`` is "redhat", "debian" or "suse" (customize.os_family).
+    ``family`` is "redhat", "debian" or "suse" (package_managers.os_family).
     ``extra_command`` is the TDL's ICICLE extra command, run as root; its
     output lines are paired with the package database entries in order
     and kept as each Package's ``extra``.

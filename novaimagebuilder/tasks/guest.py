@@ -28,9 +28,10 @@ class Customize(context.BuildTask):
 
     def execute(self, disk):
         from novaimagebuilder.guest import customize
-        from novaimagebuilder.guest import icicle
-        from novaimagebuilder.guest import proxy as proxy_mod
         from novaimagebuilder.guest import host_names
+        from novaimagebuilder.guest import icicle
+        from novaimagebuilder.guest import package_managers
+        from novaimagebuilder.guest import proxy as proxy_mod
         run, options, parameters = self.run, self.run.options, \
             self.run.parameters
         backend = run.backend
@@ -67,7 +68,7 @@ class Customize(context.BuildTask):
                     cancelled=run.cancelled, proxy=proxy)
                 run.progress(85, "Reading the installed packages (ICICLE)")
                 packages = icicle.read_packages(
-                    session, customize.os_family(run.template.os.name),
+                    session, package_managers.os_family(run.template.os.name),
                     run.template.os.icicle_extra_command)
                 if self.finish is not None:
                     name, script, timeout = self.finish

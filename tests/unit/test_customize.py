@@ -12,6 +12,7 @@ import pytest
 
 from imgfac_nova.template import parse_template
 from novaimagebuilder.guest import customize as cz
+from novaimagebuilder.guest import package_managers
 from novaimagebuilder import errors
 from novaimagebuilder.guest import ssh
 from novaimagebuilder.guest import ssh_errors
@@ -102,12 +103,12 @@ FULL = """
     ("Debian", "debian"), ("ubuntu", "debian"), ("openSUSE-Leap", "suse"),
 ])
 def test_os_family(name, family):
-    assert cz.os_family(name) == family
+    assert package_managers.os_family(name) == family
 
 
 def test_unknown_os_fails_before_touching_the_guest():
     guest = FakeGuest()
-    with pytest.raises(cz.UnsupportedOS, match="unknown operating system "
+    with pytest.raises(package_managers.UnsupportedOS, match="unknown operating system "
                        "'Windows'"):
         cz.customize(guest, tdl("Windows", FULL), LOG)
     assert guest.calls == []
