@@ -1,8 +1,8 @@
 """What every install script generator reads from the template and the
 build parameters (the account, its SSH key, the install disk, the
-installer's proxy, the hostname, the root password's crypt hash), and the
-error they raise. installscript, kickstart and autoinstall import it; it
-imports none of them."""
+installer's proxy, the hostname, the root password's crypt hash, UEFI), and
+the error they raise. installscript, kickstart, preseed and autoinstall
+import it; it imports none of them."""
 import re
 
 from passlib.hash import sha512_crypt
@@ -59,6 +59,11 @@ def account(parameters):
     if not re.fullmatch(r"[A-Za-z0-9/_-]+", disk):
         raise InstallScriptError(f"install_disk '{disk}' is not a disk name")
     return user, key, disk
+
+
+def uefi(parameters):
+    """True when the build's machine boots with UEFI (``firmware``)."""
+    return (parameters or {}).get("firmware") == "uefi"
 
 
 def install_proxy(template, parameters):

@@ -17,6 +17,7 @@ from novaimagebuilder.guest import customize as cz
 from novaimagebuilder import errors
 from novaimagebuilder.guest import hostkeys
 from novaimagebuilder.scripts import installscript as isc
+from novaimagebuilder.scripts import preseed
 from novaimagebuilder.scripts import kickstart as ks
 from novaimagebuilder.machines import nova_guest
 from novaimagebuilder.guest import proxy as proxy_mod
@@ -486,14 +487,14 @@ PROXIES = {"http_proxy": "http://proxy.example:3128/",
 
 def test_preseed_proxy_lines():
     template = _template("Debian", "12", "http://deb.example/debian/")
-    text, _ = isc.preseed(template, PROXIES)
+    text, _ = preseed.preseed(template, PROXIES)
     assert "d-i mirror/http/proxy string http://proxy.example:3128/\n" in text
     assert "sed -i '/^Acquire::[a-z]*::Proxy /d' /target/etc/apt/apt.conf" \
         in text
-    kept, _ = isc.preseed(template, dict(PROXIES, proxy_persist=True))
+    kept, _ = preseed.preseed(template, dict(PROXIES, proxy_persist=True))
     assert "mirror/http/proxy string http://proxy.example:3128/" in kept
     assert "::Proxy" not in kept
-    plain, _ = isc.preseed(template)
+    plain, _ = preseed.preseed(template)
     assert "d-i mirror/http/proxy string\n" in plain
 
 
