@@ -20,7 +20,7 @@ from oslo_config import cfg
 from imgfac_nova import parameters
 from imgfac_nova.api import policy
 from imgfac_nova.api import router
-from imgfac_nova.plugins import provider as provider_mod
+from imgfac_nova.plugins import provider_access
 from novaimagebuilder import netguard
 
 #: Parameters an API caller may not give, and why.
@@ -160,10 +160,10 @@ class InputPolicy:
             raise router.ApiError(400, "credentials must be the credentials "
                                   "XML; the daemon reads no files")
         try:
-            definition = provider_mod.parse_provider(text).definition
-            login = provider_mod.parse_credentials(credentials) \
+            definition = provider_access.parse_provider(text).definition
+            login = provider_access.parse_credentials(credentials) \
                 if credentials else {}
-        except provider_mod.ProviderError as exc:
+        except provider_access.ProviderError as exc:
             raise router.ApiError(400, str(exc)) from None
         found = [("provider auth_url", definition.get("auth_url")),
                  ("credentials auth_url", login.get("auth_url"))]

@@ -16,6 +16,7 @@ from imgfac_nova.parameters import Parameter
 from imgfac_nova.plugins import base
 from imgfac_nova.plugins import common
 from imgfac_nova.plugins import provider
+from imgfac_nova.plugins import provider_access
 
 LOG = logging.getLogger(__name__)
 
@@ -79,9 +80,9 @@ def _download_base(build, base_image, parameters, percent, auth, timeout):
     from novaimagebuilder.images import transfer
     glance_id = base_image.properties.get(images.GLANCE_ID_PROPERTY)
     if not glance_id:
-        raise provider.ProviderError("base image %s has neither local data "
-                                     "nor a Glance image"
-                                     % base_image.identifier)
+        raise provider_access.ProviderError(
+            "base image %s has neither local data nor a Glance image"
+            % base_image.identifier)
     client = _connect_base_cloud(base_image, parameters, auth, timeout)
     build.progress(1, "Downloading Glance image %s" % glance_id)
     image = transfer.download(client, glance_id, build.body_path,

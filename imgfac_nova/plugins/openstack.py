@@ -29,6 +29,7 @@ from imgfac_nova.plugins import common
 from imgfac_nova.plugins import formats as format_targets
 from imgfac_nova.plugins import nova as nova_plugin
 from imgfac_nova.plugins import provider
+from imgfac_nova.plugins import provider_access
 
 from novaimagebuilder import cloud
 
@@ -135,8 +136,9 @@ class OpenStack(provider.GlanceProvider):
         from imgfac_nova import parameters as params
         parsed, conn = getattr(self, "_connection", None) or (None, None)
         if conn is None:
-            parsed = provider.parse_provider(provider_text)
-            conn = provider.connect(parsed, credentials, self.cloud_timeout)
+            parsed = provider_access.parse_provider(provider_text)
+            conn = provider_access.connect(parsed, credentials,
+                                           self.cloud_timeout)
         os_plugin = nova_plugin.NovaOS(self.conf)
         names = {p.name for p in nova_plugin.NovaOS.parameters}
         values = {k: v for k, v in parameters.items()
@@ -221,12 +223,12 @@ class OpenStack(provider.GlanceProvider):
         if wanted is None:
             return built_in_nova and not parameters.get("image_format")
         if wanted and not built_in_nova:
-            raise provider.ProviderError(
+            raise provider_access.ProviderError(
                 "in_cloud needs a base image built in Nova; base image %s "
                 "was built by the %s plugin" % (base_image.identifier,
                                                 base_image.plugin))
         if wanted and parameters.get("image_format"):
-            raise provider.ProviderError(
+            raise provider_access.ProviderError(
                 "in the cloud the image keeps the format of Nova's "
                 "snapshot: leave image_format out, or set in_cloud false to "
                 "convert a download")

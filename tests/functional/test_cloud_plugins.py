@@ -634,11 +634,11 @@ def test_download_streams_and_checks_the_hash(pushed, openstack_target,
                                               monkeypatch):
     """How a base image built in Nova reaches a format target: its Glance
     image streamed down (here: the pushed image), checked by its hash."""
-    from imgfac_nova.plugins import provider
+    from imgfac_nova.plugins import provider_access
     from novaimagebuilder.images import transfer
     monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", test_cloud.clouds_yaml)
-    client = provider.connect(provider.parse_provider("@imgfac-test"),
-                              None).glance
+    client = provider_access.connect(provider_access.parse_provider("@imgfac-test"),
+                                     None).glance
     path = str(tmp_path / "down.qcow2")
     seen = []
     started = time.monotonic()

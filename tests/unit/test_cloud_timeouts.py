@@ -9,7 +9,7 @@ from keystoneauth1.identity import v3
 
 from imgfac_nova import config
 from imgfac_nova.plugins import nova as nova_plugin
-from imgfac_nova.plugins import provider
+from imgfac_nova.plugins import provider_access
 from novaimagebuilder import errors
 from novaimagebuilder.machines import nova_connect
 from novaimagebuilder.machines import nova_servers
@@ -56,14 +56,14 @@ def test_a_caller_token_session_times_out(silent_endpoint):
 
 
 def test_a_provider_login_times_out(silent_endpoint):
-    parsed = provider.parse_provider('{"auth_url": "%s/v3"}'
-                                     % silent_endpoint)
+    parsed = provider_access.parse_provider('{"auth_url": "%s/v3"}'
+                                            % silent_endpoint)
     credentials = ("<provider_credentials><openstack_credentials>"
                    "<username>u</username><password>secret-pw</password>"
                    "</openstack_credentials></provider_credentials>")
     started = time.monotonic()
-    with pytest.raises(provider.ProviderError) as raised:
-        provider.connect(parsed, credentials, timeout=1)
+    with pytest.raises(provider_access.ProviderError) as raised:
+        provider_access.connect(parsed, credentials, timeout=1)
     assert time.monotonic() - started < 15
     assert "secret-pw" not in str(raised.value)
 

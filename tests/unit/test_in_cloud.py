@@ -14,6 +14,7 @@ from imgfac_nova.plugins import local
 from imgfac_nova.plugins import nova as nova_plugin
 from imgfac_nova.plugins import openstack
 from imgfac_nova.plugins import provider
+from imgfac_nova.plugins import provider_access
 from novaimagebuilder.guest import sysprep
 
 #: A system's files: those that are its identity, and others that stay.
@@ -144,7 +145,7 @@ def test_in_cloud_selection(base, os_plugin, parameters, expected):
      "image_format out, or set in_cloud false to convert a download"),
 ], ids=["local-base", "nova-base-with-format"])  # (the same in every process)
 def test_in_cloud_that_cannot_be(base, os_plugin, parameters, message):
-    with pytest.raises(provider.ProviderError) as raised:
+    with pytest.raises(provider_access.ProviderError) as raised:
         openstack.OpenStack().in_cloud(base, os_plugin, parameters)
     assert str(raised.value) == message
 
@@ -207,4 +208,4 @@ GLANCE_IMAGE = {"name": "imgfac-nova-t1", "visibility": "private",
 ])
 def test_what_a_push_asks_otherwise(where, parameters, expected):
     assert provider.asked_otherwise(
-        GLANCE_IMAGE, provider.parse_provider(where), parameters) == expected
+        GLANCE_IMAGE, provider_access.parse_provider(where), parameters) == expected

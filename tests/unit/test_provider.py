@@ -12,6 +12,7 @@ import pytest
 
 from imgfac_nova.plugins import openstack
 from imgfac_nova.plugins import provider
+from imgfac_nova.plugins import provider_access
 from novaimagebuilder import errors
 from novaimagebuilder.images import glance
 
@@ -29,17 +30,17 @@ CREDENTIALS = """<?xml version="1.0"?>
 
 
 def test_cloud_provider():
-    parsed = provider.parse_provider("@mycloud")
+    parsed = provider_access.parse_provider("@mycloud")
     assert parsed.cloud == "mycloud" and parsed.redacted() == "@mycloud"
-    with pytest.raises(provider.ProviderError, match="names no cloud"):
-        provider.parse_provider("@")
+    with pytest.raises(provider_access.ProviderError, match="names no cloud"):
+        provider_access.parse_provider("@")
 
 
 def test_image_factory_provider_definition(tmp_path):
     text = json.dumps({"glance-host": "glance.example", "glance-port": "9393",
                        "is_public": True, "container_format": "bare",
                        "min_disk": 10, "min_ram": 512})
-    parsed = provider.parse_provider(text)
+    parsed = provider_access.parse_provider(text)
     assert parsed.endpoint == "http://glance.example:9393"
     assert parsed.visibility == "public"
     assert json.loads(parsed.redacted()) == dict(json.loads(text),
@@ -47,9 +48,9 @@ def test_image_factory_provider_definition(tmp_path):
     path = tmp_path / "provider.json"
     path.write_text(json.dumps({"auth_url": "http://k:5000/v3",
                                 "visibility": "shared"}))
-    from_file = provider.parse_provider(str(path))
+    from_file = provider_access.parse_provider(str(path))
     assert from_file.endpoint is None and from_file.visibility == "shared"
-    assert provider.parse_provider(json.dumps(
+    assert provider_access.parse_provider(json.dumps(
         {"glance-host": "g"})).endpoint == "http://g:9292"
 
 
@@ -68,14 +69,14 @@ def test_image_factory_provider_definition(tmp_path):
      "glance-port must be a whole number, not -1"),
 ])
 def test_bad_provider_definitions(text, message):
-    with pytest.raises(provider.ProviderError) as exc:
-        provider.parse_provider(text)
+    with pytest.raises(provider_access.ProviderError) as exc:
+        provider_access.parse_provider(text)
     assert str(exc.value).startswith(message)
     assert "\n" not in str(exc.value)
 
 
 def test_image_factory_credentials():
-    assert provider.parse_credentials(CREDENTIALS) == {
+    assert provider_access.parse_credentials(CREDENTIALS) == {
         "username": "alice", "password": "s3cret-pw",
         "project_name": "research",
         "auth_url": "http://keystone.example:5000/v2.0"}
@@ -83,7 +84,7 @@ def test_image_factory_credentials():
         "<strategy>keystone</strategy>",
         "<user_domain_name>Users</user_domain_name>"
         "<project_domain_id>d42</project_domain_id>")
-    options = provider.parse_credentials(v3)
+    options = provider_access.parse_credentials(v3)
     assert options["user_domain_name"] == "Users"
     assert options["project_domain_id"] == "d42"
 
@@ -102,15 +103,15 @@ def test_image_factory_credentials():
      "unknown element <colour> in <openstack_credentials>"),
 ])
 def test_bad_credentials_never_quote_the_secret(text, message):
-    with pytest.raises(provider.ProviderError) as exc:
-        provider.parse_credentials(text)
+    with pytest.raises(provider_access.ProviderError) as exc:
+        provider_access.parse_credentials(text)
     assert str(exc.value).startswith(message)
     assert "s3cret" not in str(exc.value)
 
 
 def test_secret_keys_are_not_kept():
-    parsed = provider.Provider(definition={"auth_url": "http://k",
-                                           "password": "x", "name": "n"})
+    parsed = provider_access.Provider(definition={"auth_url": "http://k",
+                                                  "password": "x", "name": "n"})
     assert json.loads(parsed.redacted()) == {"auth_url": "http://k",
                                              "name": "n"}
 
@@ -294,8 +295,9 @@ def test_a_bare_tokens_check_scales_with_the_push_size(monkeypatch, size,
             "%Y-%m-%dT%H:%M:%S.%fZ"),
         "methods": ["token"], "user": {"id": "u", "name": "u"}}},
         auth_token="tok")
-    monkeypatch.setattr(provider, "connect", lambda *args: provider.Connection(
-        None, "u/p", "cloud", session.Session(auth=token)))
+    monkeypatch.setattr(provider_access, "connect",
+                        lambda *args: provider_access.Connection(
+                            None, "u/p", "cloud", session.Session(auth=token)))
     plugin = openstack.OpenStack()
     parameters = {"upload_timeout": 600, "upload_timeout_per_gib": 120}
     if refused is None:
@@ -335,5 +337,5 @@ def test_a_copy_within_one_clouds_yaml_entry_reads_with_its_connection(
     from imgfac_nova import images
     target = images.ImageRecord(type=images.TARGET_IMAGE,
                                 properties={"glance_cloud": where})
-    assert provider._same_entry(provider.parse_provider("@c"), target,
+    assert provider._same_entry(provider_access.parse_provider("@c"), target,
                                 auth) is same
