@@ -77,7 +77,7 @@ def _download_base(build, base_image, parameters, percent, auth, timeout):
     """Stream a Nova-built base's Glance image to ``build.body_path``;
     returns its format."""
     from novaimagebuilder.images import formats
-    from novaimagebuilder.images import transfer
+    from novaimagebuilder.images import download
     glance_id = base_image.properties.get(images.GLANCE_ID_PROPERTY)
     if not glance_id:
         raise provider_access.ProviderError(
@@ -85,7 +85,7 @@ def _download_base(build, base_image, parameters, percent, auth, timeout):
             % base_image.identifier)
     client = _connect_base_cloud(base_image, parameters, auth, timeout)
     build.progress(1, "Downloading Glance image %s" % glance_id)
-    image = transfer.download(client, glance_id, build.body_path,
+    image = download.download(client, glance_id, build.body_path,
                               progress=lambda p, done: build.progress(
                                   1 + p * (percent - 1) // 100,
                                   "Downloading Glance image %s: %d MiB" % (

@@ -197,7 +197,7 @@ class NovaOS(base.OSPlugin):
         ``disk_format``, recorded) for the cloud plugin and deleted."""
         from novaimagebuilder.images import formats
         from novaimagebuilder.images import glance
-        from novaimagebuilder.images import transfer
+        from novaimagebuilder.images import download
         content = common.target_content(self, target, base_image)
         if content is None:
             return
@@ -206,7 +206,7 @@ class NovaOS(base.OSPlugin):
         glance_id = result.image
         try:
             build.progress(19, "Downloading the customized image")
-            image = transfer.download(glance.of(conn), glance_id,
+            image = download.download(glance.of(conn), glance_id,
                                       build.body_path,
                                       cancel=build.cancel_event)
             build.set_property("format",

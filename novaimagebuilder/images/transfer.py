@@ -1,6 +1,7 @@
-"""Glance images coming down: to a file (:func:`download`), or copied to
-another Glance (a provider push of an image made in the cloud), moving
-their bytes through us as little as possible (:func:`copy`).
+"""Glance images copied to another Glance (a provider push of an image
+made in the cloud), their bytes moving through us as little as possible
+(:func:`copy`); the download of their bytes (:func:`chunks`, which
+:mod:`download` writes to a file).
 
 What the destination Glance advertises in its import discovery
 (``/v2/info/import``) decides the way:
@@ -24,7 +25,6 @@ What the destination Glance advertises in its import discovery
 """
 import hashlib
 import logging
-import os
 import queue
 import threading
 from urllib import parse
@@ -325,71 +325,6 @@ def expected_hash(image):
     if image.get("checksum"):
         return "md5", image["checksum"]
     return None
-
-
-def download(client, image_id, path, progress=None, cancel=None):
-    """Stream the data of Glance image ``image_id`` to ``path``; checked
-    against the image's hash and inspected as its ``disk_format``. Returns
-    Glance's record of the image (a dict). ``progress(percent,
-    bytes_received)`` is called as :class:`glance.Progress` says. Nothing
-    is left at ``path`` on failure."""
-    image = glance.call("reading Glance image %s" % image_id, _record,
-                        client, image_id)
-    size = image.get("size") or 0
-    LOG.info("Downloading Glance image %s (%d bytes) to %s", image_id, size,
-             path)
-    expected = expected_hash(image)
-    if expected is None:
-        LOG.warning("Glance image %s has no hash: its data is not checked",
-                    image_id)
-    done, report = 0, glance.Progress(progress if size else None, size)
-    digest = glance.StreamHash(expected[0]) if expected else None
-    try:
-        with open(path, "wb") as handle:
-            for chunk in chunks(client, image_id):
-                if cancel is not None and cancel.is_set():
-                    raise errors.Cancelled()
-                if digest is not None:
-                    digest.update(chunk)
-                handle.write(chunk)
-                done += len(chunk)
-                report(done)
-        if digest is not None and digest.hexdigest() != expected[1]:
-            raise errors.BuildError(
-                "Glance image %s arrived damaged: its %s is %s, the data's "
-                "is %s" % (image_id, expected[0], expected[1],
-                           digest.hexdigest()))
-        formats.inspect(path, image.get("disk_format"), "Glance image %s"
-                        % image_id, image.get("container_format") or "bare")
-    except errors.BuildError:
-        _remove(path)
-        raise
-    except BaseException as exc:
-        _remove(path)
-        if isinstance(exc, Exception):
-            raise errors.BuildError("downloading Glance image %s: %s"
-                                    % (image_id, glance.explain(exc))) from None
-        raise
-    finally:
-        report.close()
-        if digest is not None:
-            digest.close()
-    return image
-
-
-def _record(client, image_id):
-    """Glance's record of image ``image_id`` (a dict), in one request
-    (glanceclient's ``images.get`` first reads the image schema)."""
-    adapter = client.http_client
-    return adapter.session.get("%s/v2/images/%s" % (
-        adapter.get_endpoint().rstrip("/"), image_id)).json()
-
-
-def _remove(path):
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
 
 
 class _ShortRead(Exception):

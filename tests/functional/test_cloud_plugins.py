@@ -635,14 +635,14 @@ def test_download_streams_and_checks_the_hash(pushed, openstack_target,
     """How a base image built in Nova reaches a format target: its Glance
     image streamed down (here: the pushed image), checked by its hash."""
     from imgfac_nova.plugins import provider_access
-    from novaimagebuilder.images import transfer
+    from novaimagebuilder.images import download
     monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", test_cloud.clouds_yaml)
     client = provider_access.connect(provider_access.parse_provider("@imgfac-test"),
                                      None).glance
     path = str(tmp_path / "down.qcow2")
     seen = []
     started = time.monotonic()
-    transfer.download(client, pushed["identifier_on_provider"], path,
+    download.download(client, pushed["identifier_on_provider"], path,
                       progress=lambda percent, done: seen.append(percent))
     seconds = time.monotonic() - started
     assert _sha512(path) == _sha512(openstack_target["data"])

@@ -10,7 +10,7 @@ from novaimagebuilder import cloud
 from novaimagebuilder.images import glance
 from novaimagebuilder.machines import nova
 from novaimagebuilder.machines import nova_sweep
-from novaimagebuilder.images import transfer
+from novaimagebuilder.images import download
 
 
 def _iso(path, size=3 * 1024 ** 2):
@@ -53,7 +53,7 @@ def test_install_media_upload_checked_reused_and_kept(conn, tmp_path,
 
     client = glance.client(conn.session, region=conn.config.region_name,
                            interface=conn.config.interface)
-    transfer.download(client, image_id, str(tmp_path / "back.iso"))
+    download.download(client, image_id, str(tmp_path / "back.iso"))
     assert (tmp_path / "back.iso").read_bytes() == data
 
 

@@ -12,7 +12,7 @@ from keystoneauth1 import session
 
 from novaimagebuilder import errors
 from novaimagebuilder.images import glance
-from novaimagebuilder.images import transfer
+from novaimagebuilder.images import download
 
 URL = "http://glance.test"
 IMAGE = "0b3b6a5e-2b43-4d5e-9a1f-7d3c1c0e9a11"
@@ -65,7 +65,7 @@ def test_download_checks_the_hash(tmp_path):
     seen = []
     with requests_mock.Mocker() as mocker:
         _mock(mocker, data, hashlib.sha512(data).hexdigest())
-        transfer.download(_client(), IMAGE, str(path),
+        download.download(_client(), IMAGE, str(path),
                           progress=lambda p, n: seen.append(p))
     assert path.read_bytes() == data
     assert seen[-1] == 100
@@ -76,7 +76,7 @@ def test_download_progress_is_reported_once_a_percent(tmp_path):
     seen = []
     with requests_mock.Mocker() as mocker:
         _mock(mocker, data, hashlib.sha512(data).hexdigest())
-        transfer.download(_client(), IMAGE, str(tmp_path / "image"),
+        download.download(_client(), IMAGE, str(tmp_path / "image"),
                           progress=lambda p, n: seen.append(p))
     assert seen == sorted(set(seen)) and seen[-1] == 100
     assert len(seen) <= 101
@@ -90,7 +90,7 @@ def test_damaged_download_is_an_error_and_leaves_no_file(tmp_path):
         with pytest.raises(errors.BuildError,
                            match="Glance image %s arrived damaged: its "
                            "sha512 is " % IMAGE):
-            transfer.download(_client(), IMAGE, str(path))
+            download.download(_client(), IMAGE, str(path))
     assert not path.exists()
 
 
@@ -106,7 +106,7 @@ def test_download_that_is_not_its_disk_format_is_refused(tmp_path):
     with requests_mock.Mocker() as mocker:
         _mock(mocker, data, hashlib.sha512(data).hexdigest())
         with pytest.raises(errors.BuildError) as raised:
-            transfer.download(_client(), IMAGE, str(path))
+            download.download(_client(), IMAGE, str(path))
     assert str(raised.value) == ("Glance image %s claims raw but holds a "
                                  "qcow2 header with a backing file" % IMAGE)
     assert not path.exists()
@@ -120,7 +120,7 @@ def test_download_in_its_disk_format_is_accepted(tmp_path):
     path = tmp_path / "image"
     with requests_mock.Mocker() as mocker:
         _mock(mocker, data, hashlib.sha512(data).hexdigest(), "qcow2")
-        transfer.download(_client(), IMAGE, str(path))
+        download.download(_client(), IMAGE, str(path))
     assert path.read_bytes() == data
 
 
@@ -155,12 +155,53 @@ def test_the_bytes_do_not_wait_for_a_slow_report():
 
 
 def test_a_download_reads_the_image_record_and_its_bytes_only(tmp_path):
-    """Two requests to Glance (glanceclient would read its image schema
-    first)."""
+    """Two requests to Glance, made at once (glanceclient would read its
+    image schema first)."""
     data = _random(2 * glance.CHUNK)
     with requests_mock.Mocker() as mocker:
         _mock(mocker, data, hashlib.sha512(data).hexdigest())
-        image = transfer.download(_client(), IMAGE, str(tmp_path / "image"))
-        assert [r.path for r in mocker.request_history] == [
+        image = download.download(_client(), IMAGE, str(tmp_path / "image"))
+        assert sorted(r.path for r in mocker.request_history) == [
             "/v2/images/" + IMAGE, "/v2/images/%s/file" % IMAGE]
     assert image["disk_format"] == "raw"
+
+
+@pytest.mark.parametrize("algorithm", ["sha256", "md5"])
+def test_a_download_is_checked_in_the_images_own_algorithm(tmp_path,
+                                                           algorithm):
+    """Hashed in Glance's default (sha512) as it comes; an image hashed
+    otherwise (a Glance configured so, or an old image's MD5 checksum) is
+    checked in its own algorithm."""
+    data = _random(2 * glance.CHUNK + 3)
+    path = tmp_path / "image"
+    with requests_mock.Mocker() as mocker:
+        _mock(mocker, data, None)
+        record = {"id": IMAGE, "status": "active", "size": len(data),
+                  "disk_format": "raw", "container_format": "bare"}
+        if algorithm == "md5":
+            record["checksum"] = hashlib.md5(b"other").hexdigest()
+        else:
+            record.update(os_hash_algo=algorithm,
+                          os_hash_value=hashlib.sha256(b"x").hexdigest())
+        mocker.get(URL + "/v2/images/" + IMAGE, json=record)
+        with pytest.raises(errors.BuildError, match="arrived damaged: its "
+                           "%s is " % algorithm):
+            download.download(_client(), IMAGE, str(path))
+        assert not path.exists()
+        good = hashlib.new(algorithm, data).hexdigest()
+        record["checksum" if algorithm == "md5" else "os_hash_value"] = good
+        mocker.get(URL + "/v2/images/" + IMAGE, json=record)
+        download.download(_client(), IMAGE, str(path))
+    assert path.read_bytes() == data
+
+
+def test_a_download_of_no_image_says_so(tmp_path):
+    with requests_mock.Mocker() as mocker:
+        mocker.get(URL + "/v2/images/" + IMAGE, status_code=404,
+                   text="No image found with ID %s" % IMAGE)
+        mocker.get(URL + "/v2/images/%s/file" % IMAGE, status_code=404,
+                   text="No image found with ID %s" % IMAGE)
+        with pytest.raises(errors.BuildError, match="^reading Glance image "
+                           "%s: .*HTTP 404" % IMAGE):
+            download.download(_client(), IMAGE, str(tmp_path / "image"))
+    assert not (tmp_path / "image").exists()

@@ -1,0 +1,108 @@
+"""A Glance image's bytes down to a file (:func:`download`), in one pass at
+the link's speed: the image's record is read beside the bytes (not before
+them: a request's latency, a good part of a fast download on a loaded
+machine), the bytes are hashed beside their writing (:class:`glance.StreamHash`)
+with Glance's default algorithm from the first byte, and progress is
+reported by a thread of its own (:class:`glance.Progress`)."""
+import concurrent.futures
+import hashlib
+import logging
+import os
+
+from novaimagebuilder import errors
+from novaimagebuilder.images import formats
+from novaimagebuilder.images import glance
+from novaimagebuilder.images import transfer
+
+LOG = logging.getLogger(__name__)
+
+
+def download(client, image_id, path, progress=None, cancel=None):
+    """Stream the data of Glance image ``image_id`` (glanceclient
+    ``client``) to ``path``; checked against the image's hash and inspected
+    as its ``disk_format``. Returns Glance's record of the image (a dict).
+    ``progress(percent, bytes_received)`` is called as
+    :class:`glance.Progress` says. Nothing is left at ``path`` on failure."""
+    client.http_client.get_endpoint()  # logged in before the two requests
+    reading = concurrent.futures.ThreadPoolExecutor(
+        1, thread_name_prefix="glance-record")
+    record = reading.submit(glance.call, "reading Glance image %s"
+                            % image_id, _record, client, image_id)
+    reading.shutdown(wait=False)
+    digest = glance.StreamHash(glance.DEFAULT_HASH)
+    report = image = None
+    done = 0
+    try:
+        with open(path, "wb") as handle:
+            for chunk in transfer.chunks(client, image_id):
+                if cancel is not None and cancel.is_set():
+                    raise errors.Cancelled()
+                if image is None:
+                    image, report = _started(record.result(), path, progress)
+                digest.update(chunk)
+                handle.write(chunk)
+                done += len(chunk)
+                report(done)
+        if image is None:  # no bytes
+            image, report = _started(record.result(), path, progress)
+        _check(image, path, digest)
+    except errors.BuildError:
+        _remove(path)
+        raise
+    except BaseException as exc:
+        _remove(path)
+        if isinstance(exc, Exception):
+            if record.exception() is not None:  # e.g. no such image
+                raise record.exception() from None
+            raise errors.BuildError("downloading Glance image %s: %s"
+                                    % (image_id, glance.explain(exc))) from None
+        raise
+    finally:
+        if report is not None:
+            report.close()
+        digest.close()
+    return image
+
+
+def _started(image, path, progress):
+    """Glance's record ``image`` arrived: log, and the progress reporter."""
+    size = image.get("size") or 0
+    LOG.info("Downloading Glance image %s (%d bytes) to %s", image["id"],
+             size, path)
+    return image, glance.Progress(progress if size else None, size)
+
+
+def _check(image, path, digest):
+    """The bytes at ``path`` (hashed by ``digest`` as they were written)
+    are those of Glance's ``image``, and in its ``disk_format``."""
+    expected = transfer.expected_hash(image)
+    if expected is None:
+        LOG.warning("Glance image %s has no hash: its data is not checked",
+                    image["id"])
+    else:
+        if expected[0] == glance.DEFAULT_HASH:
+            found = digest.hexdigest()
+        else:  # another algorithm than Glance's default: read them again
+            with open(path, "rb") as handle:
+                found = hashlib.file_digest(handle, expected[0]).hexdigest()
+        if found != expected[1]:
+            raise errors.BuildError(
+                "Glance image %s arrived damaged: its %s is %s, the data's "
+                "is %s" % (image["id"], expected[0], expected[1], found))
+    formats.inspect(path, image.get("disk_format"), "Glance image %s"
+                    % image["id"], image.get("container_format") or "bare")
+
+
+def _record(client, image_id):
+    """Glance's record of image ``image_id`` (a dict), in one request
+    (glanceclient's ``images.get`` first reads the image schema)."""
+    adapter = client.http_client
+    return adapter.session.get("%s/v2/images/%s" % (
+        adapter.get_endpoint().rstrip("/"), image_id)).json()
+
+
+def _remove(path):
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
