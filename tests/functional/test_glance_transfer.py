@@ -7,10 +7,10 @@ import socket
 import struct
 
 from novaimagebuilder import cloud
+from novaimagebuilder.images import download
 from novaimagebuilder.images import glance
 from novaimagebuilder.machines import nova
 from novaimagebuilder.machines import nova_sweep
-from novaimagebuilder.images import download
 
 
 def _iso(path, size=3 * 1024 ** 2):
