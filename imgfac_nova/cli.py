@@ -7,6 +7,7 @@ Heavy libraries are imported only once a verb runs, so ``--help`` is quick.
 """
 import argparse
 import dataclasses
+import gc
 import json
 import os
 import signal
@@ -401,6 +402,20 @@ def _provider_image(args):
 
 
 def _images(args):
+    # A listing makes thousands of records and no garbage cycles to speak
+    # of: it runs without the cycle collector, which would otherwise walk
+    # every object of the libraries it imports again and again (a twentieth
+    # of the command's time over 10,000 records).
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _list_images(args)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _list_images(args):
     try:
         query = json.loads(args.query)
     except ValueError as exc:
@@ -415,10 +430,10 @@ def _images(args):
         print(json.dumps([r.to_dict() for r in records], indent=2,
                          sort_keys=True))
         return EXIT_OK
-    for r in records:
-        print("%s  %-13s %-12s %3d%%  %s  %s" % (
+    if records:
+        print("\n".join("%s  %-13s %-12s %3d%%  %s  %s" % (
             r.identifier, r.type, r.status, r.percent_complete, r.created,
-            r.error or r.activity or ""))
+            r.error or r.activity or "") for r in records))
     return EXIT_OK
 
 

@@ -5,7 +5,7 @@ import os
 from oslo_config import cfg
 
 from imgfac_nova import store
-from imgfac_nova import template
+from imgfac_nova import template_limits as limits
 from novaimagebuilder import scrub
 
 DEFAULT_CONFIG_FILE = "/etc/imgfac-nova/imgfac-nova.conf"
@@ -56,12 +56,12 @@ _opts = [
                     "one target (<template_includes> of <include "
                     "target=... os=... version=... arch=...>), e.g. "
                     "/etc/imgfac-nova/target_content.xml. Unset: none."),
-    cfg.IntOpt("max_template_bytes", default=template.DEFAULT_LIMITS.max_bytes,
+    cfg.IntOpt("max_template_bytes", default=limits.DEFAULT_LIMITS.max_bytes,
                min=1024,
                help="Largest template accepted, in bytes (templates carry "
                     "files inline)."),
     cfg.IntOpt("max_template_elements",
-               default=template.DEFAULT_LIMITS.max_elements, min=100,
+               default=limits.DEFAULT_LIMITS.max_elements, min=100,
                help="Most XML elements a template may have."),
     cfg.IntOpt("resume_max_age", default=24, min=0,
                help="Hours after its last change that a build whose "
@@ -133,8 +133,8 @@ def load(config_files=(), debug=False, verbose=False):
 
 
 def template_limits(conf):
-    """The template.Limits the configuration sets."""
-    return template.Limits(conf.max_template_bytes, conf.max_template_elements)
+    """The template_limits.Limits the configuration sets."""
+    return limits.Limits(conf.max_template_bytes, conf.max_template_elements)
 
 
 def storage_path(conf):

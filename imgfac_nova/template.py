@@ -46,17 +46,11 @@ from typing import NamedTuple
 
 from lxml import etree
 
+from imgfac_nova.template_limits import DEFAULT_LIMITS
+from imgfac_nova.template_limits import Limits
 from novaimagebuilder import scrub
 
 
-class Limits(NamedTuple):
-    """How large a template may be."""
-
-    max_bytes: int = 64 * 1024 * 1024
-    max_elements: int = 200000
-
-
-DEFAULT_LIMITS = Limits()
 ARCHITECTURES = ("i386", "x86_64", "aarch64", "armv7l", "ppc64", "ppc64le",
                  "s390x")
 CHECKSUM_TYPES = ("md5sum", "sha1sum", "sha256sum")

@@ -5,6 +5,8 @@ import json
 import logging
 import os
 import socket
+import subprocess
+import sys
 import time
 import urllib.parse
 
@@ -570,3 +572,23 @@ def test_an_install_script_is_answered_masked_never_in_clear(client, caplog):
     for secret in ("hunter2", "mirrorpw"):
         for text in (json.dumps(done), listed, received, caplog.text):
             assert secret not in text
+
+
+def test_daemon_start_up_objects_are_kept_out_of_the_cycle_collector(
+        cli_env, tmp_path):
+    """A list of thousands of records would otherwise walk them all."""
+    conf = tmp_path / "api.conf"
+    conf.write_text("[DEFAULT]\nstorage_path = %s\n[api]\nauth_strategy = "
+                    "noauth\n" % (tmp_path / "store"))
+    result = subprocess.run(
+        [sys.executable, "-c", "import gc, sys\n"
+         "from imgfac_nova.api import server\n"
+         "frozen = gc.get_freeze_count()\n"
+         "_, service, _ = server.setup([sys.argv[1]])\n"
+         "print(frozen, gc.get_freeze_count(), gc.isenabled())\n"
+         "service.shutdown()\n", str(conf)], env=cli_env,
+        capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    before, after, collecting = result.stdout.split()
+    assert (int(before), collecting) == (0, "True")
+    assert int(after) > 10000  # (the libraries', the application's)

@@ -210,6 +210,46 @@ def test_images_query_and_delete(run, good, tmp_path):
     assert run("delete", ok_id).returncode == 2
 
 
+#: What builds, plugins and templates need, and listing records does not.
+_NOT_FOR_LISTING = ("taskflow", "openstack", "keystoneauth1", "glanceclient",
+                    "paramiko", "lxml", "alembic", "imgfac_nova.build",
+                    "imgfac_nova.plugins", "imgfac_nova.template",
+                    "novaimagebuilder.machines")
+#: Runs imgfac-nova's main with the arguments given, then prints on its
+#: last line of stderr whether the cycle collector is on and every module
+#: loaded.
+_PROBE = ("import gc, sys\n"
+          "from imgfac_nova import cli\n"
+          "code = cli.main(sys.argv[1:])\n"
+          "print(gc.isenabled(), *sorted(sys.modules), file=sys.stderr)\n"
+          "sys.exit(code)\n")
+
+
+def test_images_loads_only_what_listing_needs(cli_env, config_file,
+                                              tmp_path, good):
+    def probe(*args):
+        result = subprocess.run(
+            [sys.executable, "-c", _PROBE, "--config-file", config_file,
+             *args], env=cli_env, cwd=str(tmp_path), capture_output=True,
+            text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        collecting, *modules = result.stderr.splitlines()[-1].split()
+        return result.stdout, collecting, set(modules)
+
+    # (a store of the current schema: creating one loads alembic)
+    record = store.ImageStore(str(tmp_path / "store")).add(
+        images.ImageRecord(type=images.BASE_IMAGE))
+    listed, collecting, modules = probe("images")
+    assert record.identifier in listed
+    assert collecting == "True"  # (off while listing only)
+    assert "imgfac_nova.db.records" in modules
+    assert not {name for name in modules if any(
+        name == heavy or name.startswith(heavy + ".")
+        for heavy in _NOT_FOR_LISTING)}
+    # the probe sees what a command loads
+    assert {"lxml", "imgfac_nova.template"} <= probe("validate", good)[2]
+
+
 def test_target_and_provider_images(run, good, tmp_path):
     base = json.loads(run("--output", "json", "base_image", good).stdout)
     target = run("target_image", "--id", base["identifier"], "filecopy")
