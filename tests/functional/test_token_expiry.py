@@ -7,6 +7,7 @@ allow_expired window (an expired caller's token with the daemon's service
 token still reaches the cloud within that window: what builds of callers
 whose token may make no trust act with). A token the test cloud's own Keystone gives
 lives an hour, as by default."""
+import datetime
 import os
 import time
 import uuid
@@ -205,6 +206,36 @@ def test_an_expired_callers_token_with_the_service_token_reaches_the_cloud(
     with pytest.raises(errors.BuildError, match="HTTP 40[14]"):
         nova_connect.connect(auth=v3.Token(KEYSTONE + "/v3", token,
                                            project_id=conn.current_project_id))
+
+
+def test_a_refusal_of_an_expired_callers_token_is_said_as_such(
+        short_keystone, test_cloud, service_user):  # noqa: F811
+    """What a daemon's build on its caller's token alone meets past
+    Keystone's allow_expired window: the cloud's refusal, said in one line
+    naming the token's expiry. (The test cloud's window is 48 h: the token,
+    of the 15 s Keystone, is revoked before the cloud ever saw it, which
+    the cloud then refuses just as one past the window; the daemon is told
+    a window of 1 s.)"""
+    from novaimagebuilder import tokens
+    accepted = datetime.datetime.now(datetime.timezone.utc).replace(
+        microsecond=0)
+    token = _token(test_cloud, short_keystone.url)
+    expires = time.monotonic() + short_keystone.lifetime
+    caller = _with_service_token(token, service_user)
+    revoked = requests.delete(KEYSTONE + "/v3/auth/tokens", headers={
+        "X-Auth-Token": token, "X-Subject-Token": token}, timeout=30)
+    assert revoked.status_code == 204, revoked.text
+    time.sleep(max(0, expires + 2 - time.monotonic()))
+    with pytest.raises(errors.BuildError) as refused:
+        cloud.call("listing servers", lambda: list(
+            nova_connect.connect(auth=caller).compute.servers()))
+    line = tokens.explain_refusal(str(refused.value), caller, 1,
+                                  accepted.isoformat())
+    assert line.startswith("listing servers: the caller's token expired "), \
+        line
+    assert " after the build was accepted, beyond Keystone's allow_expired " \
+        "window (1 s): call with a token that may make a Keystone trust" \
+        in line, line
 
 
 def _stored(daemon, identifier):
