@@ -212,7 +212,8 @@ def customize(guest, template, log, progress=None, cancelled=None,
     checked between steps (true -> errors.Cancelled; it may also raise its
     own exception). ``proxy`` (a proxy.Proxy) is set for the package
     manager first and removed at the end unless it persists. Raises
-    UnsupportedOS (or BuildError for unusable package arguments) before
-    touching the guest, ssh.CommandFailed when a step fails.
+    package_managers.UnsupportedOS (or BuildError for unusable package
+    arguments) before touching the guest, ssh_errors.CommandFailed when a
+    step fails.
     """
     _Customizer(guest, template, log, progress, cancelled, proxy).all()
