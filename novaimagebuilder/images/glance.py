@@ -23,6 +23,7 @@ import time
 from novaimagebuilder import cloud
 from novaimagebuilder import errors
 from novaimagebuilder.images import formats
+from novaimagebuilder.images import glance_put
 from novaimagebuilder import retries
 from novaimagebuilder import waiter
 
@@ -397,11 +398,12 @@ def _send(glance, image_id, data, stage, fall_back, progress, cancel):
         if stage:
             LOG.info("Staging %d bytes in Glance image %s", data.size,
                      image_id)
-            glance.images.stage(image_id, reader, data.size)
+            glance_put.put(glance, image_id, reader, data.size, CHUNK,
+                           stage=True)
         else:
             LOG.info("Uploading %d bytes to Glance image %s", data.size,
                      image_id)
-            glance.images.upload(image_id, reader, data.size)
+            glance_put.put(glance, image_id, reader, data.size, CHUNK)
     except (exc.HTTPForbidden, exc.HTTPMethodNotAllowed) as refused:
         if stage or not fall_back or \
                 "glance-direct" not in import_methods(glance):

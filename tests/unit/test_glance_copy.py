@@ -104,6 +104,9 @@ class Glances:
 
     def upload(self, request, context):
         self.received = b"".join(request.body)
+        # sent with its length, not in HTTP chunks (glance_put)
+        assert request.headers["Content-Length"] == str(len(self.received))
+        assert "Transfer-Encoding" not in request.headers
         self.status = "active"
         return ""
 
