@@ -19,9 +19,9 @@ from imgfac_nova import parameters as params
 from imgfac_nova import resume
 from imgfac_nova import store as store_mod
 from imgfac_nova import target_content
-from imgfac_nova import template
 from imgfac_nova.plugins import base as plugin_base
 from imgfac_nova.plugins import manager as plugin_manager
+from imgfac_nova.template_xml import TemplateError
 from novaimagebuilder import errors
 from novaimagebuilder import scrub
 from novaimagebuilder import sweep
@@ -185,7 +185,7 @@ class Builder:
             # The OS plugin reads it again when it applies it; a bad file
             # is bad input now, before any record exists.
             target_content.check(self.conf)
-        except template.TemplateError as exc:
+        except TemplateError as exc:
             raise plugin_manager.PluginError(str(exc)) from None
         os_plugin = self._plugin(base.plugin) if base.plugin in \
             self.plugins.os_plugins else None

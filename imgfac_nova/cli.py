@@ -200,9 +200,10 @@ def _store(conf):
 def _template(path, conf):
     from imgfac_nova import config
     from imgfac_nova import template
+    from imgfac_nova.template_xml import TemplateError
     try:
         return template.load_template(path, config.template_limits(conf))
-    except template.TemplateError as exc:
+    except TemplateError as exc:
         raise UsageError(str(exc)) from None
 
 
@@ -593,6 +594,7 @@ def _size(size):
 def _validate(args):
     from imgfac_nova import config
     from imgfac_nova import template
+    from imgfac_nova.template_xml import TemplateError
     if args.install_script:
         return _show_install_script(args)
     limits = config.template_limits(_conf(args))
@@ -600,7 +602,7 @@ def _validate(args):
     for path in args.templates:
         try:
             tdl = template.load_template(path, limits)
-        except template.TemplateError as exc:
+        except TemplateError as exc:
             results.append({"template": path, "valid": False,
                             "error": str(exc)})
         else:

@@ -18,6 +18,7 @@ from lxml import etree
 
 from imgfac_nova import images
 from imgfac_nova import template as tdl
+from imgfac_nova.template_model import REDACTED
 from novaimagebuilder import engine
 from novaimagebuilder import errors
 from novaimagebuilder import scrub
@@ -142,8 +143,8 @@ def _hidden(xml, installed_):
     root = etree.fromstring(xml.encode())
     hidden = [] if installed_ else [
         what for path, what in _INSTALL_SECRETS.items()
-        if (root.findtext(path) or "").strip() == tdl.REDACTED]
-    if any((key.text or "").strip() == tdl.REDACTED
+        if (root.findtext(path) or "").strip() == REDACTED]
+    if any((key.text or "").strip() == REDACTED
            for key in root.iterfind("repositories/repository/clientkey")):
         hidden.append("repository client keys")
     if _SCRUBBED in xml:

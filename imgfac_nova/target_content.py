@@ -27,6 +27,7 @@ import os
 from lxml import etree
 
 from imgfac_nova import template as tdl
+from imgfac_nova.template_xml import TemplateError
 
 ROOT = "template_includes"
 ATTRIBUTES = ("target", "os", "version", "arch")
@@ -62,31 +63,31 @@ def load(path):
         with open(path, encoding="utf-8") as handle:
             text = handle.read()
     except (OSError, UnicodeDecodeError) as exc:
-        raise tdl.TemplateError(path, None, "cannot read the target content "
-                                "file: %s" % (getattr(exc, "strerror", None)
-                                              or "not UTF-8 text")) from None
+        raise TemplateError(path, None, "cannot read the target content "
+                            "file: %s" % (getattr(exc, "strerror", None)
+                                          or "not UTF-8 text")) from None
     try:
         root = etree.fromstring(text.encode(), etree.XMLParser(
             resolve_entities=False, no_network=True, load_dtd=False))
     except etree.XMLSyntaxError as exc:
-        raise tdl.TemplateError(path, exc.lineno, "not well-formed XML: %s"
-                                % exc.msg) from None
+        raise TemplateError(path, exc.lineno, "not well-formed XML: %s"
+                            % exc.msg) from None
     if root.tag != ROOT:
-        raise tdl.TemplateError(path, root.sourceline, "the root element "
-                                "must be <%s>, not <%s>" % (ROOT, root.tag))
+        raise TemplateError(path, root.sourceline, "the root element "
+                            "must be <%s>, not <%s>" % (ROOT, root.tag))
     includes = []
     for element in root:
         if not isinstance(element.tag, str):
             continue  # comments
         if element.tag != "include":
-            raise tdl.TemplateError(path, element.sourceline, "unexpected "
-                                    "element <%s> in <%s>; allowed here: "
-                                    "<include>" % (element.tag, ROOT))
+            raise TemplateError(path, element.sourceline, "unexpected "
+                                "element <%s> in <%s>; allowed here: "
+                                "<include>" % (element.tag, ROOT))
         unknown = sorted(set(element.attrib) - set(ATTRIBUTES))
         if unknown:
-            raise tdl.TemplateError(path, element.sourceline, "unexpected "
-                                    "attribute '%s' on <include> (known: %s)"
-                                    % (unknown[0], ", ".join(ATTRIBUTES)))
+            raise TemplateError(path, element.sourceline, "unexpected "
+                                "attribute '%s' on <include> (known: %s)"
+                                % (unknown[0], ", ".join(ATTRIBUTES)))
         content = tdl.parse_content(element, text, path)
         includes.append(Include(match=dict(element.attrib),
                                 line=element.sourceline, **content))

@@ -1,21 +1,14 @@
-"""TDL templates: safe parsing, validation and a small object model.
+"""Reading TDL templates: checks and the Template they describe.
 
 TDL is the XML template language of Oz and Image Factory: which operating
 system to install and how, then which repositories, packages, files and
 commands customize it.  ``load_template`` and ``parse_template`` accept the
-language as Oz does and return a ``Template``; anything else raises
-``TemplateError``, whose text is one line "<file>:<line>: <what is wrong>".
-
-Parsing is defensive: input is capped in bytes and elements (``Limits``;
-64 MiB and 200,000 by default, the ``max_template_bytes`` and
-``max_template_elements`` options), DOCTYPE declarations (and with them
-entities and DTDs) are refused, the XML parser never expands entities,
-loads DTDs or touches the network, and libxml2's nesting-depth limit stays
-in force.
-
-The structure is checked element by element here, to give precise
-messages; the RELAX NG grammar in ``schemas/tdl.rng`` is then applied to
-every template as the formal definition of the language.
+language as Oz does and return a ``template_model.Template``; anything else
+raises ``template_xml.TemplateError``, whose text is one line
+"<file>:<line>: <what is wrong>".  The XML is parsed safely
+(:mod:`template_xml`, within ``Limits``: the ``max_template_bytes`` and
+``max_template_elements`` options), its structure checked element by element
+and against the grammar (:mod:`template_structure`), its values here.
 
 Where this module differs from Oz.  More lenient: surrounding whitespace
 in values is ignored, base64 may be wrapped over lines, the children of
@@ -31,23 +24,26 @@ refused, and so is a ``<rootpw>`` that is an MD5-crypt (``$1$``) hash.  Oz
 fetches url-type files and commands while parsing; here they are only
 recorded.
 """
-
-import base64
-import binascii
-import dataclasses
-import functools
-import importlib.resources
 import ipaddress
 import os
 import re
-import threading
 import urllib.parse
-from typing import NamedTuple
 
-from lxml import etree
-
+from imgfac_nova import template_structure as structure
+from imgfac_nova import template_xml
 from imgfac_nova.template_limits import DEFAULT_LIMITS
-from imgfac_nova.template_limits import Limits
+from imgfac_nova.template_limits import too_large
+from imgfac_nova.template_model import Checksum
+from imgfac_nova.template_model import Command
+from imgfac_nova.template_model import File
+from imgfac_nova.template_model import Install
+from imgfac_nova.template_model import OperatingSystem
+from imgfac_nova.template_model import Package
+from imgfac_nova.template_model import Repository
+from imgfac_nova.template_model import Template
+from imgfac_nova.template_model import decode_base64
+from imgfac_nova.template_model import shorten
+from imgfac_nova.template_xml import TemplateError
 from novaimagebuilder import scrub
 
 
@@ -55,197 +51,7 @@ ARCHITECTURES = ("i386", "x86_64", "aarch64", "armv7l", "ppc64", "ppc64le",
                  "s390x")
 CHECKSUM_TYPES = ("md5sum", "sha1sum", "sha256sum")
 CONTENT_TYPES = ("raw", "base64", "url")
-REDACTED = "REDACTED"
 
-_NO_DOCTYPE = "DOCTYPE declarations (DTDs, entities) are not allowed"
-
-# Elements whose text is secret, relative to <template>.
-_SECRET_ELEMENTS = ("os/rootpw", "os/key",
-                    "repositories/repository/clientkey")
-
-
-class TemplateError(ValueError):
-    """A template that cannot be used; str() is "<source>:<line>: <message>".
-
-    ``line`` is None for problems with the file as a whole (unreadable, too
-    large); then str() is "<source>: <message>". ``column`` (1-based) is set
-    when the position on the line is known.
-    """
-
-    def __init__(self, source, line, message, column=None):
-        self.source = source
-        self.line = line
-        self.column = column
-        self.message = " ".join(str(message).split())
-        super().__init__(source, line, self.message)
-
-    def __str__(self):
-        if self.line:
-            return f"{self.source}:{self.line}: {self.message}"
-        return f"{self.source}: {self.message}"
-
-
-# ---------------------------------------------------------------- model
-
-class Checksum(NamedTuple):
-    """Checksum of an install ISO: the element name and its text.
-
-    As in Oz, the value is usually the URL of a checksum file.
-    """
-    type: str
-    value: str
-
-
-@dataclasses.dataclass(frozen=True)
-class Install:
-    """How the OS is installed: from an install tree URL or from an ISO."""
-    type: str
-    url: str | None = None
-    iso: str | None = None
-    checksum: Checksum | None = None
-
-    @property
-    def location(self):
-        """The install tree URL or the ISO location, whichever applies."""
-        return self.url if self.type == "url" else self.iso
-
-
-@dataclasses.dataclass(frozen=True)
-class OperatingSystem:
-    """The <os> section."""
-    name: str
-    version: str
-    arch: str
-    install: Install
-    rootpw: str | None = dataclasses.field(default=None, repr=False)
-    key: str | None = dataclasses.field(default=None, repr=False)
-    kernelparam: str | None = None
-    icicle_extra_command: str | None = None
-
-
-@dataclasses.dataclass(frozen=True)
-class Package:
-    """A package to install, optionally from a named repository or file."""
-    name: str
-    repository: str | None = None
-    file: str | None = None
-    args: str | None = None
-    line: int | None = dataclasses.field(default=None, compare=False)
-
-
-@dataclasses.dataclass(frozen=True)
-class Repository:
-    """A package repository made available in the guest."""
-    name: str
-    url: str
-    signed: bool = False
-    persisted: bool = True
-    sslverify: bool = False
-    clientcert: str | None = None
-    clientkey: str | None = dataclasses.field(default=None, repr=False)
-    cacert: str | None = None
-    line: int | None = dataclasses.field(default=None, compare=False)
-
-
-@dataclasses.dataclass(frozen=True)
-class Content:
-    """Something the template puts into the guest: a file or a command.
-
-    ``content`` is the element text without surrounding whitespace (as in
-    Oz): the text itself (type raw), base64 text, or a URL to fetch.
-    """
-    name: str
-    type: str
-    content: str
-    line: int | None = dataclasses.field(default=None, compare=False)
-
-    @property
-    def data(self):
-        """The bytes of raw or base64 content; None for a URL."""
-        if self.type == "raw":
-            return self.content.encode("utf-8")
-        if self.type == "base64":
-            return _decode_base64(self.content)
-        return None
-
-
-@dataclasses.dataclass(frozen=True)
-class File(Content):
-    """A file to create in the guest; ``name`` is its path."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Command(Content):
-    """A command to run in the guest; ``name`` labels it.
-
-    ``position`` is the explicit order given in the template, if any.
-    """
-    position: int | None = None
-
-
-@dataclasses.dataclass
-class Template:
-    """A validated TDL template."""
-    name: str
-    description: str | None
-    os: OperatingSystem
-    packages: list
-    repositories: list
-    files: list
-    precommands: list
-    commands: list
-    disk_size: int | None
-    source: str = "<string>"
-    xml: str = dataclasses.field(default="", repr=False)
-
-    def summary(self):
-        """Short human-readable lines saying what would be built."""
-        install = self.os.install
-        location = scrub.scrub(install.location)
-        lines = [f"Template: {self.name}"]
-        if self.description:
-            lines.append("Description: "
-                         + _shorten(self.description.splitlines()[0], 72))
-        lines.append(f"OS: {self.os.name} {self.os.version} ({self.os.arch})")
-        if install.type == "url":
-            lines.append(f"Install: from the install tree {location}")
-        elif install.checksum:
-            lines.append(f"Install: from the ISO {location}"
-                         f" (verified with {install.checksum.type})")
-        else:
-            lines.append(f"Install: from the ISO {location}")
-        lines.append("Customization: " + ", ".join((
-            _count(self.repositories, "repository", "repositories"),
-            _count(self.packages, "package"),
-            _count(self.files, "file"),
-            _count(self.precommands, "precommand"),
-            _count(self.commands, "command"))))
-        if self.disk_size is None:
-            lines.append("Disk: default size")
-        else:
-            lines.append(f"Disk: {_human_size(self.disk_size)}")
-        return lines
-
-    def redacted_xml(self):
-        """The template as XML with secrets replaced by REDACTED.
-
-        Root password, product key, repository client keys and passwords in
-        URLs are hidden; comments are dropped.  Meant for image metadata.
-        """
-        root = _parse_xml(self.xml, self.source)
-        for path in _SECRET_ELEMENTS:
-            for element in root.iterfind(path):
-                if (element.text or "").strip():
-                    element.text = REDACTED
-        for element in root.iter():
-            if element.text:
-                element.text = scrub.scrub(element.text)
-            for attribute, value in element.attrib.items():
-                element.set(attribute, scrub.scrub(value))
-        return etree.tostring(root, encoding="unicode")
-
-
-# ---------------------------------------------------------------- entry points
 
 def load_template(path, limits=DEFAULT_LIMITS):
     """Read and validate the template file at ``path``."""
@@ -257,7 +63,7 @@ def load_template(path, limits=DEFAULT_LIMITS):
         raise TemplateError(source, None, "cannot read template: "
                             + (exc.strerror or str(exc))) from None
     if len(data) > limits.max_bytes:
-        raise TemplateError(source, None, _too_large(limits))
+        raise TemplateError(source, None, too_large(limits))
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -269,7 +75,7 @@ def load_template(path, limits=DEFAULT_LIMITS):
 
 def parse_template(text, source="<string>", limits=DEFAULT_LIMITS):
     """Validate TDL ``text`` and return a Template; ``source`` names it."""
-    root = _parse_xml(text, source, limits)
+    root = template_xml.parse_xml(text, source, limits)
     return _Reader(source).read(root, text)
 
 
@@ -285,10 +91,10 @@ def parse_content(element, text, source):
     ``element`` may hold only those sections; its own attributes are the
     caller's."""
     reader = _Reader(source)
-    reader.lines = text.splitlines()
-    shape = _Shape(attributes=tuple(element.attrib), children={
-        name: _TEMPLATE.children[name] for name in CONTENT_SECTIONS})
-    reader.check_shape(element, shape)
+    reader.text = text
+    shape = structure.Shape(attributes=tuple(element.attrib), children={
+        name: structure.TEMPLATE.children[name] for name in CONTENT_SECTIONS})
+    structure.check_shape(element, shape, reader.error)
     content = {
         "repositories": [reader.repository(e)
                          for e in element.iterfind("repositories/*")],
@@ -297,169 +103,9 @@ def parse_content(element, text, source):
         "commands": reader.commands(element.find("commands")),
     }
     for section in element:
-        reader._validate(_schema(_LIST_SECTIONS[section.tag]), section)
+        structure.check_section(section, reader.error)
     return content
 
-
-def _too_large(limits):
-    return (f"template is larger than {_human_size(limits.max_bytes)} "
-            "(the max_template_bytes option)")
-
-
-# ---------------------------------------------------------------- XML parsing
-
-_PROLOG_ITEM = re.compile(r"\s+|<\?.*?\?>|<!--.*?-->", re.DOTALL)
-# Parts of libxml2 messages that mean nothing to a template author.
-_LIBXML_NOISE = re.compile(
-    r",? use XML_PARSE_HUGE option|, line \d+, column \d+$")
-
-
-def _parse_xml(text, source, limits=None):
-    """Parse ``text`` safely into an element tree, or raise TemplateError.
-
-    ``limits`` None is for text that has passed them already.
-    ``huge_tree`` only lifts libxml2's 10 MB cap on one text node (a big
-    inline file); entity expansion cannot happen (no DOCTYPE gets this far)
-    and the nesting depth stays capped.
-    """
-    text = text.lstrip("\ufeff")
-    try:
-        data = text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise TemplateError(source, None, "template is not valid text") from None
-    limits = limits or Limits(len(data), float("inf"))
-    if len(data) > limits.max_bytes:
-        raise TemplateError(source, None, _too_large(limits))
-    doctype_line = _doctype_line(text)
-    if doctype_line:
-        raise TemplateError(source, doctype_line, _NO_DOCTYPE)
-    parser = etree.XMLParser(
-        encoding="utf-8", resolve_entities=False, no_network=True,
-        load_dtd=False, dtd_validation=False, huge_tree=True,
-        remove_comments=True, remove_pis=True)
-    try:
-        root = etree.fromstring(data, parser)
-    except etree.XMLSyntaxError as exc:
-        message = _LIBXML_NOISE.sub("", exc.msg or str(exc))
-        raise TemplateError(source, exc.lineno or 1,
-                            f"XML syntax error: {message}",
-                            column=exc.position[1] or None) from None
-    if root.getroottree().docinfo.doctype:
-        raise TemplateError(source, 1, _NO_DOCTYPE)
-    for count, element in enumerate(root.iter(), start=1):
-        if count > limits.max_elements:
-            raise TemplateError(source, element.sourceline, "template has "
-                                f"more than {limits.max_elements} elements "
-                                "(the max_template_elements option)")
-    return root
-
-
-def _doctype_line(text):
-    """Line of a DOCTYPE in the prolog of ``text``, or None.
-
-    Checked before parsing so that entity declarations never reach the
-    parser; only the prolog is scanned, so the word in content is fine.
-    """
-    position = 0
-    while match := _PROLOG_ITEM.match(text, position):
-        position = match.end()
-    if text.startswith("<!DOCTYPE", position):
-        return text.count("\n", 0, position) + 1
-    return None
-
-
-_RNG = "{http://relaxng.org/ns/structure/1.0}"
-
-#: The list sections of <template> and the grammar's definition of each.
-#: They are validated one by one: libxml2 validates the children of an
-#: <interleave> in time that grows with the square of their number.
-_LIST_SECTIONS = {"packages": "packagesSection",
-                  "repositories": "repositoriesSection",
-                  "files": "filesSection",
-                  "precommands": "precommandsSection",
-                  "commands": "commandsSection"}
-
-
-@functools.lru_cache(maxsize=None)
-def _schema(start=None):
-    """The RELAX NG validator for TDL, or for its definition ``start``
-    (built once each)."""
-    data = importlib.resources.files("imgfac_nova.schemas").joinpath(
-        "tdl.rng").read_bytes()
-    parser = etree.XMLParser(resolve_entities=False, no_network=True,
-                             load_dtd=False)
-    grammar = etree.fromstring(data, parser)
-    if start:
-        element = grammar.find(_RNG + "start")
-        element[:] = [etree.Element(_RNG + "ref", name=start)]
-    return etree.RelaxNG(grammar)
-
-
-_schema_lock = threading.Lock()     # a validator's error log is shared state
-
-
-# ---------------------------------------------------------------- structure
-
-class _Shape(NamedTuple):
-    """What an element may hold: children as tag -> (count, shape)."""
-    children: dict = {}
-    attributes: tuple = ()
-    text: bool = False
-
-
-_ONE, _OPTIONAL, _MANY = "one", "optional", "many"
-_TEXT = _Shape(text=True)
-_ISO_EXTRA = _Shape(attributes=("source", "destination"))
-_COMMANDS = _Shape({"command": (_MANY, _Shape(
-    attributes=("name", "type", "position"), text=True))})
-_TEMPLATE = _Shape(attributes=("version",), children={
-    "name": (_ONE, _TEXT),
-    "description": (_OPTIONAL, _TEXT),
-    "os": (_ONE, _Shape({
-        "name": (_ONE, _TEXT),
-        "version": (_ONE, _TEXT),
-        "arch": (_ONE, _TEXT),
-        "install": (_ONE, _Shape(attributes=("type",), children={
-            "url": (_OPTIONAL, _TEXT),
-            "iso": (_OPTIONAL, _TEXT),
-            "md5sum": (_OPTIONAL, _TEXT),
-            "sha1sum": (_OPTIONAL, _TEXT),
-            "sha256sum": (_OPTIONAL, _TEXT),
-            "extras": (_OPTIONAL, _Shape({"directory": (_MANY, _ISO_EXTRA),
-                                          "file": (_MANY, _ISO_EXTRA)})),
-        })),
-        "rootpw": (_OPTIONAL, _TEXT),
-        "key": (_OPTIONAL, _TEXT),
-        "kernelparam": (_OPTIONAL, _TEXT),
-        "icicle": (_OPTIONAL, _Shape({"extra_command": (_ONE, _TEXT)})),
-    })),
-    "packages": (_OPTIONAL, _Shape({"package": (_MANY, _Shape(
-        attributes=("name",), children={
-            "repository": (_OPTIONAL, _TEXT),
-            "file": (_OPTIONAL, _TEXT),
-            "arguments": (_OPTIONAL, _TEXT),
-        }))})),
-    "repositories": (_OPTIONAL, _Shape({"repository": (_MANY, _Shape(
-        attributes=("name",), children={
-            "url": (_ONE, _TEXT),
-            "signed": (_OPTIONAL, _TEXT),
-            "persisted": (_OPTIONAL, _TEXT),
-            "sslverify": (_OPTIONAL, _TEXT),
-            "clientcert": (_OPTIONAL, _TEXT),
-            "clientkey": (_OPTIONAL, _TEXT),
-            "cacert": (_OPTIONAL, _TEXT),
-        }))})),
-    "files": (_OPTIONAL, _Shape({"file": (_MANY, _Shape(
-        attributes=("name", "type"), text=True))})),
-    "precommands": (_OPTIONAL, _COMMANDS),
-    "commands": (_OPTIONAL, _COMMANDS),
-    "disk": (_OPTIONAL, _Shape({"size": (_ONE, _TEXT)})),
-})
-
-_XINCLUDE = "{http://www.w3.org/2001/XInclude}"
-
-
-# ---------------------------------------------------------------- reading
 
 class _Reader:
     """Checks one parsed template and builds the Template object."""
@@ -483,7 +129,7 @@ class _Reader:
         if root.tag != "template":
             raise self.error(root, "the root element must be <template>, "
                              f"not <{root.tag}>")
-        self.check_shape(root, _TEMPLATE)
+        structure.check_shape(root, structure.TEMPLATE, self.error)
         version = root.get("version")
         if version is not None and version.strip() != "1.0":
             raise self.error(root, f"unsupported TDL version {_quote(version)}; "
@@ -502,72 +148,8 @@ class _Reader:
             source=self.source,
             xml=text,
         )
-        self.check_schema(root)
+        structure.check_schema(root, self.error)
         return template
-
-    # -- structure
-
-    def check_shape(self, element, shape):
-        """Check children, attributes and text of ``element`` recursively."""
-        tag = element.tag
-        for attribute in element.attrib:
-            if attribute not in shape.attributes:
-                raise self.error(element, f"unexpected attribute "
-                                 f"'{attribute}' on <{tag}>")
-        if not shape.text and (element.text or "").strip():
-            first = element[0] if len(element) else None
-            line = _text_line(element.text, first, element.sourceline)
-            raise self.error(line, f"unexpected text in <{tag}>")
-        seen = set()
-        for child in element:
-            if not shape.text and (child.tail or "").strip():
-                line = _text_line(child.tail, child.getnext(),
-                                  _end_line(child))
-                raise self.error(line, f"unexpected text in <{tag}>")
-            if child.tag.startswith(_XINCLUDE):
-                raise self.error(child, "XInclude is not supported")
-            if shape.text:
-                raise self.error(child, f"<{tag}> may contain only text, "
-                                 f"not <{child.tag}>")
-            if child.tag not in shape.children:
-                allowed = ", ".join(f"<{name}>" for name in shape.children
-                                    ) or "no elements"
-                raise self.error(child, f"unexpected element <{child.tag}> "
-                                 f"in <{tag}>; allowed here: {allowed}")
-            count, child_shape = shape.children[child.tag]
-            if count != _MANY and child.tag in seen:
-                raise self.error(child, f"<{tag}> may contain only one "
-                                 f"<{child.tag}>")
-            seen.add(child.tag)
-            self.check_shape(child, child_shape)
-        for name, (count, _) in shape.children.items():
-            if count == _ONE and name not in seen:
-                raise self.error(element, f"<{tag}> is missing <{name}>")
-
-    def check_schema(self, root):
-        """Apply the RELAX NG grammar (the formal definition of TDL): to the
-        template with its list sections emptied, then to each section."""
-        sections = [(child, list(child)) for child in root
-                    if child.tag in _LIST_SECTIONS]
-        for section, children in sections:
-            section[:] = []
-        try:
-            self._validate(_schema(), root)
-        finally:
-            for section, children in sections:
-                section[:] = children
-        for section, _ in sections:
-            self._validate(_schema(_LIST_SECTIONS[section.tag]), section)
-
-    def _validate(self, schema, element):
-        with _schema_lock:
-            if schema.validate(element):
-                return
-            errors = list(schema.error_log)
-        first = next((e for e in errors if e.line > 0), errors[0])
-        raise self.error(first.line or element.sourceline,
-                         f"does not match the TDL schema: {first.message}",
-                         column=first.column or None)
 
     # -- values
 
@@ -730,7 +312,7 @@ class _Reader:
     def check_content(self, element, what, kind, content):
         if kind == "base64":
             try:
-                _decode_base64(content)
+                decode_base64(content)
             except ValueError:
                 raise self.error(element, f"content of {what} is not valid "
                                  "base64") from None
@@ -811,8 +393,6 @@ for _power, _prefix in enumerate("kmgtpezy", start=1):
     _SIZE_UNITS[_prefix + "ib"] = 1024 ** _power
 
 
-# ---------------------------------------------------------------- helpers
-
 def _text(element):
     """Stripped text of ``element``; None if it is absent or empty."""
     if element is None:
@@ -820,38 +400,8 @@ def _text(element):
     return (element.text or "").strip() or None
 
 
-def _text_line(text, following, start_line):
-    """Line where the non-blank part of ``text`` starts.
-
-    Counted back from the element that follows the text if there is one
-    (exact), else forward from ``start_line``, the line the text starts on.
-    """
-    if following is not None:
-        return following.sourceline - text.lstrip().count("\n")
-    return start_line + text[:len(text) - len(text.lstrip())].count("\n")
-
-
-def _end_line(element):
-    """Line of the end tag of ``element`` (assuming one-line start tags)."""
-    if len(element):
-        last = element[-1]
-        return _end_line(last) + (last.tail or "").count("\n")
-    return element.sourceline + (element.text or "").count("\n")
-
-
 def _child_text(parent, path):
     return _text(parent.find(path))
-
-
-def _decode_base64(text):
-    """Decode base64 that may be wrapped over lines; ValueError if invalid."""
-    compact = "".join(text.split())
-    if compact and not re.fullmatch(r"[A-Za-z0-9+/]+={0,2}", compact):
-        raise ValueError("not base64")
-    try:
-        return base64.b64decode(compact, validate=True)
-    except binascii.Error as exc:
-        raise ValueError(str(exc)) from None
 
 
 def _is_local_host(host):
@@ -869,22 +419,4 @@ def _is_local_host(host):
 
 def _quote(value):
     """A user-supplied value for an error message: quoted and kept short."""
-    return "'" + _shorten(" ".join(value.split()), 40) + "'"
-
-
-def _shorten(text, width):
-    return text if len(text) <= width else text[:width - 3] + "..."
-
-
-def _count(items, singular, plural=None):
-    if len(items) == 1:
-        return f"1 {singular}"
-    return f"{len(items)} {plural or singular + 's'}"
-
-
-def _human_size(size):
-    for unit, factor in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20),
-                         ("TB", 10**12), ("GB", 10**9), ("MB", 10**6)):
-        if size % factor == 0:
-            return f"{size // factor} {unit} ({size} bytes)"
-    return f"{size} bytes"
+    return "'" + shorten(" ".join(value.split()), 40) + "'"

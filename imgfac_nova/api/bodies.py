@@ -4,6 +4,7 @@ import json
 
 from imgfac_nova import images
 from imgfac_nova import template as tdl
+from imgfac_nova.template_xml import TemplateError
 from imgfac_nova.api import router
 
 #: Content types of a form body.
@@ -52,7 +53,7 @@ def parse_template(text, limits):
         return None
     try:
         return tdl.parse_template(text, source="template", limits=limits)
-    except tdl.TemplateError as exc:
+    except TemplateError as exc:
         where = ":".join(str(n) for n in (exc.line, exc.column) if n)
         raise router.ApiError(400, "template%s: %s" % (
             ":" + where if where else "", exc.message)) from None

@@ -214,6 +214,8 @@ def test_images_query_and_delete(run, good, tmp_path):
 _NOT_FOR_LISTING = ("taskflow", "openstack", "keystoneauth1", "glanceclient",
                     "paramiko", "lxml", "alembic", "imgfac_nova.build",
                     "imgfac_nova.plugins", "imgfac_nova.template",
+                    "imgfac_nova.template_model", "imgfac_nova.template_xml",
+                    "imgfac_nova.template_structure",
                     "novaimagebuilder.machines")
 #: Runs imgfac-nova's main with the arguments given, then prints on its
 #: last line of stderr whether the cycle collector is on and every module

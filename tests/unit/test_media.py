@@ -4,7 +4,7 @@ import threading
 
 import pytest
 
-from imgfac_nova import template as tdl
+from imgfac_nova.template_model import Checksum, Install
 from novaimagebuilder import errors
 from novaimagebuilder.installer import media
 from tests.unit.httpserver import StaticServer
@@ -30,7 +30,7 @@ def tree(tmp_path):
 
 
 def _install(**fields):
-    return tdl.Install(**fields)
+    return Install(**fields)
 
 
 def test_url_install_finds_kernel_and_caches_by_content(tree, tmp_path):
@@ -90,7 +90,7 @@ def test_iso_checksum_verified(tree, tmp_path, checksum_value):
     server, _, digest = tree
     value = digest if checksum_value == "digest" else server.url("SHA256SUMS")
     install = _install(type="iso", iso=server.url("disc.iso"),
-                       checksum=tdl.Checksum("sha256sum", value))
+                       checksum=Checksum("sha256sum", value))
     found = media.fetch(install, media.MediaCache(str(tmp_path / "c")))
     assert found.kind == "iso" and found.sha256["iso"] == digest
 
@@ -98,7 +98,7 @@ def test_iso_checksum_verified(tree, tmp_path, checksum_value):
 def test_iso_checksum_mismatch(tree, tmp_path):
     server, _, _ = tree
     install = _install(type="iso", iso=server.url("disc.iso"),
-                       checksum=tdl.Checksum("md5sum", "0" * 32))
+                       checksum=Checksum("md5sum", "0" * 32))
     with pytest.raises(errors.BuildError, match="the ISO's md5sum is .* but "
                        "the template says 0000"):
         media.fetch(install, media.MediaCache(str(tmp_path / "c")))
@@ -117,8 +117,8 @@ def test_checksum_file_without_the_iso(tree, tmp_path):
     server, root, _ = tree
     (root / "SHA256SUMS").write_text("%s  other.iso\n" % ("1" * 64))
     install = _install(type="iso", iso=server.url("disc.iso"),
-                       checksum=tdl.Checksum("sha256sum",
-                                             server.url("SHA256SUMS")))
+                       checksum=Checksum("sha256sum",
+                                         server.url("SHA256SUMS")))
     with pytest.raises(errors.BuildError, match="does not list disc.iso"):
         media.fetch(install, media.MediaCache(str(tmp_path / "c")))
 

@@ -6,6 +6,7 @@ from imgfac_nova import images
 from imgfac_nova import parameters as params
 from imgfac_nova import resume
 from imgfac_nova import template as tdl
+from imgfac_nova import template_model
 
 TEMPLATE = """<template><name>r</name>
   <os><name>Debian</name><version>12</version><arch>x86_64</arch>
@@ -40,7 +41,7 @@ def test_before_the_installer_booted_the_template_is_needed_again():
     assert resume.template_for(record, source, False) is source
     # Once it booted, the stored copy serves (its root password unused).
     kept = resume.template_for(record, None, installed_=True)
-    assert kept.os.rootpw == tdl.REDACTED and "s3cret" not in record.template
+    assert kept.os.rootpw == template_model.REDACTED and "s3cret" not in record.template
 
 
 def test_repository_credentials_are_needed_until_the_end():

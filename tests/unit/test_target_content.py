@@ -4,6 +4,7 @@ import pytest
 
 from imgfac_nova import target_content
 from imgfac_nova import template as tdl
+from imgfac_nova import template_xml
 
 BASE = tdl.parse_template("""<template><name>t</name>
   <os><name>Fedora</name><version>40</version><arch>x86_64</arch>
@@ -122,14 +123,14 @@ def test_bad_files_are_one_line_errors_with_file_and_line(tmp_path, text,
                                                           message):
     path = tmp_path / "bad.xml"
     path.write_text(text)
-    with pytest.raises(tdl.TemplateError) as exc:
+    with pytest.raises(template_xml.TemplateError) as exc:
         target_content.load(str(path))
     assert str(exc.value).startswith(str(path) + message), str(exc.value)
     assert "\n" not in str(exc.value)
 
 
 def test_an_unreadable_file(tmp_path):
-    with pytest.raises(tdl.TemplateError,
+    with pytest.raises(template_xml.TemplateError,
                        match="cannot read the target content file"):
         target_content.load(str(tmp_path / "missing.xml"))
 

@@ -7,8 +7,12 @@ import time
 import pytest
 from lxml import etree
 
-from imgfac_nova import template as tdl
-from imgfac_nova.template import TemplateError, load_template, parse_template
+from imgfac_nova import template_structure
+from imgfac_nova import template_xml
+from imgfac_nova.template_limits import DEFAULT_LIMITS, Limits
+from imgfac_nova.template import load_template, parse_template
+from imgfac_nova.template_model import REDACTED, Command, File, Package, Repository
+from imgfac_nova.template_xml import TemplateError
 
 HERE = pathlib.Path(__file__).parent
 GOOD = HERE / "templates" / "good"
@@ -85,34 +89,34 @@ GOOD_TEMPLATES = {
         "os.kernelparam": "console=ttyS0 inst.text",
         "os.icicle_extra_command": "rpm -qa --qf '%{NAME}\\n'",
         "packages": [
-            tdl.Package("httpd"),
-            tdl.Package("local-tool", repository="internal",
-                        file="local-tool-1.0-1.noarch.rpm",
-                        args="--nogpgcheck"),
+            Package("httpd"),
+            Package("local-tool", repository="internal",
+                    file="local-tool-1.0-1.noarch.rpm",
+                    args="--nogpgcheck"),
         ],
         "packages.1.line": 22,
         "repositories": [
-            tdl.Repository("internal", "https://repo.example.org/internal/",
-                           signed=True, persisted=False, sslverify=True,
-                           clientcert="client-certificate-pem",
-                           clientkey="client-key-pem",
-                           cacert="ca-certificate-pem"),
-            tdl.Repository("defaults", "http://repo.example.org/defaults/",
-                           signed=False, persisted=True, sslverify=False),
+            Repository("internal", "https://repo.example.org/internal/",
+                       signed=True, persisted=False, sslverify=True,
+                       clientcert="client-certificate-pem",
+                       clientkey="client-key-pem",
+                       cacert="ca-certificate-pem"),
+            Repository("defaults", "http://repo.example.org/defaults/",
+                       signed=False, persisted=True, sslverify=False),
         ],
-        "files.0": tdl.File("/etc/motd", "raw", "Hello from full"),
+        "files.0": File("/etc/motd", "raw", "Hello from full"),
         "files.1.type": "raw",
         "files.2.data": b"hello\n",
         "files.3.data": b"",
         "files.4.type": "url",
         "files.4.content": "http://files.example.org/fetched",
         "files.4.data": None,
-        "precommands": [tdl.Command("pre-one", "raw", "echo pre")],
+        "precommands": [Command("pre-one", "raw", "echo pre")],
         "commands": [
-            tdl.Command("first", "raw", "echo first", position=1),
-            tdl.Command("second", "base64", "ZWNobyBzZWNvbmQK", position=2),
-            tdl.Command("third", "url", "http://files.example.org/third.sh",
-                        position=3),
+            Command("first", "raw", "echo first", position=1),
+            Command("second", "base64", "ZWNobyBzZWNvbmQK", position=2),
+            Command("third", "url", "http://files.example.org/third.sh",
+                    position=3),
         ],
         "commands.1.data": b"echo second\n",
         "commands.0.line": 54,
@@ -297,20 +301,22 @@ def test_every_bad_file_is_in_the_table():
 def test_grammar_agrees_with_the_checks(filename, schema_rejects):
     """The RELAX NG grammar rejects exactly the structural problems."""
     root = etree.fromstring((BAD / filename).read_bytes())
-    assert tdl._schema().validate(root) is not schema_rejects
+    assert template_xml.schema().validate(root) is not schema_rejects
 
 
 @pytest.mark.parametrize("filename", sorted(GOOD_TEMPLATES))
 def test_grammar_accepts_good_templates(filename):
     parser = etree.XMLParser(remove_comments=True, remove_pis=True)
     root = etree.fromstring((GOOD / filename).read_bytes(), parser)
-    assert tdl._schema().validate(root)
+    assert template_xml.schema().validate(root)
 
 
 def test_grammar_backstop_reports_line():
     root = etree.fromstring(b"<template>\n<name>x</name>\n<os/>\n</template>")
     with pytest.raises(TemplateError) as info:
-        tdl._Reader("t.tdl").check_schema(root)
+        template_structure.check_schema(
+            root, lambda line, message, column=None: TemplateError(
+                "t.tdl", line, message, column))
     assert str(info.value).startswith("t.tdl:")
     assert "does not match the TDL schema" in str(info.value)
 
@@ -393,12 +399,12 @@ def test_hostile_doctype_fails_fast(name):
 
 
 #: Small limits, so the limit tests stay fast.
-SMALL = tdl.Limits(max_bytes=1024 * 1024, max_elements=10000)
+SMALL = Limits(max_bytes=1024 * 1024, max_elements=10000)
 
 
 def test_default_limits_are_generous():
-    assert tdl.DEFAULT_LIMITS.max_bytes >= 64 * 2**20
-    assert tdl.DEFAULT_LIMITS.max_elements >= 200000
+    assert DEFAULT_LIMITS.max_bytes >= 64 * 2**20
+    assert DEFAULT_LIMITS.max_elements >= 200000
 
 
 def big_template(path, files, size):
@@ -435,9 +441,9 @@ def test_an_invalid_item_in_a_big_section_is_found_with_its_line(tmp_path):
 
 
 def test_two_hundred_thousand_elements_validate():
-    packages = "<package name='p'/>\n" * (tdl.DEFAULT_LIMITS.max_elements - 10)
+    packages = "<package name='p'/>\n" * (DEFAULT_LIMITS.max_elements - 10)
     template = parse_template(minimal(f"<packages>\n{packages}</packages>\n"))
-    assert len(template.packages) == tdl.DEFAULT_LIMITS.max_elements - 10
+    assert len(template.packages) == DEFAULT_LIMITS.max_elements - 10
 
 
 def test_two_hundred_mebibyte_file_is_refused_without_reading_it(tmp_path):
@@ -503,7 +509,7 @@ def test_deep_nesting_is_refused():
 
 def test_no_network_for_external_dtd_without_doctype_check(monkeypatch):
     """Even if the DOCTYPE scan missed something, the parser stays offline."""
-    monkeypatch.setattr(tdl, "_doctype_line", lambda text: None)
+    monkeypatch.setattr(template_xml, "_doctype_line", lambda text: None)
     error = rejection('<!DOCTYPE template SYSTEM "http://127.0.0.1:9/x">\n'
                       + minimal())
     assert str(error) == ("<string>:1: DOCTYPE declarations (DTDs, entities) "
@@ -762,8 +768,8 @@ def test_redacted_xml_hides_secrets():
         assert secret in template.xml
         assert secret not in redacted
     again = parse_template(redacted)
-    assert again.os.rootpw == again.os.key == tdl.REDACTED
-    assert again.repositories[0].clientkey == tdl.REDACTED
+    assert again.os.rootpw == again.os.key == REDACTED
+    assert again.repositories[0].clientkey == REDACTED
     assert again.os.install.url == (
         "http://***@install.example.org/fedora/40/os/")
     # everything that is not secret is kept
