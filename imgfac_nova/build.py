@@ -49,12 +49,6 @@ def push_size(record, template=None):
     return (template.disk_size or 0) if template is not None else 0
 
 
-def one_line(exc):
-    """A one-line human description of an exception, URLs scrubbed."""
-    text = str(exc).strip().splitlines()
-    return scrub.scrub(text[0]) if text else type(exc).__name__
-
-
 class Builder:
     """Creates image records and runs plugins to fill them."""
 
@@ -302,7 +296,7 @@ class Builder:
         try:
             post(record)
         except BaseException as exc:
-            self._fail(record, "not posted: %s" % one_line(exc))
+            self._fail(record, "not posted: %s" % scrub.one_line(exc))
             raise
         return self.store.get(record.identifier)
 
@@ -448,7 +442,7 @@ class Builder:
                             record.identifier, exc, current.percent_complete)
                 return "%s %s %s" % (record.type, record.identifier, exc)
             except BaseException as exc:  # a build must never die silently
-                reason = one_line(exc)
+                reason = scrub.one_line(exc)
                 if self.token_window is not None:
                     reason = tokens.explain_refusal(
                         reason, self.cloud_auth, self.token_window,
@@ -538,7 +532,7 @@ class Builder:
                 sweep.Kind("partial image data", _unlink),
                 sweep.Kind("partial record", _unlink),
                 sweep.Kind("partial download", _unlink)],
-            keep, dry_run=dry_run, explain=one_line, log=LOG)]
+            keep, dry_run=dry_run, explain=scrub.one_line, log=LOG)]
         seen = set()
         for name, cls in sorted(self.plugins.os_plugins.items()) + sorted(
                 self.plugins.cloud_plugins.items()):
@@ -657,7 +651,7 @@ class Builder:
         except errors.WaitTimeout as exc:
             return self.store.update(identifier, status=images.DELETEFAILED,
                                      status_detail={"activity": "Deleting",
-                                                    "error": one_line(exc)})
+                                                    "error": scrub.one_line(exc)})
         self.store.update(identifier, status=images.DELETING, status_detail={
             "activity": "Deleting", "error": None})
         try:
@@ -677,7 +671,7 @@ class Builder:
             LOG.error("Deleting %s failed", identifier, exc_info=True)
             return self.store.update(identifier, status=images.DELETEFAILED,
                                      status_detail={"activity": "Deleting",
-                                                    "error": one_line(exc)})
+                                                    "error": scrub.one_line(exc)})
         self.store.remove(identifier)
         record.status = images.DELETED
         record.status_detail = {"activity": "Deleted", "error": None}

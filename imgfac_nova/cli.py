@@ -163,13 +163,13 @@ def main(argv=None):
         return EXIT_FAILED
     except Exception as exc:
         import logging
-        from imgfac_nova import build
         from imgfac_nova import store
+        from novaimagebuilder import scrub
         logging.getLogger(__name__).debug("Command failed", exc_info=True)
         if isinstance(exc, (store.StoreError, OSError)):
-            return _error(build.one_line(exc), EXIT_USAGE)
+            return _error(scrub.one_line(exc), EXIT_USAGE)
         return _error("unexpected error: %s (run with --debug for details)"
-                      % build.one_line(exc), EXIT_FAILED)
+                      % scrub.one_line(exc), EXIT_FAILED)
 
 
 def _interrupt(signum, frame):

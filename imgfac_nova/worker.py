@@ -119,18 +119,18 @@ class Worker:
         try:
             return self._run_job(job)
         except Exception as exc:
-            from imgfac_nova import build
+            from novaimagebuilder import scrub
             LOG.error("Job %s: %s; giving it back", job.name,
-                      build.one_line(exc))
+                      scrub.one_line(exc))
             LOG.debug("Details:", exc_info=True)
             self.stopping.wait(RETRY_PAUSE)
             return False
 
     def _run_job(self, job):
-        from imgfac_nova import build
         from imgfac_nova import images
         from imgfac_nova import store
         from novaimagebuilder import engine
+        from novaimagebuilder import scrub
         image_id = (job.details or {}).get("image_id")
         try:
             record = self.store.get(image_id)
@@ -157,7 +157,7 @@ class Worker:
                 running = builder.resume(image_id, owner=self.owner)
             except Exception as exc:
                 builder.abandon(image_id, "not started by worker %s (%s)" % (
-                    self.name, build.one_line(exc)), owner=self.owner)
+                    self.name, scrub.one_line(exc)), owner=self.owner)
                 return True
             running.wait()
         finally:

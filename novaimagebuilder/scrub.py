@@ -36,6 +36,12 @@ def scrub(text):
     return _USERINFO.sub(r"\g<scheme>" + MASK + "@", text)
 
 
+def one_line(exc):
+    """A one-line human description of an exception, URLs scrubbed."""
+    text = str(exc).strip().splitlines()
+    return scrub(text[0]) if text else type(exc).__name__
+
+
 class ScrubbingFormatter(logging.Formatter):
     """Formats with another formatter, then scrubs the result: the message,
     a traceback and any summary the formatter adds (oslo.log appends the

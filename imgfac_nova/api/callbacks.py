@@ -13,7 +13,6 @@ import urllib.parse
 
 import requests
 
-from imgfac_nova import build
 from novaimagebuilder import errors
 from novaimagebuilder import scrub
 from novaimagebuilder import waiter
@@ -124,7 +123,7 @@ class _Sender:
                     answer = self._http.put(url, json=body, auth=auth,
                                             timeout=REQUEST_TIMEOUT)
                 except requests.RequestException as exc:
-                    reason = build.one_line(exc)
+                    reason = scrub.one_line(exc)
                     continue
                 if answer.status_code < 500:
                     if answer.status_code >= 400:

@@ -34,9 +34,9 @@ def setup(config_files=(), debug=False):
     try:
         service.recover()
     except Exception as exc:
-        from imgfac_nova import build
+        from novaimagebuilder import scrub
         LOG.error("Sweeping after earlier builds failed: %s",
-                  build.one_line(exc))
+                  scrub.one_line(exc))
         LOG.debug("Details:", exc_info=True)
     # What start-up made (libraries, configuration, the application) lives
     # as long as the daemon: kept out of the cycle collector's walks, which

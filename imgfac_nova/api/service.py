@@ -21,6 +21,7 @@ from imgfac_nova import resume
 from imgfac_nova.api import callbacks
 from imgfac_nova.api import trusts
 from imgfac_nova.plugins import manager
+from novaimagebuilder import scrub
 
 LOG = logging.getLogger(__name__)
 
@@ -166,7 +167,7 @@ class BuildService:
                 LOG.info("Resumed build %s", record.identifier)
             except Exception as exc:
                 why = "not resumed when the daemon started (%s)" % \
-                    build.one_line(exc)
+                    scrub.one_line(exc)
                 LOG.warning("Build %s %s", record.identifier, why)
                 checker.abandon(record.identifier, why)
 
@@ -188,7 +189,7 @@ class BuildService:
                 except Exception as exc:
                     LOG.warning("Sweeping project %s through the trust of "
                                 "build %s failed: %s", project_id,
-                                record.identifier, build.one_line(exc))
+                                record.identifier, scrub.one_line(exc))
         for trust_id in {r.trust_id for rs in held.values() for r in rs}:
             self.release(trust_id)
         return found
