@@ -78,13 +78,13 @@ def test_a_build_that_could_outlast_the_window_says_so_in_one_line():
         "upload_timeout": 7200}).endswith("allow_expired_window with it)")
 
 
-@pytest.mark.parametrize("auth,parameters", [
-    (_caller(600), {"timeout": 3000}),  # 10 min + 50 min > 50 min
-    (_session(_token(), 60).auth, {"timeout": 7200}),  # not a caller's
-    (_caller(60), {}),  # no timeout known
+@pytest.mark.parametrize("auth,parameters", [  # auth made as the test runs
+    (lambda: _caller(600), {"timeout": 3000}),  # 10 min + 50 min > 50 min
+    (lambda: _session(_token(), 60).auth, {"timeout": 7200}),  # no caller's
+    (lambda: _caller(60), {}),  # no timeout known
 ])
 def test_no_warning_when_the_window_outlasts_the_build(auth, parameters):
-    assert tokens.build_warning(auth, 3000, parameters) is None
+    assert tokens.build_warning(auth(), 3000, parameters) is None
 
 
 def test_a_refusal_past_the_window_names_the_expiry_and_the_acceptance():
@@ -112,10 +112,12 @@ def test_a_refusal_within_the_window_says_it_may_be_shorter_or_revoked():
 
 
 @pytest.mark.parametrize("reason,auth", [
-    ("the cloud refused the credentials (HTTP 401)", _caller(60)),
-    ("the cloud refused the credentials (HTTP 401)", _password()),
-    ("quota exceeded: cores", _caller(-7200)),
+    # made as the test runs: one made at collection to last 60 s may have
+    # expired by then (the tiers run together)
+    ("the cloud refused the credentials (HTTP 401)", lambda: _caller(60)),
+    ("the cloud refused the credentials (HTTP 401)", _password),
+    ("quota exceeded: cores", lambda: _caller(-7200)),
 ])
 def test_other_failures_are_left_as_they_are(reason, auth):
-    assert tokens.explain_refusal(reason, auth, 60, _ago()) == \
+    assert tokens.explain_refusal(reason, auth(), 60, _ago()) == \
         reason
