@@ -150,16 +150,16 @@ def made_by(conn, result):
 
 
 def hung_install(config, directory, params, env):
-    """Build with an installer told to hang; its inactivity limit is 40 s."""
+    """Build with an installer told to hang; its inactivity limit is 20 s."""
     script = write_script(directory, "hang\n")
     return imgfac(config, "base_image", *params, "--file-parameter",
                   "install_script", script, "--parameter",
-                  "inactivity_timeout", "40", write_template(directory),
+                  "inactivity_timeout", "20", write_template(directory),
                   env=env)
 
 
 HUNG_INSTALL_ERROR = ("waiting for the installer to finish: no activity for "
-                      "40 s; console ends: ")
+                      "20 s; console ends: ")
 
 
 def start(config, *args, env=None, module="imgfac_nova.cli",
