@@ -68,6 +68,7 @@ def _resume(config, conn, build_id, env, *args):
     return record, watch
 
 
+@pytest.mark.slow  # an install (~2 min); CI keeps the daemon's (test_api)
 def test_a_nova_build_killed_during_the_install_wait_resumes(
         cloud_env, setup, conn, admin_conn):
     config, store, tmp = setup

@@ -52,6 +52,7 @@ def _assert_failed_at_ssh_wait(store, identifier):
     assert len(error.splitlines()) == 1
 
 
+@pytest.mark.slow  # a whole Nova build (~2 min); CI keeps the local one
 def test_nova_build_killed_during_ssh_wait_one_sweep(cloud_env, setup, conn,
                                                      admin_conn):
     from novaimagebuilder.machines import nova_sweep

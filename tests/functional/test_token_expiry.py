@@ -100,6 +100,7 @@ def test_a_push_to_a_provider_with_a_token_that_ends_first_is_refused(
     assert pushing.check_provider("@short", None, typed) == "@short"
 
 
+@pytest.mark.slow  # a whole Nova build with a login before each call
 @pytest.mark.usefixtures("nova_base_image")  # its JEOS: the builds reuse it
 def test_a_password_build_logs_in_again_as_its_tokens_expire(
         short_keystone, test_cloud, cloud_env, conn, tmp_path):  # noqa: F811
