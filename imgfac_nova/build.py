@@ -1,37 +1,32 @@
-"""Running builds: base -> target -> provider, each in a worker thread.
+"""Starting builds: base -> target -> provider, each in a worker thread.
 
 The builder checks everything it can before it creates a store record (plugin
-choice, parameter types), so bad input changes nothing. A plugin exception marks
-the image FAILED with a one-line error; the traceback goes to the log only.
-Credentials in URLs never reach a record or a build log (:mod:`scrub`).
+choice, parameter types), so bad input changes nothing; :mod:`runner` then
+runs the steps (a plugin exception marks the image FAILED with a one-line
+error; the traceback goes to the log only). Credentials in URLs never reach a
+record or a build log (:mod:`scrub`). Sweeping, the JEOS caches, stopping and
+deleting are in :mod:`cleanup`.
 """
-import contextlib
 import logging
 import os
 import shutil
 import socket
-import time
 
 from imgfac_nova import guard
 from imgfac_nova import images
-from imgfac_nova import jobs
 from imgfac_nova import parameters as params
 from imgfac_nova import resume
+from imgfac_nova import runner
 from imgfac_nova import store as store_mod
 from imgfac_nova import target_content
 from imgfac_nova.plugins import base as plugin_base
 from imgfac_nova.plugins import manager as plugin_manager
 from imgfac_nova.template_xml import TemplateError
-from novaimagebuilder import errors
 from novaimagebuilder import scrub
 from novaimagebuilder import sweep
-from novaimagebuilder import tokens
 from novaimagebuilder import waiter
 
 LOG = logging.getLogger(__name__)
-
-#: Seconds a delete waits for a running build to stop and clean up.
-STOP_TIMEOUT = 900
 
 #: Parameters the front end itself understands, whatever the plugin.
 COMMON_PARAMETERS = ("os_plugin", "cloud_plugin")
@@ -83,7 +78,8 @@ class Builder:
         self.claim = claim
         self.token_window = token_window
 
-    def _plugin(self, name):
+    def plugin(self, name):
+        """The plugin ``name``, reaching the cloud as this builder's caller."""
         plugin = self.plugins.get(name)
         plugin.cloud_auth = self.cloud_auth
         return plugin
@@ -102,7 +98,7 @@ class Builder:
         return self.plugins.choose_cloud_plugin(
             target, requested=values.get("cloud_plugin"))
 
-    def _resolve(self, specs, values, plugin_name, others=()):
+    def resolve(self, specs, values, plugin_name, others=()):
         """Typed values for one plugin of a build; ``others``: the
         parameters of the build's other plugins (known, not this one's)."""
         return params.resolve(
@@ -114,17 +110,17 @@ class Builder:
         """``(plugin name, plugin, typed parameters)`` a base-image build of
         ``template`` with ``values`` uses; nothing is created."""
         plugin_name = self.os_plugin_name(template, values)
-        plugin = self._plugin(plugin_name)
-        typed = self._resolve(plugin.parameters, values, plugin_name, others)
+        plugin = self.plugin(plugin_name)
+        typed = self.resolve(plugin.parameters, values, plugin_name, others)
         return plugin_name, plugin, typed
 
     def _cloud_step(self, target, values, snapshot=False, others=()):
         """``(plugin name, plugin, typed parameters)`` of the cloud plugin
         for ``target``; a snapshot build takes its snapshot_parameters too."""
         plugin_name = self._cloud_name(target, values)
-        plugin = self._plugin(plugin_name)
-        typed = self._resolve(_specs(plugin, snapshot), values, plugin_name,
-                              others)
+        plugin = self.plugin(plugin_name)
+        typed = self.resolve(_specs(plugin, snapshot), values, plugin_name,
+                             others)
         return plugin_name, plugin, typed
 
     def _record(self, kind, plugin_name, plugin, typed, snapshot=False,
@@ -167,11 +163,11 @@ class Builder:
 
     def base_image(self, template, values):
         """Start building a base image; returns the running jobs.Job."""
-        return self._start([self._base_step(template, values)])
+        return runner.start(self, [self._base_step(template, values)])
 
     def target_image(self, target, values, base_id=None, template=None):
         """Start building a target image from a base image or a template."""
-        return self._start(self._target_chain(target, values, base_id, template))
+        return runner.start(self, self._target_chain(target, values, base_id, template))
 
     def _target_step(self, target, values, base, others=()):
         name, plugin, typed = self._cloud_step(target, values, others=others)
@@ -181,7 +177,7 @@ class Builder:
             target_content.check(self.conf)
         except TemplateError as exc:
             raise plugin_manager.PluginError(str(exc)) from None
-        os_plugin = self._plugin(base.plugin) if base.plugin in \
+        os_plugin = self.plugin(base.plugin) if base.plugin in \
             self.plugins.os_plugins else None
         plugin.check_target(target, base, typed)  # bad input: one line now
         plugin.in_cloud(base, os_plugin, typed)
@@ -242,7 +238,7 @@ class Builder:
                 target=target, provider=redacted)
             steps.append((record, lambda ctx: plugin.snapshot_image_on_provider(
                 ctx, provider, credentials, template, typed)))
-            return self._start(steps)
+            return runner.start(self, steps)
         if image_id:
             source = self._complete(image_id)
             if source.type == images.TARGET_IMAGE:
@@ -273,7 +269,7 @@ class Builder:
         steps.append((record, lambda ctx: plugin.push_image_to_provider(
             ctx, provider, credentials, self.store.get(
                 target_record.identifier), typed)))
-        return self._start(steps)
+        return runner.start(self, steps)
 
     def queue_base_image(self, template, values, post):
         """Accept a base-image build that a jobboard worker runs from its
@@ -282,7 +278,7 @@ class Builder:
         PENDING record is stored, then ``post(record)`` posts its job.
         Returns the record."""
         record, _ = self._base_step(template, values)
-        missing = resume.never_stored(record, self._plugin(record.plugin))
+        missing = resume.never_stored(record, self.plugin(record.plugin))
         if missing:
             raise resume.ResumeError(
                 "a build run by the jobboard's workers cannot hold secrets, "
@@ -296,7 +292,7 @@ class Builder:
         try:
             post(record)
         except BaseException as exc:
-            self._fail(record, "not posted: %s" % scrub.one_line(exc))
+            runner.fail(self, record, "not posted: %s" % scrub.one_line(exc))
             raise
         return self.store.get(record.identifier)
 
@@ -310,14 +306,14 @@ class Builder:
         record = self.store.get(identifier)
         resume.check(record, self.still_running if owner is None
                      else lambda record: False)
-        plugin = self._plugin(record.plugin)
+        plugin = self.plugin(record.plugin)
         if record.type == images.TARGET_IMAGE:
             run = self._resumed_target(record, plugin, values or {},
                                        template)
         else:
             installed = resume.installed(self.store, record)
             source = resume.template_for(record, template, installed)
-            typed = self._resolve(plugin.parameters, resume.values_for(
+            typed = self.resolve(plugin.parameters, resume.values_for(
                 record, plugin, values or {}, installed), record.plugin)
             plugin.check(source, typed)
 
@@ -327,7 +323,7 @@ class Builder:
                  identifier, record.created, record.worker)
         record = self.store.modify(identifier, lambda current: resume.take(
             current, owner or sweep.this_process()))
-        return self._start([(record, run)])
+        return runner.start(self, [(record, run)])
 
     def _resumed_target(self, record, plugin, values, template):
         """What the resumed target build ``record`` runs: the target step
@@ -342,9 +338,9 @@ class Builder:
         except (plugin_manager.PluginError, store_mod.NotFound) as exc:
             raise resume.ResumeError("image %s cannot resume: its base %s"
                                      % (record.identifier, exc)) from None
-        typed = self._resolve(plugin.parameters, resume.values_for(
+        typed = self.resolve(plugin.parameters, resume.values_for(
             record, plugin, values, True), record.plugin)
-        os_plugin = self._plugin(base.plugin) if base.plugin in \
+        os_plugin = self.plugin(base.plugin) if base.plugin in \
             self.plugins.os_plugins else None
         return self._target_run(plugin, os_plugin, record.target,
                                 base.identifier, typed)
@@ -359,7 +355,7 @@ class Builder:
         if owner is None and self.still_running(record):
             raise resume.ResumeError("image %s is being built by process %s"
                                      % (identifier, record.worker))
-        self._fail(record, "%s at %d %%: %s" % (
+        runner.fail(self, record, "%s at %d %%: %s" % (
             why, record.percent_complete, record.activity))
 
     def _complete(self, identifier, kind=None):
@@ -372,120 +368,7 @@ class Builder:
                                              % (identifier, record.status))
         return record
 
-    # -- running ----------------------------------------------------------------
-
-    def _start(self, steps):
-        worker = sweep.this_process()
-        for record, _ in steps:
-            if record.status == images.NEW:
-                record.worker = worker
-                record.status = images.PENDING
-                record.status_detail = {"activity": "Waiting to start",
-                                        "error": None}
-                self.store.add(record)
-                if self.on_change:
-                    self.on_change(record)
-        job = jobs.Job([r for r, _ in steps], lambda job: self._run(job, steps))
-        if self.slots is not None:
-            self.slots.enter(job)
-        job.watch(self.store)
-        return job.start()
-
-    def _run(self, job, steps):
-        if self.slots is None:
-            return self._run_steps(job, steps)
-        try:
-            with self.slots.hold(job):
-                self._run_steps(job, steps)
-        except jobs.BuildCancelled as exc:
-            for record, _ in steps:
-                if self.store.get(record.identifier).status == images.PENDING:
-                    self._fail(record, str(exc))
-
-    def _run_steps(self, job, steps):
-        failed = None
-        for record, run in steps:
-            if failed is not None:
-                self._fail(record, failed)
-                continue
-            failed = self._run_step(job, record, run)
-
-    def _run_step(self, job, record, run):
-        """Run one plugin step; returns None or a one-line reason it failed."""
-        ctx = jobs.BuildContext(self.store, record.identifier,
-                                job.cancel_event, self.on_change,
-                                self.url_check, self.checkpoint, self.claim)
-        if self.checkpoint is not None:
-            ctx.owned = lambda: self.store.get(
-                record.identifier).worker == record.worker
-        started = time.monotonic()
-        with jobs.build_log(self.store, record.identifier):
-            self.store.update(record.identifier,
-                              log=self.store.log_path(record.identifier))
-            if self.token_window is not None:
-                warning = tokens.build_warning(
-                    self.cloud_auth, self.token_window, record.parameters)
-                if warning:
-                    LOG.warning("Building %s %s: %s", record.type,
-                                record.identifier, warning)
-            try:
-                ctx.check_cancelled()
-                ctx.progress(0, "Starting %s" % record.type)
-                run(ctx)
-                ctx.check_cancelled()
-            except errors.HandedBack as exc:
-                why = str(exc)
-                current = self.store.modify(
-                    record.identifier, lambda current: resume.hand_back(
-                        current, record.worker, why))
-                LOG.warning("Building %s %s: %s at %d %%", record.type,
-                            record.identifier, exc, current.percent_complete)
-                return "%s %s %s" % (record.type, record.identifier, exc)
-            except BaseException as exc:  # a build must never die silently
-                reason = scrub.one_line(exc)
-                if self.token_window is not None:
-                    reason = tokens.explain_refusal(
-                        reason, self.cloud_auth, self.token_window,
-                        record.created)
-                interrupted = isinstance(exc, (errors.Cancelled,
-                                               KeyboardInterrupt))
-                if interrupted:
-                    current = self.store.get(record.identifier)
-                    reason = "interrupted at %d %%: %s" % (
-                        current.percent_complete, current.activity)
-                LOG.error("Building %s %s failed: %s", record.type,
-                          record.identifier, reason)
-                if not interrupted:  # where it stopped says it all
-                    LOG.info("Details of the failure:", exc_info=True)
-                if ctx.owned is not None and not ctx.owned():
-                    LOG.warning("Leaving %s %s to the process that took it "
-                                "over", record.type, record.identifier)
-                    return reason
-                _remove_partial(ctx.body_path)
-                self._fail(record, reason)
-                return "%s %s failed: %s" % (record.type, record.identifier,
-                                             reason)
-        fields = dict(status=images.COMPLETE, percent_complete=100,
-                      status_detail={"activity": "Build complete", "error": None})
-        if os.path.exists(ctx.body_path):
-            fields["data"] = ctx.body_path
-        done = self.store.update(record.identifier, **fields)
-        LOG.info("Built %s %s in %.1f s", record.type, record.identifier,
-                 time.monotonic() - started)
-        if self.on_change:
-            self.on_change(done)
-        return None
-
-    def _fail(self, record, reason):
-        reason = scrub.scrub(reason)
-        current = self.store.get(record.identifier)
-        failed = self.store.update(
-            record.identifier, status=images.FAILED, data=None,
-            status_detail={"activity": current.activity, "error": reason})
-        if self.on_change:
-            self.on_change(failed)
-
-    # -- after crashes -----------------------------------------------------------
+    # -- judging builds after crashes ------------------------------------------
 
     @staticmethod
     def still_running(record):
@@ -500,214 +383,12 @@ class Builder:
         host = (record.worker or "").rpartition(":")[0]
         return bool(host) and host != socket.gethostname()
 
-    def _ended(self, record):
+    def ended(self, record):
         """Mark the active ``record`` whose process died FAILED, naming the
         step it was at."""
-        self._fail(record, guard.ended_error(record))
-
-    def sweep(self, values, dry_run=False):
-        """Remove what crashed builds left behind: in the store, the
-        processes still writing a failed image's data (a conversion's
-        qemu-img), that partial data and half-written records, the media
-        cache's partial downloads, then every OS and cloud plugin's
-        leftovers (the plugins get the guard); never what
-        :class:`guard.Guard` protects. Returns ``[(where, Outcome)]`` in
-        removal order. A dry run changes nothing, records included."""
-        from imgfac_nova.plugins import common
-        from novaimagebuilder.installer import media
-        from novaimagebuilder.machines import qemu
-        keep = guard.Guard(self.store, self.still_running,
-                           None if dry_run else self._ended,
-                           getattr(self.conf, "resume_max_age", None))
-        cache_dir = common.media_cache_dir(self.conf)
-        downloads = media.MediaCache(cache_dir).partial() \
-            if os.path.isdir(cache_dir) else []
-        found = [("store", outcome) for outcome in sweep.remove(
-            self._partial_data(keep) + downloads + [
-                sweep.Leftover(None, "partial record", path, path)
-                for path in self.store.stale_temporaries()], [
-                sweep.Kind("process", lambda leftover: qemu.kill(
-                    int(leftover.id)), lambda leftover: qemu.wait_gone(
-                        int(leftover.id))),
-                sweep.Kind("partial image data", _unlink),
-                sweep.Kind("partial record", _unlink),
-                sweep.Kind("partial download", _unlink)],
-            keep, dry_run=dry_run, explain=scrub.one_line, log=LOG)]
-        seen = set()
-        for name, cls in sorted(self.plugins.os_plugins.items()) + sorted(
-                self.plugins.cloud_plugins.items()):
-            plugin = cls(self.conf)
-            plugin.cloud_auth = self.cloud_auth  # a project's, with a trust
-            typed = self._resolve(plugin.parameters, values, name,
-                                  self._all_parameters())
-            for outcome in plugin.sweep(keep, typed, dry_run):
-                # A push to the build's own cloud is the Nova plugin's
-                # tagged image and the provider plugin's: listed once.
-                if outcome.leftover.id in seen:
-                    continue
-                seen.add(outcome.leftover.id)
-                found.append((name, outcome))
-        return found
-
-    def _all_parameters(self):
-        """The parameters of every plugin (a sweep or the JEOS cache
-        verbs take any plugin's)."""
-        return tuple(p for plugins in (self.plugins.os_plugins,
-                                       self.plugins.cloud_plugins)
-                     for cls in plugins.values() for p in cls.parameters)
-
-    def jeos_caches(self, values):
-        """``[(plugin name, jeos.Cache)]`` of the OS plugins that keep a JEOS
-        cache for these parameters (the Nova plugin only with a cloud)."""
-        caches = []
-        for name in sorted(self.plugins.os_plugins):
-            plugin = self._plugin(name)
-            typed = self._resolve(plugin.parameters, values, name,
-                                  self._all_parameters())
-            cache = plugin.jeos_cache(typed)
-            if cache is not None:
-                caches.append((name, cache))
-        return caches
-
-    def remove_jeos(self, values, ids=None, dry_run=False):
-        """Remove the JEOS cache entries with these ids or keys (every entry
-        when None; none with ``dry_run``); returns ``[(plugin name, Entry)]``
-        removed (or to remove). An id no cache holds is a BuildError, raised
-        before anything is removed."""
-        chosen = [(name, cache, entry)
-                  for name, cache in self.jeos_caches(values)
-                  for entry in cache.entries()
-                  if ids is None or entry.id in ids or entry.key in ids]
-        unknown = set(ids or ()) - {entry.id for _, _, entry in chosen} - {
-            entry.key for _, _, entry in chosen}
-        if unknown:
-            raise errors.BuildError("no JEOS cache entry %s"
-                                    % ", ".join(sorted(unknown)))
-        for name, cache, entry in [] if dry_run else chosen:
-            cache.remove(entry)
-            LOG.info("Removed the JEOS cache entry %s (%s)", entry.id,
-                     entry.name)
-        return [(name, entry) for name, cache, entry in chosen]
-
-    def _partial_data(self, keep):
-        """What failed builds left of their image data: the ``<id>.body``
-        and its conversion's ``<id>.body.*`` files and virt-sysprep's
-        ``<id>.body.sysprep`` directory (a failed image has no data), after
-        the processes still using them."""
-        from novaimagebuilder.machines import qemu
-        prefixes = {self.store.body_path(record.identifier): record
-                    for record in keep.failed()}
-        if not prefixes:
-            return []
-        found = []
-        for pid, argv in qemu.processes(None):
-            using = [p for p in prefixes if any(p in arg for arg in argv)]
-            if using and pid != os.getpid():
-                record = prefixes[using[0]]
-                found.append(sweep.Leftover(
-                    record.identifier, "process", str(pid), " ".join(
-                        argv)[:200], owner=record.worker))
-        directory = self.store.path
-        for name in sorted(os.listdir(directory)):
-            path = os.path.join(directory, name)
-            record = prefixes.get(path) or prefixes.get(
-                path.rsplit(".", 1)[0])
-            if record is not None:
-                found.append(sweep.Leftover(record.identifier,
-                                            "partial image data", path, path,
-                                            owner=record.worker))
-        return found
-
-    # -- deleting ---------------------------------------------------------------
-
-    def stop(self, identifier, timeout=STOP_TIMEOUT):
-        """Ask the running build of ``identifier`` to stop, whichever
-        process runs it, and wait until it has unwound; returns its record.
-        A build whose process died (on this host) is not waited for."""
-        record = self.store.get(identifier)
-        if record.status not in images.ACTIVE_STATUSES:
-            return record
-        if record.worker == resume.QUEUED:  # no worker has taken it yet
-            record = self.store.modify(identifier, resume.drop_queued)
-            if record.status not in images.ACTIVE_STATUSES:
-                return record
-        pid = guard.owner_pid(record)
-        if pid is not None and not guard.alive(pid):
-            return record
-        LOG.info("Asking the build of %s (%s) to stop", identifier,
-                 record.worker)
-        self.store.request_cancel(identifier)
-        return waiter.wait_for(
-            "waiting for the build of %s to stop" % identifier,
-            lambda: self.store.get(identifier),
-            lambda now: now.status not in images.ACTIVE_STATUSES,
-            timeout=timeout)
-
-    def delete(self, identifier, values, provider=None, credentials=None):
-        """Delete an image (a running build is stopped first): what its
-        plugin made, then its record and data."""
-        try:
-            record = self.stop(identifier)
-        except errors.WaitTimeout as exc:
-            return self.store.update(identifier, status=images.DELETEFAILED,
-                                     status_detail={"activity": "Deleting",
-                                                    "error": scrub.one_line(exc)})
-        self.store.update(identifier, status=images.DELETING, status_detail={
-            "activity": "Deleting", "error": None})
-        try:
-            plugin = self._plugin(record.plugin) if record.plugin else None
-            sharing = self._sharing(record)
-            if sharing:
-                LOG.info("Keeping Glance image %s: image %s uses it too",
-                         *sharing)
-            elif record.type == images.PROVIDER_IMAGE and plugin is not None:
-                plugin.delete_from_provider(record, provider or record.provider,
-                                            credentials, values)
-            elif record.type == images.TARGET_IMAGE and plugin is not None:
-                plugin.delete_target_image(record, values)
-            elif record.type == images.BASE_IMAGE and plugin is not None:
-                plugin.delete_image(record, values)
-        except Exception as exc:
-            LOG.error("Deleting %s failed", identifier, exc_info=True)
-            return self.store.update(identifier, status=images.DELETEFAILED,
-                                     status_detail={"activity": "Deleting",
-                                                    "error": scrub.one_line(exc)})
-        self.store.remove(identifier)
-        record.status = images.DELETED
-        record.status_detail = {"activity": "Deleted", "error": None}
-        return record
-
-    def _sharing(self, record):
-        """``(Glance id, other image id)`` when another COMPLETE image holds
-        the Glance image of ``record`` too (a target image made in the cloud
-        and its push to that same cloud and project), else None."""
-        mine = _glance_ids(record)
-        for other in self.store.list():
-            if other.identifier != record.identifier and \
-                    other.status == images.COMPLETE and \
-                    mine & _glance_ids(other):
-                return sorted(mine & _glance_ids(other))[0], other.identifier
-        return None
-
-
-def _glance_ids(record):
-    return {record.properties.get(images.GLANCE_ID_PROPERTY),
-            record.identifier_on_provider} - {None}
+        runner.fail(self, record, guard.ended_error(record))
 
 
 def _specs(plugin, snapshot):
     return plugin.parameters + (plugin.snapshot_parameters if snapshot
                                 else ())
-
-
-def _unlink(leftover):
-    if os.path.isdir(leftover.id):
-        shutil.rmtree(leftover.id)
-    else:
-        os.unlink(leftover.id)
-
-
-def _remove_partial(path):
-    """A failed build leaves no image data behind."""
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)

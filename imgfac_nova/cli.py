@@ -439,13 +439,15 @@ def _list_images(args):
 
 
 def _delete(args):
+    from imgfac_nova import cleanup
     from imgfac_nova import images
     from imgfac_nova import store
     conf = _conf(args)
     credentials = _credentials(args.credentials)
     builder = _builder(conf)
     try:
-        record = builder.delete(args.id, _values(args), provider=args.provider,
+        record = cleanup.delete(builder, args.id, _values(args),
+                                provider=args.provider,
                                 credentials=credentials)
     except store.NotFound as exc:
         raise UsageError(str(exc)) from None
@@ -532,17 +534,18 @@ def _sweep(args):
 
 def _swept(builder, args):
     """Sweep (``sweep``'s arguments, or none), print what it removed."""
+    from imgfac_nova import cleanup
     from novaimagebuilder import errors
     from novaimagebuilder import sweep
     values = _values(args)
     dry_run = getattr(args, "dry_run", False)
     try:
-        found = builder.sweep(values, dry_run=dry_run)
+        found = cleanup.sweep(builder, values, dry_run=dry_run)
         if getattr(args, "jeos", False):
             found += [(name, sweep.Outcome(sweep.Leftover(
                 entry.build or "-", "JEOS cache entry", entry.id, entry.name,
-                role=sweep.JEOS_CACHE))) for name, entry in builder.remove_jeos(
-                    values, dry_run=dry_run)]
+                role=sweep.JEOS_CACHE))) for name, entry in cleanup.remove_jeos(
+                    builder, values, dry_run=dry_run)]
     except errors.BuildError as exc:
         raise UsageError(str(exc)) from None
     verb = "Would remove" if dry_run else "Removed"
@@ -560,15 +563,17 @@ def _swept(builder, args):
 
 
 def _jeos(args):
+    from imgfac_nova import cleanup
     from novaimagebuilder import errors
     builder = _builder(_conf(args))
     values = _values(args)
     try:
         if args.remove:
-            for name, entry in builder.remove_jeos(values, args.remove):
+            for name, entry in cleanup.remove_jeos(builder, values,
+                                                   args.remove):
                 print("Removed (%s): %s %s" % (name, entry.id, entry.name))
             return EXIT_OK
-        rows = [(name, entry) for name, cache in builder.jeos_caches(values)
+        rows = [(name, entry) for name, cache in cleanup.jeos_caches(builder, values)
                 for entry in cache.entries()]
     except errors.BuildError as exc:
         raise UsageError(str(exc)) from None

@@ -10,6 +10,7 @@ import webob
 import webob.static
 from oslo_context import context as oslo_context
 
+from imgfac_nova import cleanup
 from imgfac_nova import config
 from imgfac_nova import images
 from imgfac_nova import jobboard
@@ -303,9 +304,10 @@ class Api:
         builder = self.service.builder(
             cloud_auth=request.environ.get("keystone.token_auth"))
         try:
-            done = builder.delete(
-                image_id, bodies.json_object(fields.get("parameters") or {},
-                                             "parameters"),
+            done = cleanup.delete(
+                builder, image_id,
+                bodies.json_object(fields.get("parameters") or {},
+                                   "parameters"),
                 provider=fields.get("provider"),
                 credentials=fields.get("credentials"))
         except store.NotFound:

@@ -5,7 +5,7 @@ with Keystone, each acts through the trust its caller gave at acceptance
 
 On start the daemon resumes the builds a killed predecessor had running
 (see :mod:`imgfac_nova.resume`), marks FAILED those it cannot resume, and
-sweeps what they left (``Builder.sweep``, as ``imgfac-nova sweep``
+sweeps what they left (``cleanup.sweep``, as ``imgfac-nova sweep``
 does), in each caller's project through the trust its builds hold
 (:mod:`trusts`); on stop it cancels running builds, which undo their steps
 exactly as on Ctrl-C in the CLI, and waits for them.
@@ -14,6 +14,7 @@ import logging
 import threading
 
 from imgfac_nova import build
+from imgfac_nova import cleanup
 from imgfac_nova import images
 from imgfac_nova import jobboard
 from imgfac_nova import jobs
@@ -138,7 +139,7 @@ class BuildService:
         be resumed and sweep what they left (the sweep logs each removal
         and refusal); returns ``sweep``'s ``[(where, Outcome)]``."""
         self._resume()
-        found = self.builder().sweep({})
+        found = cleanup.sweep(self.builder(), {})
         if self.trusts is not None:
             found += self._sweep_projects()
         refused = [outcome for _, outcome in found if outcome.error]
@@ -183,8 +184,9 @@ class BuildService:
         for project_id, records in sorted(held.items()):
             for record in records:
                 try:
-                    found += self.builder(project_id, trusts.auth_for(
-                        self.conf, record.trust_id)).sweep({})
+                    found += cleanup.sweep(self.builder(
+                        project_id, trusts.auth_for(self.conf,
+                                                    record.trust_id)), {})
                     break
                 except Exception as exc:
                     LOG.warning("Sweeping project %s through the trust of "

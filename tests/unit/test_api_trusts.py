@@ -6,6 +6,7 @@ import pytest
 import requests_mock
 from oslo_config import cfg
 
+from imgfac_nova import cleanup
 from imgfac_nova import images
 from imgfac_nova.api import trusts
 
@@ -158,8 +159,9 @@ def test_the_start_up_sweep_acts_through_a_projects_build_trust(
         trust_id="t-3"))
     swept = []
     monkeypatch.setattr(builds, "builder", lambda project_id, cloud_auth: (
-        types.SimpleNamespace(sweep=lambda protected: swept.append(
-            (project_id, cloud_auth._trust_id)) or [])))
+        types.SimpleNamespace(project_id=project_id, cloud_auth=cloud_auth)))
+    monkeypatch.setattr(cleanup, "sweep", lambda builder, values: swept.append(
+        (builder.project_id, builder.cloud_auth._trust_id)) or [])
     monkeypatch.setattr(builds, "release", lambda trust_id: None)
     assert builds._sweep_projects() == []
     assert swept == [("p", "t-3")]

@@ -4,6 +4,7 @@ import os
 import pytest
 
 from imgfac_nova import build
+from imgfac_nova import cleanup
 from imgfac_nova import images
 from imgfac_nova import jobs
 from imgfac_nova import parameters
@@ -228,13 +229,13 @@ def test_delete_removes_record_and_provider_copy(builder, tmp_path):
     _finish(job)
     pushed = builder.store.get(job.image.identifier)
     assert os.path.exists(pushed.identifier_on_provider)
-    deleted = builder.delete(pushed.identifier, {}, credentials="let-me-in")
+    deleted = cleanup.delete(builder, pushed.identifier, {}, credentials="let-me-in")
     assert deleted.status == images.DELETED
     assert not os.path.exists(pushed.identifier_on_provider)
     with pytest.raises(store.NotFound):
         builder.store.get(pushed.identifier)
     base_id = job.records[0].identifier
-    assert builder.delete(base_id, {}).status == images.DELETED
+    assert cleanup.delete(builder, base_id, {}).status == images.DELETED
 
 
 def test_delete_failure_keeps_record(builder, tmp_path):
@@ -242,7 +243,7 @@ def test_delete_failure_keeps_record(builder, tmp_path):
                                  template=_template())
     _finish(job)
     os.unlink(builder.store.get(job.image.identifier).identifier_on_provider)
-    result = builder.delete(job.image.identifier, {})
+    result = cleanup.delete(builder, job.image.identifier, {})
     assert result.status == images.DELETEFAILED
     assert "No such file" in result.error
     assert builder.store.get(job.image.identifier).status == images.DELETEFAILED

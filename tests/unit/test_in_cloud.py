@@ -8,6 +8,7 @@ import subprocess
 import pytest
 
 from imgfac_nova import build
+from imgfac_nova import cleanup
 from imgfac_nova import images
 from imgfac_nova import store
 from imgfac_nova.plugins import local
@@ -181,9 +182,9 @@ def shared(plugin_site, tmp_path):
 def test_shared_glance_image_goes_with_the_last_holder(shared, first):
     builder, target, pushed, glance_image = shared
     order = [target, pushed] if first == "target" else [pushed, target]
-    assert builder.delete(order[0].identifier, {}).status == images.DELETED
+    assert cleanup.delete(builder, order[0].identifier, {}).status == images.DELETED
     assert glance_image.exists()  # the other image holds it still
-    assert builder.delete(order[1].identifier, {}).status == images.DELETED
+    assert cleanup.delete(builder, order[1].identifier, {}).status == images.DELETED
     assert not glance_image.exists()
     assert builder.store.list() == []
 

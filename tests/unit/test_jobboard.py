@@ -7,6 +7,7 @@ import socket
 import pytest
 
 from imgfac_nova import build
+from imgfac_nova import cleanup
 from imgfac_nova import images
 from imgfac_nova import jobboard
 from imgfac_nova import resume
@@ -98,7 +99,7 @@ def test_a_build_that_cannot_be_posted_fails_naming_why(builder):
 
 def test_a_queued_build_cancelled_before_a_worker_took_it(builder):
     record = builder.queue_base_image(_template(), {}, lambda record: None)
-    stopped = builder.stop(record.identifier, timeout=1)
+    stopped = cleanup.stop(builder, record.identifier, timeout=1)
     assert stopped.status == images.FAILED
     assert stopped.error == "cancelled before a worker took it"
     with pytest.raises(resume.ResumeError):  # a worker claiming it now

@@ -10,6 +10,7 @@ import types
 import pytest
 
 from imgfac_nova import build
+from imgfac_nova import cleanup
 from imgfac_nova import guard
 from imgfac_nova import images
 from imgfac_nova import store
@@ -113,7 +114,7 @@ def _add(image_store, status, pid, activity="Waiting for SSH on 10.0.0.5:22",
 def _guard(image_store, dry_run=False):
     builder = build.Builder(None, image_store)
     return guard.Guard(image_store, builder.still_running,
-                       None if dry_run else builder._ended)
+                       None if dry_run else builder.ended)
 
 
 def test_guard_keeps_running_builds_and_fails_dead_ones(image_store):
@@ -187,12 +188,12 @@ def test_sweep_removes_partial_data_of_failed_builds(plugin_site, image_store,
                                  media_cache_path=image_store.path)
     builder = build.Builder(conf, image_store)
     found = [(where, str(o.leftover), o.error)
-             for where, o in builder.sweep({}, dry_run=True)]
+             for where, o in cleanup.sweep(builder, {}, dry_run=True)]
     body = image_store.body_path(dead.identifier)
     assert found == [("store", "partial image data %s of build %s"
                       % (body, dead.identifier), None)]
     assert os.path.exists(body)
-    builder.sweep({})
+    cleanup.sweep(builder, {})
     assert not os.path.exists(body)
     assert os.path.exists(image_store.body_path(alive.identifier))
     assert os.path.exists(image_store.body_path(done.identifier))
@@ -213,13 +214,13 @@ def test_a_dry_run_changes_nothing_and_lists_what_the_sweep_removes(
         storage_path=image_store.path, media_cache_path=image_store.path),
         image_store)
     planned = [(where, str(o.leftover), o.error)
-               for where, o in builder.sweep({}, dry_run=True)]
+               for where, o in cleanup.sweep(builder, {}, dry_run=True)]
     assert planned == [("store", "partial image data %s of build %s"
                         % (body, dead.identifier), None)]
     assert image_store.get(dead.identifier) == before
     assert os.path.exists(body)
     done = [(where, str(o.leftover), o.error)
-            for where, o in builder.sweep({})]
+            for where, o in cleanup.sweep(builder, {})]
     assert done == planned
     failed = image_store.get(dead.identifier)
     assert (failed.status, failed.error) == (
@@ -251,8 +252,8 @@ def test_a_resource_two_plugins_find_is_listed_once(image_store):
     builder.plugins = types.SimpleNamespace(
         os_plugins={"nova": plugin("image")},
         cloud_plugins={"openstack": plugin("provider image")})
-    assert [(where, o.leftover.kind) for where, o in builder.sweep(
-        {}, dry_run=True)] == [("nova", "image")]
+    assert [(where, o.leftover.kind) for where, o in cleanup.sweep(
+        builder, {}, dry_run=True)] == [("nova", "image")]
 
 
 def test_a_dry_run_guard_counts_dead_builds_failed_without_marking(
@@ -295,7 +296,7 @@ def test_sweep_removes_a_killed_conversion_and_stale_files(
     try:
         builder = build.Builder(conf, image_store)
         planned = [(where, o.leftover.kind, o.leftover.id)
-                   for where, o in builder.sweep({}, dry_run=True)]
+                   for where, o in cleanup.sweep(builder, {}, dry_run=True)]
         dead_download = next(p for pid, p in downloads.items()
                              if pid != os.getpid())
         assert planned == [
@@ -306,7 +307,7 @@ def test_sweep_removes_a_killed_conversion_and_stale_files(
             ("store", "partial record", stale),
             ("store", "partial download", dead_download)]
         assert convert.poll() is None
-        outcomes = builder.sweep({})
+        outcomes = cleanup.sweep(builder, {})
         assert [(o.leftover.kind, o.error) for _, o in outcomes] == [
             (kind, None) for _, kind, _ in planned]
         assert convert.wait(10) == -9
@@ -414,7 +415,7 @@ def test_cloud_sweep_checks_what_it_removed_not_what_came_meanwhile(
 
 def _resuming_guard(image_store, max_age=24):
     builder = build.Builder(None, image_store)
-    return guard.Guard(image_store, builder.still_running, builder._ended,
+    return guard.Guard(image_store, builder.still_running, builder.ended,
                        max_age=max_age)
 
 
