@@ -1,4 +1,6 @@
-"""The ``imgfac-nova`` command, with Image Factory's verbs and flags.
+"""The ``imgfac-nova`` command, with Image Factory's verbs and flags: its
+command line in :mod:`cli_args`, the verbs that build in :mod:`cli_builds`,
+the others here.
 
 Exit status: 0 when the image is COMPLETE (or the command succeeded), 1 when a
 build FAILED or a template does not validate, 2 for usage errors and bad input
@@ -11,16 +13,13 @@ import json
 import os
 import signal
 import sys
-import threading
 import time
 
 from imgfac_nova import cli_args
-from imgfac_nova import cmdline
+from imgfac_nova import cli_builds
+from imgfac_nova import cli_setup
+from imgfac_nova.cli_setup import UsageError
 from imgfac_nova.cmdline import EXIT_FAILED, EXIT_OK, EXIT_USAGE
-
-
-class UsageError(Exception):
-    """Bad input: report it in one line and exit 2."""
 
 
 def main(argv=None):
@@ -29,9 +28,9 @@ def main(argv=None):
     try:
         return _VERBS[args.verb](args)
     except UsageError as exc:
-        return _error(exc, EXIT_USAGE)
+        return cli_setup.error(exc, EXIT_USAGE)
     except KeyboardInterrupt:
-        return _error("interrupted", EXIT_FAILED)
+        return cli_setup.error("interrupted", EXIT_FAILED)
     except BrokenPipeError:
         # The reader went away (``imgfac-nova images | head``): nothing to
         # say, and nothing more may go to that pipe, even at exit.
@@ -43,239 +42,13 @@ def main(argv=None):
         from novaimagebuilder import scrub
         logging.getLogger(__name__).debug("Command failed", exc_info=True)
         if isinstance(exc, (store.StoreError, OSError)):
-            return _error(scrub.one_line(exc), EXIT_USAGE)
-        return _error("unexpected error: %s (run with --debug for details)"
-                      % scrub.one_line(exc), EXIT_FAILED)
+            return cli_setup.error(scrub.one_line(exc), EXIT_USAGE)
+        return cli_setup.error("unexpected error: %s (run with --debug for "
+                               "details)" % scrub.one_line(exc), EXIT_FAILED)
 
 
 def _interrupt(signum, frame):
     raise KeyboardInterrupt()
-
-
-def _error(message, code):
-    return cmdline.error("imgfac-nova", message, code)
-
-
-# -- set-up shared by the verbs ---------------------------------------------------
-
-def _conf(args):
-    from oslo_config import cfg
-    from imgfac_nova import config
-    try:
-        return config.load(args.config_file, debug=args.debug,
-                           verbose=args.verbose)
-    except cfg.Error as exc:
-        raise UsageError(str(exc).strip().splitlines()[0]) from None
-
-
-def _store(conf):
-    from imgfac_nova import config
-    return config.image_store(conf)
-
-
-def _template(path, conf):
-    from imgfac_nova import config
-    from imgfac_nova import template
-    from imgfac_nova.template_xml import TemplateError
-    try:
-        return template.load_template(path, config.template_limits(conf))
-    except TemplateError as exc:
-        raise UsageError(str(exc)) from None
-
-
-def _values(args):
-    from imgfac_nova import parameters
-    try:
-        return parameters.collect(getattr(args, "parameter_sources", None)
-                                  or [])
-    except parameters.ParameterError as exc:
-        raise UsageError(str(exc)) from None
-
-
-def _builder(conf, progress=None):
-    from imgfac_nova import build
-    return build.Builder(conf, _store(conf), on_change=progress)
-
-
-def _read_secret_file(path, what):
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return handle.read()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError("cannot read %s %s: %s" % (
-            what, path, getattr(exc, "strerror", None) or "not UTF-8 text")) \
-            from None
-
-
-def _credentials(path):
-    """The provider credentials in the file ``path``; None for ``-``."""
-    if not path or path == "-":
-        return None
-    return _read_secret_file(path, "credentials file")
-
-
-def _start(args, conf, start):
-    """Run ``start(builder, values)`` to get a Job, wait for it, show the result."""
-    from imgfac_nova import images
-    from imgfac_nova import parameters
-    from imgfac_nova.plugins import manager
-    from imgfac_nova import progress as progress_display
-
-    values = _values(args)
-    display = progress_display.Progress()
-    builder = _builder(conf, display)
-    from novaimagebuilder import errors
-    try:
-        job = start(builder, values)
-    except (manager.PluginError, parameters.ParameterError,
-            errors.BuildError) as exc:
-        # Bad input, found by the builder or a plugin's check().
-        raise UsageError(str(exc)) from None
-    for record in job.records:
-        _warn_exposed_secrets(builder, record, args)
-    _wait(job)
-    display.finish()
-    record = builder.store.get(job.image.identifier)
-    _show(args, record)
-    return EXIT_OK if record.status == images.COMPLETE else EXIT_FAILED
-
-
-def _warn_exposed_secrets(builder, record, args):
-    from imgfac_nova import parameters
-    plugin = builder.plugins.all().get(record.plugin)
-    if plugin is not None:
-        parameters.warn_exposed_secrets(
-            plugin.parameters, getattr(args, "parameter_sources", None) or [],
-            record.plugin)
-
-
-def _wait(job):
-    """Wait for a job; on Ctrl-C or SIGTERM ask it to stop and wait for its
-    clean-up, so nothing it created is left behind.
-
-    The signal handlers only set a flag: an exception raised inside a wait
-    can corrupt the lock being waited on.
-    """
-    stop = threading.Event()
-    handler = lambda signum, frame: stop.set()  # noqa: E731
-    previous = {sig: signal.signal(sig, handler)
-                for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        warned = 0
-        while not job.wait(0.2):
-            if stop.is_set():
-                stop.clear()
-                warned += 1
-                print("\nimgfac-nova: interrupted; stopping the build and "
-                      "cleaning up" if warned == 1 else
-                      "imgfac-nova: still cleaning up, please wait",
-                      file=sys.stderr)
-                job.cancel()
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
-def _show(args, record):
-    from imgfac_nova import images
-    if args.output == "json":
-        print(json.dumps(record.to_dict(), indent=2, sort_keys=True))
-        return
-    kind = {"BaseImage": "base_image", "TargetImage": "target_image",
-            "ProviderImage": "provider_image"}[record.type]
-    print("============ Final Image Details ============")
-    print("UUID: %s" % record.identifier)
-    print("Type: %s" % kind)
-    print("Status: %s" % record.status)
-    print("Status Details: %s" % json.dumps(record.status_detail,
-                                            sort_keys=True))
-    if record.data:
-        print("Image filename: %s" % record.data)
-    glance_id = record.properties.get(images.GLANCE_ID_PROPERTY)
-    if glance_id:
-        print("Glance image id: %s" % glance_id)
-    if record.log:
-        print("Build log: %s" % record.log)
-    if record.identifier_on_provider:
-        print("Image ID on provider: %s" % record.identifier_on_provider)
-    if record.status == images.COMPLETE:
-        print("Image build completed SUCCESSFULLY!")
-    else:
-        print("Image build FAILED with error: %s" % record.error)
-
-
-# -- verbs ------------------------------------------------------------------------
-
-def _base_image(args):
-    from imgfac_nova import jobboard
-    conf = _conf(args)
-    template = _template(args.template, conf)
-    if jobboard.configured(conf):
-        return _post(args, conf, template)
-    return _start(args, conf, lambda b, v: b.base_image(template, v))
-
-
-def _post(args, conf, template):
-    """Post a base-image build to the jobboard, follow its record until a
-    worker has ended it, show it; Ctrl-C or SIGTERM asks it to stop."""
-    from imgfac_nova import images
-    from imgfac_nova import jobboard
-    from imgfac_nova import parameters
-    from imgfac_nova import progress as progress_display
-    from imgfac_nova import resume
-    from imgfac_nova.plugins import manager
-    from novaimagebuilder import errors
-    values = _values(args)
-    display = progress_display.Progress()
-    builder = _builder(conf)
-    try:
-        with jobboard.Board(conf) as board:
-            record = builder.queue_base_image(template, values, board.post)
-    except jobboard.JobboardError as exc:
-        return _error(exc, EXIT_FAILED)
-    except (manager.PluginError, parameters.ParameterError,
-            errors.BuildError) as exc:
-        raise UsageError(str(exc)) from None
-    _warn_exposed_secrets(builder, record, args)
-    stop = threading.Event()
-    previous = {sig: signal.signal(sig, lambda signum, frame: stop.set())
-                for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        while record.status in images.ACTIVE_STATUSES:
-            if stop.is_set():
-                stop.clear()
-                print("\nimgfac-nova: interrupted; asking the build to stop",
-                      file=sys.stderr)
-                if builder.store.modify(record.identifier, resume.drop_queued
-                                        ).worker != resume.QUEUED:
-                    builder.store.request_cancel(record.identifier)
-            time.sleep(1.0)
-            record = builder.store.get(record.identifier)
-            display(record)
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-    display.finish()
-    _show(args, record)
-    return EXIT_OK if record.status == images.COMPLETE else EXIT_FAILED
-
-
-def _target_image(args):
-    conf = _conf(args)
-    template = _template(args.template, conf) if args.template else None
-    return _start(args, conf, lambda b, v: b.target_image(
-        args.target, v, base_id=args.id, template=template))
-
-
-def _provider_image(args):
-    conf = _conf(args)
-    if args.snapshot and not args.template:
-        raise UsageError("--snapshot builds from a template: give --template")
-    template = _template(args.template, conf) if args.template else None
-    credentials = _credentials(args.credentials)
-    return _start(args, conf, lambda b, v: b.provider_image(
-        args.target, args.provider, credentials, v, image_id=args.id,
-        template=template, snapshot=args.snapshot))
 
 
 def _images(args):
@@ -300,9 +73,9 @@ def _list_images(args):
     if not isinstance(query, dict):
         raise UsageError("the query must be a JSON object, e.g. "
                          "'{\"type\": \"BaseImage\"}'")
-    records = _store(_conf(args)).list(query, None if args.output == "json"
-                                       else ("percent_complete",
-                                             "status_detail"))
+    records = cli_setup.image_store(cli_setup.conf(args)).list(
+        query, None if args.output == "json" else ("percent_complete",
+                                                   "status_detail"))
     if args.output == "json":
         print(json.dumps([r.to_dict() for r in records], indent=2,
                          sort_keys=True))
@@ -318,11 +91,11 @@ def _delete(args):
     from imgfac_nova import cleanup
     from imgfac_nova import images
     from imgfac_nova import store
-    conf = _conf(args)
-    credentials = _credentials(args.credentials)
-    builder = _builder(conf)
+    conf = cli_setup.conf(args)
+    credentials = cli_setup.credentials(args.credentials)
+    builder = cli_setup.builder(conf)
     try:
-        record = cleanup.delete(builder, args.id, _values(args),
+        record = cleanup.delete(builder, args.id, cli_setup.values(args),
                                 provider=args.provider,
                                 credentials=credentials)
     except store.NotFound as exc:
@@ -339,7 +112,7 @@ def _delete(args):
 
 def _plugins(args):
     from imgfac_nova.plugins import manager
-    conf = _conf(args)
+    conf = cli_setup.conf(args)
     plugins = manager.PluginManager(conf)
     found = plugins.all()
     if args.id:
@@ -389,12 +162,13 @@ def _print_plugin(info, detailed):
 def _resume(args):
     from imgfac_nova import resume
     from imgfac_nova import store
-    conf = _conf(args)
+    conf = cli_setup.conf(args)
     if not args.abandon:
-        template = _template(args.template, conf) if args.template else None
-        return _start(args, conf, lambda b, v: b.resume(args.id, v,
-                                                        template))
-    builder = _builder(conf)
+        template = cli_setup.load_template(args.template, conf) \
+            if args.template else None
+        return cli_builds.start(args, conf, lambda b, v: b.resume(
+            args.id, v, template))
+    builder = cli_setup.builder(conf)
     try:
         builder.abandon(args.id)
     except (resume.ResumeError, store.NotFound) as exc:
@@ -404,7 +178,7 @@ def _resume(args):
 
 
 def _sweep(args):
-    builder = _builder(_conf(args))
+    builder = cli_setup.builder(cli_setup.conf(args))
     return _swept(builder, args)
 
 
@@ -413,7 +187,7 @@ def _swept(builder, args):
     from imgfac_nova import cleanup
     from novaimagebuilder import errors
     from novaimagebuilder import sweep
-    values = _values(args)
+    values = cli_setup.values(args)
     dry_run = getattr(args, "dry_run", False)
     try:
         found = cleanup.sweep(builder, values, dry_run=dry_run)
@@ -441,8 +215,8 @@ def _swept(builder, args):
 def _jeos(args):
     from imgfac_nova import cleanup
     from novaimagebuilder import errors
-    builder = _builder(_conf(args))
-    values = _values(args)
+    builder = cli_setup.builder(cli_setup.conf(args))
+    values = cli_setup.values(args)
     try:
         if args.remove:
             for name, entry in cleanup.remove_jeos(builder, values,
@@ -478,7 +252,7 @@ def _validate(args):
     from imgfac_nova.template_xml import TemplateError
     if args.install_script:
         return _show_install_script(args)
-    limits = config.template_limits(_conf(args))
+    limits = config.template_limits(cli_setup.conf(args))
     results = []
     for path in args.templates:
         try:
@@ -512,11 +286,11 @@ def _show_install_script(args):
     from novaimagebuilder.scripts import installscript
     if len(args.templates) != 1:
         raise UsageError("--install-script takes one template")
-    conf = _conf(args)
-    tdl = _template(args.templates[0], conf)
-    values = _values(args)
+    conf = cli_setup.conf(args)
+    tdl = cli_setup.load_template(args.templates[0], conf)
+    values = cli_setup.values(args)
     try:
-        _, _, typed = _builder(conf).os_plugin_for(tdl, values)
+        _, _, typed = cli_setup.builder(conf).os_plugin_for(tdl, values)
         text, kind = common.install_script(tdl, typed)
     except (manager.PluginError, parameters.ParameterError,
             errors.BuildError) as exc:
@@ -529,9 +303,9 @@ def _show_install_script(args):
 
 
 _VERBS = {
-    "base_image": _base_image,
-    "target_image": _target_image,
-    "provider_image": _provider_image,
+    "base_image": cli_builds.base_image,
+    "target_image": cli_builds.target_image,
+    "provider_image": cli_builds.provider_image,
     "images": _images,
     "delete": _delete,
     "plugins": _plugins,
