@@ -100,8 +100,9 @@ class LocalBackend(pipeline.Backend):
     def _stop_earlier_runs(self):
         """Stop the QEMU machines an earlier run of this build left running
         (its process died; they run in sessions of their own) and remove
-        their QMP socket directories: a resumed step starts its machine
-        anew. This backend runs none of its own when it boots one."""
+        the QMP socket directories of its machines, running or not: a
+        resumed step starts its machine anew. This backend runs none of its
+        own when it boots one."""
         if not self.build_id:
             return
         for pid, argv in qemu.processes():
@@ -111,11 +112,10 @@ class LocalBackend(pipeline.Backend):
                      "run of this build", pid)
             qemu.kill(pid)
             qemu.wait_gone(pid)
-            for arg in argv:
-                socket_dir = os.path.dirname(arg.partition(",")[0][5:])
-                if arg.startswith("unix:") and os.path.basename(
-                        socket_dir).startswith(qemu.QMP_PREFIX):
-                    shutil.rmtree(socket_dir, ignore_errors=True)
+        tmp = tempfile.gettempdir()
+        for name in os.listdir(tmp):
+            if name.startswith(qemu.QMP_PREFIX + self.build_id):
+                shutil.rmtree(os.path.join(tmp, name), ignore_errors=True)
 
     def boot_installer(self, media, script, kind, cmdline, disk_size):
         self._stop_earlier_runs()
@@ -150,9 +150,11 @@ class LocalBackend(pipeline.Backend):
         one an earlier run left running is stopped (errors.Gone when there
         is none)."""
         name = qemu.NAME_PREFIX + "%s-%s" % (self.build_id, identifier)
-        if not any(name in argv for _, argv in qemu.processes()):
-            raise errors.Gone("%s is not running" % identifier)
+        running = any(name in argv for _, argv in qemu.processes())
         self._stop_earlier_runs()
+        if not running:
+            raise errors.Gone("%s is not running (its QEMU process "
+                              "ended); the build is undone" % identifier)
         raise errors.BuildError(
             "%s: a local machine cannot be taken over from the process that "
             "started it (it was stopped); the build is undone" % identifier)

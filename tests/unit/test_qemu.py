@@ -40,9 +40,12 @@ def test_ssh_port_is_free_loopback_port():
     assert 1024 < port < 65536
 
 
-def test_a_resumed_local_build_stops_what_an_earlier_run_left(monkeypatch):
+def test_a_resumed_local_build_stops_what_an_earlier_run_left(
+        monkeypatch, tmp_path):
     """A machine an earlier process started cannot be taken over: adopting
-    it stops it (and says so); one that is not running is gone."""
+    it stops it (and says so); one that is not running is gone. Either way
+    the build's machines an earlier run left are stopped, and the QMP
+    socket directories of its machines, running or not, removed."""
     from novaimagebuilder.machines import local
     build = "0b1c2d3e-4f50-4617-8293-a4b5c6d7e8f9"
     running = {7001: ["qemu-system-x86_64", "-name",
@@ -55,11 +58,19 @@ def test_a_resumed_local_build_stops_what_an_earlier_run_left(monkeypatch):
         running.items())))
     monkeypatch.setattr(qemu, "kill", killed.append)
     monkeypatch.setattr(qemu, "wait_gone", lambda pid: None)
+    monkeypatch.setattr(local.tempfile, "gettempdir", lambda: str(tmp_path))
+    stale = tmp_path / (qemu.QMP_PREFIX + build + "-abc")
+    other = tmp_path / (qemu.QMP_PREFIX + "11111111-2222-4333-8444-x")
+    stale.mkdir()
+    other.mkdir()
     backend = local.LocalBackend("/nonexistent", "tcg", build_id=build)
-    with pytest.raises(errors.Gone):
-        backend.adopt("guest-2")
-    assert killed == []
     with pytest.raises(errors.BuildError, match="installer-1: a local "
                        "machine cannot be taken over .* .it was stopped"):
         backend.adopt("installer-1")
     assert killed == [7001]  # not another build's
+    assert not stale.exists() and other.exists()
+    del running[7001]
+    stale.mkdir()  # a machine that ended with the dead process
+    with pytest.raises(errors.Gone, match="guest-2 is not running"):
+        backend.adopt("guest-2")
+    assert killed == [7001] and not stale.exists() and other.exists()
