@@ -28,6 +28,9 @@ from novaimagebuilder.installer import remaster
 
 LOG = logging.getLogger(__name__)
 DEFAULT_DISK_SIZE = 10 * 1024 ** 3
+#: The disk of each role's machine in the work directory (a resumed build
+#: finds a powered-off machine by it).
+_DISKS = {"installer": "install.qcow2", "guest": "guest.qcow2"}
 
 
 class LocalBackend(pipeline.Backend):
@@ -119,7 +122,8 @@ class LocalBackend(pipeline.Backend):
 
     def boot_installer(self, media, script, kind, cmdline, disk_size):
         self._stop_earlier_runs()
-        disk = self._new_disk("install.qcow2", disk_size or DEFAULT_DISK_SIZE)
+        disk = self._new_disk(_DISKS["installer"],
+                              disk_size or DEFAULT_DISK_SIZE)
         drive = configdrive.build(
             self._path("installer-config.iso"), str(uuid.uuid4()), "installer",
             user_data=script)
@@ -147,17 +151,30 @@ class LocalBackend(pipeline.Backend):
     def adopt(self, identifier):
         """A QEMU process is driven by the process that started it (its
         monitor, its console): a resumed build cannot take it over, so the
-        one an earlier run left running is stopped (errors.Gone when there
-        is none)."""
+        one an earlier run left running is stopped and the build undone. One
+        that powered off meanwhile is the machine as it was left, its disk
+        in the work directory (errors.Gone when that is gone too)."""
         name = qemu.NAME_PREFIX + "%s-%s" % (self.build_id, identifier)
         running = any(name in argv for _, argv in qemu.processes())
         self._stop_earlier_runs()
-        if not running:
-            raise errors.Gone("%s is not running (its QEMU process "
-                              "ended); the build is undone" % identifier)
-        raise errors.BuildError(
-            "%s: a local machine cannot be taken over from the process that "
-            "started it (it was stopped); the build is undone" % identifier)
+        if running:
+            raise errors.BuildError(
+                "%s: a local machine cannot be taken over from the process "
+                "that started it (it was stopped); the build is undone"
+                % identifier)
+        role, _, number = identifier.rpartition("-")
+        disk = self._path(_DISKS.get(role, identifier + ".qcow2"))
+        if not os.path.exists(disk):
+            raise errors.Gone("%s is not running and its disk is gone; the "
+                              "build is undone" % identifier)
+        LOG.info("%s powered off while no process drove it: going on with "
+                 "its disk", identifier)
+        self._count = max(self._count, int(number) if number.isdigit() else 0)
+        vm = qemu.VM(self.workdir, identifier, disk, self.accel,
+                     build_id=self.build_id, machine=self.machine)
+        vm.disk = disk
+        vm.files = [disk]
+        return vm
 
     def wait_powered_off(self, machine, what, timeout, inactivity=None,
                          screen=None):
@@ -201,7 +218,7 @@ class LocalBackend(pipeline.Backend):
                 self.workdir):  # a JEOS cache entry: the build's own link
             _link_or_copy(jeos, self._path("jeos.qcow2"))
             jeos = self._path("jeos.qcow2")
-        overlay = self._new_disk("guest.qcow2", backing=jeos)
+        overlay = self._new_disk(_DISKS["guest"], backing=jeos)
         drive = configdrive.build(self._path("guest-config.iso"),
                                   str(uuid.uuid4()), "imgfac-guest",
                                   public_keys={"imgfac-nova": public_key},

@@ -71,6 +71,32 @@ def test_a_resumed_local_build_stops_what_an_earlier_run_left(
     assert not stale.exists() and other.exists()
     del running[7001]
     stale.mkdir()  # a machine that ended with the dead process
-    with pytest.raises(errors.Gone, match="guest-2 is not running"):
+    with pytest.raises(errors.Gone, match="guest-2 is not running and its "
+                       "disk is gone"):
         backend.adopt("guest-2")
     assert killed == [7001] and not stale.exists() and other.exists()
+
+
+def test_a_machine_that_powered_off_meanwhile_is_taken_as_it_was_left(
+        monkeypatch, tmp_path):
+    """Powered off while no process drove it (the installer finished, the
+    guest shut down before its capture): the resumed build goes on with its
+    disk, and captures it."""
+    from novaimagebuilder.machines import local
+    monkeypatch.setattr(qemu, "processes", lambda: iter([]))
+    monkeypatch.setattr(local.tempfile, "gettempdir", lambda: str(tmp_path))
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    (workdir / "install.qcow2").write_bytes(b"installed")
+    backend = local.LocalBackend(str(workdir), "tcg",
+                                 build_id="0b1c2d3e-4f50-4617-8293-a4b5c6d7e8f9")
+    machine = backend.adopt("installer-1")
+    assert not machine.running()
+    assert machine.disk == str(workdir / "install.qcow2")
+    backend.wait_powered_off(machine, "installing", timeout=5)
+    jeos = backend.capture(machine, "jeos")
+    assert open(jeos, "rb").read() == b"installed"
+    backend.delete(machine)  # its QMP socket directory too
+    assert [p.name for p in tmp_path.iterdir()] == ["work"]
+    with pytest.raises(errors.Gone):  # its disk is the JEOS now
+        backend.adopt("installer-1")
