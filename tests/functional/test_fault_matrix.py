@@ -198,14 +198,14 @@ def _result_name(record):
 
 
 def _resume(config, store, before, env):
-    """After a kill -9: resume each base-image build the case started (one
-    that cannot be resumed, and every other build, is abandoned), then
-    sweep once."""
+    """After a kill -9: resume each base- and target-image build the case
+    started (one that cannot be resumed, and every other build: a push, is
+    abandoned), then sweep once."""
     for identifier, record in _records(store).items():
         active = record["status"] in ("PENDING", "BUILDING")
         if identifier in before or not active:
             continue
-        if record["type"] == "BaseImage":
+        if record["type"] in ("BaseImage", "TargetImage"):
             resumed = builds.imgfac(config, "resume", identifier, env=env,
                                     timeout=1800)
             print("resume:", resumed.returncode, resumed.stderr[-1500:])
