@@ -201,7 +201,10 @@ def _resume(config, store, before, env):
     """After a kill -9: resume each base- and target-image build the case
     started (one that cannot be resumed, and every other build: a push, is
     abandoned), then sweep once."""
-    for identifier, record in _records(store).items():
+    for identifier in _records(store):
+        # as it is now: resuming or abandoning one build may end another
+        # (the push that was waiting for the target)
+        record = _records(store)[identifier]
         active = record["status"] in ("PENDING", "BUILDING")
         if identifier in before or not active:
             continue
