@@ -111,6 +111,7 @@ def convert_in_place(build, base_image, source_format, fmt, start, end,
                                              waiter.SECONDS_PER_GIB))
     doing = "Converting to %s%s" % (what, waiter.describe(timeout, size))
     build.progress(start, doing)
+    stop_earlier_conversion(partial)
     formats.convert(build.body_path, source_format, partial, fmt,
                     progress=lambda p: build.progress(
                         start + p * (end - start) / 100, doing),
@@ -124,6 +125,19 @@ def convert_in_place(build, base_image, source_format, fmt, start, end,
         _remove(partial)
         raise
     return found
+
+
+def stop_earlier_conversion(partial):
+    """Stop the qemu-img an earlier run of this build left writing
+    ``partial`` (its process died, qemu-img did not): its lock on the file
+    would refuse the conversion a resumed build starts again."""
+    from novaimagebuilder.machines import qemu
+    for pid, argv in qemu.processes("qemu-img"):
+        if partial in argv:
+            LOG.info("Stopping qemu-img (process %d), left converting by an "
+                     "earlier run of this build", pid)
+            qemu.kill(pid)
+            qemu.wait_gone(pid)
 
 
 def record_format(build, disk_format, container_format, found):

@@ -294,3 +294,23 @@ def test_failed_conversion_leaves_no_target_data(builder, tmp_path):
                  if n.startswith(target.identifier) and
                  not n.endswith(".log")]
     assert leftovers == []
+
+
+def test_a_resumed_conversion_stops_the_qemu_img_an_earlier_run_left(
+        monkeypatch):
+    """A resumed target converts again; the qemu-img its dead process left
+    converting (and locking the file) is stopped first, no other."""
+    from imgfac_nova.plugins import formats
+    from novaimagebuilder.machines import qemu
+    partial = "/store/0b1c2d3e.body.part"
+    found = {8001: ["qemu-img", "convert", "-O", "qcow2", "/store/0b1c2d3e"
+                    ".body", partial],
+             8002: ["qemu-img", "convert", "/store/other.body",
+                    "/store/other.body.part"]}
+    asked, killed, waited = [], [], []
+    monkeypatch.setattr(qemu, "processes", lambda program: asked.append(
+        program) or iter(list(found.items())))
+    monkeypatch.setattr(qemu, "kill", killed.append)
+    monkeypatch.setattr(qemu, "wait_gone", waited.append)
+    formats.stop_earlier_conversion(partial)
+    assert (asked, killed, waited) == (["qemu-img"], [8001], [8001])
