@@ -1,9 +1,9 @@
 """A Glance image's bytes down to a file (:func:`download`), in one pass at
 the link's speed: the image's record is read beside the bytes (not before
 them: a request's latency, a good part of a fast download on a loaded
-machine), the bytes are hashed beside their writing (:class:`glance.StreamHash`)
+machine), the bytes are hashed beside their writing (:class:`streams.StreamHash`)
 with Glance's default algorithm from the first byte, and progress is
-reported by a thread of its own (:class:`glance.Progress`)."""
+reported by a thread of its own (:class:`streams.Progress`)."""
 import concurrent.futures
 import hashlib
 import logging
@@ -12,6 +12,7 @@ import os
 from novaimagebuilder import errors
 from novaimagebuilder.images import formats
 from novaimagebuilder.images import glance
+from novaimagebuilder.images import streams
 from novaimagebuilder.images import transfer
 
 LOG = logging.getLogger(__name__)
@@ -22,14 +23,14 @@ def download(client, image_id, path, progress=None, cancel=None):
     ``client``) to ``path``; checked against the image's hash and inspected
     as its ``disk_format``. Returns Glance's record of the image (a dict).
     ``progress(percent, bytes_received)`` is called as
-    :class:`glance.Progress` says. Nothing is left at ``path`` on failure."""
+    :class:`streams.Progress` says. Nothing is left at ``path`` on failure."""
     client.http_client.get_endpoint()  # logged in before the two requests
     reading = concurrent.futures.ThreadPoolExecutor(
         1, thread_name_prefix="glance-record")
     record = reading.submit(glance.call, "reading Glance image %s"
                             % image_id, _record, client, image_id)
     reading.shutdown(wait=False)
-    digest = glance.StreamHash(glance.DEFAULT_HASH)
+    digest = streams.StreamHash(streams.DEFAULT_HASH)
     report = image = None
     done = 0
     try:
@@ -69,7 +70,7 @@ def _started(image, path, progress):
     size = image.get("size") or 0
     LOG.info("Downloading Glance image %s (%d bytes) to %s", image["id"],
              size, path)
-    return image, glance.Progress(progress if size else None, size)
+    return image, streams.Progress(progress if size else None, size)
 
 
 def _check(image, path, digest):
@@ -80,7 +81,7 @@ def _check(image, path, digest):
         LOG.warning("Glance image %s has no hash: its data is not checked",
                     image["id"])
     else:
-        if expected[0] == glance.DEFAULT_HASH:
+        if expected[0] == streams.DEFAULT_HASH:
             found = digest.hexdigest()
         else:  # another algorithm than Glance's default: read them again
             with open(path, "rb") as handle:

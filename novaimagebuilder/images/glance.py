@@ -5,33 +5,27 @@ interoperable image import (``glance-direct``: stage, then import) when the
 cloud offers it, else the plain image upload; the bytes are hashed while they
 are read and Glance's ``os_hash_algo`` / ``os_hash_value`` must match. The
 image made is deleted again when the upload fails at any point, so a
-failure leaves no image behind (downloads, and copies from
-another Glance, are :mod:`novaimagebuilder.images.transfer`'s). Hashing runs in a
-thread beside the transfer (:class:`StreamHash`), so it costs no time while
-the link is the slower part. The bytes going up are inspected as their
-``disk_format`` first (:func:`formats.inspect`).
+failure leaves no image behind (downloads are :mod:`download`'s, copies
+from another Glance :mod:`transfer`'s). Hashing runs in a thread beside
+the transfer (:mod:`streams`), so it costs no time while the link is the
+slower part. The bytes going up are inspected as their ``disk_format``
+first (:func:`formats.inspect`).
 """
-import hashlib
 import logging
 import os
-import queue
 import re
 import socket
-import threading
-import time
 
 from novaimagebuilder import cloud
 from novaimagebuilder import errors
 from novaimagebuilder.images import formats
 from novaimagebuilder.images import glance_put
+from novaimagebuilder.images import streams
 from novaimagebuilder import retries
 from novaimagebuilder import waiter
 
 LOG = logging.getLogger(__name__)
 
-CHUNK = 1024 ** 2
-#: Glance's default hashing algorithm; what we compute while uploading.
-DEFAULT_HASH = "sha512"
 #: Times the bytes are sent when the connection drops (the upload starts
 #: again from the first byte: Glance keeps no part of it).
 SENDS = 4
@@ -105,148 +99,12 @@ def import_methods(glance):
     return list((body.get("import-methods") or {}).get("value") or [])
 
 
-class StreamHash:
-    """A hashlib digest fed from a worker thread: ``update`` hands the chunk
-    over and returns (hashlib releases the GIL on large chunks, so hashing
-    runs beside the transfer); at most ``depth`` chunks wait in between."""
-
-    def __init__(self, algorithm, depth=8):
-        self._digest = hashlib.new(algorithm)
-        self._chunks = queue.Queue(maxsize=depth)
-        self._result = None
-        self._thread = threading.Thread(target=self._run, daemon=True,
-                                        name="hash-%s" % algorithm)
-        self._thread.start()
-
-    def _run(self):
-        for chunk in iter(self._chunks.get, None):
-            self._digest.update(chunk)
-
-    def update(self, chunk):
-        self._chunks.put(chunk)
-
-    def close(self):
-        """Stop the worker (after the chunks handed over so far)."""
-        if self._thread.is_alive():
-            self._chunks.put(None)
-            self._thread.join()
-
-    def hexdigest(self):
-        if self._result is None:
-            self.close()
-            self._result = self._digest.hexdigest()
-        return self._result
-
-
-class Progress:
-    """``progress(percent, bytes)`` of a transfer, called with the bytes
-    moved so far: when the percentage changes, at most once every
-    :data:`INTERVAL` seconds, and at 100. A report may be a database write
-    (one a percent took a quarter of a fast download's time): it is made
-    by a thread of its own, so the bytes do not wait for it, but for the
-    last (100), made before the transfer returns. :meth:`close` stops the
-    thread."""
-
-    INTERVAL = 1.0
-
-    def __init__(self, callback, size):
-        self.callback, self.size = callback, size
-        self._reported, self._at = -1, -self.INTERVAL
-        self._latest, self._made = None, -1
-        self._lock = threading.Lock()  # one report at a time, in order
-        self._wake = threading.Event()
-        self._closed = False
-        self._thread = None
-
-    def __call__(self, done):
-        if self.callback is None:
-            return
-        percent = 100 * done // self.size if self.size else 100
-        now = time.monotonic()
-        if percent != self._reported and (
-                percent == 100 or now - self._at >= self.INTERVAL):
-            self._reported, self._at = percent, now
-            if percent == 100:
-                self._report((percent, done))
-                return
-            self._latest = (percent, done)
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, daemon=True, name="progress")
-                self._thread.start()
-            self._wake.set()
-
-    def _run(self):
-        while not self._closed:
-            self._wake.wait()
-            self._wake.clear()
-            latest, self._latest = self._latest, None
-            if latest is not None and not self._closed:
-                try:
-                    self._report(latest)
-                except Exception:
-                    LOG.exception("Reporting the transfer's progress failed")
-
-    def _report(self, report):
-        with self._lock:
-            if report[0] > self._made:  # never after a later one
-                self._made = report[0]
-                self.callback(*report)
-
-    def close(self):
-        """Stop reporting (a report being made is waited for)."""
-        self._closed = True
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join()
-
-
-class HashingReader:
-    """Reads a file for an upload: hashes it, reports progress, stops when
-    the build is cancelled. Reads are :data:`CHUNK` at least (glanceclient
-    asks for 64 KiB at a time: 16 times the work per byte)."""
-
-    def __init__(self, handle, size, algorithm=DEFAULT_HASH, progress=None,
-                 cancel=None):
-        self.handle = handle
-        self.size = size
-        self.digest = StreamHash(algorithm)
-        self.done = 0
-        self.progress = Progress(progress, size)
-        self.cancel = cancel
-
-    def read(self, size=-1):
-        if self.cancel is not None and self.cancel.is_set():
-            raise errors.Cancelled()
-        data = self.handle.read(max(size or 0, CHUNK))
-        self.digest.update(data)
-        self.done += len(data)
-        self.progress(self.done)
-        return data
-
-    def close(self):
-        self.handle.close()
-        self.digest.close()
-        self.progress.close()
-
-    def hexdigest(self):
-        return self.digest.hexdigest()
-
-
 def holds(image, path):
     """True when a Glance image's hash (os_hash_algo, os_hash_value) is
     that of the file ``path``."""
     algorithm = image.get("os_hash_algo")
     return bool(algorithm and image.get("os_hash_value") ==
-                file_hash(path, algorithm))
-
-
-def file_hash(path, algorithm):
-    digest = hashlib.new(algorithm)
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
+                streams.file_hash(path, algorithm))
 
 
 class FileData:
@@ -262,13 +120,13 @@ class FileData:
 
     def reader(self, progress, cancel):
         """A new HashingReader of the bytes from their start."""
-        return HashingReader(open(self.path, "rb"), self.size,
-                             progress=progress, cancel=cancel)
+        return streams.HashingReader(open(self.path, "rb"), self.size,
+                                     progress=progress, cancel=cancel)
 
     def digest(self, algorithm):
         """The bytes' hex digest in ``algorithm``."""
         LOG.info("Hashing %s with %s, as Glance did", self.path, algorithm)
-        return file_hash(self.path, algorithm)
+        return streams.file_hash(self.path, algorithm)
 
 
 def upload(glance, data, name, disk_format, container_format,
@@ -324,7 +182,7 @@ def _fill(glance, image_id, data, name, method, progress, cancel, timeout,
         explain=explain, timeout=timeout, attempts=SENDS)
     active = wait_active(glance, image_id, timeout, cancel)
     algorithm = active.get("os_hash_algo")
-    ours = sent if algorithm == DEFAULT_HASH and sent else None
+    ours = sent if algorithm == streams.DEFAULT_HASH and sent else None
     if algorithm and not ours:
         ours = data.digest(algorithm)
     if not algorithm or active.get("os_hash_value") != ours:
@@ -398,12 +256,12 @@ def _send(glance, image_id, data, stage, fall_back, progress, cancel):
         if stage:
             LOG.info("Staging %d bytes in Glance image %s", data.size,
                      image_id)
-            glance_put.put(glance, image_id, reader, data.size, CHUNK,
+            glance_put.put(glance, image_id, reader, data.size, streams.CHUNK,
                            stage=True)
         else:
             LOG.info("Uploading %d bytes to Glance image %s", data.size,
                      image_id)
-            glance_put.put(glance, image_id, reader, data.size, CHUNK)
+            glance_put.put(glance, image_id, reader, data.size, streams.CHUNK)
     except (exc.HTTPForbidden, exc.HTTPMethodNotAllowed) as refused:
         if stage or not fall_back or \
                 "glance-direct" not in import_methods(glance):

@@ -14,7 +14,7 @@ What the destination Glance advertises in its import discovery
 - otherwise the stream: one pass from the source's download to the
   destination's upload (:func:`glance.upload`, so the same choice of
   upload or image import, checks and clean-up), a reader thread filling a
-  bounded queue (:data:`DEPTH` chunks of :data:`glance.CHUNK`: the memory
+  bounded queue (:data:`DEPTH` chunks of :data:`streams.CHUNK`: the memory
   used does not grow with the image), hashed and inspected as its
   ``disk_format`` on the way. A download whose connection drops is taken
   up where it stopped (an HTTP Range request), up to :data:`RESUMES`
@@ -35,6 +35,7 @@ from novaimagebuilder import cloud
 from novaimagebuilder import errors
 from novaimagebuilder.images import formats
 from novaimagebuilder.images import glance
+from novaimagebuilder.images import streams
 from novaimagebuilder import retries
 
 LOG = logging.getLogger(__name__)
@@ -172,7 +173,7 @@ class GlanceData:
 
 def chunks(client, image_id, offset=0):
     """The bytes of Glance image ``image_id`` from ``offset`` on (an HTTP
-    Range request), in chunks of :data:`glance.CHUNK` (glanceclient's are
+    Range request), in chunks of :data:`streams.CHUNK` (glanceclient's are
     64 KiB: 16 times the work per byte)."""
     # Through the keystoneauth session: glanceclient would %-encode the
     # Range header.
@@ -183,7 +184,7 @@ def chunks(client, image_id, offset=0):
                                   image_id), headers=headers, stream=True)
     try:
         skip = offset if answer.status_code != 206 else 0
-        for chunk in answer.iter_content(glance.CHUNK):
+        for chunk in answer.iter_content(streams.CHUNK):
             if skip:
                 chunk, skip = chunk[skip:], max(0, skip - len(chunk))
             if chunk:
@@ -200,13 +201,13 @@ class Pipe:
 
     def __init__(self, data, inspection, progress=None, cancel=None):
         self.data, self.size, self.done = data, data.size, 0
-        self.progress = glance.Progress(progress, self.size)
+        self.progress = streams.Progress(progress, self.size)
         self.cancel = cancel
         self._inspection = inspection
-        algorithms = {glance.DEFAULT_HASH}
+        algorithms = {streams.DEFAULT_HASH}
         if data.expected and data.expected[0] in hashlib.algorithms_available:
             algorithms.add(data.expected[0])
-        self._hashes = {a: glance.StreamHash(a) for a in algorithms}
+        self._hashes = {a: streams.StreamHash(a) for a in algorithms}
         self._queue = queue.Queue(maxsize=DEPTH)
         self._stop = threading.Event()
         self._held, self._ended = None, False
@@ -305,7 +306,7 @@ class Pipe:
                                   self._hashes[expected[0]].hexdigest()))
 
     def hexdigest(self):
-        return self._hashes[glance.DEFAULT_HASH].hexdigest()
+        return self._hashes[streams.DEFAULT_HASH].hexdigest()
 
     def close(self):
         """Stop the download (the upload is over or failed)."""

@@ -15,6 +15,7 @@ from keystoneauth1 import session
 
 from novaimagebuilder import errors
 from novaimagebuilder.images import glance
+from novaimagebuilder.images import streams
 from novaimagebuilder.images import transfer
 
 SOURCE, DEST = "http://source.test", "http://dest.test"
@@ -168,7 +169,7 @@ def _data(size):
 
 
 def test_copy_streams_the_bytes_and_checks_them():
-    data = _data(5 * glance.CHUNK + 7)
+    data = _data(5 * streams.CHUNK + 7)
     seen = []
     glances = Glances(MOCK, data)
     image = _copy(progress=lambda percent, done: seen.append(percent))
@@ -180,19 +181,19 @@ def test_copy_streams_the_bytes_and_checks_them():
 
 def test_a_dropped_download_is_taken_up_where_it_stopped(caplog):
     caplog.set_level("INFO", logger="novaimagebuilder.images.transfer")
-    data = _data(6 * glance.CHUNK)
-    cut = 2 * glance.CHUNK + 12345
+    data = _data(6 * streams.CHUNK)
+    cut = 2 * streams.CHUNK + 12345
     glances = Glances(MOCK, data, cut=cut)
     _copy()
     assert glances.received == data
     # Taken up after the last whole chunk that arrived, not from the start.
     start, resumed = glances.downloads
-    assert start == 0 and cut - glance.CHUNK < resumed <= cut
+    assert start == 0 and cut - streams.CHUNK < resumed <= cut
     assert "the connection dropped at byte %d" % resumed in caplog.text
 
 
 def test_a_damaged_download_fails_in_one_line_and_leaves_no_image():
-    data = _data(3 * glance.CHUNK)
+    data = _data(3 * streams.CHUNK)
     glances = Glances(MOCK, data, digest=hashlib.sha512(
         b"other").hexdigest())
     with pytest.raises(errors.BuildError) as raised:
@@ -207,7 +208,7 @@ def test_a_damaged_download_fails_in_one_line_and_leaves_no_image():
 
 
 def test_web_download_when_offered_and_the_source_has_a_url():
-    data = _data(2 * glance.CHUNK)
+    data = _data(2 * streams.CHUNK)
     glances = Glances(MOCK, data, methods=["glance-direct", "web-download"],
                       direct_url="https://images.example/x.raw")
     image = _copy()
@@ -216,7 +217,7 @@ def test_web_download_when_offered_and_the_source_has_a_url():
 
 
 def test_no_web_download_without_a_url_the_destination_may_fetch():
-    data = _data(2 * glance.CHUNK)
+    data = _data(2 * streams.CHUNK)
     glances = Glances(MOCK, data, methods=["web-download"],
                       direct_url="file:///var/lib/glance/images/x")
     _copy()
@@ -232,7 +233,7 @@ def _calls(host):
 def test_a_plain_upload_asks_glance_nothing_more():
     """No import discovery unless the upload is refused; the finished
     image is the one glanceclient's update read after its PATCH."""
-    Glances(MOCK, _data(2 * glance.CHUNK))
+    Glances(MOCK, _data(2 * streams.CHUNK))
     _copy()
     calls = _calls("dest.test")
     assert ("GET", "/v2/info/import") not in calls
@@ -241,7 +242,7 @@ def test_a_plain_upload_asks_glance_nothing_more():
 
 
 def test_a_refused_upload_is_staged_and_imported_when_offered():
-    data = _data(2 * glance.CHUNK)
+    data = _data(2 * streams.CHUNK)
     glances = Glances(MOCK, data, methods=["glance-direct"])
     MOCK.put(DEST + "/v2/images/%s/file" % COPY, status_code=403)
     staged = []

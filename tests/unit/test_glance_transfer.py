@@ -13,6 +13,7 @@ from keystoneauth1 import session
 from novaimagebuilder import errors
 from novaimagebuilder.images import glance
 from novaimagebuilder.images import download
+from novaimagebuilder.images import streams
 
 URL = "http://glance.test"
 IMAGE = "0b3b6a5e-2b43-4d5e-9a1f-7d3c1c0e9a11"
@@ -45,8 +46,8 @@ def _mock(mocker, data, digest, disk_format="raw"):
 
 
 def test_stream_hash_matches_hashlib_whatever_the_chunks():
-    data = os.urandom(5 * glance.CHUNK + 17)
-    digest = glance.StreamHash("sha512", depth=2)
+    data = os.urandom(5 * streams.CHUNK + 17)
+    digest = streams.StreamHash("sha512", depth=2)
     for start in range(0, len(data), 65536):
         digest.update(data[start:start + 65536])
     assert digest.hexdigest() == hashlib.sha512(data).hexdigest()
@@ -60,7 +61,7 @@ def _random(size):
 
 
 def test_download_checks_the_hash(tmp_path):
-    data = _random(3 * glance.CHUNK + 5)
+    data = _random(3 * streams.CHUNK + 5)
     path = tmp_path / "image"
     seen = []
     with requests_mock.Mocker() as mocker:
@@ -72,7 +73,7 @@ def test_download_checks_the_hash(tmp_path):
 
 
 def test_download_progress_is_reported_once_a_percent(tmp_path):
-    data = bytes(120 * glance.CHUNK + 3)  # more chunks than percents
+    data = bytes(120 * streams.CHUNK + 3)  # more chunks than percents
     seen = []
     with requests_mock.Mocker() as mocker:
         _mock(mocker, data, hashlib.sha512(data).hexdigest())
@@ -83,7 +84,7 @@ def test_download_progress_is_reported_once_a_percent(tmp_path):
 
 
 def test_damaged_download_is_an_error_and_leaves_no_file(tmp_path):
-    data = _random(glance.CHUNK + 5)
+    data = _random(streams.CHUNK + 5)
     path = tmp_path / "image"
     with requests_mock.Mocker() as mocker:
         _mock(mocker, data, hashlib.sha512(b"other bytes").hexdigest())
@@ -126,9 +127,9 @@ def test_download_in_its_disk_format_is_accepted(tmp_path):
 
 def test_progress_is_reported_a_percent_at_most_once_a_second(monkeypatch):
     clock = iter([0.0, 0.5, 0.9, 1.2, 1.3, 1.4])
-    monkeypatch.setattr(glance.time, "monotonic", lambda: next(clock))
+    monkeypatch.setattr(streams.time, "monotonic", lambda: next(clock))
     seen = []
-    report = glance.Progress(lambda percent, done: seen.append(percent), 100)
+    report = streams.Progress(lambda percent, done: seen.append(percent), 100)
     for done in (1, 2, 2, 3, 99, 100):
         report(done)
     report.close()
@@ -143,7 +144,7 @@ def test_the_bytes_do_not_wait_for_a_slow_report():
     """A report (a database write) is made by the reporter's thread; the
     last one before the transfer returns."""
     seen, started = [], time.monotonic()
-    report = glance.Progress(lambda percent, done: (
+    report = streams.Progress(lambda percent, done: (
         time.sleep(1), seen.append(percent)), 100)
     report.INTERVAL = 0
     for done in range(1, 100):
@@ -157,7 +158,7 @@ def test_the_bytes_do_not_wait_for_a_slow_report():
 def test_a_download_reads_the_image_record_and_its_bytes_only(tmp_path):
     """Two requests to Glance, made at once (glanceclient would read its
     image schema first)."""
-    data = _random(2 * glance.CHUNK)
+    data = _random(2 * streams.CHUNK)
     with requests_mock.Mocker() as mocker:
         _mock(mocker, data, hashlib.sha512(data).hexdigest())
         image = download.download(_client(), IMAGE, str(tmp_path / "image"))
@@ -172,7 +173,7 @@ def test_a_download_is_checked_in_the_images_own_algorithm(tmp_path,
     """Hashed in Glance's default (sha512) as it comes; an image hashed
     otherwise (a Glance configured so, or an old image's MD5 checksum) is
     checked in its own algorithm."""
-    data = _random(2 * glance.CHUNK + 3)
+    data = _random(2 * streams.CHUNK + 3)
     path = tmp_path / "image"
     with requests_mock.Mocker() as mocker:
         _mock(mocker, data, None)

@@ -14,7 +14,7 @@ from imgfac_nova.plugins import openstack
 from imgfac_nova.plugins import provider
 from imgfac_nova.plugins import provider_access
 from novaimagebuilder import errors
-from novaimagebuilder.images import glance
+from novaimagebuilder.images import streams
 
 CREDENTIALS = """<?xml version="1.0"?>
 <provider_credentials>
@@ -119,13 +119,13 @@ def test_secret_keys_are_not_kept():
 def test_hashing_reader_hashes_counts_and_stops_on_cancel():
     import hashlib
     import threading
-    data = os.urandom(3 * glance.CHUNK + 5)
+    data = os.urandom(3 * streams.CHUNK + 5)
     seen = []
     cancel = threading.Event()
-    reader = glance.HashingReader(io.BytesIO(data), len(data),
-                                  progress=lambda p, n: seen.append((p, n)),
-                                  cancel=cancel)
-    chunks = iter(lambda: reader.read(glance.CHUNK), b"")
+    reader = streams.HashingReader(io.BytesIO(data), len(data),
+                                   progress=lambda p, n: seen.append((p, n)),
+                                   cancel=cancel)
+    chunks = iter(lambda: reader.read(streams.CHUNK), b"")
     assert b"".join(chunks) == data
     assert reader.digest.hexdigest() == hashlib.sha512(data).hexdigest()
     assert seen[-1] == (100, len(data)) and seen == sorted(seen)
