@@ -73,7 +73,7 @@ def _list_images(args):
     if not isinstance(query, dict):
         raise UsageError("the query must be a JSON object, e.g. "
                          "'{\"type\": \"BaseImage\"}'")
-    records = cli_setup.image_store(cli_setup.conf(args)).list(
+    records = cli_setup.image_store(cli_setup.conf(args)).list_once(
         query, None if args.output == "json" else ("percent_complete",
                                                    "status_detail"))
     if args.output == "json":

@@ -106,8 +106,8 @@ class ImageStore:
 
     def redacted_connection(self):
         """The database URL without its password."""
-        from imgfac_nova.db import api
-        return api.redact(self.connection)
+        from imgfac_nova.db import errors
+        return errors.redact(self.connection)
 
     def _connect(self):
         # imgfac_nova.db is imported on first use: CLI verbs that need no
@@ -259,14 +259,31 @@ class ImageStore:
         property), oldest first. With ``fields`` (names of record fields),
         only those are read, with the identifier, type, status and
         created time: the records' other fields are None."""
-        from imgfac_nova.db import records
-        query = query or {}
         with self._session() as session:
-            try:
-                return records.query(session, query, fields)
-            except (TypeError, ValueError) as exc:
-                raise StoreError("corrupt image record in %s: %s" % (
-                    self.redacted_connection(), exc)) from exc
+            return self._query(session, query, fields)
+
+    def list_once(self, query=None, fields=None):
+        """:meth:`list`, for a process that lists records and ends: on a
+        connection of its own, without the engine the store's other uses
+        share (see :mod:`imgfac_nova.db.read_once`). A store not opened
+        before, or whose schema needs an upgrade, is opened first."""
+        from imgfac_nova.db import meta_files
+        from imgfac_nova.db import migration
+        from imgfac_nova.db import read_once
+        if self._database is None and meta_files.finished(self.path):
+            with _database_errors(), \
+                    read_once.connection(self.connection) as conn:
+                if migration.of_connection(conn) == migration.HEAD:
+                    return self._query(conn, query, fields)
+        return self.list(query, fields)
+
+    def _query(self, session, query, fields):
+        from imgfac_nova.db import records
+        try:
+            return records.query(session, query or {}, fields)
+        except (TypeError, ValueError) as exc:
+            raise StoreError("corrupt image record in %s: %s" % (
+                self.redacted_connection(), exc)) from exc
 
     def remove(self, identifier):
         """Delete the record, its data and its build log."""
@@ -282,12 +299,12 @@ class ImageStore:
 
 @contextlib.contextmanager
 def _database_errors():
-    from imgfac_nova.db import api
+    from imgfac_nova.db import errors
     try:
         yield
-    except api.DuplicateEntry as exc:
+    except errors.DuplicateEntry as exc:
         raise StoreError("image already exists: %s" % exc) from exc
-    except api.DatabaseError as exc:
+    except errors.DatabaseError as exc:
         raise StoreError(str(exc)) from exc
 
 

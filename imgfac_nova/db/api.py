@@ -1,6 +1,6 @@
 """One database: oslo.db's enginefacade on a connection URL, with the
 transactions the image store needs and errors as one line without the
-URL's password.
+URL's password (:mod:`imgfac_nova.db.errors`).
 
 Writers serialize on the rows they change: ``SELECT ... FOR UPDATE`` on
 MySQL/MariaDB and PostgreSQL; SQLite has no row locks, so its write
@@ -14,12 +14,13 @@ one a transaction), as it does those to a server.
 import atexit
 import contextlib
 import os
-import re
 import threading
 
 import sqlalchemy as sa
 from oslo_db import exception as db_exception
 from oslo_db.sqlalchemy import enginefacade
+
+from imgfac_nova.db import errors
 
 #: Seconds an SQLite writer waits for another writer's transaction.
 SQLITE_BUSY_TIMEOUT = 60
@@ -27,32 +28,6 @@ SQLITE_BUSY_TIMEOUT = 60
 SQLITE_POOL_SIZE = 4
 #: Execution option marking a connection whose transaction writes.
 _IMMEDIATE = "imgfac_nova_sqlite_immediate"
-
-
-class DatabaseError(Exception):
-    """The database cannot be used; str() is one line, without secrets."""
-
-
-class DuplicateEntry(DatabaseError):
-    pass
-
-
-def redact(url):
-    """``url`` with its password replaced by ``***``."""
-    try:
-        return sa.engine.make_url(url).render_as_string(hide_password=True)
-    except (sa.exc.ArgumentError, ValueError):
-        return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", url)
-
-
-def _reason(exc):
-    """One line saying why ``exc`` (an oslo.db, SQLAlchemy or driver
-    error) happened: the driver's own words where there are some."""
-    while isinstance(exc, db_exception.DBError) and exc.inner_exception:
-        exc = exc.inner_exception
-    exc = getattr(exc, "orig", None) or exc
-    lines = str(exc).strip().splitlines() or [type(exc).__name__]
-    return lines[0].strip()
 
 
 class _Context:
@@ -65,7 +40,7 @@ class Database:
 
     def __init__(self, url, **options):
         self.url = url
-        self.redacted_url = redact(url)
+        self.redacted_url = errors.redact(url)
         self._facade = enginefacade.transaction_context()
         # (thread_checkin yields to eventlet after each transaction; no
         # eventlet here, and the sleep(0) hands the GIL away for nothing)
@@ -123,24 +98,17 @@ class Database:
 
     @contextlib.contextmanager
     def _errors(self):
-        """Errors as :class:`DatabaseError`: until a transaction has
+        """Errors as :class:`errors.DatabaseError`: until a transaction has
         worked, any error is one of connecting."""
         try:
             yield
         except db_exception.DBDuplicateEntry as exc:
-            raise DuplicateEntry(_reason(exc)) from exc
+            raise errors.DuplicateEntry(errors.reason(exc)) from exc
         except (db_exception.DBError, sa.exc.SQLAlchemyError,
                 ImportError) as exc:
-            if isinstance(exc, ImportError):
-                reason = "its driver is missing (%s)" % exc
-            else:
-                reason = _reason(exc)
-            if self._connected and not isinstance(
-                    exc, db_exception.DBConnectionError):
-                raise DatabaseError("database %s: %s" % (
-                    self.redacted_url, reason)) from exc
-            raise DatabaseError("cannot connect to the database %s: %s" % (
-                self.redacted_url, reason)) from exc
+            connected = self._connected and not isinstance(
+                exc, db_exception.DBConnectionError)
+            raise errors.failed(self.redacted_url, exc, connected) from exc
         self._connected = True
 
 

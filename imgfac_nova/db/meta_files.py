@@ -18,7 +18,7 @@ import os
 import re
 
 from imgfac_nova import images
-from imgfac_nova.db import api
+from imgfac_nova.db import errors
 from imgfac_nova.db import records
 
 LOG = logging.getLogger(__name__)
@@ -29,6 +29,11 @@ IMPORTED = "imported-meta"
 DONE = ".meta-imported"
 _META_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-"
                       r"[0-9a-f]{12}\.meta$")
+
+
+def finished(directory):
+    """Whether :data:`DONE` says ``directory``'s records were imported."""
+    return os.path.exists(os.path.join(directory, DONE))
 
 
 def pending(directory):
@@ -67,7 +72,7 @@ def import_all(directory, database, again=False):
     stays where it is, with a warning (and it is looked at again next
     time)."""
     done_marker = os.path.join(directory, DONE)
-    if not again and os.path.exists(done_marker):
+    if not again and finished(directory):
         return 0
     if not pending(directory):
         _mark_done(done_marker)
@@ -102,9 +107,9 @@ def import_all(directory, database, again=False):
                 try:
                     with database.writer() as session:
                         records.insert(session, data)
-                except api.DuplicateEntry:
+                except errors.DuplicateEntry:
                     pass  # imported by a process that held no lock
-                except api.DatabaseError as exc:
+                except errors.DatabaseError as exc:
                     LOG.warning("Not importing the image record %s: %s",
                                 path, exc)
                     continue

@@ -7,7 +7,7 @@ import os
 
 import sqlalchemy as sa
 
-from imgfac_nova.db import api
+from imgfac_nova.db import errors
 
 #: The newest revision in migrations/versions (a unit test checks it is
 #: alembic's head): the schema this release reads and writes.
@@ -22,10 +22,12 @@ _SCRIPTS = os.path.join(os.path.dirname(os.path.abspath(__file__)),
 def current(database):
     """The database's revision; None when it has no schema yet."""
     with database.reader() as session:
-        return _revision(session.connection())
+        return of_connection(session.connection())
 
 
-def _revision(conn):
+def of_connection(conn):
+    """The revision of the database of connection ``conn``; None when it
+    has no schema yet."""
     if not sa.inspect(conn).has_table(VERSION_TABLE):
         return None
     return conn.execute(sa.text(
@@ -54,11 +56,11 @@ def upgrade(database):
     """Bring the schema to :data:`HEAD`; returns ``(before, after)``."""
     from alembic import command
     with database.connection() as conn:
-        before = _revision(conn)
+        before = of_connection(conn)
         if before != HEAD:
             _check_not_newer(database, before)
             command.upgrade(_config(conn), "head")
-        return before, _revision(conn)
+        return before, of_connection(conn)
 
 
 def ensure(database):
@@ -72,7 +74,7 @@ def ensure(database):
     if database.is_sqlite:
         upgrade(database)
         return
-    raise api.DatabaseError(
+    raise errors.DatabaseError(
         "the database %s has %s, this imgfac-nova needs schema %s: run "
         "'imgfac-nova-manage db sync'" % (
             database.redacted_url, "schema %s" % revision if revision
@@ -81,7 +83,7 @@ def ensure(database):
 
 def _check_not_newer(database, revision):
     if revision is not None and not _known(revision):
-        raise api.DatabaseError(
+        raise errors.DatabaseError(
             "the database %s has schema %s, newer than this imgfac-nova "
             "knows (%s): upgrade imgfac-nova" % (
                 database.redacted_url, revision, HEAD))

@@ -22,6 +22,7 @@ from imgfac_nova import images
 from imgfac_nova import manage
 from imgfac_nova import store
 from imgfac_nova.db import api
+from imgfac_nova.db import errors
 from imgfac_nova.db import migration
 from imgfac_nova.db import models
 from imgfac_nova.db import records
@@ -201,11 +202,11 @@ def test_concurrent_modify_loses_nothing(database_url, tmp_path):
 def test_wrong_password_is_one_line_without_it(server, tmp_path):
     url = server.replace(PASSWORD, "not-" + PASSWORD)
     database = api.Database(url, max_retries=0)
-    with pytest.raises(api.DatabaseError) as exc:
+    with pytest.raises(errors.DatabaseError) as exc:
         migration.current(database)
     message = str(exc.value)
     assert message.startswith("cannot connect to the database %s: "
-                              % api.redact(url))
+                              % errors.redact(url))
     assert PASSWORD not in message and "\n" not in message
 
 

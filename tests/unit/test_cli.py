@@ -216,7 +216,8 @@ _NOT_FOR_LISTING = ("taskflow", "openstack", "keystoneauth1", "glanceclient",
                     "imgfac_nova.plugins", "imgfac_nova.template",
                     "imgfac_nova.template_model", "imgfac_nova.template_xml",
                     "imgfac_nova.template_structure",
-                    "novaimagebuilder.machines")
+                    "novaimagebuilder.machines", "sqlalchemy.orm",
+                    "oslo_db.sqlalchemy.enginefacade", "imgfac_nova.db.api")
 #: Runs imgfac-nova's main with the arguments given, then prints on its
 #: last line of stderr whether the cycle collector is on and every module
 #: loaded.

@@ -15,6 +15,7 @@ from imgfac_nova import images
 from imgfac_nova import manage
 from imgfac_nova import store
 from imgfac_nova.db import api
+from imgfac_nova.db import errors
 from imgfac_nova.db import migration
 from imgfac_nova.db import models
 
@@ -81,7 +82,7 @@ def test_server_schema_behind_says_run_db_sync(tmp_path, monkeypatch):
     # servers).
     monkeypatch.setattr(api.Database, "is_sqlite", False)
     database = _database(tmp_path)
-    with pytest.raises(api.DatabaseError) as exc:
+    with pytest.raises(errors.DatabaseError) as exc:
         migration.ensure(database)
     assert str(exc.value) == (
         "the database %s has no schema, this imgfac-nova needs schema %s: "
@@ -105,9 +106,9 @@ def test_unreachable_database_is_one_line_without_password(url, shown):
 
 
 def test_redact():
-    assert api.redact("mysql+pymysql://u:pw@h/db?charset=utf8") == \
+    assert errors.redact("mysql+pymysql://u:pw@h/db?charset=utf8") == \
         "mysql+pymysql://u:***@h/db?charset=utf8"
-    assert api.redact("sqlite:////var/lib/x.sqlite") == \
+    assert errors.redact("sqlite:////var/lib/x.sqlite") == \
         "sqlite:////var/lib/x.sqlite"
 
 

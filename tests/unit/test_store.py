@@ -126,6 +126,56 @@ def test_list_reads_only_the_fields_asked_for(tmp_path):
         s.get(full.identifier).to_dict()]
 
 
+def test_a_listing_process_reads_as_the_store_does(tmp_path, monkeypatch):
+    path = str(tmp_path / "store")
+    # a store nobody opened yet: made and opened the usual way
+    assert store.ImageStore(path).list_once() == []
+    assert os.path.exists(os.path.join(path, store.SQLITE_NAME))
+    s = store.ImageStore(path)
+    red = s.add(_record(status=images.COMPLETE, properties={"colour": "red"}))
+    s.add(_record(properties={"colour": "blue"}))
+    # an opened store of the current schema: one read on a connection of
+    # its own, which gives what list gives
+    from imgfac_nova.db import api
+    monkeypatch.setattr(api, "database", None)
+    fresh = store.ImageStore(path)
+    assert [r.to_dict() for r in fresh.list_once()] == [
+        r.to_dict() for r in s.list()]
+    [listed] = fresh.list_once({"colour": "red"}, ("percent_complete",))
+    assert (listed.identifier, listed.template) == (red.identifier, None)
+    with contextlib.closing(sqlite3.connect(
+            os.path.join(path, store.SQLITE_NAME))) as db, db:
+        db.execute("UPDATE images SET status = 'SHINY'")
+    with pytest.raises(store.StoreError, match="corrupt image record"):
+        fresh.list_once()
+
+
+def test_a_listing_process_upgrades_an_old_schema_first(tmp_path):
+    s = store.ImageStore(str(tmp_path))
+    record = s.add(_record())
+    with contextlib.closing(sqlite3.connect(
+            str(tmp_path / store.SQLITE_NAME))) as db, db:
+        db.execute("UPDATE imgfac_nova_alembic_version SET version_num = "
+                   "'0002'")
+        db.execute("DROP TABLE build_logs")
+    fresh = store.ImageStore(str(tmp_path))
+    assert [r.identifier for r in fresh.list_once()] == [record.identifier]
+    assert fresh.schema_version() == "0003"
+
+
+def test_a_listing_process_names_a_database_it_cannot_reach(tmp_path):
+    s = store.ImageStore(str(tmp_path))
+    s.open()
+    unreachable = store.ImageStore(str(tmp_path), {
+        "connection": "mysql+pymysql://imgfac:s3cret@127.0.0.1:1/images"})
+    with pytest.raises(store.StoreError) as exc:
+        unreachable.list_once()
+    assert str(exc.value).startswith(
+        "cannot connect to the database mysql+pymysql://imgfac:***@"
+        "127.0.0.1:1/images: ")
+    assert "s3cret" not in str(exc.value) and "\n" not in str(exc.value)
+
+
 def test_records_of_one_second_list_in_the_order_they_were_added(tmp_path):
     s = store.ImageStore(str(tmp_path))
     added = [s.add(_record(created="2026-01-01T00:00:00+00:00")).identifier
