@@ -296,18 +296,26 @@ class Builder:
             raise
         return self.store.get(record.identifier)
 
-    def resume(self, identifier, values=None, template=None, owner=None):
+    def resume(self, identifier, values=None, template=None, owner=None,
+               credentials=None):
         """Go on with the build ``identifier`` whose process died, after its
         last finished step, with the secrets it still needs given again
-        (``values``, ``template``: see :mod:`imgfac_nova.resume`); returns
-        the running jobs.Job. ResumeError (one line) when it cannot. A jobboard
-        worker gives its ``owner`` name: its claim says no other process
-        runs the build."""
+        (``values``, ``template``, a push's provider ``credentials``: see
+        :mod:`imgfac_nova.resume`); returns the running jobs.Job.
+        ResumeError (one line) when it cannot. A jobboard worker gives its
+        ``owner`` name: its claim says no other process runs the build."""
         record = self.store.get(identifier)
         resume.check(record, self.still_running if owner is None
                      else lambda record: False)
         plugin = self.plugin(record.plugin)
-        if record.type == images.TARGET_IMAGE:
+        if record.type == images.PROVIDER_IMAGE:
+            run = self._resumed_push(record, plugin, values or {}, template,
+                                     credentials)
+        elif credentials is not None:
+            raise resume.ResumeError("image %s is a %s: it takes no "
+                                     "--credentials" % (identifier,
+                                                        record.type))
+        elif record.type == images.TARGET_IMAGE:
             run = self._resumed_target(record, plugin, values or {},
                                        template)
         else:
@@ -344,6 +352,39 @@ class Builder:
             self.plugins.os_plugins else None
         return self._target_run(plugin, os_plugin, record.target,
                                 base.identifier, typed)
+
+    def _resumed_push(self, record, plugin, values, template, credentials):
+        """What the resumed push ``record`` runs: the push of its target
+        image again (its flow goes on after its last finished task, with
+        the image its earlier run left at the provider), once the provider
+        and ``credentials`` are checked again."""
+        if template is not None:
+            raise resume.ResumeError(
+                "image %s is a push: it resumes from its target image; leave "
+                "--template out" % record.identifier)
+        resume.credentials_for(record, plugin, credentials)
+        try:
+            target = self.store.get(record.target_image_id)
+        except store_mod.NotFound as exc:
+            raise resume.ResumeError("image %s cannot resume: %s"
+                                     % (record.identifier, exc)) from None
+        if target.status != images.COMPLETE:
+            raise resume.ResumeError(
+                "image %s cannot resume: its target image %s is %s, not "
+                "COMPLETE%s" % (record.identifier, target.identifier,
+                                target.status,
+                                "; resume it first" if target.status in
+                                images.ACTIVE_STATUSES else ""))
+        typed = self.resolve(plugin.parameters, resume.values_for(
+            record, plugin, values, True), record.plugin)
+        plugin.check_provider(record.provider, credentials, typed,
+                              size=push_size(target))
+
+        def run(ctx):
+            plugin.push_image_to_provider(
+                ctx, record.provider, credentials,
+                self.store.get(target.identifier), typed)
+        return run
 
     def abandon(self, identifier, why="abandoned", owner=None):
         """Give up the build ``identifier`` whose process died (``why``

@@ -166,8 +166,9 @@ def _resume(args):
     if not args.abandon:
         template = cli_setup.load_template(args.template, conf) \
             if args.template else None
+        credentials = cli_setup.credentials(args.credentials)
         return cli_builds.start(args, conf, lambda b, v: b.resume(
-            args.id, v, template))
+            args.id, v, template, credentials=credentials))
     builder = cli_setup.builder(conf)
     try:
         builder.abandon(args.id)

@@ -98,10 +98,10 @@ def build_parser():
                      help="remove every JEOS cache entry too")
     _add_parameters(sub)
 
-    sub = verbs.add_parser("resume", help="go on with a base- or "
-                           "target-image build whose process died, after "
-                           "its last finished step, or give it up "
-                           "(--abandon)")
+    sub = verbs.add_parser("resume", help="go on with a build (base "
+                           "image, target image or push) whose process "
+                           "died, after its last finished step, or give it "
+                           "up (--abandon)")
     sub.add_argument("id", help="image UUID")
     sub.add_argument("--abandon", action="store_true",
                      help="do not resume: mark the build FAILED and remove "
@@ -109,6 +109,9 @@ def build_parser():
     sub.add_argument("--template", metavar="FILE",
                      help="the build's template again, when it holds "
                           "secrets (never stored) the build still needs")
+    sub.add_argument("--credentials", metavar="FILE",
+                     help="the provider credentials file again, for a push "
+                          "that was given one (never stored)")
     _add_parameters(sub)
 
     sub = verbs.add_parser("jeos", help="list the JEOS cache (installed "

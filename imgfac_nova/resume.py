@@ -1,16 +1,18 @@
 """Going on with a build whose process died (``imgfac-nova resume``, and the
 daemon when it starts), or giving it up (``imgfac-nova resume --abandon``).
 
-Base-image and target-image builds resume: their steps are TaskFlow flows
-whose finished tasks are saved in the records' database, and the build goes
-on after the last of them (a target made from a copy of its base's data
-copies it again; a push to a provider does not resume: its credentials are
-never stored). Secrets are never stored, so a resumed build gets again from
+Base-image and target-image builds and pushes to a provider resume: their
+steps are TaskFlow flows whose finished tasks are saved in the records'
+database, and the build goes on after the last of them (a target made from
+a copy of its base's data copies it again; a push adopts the image its
+earlier run left at the provider). A snapshot push (``--snapshot``) does
+not resume. Secrets are never stored, so a resumed build gets again from
 its caller those it still needs:
 the template while the installer has not booted (its root password) or
-when it holds repository keys or passwords in URLs, and the secret
+when it holds repository keys or passwords in URLs, the secret
 parameters it was started with (the install script only while the
-installer has not booted).
+installer has not booted), and a push's provider credentials (none for a
+clouds.yaml entry, ``@CLOUD``: clouds.yaml is read again).
 """
 import datetime
 
@@ -31,8 +33,8 @@ INSTALL_ONLY = ("install_script",)
 #: Hidden template texts that only the install needs, and what they are.
 _INSTALL_SECRETS = {"os/rootpw": "root password", "os/key": "product key"}
 
-#: The kinds of builds that resume.
-_RESUMABLE = (images.BASE_IMAGE, images.TARGET_IMAGE)
+#: The kinds of builds that resume (a push: unless a snapshot push).
+_RESUMABLE = (images.BASE_IMAGE, images.TARGET_IMAGE, images.PROVIDER_IMAGE)
 
 #: The worker of a build posted to the jobboard that no worker took yet.
 QUEUED = "jobboard"
@@ -49,7 +51,7 @@ def resumable(record, max_age_hours):
     """Whether ``record``, whose process died, can still be resumed: a
     base- or target-image build that has not ended, changed within
     ``max_age_hours`` (0: any age)."""
-    if record.type not in _RESUMABLE or \
+    if record.type not in _RESUMABLE or _snapshot(record) or \
             record.status not in images.ACTIVE_STATUSES:
         return False
     if not max_age_hours:
@@ -73,11 +75,49 @@ def check(record, running):
     if running(record):
         raise ResumeError("image %s is being built by process %s"
                           % (record.identifier, record.worker))
-    if record.type not in _RESUMABLE:
-        raise ResumeError("image %s is a %s: a push does not resume (its "
-                          "credentials are never stored); abandon it "
-                          "(--abandon) and push again"
-                          % (record.identifier, record.type))
+    if _snapshot(record):
+        raise ResumeError("image %s is a snapshot push (--snapshot): it does "
+                          "not resume; abandon it (--abandon) and push again"
+                          % record.identifier)
+
+
+def _snapshot(record):
+    """Whether ``record`` is a snapshot push (built on the provider: no
+    target image)."""
+    return record.type == images.PROVIDER_IMAGE and \
+        not record.target_image_id
+
+
+def credentials_for(record, plugin, given):
+    """Check the provider credentials ``given`` (None: none) to resume the
+    push ``record`` with: ResumeError unless they are given exactly when
+    its provider takes credentials from the caller, which are never
+    stored."""
+    needed = plugin.provider_needs_credentials(record.provider)
+    if needed and given is None:
+        raise ResumeError(
+            "image %s pushes to a provider whose credentials are never "
+            "stored: give them again with --credentials FILE"
+            % record.identifier)
+    if given is not None and not needed:
+        raise ResumeError(
+            "image %s pushes to %s, whose credentials come from clouds.yaml: "
+            "leave --credentials out" % (record.identifier, record.provider))
+
+
+def unattended(record, plugin, trusted):
+    """Why the daemon may not resume ``record`` by itself (None: it may):
+    a push whose provider takes credentials from its caller (never
+    stored), or a push to one of the daemon's clouds.yaml entries
+    (``@CLOUD``), which only a ``trusted`` daemon's callers may name."""
+    if record.type != images.PROVIDER_IMAGE or _snapshot(record):
+        return None
+    if plugin.provider_needs_credentials(record.provider):
+        return "its provider's credentials are never stored; push it again"
+    if not trusted:
+        return ("it pushes to %s, one of the daemon's clouds.yaml entries, "
+                "which its API callers may not name" % record.provider)
+    return None
 
 
 def take(record, worker):

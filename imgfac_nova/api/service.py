@@ -151,9 +151,13 @@ class BuildService:
     def _resume(self):
         """Resume each build of a killed daemon that may be resumed (with
         Keystone, acting through its caller's trust); give up, naming why,
-        those that cannot be (their secrets are not stored, no trust)."""
+        those that cannot be (their secrets are not stored, no trust, a
+        push that needs what the daemon does not have or may not use:
+        :func:`resume.unattended`). Builds go in chain order (base, target,
+        push)."""
         checker = self.builder()
-        for record in self.store.list():
+        for record in sorted(self.store.list(), key=lambda record:
+                             images.TYPES.index(record.type)):
             if record.status not in images.ACTIVE_STATUSES or \
                     checker.still_running(record) or not resume.resumable(
                         record, self.conf.resume_max_age):
@@ -162,6 +166,11 @@ class BuildService:
                 if self.trusts is not None and not record.trust_id:
                     raise resume.ResumeError("it holds no trust to act for "
                                              "its caller")
+                why = resume.unattended(
+                    record, checker.plugin(record.plugin),
+                    trusted=self.conf.api.auth_strategy == "noauth")
+                if why:
+                    raise resume.ResumeError(why)
                 self._track(self.builder(
                     record.project_id, trust_id=record.trust_id)
                     .resume(record.identifier))

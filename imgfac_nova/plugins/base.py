@@ -174,6 +174,12 @@ class CloudPlugin(Plugin):
         checks nothing and keeps ``provider`` as given."""
         return provider
 
+    def provider_needs_credentials(self, provider):
+        """Whether a push to ``provider`` (as its record keeps it) takes
+        credentials from its caller: they are never stored, so a resumed
+        push needs them again. Default: it does."""
+        return True
+
     @abc.abstractmethod
     def push_image_to_provider(self, build, provider, credentials, target_image,
                                parameters):

@@ -57,6 +57,10 @@ class GlanceProvider(base.CloudPlugin):
         self._connection = (parsed, conn)
         return parsed.redacted()
 
+    def provider_needs_credentials(self, provider):
+        """All but a clouds.yaml entry (``@CLOUD``), which is read again."""
+        return not provider_access.parse_provider(provider).cloud
+
     def push_image_to_provider(self, build, provider, credentials,
                                target_image, parameters):
         """Upload the target's data; for a target made in the cloud, hand
@@ -81,7 +85,9 @@ class GlanceProvider(base.CloudPlugin):
             return self._push(build, parsed, conn, target_image, parameters,
                               os.path.getsize(target_image.data), "Uploading",
                               functools.partial(glance.upload, conn.glance,
-                                                target_image.data))
+                                                target_image.data),
+                              functools.partial(glance.holds,
+                                                path=target_image.data))
         if _hand_over(build, parsed, conn, target_image, parameters):
             return
         source = conn.glance if _same_entry(parsed, target_image,
@@ -94,15 +100,18 @@ class GlanceProvider(base.CloudPlugin):
         self._push(build, parsed, conn, target_image, parameters,
                    image.get("size") or 0, "Copying Glance image %s" % glance_id,
                    functools.partial(transfer.copy, source, image,
-                                     conn.glance, where=where))
+                                     conn.glance, where=where),
+                   functools.partial(transfer.same_bytes, image))
 
     def _push(self, build, parsed, conn, target_image, parameters, size,
-              doing, send):
+              doing, send, holds):
         """Make the provider's Glance image of the target with ``send(name,
         disk_format, container_format, **options)`` (glance.upload's
         arguments after its data), with the target's properties; the hash is
-        checked. ``doing`` starts the activity line. It runs as the push
-        flow, its steps saved with the build's."""
+        checked. ``doing`` starts the activity line; ``holds(image)``: whether
+        a Glance image holds the target's bytes. It runs as the push flow,
+        its steps saved with the build's: a resumed push goes on with the
+        image its earlier run left (tasks.push.PushRun.earlier)."""
         from novaimagebuilder import engine
         from novaimagebuilder.flows import push as push_flow
         from novaimagebuilder.tasks import names
@@ -132,8 +141,9 @@ class GlanceProvider(base.CloudPlugin):
                                doing, conn.cloud, sent // 1024 ** 2,
                                size // 1024 ** 2))
 
+        method = parameters.get("import_method", "auto")
         run = push_tasks.PushRun(
-            conn.glance, build.identifier, lambda: send(
+            conn.glance, build.identifier, lambda image_id=None: send(
                 name, props["disk_format"],
                 definition.get("container_format") or
                 props.get("container_format", "bare"),
@@ -142,12 +152,13 @@ class GlanceProvider(base.CloudPlugin):
                                         props.get("min_disk", 0)),
                 min_ram=definition.get("min_ram", props.get("min_ram", 0)),
                 properties=glance_properties,
-                method=parameters.get("import_method", "auto"),
-                progress=progress, cancel=build.cancel_event,
-                timeout=timeout),
+                method=method, progress=progress, cancel=build.cancel_event,
+                timeout=timeout, image_id=image_id),
             stores=_stores(parameters), timeout=timeout,
             progress=build.progress, cancel=build.cancel_event,
-            owned=getattr(build, "owned", None), log=LOG)
+            owned=getattr(build, "owned", None), log=LOG, holds=holds,
+            fill=method != "glance-direct",
+            owner=glance_properties[cloud.OWNER_TAG])
         pushed = engine.run(
             push_flow.get_flow(run), build.identifier,
             getattr(build, "flow_persistence", None),

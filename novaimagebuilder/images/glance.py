@@ -132,9 +132,11 @@ class FileData:
 def upload(glance, data, name, disk_format, container_format,
            visibility="private", min_disk=0, min_ram=0, properties=None,
            method="auto", progress=None, cancel=None, timeout=3600,
-           role=FINISHED):
+           role=FINISHED, image_id=None):
     """Create the Glance image ``name`` from ``data`` (a file's path, or an
-    object like :class:`FileData`); returns the active image.
+    object like :class:`FileData`); returns the active image. ``image_id``:
+    the queued image to fill instead (made by an earlier run of the build:
+    its properties are as that run made them).
 
     It either returns the active image or raises with no image left: a
     failure (or Ctrl-C) after the image was created deletes it. ``method``
@@ -152,8 +154,9 @@ def upload(glance, data, name, disk_format, container_format,
     data.check(disk_format, container_format, "the upload of %s" % name)
     props = dict(properties or {})
     owned_here = cloud.OWNER_TAG not in props
-    image_id = create(glance, name, disk_format, container_format,
-                      visibility, min_disk, min_ram, props, cancel)
+    if image_id is None:
+        image_id = create(glance, name, disk_format, container_format,
+                          visibility, min_disk, min_ram, props, cancel)
     try:
         return _fill(glance, image_id, data, name, method, progress, cancel,
                      timeout, role, owned_here)

@@ -49,25 +49,38 @@ _END = object()
 
 def copy(source, image, destination, name, disk_format,
          container_format, where="the source cloud", method="auto",
-         progress=None, cancel=None, timeout=3600, **create):
+         progress=None, cancel=None, timeout=3600, image_id=None,
+         **create):
     """Copy the Glance ``image`` (as glanceclient read it) of the
-    glanceclient ``source`` to a new image ``name`` of ``destination``; the
-    active image (none is left when the copy fails). ``where`` names the source in
-    messages; ``method``, ``progress``, ``cancel``, ``timeout`` and
-    ``create`` (visibility, min_disk, min_ram, properties, role) are
+    glanceclient ``source`` to a new image ``name`` of ``destination`` (or
+    into its queued image ``image_id``); the active image (none is left
+    when the copy fails). ``where`` names the source in messages;
+    ``method``, ``progress``, ``cancel``, ``timeout`` and ``create``
+    (visibility, min_disk, min_ram, properties, role) are
     :func:`glance.upload`'s."""
     url = web_location(image)
     if method == "auto" and url and \
             "web-download" in glance.import_methods(destination):
         found = _web_download(destination, image, url, name,
                               disk_format, container_format, cancel, timeout,
-                              create)
+                              create, image_id)
         if found is not None:
             return found
+        image_id = None  # deleted
     return glance.upload(destination, GlanceData(source, image, where),
                          name, disk_format, container_format,
                          method=method, progress=progress, cancel=cancel,
-                         timeout=timeout, **create)
+                         timeout=timeout, image_id=image_id, **create)
+
+
+def same_bytes(image, copied):
+    """Whether the Glance image ``copied`` holds ``image``'s bytes (see
+    :func:`_check_same`)."""
+    try:
+        _check_same(image, copied)
+    except errors.BuildError:
+        return False
+    return True
 
 
 def web_location(image):
@@ -82,17 +95,19 @@ def web_location(image):
 
 
 def _web_download(destination, image, url, name, disk_format,
-                  container_format, cancel, timeout, create):
-    """The destination's copy of ``image`` fetched by itself from ``url``;
-    None (and no image) when the import fails."""
+                  container_format, cancel, timeout, create, made=None):
+    """The destination's copy of ``image`` fetched by itself from ``url``
+    (into its queued image ``made``, else a new one); None (and no image)
+    when the import fails."""
     create = dict(create)
     role = create.pop("role", glance.FINISHED)
     props = create.pop("properties", None) or {}
-    made = glance.create(destination, name, disk_format,
-                         container_format, create.get("visibility",
-                                                      "private"),
-                         create.get("min_disk", 0), create.get("min_ram", 0),
-                         props, cancel)
+    if made is None:
+        made = glance.create(destination, name, disk_format,
+                             container_format,
+                             create.get("visibility", "private"),
+                             create.get("min_disk", 0),
+                             create.get("min_ram", 0), props, cancel)
     LOG.info("Glance fetches %s into image %s itself (web-download)", url,
              made)
     try:

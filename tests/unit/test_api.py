@@ -533,7 +533,7 @@ def test_shutdown_cancels_builds_and_refuses_new_ones(make_client):
 
 def test_recover_fails_the_builds_of_a_killed_daemon(client):
     """Those it cannot resume (this one names no plugin), or no build may
-    resume (a push to a provider)."""
+    resume (a snapshot push)."""
     worker = "%s:999999999" % socket.gethostname()
     record = images.ImageRecord(type=images.BASE_IMAGE,
                                 status=images.BUILDING, worker=worker)
@@ -550,6 +550,38 @@ def test_recover_fails_the_builds_of_a_killed_daemon(client):
     target = client.store.get(target.identifier)
     assert (target.status, target.error) == (
         images.FAILED, "the build process ended unexpectedly at 0 %: Created")
+
+
+@pytest.mark.parametrize("needs_credentials", [False, True])
+def test_recover_resumes_a_push_that_needs_nothing_from_its_caller(
+        client, tmp_path, monkeypatch, needs_credentials):
+    """A push to a clouds.yaml entry (the test plugin's providers made to
+    need no credentials) is resumed by a trusted daemon; one whose
+    provider takes credentials is abandoned, saying why."""
+    from tests.plugins import filecloud
+
+    def push(self, build, provider, credentials, target_image, parameters):
+        build.set_identifier_on_provider(provider)
+    monkeypatch.setattr(filecloud.FileCloud, "provider_needs_credentials",
+                        lambda self, provider: needs_credentials)
+    monkeypatch.setattr(filecloud.FileCloud, "push_image_to_provider", push)
+    target = images.ImageRecord(type=images.TARGET_IMAGE, plugin="filecloud",
+                                target="filecopy", status=images.COMPLETE)
+    record = images.ImageRecord(
+        type=images.PROVIDER_IMAGE, plugin="filecloud", target="filecopy",
+        provider="@devstack", target_image_id=target.identifier,
+        status=images.BUILDING, worker="%s:999999999" % socket.gethostname())
+    client.store.add(target)
+    client.store.add(record)
+    client.service.recover()
+    path = "/imagefactory/provider_images/" + record.identifier
+    if not needs_credentials:
+        assert client.wait(path)["identifier_on_provider"] == "@devstack"
+        return
+    image = client.get(path).json["provider_image"]
+    assert (image["status"], image["status_detail"]["error"]) == (
+        "FAILED", "not resumed when the daemon started (its provider's "
+        "credentials are never stored; push it again) at 0 %: Created")
 
 
 def test_an_install_script_is_answered_masked_never_in_clear(client, caplog):

@@ -49,6 +49,17 @@ def test_nothing_is_asked_when_the_image_is_in_every_store():
         assert [r.method for r in mocker.request_history] == ["GET", "GET"]
 
 
+def test_a_copy_under_way_is_waited_for_not_asked_again():
+    """As when a push resumes after its process died mid-copy."""
+    with requests_mock.Mocker() as mocker:
+        _image(mocker, {"stores": "file1",
+                        "os_glance_importing_to_stores": "ceph2"},
+               {"stores": "file1,ceph2"})
+        image = _copy(["ceph2"])
+        assert "POST" not in [r.method for r in mocker.request_history]
+    assert stores.of(image) == {"file1", "ceph2"}
+
+
 def test_a_glance_without_copy_image_is_one_line_and_asked_nothing():
     with requests_mock.Mocker() as mocker:
         _image(mocker, {"stores": "file1"})

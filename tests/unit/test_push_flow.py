@@ -1,5 +1,8 @@
 """The push as a TaskFlow flow: its tasks in order, what it saves, how its
-revert and a rerun find the images it made (by the push's tag)."""
+revert and a rerun find the images it made (by the push's tag), and what
+a rerun does with each image Glance may have been left with."""
+import logging
+
 import pytest
 from taskflow.persistence.backends import impl_memory
 
@@ -7,6 +10,8 @@ from novaimagebuilder import cloud
 from novaimagebuilder import engine
 from novaimagebuilder import errors
 from novaimagebuilder.flows import push as push_flow
+from novaimagebuilder.images import adopt
+from novaimagebuilder.images import glance
 from novaimagebuilder.tasks import names
 from novaimagebuilder.tasks import push
 
@@ -21,7 +26,9 @@ class Image(dict):
 
 
 class Images:
-    """The images API of a Glance holding ``made`` ({id: Image})."""
+    """The images API of a Glance holding ``made`` ({id: Image}); an image
+    whose ``later`` lists statuses takes the next one at each read (Glance
+    ending an upload or an import by itself)."""
 
     def __init__(self):
         self.made = {}
@@ -30,6 +37,16 @@ class Images:
         self.made[image_id] = Image(dict(
             id=image_id, name="imgfac-nova-x", status="active",
             os_hash_algo="sha512", os_hash_value="ab" * 64), **props)
+        return self.made[image_id]
+
+    def get(self, image_id):
+        image = self.made[image_id]
+        if image.get("later"):
+            image["status"] = image["later"].pop(0)
+        return image
+
+    def update(self, image_id, **props):
+        self.made[image_id].update(props)
         return self.made[image_id]
 
     def list(self, filters):
@@ -45,14 +62,29 @@ class Client:
         self.images = Images()
 
 
-def _run(client, stores=(), owned=None, sent=None):
+def _run(client, stores=(), owned=None, sent=None, fill=True):
+    """A PushRun whose send() makes image imgN (or fills the image given)
+    with the bytes "ab"*64 (their hash) and marks it finished."""
     sent = [] if sent is None else sent
 
-    def send():
-        sent.append(len(sent))
-        return client.images.create("img%d" % len(sent),
-                                    **{cloud.BUILD_TAG: BUILD})
-    return push.PushRun(client, BUILD, send, stores=stores, owned=owned)
+    def send(image_id=None):
+        sent.append(image_id)
+        if image_id is None:
+            image_id = "img%d" % len(sent)
+            client.images.create(image_id, **{cloud.BUILD_TAG: BUILD})
+        return client.images.update(image_id, status="active",
+                                    os_hash_value="ab" * 64,
+                                    **{cloud.ROLE: glance.FINISHED})
+    return push.PushRun(client, BUILD, send, stores=stores, owned=owned,
+                        holds=lambda image: image.os_hash_value == "ab" * 64,
+                        fill=fill, owner="host:2")
+
+
+def _left(client, status, role=glance.UPLOADING, **props):
+    """An image an earlier run of the push left."""
+    return client.images.create("left", status=status, **dict({
+        cloud.BUILD_TAG: BUILD, cloud.OWNER_TAG: "host:1", cloud.ROLE: role},
+        **props))
 
 
 def test_the_push_flow_in_order_with_its_values():
@@ -87,13 +119,81 @@ def test_a_failed_store_copy_deletes_the_image_it_sent(monkeypatch):
     assert list(client.images.made) == ["other"]
 
 
-def test_a_rerun_deletes_what_an_earlier_run_left_and_sends_again():
+@pytest.mark.parametrize("status,role,props,sent,why", [
+    ("active", glance.FINISHED, {}, [], "holds the push's bytes"),
+    ("active", glance.UPLOADING, {}, [], "not yet marked finished"),
+    ("queued", glance.UPLOADING, {}, ["left"], "no bytes yet"),
+    # Glance notices the cut upload and puts the image back to queued.
+    ("saving", glance.UPLOADING, {"later": ["saving", "queued"]}, ["left"],
+     "no bytes yet"),
+    # An import goes on inside Glance without its caller.
+    ("importing", glance.UPLOADING, {"later": ["importing", "active"]}, [],
+     "not yet marked finished"),
+    ("uploading", glance.UPLOADING, {}, [None], "how much of its staged"),
+    ("killed", glance.UPLOADING, {}, [None], "it is killed"),
+    ("active", glance.FINISHED, {"os_hash_value": "cd" * 64}, [None],
+     "other bytes"),
+], ids=["finished", "unmarked", "queued", "saving-then-queued",
+        "importing", "staged", "killed", "other-bytes"])
+def test_a_rerun_goes_on_with_the_image_an_earlier_run_left(
+        status, role, props, sent, why, caplog):
+    caplog.set_level(logging.INFO)
     client = Client()
-    client.images.create("half", status="saving", **{cloud.BUILD_TAG: BUILD})
-    sent = []
-    results = engine.run(push_flow.get_flow(_run(client, sent=sent)), BUILD)
-    assert sent == [0]
-    assert list(client.images.made) == [results[names.SEND_IMAGE]["id"]]
+    _left(client, status, role, **props)
+    client.images.create("other")  # not the push's: left alone
+    done = []
+    results = engine.run(push_flow.get_flow(_run(client, sent=done)), BUILD)
+    assert done == sent and why in caplog.text
+    pushed = results[names.SEND_IMAGE]["id"]
+    assert sorted(client.images.made) == sorted(["other", pushed])
+    image = client.images.made[pushed]
+    assert (image.status, image[cloud.ROLE]) == ("active", glance.FINISHED)
+    assert pushed != "left" or image[cloud.OWNER_TAG] == "host:2"
+
+
+def test_a_staged_push_replaces_a_queued_image():
+    client = Client()
+    _left(client, "queued")
+    done = []
+    engine.run(push_flow.get_flow(_run(client, sent=done, fill=False)),
+               BUILD)
+    assert done == [None] and list(client.images.made) == ["img1"]
+
+
+def test_of_several_images_left_the_best_is_kept():
+    client = Client()
+    client.images.create("queued", status="queued", **{
+        cloud.BUILD_TAG: BUILD, cloud.ROLE: glance.UPLOADING})
+    _left(client, "active", glance.FINISHED)
+    done = []
+    results = engine.run(push_flow.get_flow(_run(client, sent=done)), BUILD)
+    assert done == [] and results[names.SEND_IMAGE]["id"] == "left"
+    assert list(client.images.made) == ["left"]
+
+
+def test_an_upload_glance_never_ends_is_replaced(monkeypatch):
+    monkeypatch.setattr(glance, "SETTLE", 0.2)
+    client = Client()
+    _left(client, "saving")
+    done = []
+    engine.run(push_flow.get_flow(_run(client, sent=done)), BUILD)
+    assert done == [None] and list(client.images.made) == ["img1"]
+
+
+def test_verdicts_on_what_an_earlier_run_left():
+    def image(status, role=glance.UPLOADING):
+        return Image(status=status, **{cloud.ROLE: role})
+    holds = {"active": True}.get
+    assert adopt.verdict(image("active", glance.FINISHED),
+                         lambda i: True)[0] == adopt.ADOPT
+    assert adopt.verdict(image("active"), lambda i: True)[0] == adopt.FINISH
+    assert adopt.verdict(image("active"), lambda i: False)[0] == \
+        adopt.REPLACE
+    assert adopt.verdict(image("queued"), holds)[0] == adopt.FILL
+    assert adopt.verdict(image("queued"), holds, fill=False)[0] == \
+        adopt.REPLACE
+    for status in ("uploading", "killed", "deactivated", "pending_delete"):
+        assert adopt.verdict(image(status), holds)[0] == adopt.REPLACE
 
 
 def test_a_push_taken_over_leaves_its_images_to_the_new_owner(monkeypatch):

@@ -80,9 +80,12 @@ def test_which_builds_may_be_resumed():
     record.type = images.TARGET_IMAGE
     assert resume.resumable(record, 0)
     record.type = images.PROVIDER_IMAGE
-    assert not resume.resumable(record, 0)
-    with pytest.raises(resume.ResumeError, match="a push does not resume"):
+    assert not resume.resumable(record, 0)  # a snapshot push
+    with pytest.raises(resume.ResumeError, match="a snapshot push"):
         resume.check(record, lambda r: False)
+    record.target_image_id = "its-target"
+    assert resume.resumable(record, 0)
+    resume.check(record, lambda r: False)
     record.status = images.COMPLETE
     with pytest.raises(resume.ResumeError, match="is COMPLETE: there is "
                        "nothing to resume"):
