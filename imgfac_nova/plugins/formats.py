@@ -132,12 +132,8 @@ def stop_earlier_conversion(partial):
     ``partial`` (its process died, qemu-img did not): its lock on the file
     would refuse the conversion a resumed build starts again."""
     from novaimagebuilder.machines import qemu
-    for pid, argv in qemu.processes("qemu-img"):
-        if partial in argv:
-            LOG.info("Stopping qemu-img (process %d), left converting by an "
-                     "earlier run of this build", pid)
-            qemu.kill(pid)
-            qemu.wait_gone(pid)
+    qemu.stop_left_running("qemu-img", lambda argv: partial in argv,
+                           "qemu-img")
 
 
 def record_format(build, disk_format, container_format, found):

@@ -108,13 +108,9 @@ class LocalBackend(pipeline.Backend):
         own when it boots one."""
         if not self.build_id:
             return
-        for pid, argv in qemu.processes():
-            if qemu.build_of(argv) != self.build_id:
-                continue
-            LOG.info("Stopping QEMU process %d, left running by an earlier "
-                     "run of this build", pid)
-            qemu.kill(pid)
-            qemu.wait_gone(pid)
+        qemu.stop_left_running(
+            "qemu-system", lambda argv: qemu.build_of(argv) == self.build_id,
+            "QEMU")
         tmp = tempfile.gettempdir()
         for name in os.listdir(tmp):
             if name.startswith(qemu.QMP_PREFIX + self.build_id):

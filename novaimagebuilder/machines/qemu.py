@@ -282,6 +282,19 @@ def kill(pid):
         pass
 
 
+def stop_left_running(program, match, what):
+    """Stop the processes of ``program`` (see :func:`processes`) whose
+    argv ``match`` accepts, and wait until they are gone: what an earlier
+    run of a build left running when its process died (they run in
+    sessions of their own). ``what`` names them in the log."""
+    for pid, argv in processes(program):
+        if match(argv):
+            LOG.info("Stopping %s (process %d), left running by an earlier "
+                     "run of this build", what, pid)
+            kill(pid)
+            wait_gone(pid)
+
+
 def wait_gone(pid, timeout=30):
     """Wait until process ``pid`` has ended: a zombie has once its last
     thread has (until then the threads still hold its files, and QEMU's

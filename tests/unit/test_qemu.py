@@ -54,7 +54,7 @@ def test_a_resumed_local_build_stops_what_an_earlier_run_left(
                7002: ["qemu-system-x86_64", "-name",
                       "imgfac-11111111-2222-4333-8444-555555555555-guest-1"]}
     killed = []
-    monkeypatch.setattr(qemu, "processes", lambda: iter(list(
+    monkeypatch.setattr(qemu, "processes", lambda program="qemu-system": iter(list(
         running.items())))
     monkeypatch.setattr(qemu, "kill", killed.append)
     monkeypatch.setattr(qemu, "wait_gone", lambda pid: None)
@@ -83,7 +83,7 @@ def test_a_machine_that_powered_off_meanwhile_is_taken_as_it_was_left(
     guest shut down before its capture): the resumed build goes on with its
     disk, and captures it."""
     from novaimagebuilder.machines import local
-    monkeypatch.setattr(qemu, "processes", lambda: iter([]))
+    monkeypatch.setattr(qemu, "processes", lambda program="qemu-system": iter([]))
     monkeypatch.setattr(local.tempfile, "gettempdir", lambda: str(tmp_path))
     workdir = tmp_path / "work"
     workdir.mkdir()
