@@ -1,6 +1,7 @@
 """The ``imgfac-nova`` verbs that build: base, target and provider images,
 each run here (or, with a jobboard, a base image posted and followed) until
 it has ended, then shown."""
+import contextlib
 import json
 import signal
 import sys
@@ -47,18 +48,27 @@ def _warn_exposed_secrets(builder, record, args):
             record.plugin)
 
 
-def _wait(job):
-    """Wait for a job; on Ctrl-C or SIGTERM ask it to stop and wait for its
-    clean-up, so nothing it created is left behind.
+@contextlib.contextmanager
+def _interrupts():
+    """An Event set by each Ctrl-C or SIGTERM while in the block.
 
-    The signal handlers only set a flag: an exception raised inside a wait
-    can corrupt the lock being waited on.
+    The signal handlers only set it: an exception raised inside a wait can
+    corrupt the lock being waited on.
     """
     stop = threading.Event()
-    handler = lambda signum, frame: stop.set()  # noqa: E731
-    previous = {sig: signal.signal(sig, handler)
+    previous = {sig: signal.signal(sig, lambda signum, frame: stop.set())
                 for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
+        yield stop
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _wait(job):
+    """Wait for a job; on Ctrl-C or SIGTERM ask it to stop and wait for its
+    clean-up, so nothing it created is left behind."""
+    with _interrupts() as stop:
         warned = 0
         while not job.wait(0.2):
             if stop.is_set():
@@ -69,9 +79,6 @@ def _wait(job):
                       "imgfac-nova: still cleaning up, please wait",
                       file=sys.stderr)
                 job.cancel()
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
 
 
 def _show(args, record):
@@ -133,10 +140,7 @@ def _post(args, conf, template):
             errors.BuildError) as exc:
         raise UsageError(str(exc)) from None
     _warn_exposed_secrets(builder, record, args)
-    stop = threading.Event()
-    previous = {sig: signal.signal(sig, lambda signum, frame: stop.set())
-                for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    with _interrupts() as stop:
         while record.status in images.ACTIVE_STATUSES:
             if stop.is_set():
                 stop.clear()
@@ -148,9 +152,6 @@ def _post(args, conf, template):
             time.sleep(1.0)
             record = builder.store.get(record.identifier)
             display(record)
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
     display.finish()
     _show(args, record)
     return EXIT_OK if record.status == images.COMPLETE else EXIT_FAILED
