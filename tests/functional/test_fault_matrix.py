@@ -4,15 +4,17 @@ cloud (listed as admin) or on this machine, and its record is FAILED with a
 one-line error naming the step; (c) killed with kill -9, then resumed with
 ``imgfac-nova resume`` (a build that cannot be resumed abandoned with
 ``--abandon``) and swept once, it is COMPLETE, or FAILED with a one-line
-reason, and nothing of it is left but a COMPLETE build's result.
+reason, and nothing of it is left but a COMPLETE build's result; a target
+or push killed so is COMPLETE (each build of the chain resumed in turn).
 
 Faults come from the test-only wrapper tests/functional/faults.py. Each case is
 one build run up to its step: select rows with -k (e.g. ``-k "nova and SSH"``).
 The base-image steps build examples/test-cloud.tdl; the target and provider
 steps push the session's base image (built once per backend) to the test
 cloud's Glance as a qcow2 target (``provider_image qcow2 @imgfac-test``).
-A table row per case (backend, step, fault, leftovers, seconds to clean) is
-appended to ``$IMGFAC_FAULT_TABLE`` when set, and printed.
+A table row per case (backend, step, fault, leftovers, seconds to clean, and
+the outcome of the case's own build: the base image, target image or push
+of its step) is appended to ``$IMGFAC_FAULT_TABLE`` when set, and printed.
 """
 import os
 import signal
@@ -173,13 +175,13 @@ def test_fault_leaves_nothing(backend, step, activity, fault, envs, request,
             if not done or found[1] != identifier + ".body"]
     faulted = [records[i] for i in failed
                if activity in (records[i]["status_detail"]["error"] or "")]
-    if fault == "kill9" and not failed:
-        error = "resumed: COMPLETE"
+    if fault == "kill9":  # the case's own build: resumed, or why not
+        own = _own(records, step)
+        error = "resumed: COMPLETE" if own["status"] == "COMPLETE" else \
+            own["status_detail"]["error"]
     else:
         error = faulted[0]["status_detail"]["error"] if faulted else \
             "no record names %r" % activity
-        if fault == "kill9" and failed:  # the resume names why it failed
-            error = records[failed[-1]]["status_detail"]["error"]
     _table((backend, step, fault, len(left), seconds, error[:70]))
     for identifier in set(records) - set(failed):  # resumed to COMPLETE
         deleted = builds.imgfac(config, "delete", identifier,
@@ -190,6 +192,17 @@ def test_fault_leaves_nothing(backend, step, activity, fault, envs, request,
     assert len(error.splitlines()) == 1, error
     if fault != "kill9":
         assert faulted, {i: r["status_detail"] for i, r in records.items()}
+    elif step in dict(CHAIN_STEPS):  # targets and pushes resume
+        assert failed == [], {i: records[i]["status_detail"] for i in failed}
+
+
+def _own(records, step):
+    """The record of the build whose step the case faulted: the base
+    image, the target image or the push."""
+    kind = {"target": "TargetImage", "provider-push": "ProviderImage"}.get(
+        step, "BaseImage")
+    [own] = [record for record in records.values() if record["type"] == kind]
+    return own
 
 
 def _result_name(record):
@@ -198,22 +211,24 @@ def _result_name(record):
 
 
 def _resume(config, store, before, env):
-    """After a kill -9: resume each base- and target-image build the case
-    started (one that cannot be resumed, and every other build: a push, is
-    abandoned), then sweep once."""
-    for identifier in _records(store):
+    """After a kill -9: resume each build the case started, in chain order
+    (a push resumes once its target is COMPLETE); one that cannot be
+    resumed is abandoned. Then sweep once."""
+    order = ("BaseImage", "TargetImage", "ProviderImage")
+    found = _records(store)
+    started = sorted(set(found) - before, key=lambda identifier:
+                     order.index(found[identifier]["type"]))
+    for identifier in started:
         # as it is now: resuming or abandoning one build may end another
         # (the push that was waiting for the target)
         record = _records(store)[identifier]
-        active = record["status"] in ("PENDING", "BUILDING")
-        if identifier in before or not active:
+        if record["status"] not in ("PENDING", "BUILDING"):
             continue
-        if record["type"] in ("BaseImage", "TargetImage"):
-            resumed = builds.imgfac(config, "resume", identifier, env=env,
-                                    timeout=1800)
-            print("resume:", resumed.returncode, resumed.stderr[-1500:])
-            if resumed.returncode != 2:
-                continue
+        resumed = builds.imgfac(config, "resume", identifier, env=env,
+                                timeout=1800)
+        print("resume:", resumed.returncode, resumed.stderr[-1500:])
+        if resumed.returncode != 2:
+            continue
         abandoned = builds.imgfac(config, "resume", "--abandon", identifier,
                                   env=env, timeout=900)
         assert abandoned.returncode == 0, abandoned.stderr[-2000:]
