@@ -154,32 +154,53 @@ class BuildService:
         those that cannot be (their secrets are not stored, no trust, a
         push that needs what the daemon does not have or may not use:
         :func:`resume.unattended`). Builds go in chain order (base, target,
-        push)."""
+        push): a push whose target is resumed now resumes once it ends."""
         checker = self.builder()
+        resumed = {}  # image id -> its Job
         for record in sorted(self.store.list(), key=lambda record:
                              images.TYPES.index(record.type)):
             if record.status not in images.ACTIVE_STATUSES or \
                     checker.still_running(record) or not resume.resumable(
                         record, self.conf.resume_max_age):
                 continue
-            try:
-                if self.trusts is not None and not record.trust_id:
-                    raise resume.ResumeError("it holds no trust to act for "
-                                             "its caller")
-                why = resume.unattended(
-                    record, checker.plugin(record.plugin),
-                    trusted=self.conf.api.auth_strategy == "noauth")
-                if why:
-                    raise resume.ResumeError(why)
-                self._track(self.builder(
-                    record.project_id, trust_id=record.trust_id)
-                    .resume(record.identifier))
-                LOG.info("Resumed build %s", record.identifier)
-            except Exception as exc:
-                why = "not resumed when the daemon started (%s)" % \
-                    scrub.one_line(exc)
-                LOG.warning("Build %s %s", record.identifier, why)
-                checker.abandon(record.identifier, why)
+            target = resumed.get(record.target_image_id) \
+                if record.type == images.PROVIDER_IMAGE else None
+            if target is None:
+                resumed[record.identifier] = self._resume_one(record,
+                                                              checker)
+                continue
+            threading.Thread(target=self._resume_after, daemon=True,
+                             args=(target, record, checker),
+                             name="resume-%s" % record.identifier[:8]).start()
+
+    def _resume_after(self, job, record, checker):
+        """Resume the push ``record`` once ``job`` (its target's) ends."""
+        job.wait()
+        self._resume_one(record, checker)
+
+    def _resume_one(self, record, checker):
+        """Resume ``record``'s build (its running Job), or abandon it
+        naming why not (None)."""
+        try:
+            if self.trusts is not None and not record.trust_id:
+                raise resume.ResumeError("it holds no trust to act for "
+                                         "its caller")
+            why = resume.unattended(
+                record, checker.plugin(record.plugin),
+                trusted=self.conf.api.auth_strategy == "noauth")
+            if why:
+                raise resume.ResumeError(why)
+            job = self._track(self.builder(
+                record.project_id, trust_id=record.trust_id)
+                .resume(record.identifier))
+            LOG.info("Resumed build %s", record.identifier)
+            return job
+        except Exception as exc:
+            why = "not resumed when the daemon started (%s)" % \
+                scrub.one_line(exc)
+            LOG.warning("Build %s %s", record.identifier, why)
+            checker.abandon(record.identifier, why)
+            return None
 
     def _sweep_projects(self):
         """Sweep each project whose builds still hold a trust (unfinished,

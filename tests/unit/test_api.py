@@ -584,6 +584,33 @@ def test_recover_resumes_a_push_that_needs_nothing_from_its_caller(
         "credentials are never stored; push it again) at 0 %: Created")
 
 
+def test_recover_resumes_a_push_after_the_target_it_waits_for(
+        client, complete_base, monkeypatch):
+    from tests.plugins import filecloud
+
+    def push(self, build, provider, credentials, target_image, parameters):
+        with open(target_image.data, "rb") as handle:
+            build.set_identifier_on_provider(handle.read()[-2:].decode())
+    monkeypatch.setattr(filecloud.FileCloud, "provider_needs_credentials",
+                        lambda self, provider: False)
+    monkeypatch.setattr(filecloud.FileCloud, "push_image_to_provider", push)
+    dead = "%s:999999999" % socket.gethostname()
+    target = images.ImageRecord(
+        type=images.TARGET_IMAGE, plugin="filecloud", target="filecopy",
+        base_image_id=complete_base["id"], parameters={"trailer": "XY"},
+        status=images.BUILDING, worker=dead)
+    record = images.ImageRecord(
+        type=images.PROVIDER_IMAGE, plugin="filecloud", target="filecopy",
+        provider="@devstack", target_image_id=target.identifier,
+        status=images.PENDING, worker=dead)
+    client.store.add(record)  # listed first: the push waits all the same
+    client.store.add(target)
+    client.service.recover()
+    assert client.wait("/imagefactory/provider_images/" + record.identifier)[
+        "identifier_on_provider"] == "XY"  # the target's bytes, made anew
+    assert client.store.get(target.identifier).status == images.COMPLETE
+
+
 def test_an_install_script_is_answered_masked_never_in_clear(client, caplog):
     caplog.set_level(logging.DEBUG)
     script = "url --url=http://u:mirrorpw@m.example/\nrootpw --plaintext " \
