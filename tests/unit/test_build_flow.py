@@ -131,6 +131,37 @@ def test_flows_share_one_persistence_connection(
     assert len(made) == 1
 
 
+def test_a_flow_saves_each_state_change_but_no_progress_alone(
+        fakes, tmp_path, monkeypatch):  # noqa: F811
+    """The engine saves a task's progress right after each of its state
+    changes; only the state changes reach the database (reverts too)."""
+    from taskflow.persistence.backends import impl_sqlalchemy
+
+    from imgfac_nova import store
+    saves = []
+    update = impl_sqlalchemy.Connection.update_atom_details
+    monkeypatch.setattr(
+        impl_sqlalchemy.Connection, "update_atom_details",
+        lambda self, detail: saves.append((detail.name, detail.state)) or
+        update(self, detail))
+    images = store.ImageStore(str(tmp_path / "store"))
+    build_id = "7a6b5c4d-3e2f-4a1b-9c8d-7e6f5a4b3c2d"
+    with pytest.raises(errors.BuildError, match="capture_image broke"):
+        runner.Pipeline(Recorder(fail="capture_image"),
+                        media.MediaCache(str(fakes)), build_id=build_id,
+                        persistence=images.flow_persistence()).run(
+            TEMPLATE, {"install_script": "disk /dev/vda\n"})
+    boot = [state for name, state in saves if name == names.BOOT_INSTALLER]
+    # each change once: TaskFlow saved each of these states twice, the
+    # second time with the task's progress alone (the second SUCCESS is
+    # the intention to revert)
+    assert boot == ["RUNNING", "SUCCESS", "SUCCESS", "REVERTING", "REVERTED"]
+    saved = _saved(store.ImageStore(str(tmp_path / "store"))
+                   .flow_persistence(), build_id)
+    assert saved[names.BOOT_INSTALLER][0] == "REVERTED"
+    assert saved[names.CAPTURE_IMAGE][0] == "REVERTED"
+
+
 class _Crash(Recorder):
     """Dies like a killed process (no revert, nothing saved) at ``step``."""
 
