@@ -1,0 +1,369 @@
+"""tools/bench's transfer case: our uploads, pushes and download of one
+file against raw HTTP to the same Glance, measured in turns.
+
+The machines that run it are shared, and their load moves within minutes:
+each sample of ours lies between two samples of each raw baseline (a raw
+PUT or GET with a token, and the same with SHA-512 over its bytes, the
+least any client that verifies Glance's hash does), and its ratio is to
+their mean. ``--rounds`` rounds give each case that many ratios; their
+median is the figure, their range the spread.
+"""
+import hashlib
+import os
+import statistics
+import struct
+import tempfile
+import threading
+import time
+import uuid
+
+GiB, MiB = 1024 ** 3, 1024 ** 2
+#: Reads and writes of the raw HTTP baseline.
+RAW_CHUNK = MiB
+#: The upload cases, each timed between raw PUTs: the name, the child,
+#: its arguments (besides the cloud and the file).
+UPLOADS = (("provider-push", "push", {}),
+           ("provider-push-upload", "push", {"method": "upload"}),
+           ("media-upload", "media", {}),
+           ("provider-copy", "copy", {}))
+#: The baselines' samples: raw, and raw with SHA-512.
+BASELINES = (("raw", False), ("raw_hashed", True))
+
+
+def _session(cloud):
+    import openstack.config
+    config = openstack.config.OpenStackConfig().get_one(cloud=cloud)
+    return config, config.get_session()
+
+
+def _glance_url(cloud):
+    config, session = _session(cloud)
+    url = session.get_endpoint(service_type="image",
+                               interface=config.interface,
+                               region_name=config.region_name)
+    return session, url.rstrip("/")
+
+
+class _HashedFile:
+    """A file read for an upload and hashed as it is read (the verified
+    raw baseline: what any client that checks Glance's hash must do)."""
+
+    def __init__(self, handle, digest):
+        self.handle, self.digest = handle, digest
+
+    def read(self, size=-1):
+        data = self.handle.read(size)
+        if self.digest is not None:
+            self.digest.update(data)
+        return data
+
+
+def child_raw_put(cloud, path, name, hashed=False):
+    import requests
+    started = time.monotonic()
+    session, url = _glance_url(cloud)
+    headers = {"X-Auth-Token": session.get_token()}
+    created = requests.post(url + "/v2/images", headers=headers, json={
+        "name": name, "disk_format": "iso", "container_format": "bare",
+        "visibility": "private"})
+    created.raise_for_status()
+    image_id = created.json()["id"]
+    try:
+        with open(path, "rb") as handle:
+            put = requests.put(
+                url + "/v2/images/%s/file" % image_id, data=_HashedFile(
+                    handle, hashlib.sha512() if hashed else None),
+                headers=dict(headers, **{
+                    "Content-Type": "application/octet-stream",
+                    "Content-Length": str(os.path.getsize(path))}))
+        put.raise_for_status()
+        status = requests.get(url + "/v2/images/" + image_id,
+                              headers=headers).json()["status"]
+        if status != "active":
+            raise SystemExit("raw upload left the image %s" % status)
+    except BaseException:
+        requests.delete(url + "/v2/images/" + image_id, headers=headers)
+        raise
+    return {"seconds": time.monotonic() - started, "image": image_id}
+
+
+def child_raw_get(cloud, image, path, hashed=False):
+    import requests
+    digest = hashlib.sha512() if hashed else None
+    started = time.monotonic()
+    session, url = _glance_url(cloud)
+    with requests.get(url + "/v2/images/%s/file" % image, stream=True,
+                      headers={"X-Auth-Token": session.get_token()}) as got:
+        got.raise_for_status()
+        with open(path, "wb") as handle:
+            for chunk in got.iter_content(RAW_CHUNK):
+                if digest is not None:
+                    digest.update(chunk)
+                handle.write(chunk)
+    return {"seconds": time.monotonic() - started}
+
+
+def _context(directory, record):
+    from imgfac_nova import jobs
+    from imgfac_nova import store
+    images = store.ImageStore(directory)
+    images.add(record)
+    return jobs.BuildContext(images, record.identifier, threading.Event())
+
+
+def child_push(cloud, path, name, method="auto"):
+    from imgfac_nova import images
+    from imgfac_nova.plugins import formats
+    target = images.ImageRecord(
+        type=images.TARGET_IMAGE, data=path, status=images.COMPLETE,
+        properties={"disk_format": "iso", "container_format": "bare"})
+    pushed = images.ImageRecord(type=images.PROVIDER_IMAGE)
+    with tempfile.TemporaryDirectory(prefix="imgfac-bench-store-") as store:
+        ctx = _context(store, pushed)
+        plugin = formats.DiskFormats()
+        parameters = {"image_name": name, "import_method": method,
+                      "upload_timeout": 3600}
+        started = time.monotonic()
+        plugin.check_provider("@" + cloud, None, parameters)
+        plugin.push_image_to_provider(ctx, "@" + cloud, None, target,
+                                      parameters)
+        seconds = time.monotonic() - started
+        image = ctx._store.get(pushed.identifier).identifier_on_provider
+    return {"seconds": seconds, "image": image}
+
+
+def child_copy(cloud, image, name):
+    """The provider push of a target made in the cloud (its Glance image
+    ``image``) to the same cloud under another name: a Glance-to-Glance
+    copy."""
+    from imgfac_nova import images
+    from imgfac_nova.plugins import formats
+    target = images.ImageRecord(
+        type=images.TARGET_IMAGE, status=images.COMPLETE, properties={
+            "disk_format": "iso", "container_format": "bare",
+            images.GLANCE_ID_PROPERTY: image,
+            "glance_cloud": {"cloud": cloud}})
+    pushed = images.ImageRecord(type=images.PROVIDER_IMAGE)
+    with tempfile.TemporaryDirectory(prefix="imgfac-bench-store-") as store:
+        ctx = _context(store, pushed)
+        plugin = formats.DiskFormats()
+        parameters = {"image_name": name, "upload_timeout": 600,
+                      "upload_timeout_per_gib": 120}
+        started = time.monotonic()
+        plugin.check_provider("@" + cloud, None, parameters)
+        plugin.push_image_to_provider(ctx, "@" + cloud, None, target,
+                                      parameters)
+        seconds = time.monotonic() - started
+        copied = ctx._store.get(pushed.identifier).identifier_on_provider
+    return {"seconds": seconds, "image": copied}
+
+
+def child_media(cloud, path, digest):
+    from novaimagebuilder.machines import nova
+    from novaimagebuilder.machines import nova_connect
+    conn = nova_connect.connect(cloud)
+    backend = nova.NovaBackend(conn, "bench-" + uuid.uuid4().hex[:8], None)
+    started = time.monotonic()
+    image = backend._media_image("iso", digest, lambda: path, "iso", "bare")
+    return {"seconds": time.monotonic() - started, "image": image}
+
+
+def child_download(cloud, image):
+    from imgfac_nova import images
+    from imgfac_nova.plugins import formats
+    base = images.ImageRecord(
+        type=images.BASE_IMAGE, status=images.COMPLETE,
+        parameters={"cloud": cloud},
+        properties={images.GLANCE_ID_PROPERTY: image})
+    target = images.ImageRecord(type=images.TARGET_IMAGE)
+    with tempfile.TemporaryDirectory(prefix="imgfac-bench-store-") as store:
+        ctx = _context(store, target)
+        started = time.monotonic()
+        formats.fetch_base(ctx, base, {})
+        seconds = time.monotonic() - started
+    return {"seconds": seconds}
+
+
+def import_modules():
+    """Import what the transfer children use before their clocks start,
+    as a build's process has long done when its bytes move (on a loaded
+    machine importing openstacksdk and glanceclient takes seconds: that
+    is no part of a transfer)."""
+    import glanceclient.v2.client  # noqa: F401
+    import openstack.config  # noqa: F401
+    import openstack.connection  # noqa: F401
+    import requests  # noqa: F401
+    from imgfac_nova.plugins import formats  # noqa: F401
+    from imgfac_nova.plugins import provider  # noqa: F401
+    from imgfac_nova.plugins import provider_access  # noqa: F401
+    from novaimagebuilder.images import glance  # noqa: F401
+    from novaimagebuilder.images import transfer  # noqa: F401
+    from novaimagebuilder.machines import nova  # noqa: F401
+
+
+def iso_header(size):
+    """The first 34 KiB of an ISO 9660 image of ``size`` bytes: Glance
+    checks that an image's bytes match its disk_format, and every upload
+    here is an ISO, like the install media."""
+    descriptor = bytearray(2048)
+    descriptor[0:7] = b"\x01CD001\x01"
+    descriptor[80:88] = struct.pack("<I", size // 2048) + struct.pack(
+        ">I", size // 2048)
+    descriptor[128:132] = struct.pack("<H", 2048) + struct.pack(">H", 2048)
+    return bytes(32 * 1024) + bytes(descriptor)
+
+
+def sample_file(path, size):
+    """``size`` bytes: an ISO header, then 1 MiB of random data every
+    16 MiB, the rest zeros written out (not sparse), so reading it costs
+    what an image does."""
+    block, zeros = os.urandom(MiB), bytes(15 * MiB)
+    block = iso_header(size) + block[len(iso_header(size)):]
+    with open(path, "wb") as handle:
+        left = size
+        while left > 0:
+            handle.write(block[:left])
+            left -= MiB
+            if left > 0:
+                handle.write(zeros[:left])
+                left -= 15 * MiB
+
+
+def delete_image(cloud, image):
+    from novaimagebuilder.images import glance
+    from imgfac_nova.plugins import provider_access
+    conn = provider_access.connect(
+        provider_access.parse_provider("@" + cloud), None)
+    glance.delete(conn.glance, image)
+
+
+CHILDREN = {"raw-put": child_raw_put, "raw-get": child_raw_get,
+            "push": child_push, "copy": child_copy, "media": child_media,
+            "download": child_download}
+
+
+class _Rounds:
+    """The samples of one size: ours and the baselines beside each."""
+
+    def __init__(self, run, cloud, path):
+        self.run, self.cloud, self.path = run, cloud, path
+        self.name = "imgfac-nova-bench-%s" % uuid.uuid4().hex[:8]
+        #: The first raw PUT's image: the copy's and the downloads' source.
+        self.source = None
+        #: Per case, one (ours, before, after) a round.
+        self.samples = {}
+
+    def baselines(self, upload):
+        """A raw and a hashed PUT of the file (their images deleted, but
+        the first: the source) or GET of the source."""
+        found = {}
+        for kind, hashed in BASELINES:
+            if upload:
+                found[kind] = self.run("raw-put", cloud=self.cloud,
+                                       path=self.path, name=self.name,
+                                       hashed=hashed)
+                if self.source is None:
+                    self.source = found[kind]["image"]
+                else:
+                    delete_image(self.cloud, found[kind]["image"])
+            else:
+                down = self.path + ".down"
+                found[kind] = self.run("raw-get", cloud=self.cloud,
+                                       image=self.source, path=down,
+                                       hashed=hashed)
+                os.unlink(down)
+        return found
+
+    def measure(self, digest):
+        """One round: each upload case between raw PUTs, then the download
+        between raw GETs."""
+        before = self.baselines(upload=True)
+        for case, child, extra in UPLOADS:
+            name = self.name + "-" + case
+            arguments = {"push": {"path": self.path, "name": name},
+                         "media": {"path": self.path, "digest": digest},
+                         "copy": {"image": self.source, "name": name}}[child]
+            ours = self.run(child, cloud=self.cloud, **arguments, **extra)
+            delete_image(self.cloud, ours["image"])
+            after = self.baselines(upload=True)
+            self.samples.setdefault(case, []).append((ours, before, after))
+            before = after
+        before = self.baselines(upload=False)
+        ours = self.run("download", cloud=self.cloud, image=self.source)
+        after = self.baselines(upload=False)
+        self.samples.setdefault("download", []).append((ours, before, after))
+
+
+def _ratios(samples, kind):
+    """Per round, the mean of the baseline ``kind`` before and after our
+    sample over our sample's seconds."""
+    return [(before[kind]["seconds"] + after[kind]["seconds"]) / 2 /
+            ours["seconds"] for ours, before, after in samples]
+
+
+def case_transfer(opts, work, figures, run):
+    """For each size, ``opts.rounds`` rounds of every case between its
+    baselines (``run(child, **arguments)`` runs one child); a row per
+    case: our median seconds and the baselines', the median ratio to the
+    hashed and to the raw baseline with their range over rounds, our peak
+    RSS and the baselines'."""
+    rows = []
+    for size_gib in opts.sizes:
+        size = int(size_gib * GiB)
+        tag = "%gGiB" % size_gib
+        path = os.path.join(work, "sample.raw")
+        sample_file(path, size)
+        with open(path, "rb") as handle:
+            digest = hashlib.file_digest(handle, "sha256").hexdigest()
+        rounds = _Rounds(run, opts.cloud, path)
+        loads = []
+        try:
+            for _ in range(opts.rounds):
+                loads.append(round(os.getloadavg()[0], 2))
+                rounds.measure(digest)
+        finally:
+            if rounds.source:
+                delete_image(opts.cloud, rounds.source)
+            os.unlink(path)
+        figures.setdefault("transfer_load", {})[tag] = loads
+        for case, samples in rounds.samples.items():
+            key = "%s-%s" % (case, tag)
+            rows += _case_figures(figures, key, samples)
+        rows.append(("  load per round", " / ".join(
+            "%.1f" % load for load in loads), "", ""))
+        opts.save()
+    return rows
+
+
+def _case_figures(figures, key, samples):
+    """Record one case's figures under ``key``; its row."""
+    seconds = {"ours": [ours["seconds"] for ours, _, _ in samples]}
+    for kind, _ in BASELINES:
+        seconds[kind] = [side[kind]["seconds"] for _, before, after in samples
+                         for side in (before, after)]
+    ratios = {kind: _ratios(samples, kind) for kind, _ in BASELINES}
+    rss = max(ours["peak_rss_mb"] for ours, _, _ in samples)
+    raw_rss = max(side[kind]["peak_rss_mb"] for _, before, after in samples
+                  for side in (before, after) for kind, _ in BASELINES)
+    median = {kind: statistics.median(values)
+              for kind, values in ratios.items()}
+    figures.setdefault("transfer_ratio", {})[key] = round(median["raw"], 3)
+    figures.setdefault("transfer_ratio_verified", {})[key] = round(
+        median["raw_hashed"], 3)
+    figures.setdefault("peak_rss_mb", {})[key] = rss
+    figures.setdefault("transfer", {})[key] = {
+        "seconds": {kind: [round(s, 2) for s in values]
+                    for kind, values in seconds.items()},
+        "ratios": {kind: [round(r, 3) for r in values]
+                   for kind, values in ratios.items()},
+        "raw_peak_rss_mb": raw_rss}
+
+    def spread(kind):
+        return "%.2fx %s (%.2f-%.2f)" % (
+            median[kind], "sha512" if kind == "raw_hashed" else "raw",
+            min(ratios[kind]), max(ratios[kind]))
+    return [(key, "%.1f s (raw %.1f, sha512 %.1f)" % tuple(
+        statistics.median(seconds[kind])
+        for kind in ("ours", "raw", "raw_hashed")),
+        spread("raw_hashed"),
+        "%s, %.0f MB (raw %.0f)" % (spread("raw"), rss, raw_rss))]
