@@ -26,13 +26,13 @@ class Capture:
     def capture(self, machine, role):
         if machine.rescued:  # Nova snapshots no rescued server
             self._unrescue(machine)
-        name = (self._server_name("jeos") if role == "jeos"
+        name = (self.server_name("jeos") if role == "jeos"
                 else self.image_name)
         metadata = {cloud.BUILD_TAG: self.build_id, cloud.ROLE: role}
         if role == "jeos":
             metadata[cloud.OWNER_TAG] = self.owner
-        image = self._image_with(name, metadata)
-        limit = waiter.for_size(self._disk_bytes(), *self.snapshot_timeout)
+        image = self.image_with(name, metadata)
+        limit = waiter.for_size(self.disk_bytes(), *self.snapshot_timeout)
         if machine.volume and (image is None or
                                image.status in ("killed", "deleted")):
             # Nova deletes a server in any task; the upload must not begin
@@ -45,7 +45,7 @@ class Capture:
                 "Nova could not snapshot %s" % machine,
                 lambda: self.conn.compute.create_server_image(
                     machine.id, name, metadata=metadata),
-                lambda: self._image_with(name, metadata),
+                lambda: self.image_with(name, metadata),
                 cancel=self.cancel, log=self.log)
         else:
             self.log.info("Adopting the %s snapshot %s, started by an "
@@ -69,7 +69,7 @@ class Capture:
                 retries.send_once(
                     "setting the minimum sizes of image %s" % image.id,
                     lambda: self.conn.image.update_image(image.id, **sizes),
-                    lambda: self._image_with(name, sizes, image.id),
+                    lambda: self.image_with(name, sizes, image.id),
                     cancel=self.cancel, log=self.log)
             self._drop_inherited(image.id)
             if role == "image":
@@ -80,7 +80,7 @@ class Capture:
                 retries.send_once(
                     "setting the image properties",
                     lambda: self.conn.image.update_image(image.id, **wanted),
-                    lambda: self._image_with(name, wanted, image.id),
+                    lambda: self.image_with(name, wanted, image.id),
                     cancel=self.cancel, log=self.log)
         except BaseException:
             self.discard(image.id)
@@ -109,22 +109,22 @@ class Capture:
     def _min_disk(self, image):
         """GiB a server of ``image`` needs: its virtual size (Glance's,
         else the build servers' disk), rounded up."""
-        size = getattr(image, "virtual_size", None) or self._disk_bytes()
+        size = getattr(image, "virtual_size", None) or self.disk_bytes()
         return -(-size // 1024 ** 3)
 
     def capture_limit(self):
-        size = self._disk_bytes()
+        size = self.disk_bytes()
         return waiter.describe(waiter.for_size(size, *self.snapshot_timeout),
                                size)
 
-    def _disk_bytes(self):
+    def disk_bytes(self):
         """The size of the build servers' root disk (their volume's; else
         the flavor's; 10 GiB for a flavor without one, as the installer
         disk)."""
         return (self.volumes.size if self.volumes else
                 self.flavor.disk or 10) * 1024 ** 3
 
-    def _image_with(self, name, properties, image_id=None):
+    def image_with(self, name, properties, image_id=None):
         """The image ``name`` (or ``image_id``) whose properties include
         ``properties`` (None: there is none)."""
         images = [self.conn.image.get_image(image_id)] if image_id else \

@@ -70,7 +70,7 @@ class Guest:
     def boot_guest(self, jeos, user, public_key, user_data=None):
         self._clear_guest()
         try:
-            name = self._server_name("key")
+            name = self.server_name("key")
             self._create_keypair(name, public_key)
             group = None if self.security_groups else self._ssh_group()
             server = self._boot("guest", jeos, key_name=name,
@@ -129,7 +129,7 @@ class Guest:
             log=self.log)
 
     def _ssh_group(self):
-        name = self._server_name("ssh")
+        name = self.server_name("ssh")
         group = cloud.call("creating the security group",
                            self.conn.network.create_security_group, name=name,
                            description="SSH for imgfac-nova build %s"

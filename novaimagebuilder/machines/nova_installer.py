@@ -84,7 +84,7 @@ class Installer:
         """Upload ``path`` as an image of this build alone (the installer's
         disk, ramdisk or ISO), or adopt the one an earlier run of the build
         uploaded; it goes with the installer (see Removal._parts)."""
-        name = self._server_name(role)
+        name = self.server_name(role)
         return self._adopted_image(name) or self._upload(
             path, name, disk_format, container_format, role, properties)
 

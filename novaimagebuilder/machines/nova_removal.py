@@ -28,11 +28,11 @@ class Removal:
                 self.log.warning("Could not remove %s: %s", description, exc)
                 left.append("%s: %s" % (description, cloud.explain(exc)))
         if server_id is None:
-            found = self._server_named(self._server_name(role))
+            found = self._server_named(self.server_name(role))
             server_id = found and found.id
         if server_id:
             remove("server %s" % server_id,
-                   lambda: self._delete_server(server_id))
+                   lambda: self.delete_server(server_id))
         for kind, parts in self._parts(role, volume):
             try:
                 found = parts()
@@ -78,14 +78,14 @@ class Removal:
                    lambda g=group: self.conn.network.delete_security_group(
                        g.id, ignore_missing=True))
                   for group in self._own("security_groups",
-                                         self._server_name("ssh"))]
-        key = self._server_name("key")
+                                         self.server_name("ssh"))]
+        key = self.server_name("key")
         return parts + [("keypair %s" % key, lambda: self.conn.compute.
                          delete_keypair(key, ignore_missing=True))]
 
     def _installer_parts(self):
         """The installer's private images (see _parts)."""
-        private = {self._server_name(kind) for kind in (
+        private = {self.server_name(kind) for kind in (
             "installer-disk", "installer-ramdisk", "installer-iso")}
         return [("image %s" % image["id"],
                  lambda i=image["id"]: self.discard(i))

@@ -82,12 +82,13 @@ class Servers:
         return [cloud.BUILD_TAG + "=" + self.build_id,
                 cloud.OWNER_TAG + "=" + self.owner]
 
-    def _server_name(self, role):
+    def server_name(self, role):
+        """The name of this build's server in ``role``."""
         return "%s%s-%s" % (cloud.NAME_PREFIX, self.build_id, role)
 
     def _boot(self, role, image_id, user_data=None, key_name=None,
               security_groups=None):
-        attrs = dict(name=self._server_name(role), image_id=image_id,
+        attrs = dict(name=self.server_name(role), image_id=image_id,
                      flavor_id=self.flavor.id,
                      metadata={cloud.BUILD_TAG: self.build_id,
                                cloud.OWNER_TAG: self.owner},
@@ -108,7 +109,7 @@ class Servers:
                                     created.status == "ERROR"):
             self.log.info("Deleting server %s (%s), left by an earlier run "
                           "of this build", created.name, created.id)
-            self._delete_server(created.id)
+            self.delete_server(created.id)
             created = None
         volume = None
         if self.volumes:
@@ -155,7 +156,8 @@ class Servers:
                 found.vm_state == vm_state else None
         retries.send_once(what, send, made, cancel=self.cancel, log=self.log)
 
-    def _delete_server(self, server_id):
+    def delete_server(self, server_id):
+        """Delete the server ``server_id`` and wait until it is gone."""
         self.conn.compute.delete_server(server_id, ignore_missing=True)
         wait_server_gone(self.conn, server_id)
 
@@ -247,7 +249,7 @@ class Servers:
             raise errors.Gone("server %s is gone" % identifier)
         if deleting:
             raise errors.Gone("server %s is being deleted" % identifier)
-        role = "guest" if found.name == self._server_name("guest") else \
+        role = "guest" if found.name == self.server_name("guest") else \
             "installer"
         server = Server(found.id, found.name, role, found=found,
                         rescued=found.vm_state == "rescued", volume=volume)

@@ -79,7 +79,7 @@ class Volumes:
         return self.backend.conn
 
     def name(self, role):
-        return self.backend._server_name(role) + "-volume"
+        return self.backend.server_name(role) + "-volume"
 
     def own(self, **metadata):
         """This build's volumes whose metadata include ``metadata``."""
@@ -209,7 +209,7 @@ class Volumes:
         volume_id = machine.volume
         log.info("Deleting %s to upload its volume %s to Glance", machine,
                  volume_id)
-        self.backend._delete_server(machine.id)
+        self.backend.delete_server(machine.id)
         vname = "volume %s" % volume_id
         volume = self.wait(volume_id, None, "available",
                            ("in-use", "detaching", "available"),
@@ -242,7 +242,7 @@ class Volumes:
         return answer["image_id"]
 
     def _uploading(self, name, metadata):
-        image = self.backend._image_with(name, metadata)
+        image = self.backend.image_with(name, metadata)
         return {"image_id": image.id} if image is not None else None
 
     def release(self, machine):
@@ -253,7 +253,7 @@ class Volumes:
         min_ram the source image's."""
         vname = "volume %s" % machine.volume
         volume = self.wait(machine.volume, None, "available", ("uploading",),
-                           waiter.for_size(self.backend._disk_bytes(),
+                           waiter.for_size(self.backend.disk_bytes(),
                                            *self.backend.snapshot_timeout))
         held = volume.volume_image_metadata or {}
         sizes = {"min_disk": max(int(held.get("min_disk") or 0), volume.size),

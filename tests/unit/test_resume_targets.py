@@ -33,10 +33,17 @@ def _base(builder):
     return builder.store.get(job.image.identifier)
 
 
+def _target_that_died(builder, base, values):
+    """A target-image build of ``base`` whose process died at 50 %."""
+    return _died(builder, images.ImageRecord(
+        type=images.TARGET_IMAGE, plugin="filecloud", target="filecopy",
+        base_image_id=base.identifier, template=base.template,
+        parameters=values))
+
+
 def test_a_target_whose_process_died_resumes_from_its_base(builder):
     base = _base(builder)
-    record, _ = builder._target_step("filecopy", {"trailer": "XY"}, base)
-    _died(builder, record)
+    record = _target_that_died(builder, base, {"trailer": "XY"})
     _finish(builder.resume(record.identifier))
     done = builder.store.get(record.identifier)
     assert done.status == images.COMPLETE and done.worker != record.worker
@@ -46,8 +53,7 @@ def test_a_target_whose_process_died_resumes_from_its_base(builder):
 
 def test_a_target_resumes_only_from_a_complete_base(builder):
     base = _base(builder)
-    record, _ = builder._target_step("filecopy", {}, base)
-    _died(builder, record)
+    record = _target_that_died(builder, base, {})
     builder.store.update(base.identifier, status=images.FAILED)
     with pytest.raises(resume.ResumeError) as raised:
         builder.resume(record.identifier)
