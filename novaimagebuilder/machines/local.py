@@ -87,9 +87,14 @@ class LocalBackend(pipeline.Backend):
             formats.qemu_img("create", "-q", "-f", "qcow2", path, str(size))
         return path
 
-    def _vm(self, role, disk, **kwargs):
-        self._count += 1
-        vm = qemu.VM(self.workdir, "%s-%d" % (role, self._count), disk,
+    def _vm(self, role, disk, number=None, **kwargs):
+        """The machine ``role``-N on ``disk``, N counting this backend's
+        machines; ``number``: the N of one an earlier run made (later ones
+        count on from it, so no name or console file repeats)."""
+        if number is None:
+            number = self._count + 1
+        self._count = max(self._count, number)
+        vm = qemu.VM(self.workdir, "%s-%d" % (role, number), disk,
                      self.accel, memory_mb=self.memory_mb, cpus=self.cpus,
                      build_id=self.build_id, machine=self.machine,
                      nvram=self._nvram(), **kwargs)
@@ -165,12 +170,7 @@ class LocalBackend(pipeline.Backend):
                               "build is undone" % identifier)
         LOG.info("%s powered off while no process drove it: going on with "
                  "its disk", identifier)
-        self._count = max(self._count, int(number) if number.isdigit() else 0)
-        vm = qemu.VM(self.workdir, identifier, disk, self.accel,
-                     build_id=self.build_id, machine=self.machine)
-        vm.disk = disk
-        vm.files = [disk]
-        return vm
+        return self._vm(role, disk, number=int(number))
 
     def wait_powered_off(self, machine, what, timeout, inactivity=None,
                          screen=None):

@@ -91,7 +91,7 @@ def test_a_machine_that_powered_off_meanwhile_is_taken_as_it_was_left(
     backend = local.LocalBackend(str(workdir), "tcg",
                                  build_id="0b1c2d3e-4f50-4617-8293-a4b5c6d7e8f9")
     machine = backend.adopt("installer-1")
-    assert not machine.running()
+    assert not machine.running() and machine.name == "installer-1"
     assert machine.disk == str(workdir / "install.qcow2")
     backend.wait_powered_off(machine, "installing", timeout=5)
     jeos = backend.capture(machine, "jeos")
