@@ -2,6 +2,7 @@
 connection errors, imgfac-nova-manage (SQLite; MariaDB and PostgreSQL in
 tests/functional/test_database.py)."""
 import contextlib
+import os
 import sqlite3
 import subprocess
 import sys
@@ -210,3 +211,30 @@ def test_an_sqlite_file_stays_open_between_transactions(tmp_path):
         assert session.execute(sa.text("SELECT count(*) FROM t")).scalar() \
             == 10
     assert len(opened) <= 1
+
+
+def test_an_sqlite_commit_outlives_the_process_unflushed(tmp_path):
+    """Write-ahead log, its commits not flushed to the disk (they survive
+    a killed process, not a power loss), every connection alike."""
+    url = store.default_connection(str(tmp_path))
+    database = api.database(url)  # (its pool is the parent's alone)
+    migration.upgrade(database)
+    for _ in range(2):
+        with database.reader() as session:
+            conn = session.connection()
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == \
+                "wal"
+            # 1: NORMAL (2, FULL, is SQLite's default)
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1
+    pid = os.fork()
+    if pid == 0:
+        with database.writer() as session:
+            session.execute(models.images.insert().values(
+                identifier="x", type="BaseImage", status="NEW",
+                percent_complete=0, status_detail={}, created="c",
+                updated="u", parameters={}, properties={}, timings={},
+                extra={}))
+        os._exit(9)  # no clean-up, no checkpoint
+    assert os.waitpid(pid, 0)[1] >> 8 == 9
+    with api.Database(url).reader() as session:
+        assert session.execute(models.images.select()).one().identifier == "x"
