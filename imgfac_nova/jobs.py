@@ -93,10 +93,14 @@ class BuildContext:
         return self._store.get(self.identifier).properties.get(name)
 
     def set_property(self, name, value):
-        value = scrub.scrub(value)
+        self.set_properties({name: value})
+
+    def set_properties(self, values):
+        """Set the properties ``values`` (name -> value) in one change of
+        the record."""
+        values = {name: scrub.scrub(value) for name, value in values.items()}
         self._changed(self._store.modify(
-            self.identifier, lambda record: record.properties.update(
-                {name: value})))
+            self.identifier, lambda record: record.properties.update(values)))
 
     def set_icicle(self, xml):
         self._update(icicle=xml)
@@ -107,11 +111,11 @@ class BuildContext:
     def set_provider_account_identifier(self, account):
         self._update(provider_account_identifier=account)
 
-    def add_timing(self, step, **seconds):
-        """Record seconds spent on a step, e.g. ``cloud=12.5, orchestrator=0.4``."""
+    def add_timings(self, timings):
+        """Record the seconds spent on steps, in one change of the record:
+        ``{step: {"cloud": 12.5, "orchestrator": 0.4}}``."""
         self._changed(self._store.modify(
-            self.identifier, lambda record: record.timings.update(
-                {step: seconds})))
+            self.identifier, lambda record: record.timings.update(timings)))
 
 
 class Job:

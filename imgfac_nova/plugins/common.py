@@ -207,9 +207,10 @@ def jeos_policy(conf=None):
 def _record_jeos(build, info):
     """The record says whether the build reused a cached JEOS, stored its
     own, or used none, and which."""
-    build.set_property("jeos_cache", info["cache"])
+    found = {"jeos_cache": info["cache"]}
     if info.get("jeos"):
-        build.set_property("jeos_image", info["jeos"])
+        found["jeos_image"] = info["jeos"]
+    build.set_properties(found)
 
 
 def _media_cache(conf, build):
@@ -236,8 +237,7 @@ def run_pipeline(build, backend, template, parameters, conf=None,
         owned=getattr(build, "owned", None))
     result = runner.run(template, pipeline_parameters(template, parameters))
     build.set_icicle(result.icicle)
-    for step, seconds in result.timings.items():
-        build.add_timing(step, **seconds)
+    build.add_timings(result.timings)
     record_ssh(build, result.ssh)
     return result
 
@@ -254,9 +254,9 @@ SSH_PROPERTIES = {"address": "ssh_address", "jump_host": "ssh_jump_host",
 def record_ssh(build, reached):
     """Put the guest's SSH address, jump host, host-key policy, accepted
     fingerprint and any warning into the image record."""
-    for key, name in SSH_PROPERTIES.items():
-        if reached.get(key) is not None:
-            build.set_property(name, reached[key])
+    build.set_properties({name: reached[key]
+                          for key, name in SSH_PROPERTIES.items()
+                          if reached.get(key) is not None})
 
 
 def target_content(plugin, target, base_image):
@@ -337,6 +337,6 @@ def customize_for_target(build, backend, image, template, parameters,
     result = runner.customize_image(image, template, pipeline_parameters(
         template, parameters), finish, describe)
     build.set_icicle(result.icicle)
-    for step, seconds in result.timings.items():
-        build.add_timing("target_" + step, **seconds)
+    build.add_timings({"target_" + step: seconds
+                       for step, seconds in result.timings.items()})
     return result

@@ -194,8 +194,8 @@ class OpenStack(provider.GlanceProvider):
             sysprep.run(path, source_format,
                         timeout=parameters["sysprep_timeout"],
                         cancel=build.cancel_event)
-            build.add_timing("sysprep",
-                             orchestrator=round(time.monotonic() - started, 1))
+            build.add_timings({"sysprep": {
+                "orchestrator": round(time.monotonic() - started, 1)}})
         fmt = formats.FORMATS[parameters.get("image_format") or "qcow2"]
         found = format_targets.convert_in_place(build, base_image,
                                                 source_format, fmt, 60, 99,

@@ -612,7 +612,7 @@ def test_the_record_says_how_the_guest_was_reached():
     from imgfac_nova.plugins import common
     recorded = {}
     build = types.SimpleNamespace(
-        set_property=lambda name, value: recorded.update({name: value}))
+        set_properties=recorded.update)
     common.record_ssh(build, {
         "address": "[2001:db8::5]:22", "jump_host": "ops@bastion:22",
         "policy": "console", "fingerprint": "SHA256:abc", "checked": False,
