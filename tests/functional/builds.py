@@ -314,12 +314,11 @@ def remove_jeos_cache(admin_conn, directory):
     from novaimagebuilder import sweep
     from imgfac_nova import store as store_mod
     ours = set()
-    for top, _, names in os.walk(str(directory)):
-        if store_mod.SQLITE_NAME in names:
-            try:
-                ours.update(records(top))
-            except store_mod.StoreError:
-                continue  # a unit test's database made unusable on purpose
+    for top in databases.stores_under(directory):
+        try:
+            ours.update(records(top))
+        except store_mod.StoreError:
+            continue  # a unit test's database made unusable on purpose
     for image in list(admin_conn.image.images()):
         props = image.properties or {}
         if props.get("imgfac_role") == sweep.JEOS_CACHE and \

@@ -114,12 +114,14 @@ def pytest_configure(config):
 def records_database(request):
     """With ``IMGFAC_TEST_DATABASE=mariadb``, the stores' records in the
     test cloud's MariaDB (see tests/functional/databases.py); their
-    databases are dropped at the end."""
+    databases are dropped at the end, and those of dead sessions at the
+    start."""
     if databases.backend() == "sqlite":
         yield
         return
     cloud = request.getfixturevalue("test_cloud")
     databases.socket = os.path.join(cloud.state_dir, "run", "mysqld.sock")
+    databases.drop_stale()
     yield
     databases.drop_all()
 

@@ -14,6 +14,7 @@ from novaimagebuilder import cloud
 from novaimagebuilder import errors
 from novaimagebuilder.images import glance
 from novaimagebuilder.images import transfer
+from tests.functional import databases
 from tests.functional import test_glance_transfer
 
 GLANCE_PORT = 9292
@@ -154,7 +155,6 @@ def _push(image, tmp_path, parameters):
     import threading as _threading
     from imgfac_nova import images
     from imgfac_nova import jobs
-    from imgfac_nova import store
     from imgfac_nova.plugins import formats
     target = images.ImageRecord(
         type=images.TARGET_IMAGE, status=images.COMPLETE, properties={
@@ -163,7 +163,7 @@ def _push(image, tmp_path, parameters):
             "glance_cloud": {"cloud": "imgfac-test"},
             "os_hash_value": image["os_hash_value"]})
     pushed = images.ImageRecord(type=images.PROVIDER_IMAGE)
-    records = store.ImageStore(str(tmp_path / "store"))
+    records = databases.image_store(tmp_path / "store")
     records.add(pushed)
     ctx = jobs.BuildContext(records, pushed.identifier, _threading.Event())
     plugin = formats.DiskFormats()

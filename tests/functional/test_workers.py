@@ -17,6 +17,7 @@ import pytest
 
 from tests import poll
 from tests.functional import builds
+from tests.functional import databases
 from tests.functional import servers
 from tests.functional import workers
 from tests.functional.redisserver import redis  # noqa: F401 (fixture)
@@ -195,11 +196,12 @@ def test_an_api_on_another_host_shows_the_log_of_a_running_build(
     run, config, store = board
     run("imgfac_nova.worker")
     elsewhere = tmp_path / "elsewhere.conf"
-    with open(config) as handle:
+    with open(config) as handle:  # the workers' database, named outright
         elsewhere.write_text(handle.read().replace(
-            "storage_path = %s\n" % store,
-            "storage_path = %s\n[database]\nconnection = sqlite:///%s/%s\n"
-            % (tmp_path / "elsewhere", store, "imgfac-nova.sqlite")))
+            databases.config_section(store), "").replace(
+                "storage_path = %s\n" % store,
+                "storage_path = %s\n" % (tmp_path / "elsewhere")) +
+            "[database]\nconnection = %s\n" % databases.url(store))
     conf = test_api._conf(str(elsewhere))
     service = deploy.service(conf)
     client = test_api.Client(deploy.deploy(conf, service), service)

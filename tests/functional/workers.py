@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 from tests.functional import builds
+from tests.functional import databases
 
 TEMPLATE = """<template>
   <name>queued</name>
@@ -26,7 +27,8 @@ def processes(options, tmp_path, env):
     store = tmp_path / "store"
     config = tmp_path / "imgfac-nova.conf"
     config.write_text("[DEFAULT]\nstorage_path = %s\n[jobboard]\n"
-                      "max_claims = 2\n%s" % (store, options))
+                      "max_claims = 2\n%s%s" % (
+                          store, options, databases.config_section(store)))
     (tmp_path / "t.tdl").write_text(TEMPLATE)
     started = []
 
