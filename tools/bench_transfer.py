@@ -161,9 +161,9 @@ def child_copy(cloud, image, name):
 def child_media(cloud, path, digest):
     from novaimagebuilder.machines import nova
     from novaimagebuilder.machines import nova_connect
+    started = time.monotonic()  # its login too, as the raw PUT's
     conn = nova_connect.connect(cloud)
     backend = nova.NovaBackend(conn, "bench-" + uuid.uuid4().hex[:8], None)
-    started = time.monotonic()
     image = backend._media_image("iso", digest, lambda: path, "iso", "bare")
     return {"seconds": time.monotonic() - started, "image": image}
 
@@ -187,15 +187,21 @@ def child_download(cloud, image):
 def import_modules():
     """Import what the transfer children use before their clocks start,
     as a build's process has long done when its bytes move (on a loaded
-    machine importing openstacksdk and glanceclient takes seconds: that
-    is no part of a transfer)."""
+    machine importing openstacksdk, glanceclient and TaskFlow, whose
+    engine imports networkx, takes seconds: that is no part of a
+    transfer)."""
     import glanceclient.v2.client  # noqa: F401
     import openstack.config  # noqa: F401
     import openstack.connection  # noqa: F401
     import requests  # noqa: F401
+    import taskflow.engines.action_engine.engine  # noqa: F401
+    from imgfac_nova.db import flows  # noqa: F401
     from imgfac_nova.plugins import formats  # noqa: F401
     from imgfac_nova.plugins import provider  # noqa: F401
     from imgfac_nova.plugins import provider_access  # noqa: F401
+    from novaimagebuilder import engine  # noqa: F401
+    from novaimagebuilder.flows import push  # noqa: F401
+    from novaimagebuilder.images import download  # noqa: F401
     from novaimagebuilder.images import glance  # noqa: F401
     from novaimagebuilder.images import transfer  # noqa: F401
     from novaimagebuilder.machines import nova  # noqa: F401
