@@ -184,16 +184,19 @@ def child_download(cloud, image):
     return {"seconds": seconds}
 
 
-def import_modules():
-    """Import what the transfer children use before their clocks start,
-    as a build's process has long done when its bytes move (on a loaded
-    machine importing openstacksdk, glanceclient and TaskFlow, whose
-    engine imports networkx, takes seconds: that is no part of a
-    transfer)."""
-    import glanceclient.v2.client  # noqa: F401
+def import_modules(case):
+    """Import what the transfer child ``case`` uses before its clock
+    starts, as a build's process has long done when its bytes move (on a
+    loaded machine importing openstacksdk, glanceclient and TaskFlow,
+    whose engine imports networkx, takes seconds: that is no part of a
+    transfer); the raw baselines import only what they use, so their
+    peak RSS is a bare script's."""
     import openstack.config  # noqa: F401
-    import openstack.connection  # noqa: F401
     import requests  # noqa: F401
+    if case in ("raw-put", "raw-get"):
+        return
+    import glanceclient.v2.client  # noqa: F401
+    import openstack.connection  # noqa: F401
     import taskflow.engines.action_engine.engine  # noqa: F401
     from imgfac_nova.db import flows  # noqa: F401
     from imgfac_nova.plugins import formats  # noqa: F401
