@@ -12,7 +12,8 @@ then raised as it was raised in the task.
 A flow whose process died is resumed by running it again for the same
 build: the engine finds its unfinished flow detail in the build's logbook,
 does not run again the tasks that finished (their saved results feed the
-rest), and runs again from its start a task that was running.
+rest), and runs again from its start a task that was running. A flow that
+had run to its end when its process died gives its saved results at once.
 
 A ``checkpoint`` (a callable) is asked before each task whether the build
 may go on; when it says no, the engine stops after the task that runs,
@@ -46,7 +47,9 @@ def run(flow, build_id=None, persistence=None, store=None, checkpoint=None):
     backend = persistence or impl_memory.MemoryBackend()
     build_id = build_id or uuidutils.generate_uuid()
     book = _logbook(backend, build_id)
-    detail = _unfinished(book, flow.name)
+    detail = _current(book, flow.name)
+    if detail is not None and detail.state == states.SUCCESS:
+        return {atom.name: atom.results for atom in detail}
     if detail is None:
         detail = models.FlowDetail(flow.name, uuidutils.generate_uuid())
         book.add(detail)
@@ -77,25 +80,31 @@ def _logbook(backend, build_id):
             return models.LogBook(logbook_name(build_id), uuid=build_id)
 
 
-def _unfinished(book, name):
-    """The flow detail of ``book``'s run of the flow ``name`` that did not
-    end (its process died), or None."""
-    for detail in book:
-        if detail.name == name and detail.state not in _ENDED:
+def _current(book, name):
+    """The flow detail of ``book``'s run of the flow ``name`` to go on
+    with: the one that did not end (its process died), else the one that
+    ran to its end (its process died before the build had used its
+    results); None when there is neither."""
+    found = [detail for detail in book if detail.name == name]
+    for detail in found:
+        if detail.state not in _ENDED:
+            return detail
+    for detail in found:
+        if detail.state == states.SUCCESS:
             return detail
     return None
 
 
 def finished_tasks(persistence, build_id, name):
-    """Names of the tasks of the build's unfinished run of the flow
-    ``name`` that finished (their results saved); empty when it has
-    none."""
+    """Names of the tasks that finished (their results saved) in the
+    build's run of the flow ``name`` to go on with (see :func:`_current`);
+    empty when it has none."""
     with contextlib.closing(persistence.get_connection()) as conn:
         try:
             book = conn.get_logbook(build_id)
         except exceptions.NotFound:
             return set()
-    detail = _unfinished(book, name)
+    detail = _current(book, name)
     if detail is None:
         return set()
     return {atom.name for atom in detail if atom.state == states.SUCCESS}

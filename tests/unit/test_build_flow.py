@@ -215,7 +215,17 @@ def test_a_build_whose_process_died_resumes_after_its_last_finished_step(
     assert again.alive == {"image"}
     saved = _saved(persistence, build_id)
     assert {state for state, _ in saved.values()} == {"SUCCESS"}
-    assert engine.finished_tasks(persistence, build_id, "base-image") == set()
+    # ran to its end: a process that died before the build had used the
+    # results (its record not COMPLETE yet) resumes with them, running
+    # nothing again
+    assert engine.finished_tasks(persistence, build_id, "base-image") == \
+        set(BASE_STEPS)
+    after = Recorder()
+    result = runner.Pipeline(after, media.MediaCache(str(fakes)),
+                             build_id=build_id,
+                             persistence=persistence).run(
+        TEMPLATE, {"install_script": "disk /dev/vda\n"})
+    assert result.image == "image" and after.calls == []
 
 
 def test_a_resumed_build_whose_installer_is_gone_fails_and_reverts(
