@@ -1,15 +1,16 @@
-"""tools/bench's transfer case: our uploads, pushes and download of one
-file against raw HTTP to the same Glance, measured in turns.
+"""tools/bench's transfer case: our uploads, pushes, copy and download of
+one file against raw HTTP to the same Glance, measured in turns.
 
 The machines that run it are shared, and their load moves within minutes:
-each sample of ours lies between two samples of each raw baseline (a raw
-PUT or GET with a token, and the same with SHA-512 over its bytes, the
-least any client that verifies Glance's hash does), and its ratio is to
-their mean. ``--rounds`` rounds give each case that many ratios; their
-median is the figure, their range the spread.
+each sample of ours lies between two samples of each of its raw baselines
+(a raw PUT, GET, or GET streamed into a PUT, with a token; and the same
+with SHA-512 over the bytes, the least any client that verifies Glance's
+hash does), and its ratio is to their mean. ``--rounds`` rounds give each
+case that many ratios; their median is the figure, their range the spread.
 """
 import hashlib
 import os
+import queue
 import statistics
 import struct
 import tempfile
@@ -20,12 +21,16 @@ import uuid
 GiB, MiB = 1024 ** 3, 1024 ** 2
 #: Reads and writes of the raw HTTP baseline.
 RAW_CHUNK = MiB
-#: The upload cases, each timed between raw PUTs: the name, the child,
-#: its arguments (besides the cloud and the file).
-UPLOADS = (("provider-push", "push", {}),
-           ("provider-push-upload", "push", {"method": "upload"}),
-           ("media-upload", "media", {}),
-           ("provider-copy", "copy", {}))
+#: The cases in the order they run: the name, the child, its arguments
+#: (besides the cloud and the file or image), the raw baseline it is
+#: timed between: a PUT of the file, a GET of the source image, or that
+#: GET streamed into a PUT (a Glance-to-Glance copy: the same Glance
+#: serves the download and takes the upload, on the same cores).
+CASES = (("provider-push", "push", {}, "put"),
+         ("provider-push-upload", "push", {"method": "upload"}, "put"),
+         ("media-upload", "media", {}, "put"),
+         ("provider-copy", "copy", {}, "copy"),
+         ("download", "download", {}, "get"))
 #: The baselines' samples: raw, and raw with SHA-512.
 BASELINES = (("raw", False), ("raw_hashed", True))
 
@@ -101,6 +106,76 @@ def child_raw_get(cloud, image, path, hashed=False):
                     digest.update(chunk)
                 handle.write(chunk)
     return {"seconds": time.monotonic() - started}
+
+
+class _Sized:
+    """An iterable body with a length: requests sends it as it comes with
+    that ``Content-Length``."""
+
+    def __init__(self, chunks, size):
+        self.chunks, self.size = chunks, size
+
+    def __len__(self):
+        return self.size
+
+    def __iter__(self):
+        return self.chunks
+
+
+def child_raw_copy(cloud, image, name, hashed=False):
+    """The Glance image ``image`` copied to a new image ``name`` by hand:
+    its record read, a new image made, its bytes streamed from a GET into
+    the new image's PUT (a thread reading ahead, as a shell pipe would),
+    with SHA-512 over them (``hashed``) checked against the source's."""
+    import requests
+    started = time.monotonic()
+    session, url = _glance_url(cloud)
+    headers = {"X-Auth-Token": session.get_token()}
+    source = requests.get(url + "/v2/images/" + image, headers=headers)
+    source.raise_for_status()
+    source = source.json()
+    created = requests.post(url + "/v2/images", headers=headers, json={
+        "name": name, "disk_format": source["disk_format"],
+        "container_format": source["container_format"],
+        "visibility": "private"})
+    created.raise_for_status()
+    copied = created.json()["id"]
+    digest = hashlib.sha512() if hashed else None
+    try:
+        with requests.get(url + "/v2/images/%s/file" % image, stream=True,
+                          headers=headers) as got:
+            got.raise_for_status()
+            ahead = queue.Queue(maxsize=8)
+
+            def fetch():
+                for chunk in got.iter_content(RAW_CHUNK):
+                    ahead.put(chunk)
+                ahead.put(None)
+
+            def chunks():
+                for chunk in iter(ahead.get, None):
+                    if digest is not None:
+                        digest.update(chunk)
+                    yield chunk
+
+            threading.Thread(target=fetch, daemon=True).start()
+            put = requests.put(
+                url + "/v2/images/%s/file" % copied,
+                data=_Sized(chunks(), source["size"]),
+                headers=dict(headers,
+                             **{"Content-Type": "application/octet-stream"}))
+        put.raise_for_status()
+        if digest is not None and \
+                digest.hexdigest() != source["os_hash_value"]:
+            raise SystemExit("raw copy: the bytes are not the source's")
+        status = requests.get(url + "/v2/images/" + copied,
+                              headers=headers).json()["status"]
+        if status != "active":
+            raise SystemExit("raw copy left the image %s" % status)
+    except BaseException:
+        requests.delete(url + "/v2/images/" + copied, headers=headers)
+        raise
+    return {"seconds": time.monotonic() - started, "image": copied}
 
 
 def _context(directory, record):
@@ -193,7 +268,7 @@ def import_modules(case):
     peak RSS is a bare script's."""
     import openstack.config  # noqa: F401
     import requests  # noqa: F401
-    if case in ("raw-put", "raw-get"):
+    if case.startswith("raw-"):
         return
     import glanceclient.v2.client  # noqa: F401
     import openstack.connection  # noqa: F401
@@ -247,6 +322,7 @@ def delete_image(cloud, image):
 
 
 CHILDREN = {"raw-put": child_raw_put, "raw-get": child_raw_get,
+            "raw-copy": child_raw_copy,
             "push": child_push, "copy": child_copy, "media": child_media,
             "download": child_download}
 
@@ -262,45 +338,51 @@ class _Rounds:
         #: Per case, one (ours, before, after) a round.
         self.samples = {}
 
-    def baselines(self, upload):
-        """A raw and a hashed PUT of the file (their images deleted, but
-        the first: the source) or GET of the source."""
+    def baselines(self, kind):
+        """A raw and a hashed sample of the baseline ``kind`` (see
+        :data:`CASES`); the images they make are deleted, but the first
+        PUT's: the source of the copy and the download."""
         found = {}
-        for kind, hashed in BASELINES:
-            if upload:
-                found[kind] = self.run("raw-put", cloud=self.cloud,
-                                       path=self.path, name=self.name,
-                                       hashed=hashed)
-                if self.source is None:
-                    self.source = found[kind]["image"]
-                else:
-                    delete_image(self.cloud, found[kind]["image"])
+        for sample, hashed in BASELINES:
+            if kind == "put":
+                found[sample] = self.run("raw-put", cloud=self.cloud,
+                                         path=self.path, name=self.name,
+                                         hashed=hashed)
+            elif kind == "copy":
+                found[sample] = self.run("raw-copy", cloud=self.cloud,
+                                         image=self.source, name=self.name,
+                                         hashed=hashed)
             else:
                 down = self.path + ".down"
-                found[kind] = self.run("raw-get", cloud=self.cloud,
-                                       image=self.source, path=down,
-                                       hashed=hashed)
+                found[sample] = self.run("raw-get", cloud=self.cloud,
+                                         image=self.source, path=down,
+                                         hashed=hashed)
                 os.unlink(down)
+            made = found[sample].get("image")
+            if made and self.source is None:
+                self.source = made
+            elif made:
+                delete_image(self.cloud, made)
         return found
 
     def measure(self, digest):
-        """One round: each upload case between raw PUTs, then the download
-        between raw GETs."""
-        before = self.baselines(upload=True)
-        for case, child, extra in UPLOADS:
+        """One round: each case between two samples of its baselines (one
+        case's after is the next one's before when they share it)."""
+        before, kind = None, None
+        for case, child, extra, baseline in CASES:
+            if baseline != kind:
+                before, kind = self.baselines(baseline), baseline
             name = self.name + "-" + case
             arguments = {"push": {"path": self.path, "name": name},
                          "media": {"path": self.path, "digest": digest},
-                         "copy": {"image": self.source, "name": name}}[child]
+                         "copy": {"image": self.source, "name": name},
+                         "download": {"image": self.source}}[child]
             ours = self.run(child, cloud=self.cloud, **arguments, **extra)
-            delete_image(self.cloud, ours["image"])
-            after = self.baselines(upload=True)
+            if ours.get("image"):
+                delete_image(self.cloud, ours["image"])
+            after = self.baselines(baseline)
             self.samples.setdefault(case, []).append((ours, before, after))
             before = after
-        before = self.baselines(upload=False)
-        ours = self.run("download", cloud=self.cloud, image=self.source)
-        after = self.baselines(upload=False)
-        self.samples.setdefault("download", []).append((ours, before, after))
 
 
 def _ratios(samples, kind):
