@@ -1,9 +1,11 @@
 """A Glance image's bytes down to a file (:func:`download`), in one pass at
-the link's speed: the image's record is read beside the bytes (not before
-them: a request's latency, a good part of a fast download on a loaded
-machine), the bytes are hashed beside their writing (:class:`streams.StreamHash`)
-with Glance's default algorithm from the first byte, and progress is
-reported by a thread of its own (:class:`streams.Progress`)."""
+the link's speed: the image's record is read beside the bytes, asked for
+once the first bytes came (not before them: a request's latency, a good
+part of a fast download on a loaded machine; nor at once with them: both
+requests would have Glance validate a new token with Keystone), the bytes
+are hashed beside their writing (:class:`streams.StreamHash`) with
+Glance's default algorithm from the first byte, and progress is reported
+by a thread of its own (:class:`streams.Progress`)."""
 import concurrent.futures
 import hashlib
 import logging
@@ -23,13 +25,9 @@ def download(client, image_id, path, progress=None, cancel=None):
     ``client``) to ``path``; checked against the image's hash and inspected
     as its ``disk_format``. Returns Glance's record of the image (a dict).
     ``progress(percent, bytes_received)`` is called as
-    :class:`streams.Progress` says. Nothing is left at ``path`` on failure."""
-    client.http_client.get_endpoint()  # logged in before the two requests
-    reading = concurrent.futures.ThreadPoolExecutor(
-        1, thread_name_prefix="glance-record")
-    record = reading.submit(glance.call, "reading Glance image %s"
-                            % image_id, _record, client, image_id)
-    reading.shutdown(wait=False)
+    :class:`streams.Progress` says, from when the record came. Nothing is
+    left at ``path`` on failure."""
+    record = _Record(client, image_id)
     digest = streams.StreamHash(streams.DEFAULT_HASH)
     report = image = None
     done = 0
@@ -38,13 +36,15 @@ def download(client, image_id, path, progress=None, cancel=None):
             for chunk in transfer.chunks(client, image_id):
                 if cancel is not None and cancel.is_set():
                     raise errors.Cancelled()
-                if image is None:
-                    image, report = _started(record.result(), path, progress)
                 digest.update(chunk)
                 handle.write(chunk)
                 done += len(chunk)
-                report(done)
-        if image is None:  # no bytes
+                if report is not None:
+                    report(done)
+                elif record.arrived():
+                    image, report = _started(record.result(), path, progress)
+                    report(done)
+        if image is None:
             image, report = _started(record.result(), path, progress)
         _check(image, path, digest)
     except errors.BuildError:
@@ -53,8 +53,9 @@ def download(client, image_id, path, progress=None, cancel=None):
     except BaseException as exc:
         _remove(path)
         if isinstance(exc, Exception):
-            if record.exception() is not None:  # e.g. no such image
-                raise record.exception() from None
+            failure = record.exception()
+            if failure is not None:  # e.g. no such image
+                raise failure from None
             raise errors.BuildError("downloading Glance image %s: %s"
                                     % (image_id, glance.explain(exc))) from None
         raise
@@ -62,7 +63,40 @@ def download(client, image_id, path, progress=None, cancel=None):
         if report is not None:
             report.close()
         digest.close()
+        record.close()
     return image
+
+
+class _Record:
+    """Glance's record of the image (a dict), read by a thread of its own
+    from the first time it is asked about."""
+
+    def __init__(self, client, image_id):
+        self.client, self.image_id = client, image_id
+        self._pool = self._future = None
+
+    def _asked(self):
+        if self._future is None:
+            self._pool = concurrent.futures.ThreadPoolExecutor(
+                1, thread_name_prefix="glance-record")
+            self._future = self._pool.submit(
+                glance.call, "reading Glance image %s" % self.image_id,
+                _record, self.client, self.image_id)
+        return self._future
+
+    def arrived(self):
+        """Whether the record came (the first call asks for it)."""
+        return self._asked().done()
+
+    def result(self):
+        return self._asked().result()
+
+    def exception(self):
+        return self._asked().exception()
+
+    def close(self):
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
 
 
 def _started(image, path, progress):

@@ -156,14 +156,15 @@ def test_the_bytes_do_not_wait_for_a_slow_report():
 
 
 def test_a_download_reads_the_image_record_and_its_bytes_only(tmp_path):
-    """Two requests to Glance, made at once (glanceclient would read its
-    image schema first)."""
+    """Two requests to Glance (glanceclient would read its image schema
+    first): the bytes, and once they come the record beside them (asked at
+    once, both would have Glance validate a new token)."""
     data = _random(2 * streams.CHUNK)
     with requests_mock.Mocker() as mocker:
         _mock(mocker, data, hashlib.sha512(data).hexdigest())
         image = download.download(_client(), IMAGE, str(tmp_path / "image"))
-        assert sorted(r.path for r in mocker.request_history) == [
-            "/v2/images/" + IMAGE, "/v2/images/%s/file" % IMAGE]
+        assert [r.path for r in mocker.request_history] == [
+            "/v2/images/%s/file" % IMAGE, "/v2/images/" + IMAGE]
     assert image["disk_format"] == "raw"
 
 
