@@ -129,11 +129,18 @@ class Guest:
             log=self.log)
 
     def _ssh_group(self):
+        """The build's security group (sent once: see retries.send_once;
+        Neutron takes a second group of the same name)."""
         name = self.server_name("ssh")
-        group = cloud.call("creating the security group",
-                           self.conn.network.create_security_group, name=name,
-                           description="SSH for imgfac-nova build %s"
-                           % self.build_id)
+        description = "SSH for imgfac-nova build %s" % self.build_id
+        group = retries.send_once(
+            "creating the security group",
+            lambda: self.conn.network.create_security_group(
+                name=name, description=description),
+            lambda: next((found for found in self.conn.network.
+                          security_groups(name=name)
+                          if found.description == description), None),
+            cancel=self.cancel, log=self.log)
         cloud.call("tagging the security group", self.conn.network.set_tags,
                    group, self._tags())
         return group

@@ -191,3 +191,30 @@ def test_a_floating_ip_whose_answer_was_lost_is_adopted(cloud):
     looked = calls(cloud, "GET", "/v2.0/floatingips")
     assert looked[0].qs == {"port_id": ["port1"],
                             "description": ["imgfac-nova build b1"]}
+
+
+def test_a_security_group_whose_answer_was_lost_is_adopted(cloud):
+    """Neutron takes two groups of one name: the POST reset after Neutron
+    made the group is resolved by finding it (its name and the build's
+    description; another build's group of that name is not it)."""
+    from novaimagebuilder.machines import nova
+    neutron = "http://neutron.test/"
+    conn = openstack.connection.Connection(
+        session=retries.Session(auth=noauth.NoAuth()),
+        compute_endpoint_override=NOVA, network_endpoint_override=neutron)
+    cloud.get(neutron, json={"versions": [{
+        "id": "v2.0", "status": "CURRENT",
+        "links": [{"rel": "self", "href": neutron + "v2.0/"}]}]})
+    cloud.post(neutron + "v2.0/security-groups", [RESET])
+    cloud.get(neutron + "v2.0/security-groups", json={"security_groups": [
+        {"id": "sg0", "name": "imgfac-nova-b1-ssh",
+         "description": "SSH for imgfac-nova build b0"},
+        {"id": "sg1", "name": "imgfac-nova-b1-ssh",
+         "description": "SSH for imgfac-nova build b1"}]})
+    cloud.put(neutron + "v2.0/security-groups/sg1/tags", json={"tags": []})
+    flavor = openstack.compute.v2.flavor.Flavor(id="1", name="1", disk=2)
+    group = nova.NovaBackend(conn, "b1", flavor)._ssh_group()
+    assert group.id == "sg1"
+    assert len(calls(cloud, "POST", "/v2.0/security-groups")) == 1
+    assert calls(cloud, "GET", "/v2.0/security-groups")[0].qs == {
+        "name": ["imgfac-nova-b1-ssh"]}
