@@ -8,6 +8,7 @@ with SHA-512 over the bytes, the least any client that verifies Glance's
 hash does), and its ratio is to their mean. ``--rounds`` rounds give each
 case that many ratios; their median is the figure, their range the spread.
 """
+import contextlib
 import hashlib
 import os
 import queue
@@ -63,32 +64,42 @@ class _HashedFile:
         return data
 
 
+@contextlib.contextmanager
+def _raw_image(url, headers, name, disk_format="iso",
+               container_format="bare"):
+    """A new private Glance image for the block to fill (its id); it must
+    be active after the block, and is deleted when the block fails."""
+    import requests
+    created = requests.post(url + "/v2/images", headers=headers, json={
+        "name": name, "disk_format": disk_format,
+        "container_format": container_format, "visibility": "private"})
+    created.raise_for_status()
+    image_id = created.json()["id"]
+    try:
+        yield image_id
+        status = requests.get(url + "/v2/images/" + image_id,
+                              headers=headers).json()["status"]
+        if status != "active":
+            raise SystemExit("a raw transfer left the image %s" % status)
+    except BaseException:
+        requests.delete(url + "/v2/images/" + image_id, headers=headers)
+        raise
+
+
 def child_raw_put(cloud, path, name, hashed=False):
     import requests
     started = time.monotonic()
     session, url = _glance_url(cloud)
     headers = {"X-Auth-Token": session.get_token()}
-    created = requests.post(url + "/v2/images", headers=headers, json={
-        "name": name, "disk_format": "iso", "container_format": "bare",
-        "visibility": "private"})
-    created.raise_for_status()
-    image_id = created.json()["id"]
-    try:
-        with open(path, "rb") as handle:
-            put = requests.put(
-                url + "/v2/images/%s/file" % image_id, data=_HashedFile(
-                    handle, hashlib.sha512() if hashed else None),
-                headers=dict(headers, **{
-                    "Content-Type": "application/octet-stream",
-                    "Content-Length": str(os.path.getsize(path))}))
+    with _raw_image(url, headers, name) as image_id, \
+            open(path, "rb") as handle:
+        put = requests.put(
+            url + "/v2/images/%s/file" % image_id, data=_HashedFile(
+                handle, hashlib.sha512() if hashed else None),
+            headers=dict(headers, **{
+                "Content-Type": "application/octet-stream",
+                "Content-Length": str(os.path.getsize(path))}))
         put.raise_for_status()
-        status = requests.get(url + "/v2/images/" + image_id,
-                              headers=headers).json()["status"]
-        if status != "active":
-            raise SystemExit("raw upload left the image %s" % status)
-    except BaseException:
-        requests.delete(url + "/v2/images/" + image_id, headers=headers)
-        raise
     return {"seconds": time.monotonic() - started, "image": image_id}
 
 
@@ -134,47 +145,35 @@ def child_raw_copy(cloud, image, name, hashed=False):
     source = requests.get(url + "/v2/images/" + image, headers=headers)
     source.raise_for_status()
     source = source.json()
-    created = requests.post(url + "/v2/images", headers=headers, json={
-        "name": name, "disk_format": source["disk_format"],
-        "container_format": source["container_format"],
-        "visibility": "private"})
-    created.raise_for_status()
-    copied = created.json()["id"]
     digest = hashlib.sha512() if hashed else None
-    try:
-        with requests.get(url + "/v2/images/%s/file" % image, stream=True,
-                          headers=headers) as got:
-            got.raise_for_status()
-            ahead = queue.Queue(maxsize=8)
+    with _raw_image(url, headers, name, source["disk_format"],
+                    source["container_format"]) as copied, \
+            requests.get(url + "/v2/images/%s/file" % image, stream=True,
+                         headers=headers) as got:
+        got.raise_for_status()
+        ahead = queue.Queue(maxsize=8)
 
-            def fetch():
-                for chunk in got.iter_content(RAW_CHUNK):
-                    ahead.put(chunk)
-                ahead.put(None)
+        def fetch():
+            for chunk in got.iter_content(RAW_CHUNK):
+                ahead.put(chunk)
+            ahead.put(None)
 
-            def chunks():
-                for chunk in iter(ahead.get, None):
-                    if digest is not None:
-                        digest.update(chunk)
-                    yield chunk
+        def chunks():
+            for chunk in iter(ahead.get, None):
+                if digest is not None:
+                    digest.update(chunk)
+                yield chunk
 
-            threading.Thread(target=fetch, daemon=True).start()
-            put = requests.put(
-                url + "/v2/images/%s/file" % copied,
-                data=_Sized(chunks(), source["size"]),
-                headers=dict(headers,
-                             **{"Content-Type": "application/octet-stream"}))
+        threading.Thread(target=fetch, daemon=True).start()
+        put = requests.put(
+            url + "/v2/images/%s/file" % copied,
+            data=_Sized(chunks(), source["size"]),
+            headers=dict(headers,
+                         **{"Content-Type": "application/octet-stream"}))
         put.raise_for_status()
         if digest is not None and \
                 digest.hexdigest() != source["os_hash_value"]:
             raise SystemExit("raw copy: the bytes are not the source's")
-        status = requests.get(url + "/v2/images/" + copied,
-                              headers=headers).json()["status"]
-        if status != "active":
-            raise SystemExit("raw copy left the image %s" % status)
-    except BaseException:
-        requests.delete(url + "/v2/images/" + copied, headers=headers)
-        raise
     return {"seconds": time.monotonic() - started, "image": copied}
 
 

@@ -17,6 +17,7 @@ from tests.unit.test_nova_rescue import nova_version
 
 SERVER = {"server": {"id": "srv1", "name": "imgfac-nova-b1-guest",
                      "status": "ACTIVE"}}
+NEUTRON = "http://neutron.test/"
 RESET = {"exc": requests.exceptions.ConnectionError(
     "('Connection aborted.', ConnectionResetError(104, 'reset'))")}
 
@@ -32,6 +33,15 @@ def connect(**config):
     return openstack.connection.Connection(
         session=retries.Session(auth=noauth.NoAuth()),
         compute_endpoint_override=NOVA, **config)
+
+
+def connect_neutron(cloud):
+    """A connection to Nova and to Neutron (its version discovery
+    declared)."""
+    cloud.get(NEUTRON, json={"versions": [{
+        "id": "v2.0", "status": "CURRENT",
+        "links": [{"rel": "self", "href": NEUTRON + "v2.0/"}]}]})
+    return connect(network_endpoint_override=NEUTRON)
 
 
 def calls(cloud, method, path):
@@ -167,22 +177,16 @@ def test_a_server_create_whose_answer_was_lost_is_adopted(cloud):
 def test_a_floating_ip_whose_answer_was_lost_is_adopted(cloud):
     from novaimagebuilder.machines import nova
     from novaimagebuilder.machines import nova_servers
-    neutron = "http://neutron.test/"
-    conn = openstack.connection.Connection(
-        session=retries.Session(auth=noauth.NoAuth()),
-        compute_endpoint_override=NOVA, network_endpoint_override=neutron)
-    cloud.get(neutron, json={"versions": [{
-        "id": "v2.0", "status": "CURRENT",
-        "links": [{"rel": "self", "href": neutron + "v2.0/"}]}]})
-    cloud.get(neutron + "v2.0/networks", json={"networks": [
+    conn = connect_neutron(cloud)
+    cloud.get(NEUTRON + "v2.0/networks", json={"networks": [
         {"id": "ext", "name": "public", "router:external": True}]})
-    cloud.get(neutron + "v2.0/ports", json={"ports": [
+    cloud.get(NEUTRON + "v2.0/ports", json={"ports": [
         {"id": "port1", "network_id": "net1", "device_id": "srv1"}]})
-    cloud.post(neutron + "v2.0/floatingips", [RESET])
-    cloud.get(neutron + "v2.0/floatingips", json={"floatingips": [
+    cloud.post(NEUTRON + "v2.0/floatingips", [RESET])
+    cloud.get(NEUTRON + "v2.0/floatingips", json={"floatingips": [
         {"id": "fip1", "floating_ip_address": "203.0.113.7",
          "port_id": "port1", "description": "imgfac-nova build b1"}]})
-    cloud.put(neutron + "v2.0/floatingips/fip1/tags", json={"tags": []})
+    cloud.put(NEUTRON + "v2.0/floatingips/fip1/tags", json={"tags": []})
     flavor = openstack.compute.v2.flavor.Flavor(id="1", name="1", disk=2)
     backend = nova.NovaBackend(conn, "b1", flavor, floating_ip=True)
     address = backend._floating_ip(nova_servers.Server("srv1", "guest", "guest"))
@@ -198,20 +202,14 @@ def test_a_security_group_whose_answer_was_lost_is_adopted(cloud):
     made the group is resolved by finding it (its name and the build's
     description; another build's group of that name is not it)."""
     from novaimagebuilder.machines import nova
-    neutron = "http://neutron.test/"
-    conn = openstack.connection.Connection(
-        session=retries.Session(auth=noauth.NoAuth()),
-        compute_endpoint_override=NOVA, network_endpoint_override=neutron)
-    cloud.get(neutron, json={"versions": [{
-        "id": "v2.0", "status": "CURRENT",
-        "links": [{"rel": "self", "href": neutron + "v2.0/"}]}]})
-    cloud.post(neutron + "v2.0/security-groups", [RESET])
-    cloud.get(neutron + "v2.0/security-groups", json={"security_groups": [
+    conn = connect_neutron(cloud)
+    cloud.post(NEUTRON + "v2.0/security-groups", [RESET])
+    cloud.get(NEUTRON + "v2.0/security-groups", json={"security_groups": [
         {"id": "sg0", "name": "imgfac-nova-b1-ssh",
          "description": "SSH for imgfac-nova build b0"},
         {"id": "sg1", "name": "imgfac-nova-b1-ssh",
          "description": "SSH for imgfac-nova build b1"}]})
-    cloud.put(neutron + "v2.0/security-groups/sg1/tags", json={"tags": []})
+    cloud.put(NEUTRON + "v2.0/security-groups/sg1/tags", json={"tags": []})
     flavor = openstack.compute.v2.flavor.Flavor(id="1", name="1", disk=2)
     group = nova.NovaBackend(conn, "b1", flavor)._ssh_group()
     assert group.id == "sg1"
