@@ -88,15 +88,20 @@ class GlanceProvider(base.CloudPlugin):
                                                 target_image.data),
                               functools.partial(glance.holds,
                                                 path=target_image.data))
-        if _hand_over(build, parsed, conn, target_image, parameters):
+        seen = _visible(conn, glance_id)
+        if seen is not None and _hand_over(build, parsed, conn, target_image,
+                                           parameters, seen):
             return
-        source = conn.glance if _same_entry(parsed, target_image,
-                                            self.cloud_auth) else \
-            glance.of(target_cloud(target_image, self.cloud_auth,
-                                   self.cloud_timeout))
+        if _same_entry(parsed, target_image, self.cloud_auth):
+            source, image = conn.glance, seen
+        else:
+            source, image = glance.of(target_cloud(
+                target_image, self.cloud_auth, self.cloud_timeout)), None
         where = "the cloud of target image %s" % target_image.identifier
-        image = glance.call("reading Glance image %s of target image %s" % (
-            glance_id, target_image.identifier), source.images.get, glance_id)
+        if image is None:
+            image = glance.call("reading Glance image %s of target image %s"
+                                % (glance_id, target_image.identifier),
+                                source.images.get, glance_id)
         self._push(build, parsed, conn, target_image, parameters,
                    image.get("size") or 0, "Copying Glance image %s" % glance_id,
                    functools.partial(transfer.copy, source, image,
@@ -258,25 +263,32 @@ def target_cloud(target_image, auth=None, timeout=None):
                                 where.get("interface"), auth=auth, timeout=timeout)
 
 
-def _hand_over(build, parsed, conn, target_image, parameters):
-    """Make the target's own Glance image the provider image when the
-    provider is the cloud and project that hold it and the push asks for
-    nothing that image does not have (name, visibility, container format,
-    min_disk, min_ram): True when it did. Nothing moves, and the image is
-    left as it is but for the ``glance_stores`` asked for, which its Glance
-    copies it into (the target still holds it: ``delete`` of either image
-    keeps it while the other holds it)."""
+def _visible(conn, glance_id):
+    """The Glance image ``glance_id`` as the provider's connection ``conn``
+    reads it; None when it sees none (another cloud, or a project it is not
+    visible to)."""
     from glanceclient import exc
     from novaimagebuilder.images import glance
-    from novaimagebuilder.images import stores
-    glance_id = target_image.properties[images.GLANCE_ID_PROPERTY]
     try:
-        image = conn.glance.images.get(glance_id)
+        return conn.glance.images.get(glance_id)
     except exc.HTTPNotFound:
-        return False  # another cloud, or a project it is not visible to
+        return None
     except Exception as error:
         raise errors.BuildError("reading Glance image %s on %s: %s" % (
             glance_id, conn.cloud, glance.explain(error))) from None
+
+
+def _hand_over(build, parsed, conn, target_image, parameters, image):
+    """Make the target's own Glance image (``image``, as the provider's
+    connection reads it) the provider image when the provider is the cloud
+    and project that hold it and the push asks for nothing that image does
+    not have (name, visibility, container format, min_disk, min_ram): True
+    when it did. Nothing moves, and the image is left as it is but for the
+    ``glance_stores`` asked for, which its Glance copies it into (the
+    target still holds it: ``delete`` of either image keeps it while the
+    other holds it)."""
+    from novaimagebuilder.images import stores
+    glance_id = image.id
     if image.get("owner") != conn.session.get_project_id() or \
             image.get("os_hash_value") != \
             target_image.properties.get("os_hash_value"):
