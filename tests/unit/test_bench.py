@@ -12,7 +12,8 @@ BENCH = os.path.join(TOOLS, "bench")
 
 def test_bench_imports_neither_the_tests_nor_pytest():
     imported = set()
-    for path in (BENCH, os.path.join(TOOLS, "bench_transfer.py")):
+    for path in (BENCH, os.path.join(TOOLS, "bench_transfer.py"),
+                 os.path.join(TOOLS, "bench_raw.py")):
         with open(path) as handle:
             imported |= _imports(ast.parse(handle.read()))
     assert "imgfac_nova" in imported  # the walk sees the children's imports
