@@ -336,7 +336,7 @@ def _ssh_sources(parameters):
     """The networks of ssh_source_cidr (refused with security_groups, whose
     rules are the operator's), or [] for the default."""
     from novaimagebuilder import errors
-    from novaimagebuilder.guest import ssh_source
+    from novaimagebuilder.machines import ssh_source
     try:
         sources = ssh_source.parse(parameters.get("ssh_source_cidr"))
     except ValueError as exc:

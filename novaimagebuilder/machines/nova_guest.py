@@ -2,8 +2,8 @@
 security group and floating IP, and the address SSH reaches it at."""
 from novaimagebuilder import cloud
 from novaimagebuilder import errors
-from novaimagebuilder.guest import ssh_source
 from novaimagebuilder.machines import nova_connect
+from novaimagebuilder.machines import ssh_source
 from novaimagebuilder import retries
 
 

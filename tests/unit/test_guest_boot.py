@@ -17,8 +17,8 @@ from novaimagebuilder import cloud as cloudlib
 from novaimagebuilder import errors
 from novaimagebuilder.guest import hostkeys
 from novaimagebuilder.machines import nova
+from novaimagebuilder.machines import ssh_source
 from novaimagebuilder import scrub
-from novaimagebuilder.guest import ssh_source
 from tests.unit.test_nova_rescue import NOVA
 from tests.unit.test_nova_rescue import nova_version
 
