@@ -44,8 +44,9 @@ def download(client, image_id, path, progress=None, cancel=None):
                 elif record.arrived():
                     image, report = _started(record.result(), path, progress)
                     report(done)
-        if image is None:
+        if image is None:  # the record came after the bytes
             image, report = _started(record.result(), path, progress)
+            report(done)
         _check(image, path, digest)
     except errors.BuildError:
         _remove(path)

@@ -72,6 +72,26 @@ def test_download_checks_the_hash(tmp_path):
     assert seen[-1] == 100
 
 
+def test_progress_ends_at_100_when_the_record_comes_after_the_bytes(
+        tmp_path):
+    data = _random(3 * streams.CHUNK + 5)
+    record = {"id": IMAGE, "status": "active", "size": len(data),
+              "disk_format": "raw", "container_format": "bare",
+              "os_hash_algo": "sha512",
+              "os_hash_value": hashlib.sha512(data).hexdigest()}
+
+    def slow_record(request, context):
+        time.sleep(0.5)
+        return record
+    seen = []
+    with requests_mock.Mocker() as mocker:
+        _mock(mocker, data, None)
+        mocker.get(URL + "/v2/images/" + IMAGE, json=slow_record)
+        download.download(_client(), IMAGE, str(tmp_path / "image"),
+                          progress=lambda p, n: seen.append(p))
+    assert seen == [100]
+
+
 def test_download_progress_is_reported_once_a_percent(tmp_path):
     data = bytes(120 * streams.CHUNK + 3)  # more chunks than percents
     seen = []
